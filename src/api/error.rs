@@ -1,0 +1,142 @@
+//! `ApiError`: every way the gateway itself answers a request with an error, mapped in one place
+//! to the HTTP status, the OpenAI error body (`{"error":{"message","type","param","code"}}`), and
+//! a low-cardinality label for metrics. Matches are exhaustive with no catch-all arm, so a new
+//! variant forces a decision everywhere.
+//!
+//! Upstream error *responses* are not `ApiError`s: they are relayed with their own status and body.
+
+use bytes::Bytes;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    InvalidJson(String),
+    #[error("Missing required parameter: '{0}'.")]
+    MissingField(&'static str),
+    #[error("Invalid value for '{field}': {message}")]
+    InvalidField { field: &'static str, message: String },
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("Request body is larger than the gateway's limit of {limit} bytes.")]
+    PayloadTooLarge { limit: u64 },
+    #[error("Unknown request URL: {method} {path}.")]
+    NotFound { method: String, path: String },
+    #[error("Method not allowed; this endpoint accepts {allowed}.")]
+    MethodNotAllowed { allowed: &'static str },
+    #[error("No provider is available for model `{model}`: {reason}.")]
+    NoProvider { model: String, reason: String },
+    #[error("Could not reach the provider: {0}.")]
+    UpstreamConnect(String),
+    #[error("The provider did not answer in time: {0}.")]
+    UpstreamTimeout(String),
+    #[error("The provider's response could not be read: {0}.")]
+    UpstreamProtocol(String),
+    #[error("Could not read the request body: {0}.")]
+    ClientBody(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::MissingField(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::ClientBody(_) => 400,
+            ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
+            ApiError::NoProvider { .. } => 503,
+            ApiError::UpstreamTimeout(_) => 504,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::MissingField(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::ModelNotFound(_)
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::NotFound { .. }
+            | ApiError::MethodNotAllowed { .. }
+            | ApiError::ClientBody(_) => "invalid_request_error",
+            ApiError::NoProvider { .. }
+            | ApiError::UpstreamConnect(_)
+            | ApiError::UpstreamTimeout(_)
+            | ApiError::UpstreamProtocol(_) => "api_error",
+        }
+    }
+
+    /// OpenAI's `error.code`, also the metric label for the kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::MissingField(_) => "missing_required_parameter",
+            ApiError::InvalidField { .. } => "invalid_value",
+            ApiError::ModelNotFound(_) => "model_not_found",
+            ApiError::PayloadTooLarge { .. } => "request_too_large",
+            ApiError::NotFound { .. } => "unknown_url",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::NoProvider { .. } => "no_provider_available",
+            ApiError::UpstreamConnect(_) => "upstream_connect_error",
+            ApiError::UpstreamTimeout(_) => "upstream_timeout",
+            ApiError::UpstreamProtocol(_) => "upstream_protocol_error",
+            ApiError::ClientBody(_) => "request_body_error",
+        }
+    }
+
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            ApiError::MissingField(f) | ApiError::InvalidField { field: f, .. } => Some(f),
+            ApiError::ModelNotFound(_) | ApiError::NoProvider { .. } => Some("model"),
+            ApiError::InvalidJson(_)
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::NotFound { .. }
+            | ApiError::MethodNotAllowed { .. }
+            | ApiError::UpstreamConnect(_)
+            | ApiError::UpstreamTimeout(_)
+            | ApiError::UpstreamProtocol(_)
+            | ApiError::ClientBody(_) => None,
+        }
+    }
+
+    /// The JSON error body.
+    pub fn body(&self) -> Bytes {
+        error_body(&self.to_string(), self.error_type(), self.param(), Some(self.code()))
+    }
+}
+
+/// An OpenAI-shaped error body.
+pub fn error_body(message: &str, error_type: &str, param: Option<&str>, code: Option<&str>) -> Bytes {
+    Bytes::from(
+        json!({"error": {"message": message, "type": error_type, "param": param, "code": code}}).to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_openai_shaped() {
+        let e = ApiError::ModelNotFound("gpt-9".into());
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(e.status(), 404);
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(v["error"]["message"].as_str().unwrap().contains("gpt-9"));
+    }
+
+    #[test]
+    fn missing_field_names_the_field() {
+        let e = ApiError::MissingField("messages");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(e.status(), 400);
+        assert_eq!(v["error"]["param"], "messages");
+        assert!(v["error"]["message"].as_str().unwrap().contains("messages"));
+    }
+}

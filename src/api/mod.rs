@@ -1,0 +1,110 @@
+//! Client-facing wire types and routing of the data-plane API: which endpoint a request is
+//! (`route`), the OpenAI-shaped error body (`error`), and the minimal borrowed parse of an OpenAI
+//! request that routing needs (`openai`).
+
+pub mod error;
+pub mod openai;
+
+pub use error::ApiError;
+
+/// An LLM endpoint whose request carries a `model` and is sent upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 3] = [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings];
+
+    /// Path below the provider's base URL (OpenAI layout).
+    pub fn openai_suffix(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+
+    /// Low-cardinality label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
+    /// The body field (besides `model`) without which the request is meaningless.
+    pub fn required_field(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "messages",
+            Endpoint::Completions => "prompt",
+            Endpoint::Embeddings => "input",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+        }
+    }
+}
+
+/// What a data-plane request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Llm(Endpoint),
+    Models,
+    NotFound,
+    MethodNotAllowed(&'static str),
+}
+
+/// Routes by method and path. The `/v1` prefix is optional, as clients configured with a bare
+/// host as base URL omit it; a query string and one trailing slash are ignored.
+pub fn route(method: &http::Method, path: &str) -> Route {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let path = path.strip_prefix("/v1").unwrap_or(path);
+    let (endpoint, allowed) = match path {
+        "/chat/completions" => (Some(Endpoint::ChatCompletions), "POST"),
+        "/completions" => (Some(Endpoint::Completions), "POST"),
+        "/embeddings" => (Some(Endpoint::Embeddings), "POST"),
+        "/models" => (None, "GET"),
+        _ => return Route::NotFound,
+    };
+    let want = if allowed == "POST" { http::Method::POST } else { http::Method::GET };
+    if *method != want {
+        return Route::MethodNotAllowed(allowed);
+    }
+    match endpoint {
+        Some(e) => Route::Llm(e),
+        None => Route::Models,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn routes_with_and_without_v1() {
+        assert_eq!(route(&Method::POST, "/v1/chat/completions"), Route::Llm(Endpoint::ChatCompletions));
+        assert_eq!(route(&Method::POST, "/chat/completions/"), Route::Llm(Endpoint::ChatCompletions));
+        assert_eq!(route(&Method::POST, "/v1/embeddings?x=1"), Route::Llm(Endpoint::Embeddings));
+        assert_eq!(route(&Method::POST, "/v1/completions"), Route::Llm(Endpoint::Completions));
+        assert_eq!(route(&Method::GET, "/v1/models"), Route::Models);
+    }
+
+    #[test]
+    fn wrong_method_and_unknown_path() {
+        assert_eq!(route(&Method::GET, "/v1/chat/completions"), Route::MethodNotAllowed("POST"));
+        assert_eq!(route(&Method::POST, "/v1/models"), Route::MethodNotAllowed("GET"));
+        assert_eq!(route(&Method::POST, "/v1/chat"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/"), Route::NotFound);
+    }
+}

@@ -1,0 +1,219 @@
+//! The OpenAI request as far as routing needs it, parsed in one borrowed pass over the body.
+//!
+//! The gateway does not re-serialise an OpenAI request to forward it to an OpenAI-dialect
+//! provider: it keeps the client's bytes and splices the upstream model name over the byte span
+//! of the `model` value (`LlmRequest::model_span`). Unknown fields, key order and number
+//! formatting reach the provider exactly as the client wrote them.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{ApiError, Endpoint};
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// A parsed LLM request: the original body plus what routing and relaying need.
+#[derive(Debug, Clone)]
+pub struct LlmRequest {
+    pub endpoint: Endpoint,
+    pub body: Bytes,
+    /// The alias the client asked for.
+    pub model: String,
+    /// Byte range of the `model` value (including its quotes) in `body`.
+    pub model_span: Range<usize>,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+impl LlmRequest {
+    pub fn parse(endpoint: Endpoint, body: Bytes) -> Result<LlmRequest, ApiError> {
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let peek: Peek = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match known_field(&path) {
+                Some(field) if !inner.is_syntax() && !inner.is_eof() => {
+                    ApiError::InvalidField { field, message: strip_position(&inner.to_string()) }
+                }
+                _ => ApiError::InvalidJson(inner.to_string()),
+            }
+        })?;
+        de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+
+        let raw_model = peek.model.ok_or(ApiError::MissingField("model"))?;
+        let model: Cow<str> = serde_json::from_str(raw_model.get()).map_err(|_| ApiError::InvalidField {
+            field: "model",
+            message: "expected a string".into(),
+        })?;
+        if model.is_empty() {
+            return Err(ApiError::InvalidField { field: "model", message: "must not be empty".into() });
+        }
+        let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
+        let model_span = start..start + raw_model.get().len();
+
+        let required = match endpoint {
+            Endpoint::ChatCompletions => peek.messages,
+            Endpoint::Completions => peek.prompt,
+            Endpoint::Embeddings => peek.input,
+        };
+        let field = endpoint.required_field();
+        let required = required.ok_or(ApiError::MissingField(field))?;
+        if endpoint == Endpoint::ChatCompletions && !required.get().starts_with('[') {
+            return Err(ApiError::InvalidField { field, message: "expected an array of messages".into() });
+        }
+        if required.get() == "null" {
+            return Err(ApiError::MissingField(field));
+        }
+        let stream = peek.stream.unwrap_or(false);
+        if stream && endpoint == Endpoint::Embeddings {
+            return Err(ApiError::InvalidField { field: "stream", message: "embeddings cannot be streamed".into() });
+        }
+        let include_usage = stream && peek.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
+        Ok(LlmRequest { endpoint, model: model.into_owned(), model_span, stream, include_usage, body })
+    }
+
+    /// The body with the `model` value replaced by `model_json` (a JSON string literal).
+    pub fn body_with_model(&self, model_json: &[u8]) -> Bytes {
+        let (head, tail) = (&self.body[..self.model_span.start], &self.body[self.model_span.end..]);
+        let mut out = Vec::with_capacity(head.len() + model_json.len() + tail.len());
+        out.extend_from_slice(head);
+        out.extend_from_slice(model_json);
+        out.extend_from_slice(tail);
+        Bytes::from(out)
+    }
+}
+
+fn known_field(path: &str) -> Option<&'static str> {
+    let top = path.split(['.', '[']).next().unwrap_or_default();
+    ["model", "stream", "stream_options", "messages", "prompt", "input"].into_iter().find(|f| *f == top)
+}
+
+fn strip_position(msg: &str) -> String {
+    msg.find(" at line ").map_or_else(|| msg.to_string(), |i| msg[..i].to_string())
+}
+
+/// Token usage as OpenAI reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// The `usage` object of a response body or stream chunk, if it has one.
+pub fn usage_of(json: &[u8]) -> Option<Usage> {
+    // Cheap pre-check: most stream chunks carry no usage.
+    memchr::memmem::find(json, b"\"usage\"")?;
+    serde_json::from_slice::<UsageOnly>(json).ok()?.usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(body: &str) -> Result<LlmRequest, ApiError> {
+        LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(body.to_string()))
+    }
+
+    #[test]
+    fn finds_model_and_splices_it() {
+        let body = r#"{"messages":[{"role":"user","content":"hi \"model\": x"}],"extra":{"a":[1,2.50]},"model" : "demo","stream":true,"stream_options":{"include_usage":true}}"#;
+        let r = chat(body).unwrap();
+        assert_eq!(r.model, "demo");
+        assert!(r.stream && r.include_usage);
+        let out = r.body_with_model(br#""gpt-4o-2024""#);
+        let expected = body.replace(r#""model" : "demo""#, r#""model" : "gpt-4o-2024""#);
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+    }
+
+    #[test]
+    fn escaped_model_names_decode() {
+        let r = chat(r#"{"model":"a\u0062c","messages":[]}"#).unwrap();
+        assert_eq!(r.model, "abc");
+        assert_eq!(&r.body[r.model_span.clone()], br#""a\u0062c""#);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_eq!(chat(r#"{"messages":[]}"#).unwrap_err(), ApiError::MissingField("model"));
+        assert_eq!(chat(r#"{"model":"m"}"#).unwrap_err(), ApiError::MissingField("messages"));
+        assert!(matches!(chat(r#"{"model":"m","messages":[}"#), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(chat(r#"{"model":"m","messages":[]} trailing"#), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(chat(r#"{"model":5,"messages":[]}"#), Err(ApiError::InvalidField { field: "model", .. })));
+        assert!(matches!(chat(r#"{"model":"m","messages":"x"}"#), Err(ApiError::InvalidField { field: "messages", .. })));
+        assert!(matches!(
+            chat(r#"{"model":"m","messages":[],"stream":"yes"}"#),
+            Err(ApiError::InvalidField { field: "stream", .. })
+        ));
+        assert!(matches!(chat("[]"), Err(ApiError::InvalidJson(_))));
+        assert!(matches!(chat(""), Err(ApiError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn embeddings_need_input_and_cannot_stream() {
+        let e = |b: &str| LlmRequest::parse(Endpoint::Embeddings, Bytes::from(b.to_string()));
+        assert_eq!(e(r#"{"model":"m"}"#).unwrap_err(), ApiError::MissingField("input"));
+        assert!(e(r#"{"model":"m","input":"x"}"#).is_ok());
+        assert!(e(r#"{"model":"m","input":"x","stream":true}"#).is_err());
+    }
+
+    #[test]
+    fn usage_is_found_only_where_present() {
+        assert_eq!(
+            usage_of(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#),
+            Some(Usage { prompt_tokens: 3, completion_tokens: 4 })
+        );
+        assert_eq!(usage_of(br#"{"choices":[{"delta":{"content":"x"}}]}"#), None);
+        assert_eq!(usage_of(br#"{"usage":null}"#), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in ".{0,300}") {
+            for e in Endpoint::ALL {
+                let _ = LlmRequest::parse(e, Bytes::from(s.clone()));
+            }
+        }
+
+        #[test]
+        fn splice_keeps_everything_but_the_model(prefix in "[a-z]{0,8}", model in "[ -~]{1,20}", tail in "[a-z0-9]{0,20}") {
+            let body = serde_json::json!({ "messages": [{"role":"user","content": prefix}], "model": model, "z": tail }).to_string();
+            let r = chat(&body).unwrap();
+            proptest::prop_assert_eq!(&r.model, &model);
+            let out: serde_json::Value = serde_json::from_slice(&r.body_with_model(br#""up""#)).unwrap();
+            proptest::prop_assert_eq!(&out["model"], "up");
+            proptest::prop_assert_eq!(&out["z"], tail.as_str());
+        }
+    }
+}

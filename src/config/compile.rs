@@ -1,0 +1,365 @@
+//! Raw config → validated `Snapshot`. Every problem is collected (not just the first) with its key
+//! path and line, so `tollgate check` and a rejected reload list everything wrong at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use pingora::upstreams::peer::HttpPeer;
+
+use super::env::expand_with;
+use super::error::{ConfigError, ConfigErrors};
+use super::locate::{line_of, render, Seg};
+use super::raw::{RawConfig, RawProvider, RawProviderKind, RawTimeouts};
+use super::secret::Secret;
+use super::snapshot::{ModelAlias, Provider, ServerSettings, Snapshot, Target, Timeouts};
+use crate::providers::ProviderKind;
+
+/// Environment lookup and DNS resolution are injected so tests can run hermetically.
+pub struct Env<'a> {
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+    pub resolve: &'a dyn Fn(&str, u16) -> Result<SocketAddr, String>,
+}
+
+impl Env<'static> {
+    pub fn system() -> Self {
+        Env { var: &|name| std::env::var(name).ok(), resolve: &resolve_system }
+    }
+}
+
+fn resolve_system(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "no address".to_string())
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    doc: &'a str,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.display().to_string(),
+            line: line_of(self.doc, path),
+            path: render(path),
+            message: message.into(),
+        });
+    }
+}
+
+fn key(s: &str) -> Seg {
+    Seg::Key(s.to_string())
+}
+
+pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErrors> {
+    let mut cx = Ctx { file, doc, errors: Vec::new(), warnings: Vec::new() };
+    let server = compile_server(&raw, &mut cx);
+    let defaults = merge_timeouts(&[key("timeouts")], &raw.timeouts, Timeouts::DEFAULT, &mut cx);
+
+    let mut providers = BTreeMap::new();
+    for (name, p) in &raw.providers {
+        let provider = compile_provider(name, p, defaults, env, &mut cx);
+        providers.insert(name.clone(), Arc::new(provider));
+    }
+
+    let mut models = HashMap::new();
+    for (alias, m) in &raw.models {
+        let path = [key("models"), key(alias)];
+        if alias.is_empty() {
+            cx.error(&path, "a model alias must not be empty");
+        }
+        if m.targets.is_empty() {
+            cx.error(&[key("models"), key(alias), key("targets")], "needs at least one target");
+        }
+        let mut targets = Vec::with_capacity(m.targets.len());
+        for (i, t) in m.targets.iter().enumerate() {
+            let tpath = |f: &str| vec![key("models"), key(alias), key("targets"), Seg::Index(i), key(f)];
+            if t.model.is_empty() {
+                cx.error(&tpath("model"), "must not be empty");
+            }
+            match providers.get(&t.provider) {
+                Some(provider) => targets.push(Arc::new(Target {
+                    provider: Arc::clone(provider),
+                    model: t.model.clone(),
+                    model_json: Bytes::from(serde_json::Value::from(t.model.as_str()).to_string()),
+                })),
+                None => cx.error(
+                    &tpath("provider"),
+                    format!("unknown provider {:?} (defined: {})", t.provider, list(providers.keys())),
+                ),
+            }
+        }
+        for (i, fb) in m.fallbacks.iter().enumerate() {
+            let fpath = [key("models"), key(alias), key("fallbacks"), Seg::Index(i)];
+            if fb == alias {
+                cx.error(&fpath, "an alias cannot fall back to itself");
+            } else if !raw.models.contains_key(fb) {
+                cx.error(&fpath, format!("unknown model alias {fb:?}"));
+            }
+        }
+        models.insert(
+            alias.as_str().into(),
+            Arc::new(ModelAlias {
+                name: alias.clone(),
+                targets,
+                fallbacks: m.fallbacks.clone(),
+                hidden: m.hidden,
+            }),
+        );
+    }
+
+    if !cx.errors.is_empty() {
+        return Err(ConfigErrors { errors: cx.errors });
+    }
+    let server = server.ok_or_else(|| ConfigErrors { errors: Vec::new() })?;
+    if !providers.values().any(|p| p.is_enabled()) {
+        cx.warnings.push("no provider is enabled: every model request will fail until one is".into());
+    }
+    let models_list_body = models_list_body(&models);
+    Ok(Snapshot {
+        path: file.to_path_buf(),
+        server,
+        providers,
+        models,
+        models_list_body,
+        warnings: cx.warnings,
+    })
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
+    let s = &raw.server;
+    let addr = |field: &str, value: &str, cx: &mut Ctx| -> Option<SocketAddr> {
+        match value.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                cx.error(&[key("server"), key(field)], format!("{value:?} is not an ip:port address"));
+                None
+            }
+        }
+    };
+    let listen = addr("listen", &s.listen, cx);
+    let admin_listen = addr("admin_listen", &s.admin_listen, cx);
+    let mock_listen = match &s.mock_listen {
+        Some(m) => Some(addr("mock_listen", m, cx)?),
+        None => None,
+    };
+    if s.max_body_bytes == 0 {
+        cx.error(&[key("server"), key("max_body_bytes")], "must be greater than 0");
+    }
+    let (listen, admin_listen) = (listen?, admin_listen?);
+    let all = [Some(listen), Some(admin_listen), mock_listen];
+    for (i, a) in all.iter().enumerate() {
+        if a.is_some() && all[..i].contains(a) {
+            cx.error(&[key("server")], "listen, admin_listen and mock_listen must be different addresses");
+        }
+    }
+    Some(ServerSettings {
+        listen,
+        admin_listen,
+        mock_listen,
+        threads: s.threads,
+        max_body_bytes: s.max_body_bytes,
+        shutdown_grace: s.shutdown_grace,
+        reload_poll: s.reload_poll,
+    })
+}
+
+fn merge_timeouts(path: &[Seg], raw: &RawTimeouts, base: Timeouts, cx: &mut Ctx) -> Timeouts {
+    let mut pick = |field: &str, v: Option<std::time::Duration>, d| match v {
+        Some(v) if v.is_zero() => {
+            let mut p = path.to_vec();
+            p.push(key(field));
+            cx.error(&p, "must be greater than 0");
+            d
+        }
+        Some(v) => v,
+        None => d,
+    };
+    Timeouts {
+        connect: pick("connect", raw.connect, base.connect),
+        first_byte: pick("first_byte", raw.first_byte, base.first_byte),
+        idle: pick("idle", raw.idle, base.idle),
+    }
+}
+
+fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, cx: &mut Ctx) -> Provider {
+    let path = |f: &str| vec![key("providers"), key(name), key(f)];
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || name.is_empty() {
+        cx.error(&[key("providers"), key(name)], "provider names use letters, digits, '-' and '_'");
+    }
+    let kind = match p.kind {
+        RawProviderKind::Openai => ProviderKind::OpenAi,
+        RawProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
+    };
+    let timeouts = merge_timeouts(&path("timeouts"), &p.timeouts, defaults, cx);
+    let mut disabled = (!p.enabled).then(|| "disabled in the config (enabled: false)".to_string());
+
+    // Base URL (may reference the environment; an unset variable here is an error, not a warning).
+    let base_url = match expand_with(&p.base_url, env.var) {
+        Ok(e) if e.missing.is_empty() => Some(e.value),
+        Ok(e) => {
+            cx.error(&path("base_url"), format!("environment variable {} is not set", e.missing.join(", ")));
+            None
+        }
+        Err(msg) => {
+            cx.error(&path("base_url"), msg);
+            None
+        }
+    };
+    let parsed = base_url.and_then(|u| match url::Url::parse(&u) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            if url.query().is_some() || url.fragment().is_some() {
+                cx.error(&path("base_url"), "must not have a query or fragment");
+                None
+            } else {
+                Some(url)
+            }
+        }
+        Ok(_) => {
+            cx.error(&path("base_url"), format!("{u:?} must be an http:// or https:// URL with a host"));
+            None
+        }
+        Err(e) => {
+            cx.error(&path("base_url"), format!("{u:?} is not a URL: {e}"));
+            None
+        }
+    });
+
+    // Keys: unset variables disable the provider with one warning.
+    let mut keys = Vec::new();
+    let mut missing = Vec::new();
+    for (i, k) in p.api_keys.iter().enumerate() {
+        match expand_with(k, env.var) {
+            Ok(e) if e.missing.is_empty() && !e.value.is_empty() => keys.push(Secret::new(e.value)),
+            Ok(e) => missing.extend(e.missing),
+            Err(msg) => {
+                let mut kp = path("api_keys");
+                kp.push(Seg::Index(i));
+                cx.error(&kp, msg);
+            }
+        }
+    }
+    if keys.is_empty() && disabled.is_none() {
+        let why = if missing.is_empty() {
+            "has no api_keys".to_string()
+        } else {
+            format!("{} not set", missing.join(", "))
+        };
+        cx.warnings.push(format!("provider {name:?} is disabled: {why}"));
+        disabled = Some(why);
+    }
+    let mut auth = Vec::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        match HeaderValue::try_from(format!("Bearer {}", k.expose())) {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                auth.push(v);
+            }
+            Err(_) => {
+                let mut kp = path("api_keys");
+                kp.push(Seg::Index(i));
+                cx.error(&kp, "the key contains characters that cannot go in an HTTP header");
+            }
+        }
+    }
+
+    let mut headers = Vec::new();
+    for (h, v) in &p.headers {
+        let mut hp = path("headers");
+        hp.push(key(h));
+        let Ok(hn) = HeaderName::try_from(h.as_str()) else {
+            cx.error(&hp, "not a valid header name");
+            continue;
+        };
+        if matches!(hn.as_str(), "host" | "content-length" | "authorization" | "transfer-encoding" | "connection") {
+            cx.error(&hp, "this header is set by the gateway and cannot be overridden");
+            continue;
+        }
+        match expand_with(v, env.var) {
+            Ok(e) if e.missing.is_empty() => match HeaderValue::try_from(e.value) {
+                Ok(mut hv) => {
+                    hv.set_sensitive(v.contains("${"));
+                    headers.push((hn, hv));
+                }
+                Err(_) => cx.error(&hp, "not a valid header value"),
+            },
+            Ok(e) => cx.error(&hp, format!("environment variable {} is not set", e.missing.join(", "))),
+            Err(msg) => cx.error(&hp, msg),
+        }
+    }
+
+    let (mut peer, mut host_header, mut path_prefix) = (None, HeaderValue::from_static(""), String::new());
+    if let Some(url) = parsed {
+        let tls = url.scheme() == "https";
+        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+        path_prefix = url.path().trim_end_matches('/').to_string();
+        let hh = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        host_header = HeaderValue::try_from(hh).unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        if disabled.is_none() {
+            match (env.resolve)(&host, port) {
+                Ok(addr) => {
+                    let mut hp = HttpPeer::new(addr, tls, host.clone());
+                    hp.options.connection_timeout = Some(timeouts.connect);
+                    hp.options.total_connection_timeout = Some(timeouts.connect);
+                    hp.options.idle_timeout = Some(std::time::Duration::from_secs(90));
+                    peer = Some(hp);
+                }
+                Err(e) => {
+                    let why = format!("cannot resolve {host}: {e}");
+                    cx.warnings.push(format!("provider {name:?} is disabled: {why}"));
+                    disabled = Some(why);
+                }
+            }
+        }
+    }
+    Provider::new(
+        name.to_string(),
+        kind,
+        disabled,
+        peer,
+        host_header,
+        path_prefix,
+        keys,
+        auth,
+        headers,
+        timeouts,
+    )
+}
+
+fn models_list_body(models: &HashMap<Box<str>, Arc<ModelAlias>>) -> Bytes {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut listed: Vec<&Arc<ModelAlias>> = models
+        .values()
+        .filter(|m| !m.hidden && m.targets.iter().any(|t| t.provider.is_enabled()))
+        .collect();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    let data: Vec<serde_json::Value> = listed
+        .iter()
+        .map(|m| serde_json::json!({"id": m.name, "object": "model", "created": created, "owned_by": "tollgate"}))
+        .collect();
+    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}

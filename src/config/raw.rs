@@ -1,0 +1,140 @@
+//! The config file as written: strict serde types (`deny_unknown_fields` everywhere), no
+//! cross-references checked yet. `compile` turns this into a validated `Snapshot`.
+//!
+//! Every field is documented in `conf/tollgate.yaml`; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: String,
+    /// When set, this process also serves the built-in mock provider on this address.
+    #[serde(default)]
+    pub mock_listen: Option<String>,
+    /// Worker threads of the data plane; 0 means one per CPU.
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// How long a graceful shutdown (SIGTERM) waits for in-flight requests.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// How often the config file is checked for changes; 0s disables polling (SIGHUP still works).
+    #[serde(default = "default_reload_poll", with = "humantime_serde")]
+    pub reload_poll: Duration,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: default_listen(),
+            admin_listen: default_admin_listen(),
+            mock_listen: None,
+            threads: 0,
+            max_body_bytes: default_max_body_bytes(),
+            shutdown_grace: default_grace(),
+            reload_poll: default_reload_poll(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
+}
+fn default_max_body_bytes() -> u64 {
+    32 * 1024 * 1024
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_reload_poll() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Upstream timeouts. Every field is optional so a provider can override only some of them.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// TCP connect plus TLS handshake.
+    #[serde(default, with = "humantime_serde")]
+    pub connect: Option<Duration>,
+    /// From the request being sent to the response header (for a non-streamed answer this is the
+    /// whole generation time).
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte: Option<Duration>,
+    /// Longest silence between two body chunks of a response.
+    #[serde(default, with = "humantime_serde")]
+    pub idle: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: RawProviderKind,
+    pub base_url: String,
+    /// Keys used in rotation; `${ENV}` references. A provider with no key set is disabled.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// Extra static headers sent upstream (values may use `${ENV}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Set to false to keep a provider in the file but unused.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawProviderKind {
+    Openai,
+    OpenaiCompatible,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub targets: Vec<RawTarget>,
+    /// Other aliases tried, in order, when every target failed before answering.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Hidden aliases are routable but not listed by `GET /v1/models`.
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub provider: String,
+    /// The model name the provider knows.
+    pub model: String,
+}

@@ -1,0 +1,150 @@
+//! The compiled, validated config: one immutable `Snapshot` that every request reads through an
+//! `Arc` (see `ConfigStore`). Everything a request needs is precomputed here (resolved peers, the
+//! upstream paths, `Authorization` header values, the `/v1/models` body) so the request path does
+//! no parsing, formatting or DNS.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use pingora::upstreams::peer::HttpPeer;
+
+use super::secret::Secret;
+use crate::providers::ProviderKind;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The file this snapshot was built from.
+    pub path: PathBuf,
+    pub server: ServerSettings,
+    pub providers: BTreeMap<String, Arc<Provider>>,
+    pub models: HashMap<Box<str>, Arc<ModelAlias>>,
+    /// The `GET /v1/models` response body.
+    pub models_list_body: Bytes,
+    /// Non-fatal problems (a provider disabled for lack of a key, …), logged once per load.
+    pub warnings: Vec<String>,
+}
+
+impl Snapshot {
+    pub fn model(&self, alias: &str) -> Option<&Arc<ModelAlias>> {
+        self.models.get(alias)
+    }
+
+    pub fn enabled_providers(&self) -> usize {
+        self.providers.values().filter(|p| p.is_enabled()).count()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub mock_listen: Option<SocketAddr>,
+    pub threads: usize,
+    pub max_body_bytes: u64,
+    pub shutdown_grace: Duration,
+    pub reload_poll: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        first_byte: Duration::from_secs(120),
+        idle: Duration::from_secs(60),
+    };
+}
+
+/// An upstream provider account: where it is, how to authenticate, how long to wait.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// `None` when enabled; otherwise why the provider is not used.
+    pub disabled: Option<String>,
+    /// Resolved address and TLS settings; `None` when disabled.
+    pub peer: Option<HttpPeer>,
+    /// `Host` header value (host, plus the port when it is not the scheme's default).
+    pub host_header: HeaderValue,
+    /// The base URL's path without a trailing slash (`/v1`).
+    pub path_prefix: String,
+    /// Precomputed `Authorization` values, one per key, marked sensitive.
+    pub auth: Vec<HeaderValue>,
+    next_key: AtomicUsize,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeouts: Timeouts,
+    /// Kept for later dialects that sign requests instead of sending a bearer header.
+    pub keys: Vec<Secret>,
+}
+
+impl Provider {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        name: String,
+        kind: ProviderKind,
+        disabled: Option<String>,
+        peer: Option<HttpPeer>,
+        host_header: HeaderValue,
+        path_prefix: String,
+        keys: Vec<Secret>,
+        auth: Vec<HeaderValue>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        timeouts: Timeouts,
+    ) -> Self {
+        Provider {
+            name,
+            kind,
+            disabled,
+            peer,
+            host_header,
+            path_prefix,
+            auth,
+            next_key: AtomicUsize::new(0),
+            headers,
+            timeouts,
+            keys,
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.disabled.is_none() && self.peer.is_some()
+    }
+
+    /// The next `Authorization` value, round-robin over the provider's keys.
+    pub fn next_auth(&self) -> Option<&HeaderValue> {
+        if self.auth.is_empty() {
+            return None;
+        }
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.auth.len();
+        self.auth.get(i)
+    }
+}
+
+/// A name clients send as `model`.
+#[derive(Debug)]
+pub struct ModelAlias {
+    pub name: String,
+    pub targets: Vec<Arc<Target>>,
+    pub fallbacks: Vec<String>,
+    pub hidden: bool,
+}
+
+/// One concrete (provider, upstream model) a request can be sent to.
+#[derive(Debug)]
+pub struct Target {
+    pub provider: Arc<Provider>,
+    pub model: String,
+    /// `model` as a JSON string literal, ready to splice into a request body.
+    pub model_json: Bytes,
+}

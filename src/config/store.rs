@@ -1,0 +1,73 @@
+//! `ConfigStore`: the live snapshot behind `ArcSwap`, and reload.
+//!
+//! Readers call `current()` (one atomic load and refcount bump, no lock). `reload()` builds a new
+//! snapshot off the request path and swaps it in only if it is valid; the old one stays otherwise.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::{load_file, ConfigErrors, Snapshot};
+
+pub struct ConfigStore {
+    path: PathBuf,
+    current: ArcSwap<Snapshot>,
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    Swapped,
+    /// The new snapshot differs in listener settings, which only take effect on restart.
+    SwappedNeedsRestart(Vec<&'static str>),
+}
+
+impl ConfigStore {
+    pub fn new(path: &Path, initial: Snapshot) -> Self {
+        log_warnings(&initial.warnings, &BTreeSet::new());
+        ConfigStore { path: path.to_path_buf(), current: ArcSwap::from_pointee(initial) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The snapshot a new request should use.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the file (blocking: file I/O and DNS; call it off the request path) and swaps the
+    /// new snapshot in if it is valid.
+    pub fn reload(&self) -> Result<ReloadOutcome, ConfigErrors> {
+        let next = load_file(&self.path)?;
+        let prev = self.current.load();
+        let old: BTreeSet<String> = prev.warnings.iter().cloned().collect();
+        log_warnings(&next.warnings, &old);
+        let (a, b) = (&prev.server, &next.server);
+        let mut restart = Vec::new();
+        if a.listen != b.listen {
+            restart.push("server.listen");
+        }
+        if a.admin_listen != b.admin_listen {
+            restart.push("server.admin_listen");
+        }
+        if a.mock_listen != b.mock_listen {
+            restart.push("server.mock_listen");
+        }
+        if a.threads != b.threads {
+            restart.push("server.threads");
+        }
+        self.current.store(Arc::new(next));
+        Ok(if restart.is_empty() { ReloadOutcome::Swapped } else { ReloadOutcome::SwappedNeedsRestart(restart) })
+    }
+}
+
+/// Logs each warning once: on reload only the ones that are new.
+fn log_warnings(warnings: &[String], already: &BTreeSet<String>) {
+    for w in warnings.iter().filter(|w| !already.contains(*w)) {
+        tracing::warn!("{w}");
+    }
+}

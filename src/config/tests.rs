@@ -1,0 +1,224 @@
+//! Config parsing and validation tests, hermetic: environment and DNS are injected.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::*;
+
+fn env_with(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+}
+
+fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if host == "unresolvable.invalid" {
+        return Err("no such host".into());
+    }
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn load(doc: &str, vars: &'static [(&'static str, &'static str)]) -> Result<Snapshot, ConfigErrors> {
+    let var = env_with(vars);
+    let env = Env { var: &var, resolve: &resolve_local };
+    load_str(Path::new("test.yaml"), doc, &env)
+}
+
+const GOOD: &str = "\
+server:
+  listen: 127.0.0.1:8080
+providers:
+  openai:
+    kind: openai
+    base_url: https://api.openai.com/v1
+    api_keys: [\"${OPENAI_API_KEY}\"]
+  local:
+    kind: openai_compatible
+    base_url: http://localhost:8000/v1/
+    api_keys: [\"k1\", \"k2\"]
+models:
+  gpt:
+    targets:
+      - provider: openai
+        model: gpt-4o
+    fallbacks: [local-model]
+  local-model:
+    targets: [ { provider: local, model: llama } ]
+  secret:
+    hidden: true
+    targets: [ { provider: local, model: x } ]
+";
+
+#[test]
+fn a_good_config_compiles() {
+    let s = load(GOOD, &[("OPENAI_API_KEY", "sk-test")]).unwrap();
+    assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.server.admin_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(s.server.max_body_bytes, 32 * 1024 * 1024);
+    let local = &s.providers["local"];
+    assert!(local.is_enabled());
+    assert_eq!(local.path_prefix, "/v1");
+    assert_eq!(local.host_header, "localhost:8000");
+    assert_eq!(s.providers["openai"].host_header, "api.openai.com");
+    // Keys rotate.
+    let a = local.next_auth().unwrap().clone();
+    let b = local.next_auth().unwrap().clone();
+    assert_ne!(a, b);
+    assert_eq!(a, "Bearer k1");
+    assert!(a.is_sensitive());
+    let t = &s.model("gpt").unwrap().targets[0];
+    assert_eq!(&t.model_json[..], b"\"gpt-4o\"");
+    assert!(s.warnings.is_empty());
+}
+
+#[test]
+fn models_list_has_visible_servable_aliases_only() {
+    let s = load(GOOD, &[]).unwrap(); // OPENAI_API_KEY unset: `gpt` is not servable
+    let v: serde_json::Value = serde_json::from_slice(&s.models_list_body).unwrap();
+    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["local-model"]);
+    assert_eq!(v["object"], "list");
+}
+
+#[test]
+fn unset_key_disables_the_provider_with_one_warning() {
+    let s = load(GOOD, &[]).unwrap();
+    let p = &s.providers["openai"];
+    assert!(!p.is_enabled());
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(s.warnings[0].contains("OPENAI_API_KEY"), "{}", s.warnings[0]);
+    // The plan skips it and names why when nothing is left.
+    let plan = crate::routing::plan(&s, "gpt").unwrap();
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].provider.name, "local");
+}
+
+#[test]
+fn unknown_field_names_line_and_key() {
+    let doc = "server:\n  listen: 127.0.0.1:1\n  lisen: x\n";
+    let e = load(doc, &[]).unwrap_err();
+    assert_eq!(e.errors.len(), 1);
+    let err = &e.errors[0];
+    assert_eq!(err.line, Some(3));
+    assert!(err.message.contains("lisen"), "{err}");
+    assert!(err.to_string().starts_with("test.yaml:3:"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_key_path() {
+    let doc = "providers:\n  a:\n    kind: openai\n    base_url: http://x\n    api_keys: 5\n";
+    let e = load(doc, &[]).unwrap_err();
+    let err = &e.errors[0];
+    assert_eq!(err.path, "providers.a.api_keys");
+    assert_eq!(err.line, Some(5));
+}
+
+#[test]
+fn unknown_kind_is_rejected() {
+    let doc = "providers:\n  a:\n    kind: openia\n    base_url: http://x\n";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(e.errors[0].message.contains("openia"), "{}", e.errors[0]);
+    assert_eq!(e.errors[0].line, Some(3));
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_line() {
+    let doc = "\
+server:
+  listen: nowhere
+providers:
+  a:
+    kind: openai
+    base_url: ftp://x
+    api_keys: [k]
+  b:
+    kind: openai
+    base_url: http://b
+    api_keys: [k]
+    headers:
+      authorization: nope
+models:
+  m:
+    targets:
+      - provider: a
+        model: x
+      - provider: zzz
+        model: y
+    fallbacks: [m, nope]
+  empty:
+    targets: []
+";
+    let e = load(doc, &[]).unwrap_err();
+    let found: Vec<(String, Option<usize>)> = e.errors.iter().map(|e| (e.path.clone(), e.line)).collect();
+    let expect = [
+        ("server.listen", Some(2)),
+        ("providers.a.base_url", Some(6)),
+        ("providers.b.headers.authorization", Some(13)),
+        ("models.m.targets[1].provider", Some(19)),
+        ("models.m.fallbacks[0]", Some(21)),
+        ("models.m.fallbacks[1]", Some(21)),
+        ("models.empty.targets", Some(23)),
+    ];
+    for (path, line) in expect {
+        assert!(found.contains(&(path.to_string(), line)), "missing {path} at {line:?} in {found:?}");
+    }
+    assert_eq!(e.errors.len(), expect.len(), "{e}");
+}
+
+#[test]
+fn unresolvable_host_disables_with_a_warning() {
+    let doc = "providers:\n  a:\n    kind: openai\n    base_url: https://unresolvable.invalid/v1\n    api_keys: [k]\n";
+    let s = load(doc, &[]).unwrap();
+    assert!(!s.providers["a"].is_enabled());
+    assert!(s.warnings.iter().any(|w| w.contains("cannot resolve")), "{:?}", s.warnings);
+}
+
+#[test]
+fn base_url_env_must_be_set() {
+    let doc = "providers:\n  a:\n    kind: openai\n    base_url: ${BASE}\n    api_keys: [k]\n";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(e.errors[0].message.contains("BASE"));
+    assert!(load(doc, &[("BASE", "http://h:1")]).is_ok());
+}
+
+#[test]
+fn zero_timeout_and_same_listeners_are_errors() {
+    let doc = "server:\n  listen: 127.0.0.1:1\n  admin_listen: 127.0.0.1:1\ntimeouts:\n  idle: 0s\n";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(e.errors.iter().any(|e| e.path == "timeouts.idle" && e.line == Some(5)), "{e}");
+    assert!(e.errors.iter().any(|e| e.path == "server"), "{e}");
+}
+
+#[test]
+fn provider_timeouts_override_single_fields() {
+    let doc = "timeouts:\n  connect: 2s\n  idle: 9s\nproviders:\n  a:\n    kind: openai\n    base_url: http://a\n    api_keys: [k]\n    timeouts: { idle: 3s }\n";
+    let s = load(doc, &[]).unwrap();
+    let t = s.providers["a"].timeouts;
+    assert_eq!(t.connect, std::time::Duration::from_secs(2));
+    assert_eq!(t.idle, std::time::Duration::from_secs(3));
+    assert_eq!(t.first_byte, Timeouts::DEFAULT.first_byte);
+}
+
+#[test]
+fn secrets_do_not_leak_through_debug() {
+    let s = load(GOOD, &[("OPENAI_API_KEY", "sk-very-secret")]).unwrap();
+    let dump = format!("{:?}", s.providers["openai"]);
+    assert!(!dump.contains("sk-very-secret"), "{dump}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tollgate.yaml");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let env = Env { var: &|_| None, resolve: &resolve_local };
+    let s = load_str(&path, &doc, &env).unwrap();
+    assert!(s.providers["mock"].is_enabled());
+    assert!(!s.providers["openai"].is_enabled());
+    assert!(s.model("demo").is_some());
+    assert!(s.server.mock_listen.is_some());
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_yaml_never_panics(doc in "[ -~\n]{0,300}") {
+        let _ = load(&doc, &[]);
+    }
+}

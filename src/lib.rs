@@ -1,0 +1,17 @@
+//! Tollgate: an AI gateway on Cloudflare's Pingora.
+//!
+//! The data plane is one `ProxyHttp` implementation (`proxy`); everything it decides is done by
+//! plain modules that know nothing about Pingora (`config`, `api`, `providers`, `sse`, `routing`,
+//! `telemetry`), so they are testable and benchable without a socket. `mock` is the mock LLM
+//! provider used by tests, benches, load tests and the demo config.
+
+pub mod admin;
+pub mod api;
+pub mod config;
+pub mod mock;
+pub mod providers;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod sse;
+pub mod telemetry;

@@ -1,0 +1,109 @@
+//! The `tollgate` command: `run` the gateway, `check` a config, serve the `mock-provider`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "An AI gateway on Pingora: one OpenAI-compatible API in front of every LLM provider")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// The config file.
+        #[arg(long, short, env = "TOLLGATE_CONFIG", default_value = "conf/tollgate.yaml")]
+        config: PathBuf,
+        /// Take the listening sockets over from a running instance (zero-downtime upgrade).
+        #[arg(long)]
+        upgrade: bool,
+        /// Directory for the pid file and the upgrade socket.
+        #[arg(long, env = "TOLLGATE_RUNTIME_DIR")]
+        runtime_dir: Option<String>,
+    },
+    /// Validate a config file: print every problem and exit non-zero if there is one.
+    Check {
+        #[arg(long, short, env = "TOLLGATE_CONFIG", default_value = "conf/tollgate.yaml")]
+        config: PathBuf,
+    },
+    /// Serve the mock LLM provider (for tests, benchmarks and demos).
+    MockProvider {
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: String,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[command(flatten)]
+        options: tollgate::mock::MockOptions,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run { config, upgrade, runtime_dir } => {
+            let opts = tollgate::server::RunOptions { upgrade, runtime_dir };
+            match tollgate::server::run(&config, opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(errors) => {
+                    eprintln!("tollgate: the config is invalid:\n{errors}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Check { config } => match tollgate::config::load_file(&config) {
+            Ok(snap) => {
+                for w in &snap.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!(
+                    "{}: ok ({} providers, {} enabled; {} models)",
+                    config.display(),
+                    snap.providers.len(),
+                    snap.enabled_providers(),
+                    snap.models.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{}: {} problem(s)", config.display(), errors.errors.len());
+                ExitCode::from(1)
+            }
+        },
+        Command::MockProvider { listen, threads, options } => {
+            let mut server = pingora::server::Server::new_with_opt_and_conf(None, pingora::server::configuration::ServerConf {
+                threads,
+                grace_period_seconds: Some(0),
+                graceful_shutdown_timeout_seconds: Some(1),
+                pid_file: "/tmp/tollgate-mock.pid".into(),
+                upgrade_sock: "/tmp/tollgate-mock-upgrade.sock".into(),
+                ..Default::default()
+            });
+            server.bootstrap();
+            let mut svc = tollgate::mock::mock_service(&listen, options);
+            svc.threads = Some(threads);
+            tracing::info!(%listen, "mock provider listening");
+            server.add_service(svc);
+            server.run_forever()
+        }
+    }
+}

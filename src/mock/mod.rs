@@ -1,0 +1,642 @@
+//! The mock LLM provider: a real HTTP/1.1 server (a Pingora [`HttpServerApp`]) used by
+//! integration tests, benches, load tests and the demo config.
+//!
+//! This file owns the app: reading a request, recording it (`record`), routing by method and
+//! path, resolving the behaviour directives (`behavior`), authentication, and writing replies,
+//! including timed SSE streams, dropped connections and hangs. What a reply *contains* is the
+//! dialect's business (`openai`; later Anthropic, Gemini, Bedrock), as a pure function of the
+//! body, the sequence number and the behaviour.
+//!
+//! Order of work for one request: read the whole body (≤ 64 MiB, else 413 and close) → `/_mock/*`
+//! admin calls are answered and not recorded → record → route (404/405) → resolve directives
+//! (400 naming the bad one) → `close_after=0` drops the connection → `hang` waits for shutdown or
+//! the client leaving → `latency_ms` → forced `status` → `Authorization: Bearer` (401) → the
+//! dialect's reply. Only normally completed responses return the connection for keep-alive.
+//!
+//! Invariants: nothing sleeps unless a directive or flag asks; no threads are spawned per request;
+//! each SSE event is one body write (flushed, so delays are visible to the client); no input can
+//! panic the server.
+
+pub mod behavior;
+pub mod openai;
+pub mod record;
+
+#[cfg(test)]
+mod server_tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::Method;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use pingora::services::listening::Service;
+
+use behavior::{Behavior, DEFAULT_CHUNKS, MAX_CHUNKS, MAX_DELAY_MS};
+use record::{Record, Recorder};
+
+pub use openai::{chat_prompt_tokens, completion_text};
+
+/// Largest request body the mock reads; larger ones get a 413 and the connection is closed.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// Default `--record-limit`.
+pub const DEFAULT_RECORD_LIMIT: usize = 10_000;
+
+/// Flags of the mock provider: the default behaviour of every response (directives in a request
+/// override them per key), the key it accepts and how much it records.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct MockOptions {
+    /// Delay before every response header, in ms.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=MAX_DELAY_MS))]
+    pub latency_ms: u64,
+    /// Streaming: delay between the response header and the first event, in ms.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=MAX_DELAY_MS))]
+    pub first_chunk_ms: u64,
+    /// Streaming: delay between events, in ms.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=MAX_DELAY_MS))]
+    pub chunk_delay_ms: u64,
+    /// Content chunks per response (= completion tokens).
+    #[arg(long, default_value_t = DEFAULT_CHUNKS, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CHUNKS)))]
+    pub chunks: u32,
+    /// Answer every request with this status and an OpenAI-shaped error (2xx: answer normally).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(200..=599))]
+    pub status: Option<u16>,
+    /// `Retry-After` seconds on forced errors.
+    #[arg(long)]
+    pub retry_after: Option<u64>,
+    /// Streaming: drop the connection after this many content chunks (0: before any header).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_CHUNKS)))]
+    pub close_after: Option<u32>,
+    /// Read every request and never answer.
+    #[arg(long)]
+    pub hang: bool,
+    /// Accept only `Authorization: Bearer <this key>` (default: any non-empty key).
+    #[arg(long, value_name = "KEY")]
+    pub require_key: Option<String>,
+    /// Keep at most this many newest requests for `GET /_mock/requests`.
+    #[arg(long, default_value_t = DEFAULT_RECORD_LIMIT)]
+    pub record_limit: usize,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            latency_ms: 0,
+            first_chunk_ms: 0,
+            chunk_delay_ms: 0,
+            chunks: DEFAULT_CHUNKS,
+            status: None,
+            retry_after: None,
+            close_after: None,
+            hang: false,
+            require_key: None,
+            record_limit: DEFAULT_RECORD_LIMIT,
+        }
+    }
+}
+
+impl MockOptions {
+    /// The default [`Behavior`] these flags describe.
+    pub fn behavior(&self) -> Behavior {
+        Behavior {
+            status: self.status,
+            retry_after: self.retry_after,
+            retry_after_ms: None,
+            latency_ms: self.latency_ms.min(MAX_DELAY_MS),
+            first_chunk_ms: self.first_chunk_ms.min(MAX_DELAY_MS),
+            chunk_delay_ms: self.chunk_delay_ms.min(MAX_DELAY_MS),
+            chunks: self.chunks.clamp(1, MAX_CHUNKS),
+            close_after: self.close_after,
+            hang: self.hang,
+            text: None,
+        }
+    }
+}
+
+/// What a handler decided to send.
+pub(crate) enum Reply {
+    /// A complete `application/json` body with its status and extra headers.
+    Json {
+        status: u16,
+        body: Bytes,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// A `text/event-stream` body produced event by event.
+    Sse(Box<dyn EventSource>),
+}
+
+/// A lazily generated SSE stream (so 100 000 chunks cost no memory up front).
+pub(crate) trait EventSource: Send {
+    fn next_event(&mut self) -> Option<SseEvent>;
+}
+
+/// One complete SSE event (`data: ...\n\n`), written as one body write.
+pub(crate) struct SseEvent {
+    pub data: Bytes,
+    /// A content chunk (counted by `close_after`), as opposed to framing events.
+    pub content: bool,
+}
+
+/// How a request ended.
+enum Flow {
+    /// The response completed: the connection may be reused.
+    Finished,
+    /// Drop the connection (forced close, hang, write error, unreadable request).
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Chat,
+    Completions,
+    Embeddings,
+    Models,
+    Model(String),
+}
+
+impl Route {
+    fn needs_auth(&self) -> bool {
+        matches!(self, Route::Chat | Route::Completions | Route::Embeddings)
+    }
+}
+
+/// The mock provider application.
+pub struct MockApp {
+    defaults: Behavior,
+    require_key: Option<String>,
+    recorder: Recorder,
+    seq: AtomicU64,
+}
+
+impl MockApp {
+    pub fn new(opts: MockOptions) -> Self {
+        MockApp {
+            defaults: opts.behavior(),
+            require_key: opts.require_key,
+            recorder: Recorder::new(opts.record_limit),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The requests received so far (what `GET /_mock/requests` lists).
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    async fn handle(
+        &self,
+        session: &mut ServerSession,
+        body: Bytes,
+        shutdown: &ShutdownWatch,
+    ) -> Flow {
+        let req = session.req_header();
+        let method = req.method.clone();
+        let path = req.uri.path().to_string();
+        if let Some(admin) = path.strip_prefix("/_mock/") {
+            let reply = self.admin(&method, admin, &path);
+            return write_reply(session, reply, &self.defaults, None).await;
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.recorder.push(Record::capture(seq, req, &body));
+
+        let route = match route(&method, &path) {
+            Ok(r) => r,
+            Err(reply) => return write_reply(session, reply, &self.defaults, Some(seq)).await,
+        };
+        let header = req.headers.get(behavior::HEADER).map(|v| v.as_bytes());
+        let b = match behavior::resolve(&self.defaults, header, &body) {
+            Ok(b) => b,
+            Err(e) => {
+                let reply = openai::error_reply(
+                    400,
+                    e.to_string(),
+                    "invalid_request_error",
+                    None,
+                    Some("invalid_mock_directive"),
+                );
+                return write_reply(session, reply, &self.defaults, Some(seq)).await;
+            }
+        };
+        if b.close_after == Some(0) {
+            return Flow::Close;
+        }
+        if b.hang {
+            hang(session, shutdown).await;
+            return Flow::Close;
+        }
+        sleep_ms(b.latency_ms).await;
+        let reply = if let Some(status) = b.forced_status() {
+            openai::forced_error(status, &b)
+        } else if let Some(denied) = self.check_auth(session.req_header(), &route) {
+            denied
+        } else {
+            match &route {
+                Route::Chat => openai::chat_completions(&body, seq, &b),
+                Route::Completions => openai::completions(&body, seq, &b),
+                Route::Embeddings => openai::embeddings(&body),
+                Route::Models => openai::list_models(),
+                Route::Model(id) => openai::retrieve_model(id),
+            }
+        };
+        write_reply(session, reply, &b, Some(seq)).await
+    }
+
+    /// `/_mock/*`: the recorder and the health check.
+    fn admin(&self, method: &Method, admin: &str, path: &str) -> Reply {
+        match (admin, method) {
+            ("requests", &Method::GET) => openai::json_reply(200, &self.recorder.listing_json()),
+            ("requests", &Method::DELETE) => {
+                let cleared = self.recorder.clear();
+                openai::json_reply(
+                    200,
+                    &serde_json::json!({"status": "ok", "cleared": cleared}),
+                )
+            }
+            ("requests", _) => method_not_allowed(method, path, "GET, DELETE"),
+            ("health", &Method::GET) => {
+                openai::json_reply(200, &serde_json::json!({"status": "ok"}))
+            }
+            ("health", _) => method_not_allowed(method, path, "GET"),
+            _ => not_found(method, path),
+        }
+    }
+
+    /// `None` if the request may proceed, else the 401 reply.
+    fn check_auth(&self, req: &RequestHeader, route: &Route) -> Option<Reply> {
+        if !route.needs_auth() {
+            return None;
+        }
+        let token = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .filter(|t| !t.is_empty());
+        let message = match (token, &self.require_key) {
+            (None, _) => {
+                "You didn't provide an API key. You need to provide your API key in an \
+                 Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            }
+            (Some(t), Some(want)) if t != want => "Incorrect API key provided.",
+            (Some(_), _) => return None,
+        };
+        Some(openai::error_reply(
+            401,
+            message,
+            "invalid_request_error",
+            None,
+            Some("invalid_api_key"),
+        ))
+    }
+}
+
+fn route(method: &Method, path: &str) -> Result<Route, Reply> {
+    let (route, allowed) = match path {
+        "/v1/chat/completions" => (Route::Chat, Method::POST),
+        "/v1/completions" => (Route::Completions, Method::POST),
+        "/v1/embeddings" => (Route::Embeddings, Method::POST),
+        "/v1/models" => (Route::Models, Method::GET),
+        _ => match path.strip_prefix("/v1/models/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => {
+                (Route::Model(id.to_string()), Method::GET)
+            }
+            _ => return Err(not_found(method, path)),
+        },
+    };
+    if *method == allowed {
+        Ok(route)
+    } else {
+        Err(method_not_allowed(method, path, allowed.as_str()))
+    }
+}
+
+fn not_found(method: &Method, path: &str) -> Reply {
+    openai::error_reply(
+        404,
+        format!("Invalid URL ({method} {path})"),
+        "invalid_request_error",
+        None,
+        Some("unknown_url"),
+    )
+}
+
+fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> Reply {
+    let mut reply = openai::error_reply(
+        405,
+        format!("Method {method} is not allowed on {path} (allowed: {allowed})"),
+        "invalid_request_error",
+        None,
+        Some("method_not_allowed"),
+    );
+    if let Reply::Json { headers, .. } = &mut reply {
+        headers.push(("allow", allowed.to_string()));
+    }
+    reply
+}
+
+async fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Wait until the server shuts down or the client goes away.
+async fn hang(session: &mut ServerSession, shutdown: &ShutdownWatch) {
+    let mut watch = shutdown.clone();
+    let shut = async move {
+        loop {
+            if *watch.borrow_and_update() || watch.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::pin!(shut);
+    tokio::select! {
+        _ = &mut shut => {}
+        // With the body fully read this only returns when the client closes or misbehaves.
+        r = session.read_body_or_idle(true) => {
+            if r.is_ok() {
+                shut.await;
+            }
+        }
+    }
+}
+
+/// Read the whole request body. `Err` if the connection broke; `Ok((partial, true))` if the body
+/// exceeds [`MAX_BODY_BYTES`].
+async fn read_body(session: &mut ServerSession) -> Result<(Bytes, bool), ()> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(chunk) = session.read_request_body().await.map_err(|_| ())? {
+        total += chunk.len();
+        if total > MAX_BODY_BYTES {
+            let partial = more.map(BytesMut::freeze).or(first).unwrap_or_default();
+            return Ok((partial, true));
+        }
+        match (&mut first, &mut more) {
+            (None, None) => first = Some(chunk),
+            (Some(f), None) => {
+                let mut buf = BytesMut::with_capacity(f.len() + chunk.len());
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&chunk);
+                more = Some(buf);
+            }
+            (_, Some(buf)) => buf.extend_from_slice(&chunk),
+        }
+    }
+    Ok((
+        more.map(BytesMut::freeze).or(first).unwrap_or_default(),
+        false,
+    ))
+}
+
+async fn write_reply(
+    session: &mut ServerSession,
+    reply: Reply,
+    b: &Behavior,
+    seq: Option<u64>,
+) -> Flow {
+    let res = match reply {
+        Reply::Json {
+            status,
+            body,
+            headers,
+        } => write_json(session, status, body, &headers, seq).await,
+        Reply::Sse(events) => return write_sse(session, events, b, seq).await,
+    };
+    match res {
+        Ok(()) => Flow::Finished,
+        Err(_) => Flow::Close,
+    }
+}
+
+type PResult<T> = pingora::Result<T>;
+
+async fn write_json(
+    session: &mut ServerSession,
+    status: u16,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+    seq: Option<u64>,
+) -> PResult<()> {
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    if let Some(seq) = seq {
+        h.insert_header("x-mock-seq", seq.to_string())?;
+    }
+    for (k, v) in extra {
+        h.insert_header(*k, v.as_str())?;
+    }
+    session.write_response_header(Box::new(h)).await?;
+    session.write_response_body(body, true).await
+}
+
+async fn write_sse(
+    session: &mut ServerSession,
+    mut events: Box<dyn EventSource>,
+    b: &Behavior,
+    seq: Option<u64>,
+) -> Flow {
+    let head = async {
+        let mut h = ResponseHeader::build(200, Some(5))?;
+        h.insert_header("content-type", "text/event-stream")?;
+        h.insert_header("cache-control", "no-cache")?;
+        if !session.is_http2() {
+            h.insert_header("transfer-encoding", "chunked")?;
+        }
+        if let Some(seq) = seq {
+            h.insert_header("x-mock-seq", seq.to_string())?;
+        }
+        session.write_response_header(Box::new(h)).await
+    };
+    if head.await.is_err() {
+        return Flow::Close;
+    }
+    let mut written = 0usize;
+    let mut content = 0u32;
+    while let Some(ev) = events.next_event() {
+        sleep_ms(if written == 0 {
+            b.first_chunk_ms
+        } else {
+            b.chunk_delay_ms
+        })
+        .await;
+        if session.write_response_body(ev.data, false).await.is_err() {
+            return Flow::Close;
+        }
+        written += 1;
+        if ev.content {
+            content += 1;
+            if b.close_after == Some(content) {
+                return Flow::Close;
+            }
+        }
+    }
+    match session.write_response_body(Bytes::new(), true).await {
+        Ok(()) => Flow::Finished,
+        Err(_) => Flow::Close,
+    }
+}
+
+async fn finish(session: ServerSession) -> Option<ReusedHttpStream> {
+    let settings = HttpPersistentSettings::for_session(&session);
+    match session.finish().await {
+        Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for MockApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !matches!(session.read_request().await, Ok(true)) {
+            return None;
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let expects_continue = session
+            .get_header(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue && session.write_continue_response().await.is_err() {
+            return None;
+        }
+        let (body, too_large) = read_body(&mut session).await.ok()?;
+        if too_large {
+            session.set_keepalive(None);
+            let path = session.req_header().uri.path();
+            if !path.starts_with("/_mock/") {
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+                self.recorder
+                    .push(Record::capture(seq, session.req_header(), &body));
+            }
+            let reply = openai::error_reply(
+                413,
+                format!("Request body exceeds the mock's limit of {MAX_BODY_BYTES} bytes."),
+                "invalid_request_error",
+                None,
+                Some("request_too_large"),
+            );
+            write_reply(&mut session, reply, &self.defaults, None).await;
+            return None;
+        }
+        match self.handle(&mut session, body, shutdown).await {
+            Flow::Finished => finish(session).await,
+            Flow::Close => None,
+        }
+    }
+}
+
+/// A pingora listening service serving the mock on `listen` (e.g. `"127.0.0.1:8091"`).
+pub fn mock_service(listen: &str, opts: MockOptions) -> Service<MockApp> {
+    let mut service = Service::new("tollgate mock provider".to_string(), MockApp::new(opts));
+    service.add_tcp(listen);
+    service
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        mock: MockOptions,
+    }
+
+    #[test]
+    fn default_matches_clap_defaults() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.mock, MockOptions::default());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--latency-ms=5",
+            "--first-chunk-ms=6",
+            "--chunk-delay-ms=7",
+            "--chunks=9",
+            "--status=503",
+            "--retry-after=2",
+            "--close-after=3",
+            "--hang",
+            "--require-key=k",
+            "--record-limit=10",
+        ])
+        .unwrap();
+        let b = cli.mock.behavior();
+        assert_eq!(
+            (b.latency_ms, b.first_chunk_ms, b.chunk_delay_ms),
+            (5, 6, 7)
+        );
+        assert_eq!((b.chunks, b.status, b.retry_after), (9, Some(503), Some(2)));
+        assert_eq!((b.close_after, b.hang), (Some(3), true));
+        assert!(Cli::try_parse_from(["x", "--chunks=0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--status=99"]).is_err());
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route(&Method::POST, "/v1/chat/completions").ok(),
+            Some(Route::Chat)
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/models/mock-gpt").ok(),
+            Some(Route::Model("mock-gpt".into()))
+        );
+        let status = |r: Result<Route, Reply>| match r {
+            Err(Reply::Json { status, .. }) => status,
+            _ => 0,
+        };
+        assert_eq!(status(route(&Method::GET, "/v1/chat/completions")), 405);
+        assert_eq!(status(route(&Method::POST, "/v1/nope")), 404);
+        assert_eq!(status(route(&Method::GET, "/v1/models/")), 404);
+    }
+
+    #[test]
+    fn auth() {
+        let app = MockApp::new(MockOptions {
+            require_key: Some("sk-good".into()),
+            ..MockOptions::default()
+        });
+        let req = |auth: Option<&str>| {
+            let mut h = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+            if let Some(a) = auth {
+                h.insert_header("authorization", a).unwrap();
+            }
+            h
+        };
+        assert!(app
+            .check_auth(&req(Some("Bearer sk-good")), &Route::Chat)
+            .is_none());
+        assert!(app
+            .check_auth(&req(Some("bearer  sk-good ")), &Route::Chat)
+            .is_none());
+        for bad in [
+            None,
+            Some("Bearer "),
+            Some("Basic sk-good"),
+            Some("Bearer sk-bad"),
+        ] {
+            assert!(app.check_auth(&req(bad), &Route::Chat).is_some(), "{bad:?}");
+        }
+        assert!(app.check_auth(&req(None), &Route::Models).is_none());
+        let open = MockApp::new(MockOptions::default());
+        assert!(open
+            .check_auth(&req(Some("Bearer anything")), &Route::Embeddings)
+            .is_none());
+    }
+}

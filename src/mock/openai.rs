@@ -1,0 +1,803 @@
+//! The OpenAI dialect of the mock provider: chat completions (JSON and SSE), legacy completions,
+//! embeddings, models, and OpenAI-shaped errors.
+//!
+//! Everything here is a pure function of the request body, the sequence number and the resolved
+//! [`Behavior`]; sockets and delays live in `mod.rs`. Each request body is parsed exactly once.
+//!
+//! # Deterministic output
+//! * **Content pieces** ([`Pieces`]): piece 0 is the first word, every later piece is a space
+//!   followed by a word, cycling through `This is the Tollgate mock.` (or repeating the `text=`
+//!   word). The non-stream text is the concatenation of the same pieces, so with `chunks=n` the
+//!   content is [`completion_text`]`(n, word)`, e.g. 4 chunks give `"This is the Tollgate"`.
+//! * **`max_tokens`** (or `max_completion_tokens`) below the chunk count cuts the pieces to that
+//!   many and sets `finish_reason: "length"`; otherwise `finish_reason` is `"stop"`.
+//! * **Token formula.** `text_tokens(s) = ceil(chars(s) / 4)` (Unicode scalar values).
+//!   * chat: `prompt_tokens = ceil(C / 4) + 3 * M`, where `M` is the number of messages and `C`
+//!     the total characters of their text: a string `content`, or the `text` of each part of an
+//!     array `content` (other parts and `null` count 0). See [`chat_prompt_tokens`].
+//!   * completions / embeddings: the sum over inputs of `text_tokens(string)`, or the length of a
+//!     token-id array. See [`input_tokens`].
+//!   * `completion_tokens` = number of content pieces; `total_tokens` = the sum.
+//! * **Embeddings** ([`embedding_vector`]): a splitmix64 stream seeded by the FNV-1a hash of the
+//!   input, mapped to [-1, 1) and L2-normalised; dimension = `dimensions` or 8 (1..=4096).
+//!   `encoding_format: "base64"` returns the little-endian f32 bytes in base64, as OpenAI does.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::behavior::Behavior;
+use super::{EventSource, Reply, SseEvent};
+
+/// Model ids listed by `GET /v1/models`.
+pub const MODELS: [&str; 3] = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
+/// `owned_by` of every listed model.
+pub const OWNED_BY: &str = "tollgate-mock";
+const MODELS_CREATED: u64 = 1_700_000_000;
+/// Embedding dimension when the request gives none.
+pub const DEFAULT_EMBEDDING_DIMS: usize = 8;
+/// Largest accepted `dimensions`.
+pub const MAX_EMBEDDING_DIMS: usize = 4096;
+const DEFAULT_WORDS: [&str; 5] = ["This", "is", "the", "Tollgate", "mock."];
+const DEFAULT_LATER: [&str; 5] = [" This", " is", " the", " Tollgate", " mock."];
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// OpenAI `type` and `code` for an error status.
+pub fn error_kind(status: u16) -> (&'static str, &'static str) {
+    match status {
+        401 => ("invalid_request_error", "invalid_api_key"),
+        403 => ("permission_error", "permission_denied"),
+        404 => ("invalid_request_error", "not_found"),
+        408 => ("timeout_error", "timeout"),
+        413 => ("invalid_request_error", "request_too_large"),
+        429 => ("requests", "rate_limit_exceeded"),
+        500..=599 => ("server_error", "server_error"),
+        _ => ("invalid_request_error", "invalid_request_error"),
+    }
+}
+
+/// An OpenAI-shaped error reply: `{"error":{"message","type","param","code"}}`.
+pub(crate) fn error_reply(
+    status: u16,
+    message: impl Into<String>,
+    etype: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Reply {
+    json_reply(
+        status,
+        &json!({"error": {"message": message.into(), "type": etype, "param": param, "code": code}}),
+    )
+}
+
+/// A 400 `invalid_request_error` about `param`.
+pub(crate) fn invalid(message: impl Into<String>, param: Option<&str>) -> Reply {
+    error_reply(400, message, "invalid_request_error", param, None)
+}
+
+/// The reply to a `status=<code>` directive.
+pub(crate) fn forced_error(status: u16, b: &Behavior) -> Reply {
+    let (etype, code) = error_kind(status);
+    let message =
+        format!("Forced {status} by the Tollgate mock (mock directive `status={status}`).");
+    let mut reply = error_reply(status, message, etype, None, Some(code));
+    if let Reply::Json { headers, .. } = &mut reply {
+        if let Some(s) = b.retry_after {
+            headers.push(("retry-after", s.to_string()));
+        }
+        if let Some(ms) = b.retry_after_ms {
+            headers.push(("retry-after-ms", ms.to_string()));
+        }
+    }
+    reply
+}
+
+/// Serialise `v` as a JSON reply (serialising a `Value` cannot fail; if it did, answer 500).
+pub(crate) fn json_reply(status: u16, v: &impl Serialize) -> Reply {
+    match serde_json::to_vec(v) {
+        Ok(body) => Reply::Json {
+            status,
+            body: Bytes::from(body),
+            headers: Vec::new(),
+        },
+        Err(_) => Reply::Json {
+            status: 500,
+            body: Bytes::from_static(
+                br#"{"error":{"message":"mock failed to serialise its response","type":"server_error","param":null,"code":"server_error"}}"#,
+            ),
+            headers: Vec::new(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens and content
+
+/// `ceil(chars(s) / 4)`.
+pub fn text_tokens(s: &str) -> u64 {
+    (s.chars().count() as u64).div_ceil(4)
+}
+
+/// Characters of a message's text content (string, or the `text` of array parts).
+pub fn message_text_chars(message: &Value) -> u64 {
+    match message.get("content") {
+        Some(Value::String(s)) => s.chars().count() as u64,
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .map(|t| t.chars().count() as u64)
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Chat `prompt_tokens`: `ceil(total text chars / 4) + 3 * messages`.
+pub fn chat_prompt_tokens(messages: &[Value]) -> u64 {
+    let chars: u64 = messages.iter().map(message_text_chars).sum();
+    chars.div_ceil(4) + 3 * messages.len() as u64
+}
+
+/// One completions prompt or embeddings input item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    Text(&'a str),
+    Tokens(Vec<u64>),
+}
+
+/// Parse a string, array of strings, array of token ids, or array of token-id arrays.
+pub fn parse_inputs(v: &Value) -> Option<Vec<Input<'_>>> {
+    fn tokens(v: &[Value]) -> Option<Vec<u64>> {
+        v.iter().map(Value::as_u64).collect()
+    }
+    match v {
+        Value::String(s) => Some(vec![Input::Text(s)]),
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) => match &items[0] {
+            Value::String(_) => items.iter().map(|i| i.as_str().map(Input::Text)).collect(),
+            Value::Number(_) => tokens(items).map(|t| vec![Input::Tokens(t)]),
+            Value::Array(_) => items
+                .iter()
+                .map(|i| match i {
+                    Value::Array(t) if !t.is_empty() => tokens(t).map(Input::Tokens),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Prompt tokens of completions prompts or embeddings inputs.
+pub fn input_tokens(inputs: &[Input<'_>]) -> u64 {
+    inputs
+        .iter()
+        .map(|i| match i {
+            Input::Text(s) => text_tokens(s),
+            Input::Tokens(t) => t.len() as u64,
+        })
+        .sum()
+}
+
+/// The content pieces of a response: the default sentence's words, or one repeated word.
+#[derive(Debug, Clone)]
+pub struct Pieces {
+    word: Option<(String, String)>,
+}
+
+impl Pieces {
+    pub fn new(word: Option<&str>) -> Self {
+        Pieces {
+            word: word.map(|w| (w.to_string(), format!(" {w}"))),
+        }
+    }
+
+    /// Piece `i` (0-based): no leading space on the first, one on every later piece.
+    pub fn get(&self, i: u32) -> &str {
+        match (&self.word, i) {
+            (Some((first, _)), 0) => first,
+            (Some((_, later)), _) => later,
+            (None, 0) => DEFAULT_WORDS[0],
+            (None, i) => DEFAULT_LATER[i as usize % DEFAULT_LATER.len()],
+        }
+    }
+}
+
+/// The full content of a response with `chunks` pieces.
+pub fn completion_text(chunks: u32, word: Option<&str>) -> String {
+    let p = Pieces::new(word);
+    (0..chunks).map(|i| p.get(i)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request parsing shared by chat and completions
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+impl Usage {
+    fn new(prompt: u64, completion: u64) -> Self {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+        }
+    }
+}
+
+/// Options common to chat and completions requests.
+struct Generation {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    chunks: u32,
+    finish_reason: &'static str,
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Reply> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(invalid("The request body must be a JSON object.", None)),
+        Err(e) => Err(invalid(
+            format!("We could not parse the JSON body of your request ({e})."),
+            None,
+        )),
+    }
+}
+
+fn require_model(obj: &Map<String, Value>) -> Result<String, Reply> {
+    match obj.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
+        _ => Err(invalid(
+            "you must provide a model parameter (a non-empty string)",
+            Some("model"),
+        )),
+    }
+}
+
+fn generation(
+    obj: &Map<String, Value>,
+    b: &Behavior,
+    max_keys: &[&str],
+) -> Result<Generation, Reply> {
+    let model = require_model(obj)?;
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(s)) => *s,
+        Some(_) => return Err(invalid("'stream' must be a boolean", Some("stream"))),
+    };
+    let include_usage = match obj.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => match o.get("include_usage") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(u)) => *u,
+            Some(_) => {
+                return Err(invalid(
+                    "'stream_options.include_usage' must be a boolean",
+                    Some("stream_options.include_usage"),
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(invalid(
+                "'stream_options' must be an object",
+                Some("stream_options"),
+            ))
+        }
+    };
+    let mut chunks = b.chunks.max(1);
+    let mut finish_reason = "stop";
+    for key in max_keys {
+        match obj.get(*key) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64().filter(|n| *n >= 1) {
+                Some(max) => {
+                    if max < u64::from(chunks) {
+                        chunks = u32::try_from(max).unwrap_or(chunks);
+                        finish_reason = "length";
+                    }
+                }
+                None => {
+                    return Err(invalid(
+                        format!("'{key}' must be an integer >= 1"),
+                        Some(key),
+                    ))
+                }
+            },
+        }
+    }
+    Ok(Generation {
+        model,
+        stream,
+        include_usage,
+        chunks,
+        finish_reason,
+    })
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+/// `POST /v1/chat/completions`.
+pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
+    let obj = match parse_object(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let messages = match obj.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(Value::Array(_)) => {
+            return invalid(
+                "'messages' must contain at least one message",
+                Some("messages"),
+            )
+        }
+        _ => return invalid("you must provide a 'messages' array", Some("messages")),
+    };
+    for (i, m) in messages.iter().enumerate() {
+        if m.get("role").and_then(Value::as_str).is_none() {
+            return invalid(
+                format!("messages[{i}] must be an object with a string 'role'"),
+                Some(&format!("messages[{i}].role")),
+            );
+        }
+    }
+    let g = match generation(&obj, b, &["max_completion_tokens", "max_tokens"]) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let usage = Usage::new(chat_prompt_tokens(messages), u64::from(g.chunks));
+    let id = format!("chatcmpl-mock-{seq}");
+    if g.stream {
+        return Reply::Sse(Box::new(OpenAiStream::new(Dialect::Chat, id, g, b, usage)));
+    }
+    let text = completion_text(g.chunks, b.text.as_deref());
+    json_reply(
+        200,
+        &json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": unix_now(),
+            "model": g.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": g.finish_reason,
+                "logprobs": null,
+            }],
+            "usage": usage,
+        }),
+    )
+}
+
+/// `POST /v1/completions` (legacy text completion).
+pub(crate) fn completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
+    let obj = match parse_object(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(prompt) = obj.get("prompt").and_then(parse_inputs) else {
+        return invalid(
+            "'prompt' must be a string, an array of strings, or token-id arrays",
+            Some("prompt"),
+        );
+    };
+    let g = match generation(&obj, b, &["max_tokens"]) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let usage = Usage::new(input_tokens(&prompt), u64::from(g.chunks));
+    let id = format!("cmpl-mock-{seq}");
+    if g.stream {
+        return Reply::Sse(Box::new(OpenAiStream::new(Dialect::Text, id, g, b, usage)));
+    }
+    let text = completion_text(g.chunks, b.text.as_deref());
+    json_reply(
+        200,
+        &json!({
+            "id": id,
+            "object": "text_completion",
+            "created": unix_now(),
+            "model": g.model,
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": g.finish_reason}],
+            "usage": usage,
+        }),
+    )
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EmbeddingData {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct EmbeddingItem {
+    object: &'static str,
+    index: usize,
+    embedding: EmbeddingData,
+}
+
+/// `POST /v1/embeddings`.
+pub(crate) fn embeddings(body: &[u8]) -> Reply {
+    let obj = match parse_object(body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let model = match require_model(&obj) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let Some(inputs) = obj.get("input").and_then(parse_inputs) else {
+        return invalid(
+            "'input' must be a string, a non-empty array of strings, or token-id arrays",
+            Some("input"),
+        );
+    };
+    let dims = match obj.get("dimensions") {
+        None | Some(Value::Null) => DEFAULT_EMBEDDING_DIMS,
+        Some(v) => match v
+            .as_u64()
+            .filter(|d| (1..=MAX_EMBEDDING_DIMS as u64).contains(d))
+        {
+            Some(d) => d as usize,
+            None => {
+                return invalid(
+                    format!("'dimensions' must be an integer 1..={MAX_EMBEDDING_DIMS}"),
+                    Some("dimensions"),
+                )
+            }
+        },
+    };
+    let base64 = match obj.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(f)) if f == "float" => false,
+        Some(Value::String(f)) if f == "base64" => true,
+        Some(_) => {
+            return invalid(
+                "'encoding_format' must be 'float' or 'base64'",
+                Some("encoding_format"),
+            )
+        }
+    };
+    let data: Vec<EmbeddingItem> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| {
+            let v = embedding_vector(input, dims);
+            EmbeddingItem {
+                object: "embedding",
+                index,
+                embedding: if base64 {
+                    EmbeddingData::Base64(base64_f32(&v))
+                } else {
+                    EmbeddingData::Float(v)
+                },
+            }
+        })
+        .collect();
+    let prompt_tokens = input_tokens(&inputs);
+    json_reply(
+        200,
+        &json!({
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }),
+    )
+}
+
+fn model_json(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": MODELS_CREATED, "owned_by": OWNED_BY})
+}
+
+/// `GET /v1/models`.
+pub(crate) fn list_models() -> Reply {
+    let data: Vec<Value> = MODELS.iter().map(|m| model_json(m)).collect();
+    json_reply(200, &json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/models/{id}`.
+pub(crate) fn retrieve_model(id: &str) -> Reply {
+    if MODELS.contains(&id) {
+        json_reply(200, &model_json(id))
+    } else {
+        error_reply(
+            404,
+            format!("The model '{id}' does not exist"),
+            "invalid_request_error",
+            Some("model"),
+            Some("model_not_found"),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+
+fn fnv1a(input: &Input<'_>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    match input {
+        Input::Text(s) => {
+            eat(b"s");
+            eat(s.as_bytes());
+        }
+        Input::Tokens(t) => {
+            eat(b"t");
+            for id in t {
+                eat(&id.to_le_bytes());
+            }
+        }
+    }
+    h
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The deterministic, L2-normalised embedding of `input` with `dims` components.
+pub fn embedding_vector(input: &Input<'_>, dims: usize) -> Vec<f32> {
+    let mut state = fnv1a(input);
+    let raw: Vec<f64> = (0..dims)
+        .map(|_| (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        raw.iter().map(|x| (x / norm) as f32).collect()
+    } else {
+        let mut v = vec![0.0; dims];
+        if let Some(first) = v.first_mut() {
+            *first = 1.0;
+        }
+        v
+    }
+}
+
+/// Standard base64 (with padding) of the little-endian f32 bytes, as OpenAI's `base64` format.
+pub fn base64_f32(v: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// `chat.completion.chunk` events with `delta`, opened by a role chunk.
+    Chat,
+    /// `text_completion` events with `text`.
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Role,
+    Content,
+    Finish,
+    Usage,
+    Done,
+    End,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [C],
+    /// Absent without `include_usage`; `null` on every chunk but the usage chunk with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ChatChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    text: &'a str,
+    index: u32,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+/// The OpenAI SSE event sequence of one streamed response:
+/// `[role chunk (chat only)] content×N finish [usage (include_usage only)] [DONE]`.
+/// Every event is one `data: <json>\n\n` with the same id, created and model.
+pub(crate) struct OpenAiStream {
+    dialect: Dialect,
+    id: String,
+    model: String,
+    created: u64,
+    pieces: Pieces,
+    chunks: u32,
+    next: u32,
+    phase: Phase,
+    include_usage: bool,
+    usage: Usage,
+    finish_reason: &'static str,
+}
+
+impl OpenAiStream {
+    fn new(dialect: Dialect, id: String, g: Generation, b: &Behavior, usage: Usage) -> Self {
+        OpenAiStream {
+            dialect,
+            id,
+            model: g.model,
+            created: unix_now(),
+            pieces: Pieces::new(b.text.as_deref()),
+            chunks: g.chunks,
+            next: 0,
+            phase: match dialect {
+                Dialect::Chat => Phase::Role,
+                Dialect::Text => Phase::Content,
+            },
+            include_usage: g.include_usage,
+            usage,
+            finish_reason: g.finish_reason,
+        }
+    }
+
+    fn envelope<C: Serialize>(&self, choices: &[C], usage: Option<Usage>) -> Bytes {
+        let object = match self.dialect {
+            Dialect::Chat => "chat.completion.chunk",
+            Dialect::Text => "text_completion",
+        };
+        let env = Envelope {
+            id: &self.id,
+            object,
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage: self.include_usage.then_some(usage),
+        };
+        let mut out = Vec::with_capacity(192 + self.model.len());
+        out.extend_from_slice(b"data: ");
+        if serde_json::to_writer(&mut out, &env).is_err() {
+            out.truncate(6);
+            out.extend_from_slice(br#"{"error":{"message":"mock failed to serialise a chunk","type":"server_error","param":null,"code":"server_error"}}"#);
+        }
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+
+    /// A chunk with one choice: `content`/`text` if given, else the role or finish delta.
+    fn choice_event(
+        &self,
+        role: bool,
+        content: Option<&str>,
+        finish: Option<&'static str>,
+    ) -> Bytes {
+        match self.dialect {
+            Dialect::Chat => self.envelope(
+                &[ChatChoice {
+                    index: 0,
+                    delta: Delta {
+                        role: role.then_some("assistant"),
+                        content,
+                    },
+                    logprobs: None,
+                    finish_reason: finish,
+                }],
+                None,
+            ),
+            Dialect::Text => self.envelope(
+                &[TextChoice {
+                    text: content.unwrap_or(""),
+                    index: 0,
+                    logprobs: None,
+                    finish_reason: finish,
+                }],
+                None,
+            ),
+        }
+    }
+}
+
+impl EventSource for OpenAiStream {
+    fn next_event(&mut self) -> Option<SseEvent> {
+        let (data, content) = match self.phase {
+            Phase::Role => {
+                self.phase = Phase::Content;
+                (self.choice_event(true, Some(""), None), false)
+            }
+            Phase::Content => {
+                let data = self.choice_event(false, Some(self.pieces.get(self.next)), None);
+                self.next += 1;
+                if self.next >= self.chunks {
+                    self.phase = Phase::Finish;
+                }
+                (data, true)
+            }
+            Phase::Finish => {
+                self.phase = if self.include_usage {
+                    Phase::Usage
+                } else {
+                    Phase::Done
+                };
+                (
+                    self.choice_event(false, None, Some(self.finish_reason)),
+                    false,
+                )
+            }
+            Phase::Usage => {
+                self.phase = Phase::Done;
+                let data = match self.dialect {
+                    Dialect::Chat => self.envelope::<ChatChoice>(&[], Some(self.usage)),
+                    Dialect::Text => self.envelope::<TextChoice>(&[], Some(self.usage)),
+                };
+                (data, false)
+            }
+            Phase::Done => {
+                self.phase = Phase::End;
+                (Bytes::from_static(DONE), false)
+            }
+            Phase::End => return None,
+        };
+        Some(SseEvent { data, content })
+    }
+}
+
+#[cfg(test)]
+#[path = "openai_tests.rs"]
+mod tests;

@@ -1,0 +1,71 @@
+//! The per-request state (`ProxyHttp::CTX`): what was asked, what was tried, what was answered.
+//! `logging` reads it at the end of every request, whatever path the request took.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::openai::Usage;
+use crate::api::Endpoint;
+use crate::config::{Snapshot, Target};
+
+/// One upstream attempt, as reported in logs and (later) the usage record.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub provider: String,
+    /// The upstream status, or the kind of failure (`connect`, `timeout`, `protocol`).
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Status(u16),
+    Failed(&'static str),
+}
+
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub started: Instant,
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub endpoint: Option<Endpoint>,
+    /// The alias asked for, once known to exist in the config (a metric label, so never raw input).
+    pub model: Option<String>,
+    pub served_by: Option<Arc<Target>>,
+    pub attempts: Vec<Attempt>,
+    /// The status the gateway answered with (0 until a response header is written).
+    pub status: u16,
+    /// A short label when the request failed or was cut (`model_not_found`, `stream_cut`, …).
+    pub error: Option<&'static str>,
+    pub stream: bool,
+    pub usage: Option<Usage>,
+    /// When the first response body byte went to the client.
+    pub first_byte: Option<Instant>,
+    /// Time spent waiting on providers.
+    pub upstream_time: Duration,
+    pub inflight: bool,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            endpoint: None,
+            model: None,
+            served_by: None,
+            attempts: Vec::new(),
+            status: 0,
+            error: None,
+            stream: false,
+            usage: None,
+            first_byte: None,
+            upstream_time: Duration::ZERO,
+            inflight: false,
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,94 @@
+//! The data plane's `ProxyHttp` implementation. Each phase is a few lines that call into a module
+//! that does the work: `llm` (the unified LLM endpoints, run inside `request_filter`), `respond`
+//! (the gateway's own JSON answers), `record` (end-of-request accounting).
+
+pub mod body;
+pub mod ctx;
+pub mod llm;
+pub mod record;
+pub mod respond;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::connectors::http::Connector;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::api::{route, ApiError, Route};
+use crate::config::ConfigStore;
+use crate::telemetry::Metrics;
+pub use ctx::RequestCtx;
+
+/// State shared by every request: the live config, metrics, the upstream connection pool.
+pub struct AppState {
+    pub config: Arc<ConfigStore>,
+    pub metrics: Arc<Metrics>,
+    pub connector: Connector,
+}
+
+pub struct Gateway {
+    state: Arc<AppState>,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<ConfigStore>, metrics: Arc<Metrics>) -> Self {
+        let connector = Connector::new(None);
+        Gateway { state: Arc::new(AppState { config, metrics, connector }) }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Performs the whole gateway step for the data-plane API: routing, body parsing, the upstream
+    /// attempts and the relay of the answer. `Ok(true)` means a response was sent (always, for
+    /// every route served today); `Err` means the client connection failed and nothing more can
+    /// be written to it.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.snapshot = Some(self.state.config.current());
+        self.state.metrics.inflight.inc();
+        ctx.inflight = true;
+        let header = session.req_header();
+        match route(&header.method, header.uri.path()) {
+            Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
+            Route::Models => {
+                let body = ctx.snapshot.as_ref().map(|s| s.models_list_body.clone()).unwrap_or_default();
+                respond::json(session, ctx, 200, body, &[]).await
+            }
+            Route::NotFound => {
+                let e = ApiError::NotFound {
+                    method: header.method.to_string(),
+                    path: header.uri.path().chars().take(200).collect(),
+                };
+                respond::error(session, ctx, &e).await
+            }
+            Route::MethodNotAllowed(allowed) => {
+                respond::error(session, ctx, &ApiError::MethodNotAllowed { allowed }).await
+            }
+        }
+    }
+
+    /// Never reached: every data-plane route is answered in `request_filter`. Provider-native
+    /// passthrough routes, when added, pick their peer here.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        Error::e_explain(ErrorType::InternalError, "no proxy-flow route is configured")
+    }
+
+    /// A client that went away is not an error worth a log line.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        ctx.error == Some("client_gone") || matches!(e.etype(), ErrorType::ConnectionClosed)
+    }
+
+    /// Closes every request: metrics and the debug access line.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        record::finish(&self.state.metrics, session, e, ctx);
+    }
+}

@@ -1,0 +1,37 @@
+//! Writing the gateway's own responses (JSON bodies and errors) to the client.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use crate::api::ApiError;
+
+/// Writes a complete JSON response. Returns `Ok(true)`: the response is sent, Pingora stops here.
+pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body: Bytes, extra: &[(&'static str, &str)]) -> Result<bool> {
+    let mut h = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len())?;
+    for (k, v) in extra {
+        h.insert_header(*k, *v)?;
+    }
+    ctx.status = status;
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(true)
+}
+
+/// Answers with an OpenAI-shaped error.
+pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &ApiError) -> Result<bool> {
+    ctx.error = Some(e.code());
+    let allow;
+    let extra: &[(&'static str, &str)] = match e {
+        ApiError::MethodNotAllowed { allowed } => {
+            allow = [("allow", *allowed)];
+            &allow
+        }
+        _ => &[],
+    };
+    json(session, ctx, e.status(), e.body(), extra).await
+}

@@ -1,0 +1,126 @@
+//! One upstream attempt through Pingora's `Connector`: connect (pooled), send the rendered request
+//! with an exact `Content-Length`, and wait for the response header under the first-byte timeout,
+//! abandoning the attempt the moment the client goes away.
+//!
+//! A pooled connection the provider closed while idle fails on first use; that is retried once on
+//! a fresh connection and does not count as an attempt.
+
+use std::time::Instant;
+
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+
+use crate::config::{Target, Timeouts};
+use crate::providers::Rendered;
+
+/// Why an attempt produced no response header.
+#[derive(Debug)]
+pub enum AttemptError {
+    Connect(String),
+    Timeout(String),
+    Protocol(String),
+    /// The client disconnected while we waited.
+    ClientGone,
+    /// The provider has no usable address or key (should have been filtered by the plan).
+    Unavailable,
+}
+
+impl AttemptError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttemptError::Connect(_) => "connect",
+            AttemptError::Timeout(_) => "timeout",
+            AttemptError::Protocol(_) => "protocol",
+            AttemptError::ClientGone => "client_gone",
+            AttemptError::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn from_pingora(e: &Error) -> AttemptError {
+        let msg = e.etype().as_str().to_string();
+        match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                AttemptError::Timeout(msg)
+            }
+            ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::ConnectProxyFailure
+            | ErrorType::TLSHandshakeFailure
+            | ErrorType::TLSHandshakeTimedout
+            | ErrorType::InvalidCert
+            | ErrorType::HandshakeError
+            | ErrorType::BindError
+            | ErrorType::SocketError => AttemptError::Connect(msg),
+            _ => AttemptError::Protocol(msg),
+        }
+    }
+}
+
+/// An upstream connection with its response header read.
+pub struct Upstream {
+    pub session: HttpSession,
+    pub started: Instant,
+}
+
+fn request_header(target: &Target, rendered: &Rendered, stream: bool) -> pingora::Result<RequestHeader> {
+    let p = &target.provider;
+    let mut req = RequestHeader::build("POST", rendered.path.as_bytes(), Some(6 + p.headers.len()))?;
+    req.insert_header(http::header::HOST, p.host_header.clone())?;
+    if let Some(auth) = p.next_auth() {
+        req.insert_header(http::header::AUTHORIZATION, auth.clone())?;
+    }
+    req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    req.insert_header(http::header::CONTENT_LENGTH, rendered.body.len())?;
+    req.insert_header(http::header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })?;
+    req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+    req.insert_header(http::header::USER_AGENT, concat!("tollgate/", env!("CARGO_PKG_VERSION")))?;
+    for (k, v) in &p.headers {
+        req.insert_header(k.clone(), v.clone())?;
+    }
+    Ok(req)
+}
+
+/// Sends one attempt and reads its response header.
+pub async fn send(
+    connector: &Connector,
+    client: &mut Session,
+    target: &Target,
+    rendered: &Rendered,
+    stream: bool,
+    timeouts: Timeouts,
+) -> Result<Upstream, AttemptError> {
+    let peer = target.provider.peer.as_ref().ok_or(AttemptError::Unavailable)?;
+    let header = request_header(target, rendered, stream).map_err(|e| AttemptError::Protocol(e.to_string()))?;
+    let started = Instant::now();
+    for fresh_try in [false, true] {
+        let (mut up, reused) = connector.get_http_session(peer).await.map_err(|e| AttemptError::from_pingora(&e))?;
+        up.set_write_timeout(Some(timeouts.first_byte));
+        up.set_read_timeout(Some(timeouts.first_byte));
+        let exchange = async {
+            up.write_request_header(Box::new(header.clone())).await?;
+            up.write_request_body(rendered.body.clone(), true).await?;
+            up.finish_request_body().await?;
+            up.read_response_header().await
+        };
+        let result = tokio::select! {
+            r = exchange => r,
+            _ = client.read_body_or_idle(true) => return Err(AttemptError::ClientGone),
+        };
+        match result {
+            Ok(()) => return Ok(Upstream { session: up, started }),
+            Err(e) => {
+                let err = AttemptError::from_pingora(&e);
+                // A stale pooled connection: try once more on a new one.
+                let stale = reused && !fresh_try && !matches!(err, AttemptError::Timeout(_));
+                if !stale {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Err(AttemptError::Protocol("stale pooled connection".into()))
+}

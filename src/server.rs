@@ -1,0 +1,158 @@
+//! Assembles the Pingora server: the data-plane proxy service, the admin listener, the optional
+//! in-process mock provider, and the config watcher (SIGHUP and file changes → reload).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::store::ReloadOutcome;
+use crate::config::ConfigStore;
+use crate::mock::{mock_service, MockOptions};
+use crate::proxy::Gateway;
+use crate::telemetry::Metrics;
+
+/// Options of `tollgate run` that are not in the config file.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// Take the listening sockets over from a running instance (zero-downtime upgrade).
+    pub upgrade: bool,
+    /// Where the upgrade socket and pid file live.
+    pub runtime_dir: Option<String>,
+}
+
+/// Loads the config and runs the gateway until a shutdown signal. Returns only on a config error.
+pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::ConfigErrors> {
+    let snapshot = crate::config::load_file(config_path)?;
+    let settings = snapshot.server.clone();
+    let store = Arc::new(ConfigStore::new(config_path, snapshot));
+    let metrics = Arc::new(Metrics::new().map_err(|e| crate::config::ConfigErrors {
+        errors: vec![crate::config::ConfigError {
+            file: config_path.display().to_string(),
+            line: None,
+            path: String::new(),
+            message: format!("metrics: {e}"),
+        }],
+    })?);
+
+    let threads = if settings.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        settings.threads
+    };
+    let dir = opts.runtime_dir.unwrap_or_else(|| "/tmp".to_string());
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(settings.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: format!("{dir}/tollgate-upgrade.sock"),
+        pid_file: format!("{dir}/tollgate.pid"),
+        ..ServerConf::default()
+    };
+    let opt = Opt { upgrade: opts.upgrade, ..Opt::default() };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+
+    let gateway = Gateway::new(Arc::clone(&store), Arc::clone(&metrics));
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
+    proxy.add_tcp(&settings.listen.to_string());
+
+    let mut admin = Service::new("tollgate admin".to_string(), AdminApp { config: Arc::clone(&store), metrics: Arc::clone(&metrics) });
+    admin.add_tcp(&settings.admin_listen.to_string());
+    admin.threads = Some(1);
+
+    let watcher = background_service("config watcher", ConfigWatcher { store: Arc::clone(&store), metrics, poll: settings.reload_poll });
+
+    tracing::info!(listen = %settings.listen, admin = %settings.admin_listen, threads, config = %config_path.display(), "starting tollgate");
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(watcher);
+    if let Some(mock_addr) = settings.mock_listen {
+        let mut mock = mock_service(&mock_addr.to_string(), MockOptions::default());
+        mock.threads = Some(1);
+        tracing::info!(listen = %mock_addr, "serving the built-in mock provider");
+        server.add_service(mock);
+    }
+    server.run_forever()
+}
+
+/// Reloads the config on SIGHUP and when the file's content changes.
+struct ConfigWatcher {
+    store: Arc<ConfigStore>,
+    metrics: Arc<Metrics>,
+    poll: Duration,
+}
+
+impl ConfigWatcher {
+    async fn reload(&self, why: &str) {
+        let store = Arc::clone(&self.store);
+        let result = tokio::task::spawn_blocking(move || store.reload()).await;
+        match result {
+            Ok(Ok(outcome)) => {
+                self.metrics.config_reloads.inc();
+                match outcome {
+                    ReloadOutcome::Swapped => tracing::info!(trigger = why, "config reloaded"),
+                    ReloadOutcome::SwappedNeedsRestart(fields) => tracing::warn!(
+                        trigger = why,
+                        "config reloaded; changes to {} take effect only after a restart",
+                        fields.join(", ")
+                    ),
+                }
+            }
+            Ok(Err(errors)) => {
+                self.metrics.config_reload_errors.inc();
+                for e in &errors.errors {
+                    tracing::error!(trigger = why, "config reload rejected, keeping the running config: {e}");
+                }
+            }
+            Err(e) => {
+                self.metrics.config_reload_errors.inc();
+                tracing::error!(trigger = why, "config reload failed: {e}");
+            }
+        }
+    }
+}
+
+fn read_config_bytes(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+#[async_trait]
+impl BackgroundService for ConfigWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP, reload on signal is off: {e}");
+                None
+            }
+        };
+        let poll = if self.poll.is_zero() { Duration::from_secs(3600 * 24 * 365) } else { self.poll };
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let path = self.store.path().to_path_buf();
+        let mut last = read_config_bytes(&path);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    last = read_config_bytes(&path);
+                    self.reload("SIGHUP").await;
+                }
+                _ = tick.tick(), if !self.poll.is_zero() => {
+                    let now = read_config_bytes(&path);
+                    if now.is_some() && now != last {
+                        last = now;
+                        self.reload("file change").await;
+                    }
+                }
+            }
+        }
+    }
+}
