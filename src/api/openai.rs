@@ -51,6 +51,10 @@ pub struct LlmRequest {
 
 impl LlmRequest {
     pub fn parse(endpoint: Endpoint, body: Bytes) -> Result<LlmRequest, ApiError> {
+        // serde would also accept a JSON array for a struct; a request is an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::InvalidJson("the request body must be a JSON object".into()));
+        }
         let mut de = serde_json::Deserializer::from_slice(&body);
         let peek: Peek = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();

@@ -18,7 +18,7 @@
 //! | `first_chunk_ms` | ms | streaming: delay between the header and the first event |
 //! | `chunk_delay_ms` | ms | streaming: delay between events |
 //! | `chunks` | 1..=100000 | number of content pieces (= completion tokens) |
-//! | `close_after` | n | streaming: drop the connection after n content events; `0`: close after reading the request, on every endpoint |
+//! | `close_after` | n | streaming: drop the connection after n content events (JSON answers ignore n > 0); `0`: close after reading the request, on every endpoint |
 //! | `hang` | bare, or `true`/`false` | read the request, never answer |
 //! | `text` | a word | the content pieces are this word instead of the default sentence |
 //!

@@ -18,6 +18,7 @@
 //! panic the server.
 
 pub mod behavior;
+pub mod content;
 pub mod openai;
 pub mod record;
 

@@ -29,6 +29,9 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::behavior::Behavior;
+pub use super::content::{
+    base64_f32, completion_text, embedding_vector, input_tokens, text_tokens, Input, Pieces,
+};
 use super::{EventSource, Reply, SseEvent};
 
 /// Model ids listed by `GET /v1/models`.
@@ -40,8 +43,6 @@ const MODELS_CREATED: u64 = 1_700_000_000;
 pub const DEFAULT_EMBEDDING_DIMS: usize = 8;
 /// Largest accepted `dimensions`.
 pub const MAX_EMBEDDING_DIMS: usize = 4096;
-const DEFAULT_WORDS: [&str; 5] = ["This", "is", "the", "Tollgate", "mock."];
-const DEFAULT_LATER: [&str; 5] = [" This", " is", " the", " Tollgate", " mock."];
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
 // ---------------------------------------------------------------------------------------------
@@ -118,11 +119,6 @@ pub(crate) fn json_reply(status: u16, v: &impl Serialize) -> Reply {
 // ---------------------------------------------------------------------------------------------
 // Tokens and content
 
-/// `ceil(chars(s) / 4)`.
-pub fn text_tokens(s: &str) -> u64 {
-    (s.chars().count() as u64).div_ceil(4)
-}
-
 /// Characters of a message's text content (string, or the `text` of array parts).
 pub fn message_text_chars(message: &Value) -> u64 {
     match message.get("content") {
@@ -140,13 +136,6 @@ pub fn message_text_chars(message: &Value) -> u64 {
 pub fn chat_prompt_tokens(messages: &[Value]) -> u64 {
     let chars: u64 = messages.iter().map(message_text_chars).sum();
     chars.div_ceil(4) + 3 * messages.len() as u64
-}
-
-/// One completions prompt or embeddings input item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input<'a> {
-    Text(&'a str),
-    Tokens(Vec<u64>),
 }
 
 /// Parse a string, array of strings, array of token ids, or array of token-id arrays.
@@ -171,47 +160,6 @@ pub fn parse_inputs(v: &Value) -> Option<Vec<Input<'_>>> {
         },
         _ => None,
     }
-}
-
-/// Prompt tokens of completions prompts or embeddings inputs.
-pub fn input_tokens(inputs: &[Input<'_>]) -> u64 {
-    inputs
-        .iter()
-        .map(|i| match i {
-            Input::Text(s) => text_tokens(s),
-            Input::Tokens(t) => t.len() as u64,
-        })
-        .sum()
-}
-
-/// The content pieces of a response: the default sentence's words, or one repeated word.
-#[derive(Debug, Clone)]
-pub struct Pieces {
-    word: Option<(String, String)>,
-}
-
-impl Pieces {
-    pub fn new(word: Option<&str>) -> Self {
-        Pieces {
-            word: word.map(|w| (w.to_string(), format!(" {w}"))),
-        }
-    }
-
-    /// Piece `i` (0-based): no leading space on the first, one on every later piece.
-    pub fn get(&self, i: u32) -> &str {
-        match (&self.word, i) {
-            (Some((first, _)), 0) => first,
-            (Some((_, later)), _) => later,
-            (None, 0) => DEFAULT_WORDS[0],
-            (None, i) => DEFAULT_LATER[i as usize % DEFAULT_LATER.len()],
-        }
-    }
-}
-
-/// The full content of a response with `chunks` pieces.
-pub fn completion_text(chunks: u32, word: Option<&str>) -> String {
-    let p = Pieces::new(word);
-    (0..chunks).map(|i| p.get(i)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,81 +475,6 @@ pub(crate) fn retrieve_model(id: &str) -> Reply {
             Some("model_not_found"),
         )
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Embeddings
-
-fn fnv1a(input: &Input<'_>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    match input {
-        Input::Text(s) => {
-            eat(b"s");
-            eat(s.as_bytes());
-        }
-        Input::Tokens(t) => {
-            eat(b"t");
-            for id in t {
-                eat(&id.to_le_bytes());
-            }
-        }
-    }
-    h
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The deterministic, L2-normalised embedding of `input` with `dims` components.
-pub fn embedding_vector(input: &Input<'_>, dims: usize) -> Vec<f32> {
-    let mut state = fnv1a(input);
-    let raw: Vec<f64> = (0..dims)
-        .map(|_| (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-        .collect();
-    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if norm > 0.0 {
-        raw.iter().map(|x| (x / norm) as f32).collect()
-    } else {
-        let mut v = vec![0.0; dims];
-        if let Some(first) = v.first_mut() {
-            *first = 1.0;
-        }
-        v
-    }
-}
-
-/// Standard base64 (with padding) of the little-endian f32 bytes, as OpenAI's `base64` format.
-pub fn base64_f32(v: &[f32]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -80,10 +80,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 ctx.served_by = Some(target.clone());
                 return relay(state, session, ctx, &req, target, up, status).await;
             }
-            Err(AttemptError::ClientGone) => {
-                ctx.error = Some("client_gone");
-                return Error::e_explain(ErrorType::ConnectionClosed, "client went away while waiting for the provider");
-            }
+            Err(AttemptError::ClientGone) => return client_gone(ctx, "while waiting for the provider"),
             Err(e) => {
                 ctx.attempts.push(Attempt { provider: target.provider.name.clone(), outcome: AttemptOutcome::Failed(e.kind()) });
                 state.metrics.upstream_errors.with_label_values(&[&target.provider.name, e.kind()]).inc();
@@ -153,10 +150,7 @@ async fn relay(
         let read = loop {
             let chunk = tokio::select! {
                 r = up.session.read_response_body() => r,
-                _ = session.read_body_or_idle(true) => {
-                    ctx.error = Some("client_gone");
-                    return Error::e_explain(ErrorType::ConnectionClosed, "client went away while the provider answered");
-                }
+                _ = session.read_body_or_idle(true) => return client_gone(ctx, "while the provider answered"),
             };
             match chunk {
                 Ok(Some(c)) if buf.len() + c.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&c),
@@ -196,9 +190,8 @@ async fn relay(
         let chunk = tokio::select! {
             r = up.session.read_response_body() => r,
             _ = session.read_body_or_idle(true) => {
-                ctx.error = Some("client_gone");
                 ctx.usage = translator.usage();
-                return Error::e_explain(ErrorType::ConnectionClosed, "client went away mid-stream");
+                return client_gone(ctx, "mid-stream");
             }
         };
         match chunk {
@@ -252,6 +245,13 @@ async fn relay(
         }
     }
     Ok(true)
+}
+
+/// The client closed its connection: nothing more can be written. A downstream-sourced error
+/// makes Pingora skip its own error response, and `logging` records the request as 499.
+fn client_gone(ctx: &mut RequestCtx, when: &'static str) -> Result<bool> {
+    ctx.error = Some("client_gone");
+    Err(Error::explain(ErrorType::ConnectionClosed, format!("client went away {when}")).into_down())
 }
 
 /// Returns a fully read upstream connection to the pool.
