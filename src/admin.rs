@@ -37,14 +37,21 @@ fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
 impl AdminApp {
     pub fn respond(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
         if method != http::Method::GET {
-            return json_reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": {"message": "use GET", "type": "invalid_request_error", "param": null, "code": "method_not_allowed"}}));
+            return json_reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": {"message": "use GET", "type": "invalid_request_error", "param": null, "code": "method_not_allowed"}}),
+            );
         }
         match path {
             "/health" => json_reply(StatusCode::OK, json!({"status": "ok"})),
             "/ready" => {
                 let snap = self.config.current();
                 let enabled = snap.enabled_providers();
-                let status = if enabled > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let status = if enabled > 0 {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
                 json_reply(
                     status,
                     json!({
@@ -58,8 +65,15 @@ impl AdminApp {
                     }),
                 )
             }
-            "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render().into_bytes()),
-            _ => json_reply(StatusCode::NOT_FOUND, json!({"error": {"message": format!("unknown admin path {path}"), "type": "invalid_request_error", "param": null, "code": "unknown_url"}})),
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render().into_bytes(),
+            ),
+            _ => json_reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": {"message": format!("unknown admin path {path}"), "type": "invalid_request_error", "param": null, "code": "unknown_url"}}),
+            ),
         }
     }
 }

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "An AI gateway on Pingora: one OpenAI-compatible API in front of every LLM provider")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An AI gateway on Pingora: one OpenAI-compatible API in front of every LLM provider"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +63,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Run { config, upgrade, runtime_dir } => {
+        Command::Run {
+            config,
+            upgrade,
+            runtime_dir,
+        } => {
             let opts = tollgate::server::RunOptions { upgrade, runtime_dir };
             match tollgate::server::run(&config, opts) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -89,15 +97,22 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::MockProvider { listen, threads, options } => {
-            let mut server = pingora::server::Server::new_with_opt_and_conf(None, pingora::server::configuration::ServerConf {
-                threads,
-                grace_period_seconds: Some(0),
-                graceful_shutdown_timeout_seconds: Some(1),
-                pid_file: "/tmp/tollgate-mock.pid".into(),
-                upgrade_sock: "/tmp/tollgate-mock-upgrade.sock".into(),
-                ..Default::default()
-            });
+        Command::MockProvider {
+            listen,
+            threads,
+            options,
+        } => {
+            let mut server = pingora::server::Server::new_with_opt_and_conf(
+                None,
+                pingora::server::configuration::ServerConf {
+                    threads,
+                    grace_period_seconds: Some(0),
+                    graceful_shutdown_timeout_seconds: Some(1),
+                    pid_file: "/tmp/tollgate-mock.pid".into(),
+                    upgrade_sock: "/tmp/tollgate-mock-upgrade.sock".into(),
+                    ..Default::default()
+                },
+            );
             server.bootstrap();
             let mut svc = tollgate::mock::mock_service(&listen, options);
             svc.threads = Some(threads);

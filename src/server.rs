@@ -55,7 +55,10 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         pid_file: format!("{dir}/tollgate.pid"),
         ..ServerConf::default()
     };
-    let opt = Opt { upgrade: opts.upgrade, ..Opt::default() };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
@@ -63,11 +66,24 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
     proxy.add_tcp(&settings.listen.to_string());
 
-    let mut admin = Service::new("tollgate admin".to_string(), AdminApp { config: Arc::clone(&store), metrics: Arc::clone(&metrics) });
+    let mut admin = Service::new(
+        "tollgate admin".to_string(),
+        AdminApp {
+            config: Arc::clone(&store),
+            metrics: Arc::clone(&metrics),
+        },
+    );
     admin.add_tcp(&settings.admin_listen.to_string());
     admin.threads = Some(1);
 
-    let watcher = background_service("config watcher", ConfigWatcher { store: Arc::clone(&store), metrics, poll: settings.reload_poll });
+    let watcher = background_service(
+        "config watcher",
+        ConfigWatcher {
+            store: Arc::clone(&store),
+            metrics,
+            poll: settings.reload_poll,
+        },
+    );
 
     tracing::info!(listen = %settings.listen, admin = %settings.admin_listen, threads, config = %config_path.display(), "starting tollgate");
     server.add_service(proxy);
@@ -133,7 +149,11 @@ impl BackgroundService for ConfigWatcher {
                 None
             }
         };
-        let poll = if self.poll.is_zero() { Duration::from_secs(3600 * 24 * 365) } else { self.poll };
+        let poll = if self.poll.is_zero() {
+            Duration::from_secs(3600 * 24 * 365)
+        } else {
+            self.poll
+        };
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let path = self.store.path().to_path_buf();

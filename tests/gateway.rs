@@ -1,6 +1,8 @@
 //! End-to-end tests of the gateway core: the real `tollgate` gateway in front of the real mock
 //! provider, both on loopback ports, driven over HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -29,11 +31,15 @@ fn chat_body(text: &str) -> Value {
 fn chat_is_passed_through_with_the_provider_key_and_upstream_model() {
     let (mock, gw) = setup("", "");
     let body = r#"{"messages":[{"role":"user","content":"hello"}],"x_custom":{"keep":[1,2.50,"me"]},"model":"demo","temperature":0.2}"#;
-    let r = post(&gw.url("/v1/chat/completions"), body, &[("authorization", "Bearer client-secret-123")]);
+    let r = post(
+        &gw.url("/v1/chat/completions"),
+        body,
+        &[("authorization", "Bearer client-secret-123")],
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().len() > 0);
+    assert!(!v["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     assert_eq!(r.header("x-tollgate-provider"), Some("mock"));
     assert_eq!(r.header("x-tollgate-model"), Some("mock-gpt"));
@@ -45,7 +51,10 @@ fn chat_is_passed_through_with_the_provider_key_and_upstream_model() {
     assert_eq!(rec["path"], "/v1/chat/completions");
     assert_eq!(rec["headers"]["authorization"], "Bearer key-of-mock");
     let dump = rec.to_string();
-    assert!(!dump.contains("client-secret-123"), "the client's key reached the provider: {dump}");
+    assert!(
+        !dump.contains("client-secret-123"),
+        "the client's key reached the provider: {dump}"
+    );
     // Byte-for-byte the client's body, with only the model replaced.
     assert_eq!(rec["body"], body.replace(r#""model":"demo""#, r#""model":"mock-gpt""#));
 }
@@ -63,16 +72,29 @@ fn stream_arrives_incrementally_with_usage_when_asked() {
     let datas: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
     assert_eq!(datas.iter().filter(|d| **d == "[DONE]").count(), 1);
     assert_eq!(*datas.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = datas[..datas.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<Value> = datas[..datas.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let content: usize = chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|s| !s.is_empty())).count();
+    let content: usize = chunks
+        .iter()
+        .filter(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        })
+        .count();
     assert_eq!(content, 5);
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 5);
     // Relayed as it was produced: the first event long before the last (5 gaps of 250 ms).
     let spread = events.last().unwrap().at - events[0].at;
-    assert!(spread >= Duration::from_millis(700), "events arrived together: spread {spread:?}");
+    assert!(
+        spread >= Duration::from_millis(700),
+        "events arrived together: spread {spread:?}"
+    );
 
     // Without include_usage there is no usage chunk.
     let body = json!({"model": "demo", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
@@ -84,8 +106,16 @@ fn stream_arrives_incrementally_with_usage_when_asked() {
 #[test]
 fn embeddings_completions_and_models() {
     let (mock, gw) = setup("", "");
-    let e1 = post(&gw.url("/v1/embeddings"), r#"{"model":"embed","input":"the same text"}"#, &[]);
-    let e2 = post(&gw.url("/v1/embeddings"), r#"{"model":"embed","input":"the same text"}"#, &[]);
+    let e1 = post(
+        &gw.url("/v1/embeddings"),
+        r#"{"model":"embed","input":"the same text"}"#,
+        &[],
+    );
+    let e2 = post(
+        &gw.url("/v1/embeddings"),
+        r#"{"model":"embed","input":"the same text"}"#,
+        &[],
+    );
     assert_eq!(e1.status, 200, "{}", e1.body);
     let (v1, v2) = (e1.json(), e2.json());
     assert_eq!(v1["data"][0]["embedding"], v2["data"][0]["embedding"]);
@@ -100,7 +130,12 @@ fn embeddings_completions_and_models() {
 
     let m = get(&gw.url("/v1/models"));
     assert_eq!(m.status, 200);
-    let ids: Vec<String> = m.json()["data"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = m.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, vec!["demo", "embed"]);
 }
 
@@ -119,9 +154,17 @@ fn gateway_errors_are_openai_shaped() {
     let (mock, gw) = setup("  max_body_bytes: 2000\n", "");
     let chat = gw.url("/v1/chat/completions");
     assert_error(&post(&chat, "{not json", &[]), 400, "invalid_json");
-    let v = assert_error(&post(&chat, r#"{"model":"demo"}"#, &[]), 400, "missing_required_parameter");
+    let v = assert_error(
+        &post(&chat, r#"{"model":"demo"}"#, &[]),
+        400,
+        "missing_required_parameter",
+    );
     assert_eq!(v["error"]["param"], "messages");
-    let v = assert_error(&post(&chat, r#"{"model":"nope","messages":[]}"#, &[]), 404, "model_not_found");
+    let v = assert_error(
+        &post(&chat, r#"{"model":"nope","messages":[]}"#, &[]),
+        404,
+        "model_not_found",
+    );
     assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
     let big = json!({"model": "demo", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
     assert_error(&post(&chat, &big.to_string(), &[]), 413, "request_too_large");
@@ -195,7 +238,10 @@ fn first_byte_timeout_answers_504_instead_of_hanging() {
 #[test]
 fn a_cut_or_stalled_stream_ends_with_an_error_event_not_done() {
     let (_mock, gw) = setup("", "    timeouts: { idle: 400ms }\n");
-    for marker in ["[[mock: chunks=6 close_after=2]]", "[[mock: chunks=3 chunk_delay_ms=3000]]"] {
+    for marker in [
+        "[[mock: chunks=6 close_after=2]]",
+        "[[mock: chunks=3 chunk_delay_ms=3000]]",
+    ] {
         let body = json!({"model": "demo", "stream": true, "messages": [{"role": "user", "content": marker}]});
         let (head, events) = post_stream(&gw.url("/v1/chat/completions"), &body.to_string());
         assert_eq!(head.status, 200);
@@ -211,7 +257,10 @@ fn client_disconnect_abandons_the_upstream_call() {
     let (mock, gw) = setup("", "");
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_millis(300)).build();
     let body = chat_body("[[mock: latency_ms=10000]]").to_string();
-    let _ = agent.post(&gw.url("/v1/chat/completions")).set("content-type", "application/json").send_string(&body);
+    let _ = agent
+        .post(&gw.url("/v1/chat/completions"))
+        .set("content-type", "application/json")
+        .send_string(&body);
     // The gateway notices the client left long before the provider would have answered.
     wait_until("the request to be closed as 499", Duration::from_secs(3), || {
         gw.metric(r#"tollgate_requests_total{model="demo",provider="",status="499"}"#) == 1.0
@@ -228,8 +277,14 @@ fn admin_health_ready_and_metrics() {
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["providers_enabled"], 1);
     assert_eq!(gw.chat(&chat_body("hi")).status, 200);
-    assert_eq!(gw.metric(r#"tollgate_requests_total{model="demo",provider="mock",status="200"}"#), 1.0);
-    assert_eq!(gw.metric(r#"tollgate_request_duration_seconds_count{model="demo",provider="mock"}"#), 1.0);
+    // Metrics are recorded in `logging`, just after the response went out.
+    wait_until("the request metric", Duration::from_secs(5), || {
+        gw.metric(r#"tollgate_requests_total{model="demo",provider="mock",status="200"}"#) == 1.0
+    });
+    assert_eq!(
+        gw.metric(r#"tollgate_request_duration_seconds_count{model="demo",provider="mock"}"#),
+        1.0
+    );
     assert!(gw.metric(r#"tollgate_tokens_total{model="demo",provider="mock",type="completion"}"#) > 0.0);
     // The admin API is not on the data plane and vice versa.
     assert_eq!(get(&gw.url("/metrics")).status, 404);
@@ -246,8 +301,18 @@ fn a_provider_without_its_key_is_disabled_not_fatal() {
     let gw = Gateway::start("", &rest);
     let r = gw.chat(&json!({"model": "gpt", "messages": []}));
     let v = assert_error(&r, 503, "no_provider_available");
-    assert!(v["error"]["message"].as_str().unwrap().contains("TOLLGATE_TEST_UNSET_KEY"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("TOLLGATE_TEST_UNSET_KEY"),
+        "{v}"
+    );
     assert_eq!(gw.chat(&chat_body("hi")).status, 200);
     let log = gw.proc.log_text();
-    assert_eq!(log.matches("TOLLGATE_TEST_UNSET_KEY").count(), 1, "one warning expected:\n{log}");
+    assert_eq!(
+        log.matches("TOLLGATE_TEST_UNSET_KEY").count(),
+        1,
+        "one warning expected:\n{log}"
+    );
 }

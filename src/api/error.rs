@@ -111,9 +111,7 @@ impl ApiError {
 
 /// An OpenAI-shaped error body.
 pub fn error_body(message: &str, error_type: &str, param: Option<&str>, code: Option<&str>) -> Bytes {
-    Bytes::from(
-        json!({"error": {"message": message, "type": error_type, "param": param, "code": code}}).to_string(),
-    )
+    Bytes::from(json!({"error": {"message": message, "type": error_type, "param": param, "code": code}}).to_string())
 }
 
 #[cfg(test)]

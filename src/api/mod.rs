@@ -76,7 +76,11 @@ pub fn route(method: &http::Method, path: &str) -> Route {
         "/models" => (None, "GET"),
         _ => return Route::NotFound,
     };
-    let want = if allowed == "POST" { http::Method::POST } else { http::Method::GET };
+    let want = if allowed == "POST" {
+        http::Method::POST
+    } else {
+        http::Method::GET
+    };
     if *method != want {
         return Route::MethodNotAllowed(allowed);
     }
@@ -93,16 +97,31 @@ mod tests {
 
     #[test]
     fn routes_with_and_without_v1() {
-        assert_eq!(route(&Method::POST, "/v1/chat/completions"), Route::Llm(Endpoint::ChatCompletions));
-        assert_eq!(route(&Method::POST, "/chat/completions/"), Route::Llm(Endpoint::ChatCompletions));
-        assert_eq!(route(&Method::POST, "/v1/embeddings?x=1"), Route::Llm(Endpoint::Embeddings));
-        assert_eq!(route(&Method::POST, "/v1/completions"), Route::Llm(Endpoint::Completions));
+        assert_eq!(
+            route(&Method::POST, "/v1/chat/completions"),
+            Route::Llm(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            route(&Method::POST, "/chat/completions/"),
+            Route::Llm(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            route(&Method::POST, "/v1/embeddings?x=1"),
+            Route::Llm(Endpoint::Embeddings)
+        );
+        assert_eq!(
+            route(&Method::POST, "/v1/completions"),
+            Route::Llm(Endpoint::Completions)
+        );
         assert_eq!(route(&Method::GET, "/v1/models"), Route::Models);
     }
 
     #[test]
     fn wrong_method_and_unknown_path() {
-        assert_eq!(route(&Method::GET, "/v1/chat/completions"), Route::MethodNotAllowed("POST"));
+        assert_eq!(
+            route(&Method::GET, "/v1/chat/completions"),
+            Route::MethodNotAllowed("POST")
+        );
         assert_eq!(route(&Method::POST, "/v1/models"), Route::MethodNotAllowed("GET"));
         assert_eq!(route(&Method::POST, "/v1/chat"), Route::NotFound);
         assert_eq!(route(&Method::GET, "/"), Route::NotFound);

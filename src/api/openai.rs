@@ -60,9 +60,10 @@ impl LlmRequest {
             let path = e.path().to_string();
             let inner = e.into_inner();
             match known_field(&path) {
-                Some(field) if !inner.is_syntax() && !inner.is_eof() => {
-                    ApiError::InvalidField { field, message: strip_position(&inner.to_string()) }
-                }
+                Some(field) if !inner.is_syntax() && !inner.is_eof() => ApiError::InvalidField {
+                    field,
+                    message: strip_position(&inner.to_string()),
+                },
                 _ => ApiError::InvalidJson(inner.to_string()),
             }
         })?;
@@ -74,7 +75,10 @@ impl LlmRequest {
             message: "expected a string".into(),
         })?;
         if model.is_empty() {
-            return Err(ApiError::InvalidField { field: "model", message: "must not be empty".into() });
+            return Err(ApiError::InvalidField {
+                field: "model",
+                message: "must not be empty".into(),
+            });
         }
         let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
         let model_span = start..start + raw_model.get().len();
@@ -87,17 +91,30 @@ impl LlmRequest {
         let field = endpoint.required_field();
         let required = required.ok_or(ApiError::MissingField(field))?;
         if endpoint == Endpoint::ChatCompletions && !required.get().starts_with('[') {
-            return Err(ApiError::InvalidField { field, message: "expected an array of messages".into() });
+            return Err(ApiError::InvalidField {
+                field,
+                message: "expected an array of messages".into(),
+            });
         }
         if required.get() == "null" {
             return Err(ApiError::MissingField(field));
         }
         let stream = peek.stream.unwrap_or(false);
         if stream && endpoint == Endpoint::Embeddings {
-            return Err(ApiError::InvalidField { field: "stream", message: "embeddings cannot be streamed".into() });
+            return Err(ApiError::InvalidField {
+                field: "stream",
+                message: "embeddings cannot be streamed".into(),
+            });
         }
         let include_usage = stream && peek.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-        Ok(LlmRequest { endpoint, model: model.into_owned(), model_span, stream, include_usage, body })
+        Ok(LlmRequest {
+            endpoint,
+            model: model.into_owned(),
+            model_span,
+            stream,
+            include_usage,
+            body,
+        })
     }
 
     /// The body with the `model` value replaced by `model_json` (a JSON string literal).
@@ -113,11 +130,14 @@ impl LlmRequest {
 
 fn known_field(path: &str) -> Option<&'static str> {
     let top = path.split(['.', '[']).next().unwrap_or_default();
-    ["model", "stream", "stream_options", "messages", "prompt", "input"].into_iter().find(|f| *f == top)
+    ["model", "stream", "stream_options", "messages", "prompt", "input"]
+        .into_iter()
+        .find(|f| *f == top)
 }
 
 fn strip_position(msg: &str) -> String {
-    msg.find(" at line ").map_or_else(|| msg.to_string(), |i| msg[..i].to_string())
+    msg.find(" at line ")
+        .map_or_else(|| msg.to_string(), |i| msg[..i].to_string())
 }
 
 /// Token usage as OpenAI reports it.
@@ -171,11 +191,26 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         assert_eq!(chat(r#"{"messages":[]}"#).unwrap_err(), ApiError::MissingField("model"));
-        assert_eq!(chat(r#"{"model":"m"}"#).unwrap_err(), ApiError::MissingField("messages"));
-        assert!(matches!(chat(r#"{"model":"m","messages":[}"#), Err(ApiError::InvalidJson(_))));
-        assert!(matches!(chat(r#"{"model":"m","messages":[]} trailing"#), Err(ApiError::InvalidJson(_))));
-        assert!(matches!(chat(r#"{"model":5,"messages":[]}"#), Err(ApiError::InvalidField { field: "model", .. })));
-        assert!(matches!(chat(r#"{"model":"m","messages":"x"}"#), Err(ApiError::InvalidField { field: "messages", .. })));
+        assert_eq!(
+            chat(r#"{"model":"m"}"#).unwrap_err(),
+            ApiError::MissingField("messages")
+        );
+        assert!(matches!(
+            chat(r#"{"model":"m","messages":[}"#),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            chat(r#"{"model":"m","messages":[]} trailing"#),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            chat(r#"{"model":5,"messages":[]}"#),
+            Err(ApiError::InvalidField { field: "model", .. })
+        ));
+        assert!(matches!(
+            chat(r#"{"model":"m","messages":"x"}"#),
+            Err(ApiError::InvalidField { field: "messages", .. })
+        ));
         assert!(matches!(
             chat(r#"{"model":"m","messages":[],"stream":"yes"}"#),
             Err(ApiError::InvalidField { field: "stream", .. })
@@ -196,7 +231,10 @@ mod tests {
     fn usage_is_found_only_where_present() {
         assert_eq!(
             usage_of(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#),
-            Some(Usage { prompt_tokens: 3, completion_tokens: 4 })
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4
+            })
         );
         assert_eq!(usage_of(br#"{"choices":[{"delta":{"content":"x"}}]}"#), None);
         assert_eq!(usage_of(br#"{"usage":null}"#), None);

@@ -15,7 +15,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::{line_of, render, Seg};
 use super::raw::{RawConfig, RawProvider, RawProviderKind, RawTimeouts};
 use super::secret::Secret;
-use super::snapshot::{ModelAlias, Provider, ServerSettings, Snapshot, Target, Timeouts};
+use super::snapshot::{ModelAlias, Provider, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
 use crate::providers::ProviderKind;
 
 /// Environment lookup and DNS resolution are injected so tests can run hermetically.
@@ -26,7 +26,10 @@ pub struct Env<'a> {
 
 impl Env<'static> {
     pub fn system() -> Self {
-        Env { var: &|name| std::env::var(name).ok(), resolve: &resolve_system }
+        Env {
+            var: &|name| std::env::var(name).ok(),
+            resolve: &resolve_system,
+        }
     }
 }
 
@@ -61,7 +64,12 @@ fn key(s: &str) -> Seg {
 }
 
 pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErrors> {
-    let mut cx = Ctx { file, doc, errors: Vec::new(), warnings: Vec::new() };
+    let mut cx = Ctx {
+        file,
+        doc,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let server = compile_server(&raw, &mut cx);
     let defaults = merge_timeouts(&[key("timeouts")], &raw.timeouts, Timeouts::DEFAULT, &mut cx);
 
@@ -71,7 +79,8 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         providers.insert(name.clone(), Arc::new(provider));
     }
 
-    let mut models = HashMap::new();
+    // First pass: each alias's own targets.
+    let mut own: BTreeMap<&str, Vec<Arc<Target>>> = BTreeMap::new();
     for (alias, m) in &raw.models {
         let path = [key("models"), key(alias)];
         if alias.is_empty() {
@@ -106,13 +115,25 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
                 cx.error(&fpath, format!("unknown model alias {fb:?}"));
             }
         }
+        own.insert(alias.as_str(), targets);
+    }
+
+    // Second pass: the plan of each alias, following fallbacks.
+    let mut models = HashMap::new();
+    for (alias, m) in &raw.models {
+        let (plan, unavailable) = build_plan(alias, &raw, &own);
+        if plan.len() == MAX_PLAN {
+            cx.warnings.push(format!("model {alias:?}: its fallback chain is cut at {MAX_PLAN} targets"));
+        }
         models.insert(
             alias.as_str().into(),
             Arc::new(ModelAlias {
                 name: alias.clone(),
-                targets,
+                targets: own.get(alias.as_str()).cloned().unwrap_or_default(),
                 fallbacks: m.fallbacks.clone(),
                 hidden: m.hidden,
+                plan,
+                unavailable,
             }),
         );
     }
@@ -122,7 +143,8 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     }
     let server = server.ok_or_else(|| ConfigErrors { errors: Vec::new() })?;
     if !providers.values().any(|p| p.is_enabled()) {
-        cx.warnings.push("no provider is enabled: every model request will fail until one is".into());
+        cx.warnings
+            .push("no provider is enabled: every model request will fail until one is".into());
     }
     let models_list_body = models_list_body(&models);
     Ok(Snapshot {
@@ -133,6 +155,45 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         models_list_body,
         warnings: cx.warnings,
     })
+}
+
+/// Breadth-first over the alias and its fallbacks, each alias once, enabled targets only.
+fn build_plan(
+    alias: &str,
+    raw: &RawConfig,
+    own: &BTreeMap<&str, Vec<Arc<Target>>>,
+) -> (Vec<Arc<Target>>, Option<String>) {
+    let mut plan: Vec<Arc<Target>> = Vec::new();
+    let mut disabled: Vec<String> = Vec::new();
+    let mut visited: Vec<&str> = Vec::new();
+    let mut queue = std::collections::VecDeque::from([alias]);
+    while let Some(name) = queue.pop_front() {
+        if visited.contains(&name) {
+            continue;
+        }
+        visited.push(name);
+        for t in own.get(name).map(Vec::as_slice).unwrap_or_default() {
+            if !t.provider.is_enabled() {
+                let why = format!("{} ({})", t.provider.name, t.provider.disabled.as_deref().unwrap_or("disabled"));
+                if !disabled.contains(&why) {
+                    disabled.push(why);
+                }
+            } else if plan.len() < MAX_PLAN && !plan.iter().any(|p| Arc::ptr_eq(p, t)) {
+                plan.push(Arc::clone(t));
+            }
+        }
+        if let Some(m) = raw.models.get(name) {
+            queue.extend(m.fallbacks.iter().map(String::as_str));
+        }
+    }
+    let unavailable = plan.is_empty().then(|| {
+        if disabled.is_empty() {
+            "no target is configured".to_string()
+        } else {
+            format!("every provider is disabled: {}", disabled.join(", "))
+        }
+    });
+    (plan, unavailable)
 }
 
 fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -150,7 +211,10 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         match value.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                cx.error(&[key("server"), key(field)], format!("{value:?} is not an ip:port address"));
+                cx.error(
+                    &[key("server"), key(field)],
+                    format!("{value:?} is not an ip:port address"),
+                );
                 None
             }
         }
@@ -168,7 +232,10 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
     let all = [Some(listen), Some(admin_listen), mock_listen];
     for (i, a) in all.iter().enumerate() {
         if a.is_some() && all[..i].contains(a) {
-            cx.error(&[key("server")], "listen, admin_listen and mock_listen must be different addresses");
+            cx.error(
+                &[key("server")],
+                "listen, admin_listen and mock_listen must be different addresses",
+            );
         }
     }
     Some(ServerSettings {
@@ -203,7 +270,10 @@ fn merge_timeouts(path: &[Seg], raw: &RawTimeouts, base: Timeouts, cx: &mut Ctx)
 fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, cx: &mut Ctx) -> Provider {
     let path = |f: &str| vec![key("providers"), key(name), key(f)];
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || name.is_empty() {
-        cx.error(&[key("providers"), key(name)], "provider names use letters, digits, '-' and '_'");
+        cx.error(
+            &[key("providers"), key(name)],
+            "provider names use letters, digits, '-' and '_'",
+        );
     }
     let kind = match p.kind {
         RawProviderKind::Openai => ProviderKind::OpenAi,
@@ -216,7 +286,10 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
     let base_url = match expand_with(&p.base_url, env.var) {
         Ok(e) if e.missing.is_empty() => Some(e.value),
         Ok(e) => {
-            cx.error(&path("base_url"), format!("environment variable {} is not set", e.missing.join(", ")));
+            cx.error(
+                &path("base_url"),
+                format!("environment variable {} is not set", e.missing.join(", ")),
+            );
             None
         }
         Err(msg) => {
@@ -234,7 +307,10 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
             }
         }
         Ok(_) => {
-            cx.error(&path("base_url"), format!("{u:?} must be an http:// or https:// URL with a host"));
+            cx.error(
+                &path("base_url"),
+                format!("{u:?} must be an http:// or https:// URL with a host"),
+            );
             None
         }
         Err(e) => {
@@ -289,7 +365,10 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
             cx.error(&hp, "not a valid header name");
             continue;
         };
-        if matches!(hn.as_str(), "host" | "content-length" | "authorization" | "transfer-encoding" | "connection") {
+        if matches!(
+            hn.as_str(),
+            "host" | "content-length" | "authorization" | "transfer-encoding" | "connection"
+        ) {
             cx.error(&hp, "this header is set by the gateway and cannot be overridden");
             continue;
         }
@@ -309,7 +388,12 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
     let (mut peer, mut host_header, mut path_prefix) = (None, HeaderValue::from_static(""), String::new());
     if let Some(url) = parsed {
         let tls = url.scheme() == "https";
-        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
         path_prefix = url.path().trim_end_matches('/').to_string();
         let hh = match url.port() {

@@ -44,7 +44,11 @@ pub fn line_of(doc: &str, path: &[Seg]) -> Option<usize> {
             if text.is_empty() || text.starts_with('#') || text == "---" {
                 return None;
             }
-            Some(Line { no: i + 1, indent: raw.len() - text.len(), text })
+            Some(Line {
+                no: i + 1,
+                indent: raw.len() - text.len(),
+                text,
+            })
         })
         .collect();
     let mut region: &[Line] = &lines;
@@ -130,8 +134,16 @@ fn strip_dash<'a>(l: &Line<'a>) -> (usize, &'a str) {
 fn key_matches(text: &str, key: &str) -> bool {
     let unquoted = text
         .strip_prefix(key)
-        .or_else(|| text.strip_prefix('"').and_then(|t| t.strip_prefix(key)).and_then(|t| t.strip_prefix('"')))
-        .or_else(|| text.strip_prefix('\'').and_then(|t| t.strip_prefix(key)).and_then(|t| t.strip_prefix('\'')));
+        .or_else(|| {
+            text.strip_prefix('"')
+                .and_then(|t| t.strip_prefix(key))
+                .and_then(|t| t.strip_prefix('"'))
+        })
+        .or_else(|| {
+            text.strip_prefix('\'')
+                .and_then(|t| t.strip_prefix(key))
+                .and_then(|t| t.strip_prefix('\''))
+        });
     matches!(unquoted, Some(rest) if rest.trim_start().starts_with(':'))
 }
 

@@ -19,7 +19,7 @@ use std::path::Path;
 
 pub use compile::Env;
 pub use error::{ConfigError, ConfigErrors};
-pub use snapshot::{ModelAlias, Provider, ServerSettings, Snapshot, Target, Timeouts};
+pub use snapshot::{ModelAlias, Provider, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
 pub use store::ConfigStore;
 
 use locate::Seg;
@@ -31,7 +31,11 @@ pub fn parse(file: &Path, doc: &str) -> Result<raw::RawConfig, ConfigErrors> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let line = inner.location().map(|l| l.line()).or_else(|| {
-            let segs: Vec<Seg> = path.split('.').filter(|s| !s.is_empty() && *s != "?").map(|s| Seg::Key(s.into())).collect();
+            let segs: Vec<Seg> = path
+                .split('.')
+                .filter(|s| !s.is_empty() && *s != "?")
+                .map(|s| Seg::Key(s.into()))
+                .collect();
             locate::line_of(doc, &segs)
         });
         ConfigErrors {

@@ -138,7 +138,15 @@ pub struct ModelAlias {
     pub targets: Vec<Arc<Target>>,
     pub fallbacks: Vec<String>,
     pub hidden: bool,
+    /// Precomputed at load: the enabled targets to try, in order (this alias's targets, then each
+    /// fallback alias's, breadth first, each alias once, at most `MAX_PLAN` long).
+    pub plan: Vec<Arc<Target>>,
+    /// Why `plan` is empty, when it is.
+    pub unavailable: Option<String>,
 }
+
+/// Longest plan: a larger fallback graph is cut here.
+pub const MAX_PLAN: usize = 16;
 
 /// One concrete (provider, upstream model) a request can be sent to.
 #[derive(Debug)]

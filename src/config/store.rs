@@ -27,7 +27,10 @@ pub enum ReloadOutcome {
 impl ConfigStore {
     pub fn new(path: &Path, initial: Snapshot) -> Self {
         log_warnings(&initial.warnings, &BTreeSet::new());
-        ConfigStore { path: path.to_path_buf(), current: ArcSwap::from_pointee(initial) }
+        ConfigStore {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(initial),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -61,7 +64,11 @@ impl ConfigStore {
             restart.push("server.threads");
         }
         self.current.store(Arc::new(next));
-        Ok(if restart.is_empty() { ReloadOutcome::Swapped } else { ReloadOutcome::SwappedNeedsRestart(restart) })
+        Ok(if restart.is_empty() {
+            ReloadOutcome::Swapped
+        } else {
+            ReloadOutcome::SwappedNeedsRestart(restart)
+        })
     }
 }
 

@@ -18,7 +18,10 @@ fn resolve_local(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 fn load(doc: &str, vars: &'static [(&'static str, &'static str)]) -> Result<Snapshot, ConfigErrors> {
     let var = env_with(vars);
-    let env = Env { var: &var, resolve: &resolve_local };
+    let env = Env {
+        var: &var,
+        resolve: &resolve_local,
+    };
     load_str(Path::new("test.yaml"), doc, &env)
 }
 
@@ -73,7 +76,12 @@ fn a_good_config_compiles() {
 fn models_list_has_visible_servable_aliases_only() {
     let s = load(GOOD, &[]).unwrap(); // OPENAI_API_KEY unset: `gpt` is not servable
     let v: serde_json::Value = serde_json::from_slice(&s.models_list_body).unwrap();
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec!["local-model"]);
     assert_eq!(v["object"], "list");
 }
@@ -158,7 +166,10 @@ models:
         ("models.empty.targets", Some(23)),
     ];
     for (path, line) in expect {
-        assert!(found.contains(&(path.to_string(), line)), "missing {path} at {line:?} in {found:?}");
+        assert!(
+            found.contains(&(path.to_string(), line)),
+            "missing {path} at {line:?} in {found:?}"
+        );
     }
     assert_eq!(e.errors.len(), expect.len(), "{e}");
 }
@@ -168,7 +179,11 @@ fn unresolvable_host_disables_with_a_warning() {
     let doc = "providers:\n  a:\n    kind: openai\n    base_url: https://unresolvable.invalid/v1\n    api_keys: [k]\n";
     let s = load(doc, &[]).unwrap();
     assert!(!s.providers["a"].is_enabled());
-    assert!(s.warnings.iter().any(|w| w.contains("cannot resolve")), "{:?}", s.warnings);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("cannot resolve")),
+        "{:?}",
+        s.warnings
+    );
 }
 
 #[test]
@@ -183,7 +198,10 @@ fn base_url_env_must_be_set() {
 fn zero_timeout_and_same_listeners_are_errors() {
     let doc = "server:\n  listen: 127.0.0.1:1\n  admin_listen: 127.0.0.1:1\ntimeouts:\n  idle: 0s\n";
     let e = load(doc, &[]).unwrap_err();
-    assert!(e.errors.iter().any(|e| e.path == "timeouts.idle" && e.line == Some(5)), "{e}");
+    assert!(
+        e.errors.iter().any(|e| e.path == "timeouts.idle" && e.line == Some(5)),
+        "{e}"
+    );
     assert!(e.errors.iter().any(|e| e.path == "server"), "{e}");
 }
 
@@ -208,7 +226,10 @@ fn secrets_do_not_leak_through_debug() {
 fn the_shipped_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/tollgate.yaml");
     let doc = std::fs::read_to_string(&path).unwrap();
-    let env = Env { var: &|_| None, resolve: &resolve_local };
+    let env = Env {
+        var: &|_| None,
+        resolve: &resolve_local,
+    };
     let s = load_str(&path, &doc, &env).unwrap();
     assert!(s.providers["mock"].is_enabled());
     assert!(!s.providers["openai"].is_enabled());
@@ -221,4 +242,36 @@ proptest::proptest! {
     fn arbitrary_yaml_never_panics(doc in "[ -~\n]{0,300}") {
         let _ = load(&doc, &[]);
     }
+}
+
+#[test]
+fn plans_follow_fallbacks_breadth_first_once_each() {
+    let doc = "\
+providers:
+  a: { kind: openai, base_url: http://a, api_keys: [k] }
+  b: { kind: openai, base_url: http://b, api_keys: [k] }
+  off: { kind: openai, base_url: http://c, api_keys: [k], enabled: false }
+models:
+  x:
+    targets: [ { provider: a, model: x1 }, { provider: off, model: x2 } ]
+    fallbacks: [y, z]
+  y:
+    targets: [ { provider: b, model: y1 } ]
+    fallbacks: [x]
+  z:
+    targets: [ { provider: a, model: z1 } ]
+    fallbacks: [y]
+  dead:
+    targets: [ { provider: off, model: d } ]
+";
+    let s = load(doc, &[]).unwrap();
+    let plan: Vec<&str> = crate::routing::plan(&s, "x").unwrap().iter().map(|t| t.model.as_str()).collect();
+    assert_eq!(plan, vec!["x1", "y1", "z1"]);
+    let plan: Vec<&str> = crate::routing::plan(&s, "y").unwrap().iter().map(|t| t.model.as_str()).collect();
+    assert_eq!(plan, vec!["y1", "x1", "z1"]);
+    match crate::routing::plan(&s, "dead") {
+        Err(crate::api::ApiError::NoProvider { reason, .. }) => assert!(reason.contains("enabled: false"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(crate::routing::plan(&s, "nope"), Err(crate::api::ApiError::ModelNotFound(_))));
 }

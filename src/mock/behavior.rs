@@ -234,23 +234,15 @@ impl Overrides {
         };
         match key {
             "status" => self.status = Some(num(key, v, 200, 599, "an HTTP status 200..=599")?),
-            "retry_after" => {
-                self.retry_after = Some(num(key, v, 0, MAX_RETRY_AFTER_S, "seconds 0..=86400")?)
-            }
+            "retry_after" => self.retry_after = Some(num(key, v, 0, MAX_RETRY_AFTER_S, "seconds 0..=86400")?),
             "retry_after_ms" => {
-                self.retry_after_ms =
-                    Some(num(key, v, 0, MAX_RETRY_AFTER_S * 1000, "ms 0..=86400000")?)
+                self.retry_after_ms = Some(num(key, v, 0, MAX_RETRY_AFTER_S * 1000, "ms 0..=86400000")?)
             }
             "latency_ms" => self.latency_ms = Some(delay(key, v)?),
             "first_chunk_ms" => self.first_chunk_ms = Some(delay(key, v)?),
             "chunk_delay_ms" => self.chunk_delay_ms = Some(delay(key, v)?),
-            "chunks" => {
-                self.chunks = Some(num(key, v, 1, u64::from(MAX_CHUNKS), "a count 1..=100000")?)
-            }
-            "close_after" => {
-                self.close_after =
-                    Some(num(key, v, 0, u64::from(MAX_CHUNKS), "a count 0..=100000")?)
-            }
+            "chunks" => self.chunks = Some(num(key, v, 1, u64::from(MAX_CHUNKS), "a count 1..=100000")?),
+            "close_after" => self.close_after = Some(num(key, v, 0, u64::from(MAX_CHUNKS), "a count 0..=100000")?),
             "text" => {
                 let n = v.chars().count();
                 if n == 0 || n > MAX_TEXT_CHARS || v.chars().any(char::is_control) {
@@ -287,13 +279,7 @@ fn bad(key: &str, value: &str, expected: &'static str) -> DirectiveError {
     }
 }
 
-fn num<T>(
-    key: &str,
-    v: &str,
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<T, DirectiveError>
+fn num<T>(key: &str, v: &str, min: u64, max: u64, expected: &'static str) -> Result<T, DirectiveError>
 where
     T: TryFrom<u64>,
 {
@@ -317,15 +303,10 @@ pub fn parse_body_markers(body: &[u8]) -> Result<Option<Overrides>, DirectiveErr
         let Some(len) = memmem::find(&body[start..], MARKER_CLOSE) else {
             return Err(DirectiveError::Unterminated);
         };
-        let raw =
-            std::str::from_utf8(&body[start..start + len]).map_err(|_| DirectiveError::NotUtf8)?;
+        let raw = std::str::from_utf8(&body[start..start + len]).map_err(|_| DirectiveError::NotUtf8)?;
         let parsed = if raw.contains('\\') {
             // The marker sits inside a JSON string: its escaped whitespace separates directives.
-            Overrides::parse(
-                &raw.replace("\\n", " ")
-                    .replace("\\r", " ")
-                    .replace("\\t", " "),
-            )?
+            Overrides::parse(&raw.replace("\\n", " ").replace("\\r", " ").replace("\\t", " "))?
         } else {
             Overrides::parse(raw)?
         };
@@ -336,11 +317,7 @@ pub fn parse_body_markers(body: &[u8]) -> Result<Option<Overrides>, DirectiveErr
 }
 
 /// Resolve a request's behaviour: `defaults` (from flags), then body markers, then the header.
-pub fn resolve(
-    defaults: &Behavior,
-    header: Option<&[u8]>,
-    body: &[u8],
-) -> Result<Behavior, BehaviorError> {
+pub fn resolve(defaults: &Behavior, header: Option<&[u8]>, body: &[u8]) -> Result<Behavior, BehaviorError> {
     let mut b = defaults.clone();
     // Fast path: most benchmark requests carry no directive at all.
     if memmem::find(body, MARKER_OPEN).is_some() {
@@ -434,8 +411,7 @@ mod tests {
 
     #[test]
     fn body_markers_are_found_anywhere_and_merge_in_order() {
-        let body =
-            br#"{"messages":[{"role":"user","content":"hi [[mock: status=503 latency_ms=100]]"},
+        let body = br#"{"messages":[{"role":"user","content":"hi [[mock: status=503 latency_ms=100]]"},
             {"role":"user","content":"again [[mock:status=429,chunks=2]] end"}]}"#;
         let o = parse_body_markers(body).unwrap().unwrap();
         assert_eq!(o.status, Some(429));
@@ -447,9 +423,7 @@ mod tests {
             DirectiveError::Unterminated
         );
         // JSON-escaped newline inside the marker separates directives.
-        let o = parse_body_markers(br#""[[mock: chunks=3\nhang]]""#)
-            .unwrap()
-            .unwrap();
+        let o = parse_body_markers(br#""[[mock: chunks=3\nhang]]""#).unwrap().unwrap();
         assert_eq!((o.chunks, o.hang), (Some(3), Some(true)));
     }
 

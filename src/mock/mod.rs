@@ -13,6 +13,10 @@
 //! the client leaving → `latency_ms` → forced `status` → `Authorization: Bearer` (401) → the
 //! dialect's reply. Only normally completed responses return the connection for keep-alive.
 //!
+//! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
+//! `GET /v1/models[/{id}]`; admin: `GET|DELETE /_mock/requests`, `GET /_mock/health`. Every
+//! recorded request's response carries `x-mock-seq: <seq>` (the `seq` of its record).
+//!
 //! Invariants: nothing sleeps unless a directive or flag asks; no threads are spawned per request;
 //! each SSE event is one body write (flushed, so delays are visible to the client); no input can
 //! panic the server.
@@ -189,12 +193,7 @@ impl MockApp {
         &self.recorder
     }
 
-    async fn handle(
-        &self,
-        session: &mut ServerSession,
-        body: Bytes,
-        shutdown: &ShutdownWatch,
-    ) -> Flow {
+    async fn handle(&self, session: &mut ServerSession, body: Bytes, shutdown: &ShutdownWatch) -> Flow {
         let req = session.req_header();
         let method = req.method.clone();
         let path = req.uri.path().to_string();
@@ -253,15 +252,10 @@ impl MockApp {
             ("requests", &Method::GET) => openai::json_reply(200, &self.recorder.listing_json()),
             ("requests", &Method::DELETE) => {
                 let cleared = self.recorder.clear();
-                openai::json_reply(
-                    200,
-                    &serde_json::json!({"status": "ok", "cleared": cleared}),
-                )
+                openai::json_reply(200, &serde_json::json!({"status": "ok", "cleared": cleared}))
             }
             ("requests", _) => method_not_allowed(method, path, "GET, DELETE"),
-            ("health", &Method::GET) => {
-                openai::json_reply(200, &serde_json::json!({"status": "ok"}))
-            }
+            ("health", &Method::GET) => openai::json_reply(200, &serde_json::json!({"status": "ok"})),
             ("health", _) => method_not_allowed(method, path, "GET"),
             _ => not_found(method, path),
         }
@@ -306,9 +300,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/v1/embeddings" => (Route::Embeddings, Method::POST),
         "/v1/models" => (Route::Models, Method::GET),
         _ => match path.strip_prefix("/v1/models/") {
-            Some(id) if !id.is_empty() && !id.contains('/') => {
-                (Route::Model(id.to_string()), Method::GET)
-            }
+            Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),
             _ => return Err(not_found(method, path)),
         },
     };
@@ -394,24 +386,12 @@ async fn read_body(session: &mut ServerSession) -> Result<(Bytes, bool), ()> {
             (_, Some(buf)) => buf.extend_from_slice(&chunk),
         }
     }
-    Ok((
-        more.map(BytesMut::freeze).or(first).unwrap_or_default(),
-        false,
-    ))
+    Ok((more.map(BytesMut::freeze).or(first).unwrap_or_default(), false))
 }
 
-async fn write_reply(
-    session: &mut ServerSession,
-    reply: Reply,
-    b: &Behavior,
-    seq: Option<u64>,
-) -> Flow {
+async fn write_reply(session: &mut ServerSession, reply: Reply, b: &Behavior, seq: Option<u64>) -> Flow {
     let res = match reply {
-        Reply::Json {
-            status,
-            body,
-            headers,
-        } => write_json(session, status, body, &headers, seq).await,
+        Reply::Json { status, body, headers } => write_json(session, status, body, &headers, seq).await,
         Reply::Sse(events) => return write_sse(session, events, b, seq).await,
     };
     match res {
@@ -520,8 +500,7 @@ impl HttpServerApp for MockApp {
             let path = session.req_header().uri.path();
             if !path.starts_with("/_mock/") {
                 let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-                self.recorder
-                    .push(Record::capture(seq, session.req_header(), &body));
+                self.recorder.push(Record::capture(seq, session.req_header(), &body));
             }
             let reply = openai::error_reply(
                 413,
@@ -578,10 +557,7 @@ mod tests {
         ])
         .unwrap();
         let b = cli.mock.behavior();
-        assert_eq!(
-            (b.latency_ms, b.first_chunk_ms, b.chunk_delay_ms),
-            (5, 6, 7)
-        );
+        assert_eq!((b.latency_ms, b.first_chunk_ms, b.chunk_delay_ms), (5, 6, 7));
         assert_eq!((b.chunks, b.status, b.retry_after), (9, Some(503), Some(2)));
         assert_eq!((b.close_after, b.hang), (Some(3), true));
         assert!(Cli::try_parse_from(["x", "--chunks=0"]).is_err());
@@ -590,10 +566,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(
-            route(&Method::POST, "/v1/chat/completions").ok(),
-            Some(Route::Chat)
-        );
+        assert_eq!(route(&Method::POST, "/v1/chat/completions").ok(), Some(Route::Chat));
         assert_eq!(
             route(&Method::GET, "/v1/models/mock-gpt").ok(),
             Some(Route::Model("mock-gpt".into()))
@@ -620,18 +593,9 @@ mod tests {
             }
             h
         };
-        assert!(app
-            .check_auth(&req(Some("Bearer sk-good")), &Route::Chat)
-            .is_none());
-        assert!(app
-            .check_auth(&req(Some("bearer  sk-good ")), &Route::Chat)
-            .is_none());
-        for bad in [
-            None,
-            Some("Bearer "),
-            Some("Basic sk-good"),
-            Some("Bearer sk-bad"),
-        ] {
+        assert!(app.check_auth(&req(Some("Bearer sk-good")), &Route::Chat).is_none());
+        assert!(app.check_auth(&req(Some("bearer  sk-good ")), &Route::Chat).is_none());
+        for bad in [None, Some("Bearer "), Some("Basic sk-good"), Some("Bearer sk-bad")] {
             assert!(app.check_auth(&req(bad), &Route::Chat).is_some(), "{bad:?}");
         }
         assert!(app.check_auth(&req(None), &Route::Models).is_none());

@@ -29,9 +29,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::behavior::Behavior;
-pub use super::content::{
-    base64_f32, completion_text, embedding_vector, input_tokens, text_tokens, Input, Pieces,
-};
+pub use super::content::{base64_f32, completion_text, embedding_vector, input_tokens, text_tokens, Input, Pieces};
 use super::{EventSource, Reply, SseEvent};
 
 /// Model ids listed by `GET /v1/models`.
@@ -84,8 +82,7 @@ pub(crate) fn invalid(message: impl Into<String>, param: Option<&str>) -> Reply 
 /// The reply to a `status=<code>` directive.
 pub(crate) fn forced_error(status: u16, b: &Behavior) -> Reply {
     let (etype, code) = error_kind(status);
-    let message =
-        format!("Forced {status} by the Tollgate mock (mock directive `status={status}`).");
+    let message = format!("Forced {status} by the Tollgate mock (mock directive `status={status}`).");
     let mut reply = error_reply(status, message, etype, None, Some(code));
     if let Reply::Json { headers, .. } = &mut reply {
         if let Some(s) = b.retry_after {
@@ -212,11 +209,7 @@ fn require_model(obj: &Map<String, Value>) -> Result<String, Reply> {
     }
 }
 
-fn generation(
-    obj: &Map<String, Value>,
-    b: &Behavior,
-    max_keys: &[&str],
-) -> Result<Generation, Reply> {
+fn generation(obj: &Map<String, Value>, b: &Behavior, max_keys: &[&str]) -> Result<Generation, Reply> {
     let model = require_model(obj)?;
     let stream = match obj.get("stream") {
         None | Some(Value::Null) => false,
@@ -235,12 +228,7 @@ fn generation(
                 ))
             }
         },
-        Some(_) => {
-            return Err(invalid(
-                "'stream_options' must be an object",
-                Some("stream_options"),
-            ))
-        }
+        Some(_) => return Err(invalid("'stream_options' must be an object", Some("stream_options"))),
     };
     let mut chunks = b.chunks.max(1);
     let mut finish_reason = "stop";
@@ -254,12 +242,7 @@ fn generation(
                         finish_reason = "length";
                     }
                 }
-                None => {
-                    return Err(invalid(
-                        format!("'{key}' must be an integer >= 1"),
-                        Some(key),
-                    ))
-                }
+                None => return Err(invalid(format!("'{key}' must be an integer >= 1"), Some(key))),
             },
         }
     }
@@ -273,9 +256,7 @@ fn generation(
 }
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,12 +270,7 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
     };
     let messages = match obj.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => {
-            return invalid(
-                "'messages' must contain at least one message",
-                Some("messages"),
-            )
-        }
+        Some(Value::Array(_)) => return invalid("'messages' must contain at least one message", Some("messages")),
         _ => return invalid("you must provide a 'messages' array", Some("messages")),
     };
     for (i, m) in messages.iter().enumerate() {
@@ -400,10 +376,7 @@ pub(crate) fn embeddings(body: &[u8]) -> Reply {
     };
     let dims = match obj.get("dimensions") {
         None | Some(Value::Null) => DEFAULT_EMBEDDING_DIMS,
-        Some(v) => match v
-            .as_u64()
-            .filter(|d| (1..=MAX_EMBEDDING_DIMS as u64).contains(d))
-        {
+        Some(v) => match v.as_u64().filter(|d| (1..=MAX_EMBEDDING_DIMS as u64).contains(d)) {
             Some(d) => d as usize,
             None => {
                 return invalid(
@@ -417,12 +390,7 @@ pub(crate) fn embeddings(body: &[u8]) -> Reply {
         None | Some(Value::Null) => false,
         Some(Value::String(f)) if f == "float" => false,
         Some(Value::String(f)) if f == "base64" => true,
-        Some(_) => {
-            return invalid(
-                "'encoding_format' must be 'float' or 'base64'",
-                Some("encoding_format"),
-            )
-        }
+        Some(_) => return invalid("'encoding_format' must be 'float' or 'base64'", Some("encoding_format")),
     };
     let data: Vec<EmbeddingItem> = inputs
         .iter()
@@ -595,12 +563,7 @@ impl OpenAiStream {
     }
 
     /// A chunk with one choice: `content`/`text` if given, else the role or finish delta.
-    fn choice_event(
-        &self,
-        role: bool,
-        content: Option<&str>,
-        finish: Option<&'static str>,
-    ) -> Bytes {
+    fn choice_event(&self, role: bool, content: Option<&str>, finish: Option<&'static str>) -> Bytes {
         match self.dialect {
             Dialect::Chat => self.envelope(
                 &[ChatChoice {
@@ -643,15 +606,8 @@ impl EventSource for OpenAiStream {
                 (data, true)
             }
             Phase::Finish => {
-                self.phase = if self.include_usage {
-                    Phase::Usage
-                } else {
-                    Phase::Done
-                };
-                (
-                    self.choice_event(false, None, Some(self.finish_reason)),
-                    false,
-                )
+                self.phase = if self.include_usage { Phase::Usage } else { Phase::Done };
+                (self.choice_event(false, None, Some(self.finish_reason)), false)
             }
             Phase::Usage => {
                 self.phase = Phase::Done;

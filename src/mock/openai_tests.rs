@@ -6,11 +6,7 @@ use super::*;
 
 fn json_of(r: Reply) -> (u16, Value, Vec<(&'static str, String)>) {
     match r {
-        Reply::Json {
-            status,
-            body,
-            headers,
-        } => (status, serde_json::from_slice(&body).unwrap(), headers),
+        Reply::Json { status, body, headers } => (status, serde_json::from_slice(&body).unwrap(), headers),
         Reply::Sse(_) => panic!("expected JSON, got a stream"),
     }
 }
@@ -23,10 +19,7 @@ fn events_of(r: Reply) -> Vec<(bool, Value)> {
     let mut out = Vec::new();
     while let Some(ev) = src.next_event() {
         let s = std::str::from_utf8(&ev.data).unwrap();
-        let data = s
-            .strip_prefix("data: ")
-            .and_then(|s| s.strip_suffix("\n\n"))
-            .unwrap();
+        let data = s.strip_prefix("data: ").and_then(|s| s.strip_suffix("\n\n")).unwrap();
         assert!(!data.contains('\n'), "one line per event: {s:?}");
         let v = if data == "[DONE]" {
             Value::Null
@@ -56,10 +49,7 @@ fn token_formula() {
     assert_eq!(text_tokens("abcde"), 2);
     let p = json!(["abcd", "e"]);
     assert_eq!(input_tokens(&parse_inputs(&p).unwrap()), 2);
-    assert_eq!(
-        input_tokens(&parse_inputs(&json!([[1, 2, 3], [4]])).unwrap()),
-        4
-    );
+    assert_eq!(input_tokens(&parse_inputs(&json!([[1, 2, 3], [4]])).unwrap()), 4);
 }
 
 #[test]
@@ -96,18 +86,13 @@ fn chat_json_shape() {
 
 #[test]
 fn max_tokens_truncates_with_length() {
-    let req =
-        json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]});
+    let req = json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]});
     let (_, v, _) = json_of(chat_completions(&body(req), 1, &Behavior::default()));
     assert_eq!(v["choices"][0]["message"]["content"], "This is");
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     assert_eq!(v["usage"]["completion_tokens"], 2);
-    let req =
-        json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]});
-    assert_eq!(
-        json_of(chat_completions(&body(req), 1, &Behavior::default())).0,
-        400
-    );
+    let req = json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]});
+    assert_eq!(json_of(chat_completions(&body(req), 1, &Behavior::default())).0, 400);
 }
 
 #[test]
@@ -118,10 +103,7 @@ fn chat_request_errors() {
         (b"[1,2]", None),
         (br#"{"model":"m"}"#, Some("messages")),
         (br#"{"model":"m","messages":[]}"#, Some("messages")),
-        (
-            br#"{"messages":[{"role":"user","content":"x"}]}"#,
-            Some("model"),
-        ),
+        (br#"{"messages":[{"role":"user","content":"x"}]}"#, Some("model")),
         (
             br#"{"model":"m","messages":[{"content":"x"}]}"#,
             Some("messages[0].role"),
@@ -236,10 +218,7 @@ fn completions_json_and_stream() {
     assert_eq!(events[4].1["usage"]["prompt_tokens"], 2);
     assert!(events[5].1.is_null());
     let bad = json!({"model": "m", "prompt": 5});
-    assert_eq!(
-        json_of(completions(&body(bad), 1, &b)).1["error"]["param"],
-        "prompt"
-    );
+    assert_eq!(json_of(completions(&body(bad), 1, &b)).1["error"]["param"], "prompt");
 }
 
 #[test]
@@ -302,14 +281,8 @@ fn embeddings_base64_and_errors() {
     assert_eq!(base64_f32(&[1.0]), "AACAPw==");
 
     for (bad, param) in [
-        (
-            json!({"model": "e", "input": "x", "dimensions": 4097}),
-            "dimensions",
-        ),
-        (
-            json!({"model": "e", "input": "x", "dimensions": 0}),
-            "dimensions",
-        ),
+        (json!({"model": "e", "input": "x", "dimensions": 4097}), "dimensions"),
+        (json!({"model": "e", "input": "x", "dimensions": 0}), "dimensions"),
         (json!({"model": "e", "input": []}), "input"),
         (json!({"model": "e", "input": [1, "a"]}), "input"),
         (json!({"model": "e", "input": [[]]}), "input"),
@@ -322,11 +295,7 @@ fn embeddings_base64_and_errors() {
         ),
     ] {
         let (status, v, _) = json_of(embeddings(&body(bad.clone())));
-        assert_eq!(
-            (status, v["error"]["param"].as_str()),
-            (400, Some(param)),
-            "{bad}"
-        );
+        assert_eq!((status, v["error"]["param"].as_str()), (400, Some(param)), "{bad}");
     }
 }
 
@@ -341,11 +310,7 @@ fn models_and_forced_errors() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, MODELS);
-    assert!(v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|m| m["owned_by"] == OWNED_BY));
+    assert!(v["data"].as_array().unwrap().iter().all(|m| m["owned_by"] == OWNED_BY));
     assert_eq!(json_of(retrieve_model("mock-gpt")).1["id"], "mock-gpt");
     assert_eq!(json_of(retrieve_model("nope")).0, 404);
 
@@ -365,9 +330,6 @@ fn models_and_forced_errors() {
         json_of(forced_error(503, &Behavior::default())).1["error"]["type"],
         "server_error"
     );
-    assert_eq!(
-        error_kind(400),
-        ("invalid_request_error", "invalid_request_error")
-    );
+    assert_eq!(error_kind(400), ("invalid_request_error", "invalid_request_error"));
     assert_eq!(error_kind(401).1, "invalid_api_key");
 }

@@ -31,11 +31,7 @@ struct Running {
 }
 
 fn start(opts: MockOptions) -> Running {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let stop = Arc::new(Notify::new());
     let signal = TestSignal(stop.clone());
     let thread = std::thread::spawn(move || {
@@ -145,8 +141,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> Option<Resp> {
 
 fn connect(port: u16) -> (TcpStream, BufReader<TcpStream>) {
     let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let reader = BufReader::new(conn.try_clone().unwrap());
     (conn, reader)
 }
@@ -176,9 +171,7 @@ fn serves_over_http() {
         .into_json()
         .unwrap();
     assert_eq!(health, json!({"status": "ok"}));
-    ureq::delete(&format!("{base}/_mock/requests"))
-        .call()
-        .unwrap();
+    ureq::delete(&format!("{base}/_mock/requests")).call().unwrap();
 
     // Non-stream chat.
     let v: Value = ureq::post(&format!("{base}/v1/chat/completions"))
@@ -187,10 +180,7 @@ fn serves_over_http() {
         .unwrap()
         .into_json()
         .unwrap();
-    assert_eq!(
-        v["choices"][0]["message"]["content"],
-        "This is the Tollgate"
-    );
+    assert_eq!(v["choices"][0]["message"]["content"], "This is the Tollgate");
     assert_eq!(v["usage"]["total_tokens"], 10);
 
     // Auth.
@@ -217,10 +207,7 @@ fn serves_over_http() {
         "/v1/chat/completions",
         &[
             AUTH,
-            (
-                "x-mock-behavior",
-                "chunks=3 chunk_delay_ms=60 first_chunk_ms=100",
-            ),
+            ("x-mock-behavior", "chunks=3 chunk_delay_ms=60 first_chunk_ms=100"),
         ],
         stream_body,
     );
@@ -237,10 +224,7 @@ fn serves_over_http() {
     assert_eq!(r.chunks[6].1, b"data: [DONE]\n\n");
     assert!(r.chunks[0].0 - t0 >= Duration::from_millis(90));
     for w in r.chunks.windows(2) {
-        assert!(
-            w[1].0 - w[0].0 >= Duration::from_millis(40),
-            "events arrive separately"
-        );
+        assert!(w[1].0 - w[0].0 >= Duration::from_millis(40), "events arrive separately");
     }
     request(&mut conn, "GET", "/v1/models", &[], "");
     let r = read_response(&mut reader).unwrap();
@@ -307,28 +291,16 @@ fn serves_over_http() {
         CHAT,
     );
     assert_eq!(r.status, 400);
-    assert!(r.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("stauts"));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("stauts"));
 
     // Latency.
     let t = Instant::now();
-    let r = roundtrip(
-        port,
-        "GET",
-        "/v1/models",
-        &[("x-mock-behavior", "latency_ms=150")],
-        "",
-    );
+    let r = roundtrip(port, "GET", "/v1/models", &[("x-mock-behavior", "latency_ms=150")], "");
     assert_eq!(r.status, 200);
     assert!(t.elapsed() >= Duration::from_millis(150));
 
     // 404 / 405 / malformed JSON.
-    assert_eq!(
-        roundtrip(port, "POST", "/v1/nope", &[AUTH], "{}").status,
-        404
-    );
+    assert_eq!(roundtrip(port, "POST", "/v1/nope", &[AUTH], "{}").status, 404);
     let r = roundtrip(port, "GET", "/v1/chat/completions", &[], "");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     assert_eq!(
@@ -339,8 +311,7 @@ fn serves_over_http() {
     // Hang: no answer; the server keeps serving others. One hanging client stays open through
     // shutdown to show the watch lets the process exit.
     let (mut hung, mut hung_reader) = connect(port);
-    hung.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    hung.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     request(
         &mut hung,
         "POST",
@@ -366,9 +337,7 @@ fn serves_over_http() {
     assert_eq!(reqs[0]["headers"]["authorization"], "Bearer sk-test");
     assert_eq!(reqs[0]["body"], CHAT);
     assert_eq!(reqs[0]["body_len"], CHAT.len());
-    assert!(reqs
-        .iter()
-        .all(|r| !r["path"].as_str().unwrap().starts_with("/_mock")));
+    assert!(reqs.iter().all(|r| !r["path"].as_str().unwrap().starts_with("/_mock")));
     let seqs: Vec<u64> = reqs.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
 

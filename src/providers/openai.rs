@@ -19,7 +19,10 @@ impl Adapter for OpenAiAdapter {
         let mut path = String::with_capacity(target.provider.path_prefix.len() + 20);
         path.push_str(&target.provider.path_prefix);
         path.push_str(req.endpoint.openai_suffix());
-        Ok(Rendered { path, body: req.body_with_model(&target.model_json) })
+        Ok(Rendered {
+            path,
+            body: req.body_with_model(&target.model_json),
+        })
     }
 
     fn response_usage(&self, body: &[u8]) -> Option<Usage> {
@@ -27,7 +30,12 @@ impl Adapter for OpenAiAdapter {
     }
 
     fn stream_translator(&self, _req: &LlmRequest) -> Box<dyn StreamTranslator> {
-        Box::new(Passthrough { decoder: SseDecoder::default(), usage: None, done: false, broken: false })
+        Box::new(Passthrough {
+            decoder: SseDecoder::default(),
+            usage: None,
+            done: false,
+            broken: false,
+        })
     }
 }
 
@@ -99,7 +107,13 @@ mod tests {
             out.extend_from_slice(&t.push(Bytes::copy_from_slice(&stream[cut..])));
             out.extend_from_slice(&t.finish());
             assert_eq!(&out[..], &stream[..]);
-            assert_eq!(t.usage(), Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
+            assert_eq!(
+                t.usage(),
+                Some(Usage {
+                    prompt_tokens: 5,
+                    completion_tokens: 2
+                })
+            );
             assert!(t.completed());
         }
     }

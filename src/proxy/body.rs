@@ -22,7 +22,10 @@ pub async fn read(session: &mut Session, limit: u64) -> Result<Bytes, ApiError> 
     let mut buf: Option<BytesMut> = None;
     let mut total: u64 = 0;
     loop {
-        let chunk = session.read_request_body().await.map_err(|e| ApiError::ClientBody(e.etype().as_str().to_string()))?;
+        let chunk = session
+            .read_request_body()
+            .await
+            .map_err(|e| ApiError::ClientBody(e.etype().as_str().to_string()))?;
         let Some(chunk) = chunk else { break };
         total += chunk.len() as u64;
         if total > limit {

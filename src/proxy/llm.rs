@@ -66,10 +66,17 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         match attempt {
             Ok(up) => {
                 let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
-                ctx.attempts.push(Attempt { provider: target.provider.name.clone(), outcome: AttemptOutcome::Status(status) });
+                ctx.attempts.push(Attempt {
+                    provider: target.provider.name.clone(),
+                    outcome: AttemptOutcome::Status(status),
+                });
                 if retryable(status) && !last {
                     ctx.upstream_time += up.started.elapsed();
-                    state.metrics.upstream_errors.with_label_values(&[&target.provider.name, "status"]).inc();
+                    state
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[&target.provider.name, "status"])
+                        .inc();
                     continue; // dropped, not pooled: its body is unread
                 }
                 if i > 0 {
@@ -82,8 +89,15 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             }
             Err(AttemptError::ClientGone) => return client_gone(ctx, "while waiting for the provider"),
             Err(e) => {
-                ctx.attempts.push(Attempt { provider: target.provider.name.clone(), outcome: AttemptOutcome::Failed(e.kind()) });
-                state.metrics.upstream_errors.with_label_values(&[&target.provider.name, e.kind()]).inc();
+                ctx.attempts.push(Attempt {
+                    provider: target.provider.name.clone(),
+                    outcome: AttemptOutcome::Failed(e.kind()),
+                });
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&target.provider.name, e.kind()])
+                    .inc();
                 tracing::debug!(provider = %target.provider.name, kind = e.kind(), "upstream attempt failed: {e:?}");
                 last_error = Some(e);
             }
@@ -93,9 +107,10 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Some(AttemptError::Timeout(m)) => ApiError::UpstreamTimeout(m),
         Some(AttemptError::Connect(m)) => ApiError::UpstreamConnect(m),
         Some(AttemptError::Protocol(m)) => ApiError::UpstreamProtocol(m),
-        Some(AttemptError::Unavailable) | Some(AttemptError::ClientGone) | None => {
-            ApiError::NoProvider { model: req.model.clone(), reason: "no target could be tried".into() }
-        }
+        Some(AttemptError::Unavailable) | Some(AttemptError::ClientGone) | None => ApiError::NoProvider {
+            model: req.model.clone(),
+            reason: "no target could be tried".into(),
+        },
     };
     respond::error(session, ctx, &err).await
 }
@@ -156,10 +171,12 @@ async fn relay(
                 Ok(Some(c)) if buf.len() + c.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&c),
                 Ok(Some(_)) => break Err(ApiError::UpstreamProtocol("response too large".into())),
                 Ok(None) => break Ok(buf.freeze()),
-                Err(e) => break Err(match AttemptError::from_pingora(&e) {
-                    AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
-                    other => ApiError::UpstreamProtocol(other.kind().to_string()),
-                }),
+                Err(e) => {
+                    break Err(match AttemptError::from_pingora(&e) {
+                        AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
+                        other => ApiError::UpstreamProtocol(other.kind().to_string()),
+                    })
+                }
             }
         };
         ctx.upstream_time += up.started.elapsed();
@@ -213,7 +230,11 @@ async fn relay(
                 if !tail.is_empty() {
                     session.write_response_body(Some(tail), false).await?;
                 }
-                break if translator.completed() || !(200..300).contains(&status) { Ok(()) } else { Err("stream_incomplete") };
+                break if translator.completed() || !(200..300).contains(&status) {
+                    Ok(())
+                } else {
+                    Err("stream_incomplete")
+                };
             }
             Err(e) => {
                 break Err(match e.etype() {
@@ -232,7 +253,11 @@ async fn relay(
         }
         Err(kind) => {
             ctx.error = Some(kind);
-            state.metrics.upstream_errors.with_label_values(&[&target.provider.name, kind]).inc();
+            state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&target.provider.name, kind])
+                .inc();
             let message = match kind {
                 "stream_idle_timeout" => "The provider stopped sending the stream (idle timeout).",
                 "stream_incomplete" => "The provider ended the stream before it was complete.",
@@ -258,7 +283,10 @@ fn client_gone(ctx: &mut RequestCtx, when: &'static str) -> Result<bool> {
 async fn release(state: &AppState, mut up: Upstream, target: &Target) {
     if let Some(peer) = target.provider.peer.as_ref() {
         if up.session.response_done() {
-            state.connector.release_http_session(up.session, peer, peer.options.idle_timeout).await;
+            state
+                .connector
+                .release_http_session(up.session, peer, peer.options.idle_timeout)
+                .await;
         }
     }
 }

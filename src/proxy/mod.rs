@@ -36,7 +36,13 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Arc<ConfigStore>, metrics: Arc<Metrics>) -> Self {
         let connector = Connector::new(None);
-        Gateway { state: Arc::new(AppState { config, metrics, connector }) }
+        Gateway {
+            state: Arc::new(AppState {
+                config,
+                metrics,
+                connector,
+            }),
+        }
     }
 }
 
@@ -60,7 +66,11 @@ impl ProxyHttp for Gateway {
         match route(&header.method, header.uri.path()) {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
             Route::Models => {
-                let body = ctx.snapshot.as_ref().map(|s| s.models_list_body.clone()).unwrap_or_default();
+                let body = ctx
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.models_list_body.clone())
+                    .unwrap_or_default();
                 respond::json(session, ctx, 200, body, &[]).await
             }
             Route::NotFound => {

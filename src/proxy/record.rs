@@ -20,14 +20,26 @@ pub fn finish(metrics: &Metrics, session: &Session, e: Option<&Error>, ctx: &mut
     };
     let model = ctx.model.as_deref().unwrap_or("");
     let provider = ctx.served_by.as_ref().map_or("", |t| t.provider.name.as_str());
-    metrics.requests.with_label_values(&[model, provider, &status_label(status)]).inc();
+    metrics
+        .requests
+        .with_label_values(&[model, provider, &status_label(status)])
+        .inc();
     let elapsed = ctx.started.elapsed();
     if ctx.endpoint.is_some() {
-        metrics.duration.with_label_values(&[model, provider]).observe(elapsed.as_secs_f64());
+        metrics
+            .duration
+            .with_label_values(&[model, provider])
+            .observe(elapsed.as_secs_f64());
     }
     if let Some(u) = ctx.usage {
-        metrics.tokens.with_label_values(&[model, provider, "prompt"]).inc_by(u.prompt_tokens);
-        metrics.tokens.with_label_values(&[model, provider, "completion"]).inc_by(u.completion_tokens);
+        metrics
+            .tokens
+            .with_label_values(&[model, provider, "prompt"])
+            .inc_by(u.prompt_tokens);
+        metrics
+            .tokens
+            .with_label_values(&[model, provider, "completion"])
+            .inc_by(u.completion_tokens);
     }
     tracing::debug!(
         status,

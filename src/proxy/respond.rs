@@ -9,7 +9,13 @@ use super::ctx::RequestCtx;
 use crate::api::ApiError;
 
 /// Writes a complete JSON response. Returns `Ok(true)`: the response is sent, Pingora stops here.
-pub async fn json(session: &mut Session, ctx: &mut RequestCtx, status: u16, body: Bytes, extra: &[(&'static str, &str)]) -> Result<bool> {
+pub async fn json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    body: Bytes,
+    extra: &[(&'static str, &str)],
+) -> Result<bool> {
     let mut h = ResponseHeader::build(status, Some(3 + extra.len()))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len())?;

@@ -75,9 +75,19 @@ fn request_header(target: &Target, rendered: &Rendered, stream: bool) -> pingora
     }
     req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     req.insert_header(http::header::CONTENT_LENGTH, rendered.body.len())?;
-    req.insert_header(http::header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })?;
+    req.insert_header(
+        http::header::ACCEPT,
+        if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+    )?;
     req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
-    req.insert_header(http::header::USER_AGENT, concat!("tollgate/", env!("CARGO_PKG_VERSION")))?;
+    req.insert_header(
+        http::header::USER_AGENT,
+        concat!("tollgate/", env!("CARGO_PKG_VERSION")),
+    )?;
     for (k, v) in &p.headers {
         req.insert_header(k.clone(), v.clone())?;
     }
@@ -97,7 +107,10 @@ pub async fn send(
     let header = request_header(target, rendered, stream).map_err(|e| AttemptError::Protocol(e.to_string()))?;
     let started = Instant::now();
     for fresh_try in [false, true] {
-        let (mut up, reused) = connector.get_http_session(peer).await.map_err(|e| AttemptError::from_pingora(&e))?;
+        let (mut up, reused) = connector
+            .get_http_session(peer)
+            .await
+            .map_err(|e| AttemptError::from_pingora(&e))?;
         up.set_write_timeout(Some(timeouts.first_byte));
         up.set_read_timeout(Some(timeouts.first_byte));
         let exchange = async {

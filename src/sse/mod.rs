@@ -118,7 +118,11 @@ impl SseDecoder {
                     self.data.pop();
                 }
                 let data = String::from_utf8_lossy(&self.data).into_owned();
-                on_event(SseEvent { event: self.event.take(), data, id: self.id.clone() });
+                on_event(SseEvent {
+                    event: self.event.take(),
+                    data,
+                    id: self.id.clone(),
+                });
             }
             self.data.clear();
             self.has_data = false;
@@ -185,10 +189,26 @@ mod tests {
 
     fn expected() -> Vec<SseEvent> {
         vec![
-            SseEvent { event: Some("message_start".into()), data: "{\"a\":1}".into(), id: None },
-            SseEvent { event: None, data: "line1\nline2".into(), id: None },
-            SseEvent { event: None, data: "no-space".into(), id: Some("7".into()) },
-            SseEvent { event: None, data: "[DONE]".into(), id: Some("7".into()) },
+            SseEvent {
+                event: Some("message_start".into()),
+                data: "{\"a\":1}".into(),
+                id: None,
+            },
+            SseEvent {
+                event: None,
+                data: "line1\nline2".into(),
+                id: None,
+            },
+            SseEvent {
+                event: None,
+                data: "no-space".into(),
+                id: Some("7".into()),
+            },
+            SseEvent {
+                event: None,
+                data: "[DONE]".into(),
+                id: Some("7".into()),
+            },
         ]
     }
 
@@ -209,7 +229,13 @@ mod tests {
 
     #[test]
     fn final_event_without_blank_line_is_dispatched() {
-        assert_eq!(decode_all(&[b"data: last"]), vec![SseEvent { data: "last".into(), ..Default::default() }]);
+        assert_eq!(
+            decode_all(&[b"data: last"]),
+            vec![SseEvent {
+                data: "last".into(),
+                ..Default::default()
+            }]
+        );
     }
 
     #[test]

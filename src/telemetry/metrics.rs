@@ -2,9 +2,7 @@
 //! can run several gateways in one process). Labels are low-cardinality by construction: model
 //! aliases from the config, provider names from the config, status codes, fixed kinds.
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -27,7 +25,10 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("tollgate_requests_total", "Requests by model alias, serving provider and status"),
+            Opts::new(
+                "tollgate_requests_total",
+                "Requests by model alias, serving provider and status",
+            ),
             &["model", "provider", "status"],
         )?;
         let duration = HistogramVec::new(
@@ -40,17 +41,22 @@ impl Metrics {
             &["model", "provider", "type"],
         )?;
         let upstream_errors = IntCounterVec::new(
-            Opts::new("tollgate_upstream_errors_total", "Failed upstream attempts by provider and kind"),
+            Opts::new(
+                "tollgate_upstream_errors_total",
+                "Failed upstream attempts by provider and kind",
+            ),
             &["provider", "kind"],
         )?;
         let fallbacks = IntCounterVec::new(
-            Opts::new("tollgate_fallbacks_total", "Requests answered by a target other than the first"),
+            Opts::new(
+                "tollgate_fallbacks_total",
+                "Requests answered by a target other than the first",
+            ),
             &["model"],
         )?;
         let inflight = IntGauge::new("tollgate_inflight_requests", "Requests being processed")?;
         let config_reloads = IntCounter::new("tollgate_config_reloads_total", "Successful config reloads")?;
-        let config_reload_errors =
-            IntCounter::new("tollgate_config_reload_errors_total", "Rejected config reloads")?;
+        let config_reload_errors = IntCounter::new("tollgate_config_reload_errors_total", "Rejected config reloads")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(tokens.clone()))?;

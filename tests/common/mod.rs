@@ -2,7 +2,7 @@
 //! child processes on free loopback ports and talks HTTP to them. Processes are killed on drop;
 //! when a test panics, the tail of each process's log is printed.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -15,7 +15,10 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub struct Proc {
@@ -30,12 +33,19 @@ impl Proc {
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut cmd = Command::new(BIN);
-        cmd.args(args).stdout(Stdio::from(out)).stderr(Stdio::from(err)).env("RUST_LOG", "info");
+        cmd.args(args)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .env("RUST_LOG", "info");
         for (k, v) in envs {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn tollgate");
-        Proc { child, log, name: name.to_string() }
+        Proc {
+            child,
+            log,
+            name: name.to_string(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -154,7 +164,10 @@ pub struct Received {
 /// POSTs and reads an SSE response line by line, timestamping each `data:` line.
 pub fn post_stream(url: &str, body: &str) -> (Resp, Vec<Received>) {
     let start = Instant::now();
-    let r = agent().post(url).set("content-type", "application/json").send_string(body);
+    let r = agent()
+        .post(url)
+        .set("content-type", "application/json")
+        .send_string(body);
     let r = match r {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => return (to_resp(r), Vec::new()),
@@ -162,7 +175,11 @@ pub fn post_stream(url: &str, body: &str) -> (Resp, Vec<Received>) {
     };
     let head = Resp {
         status: r.status(),
-        headers: r.headers_names().into_iter().map(|n| (n.to_ascii_lowercase(), r.header(&n).unwrap_or_default().to_string())).collect(),
+        headers: r
+            .headers_names()
+            .into_iter()
+            .map(|n| (n.to_ascii_lowercase(), r.header(&n).unwrap_or_default().to_string()))
+            .collect(),
         body: String::new(),
     };
     let mut events = Vec::new();
@@ -174,7 +191,10 @@ pub fn post_stream(url: &str, body: &str) -> (Resp, Vec<Received>) {
             Ok(0) => break,
             Ok(_) => {
                 if let Some(d) = line.trim_end().strip_prefix("data: ") {
-                    events.push(Received { data: d.to_string(), at: start.elapsed() });
+                    events.push(Received {
+                        data: d.to_string(),
+                        at: start.elapsed(),
+                    });
                 }
             }
             Err(_) => break, // a cut stream ends the read
@@ -242,15 +262,30 @@ impl Gateway {
         std::fs::write(&config, Self::render(&addr, &admin, server_extra, rest)).expect("write config");
         let run_dir = dir.path().to_string_lossy().to_string();
         let cfg = config.to_string_lossy().to_string();
-        let proc = Proc::spawn("gateway", dir.path(), &["run", "--config", &cfg, "--runtime-dir", &run_dir], envs);
-        let g = Gateway { proc, addr, admin, config, dir };
+        let proc = Proc::spawn(
+            "gateway",
+            dir.path(),
+            &["run", "--config", &cfg, "--runtime-dir", &run_dir],
+            envs,
+        );
+        let g = Gateway {
+            proc,
+            addr,
+            admin,
+            config,
+            dir,
+        };
         let health = g.admin_url("/health");
-        wait_until("gateway health", Duration::from_secs(15), || agent().get(&health).call().is_ok());
+        wait_until("gateway health", Duration::from_secs(15), || {
+            agent().get(&health).call().is_ok()
+        });
         g
     }
 
     fn render(addr: &str, admin: &str, server_extra: &str, rest: &str) -> String {
-        format!("server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  shutdown_grace: 0s\n{server_extra}{rest}")
+        format!(
+            "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  shutdown_grace: 0s\n{server_extra}{rest}"
+        )
     }
 
     /// Rewrites the config file keeping the listeners.
@@ -278,7 +313,11 @@ impl Gateway {
     pub fn metric(&self, sample: &str) -> f64 {
         let text = get(&self.admin_url("/metrics")).body;
         text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or(0.0)
     }
 

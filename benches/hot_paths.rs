@@ -1,0 +1,136 @@
+//! Criterion benches of the request path's pure parts: alias lookup and plan building, request
+//! parse + render (small and large prompts), SSE decoding and the streaming passthrough observer.
+//!
+//! Run: `cargo bench --bench hot_paths` (add `-- --quick` for a fast pass).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tollgate::api::openai::LlmRequest;
+use tollgate::api::Endpoint;
+use tollgate::config::{load_str, Env, Snapshot};
+use tollgate::sse::SseDecoder;
+
+fn snapshot(aliases: usize) -> Snapshot {
+    let mut doc = String::from("providers:\n");
+    for p in 0..5 {
+        doc.push_str(&format!("  p{p}:\n    kind: openai_compatible\n    base_url: http://h{p}:8000/v1\n    api_keys: [k{p}]\n"));
+    }
+    doc.push_str("models:\n");
+    for a in 0..aliases {
+        doc.push_str(&format!(
+            "  alias-{a}:\n    targets:\n      - {{ provider: p{}, model: m{a} }}\n      - {{ provider: p{}, model: m{a}b }}\n",
+            a % 5,
+            (a + 1) % 5
+        ));
+        if a > 0 {
+            doc.push_str(&format!("    fallbacks: [alias-{}]\n", a - 1));
+        }
+    }
+    let resolve = |_: &str, port: u16| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    let env = Env { var: &|_| None, resolve: &resolve };
+    load_str(Path::new("bench.yaml"), &doc, &env).expect("bench config")
+}
+
+fn chat_body(prompt_bytes: usize) -> Bytes {
+    let content: String = "The quick brown fox jumps over the lazy dog. ".chars().cycle().take(prompt_bytes).collect();
+    Bytes::from(
+        serde_json::json!({
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": content}
+            ],
+            "temperature": 0.2,
+            "model": "alias-7",
+            "stream": true,
+            "stream_options": {"include_usage": true}
+        })
+        .to_string(),
+    )
+}
+
+fn bench_routing(c: &mut Criterion) {
+    let snap = snapshot(50);
+    let mut g = c.benchmark_group("routing");
+    g.bench_function("alias_lookup_50", |b| b.iter(|| black_box(snap.model(black_box("alias-37")))));
+    // alias-37 falls back through every lower alias: a plan capped at 16 attempts.
+    g.bench_function("plan_long_fallback_chain", |b| {
+        b.iter(|| black_box(tollgate::routing::plan(&snap, black_box("alias-37")).unwrap()))
+    });
+    g.bench_function("plan_single_alias", |b| {
+        b.iter(|| black_box(tollgate::routing::plan(&snap, black_box("alias-0")).unwrap()))
+    });
+    g.finish();
+}
+
+fn bench_parse_render(c: &mut Criterion) {
+    let snap = snapshot(50);
+    let target = snap.model("alias-7").unwrap().targets[0].clone();
+    let adapter = target.provider.kind.adapter();
+    let mut g = c.benchmark_group("parse_render");
+    for size in [1_000usize, 100_000, 4_000_000] {
+        let body = chat_body(size);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(size), &body, |b, body| {
+            b.iter(|| {
+                let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
+                black_box(adapter.render(&req, &target).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn openai_stream(chunks: usize) -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..chunks {
+        s.push_str(&format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}},\"finish_reason\":null}}]}}\n\n"
+        ));
+    }
+    s.push_str("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":200}}\n\ndata: [DONE]\n\n");
+    s.into_bytes()
+}
+
+fn bench_sse(c: &mut Criterion) {
+    let stream = openai_stream(200);
+    let mut g = c.benchmark_group("sse");
+    g.throughput(Throughput::Bytes(stream.len() as u64));
+    for piece in [64usize, 1460, 16384] {
+        g.bench_with_input(BenchmarkId::new("decode", piece), &piece, |b, &piece| {
+            b.iter(|| {
+                let mut d = SseDecoder::default();
+                let mut n = 0usize;
+                for chunk in stream.chunks(piece) {
+                    d.push(chunk, &mut |e| n += e.data.len()).unwrap();
+                }
+                d.finish(&mut |e| n += e.data.len()).unwrap();
+                black_box(n)
+            })
+        });
+    }
+    let snap = snapshot(1);
+    let target = snap.model("alias-0").unwrap().targets[0].clone();
+    let req = LlmRequest::parse(Endpoint::ChatCompletions, chat_body(100)).unwrap();
+    let adapter = target.provider.kind.adapter();
+    let pieces: Vec<Bytes> = stream.chunks(1460).map(Bytes::copy_from_slice).collect();
+    g.bench_function("openai_passthrough_observer", |b| {
+        b.iter(|| {
+            let mut t = adapter.stream_translator(&req);
+            for p in &pieces {
+                black_box(t.push(p.clone()));
+            }
+            t.finish();
+            black_box(t.usage())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_routing, bench_parse_render, bench_sse);
+criterion_main!(benches);

@@ -1,0 +1,95 @@
+-- wrk script for loadtest/run.sh: POST the chat request in $BODY_FILE to the URL given to wrk,
+-- check every response, and print one machine-readable summary line from done().
+--
+--   BODY_FILE=loadtest/body-json.json MODE=json wrk -t1 -c32 -d15s -s loadtest/post.lua \
+--       http://127.0.0.1:8080/v1/chat/completions
+--
+-- A response counts as ok when its status is 200 and its body is complete: for MODE=stream the
+-- body ends with `data: [DONE]` (wrk reads the whole chunked SSE body before calling response()),
+-- for MODE=json it carries a "choices" array. wrk's latency is request sent -> last body byte.
+--
+-- Output (one line, parsed by run.sh; latencies in microseconds):
+--   WRK_RESULT requests=N duration_us=N p50_us=N p99_us=N mean_us=N ok=N bad_status=N
+--   bad_body=N connect_errors=N read_errors=N write_errors=N timeouts=N statuses=200:N,502:N
+
+local body_file = os.getenv("BODY_FILE")
+if not body_file then
+   error("post.lua: set BODY_FILE to the request body file")
+end
+local f = assert(io.open(body_file, "rb"))
+local body = f:read("*a")
+f:close()
+
+local mode = os.getenv("MODE") or "json"
+if mode ~= "json" and mode ~= "stream" then
+   error("post.lua: MODE must be json or stream, not " .. mode)
+end
+
+wrk.method = "POST"
+wrk.body = body
+wrk.headers["Content-Type"] = "application/json"
+-- The mock provider wants a bearer key when hit directly; the gateway ignores the client's key.
+wrk.headers["Authorization"] = "Bearer test"
+
+-- setup() runs in the main Lua state once per thread; done() reads the threads' counters.
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+end
+
+function init(_)
+   ok = 0
+   bad_status = 0
+   bad_body = 0
+   statuses = {}
+end
+
+local function complete(b)
+   if b == nil then
+      return false
+   end
+   if mode == "stream" then
+      return string.find(b, "data: %[DONE%]%s*$") ~= nil
+   end
+   return string.find(b, '"choices"', 1, true) ~= nil
+end
+
+function response(status, _, b)
+   statuses[status] = (statuses[status] or 0) + 1
+   if status ~= 200 then
+      bad_status = bad_status + 1
+   elseif complete(b) then
+      ok = ok + 1
+   else
+      bad_body = bad_body + 1
+   end
+end
+
+function done(summary, latency, _)
+   local t_ok, t_bad_status, t_bad_body, by_status = 0, 0, 0, {}
+   for _, thread in ipairs(threads) do
+      t_ok = t_ok + (thread:get("ok") or 0)
+      t_bad_status = t_bad_status + (thread:get("bad_status") or 0)
+      t_bad_body = t_bad_body + (thread:get("bad_body") or 0)
+      for code, n in pairs(thread:get("statuses") or {}) do
+         by_status[code] = (by_status[code] or 0) + n
+      end
+   end
+   local codes = {}
+   for code, _ in pairs(by_status) do
+      table.insert(codes, code)
+   end
+   table.sort(codes)
+   local parts = {}
+   for _, code in ipairs(codes) do
+      table.insert(parts, string.format("%d:%d", code, by_status[code]))
+   end
+   local e = summary.errors
+   io.write(string.format(
+      "WRK_RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d mean_us=%d ok=%d bad_status=%d"
+         .. " bad_body=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d statuses=%s\n",
+      summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+      latency.mean, t_ok, t_bad_status, t_bad_body, e.connect, e.read, e.write, e.timeout,
+      (#parts > 0) and table.concat(parts, ",") or "none"))
+end
