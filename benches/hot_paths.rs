@@ -19,7 +19,9 @@ use tollgate::sse::SseDecoder;
 fn snapshot(aliases: usize) -> Snapshot {
     let mut doc = String::from("providers:\n");
     for p in 0..5 {
-        doc.push_str(&format!("  p{p}:\n    kind: openai_compatible\n    base_url: http://h{p}:8000/v1\n    api_keys: [k{p}]\n"));
+        doc.push_str(&format!(
+            "  p{p}:\n    kind: openai_compatible\n    base_url: http://h{p}:8000/v1\n    api_keys: [k{p}]\n"
+        ));
     }
     doc.push_str("models:\n");
     for a in 0..aliases {
@@ -33,12 +35,19 @@ fn snapshot(aliases: usize) -> Snapshot {
         }
     }
     let resolve = |_: &str, port: u16| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    let env = Env { var: &|_| None, resolve: &resolve };
+    let env = Env {
+        var: &|_| None,
+        resolve: &resolve,
+    };
     load_str(Path::new("bench.yaml"), &doc, &env).expect("bench config")
 }
 
 fn chat_body(prompt_bytes: usize) -> Bytes {
-    let content: String = "The quick brown fox jumps over the lazy dog. ".chars().cycle().take(prompt_bytes).collect();
+    let content: String = "The quick brown fox jumps over the lazy dog. "
+        .chars()
+        .cycle()
+        .take(prompt_bytes)
+        .collect();
     Bytes::from(
         serde_json::json!({
             "messages": [
@@ -57,7 +66,9 @@ fn chat_body(prompt_bytes: usize) -> Bytes {
 fn bench_routing(c: &mut Criterion) {
     let snap = snapshot(50);
     let mut g = c.benchmark_group("routing");
-    g.bench_function("alias_lookup_50", |b| b.iter(|| black_box(snap.model(black_box("alias-37")))));
+    g.bench_function("alias_lookup_50", |b| {
+        b.iter(|| black_box(snap.model(black_box("alias-37"))))
+    });
     // alias-37 falls back through every lower alias: a plan capped at 16 attempts.
     g.bench_function("plan_long_fallback_chain", |b| {
         b.iter(|| black_box(tollgate::routing::plan(&snap, black_box("alias-37")).unwrap()))

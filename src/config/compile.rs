@@ -87,7 +87,10 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
             cx.error(&path, "a model alias must not be empty");
         }
         if m.targets.is_empty() {
-            cx.error(&[key("models"), key(alias), key("targets")], "needs at least one target");
+            cx.error(
+                &[key("models"), key(alias), key("targets")],
+                "needs at least one target",
+            );
         }
         let mut targets = Vec::with_capacity(m.targets.len());
         for (i, t) in m.targets.iter().enumerate() {
@@ -103,7 +106,11 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
                 })),
                 None => cx.error(
                     &tpath("provider"),
-                    format!("unknown provider {:?} (defined: {})", t.provider, list(providers.keys())),
+                    format!(
+                        "unknown provider {:?} (defined: {})",
+                        t.provider,
+                        list(providers.keys())
+                    ),
                 ),
             }
         }
@@ -123,7 +130,9 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     for (alias, m) in &raw.models {
         let (plan, unavailable) = build_plan(alias, &raw, &own);
         if plan.len() == MAX_PLAN {
-            cx.warnings.push(format!("model {alias:?}: its fallback chain is cut at {MAX_PLAN} targets"));
+            cx.warnings.push(format!(
+                "model {alias:?}: its fallback chain is cut at {MAX_PLAN} targets"
+            ));
         }
         models.insert(
             alias.as_str().into(),
@@ -174,7 +183,11 @@ fn build_plan(
         visited.push(name);
         for t in own.get(name).map(Vec::as_slice).unwrap_or_default() {
             if !t.provider.is_enabled() {
-                let why = format!("{} ({})", t.provider.name, t.provider.disabled.as_deref().unwrap_or("disabled"));
+                let why = format!(
+                    "{} ({})",
+                    t.provider.name,
+                    t.provider.disabled.as_deref().unwrap_or("disabled")
+                );
                 if !disabled.contains(&why) {
                     disabled.push(why);
                 }

@@ -265,13 +265,24 @@ models:
     targets: [ { provider: off, model: d } ]
 ";
     let s = load(doc, &[]).unwrap();
-    let plan: Vec<&str> = crate::routing::plan(&s, "x").unwrap().iter().map(|t| t.model.as_str()).collect();
+    let plan: Vec<&str> = crate::routing::plan(&s, "x")
+        .unwrap()
+        .iter()
+        .map(|t| t.model.as_str())
+        .collect();
     assert_eq!(plan, vec!["x1", "y1", "z1"]);
-    let plan: Vec<&str> = crate::routing::plan(&s, "y").unwrap().iter().map(|t| t.model.as_str()).collect();
+    let plan: Vec<&str> = crate::routing::plan(&s, "y")
+        .unwrap()
+        .iter()
+        .map(|t| t.model.as_str())
+        .collect();
     assert_eq!(plan, vec!["y1", "x1", "z1"]);
     match crate::routing::plan(&s, "dead") {
         Err(crate::api::ApiError::NoProvider { reason, .. }) => assert!(reason.contains("enabled: false"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(crate::routing::plan(&s, "nope"), Err(crate::api::ApiError::ModelNotFound(_))));
+    assert!(matches!(
+        crate::routing::plan(&s, "nope"),
+        Err(crate::api::ApiError::ModelNotFound(_))
+    ));
 }

@@ -11,7 +11,7 @@ use crate::config::{Snapshot, Target};
 /// One upstream attempt, as reported in logs and (later) the usage record.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub provider: String,
+    pub target: Arc<Target>,
     /// The upstream status, or the kind of failure (`connect`, `timeout`, `protocol`).
     pub outcome: AttemptOutcome,
 }
@@ -61,6 +61,25 @@ impl RequestCtx {
             upstream_time: Duration::ZERO,
             inflight: false,
         }
+    }
+}
+
+impl RequestCtx {
+    /// The attempts as `provider:outcome,…` (`openai:429,anthropic:200`), for logs and headers.
+    pub fn attempts_summary(&self) -> String {
+        let mut s = String::new();
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&a.target.provider.name);
+            s.push(':');
+            match &a.outcome {
+                AttemptOutcome::Status(code) => s.push_str(&code.to_string()),
+                AttemptOutcome::Failed(kind) => s.push_str(kind),
+            }
+        }
+        s
     }
 }
 

@@ -7,6 +7,7 @@
 //! that is not the last. Once the response header went out, a failure ends the stream with an
 //! explicit SSE error event instead of a clean-looking end.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -67,7 +68,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             Ok(up) => {
                 let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
                 ctx.attempts.push(Attempt {
-                    provider: target.provider.name.clone(),
+                    target: Arc::clone(target),
                     outcome: AttemptOutcome::Status(status),
                 });
                 if retryable(status) && !last {
@@ -90,7 +91,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             Err(AttemptError::ClientGone) => return client_gone(ctx, "while waiting for the provider"),
             Err(e) => {
                 ctx.attempts.push(Attempt {
-                    provider: target.provider.name.clone(),
+                    target: Arc::clone(target),
                     outcome: AttemptOutcome::Failed(e.kind()),
                 });
                 state

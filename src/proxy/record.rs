@@ -46,7 +46,7 @@ pub fn finish(metrics: &Metrics, session: &Session, e: Option<&Error>, ctx: &mut
         model,
         provider,
         stream = ctx.stream,
-        attempts = ?ctx.attempts,
+        attempts = %ctx.attempts_summary(),
         error = ctx.error.unwrap_or(""),
         pingora_error = e.map(|e| e.etype().as_str()).unwrap_or(""),
         elapsed_us = elapsed.as_micros() as u64,

@@ -15,8 +15,14 @@ pub fn plan<'s>(snapshot: &'s Snapshot, alias: &str) -> Result<&'s [Arc<Target>]
         return Err(ApiError::ModelNotFound(alias.to_string()));
     };
     if m.plan.is_empty() {
-        let reason = m.unavailable.clone().unwrap_or_else(|| "no target is configured".into());
-        return Err(ApiError::NoProvider { model: alias.to_string(), reason });
+        let reason = m
+            .unavailable
+            .clone()
+            .unwrap_or_else(|| "no target is configured".into());
+        return Err(ApiError::NoProvider {
+            model: alias.to_string(),
+            reason,
+        });
     }
     Ok(&m.plan)
 }

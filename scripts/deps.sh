@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages Tollgate's build and tests need, when they are missing (Debian).
+# Sourced by scripts/run.sh and scripts/test.sh.
+tollgate_install_deps() {
+  local need=()
+  command -v cmake >/dev/null 2>&1 || need+=(cmake)   # pingora-core builds zlib-ng with cmake
+  command -v cc >/dev/null 2>&1 || need+=(gcc)
+  [ ${#need[@]} -eq 0 ] && return 0
+  echo "installing missing packages: ${need[*]}" >&2
+  local sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}"
+}

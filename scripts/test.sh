@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs Tollgate's whole test suite on a fresh machine: installs missing system packages, then
+# every unit, integration and doc test; `--all-targets` also compiles the benches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+tollgate_install_deps
+
+cargo test --all-targets "$@"
+cargo test --doc "$@"
