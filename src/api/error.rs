@@ -34,6 +34,8 @@ pub enum ApiError {
     UpstreamProtocol(String),
     #[error("Could not read the request body: {0}.")]
     ClientBody(String),
+    #[error("{0}.")]
+    Unsupported(String),
 }
 
 impl ApiError {
@@ -42,7 +44,8 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::MissingField(_)
             | ApiError::InvalidField { .. }
-            | ApiError::ClientBody(_) => 400,
+            | ApiError::ClientBody(_)
+            | ApiError::Unsupported(_) => 400,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
@@ -62,7 +65,8 @@ impl ApiError {
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed { .. }
-            | ApiError::ClientBody(_) => "invalid_request_error",
+            | ApiError::ClientBody(_)
+            | ApiError::Unsupported(_) => "invalid_request_error",
             ApiError::NoProvider { .. }
             | ApiError::UpstreamConnect(_)
             | ApiError::UpstreamTimeout(_)
@@ -85,6 +89,7 @@ impl ApiError {
             ApiError::UpstreamTimeout(_) => "upstream_timeout",
             ApiError::UpstreamProtocol(_) => "upstream_protocol_error",
             ApiError::ClientBody(_) => "request_body_error",
+            ApiError::Unsupported(_) => "unsupported_by_provider",
         }
     }
 
@@ -99,7 +104,8 @@ impl ApiError {
             | ApiError::UpstreamConnect(_)
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
-            | ApiError::ClientBody(_) => None,
+            | ApiError::ClientBody(_)
+            | ApiError::Unsupported(_) => None,
         }
     }
 

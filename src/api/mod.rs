@@ -2,7 +2,10 @@
 //! (`route`), the OpenAI-shaped error body (`error`), and the minimal borrowed parse of an OpenAI
 //! request that routing needs (`openai`).
 
+pub mod chat;
+pub mod client;
 pub mod error;
+pub mod messages;
 pub mod openai;
 
 pub use error::ApiError;
@@ -13,15 +16,22 @@ pub enum Endpoint {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// Anthropic's Messages API, inbound.
+    Messages,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings];
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Messages,
+    ];
 
-    /// Path below the provider's base URL (OpenAI layout).
+    /// Path below an OpenAI-layout base URL (`/v1`) for this endpoint or its OpenAI equivalent.
     pub fn openai_suffix(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::ChatCompletions | Endpoint::Messages => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
         }
@@ -33,13 +43,14 @@ impl Endpoint {
             Endpoint::ChatCompletions => "chat",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Messages => "messages",
         }
     }
 
     /// The body field (besides `model`) without which the request is meaningless.
     pub fn required_field(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions => "messages",
+            Endpoint::ChatCompletions | Endpoint::Messages => "messages",
             Endpoint::Completions => "prompt",
             Endpoint::Embeddings => "input",
         }
@@ -50,6 +61,7 @@ impl Endpoint {
             Endpoint::ChatCompletions => 0,
             Endpoint::Completions => 1,
             Endpoint::Embeddings => 2,
+            Endpoint::Messages => 3,
         }
     }
 }
@@ -73,6 +85,7 @@ pub fn route(method: &http::Method, path: &str) -> Route {
         "/chat/completions" => (Some(Endpoint::ChatCompletions), "POST"),
         "/completions" => (Some(Endpoint::Completions), "POST"),
         "/embeddings" => (Some(Endpoint::Embeddings), "POST"),
+        "/messages" => (Some(Endpoint::Messages), "POST"),
         "/models" => (None, "GET"),
         _ => return Route::NotFound,
     };

@@ -7,12 +7,16 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::chat::{ChatRequest, Usage};
 use super::{ApiError, Endpoint};
+use crate::providers::Wire;
 
 #[derive(Deserialize)]
 struct Peek<'a> {
@@ -40,6 +44,12 @@ struct StreamOptions {
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
     pub endpoint: Endpoint,
+    /// The wire format the client speaks (and expects back).
+    pub client: Wire,
+    /// Client headers a same-dialect provider should see (`anthropic-version`, `anthropic-beta`).
+    pub forward: Vec<(HeaderName, HeaderValue)>,
+    /// The canonical chat form, parsed on first use (only translated routes need it).
+    canonical: OnceLock<Result<ChatRequest, ApiError>>,
     pub body: Bytes,
     /// The alias the client asked for.
     pub model: String,
@@ -84,13 +94,13 @@ impl LlmRequest {
         let model_span = start..start + raw_model.get().len();
 
         let required = match endpoint {
-            Endpoint::ChatCompletions => peek.messages,
+            Endpoint::ChatCompletions | Endpoint::Messages => peek.messages,
             Endpoint::Completions => peek.prompt,
             Endpoint::Embeddings => peek.input,
         };
         let field = endpoint.required_field();
         let required = required.ok_or(ApiError::MissingField(field))?;
-        if endpoint == Endpoint::ChatCompletions && !required.get().starts_with('[') {
+        if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages) && !required.get().starts_with('[') {
             return Err(ApiError::InvalidField {
                 field,
                 message: "expected an array of messages".into(),
@@ -107,14 +117,40 @@ impl LlmRequest {
             });
         }
         let include_usage = stream && peek.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
+        let client = if endpoint == Endpoint::Messages {
+            Wire::Anthropic
+        } else {
+            Wire::OpenAi
+        };
         Ok(LlmRequest {
             endpoint,
+            client,
+            forward: Vec::new(),
+            canonical: OnceLock::new(),
             model: model.into_owned(),
             model_span,
             stream,
             include_usage,
             body,
         })
+    }
+
+    /// A forwarded client header.
+    pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.forward.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// The request in canonical (OpenAI chat) form: the body itself for OpenAI chat clients, the
+    /// translation of an Anthropic request for `/v1/messages` clients.
+    pub fn canonical(&self) -> Result<&ChatRequest, ApiError> {
+        let parsed = self.canonical.get_or_init(|| match self.client {
+            Wire::OpenAi => serde_json::from_slice::<ChatRequest>(&self.body).map_err(|e| invalid_body(&e)),
+            Wire::Anthropic => {
+                let req = serde_json::from_slice(&self.body).map_err(|e| invalid_body(&e))?;
+                super::messages::to_chat(req)
+            }
+        });
+        parsed.as_ref().map_err(Clone::clone)
     }
 
     /// The body with the `model` value replaced by `model_json` (a JSON string literal).
@@ -128,6 +164,13 @@ impl LlmRequest {
     }
 }
 
+fn invalid_body(e: &serde_json::Error) -> ApiError {
+    ApiError::InvalidField {
+        field: "messages",
+        message: strip_position(&e.to_string()),
+    }
+}
+
 fn known_field(path: &str) -> Option<&'static str> {
     let top = path.split(['.', '[']).next().unwrap_or_default();
     ["model", "stream", "stream_options", "messages", "prompt", "input"]
@@ -138,15 +181,6 @@ fn known_field(path: &str) -> Option<&'static str> {
 fn strip_position(msg: &str) -> String {
     msg.find(" at line ")
         .map_or_else(|| msg.to_string(), |i| msg[..i].to_string())
-}
-
-/// Token usage as OpenAI reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct Usage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -231,10 +265,7 @@ mod tests {
     fn usage_is_found_only_where_present() {
         assert_eq!(
             usage_of(br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#),
-            Some(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 4
-            })
+            Some(Usage::new(3, 4))
         );
         assert_eq!(usage_of(br#"{"choices":[{"delta":{"content":"x"}}]}"#), None);
         assert_eq!(usage_of(br#"{"usage":null}"#), None);

@@ -15,7 +15,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::{line_of, render, Seg};
 use super::raw::{RawConfig, RawProvider, RawProviderKind, RawTimeouts};
 use super::secret::Secret;
-use super::snapshot::{ModelAlias, Provider, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
+use super::snapshot::{ModelAlias, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
 use crate::providers::ProviderKind;
 
 /// Environment lookup and DNS resolution are injected so tests can run hermetically.
@@ -291,7 +291,41 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
     let kind = match p.kind {
         RawProviderKind::Openai => ProviderKind::OpenAi,
         RawProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
+        RawProviderKind::Azure => ProviderKind::Azure,
+        RawProviderKind::Anthropic => ProviderKind::Anthropic,
     };
+    let mut options = ProviderOptions::default();
+    if let Some(v) = &p.anthropic_version {
+        options.anthropic_version = v.clone();
+    }
+    if let Some(n) = p.default_max_tokens {
+        if n == 0 {
+            cx.error(&path("default_max_tokens"), "must be greater than 0");
+        }
+        options.default_max_tokens = n;
+    }
+    options.api_version = p.api_version.clone();
+    if kind == ProviderKind::Azure && p.api_version.as_deref().is_none_or(str::is_empty) {
+        cx.error(
+            &[key("providers"), key(name)],
+            "kind: azure needs api_version (e.g. \"2024-10-21\")",
+        );
+    }
+    if p.api_version
+        .as_deref()
+        .is_some_and(|v| !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    {
+        cx.error(&path("api_version"), "must be letters, digits, '-' and '.'");
+    }
+    if p.api_version.is_some() && kind != ProviderKind::Azure {
+        cx.error(&path("api_version"), "only applies to kind: azure");
+    }
+    if (p.anthropic_version.is_some() || p.default_max_tokens.is_some()) && kind != ProviderKind::Anthropic {
+        cx.error(
+            &[key("providers"), key(name)],
+            "anthropic_version and default_max_tokens only apply to kind: anthropic",
+        );
+    }
     let timeouts = merge_timeouts(&path("timeouts"), &p.timeouts, defaults, cx);
     let mut disabled = (!p.enabled).then(|| "disabled in the config (enabled: false)".to_string());
 
@@ -357,7 +391,7 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
     }
     let mut auth = Vec::with_capacity(keys.len());
     for (i, k) in keys.iter().enumerate() {
-        match HeaderValue::try_from(format!("Bearer {}", k.expose())) {
+        match HeaderValue::try_from(format!("{}{}", kind.auth_header().1, k.expose())) {
             Ok(mut v) => {
                 v.set_sensitive(true);
                 auth.push(v);
@@ -442,6 +476,7 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
         auth,
         headers,
         timeouts,
+        options,
     )
 }
 

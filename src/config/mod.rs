@@ -19,7 +19,7 @@ use std::path::Path;
 
 pub use compile::Env;
 pub use error::{ConfigError, ConfigErrors};
-pub use snapshot::{ModelAlias, Provider, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
+pub use snapshot::{ModelAlias, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
 pub use store::ConfigStore;
 
 use locate::Seg;

@@ -106,6 +106,15 @@ pub struct RawProvider {
     /// Set to false to keep a provider in the file but unused.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Azure OpenAI: the `api-version` query parameter (required for `kind: azure`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Anthropic: the `anthropic-version` header sent when the client did not send one.
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
+    /// Anthropic: `max_tokens` when the client gave none (Anthropic requires it).
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -117,6 +126,8 @@ fn yes() -> bool {
 pub enum RawProviderKind {
     Openai,
     OpenaiCompatible,
+    Azure,
+    Anthropic,
 }
 
 #[derive(Debug, Deserialize)]

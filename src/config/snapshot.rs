@@ -79,13 +79,34 @@ pub struct Provider {
     pub host_header: HeaderValue,
     /// The base URL's path without a trailing slash (`/v1`).
     pub path_prefix: String,
-    /// Precomputed `Authorization` values, one per key, marked sensitive.
+    /// The key header (`authorization`, `api-key`, `x-api-key`, by dialect).
+    pub auth_header: HeaderName,
+    /// Precomputed key header values, one per key, marked sensitive.
     pub auth: Vec<HeaderValue>,
     next_key: AtomicUsize,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub timeouts: Timeouts,
-    /// Kept for later dialects that sign requests instead of sending a bearer header.
+    /// Kept for dialects that sign requests instead of sending a key header.
     pub keys: Vec<Secret>,
+    pub options: ProviderOptions,
+}
+
+/// Dialect-specific provider settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderOptions {
+    pub api_version: Option<String>,
+    pub anthropic_version: String,
+    pub default_max_tokens: u64,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            api_version: None,
+            anthropic_version: "2023-06-01".into(),
+            default_max_tokens: 4096,
+        }
+    }
 }
 
 impl Provider {
@@ -101,6 +122,7 @@ impl Provider {
         auth: Vec<HeaderValue>,
         headers: Vec<(HeaderName, HeaderValue)>,
         timeouts: Timeouts,
+        options: ProviderOptions,
     ) -> Self {
         Provider {
             name,
@@ -109,11 +131,13 @@ impl Provider {
             peer,
             host_header,
             path_prefix,
+            auth_header: kind.auth_header().0,
             auth,
             next_key: AtomicUsize::new(0),
             headers,
             timeouts,
             keys,
+            options,
         }
     }
 
@@ -121,7 +145,7 @@ impl Provider {
         self.disabled.is_none() && self.peer.is_some()
     }
 
-    /// The next `Authorization` value, round-robin over the provider's keys.
+    /// The next key header value, round-robin over the provider's keys.
     pub fn next_auth(&self) -> Option<&HeaderValue> {
         if self.auth.is_empty() {
             return None;

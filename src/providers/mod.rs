@@ -1,12 +1,21 @@
 //! Provider dialects. `ProviderKind` is the one dispatch point: `kind.adapter()` returns the
 //! module that renders the upstream request for a target and reads its responses and streams.
 //! Adapters are pure (no I/O, no Pingora types) so the proxy, tests and benches share them.
+//!
+//! The contract: a request whose client wire format equals the provider's (`Adapter::wire`) is
+//! passed through with only `model` replaced, and its answer relayed unchanged while it is
+//! observed for usage. Otherwise the request goes through the canonical OpenAI chat form
+//! (`api::chat`): the adapter renders it in its dialect and turns the answer back into canonical
+//! responses or chunks, which the client's encoder (`api::client`) writes in the client's format.
 
+pub mod anthropic;
 pub mod openai;
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 
-use crate::api::openai::{LlmRequest, Usage};
+use crate::api::chat::{ChatChunk, ChatResponse, Usage};
+use crate::api::openai::LlmRequest;
 use crate::api::ApiError;
 use crate::config::Target;
 
@@ -16,12 +25,18 @@ pub enum ProviderKind {
     OpenAi,
     /// Any server speaking OpenAI's API (vLLM, Ollama, Groq, Mistral, DeepSeek, the mock, …).
     OpenAiCompatible,
+    /// Azure OpenAI: deployment URLs, `api-key` header.
+    Azure,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 impl ProviderKind {
     pub fn adapter(self) -> &'static dyn Adapter {
         match self {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => &openai::OpenAiAdapter,
+            ProviderKind::Azure => &openai::AzureAdapter,
+            ProviderKind::Anthropic => &anthropic::AnthropicAdapter,
         }
     }
 
@@ -29,34 +44,97 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::OpenAiCompatible => "openai_compatible",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+
+    /// The header carrying the key, and the prefix of its value.
+    pub fn auth_header(self) -> (HeaderName, &'static str) {
+        match self {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => (http::header::AUTHORIZATION, "Bearer "),
+            ProviderKind::Azure => (HeaderName::from_static("api-key"), ""),
+            ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), ""),
         }
     }
 }
 
-/// An upstream request ready to send (method is always POST).
+/// A body format spoken by clients and providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+/// An upstream request ready to send (method is always POST), plus what reading its answer needs.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     /// Path and query below the provider's host.
     pub path: String,
     pub body: Bytes,
+    /// Dialect headers besides auth, content type and length (e.g. `anthropic-version`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The answer is relayed unchanged (client and provider speak the same wire format).
+    pub passthrough: bool,
+    /// JSON mode was emulated (Anthropic): the forced tool call becomes the message text.
+    pub json_mode: bool,
 }
 
-/// What a stream translator produced from one upstream chunk.
-pub trait StreamTranslator: Send {
-    /// Takes an upstream body chunk, returns the bytes to send to the client (possibly empty).
-    fn push(&mut self, chunk: Bytes) -> Bytes;
-    /// The upstream body ended; returns any final bytes for the client.
-    fn finish(&mut self) -> Bytes;
-    /// Usage seen so far (the final usage once the stream is complete).
+/// Why a provider's answer could not be translated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamFault {
+    /// Not the format the dialect promises.
+    Malformed(String),
+    /// The provider reported an error in-band (e.g. Anthropic's `error` event).
+    Provider { kind: String, message: String },
+}
+
+impl StreamFault {
+    pub fn message(&self) -> String {
+        match self {
+            StreamFault::Malformed(m) => format!("unreadable provider response: {m}"),
+            StreamFault::Provider { kind, message } => format!("provider error ({kind}): {message}"),
+        }
+    }
+}
+
+/// Turns a provider's streamed body into canonical chunks, statefully, as bytes arrive.
+pub trait ChunkSource: Send {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<ChatChunk>) -> Result<(), StreamFault>;
+    /// The upstream body ended.
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault>;
     fn usage(&self) -> Option<Usage>;
-    /// Whether the stream reached its dialect's proper end (OpenAI: `data: [DONE]`).
+    /// Whether the stream reached its dialect's proper end.
+    fn completed(&self) -> bool;
+}
+
+/// Watches a passthrough stream (relayed unchanged) for usage and its proper end.
+pub trait Observer: Send {
+    fn push(&mut self, bytes: &[u8]);
+    fn finish(&mut self);
+    fn usage(&self) -> Option<Usage>;
     fn completed(&self) -> bool;
 }
 
 pub trait Adapter: Sync {
+    /// The wire format this provider accepts verbatim.
+    fn wire(&self) -> Wire;
     fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError>;
-    /// Usage from a complete (non-streamed) response body.
-    fn response_usage(&self, body: &[u8]) -> Option<Usage>;
-    /// A translator for one streamed response to `req`.
-    fn stream_translator(&self, req: &LlmRequest) -> Box<dyn StreamTranslator>;
+    /// A non-streamed success body → canonical (not called for passthrough).
+    fn parse_chat(&self, body: &[u8], rendered: &Rendered) -> Result<ChatResponse, StreamFault>;
+    /// A streamed success body → canonical chunks (not called for passthrough).
+    fn chat_stream(&self, rendered: &Rendered) -> Box<dyn ChunkSource>;
+    /// A provider error body → an OpenAI-shaped error body keeping the provider's message.
+    fn error_body(&self, status: u16, body: &[u8]) -> Bytes;
+    /// Usage in a complete body of this wire format.
+    fn usage_of(&self, body: &[u8]) -> Option<Usage>;
+    /// An observer for a passthrough stream of this wire format.
+    fn observer(&self) -> Box<dyn Observer>;
+}
+
+/// Seconds since the epoch, for `created` fields the gateway fills in.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -1,36 +1,92 @@
-//! The OpenAI dialect (OpenAI itself and every OpenAI-compatible server).
+//! The OpenAI dialect: OpenAI itself, every OpenAI-compatible server, and Azure OpenAI (same
+//! bodies, different URL layout and key header).
 //!
 //! Requests from OpenAI clients pass through byte for byte, except for the `model` value, which is
-//! replaced by the target's upstream model name. Streams pass through unchanged while an
-//! incremental SSE decoder watches them for the usage chunk and the `[DONE]` terminator.
+//! replaced by the target's upstream model name. Requests from Anthropic clients are rendered from
+//! the canonical form. Passthrough streams are relayed unchanged while an incremental SSE decoder
+//! watches them for the usage chunk and the `[DONE]` terminator.
 
 use bytes::Bytes;
+use serde_json::json;
 
-use super::{Adapter, Rendered, StreamTranslator};
-use crate::api::openai::{usage_of, LlmRequest, Usage};
-use crate::api::ApiError;
+use super::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
+use crate::api::chat::{ChatChunk, ChatResponse, StreamOptions, Usage};
+use crate::api::openai::{usage_of, LlmRequest};
+use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
 use crate::sse::{SseDecoder, SseEvent};
 
 pub struct OpenAiAdapter;
+pub struct AzureAdapter;
+
+/// The upstream body for an OpenAI-wire provider: the client's bytes with `model` replaced, or,
+/// for an Anthropic client, the canonical request serialised (usage always requested on streams,
+/// so the gateway can count tokens; the client's encoder decides what the client sees).
+fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiError> {
+    match req.client {
+        Wire::OpenAi => Ok((req.body_with_model(&target.model_json), true)),
+        Wire::Anthropic => {
+            let mut chat = req.canonical()?.clone();
+            chat.model = target.model.clone();
+            if chat.stream == Some(true) {
+                chat.stream_options = Some(StreamOptions {
+                    include_usage: Some(true),
+                    ..Default::default()
+                });
+            }
+            let body = serde_json::to_vec(&chat).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+            Ok((Bytes::from(body), false))
+        }
+    }
+}
+
+/// The OpenAI path suffix the request becomes upstream.
+fn suffix(req: &LlmRequest) -> &'static str {
+    match req.endpoint {
+        Endpoint::Messages => Endpoint::ChatCompletions.openai_suffix(),
+        e => e.openai_suffix(),
+    }
+}
 
 impl Adapter for OpenAiAdapter {
+    fn wire(&self) -> Wire {
+        Wire::OpenAi
+    }
+
     fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
-        let mut path = String::with_capacity(target.provider.path_prefix.len() + 20);
-        path.push_str(&target.provider.path_prefix);
-        path.push_str(req.endpoint.openai_suffix());
+        let (body, passthrough) = render_body(req, target)?;
+        let path = format!("{}{}", target.provider.path_prefix, suffix(req));
         Ok(Rendered {
             path,
-            body: req.body_with_model(&target.model_json),
+            body,
+            headers: Vec::new(),
+            passthrough,
+            json_mode: false,
         })
     }
 
-    fn response_usage(&self, body: &[u8]) -> Option<Usage> {
+    fn parse_chat(&self, body: &[u8], _: &Rendered) -> Result<ChatResponse, StreamFault> {
+        serde_json::from_slice(body).map_err(|e| StreamFault::Malformed(e.to_string()))
+    }
+
+    fn chat_stream(&self, _: &Rendered) -> Box<dyn ChunkSource> {
+        Box::new(OpenAiChunks {
+            decoder: SseDecoder::default(),
+            usage: None,
+            done: false,
+        })
+    }
+
+    fn error_body(&self, status: u16, body: &[u8]) -> Bytes {
+        openai_error_body(status, body)
+    }
+
+    fn usage_of(&self, body: &[u8]) -> Option<Usage> {
         usage_of(body)
     }
 
-    fn stream_translator(&self, _req: &LlmRequest) -> Box<dyn StreamTranslator> {
-        Box::new(Passthrough {
+    fn observer(&self) -> Box<dyn Observer> {
+        Box::new(OpenAiObserver {
             decoder: SseDecoder::default(),
             usage: None,
             done: false,
@@ -39,8 +95,155 @@ impl Adapter for OpenAiAdapter {
     }
 }
 
-/// Relays an OpenAI stream unchanged, observing it.
-struct Passthrough {
+impl Adapter for AzureAdapter {
+    fn wire(&self) -> Wire {
+        Wire::OpenAi
+    }
+
+    /// `{base}/openai/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=V`;
+    /// the target's `model` is the deployment name.
+    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
+        let (body, passthrough) = render_body(req, target)?;
+        let p = &target.provider;
+        let version = p.options.api_version.as_deref().unwrap_or_default();
+        let path = format!(
+            "{}/openai/deployments/{}{}?api-version={}",
+            p.path_prefix,
+            target.model,
+            suffix(req),
+            version
+        );
+        Ok(Rendered {
+            path,
+            body,
+            headers: Vec::new(),
+            passthrough,
+            json_mode: false,
+        })
+    }
+
+    fn parse_chat(&self, body: &[u8], r: &Rendered) -> Result<ChatResponse, StreamFault> {
+        OpenAiAdapter.parse_chat(body, r)
+    }
+
+    fn chat_stream(&self, r: &Rendered) -> Box<dyn ChunkSource> {
+        OpenAiAdapter.chat_stream(r)
+    }
+
+    fn error_body(&self, status: u16, body: &[u8]) -> Bytes {
+        openai_error_body(status, body)
+    }
+
+    fn usage_of(&self, body: &[u8]) -> Option<Usage> {
+        usage_of(body)
+    }
+
+    fn observer(&self) -> Box<dyn Observer> {
+        OpenAiAdapter.observer()
+    }
+}
+
+/// An OpenAI-shaped error body: the provider's own when it already is one, else a wrapper that
+/// keeps the provider's text.
+pub fn openai_error_body(status: u16, body: &[u8]) -> Bytes {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        if v.get("error").is_some_and(|e| e.is_object()) {
+            return Bytes::copy_from_slice(body);
+        }
+    }
+    let text: String = String::from_utf8_lossy(body).chars().take(2000).collect();
+    let kind = if status == 429 {
+        "rate_limit_error"
+    } else if status >= 500 {
+        "api_error"
+    } else {
+        "invalid_request_error"
+    };
+    Bytes::from(json!({"error": {"message": text, "type": kind, "param": null, "code": null}}).to_string())
+}
+
+/// Decodes an OpenAI stream into chunks (used when the client speaks another wire format).
+struct OpenAiChunks {
+    decoder: SseDecoder,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl OpenAiChunks {
+    fn on_event(
+        usage: &mut Option<Usage>,
+        done: &mut bool,
+        ev: SseEvent,
+        out: &mut Vec<ChatChunk>,
+    ) -> Result<(), StreamFault> {
+        if ev.data == "[DONE]" {
+            *done = true;
+            return Ok(());
+        }
+        let chunk: ChatChunk = match serde_json::from_str(&ev.data) {
+            Ok(c) => c,
+            Err(e) => {
+                // OpenAI reports in-stream errors as `data: {"error": {...}}`.
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&ev.data) {
+                    if let Some(err) = v.get("error") {
+                        let kind = err
+                            .get("type")
+                            .and_then(|t| t.as_str())
+                            .unwrap_or("api_error")
+                            .to_string();
+                        let message = err.get("message").and_then(|t| t.as_str()).unwrap_or("").to_string();
+                        return Err(StreamFault::Provider { kind, message });
+                    }
+                }
+                return Err(StreamFault::Malformed(e.to_string()));
+            }
+        };
+        if chunk.usage.is_some() {
+            *usage = chunk.usage;
+        }
+        out.push(chunk);
+        Ok(())
+    }
+}
+
+impl ChunkSource for OpenAiChunks {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        let (usage, done) = (&mut self.usage, &mut self.done);
+        let mut fault = Ok(());
+        self.decoder
+            .push(bytes, &mut |ev| {
+                if fault.is_ok() {
+                    fault = Self::on_event(usage, done, ev, out);
+                }
+            })
+            .map_err(|e| StreamFault::Malformed(e.to_string()))?;
+        fault
+    }
+
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        let (usage, done) = (&mut self.usage, &mut self.done);
+        let mut fault = Ok(());
+        self.decoder
+            .finish(&mut |ev| {
+                if fault.is_ok() {
+                    fault = Self::on_event(usage, done, ev, out);
+                }
+            })
+            .map_err(|e| StreamFault::Malformed(e.to_string()))?;
+        fault
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn completed(&self) -> bool {
+        self.done
+    }
+}
+
+/// Watches an OpenAI stream relayed unchanged.
+struct OpenAiObserver {
     decoder: SseDecoder,
     usage: Option<Usage>,
     done: bool,
@@ -48,7 +251,7 @@ struct Passthrough {
     broken: bool,
 }
 
-impl Passthrough {
+impl OpenAiObserver {
     fn observe(usage: &mut Option<Usage>, done: &mut bool, ev: SseEvent) {
         if ev.data == "[DONE]" {
             *done = true;
@@ -58,24 +261,22 @@ impl Passthrough {
     }
 }
 
-impl StreamTranslator for Passthrough {
-    fn push(&mut self, chunk: Bytes) -> Bytes {
+impl Observer for OpenAiObserver {
+    fn push(&mut self, bytes: &[u8]) {
         if !self.broken {
             let (usage, done) = (&mut self.usage, &mut self.done);
-            if let Err(e) = self.decoder.push(&chunk, &mut |ev| Self::observe(usage, done, ev)) {
+            if let Err(e) = self.decoder.push(bytes, &mut |ev| Self::observe(usage, done, ev)) {
                 tracing::warn!(error = %e, "stopped observing an upstream stream");
                 self.broken = true;
             }
         }
-        chunk
     }
 
-    fn finish(&mut self) -> Bytes {
+    fn finish(&mut self) {
         if !self.broken {
             let (usage, done) = (&mut self.usage, &mut self.done);
             let _ = self.decoder.finish(&mut |ev| Self::observe(usage, done, ev));
         }
-        Bytes::new()
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -90,44 +291,78 @@ impl StreamTranslator for Passthrough {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Endpoint;
+
+    const STREAM: &[u8] = b"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
 
     #[test]
-    fn passthrough_relays_bytes_and_finds_usage_across_splits() {
-        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
-        let req = LlmRequest::parse(
-            Endpoint::ChatCompletions,
-            Bytes::from_static(br#"{"model":"m","messages":[],"stream":true}"#),
-        )
-        .unwrap();
-        for cut in 0..stream.len() {
-            let mut t = OpenAiAdapter.stream_translator(&req);
-            let mut out = Vec::new();
-            out.extend_from_slice(&t.push(Bytes::copy_from_slice(&stream[..cut])));
-            out.extend_from_slice(&t.push(Bytes::copy_from_slice(&stream[cut..])));
-            out.extend_from_slice(&t.finish());
-            assert_eq!(&out[..], &stream[..]);
-            assert_eq!(
-                t.usage(),
-                Some(Usage {
-                    prompt_tokens: 5,
-                    completion_tokens: 2
-                })
-            );
-            assert!(t.completed());
+    fn observer_finds_usage_and_done_across_every_split() {
+        for cut in 0..STREAM.len() {
+            let mut o = OpenAiAdapter.observer();
+            o.push(&STREAM[..cut]);
+            o.push(&STREAM[cut..]);
+            o.finish();
+            assert_eq!(o.usage(), Some(Usage::new(5, 2)));
+            assert!(o.completed());
         }
     }
 
     #[test]
-    fn a_stream_without_done_is_not_completed() {
-        let req = LlmRequest::parse(
-            Endpoint::ChatCompletions,
-            Bytes::from_static(br#"{"model":"m","messages":[],"stream":true}"#),
-        )
-        .unwrap();
-        let mut t = OpenAiAdapter.stream_translator(&req);
-        t.push(Bytes::from_static(b"data: {\"choices\":[]}\n\n"));
-        t.finish();
-        assert!(!t.completed());
+    fn chunk_source_decodes_every_split_identically() {
+        let whole = {
+            let mut s = OpenAiChunks {
+                decoder: SseDecoder::default(),
+                usage: None,
+                done: false,
+            };
+            let mut out = Vec::new();
+            s.push(STREAM, &mut out).unwrap();
+            s.finish(&mut out).unwrap();
+            assert!(s.completed());
+            out
+        };
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[0].choices[0].delta.content.as_deref(), Some("hi"));
+        for cut in 0..STREAM.len() {
+            let mut s = OpenAiChunks {
+                decoder: SseDecoder::default(),
+                usage: None,
+                done: false,
+            };
+            let mut out = Vec::new();
+            s.push(&STREAM[..cut], &mut out).unwrap();
+            s.push(&STREAM[cut..], &mut out).unwrap();
+            s.finish(&mut out).unwrap();
+            assert_eq!(out, whole, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn in_stream_errors_are_faults() {
+        let mut s = OpenAiChunks {
+            decoder: SseDecoder::default(),
+            usage: None,
+            done: false,
+        };
+        let err = s.push(
+            b"data: {\"error\":{\"type\":\"server_error\",\"message\":\"boom\"}}\n\n",
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            err,
+            Err(StreamFault::Provider {
+                kind: "server_error".into(),
+                message: "boom".into()
+            })
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_kept_or_wrapped() {
+        let own = br#"{"error":{"message":"bad key","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        assert_eq!(&openai_error_body(401, own)[..], &own[..]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&openai_error_body(502, b"<html>bad gateway</html>")).unwrap();
+        assert_eq!(v["error"]["message"], "<html>bad gateway</html>");
+        assert_eq!(v["error"]["type"], "api_error");
     }
 }

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::api::openai::Usage;
+use crate::api::chat::Usage;
 use crate::api::Endpoint;
 use crate::config::{Snapshot, Target};
+use crate::providers::Wire;
 
 /// One upstream attempt, as reported in logs and (later) the usage record.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct RequestCtx {
     pub started: Instant,
     pub snapshot: Option<Arc<Snapshot>>,
     pub endpoint: Option<Endpoint>,
+    /// The client's wire format: gateway errors are written in it.
+    pub client: Wire,
     /// The alias asked for, once known to exist in the config (a metric label, so never raw input).
     pub model: Option<String>,
     pub served_by: Option<Arc<Target>>,
@@ -50,6 +53,7 @@ impl RequestCtx {
             started: Instant::now(),
             snapshot: None,
             endpoint: None,
+            client: Wire::OpenAi,
             model: None,
             served_by: None,
             attempts: Vec::new(),

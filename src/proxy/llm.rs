@@ -1,28 +1,29 @@
 //! The unified LLM endpoints, run inside `request_filter` ("handler mode", see DESIGN.md): read
 //! and parse the body, plan the targets, then try them in order through Pingora's `Connector`
-//! until one answers, and relay that answer (streamed or whole) to the client.
+//! until one answers, and relay that answer (streamed or whole) to the client in its own format.
 //!
 //! Fallback to the next target happens only before anything was written to the client: on a
 //! connect/TLS error, a first-byte timeout, a reset before the header, or a 429/5xx from a target
 //! that is not the last. Once the response header went out, a failure ends the stream with an
-//! explicit SSE error event instead of a clean-looking end.
+//! explicit error event instead of a clean-looking end.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
+use super::relay::Relay;
 use super::upstream::{self, AttemptError, Upstream};
 use super::{body, respond, AppState};
-use crate::api::error::error_body;
 use crate::api::openai::LlmRequest;
-use crate::api::{ApiError, Endpoint};
+use crate::api::{client, ApiError, Endpoint};
 use crate::config::Target;
-use crate::sse::encode_event;
+use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
+use crate::providers::{Adapter, Rendered, Wire};
 
 /// Upstream statuses worth trying the next target for.
 fn retryable(status: u16) -> bool {
@@ -34,6 +35,11 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, endpoint: Endpoint) -> Result<bool> {
     ctx.endpoint = Some(endpoint);
+    ctx.client = if endpoint == Endpoint::Messages {
+        Wire::Anthropic
+    } else {
+        Wire::OpenAi
+    };
     let Some(snapshot) = ctx.snapshot.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };
@@ -41,10 +47,17 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Ok(b) => b,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
-    let req = match LlmRequest::parse(endpoint, body) {
+    let mut req = match LlmRequest::parse(endpoint, body) {
         Ok(r) => r,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
+    if req.client == Wire::Anthropic {
+        for name in [VERSION_HEADER, BETA_HEADER] {
+            if let Some(v) = session.req_header().headers.get(&name) {
+                req.forward.push((name, v.clone()));
+            }
+        }
+    }
     ctx.stream = req.stream;
     if let Some(alias) = snapshot.model(&req.model) {
         ctx.model = Some(alias.name.clone());
@@ -54,13 +67,21 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Err(e) => return respond::error(session, ctx, &e).await,
     };
 
-    let mut last_error: Option<AttemptError> = None;
+    let mut last_error: Option<ApiError> = None;
     for (i, target) in plan.iter().enumerate() {
         let last = i + 1 == plan.len();
         let adapter = target.provider.kind.adapter();
         let rendered = match adapter.render(&req, target) {
             Ok(r) => r,
-            Err(e) => return respond::error(session, ctx, &e).await,
+            Err(e) => {
+                // This target cannot serve the request as asked (e.g. `n > 1` on Anthropic); another may.
+                ctx.attempts.push(Attempt {
+                    target: Arc::clone(target),
+                    outcome: AttemptOutcome::Failed("unsupported"),
+                });
+                last_error.get_or_insert(e);
+                continue;
+            }
         };
         let timeouts = target.provider.timeouts;
         let attempt = upstream::send(&state.connector, session, target, &rendered, req.stream, timeouts).await;
@@ -86,7 +107,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     }
                 }
                 ctx.served_by = Some(target.clone());
-                return relay(state, session, ctx, &req, target, up, status).await;
+                return relay(state, session, ctx, &req, target, adapter, &rendered, up, status).await;
             }
             Err(AttemptError::ClientGone) => return client_gone(ctx, "while waiting for the provider"),
             Err(e) => {
@@ -100,32 +121,47 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     .with_label_values(&[&target.provider.name, e.kind()])
                     .inc();
                 tracing::debug!(provider = %target.provider.name, kind = e.kind(), "upstream attempt failed: {e:?}");
-                last_error = Some(e);
+                last_error = Some(match e {
+                    AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
+                    AttemptError::Connect(m) => ApiError::UpstreamConnect(m),
+                    AttemptError::Protocol(m) => ApiError::UpstreamProtocol(m),
+                    AttemptError::Unavailable | AttemptError::ClientGone => ApiError::NoProvider {
+                        model: req.model.clone(),
+                        reason: "no target could be tried".into(),
+                    },
+                });
             }
         }
     }
-    let err = match last_error {
-        Some(AttemptError::Timeout(m)) => ApiError::UpstreamTimeout(m),
-        Some(AttemptError::Connect(m)) => ApiError::UpstreamConnect(m),
-        Some(AttemptError::Protocol(m)) => ApiError::UpstreamProtocol(m),
-        Some(AttemptError::Unavailable) | Some(AttemptError::ClientGone) | None => ApiError::NoProvider {
-            model: req.model.clone(),
-            reason: "no target could be tried".into(),
-        },
-    };
+    let err = last_error.unwrap_or_else(|| ApiError::NoProvider {
+        model: req.model.clone(),
+        reason: "no target could be tried".into(),
+    });
     respond::error(session, ctx, &err).await
 }
 
 /// Builds the client's response header from the upstream's.
-fn client_header(up: &ResponseHeader, status: u16, target: &Target, stream: bool, h2: bool) -> Result<ResponseHeader> {
+fn client_header(
+    up: &ResponseHeader,
+    status: u16,
+    target: &Target,
+    content_type: Option<&str>,
+    stream: bool,
+    h2: bool,
+) -> Result<ResponseHeader> {
     let mut h = ResponseHeader::build(status, Some(8))?;
-    for name in [http::header::CONTENT_TYPE, http::header::RETRY_AFTER] {
-        if let Some(v) = up.headers.get(&name) {
-            h.insert_header(name, v.clone())?;
+    match content_type {
+        Some(ct) => h.insert_header(http::header::CONTENT_TYPE, ct)?,
+        None => {
+            if let Some(v) = up.headers.get(http::header::CONTENT_TYPE) {
+                h.insert_header(http::header::CONTENT_TYPE, v.clone())?;
+            }
         }
     }
-    if let Some(v) = up.headers.get("retry-after-ms") {
-        h.insert_header("retry-after-ms", v.clone())?;
+    for name in ["retry-after", "retry-after-ms", "anthropic-ratelimit-requests-reset"] {
+        if let Some(v) = up.headers.get(name) {
+            h.insert_header(name, v.clone())?;
+        }
     }
     h.insert_header("x-tollgate-provider", target.provider.name.as_str())?;
     h.insert_header("x-tollgate-model", target.model.as_str())?;
@@ -138,12 +174,46 @@ fn client_header(up: &ResponseHeader, status: u16, target: &Target, stream: bool
     Ok(h)
 }
 
+/// Reads a whole upstream body (bounded), abandoning it if the client leaves.
+async fn read_whole(session: &mut Session, up: &mut Upstream) -> std::result::Result<Bytes, ReadWhole> {
+    let mut buf = BytesMut::new();
+    loop {
+        let chunk = tokio::select! {
+            r = up.session.read_response_body() => r,
+            _ = session.read_body_or_idle(true) => return Err(ReadWhole::ClientGone),
+        };
+        match chunk {
+            Ok(Some(c)) if buf.len() + c.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&c),
+            Ok(Some(_)) => {
+                return Err(ReadWhole::Failed(ApiError::UpstreamProtocol(
+                    "response too large".into(),
+                )))
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(ReadWhole::Failed(match AttemptError::from_pingora(&e) {
+                    AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
+                    other => ApiError::UpstreamProtocol(other.kind().to_string()),
+                }))
+            }
+        }
+    }
+}
+
+enum ReadWhole {
+    ClientGone,
+    Failed(ApiError),
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     state: &AppState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     target: &Target,
+    adapter: &dyn Adapter,
+    rendered: &Rendered,
     mut up: Upstream,
     status: u16,
 ) -> Result<bool> {
@@ -151,47 +221,55 @@ async fn relay(
     let Some(up_header) = up.session.response_header() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no response header".into())).await;
     };
-    let is_sse = up_header
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    let header = client_header(up_header, status, target, is_sse, h2)?;
+    let ok = (200..300).contains(&status);
+    let is_sse = ok
+        && up_header
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let translated_ct = (!rendered.passthrough).then_some(if is_sse {
+        "text/event-stream"
+    } else {
+        "application/json"
+    });
+    let header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
 
     if !is_sse {
-        // Whole response: read it, then answer with an exact length.
         let mut header = header;
-        let mut buf = BytesMut::new();
-        let read = loop {
-            let chunk = tokio::select! {
-                r = up.session.read_response_body() => r,
-                _ = session.read_body_or_idle(true) => return client_gone(ctx, "while the provider answered"),
-            };
-            match chunk {
-                Ok(Some(c)) if buf.len() + c.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&c),
-                Ok(Some(_)) => break Err(ApiError::UpstreamProtocol("response too large".into())),
-                Ok(None) => break Ok(buf.freeze()),
-                Err(e) => {
-                    break Err(match AttemptError::from_pingora(&e) {
-                        AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
-                        other => ApiError::UpstreamProtocol(other.kind().to_string()),
-                    })
-                }
+        let raw = match read_whole(session, &mut up).await {
+            Ok(b) => b,
+            Err(ReadWhole::ClientGone) => return client_gone(ctx, "while the provider answered"),
+            Err(ReadWhole::Failed(e)) => {
+                ctx.upstream_time += up.started.elapsed();
+                return respond::error(session, ctx, &e).await;
             }
         };
         ctx.upstream_time += up.started.elapsed();
-        let body = match read {
-            Ok(b) => b,
-            Err(e) => return respond::error(session, ctx, &e).await,
+        let body = if rendered.passthrough {
+            if ok {
+                ctx.usage = adapter.usage_of(&raw);
+            }
+            raw
+        } else if ok {
+            match adapter.parse_chat(&raw, rendered) {
+                Ok(resp) => {
+                    ctx.usage = resp.usage;
+                    client::response(req.client, &resp)
+                }
+                Err(fault) => {
+                    tracing::warn!(provider = %target.provider.name, "unreadable provider response: {}", fault.message());
+                    return respond::error(session, ctx, &ApiError::UpstreamProtocol(fault.message())).await;
+                }
+            }
+        } else {
+            client::error(req.client, status, &adapter.error_body(status, &raw))
         };
-        if (200..300).contains(&status) {
-            ctx.usage = target.provider.kind.adapter().response_usage(&body);
-        }
         header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         release(state, up, target).await;
         ctx.status = status;
-        if !(200..300).contains(&status) {
+        if !ok {
             ctx.error = Some("upstream_status");
         }
         session.write_response_header(Box::new(header), false).await?;
@@ -201,73 +279,78 @@ async fn relay(
     }
 
     // Stream: relay chunk by chunk as it arrives.
-    let mut translator = target.provider.kind.adapter().stream_translator(req);
+    let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage);
     ctx.status = status;
     session.write_response_header(Box::new(header), false).await?;
-    let outcome: std::result::Result<(), &'static str> = loop {
+    let outcome: std::result::Result<(), (&'static str, String)> = loop {
         let chunk = tokio::select! {
             r = up.session.read_response_body() => r,
             _ = session.read_body_or_idle(true) => {
-                ctx.usage = translator.usage();
+                ctx.usage = relay.usage();
                 return client_gone(ctx, "mid-stream");
             }
         };
-        match chunk {
-            Ok(Some(c)) => {
-                let out = translator.push(c);
-                if !out.is_empty() {
-                    if ctx.first_byte.is_none() {
-                        ctx.first_byte = Some(Instant::now());
+        let out = match chunk {
+            Ok(Some(c)) => relay.push(c),
+            Ok(None) => match relay.finish() {
+                Ok(tail) => {
+                    if !tail.is_empty() {
+                        session.write_response_body(Some(tail), false).await?;
                     }
-                    if let Err(e) = session.write_response_body(Some(out), false).await {
-                        ctx.error = Some("client_gone");
-                        ctx.usage = translator.usage();
-                        return Err(e);
-                    }
+                    break if relay.completed() {
+                        Ok(())
+                    } else {
+                        Err((
+                            "stream_incomplete",
+                            "The provider ended the stream before it was complete.".into(),
+                        ))
+                    };
                 }
-            }
-            Ok(None) => {
-                let tail = translator.finish();
-                if !tail.is_empty() {
-                    session.write_response_body(Some(tail), false).await?;
-                }
-                break if translator.completed() || !(200..300).contains(&status) {
-                    Ok(())
-                } else {
-                    Err("stream_incomplete")
-                };
-            }
+                Err(fault) => break Err(("stream_error", fault.message())),
+            },
             Err(e) => {
                 break Err(match e.etype() {
-                    ErrorType::ReadTimedout => "stream_idle_timeout",
-                    _ => "stream_cut",
+                    ErrorType::ReadTimedout => (
+                        "stream_idle_timeout",
+                        "The provider stopped sending the stream (idle timeout).".into(),
+                    ),
+                    _ => ("stream_cut", "The provider's stream was interrupted.".into()),
                 })
             }
+        };
+        match out {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => {
+                if ctx.first_byte.is_none() {
+                    ctx.first_byte = Some(Instant::now());
+                }
+                if let Err(e) = session.write_response_body(Some(bytes), false).await {
+                    ctx.error = Some("client_gone");
+                    ctx.usage = relay.usage();
+                    return Err(e);
+                }
+            }
+            Err(fault) => break Err(("stream_error", fault.message())),
         }
     };
     ctx.upstream_time += up.started.elapsed();
-    ctx.usage = translator.usage();
+    ctx.usage = relay.usage();
     match outcome {
         Ok(()) => {
             release(state, up, target).await;
             session.write_response_body(None, true).await?;
         }
-        Err(kind) => {
+        Err((kind, message)) => {
             ctx.error = Some(kind);
             state
                 .metrics
                 .upstream_errors
                 .with_label_values(&[&target.provider.name, kind])
                 .inc();
-            let message = match kind {
-                "stream_idle_timeout" => "The provider stopped sending the stream (idle timeout).",
-                "stream_incomplete" => "The provider ended the stream before it was complete.",
-                _ => "The provider's stream was interrupted.",
-            };
-            let mut ev = BytesMut::new();
-            let body = error_body(message, "api_error", None, Some(kind));
-            encode_event(&mut ev, None, std::str::from_utf8(&body).unwrap_or("{}"));
-            session.write_response_body(Some(ev.freeze()), true).await?;
+            tracing::debug!(provider = %target.provider.name, kind, "stream failed: {message}");
+            session
+                .write_response_body(Some(relay.error_event(kind, &message)), true)
+                .await?;
         }
     }
     Ok(true)

@@ -6,6 +6,7 @@ pub mod body;
 pub mod ctx;
 pub mod llm;
 pub mod record;
+pub mod relay;
 pub mod respond;
 pub mod upstream;
 

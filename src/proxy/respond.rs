@@ -39,5 +39,6 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &ApiError) ->
         }
         _ => &[],
     };
-    json(session, ctx, e.status(), e.body(), extra).await
+    let body = crate::api::client::error(ctx.client, e.status(), &e.body());
+    json(session, ctx, e.status(), body, extra).await
 }

@@ -68,10 +68,17 @@ pub struct Upstream {
 
 fn request_header(target: &Target, rendered: &Rendered, stream: bool) -> pingora::Result<RequestHeader> {
     let p = &target.provider;
-    let mut req = RequestHeader::build("POST", rendered.path.as_bytes(), Some(6 + p.headers.len()))?;
+    let mut req = RequestHeader::build(
+        "POST",
+        rendered.path.as_bytes(),
+        Some(7 + p.headers.len() + rendered.headers.len()),
+    )?;
     req.insert_header(http::header::HOST, p.host_header.clone())?;
     if let Some(auth) = p.next_auth() {
-        req.insert_header(http::header::AUTHORIZATION, auth.clone())?;
+        req.insert_header(p.auth_header.clone(), auth.clone())?;
+    }
+    for (k, v) in &rendered.headers {
+        req.insert_header(k.clone(), v.clone())?;
     }
     req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     req.insert_header(http::header::CONTENT_LENGTH, rendered.body.len())?;

@@ -1,0 +1,195 @@
+//! The Anthropic Messages dialect. Anthropic clients (`/v1/messages`) pass through with only
+//! `model` replaced; OpenAI clients are translated (`request`, `response`, `stream`).
+
+pub mod request;
+pub mod response;
+pub mod stream;
+pub mod types;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use serde_json::json;
+
+use super::{now_secs, Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
+use crate::api::chat::{ChatChunk, ChatResponse, Usage};
+use crate::api::openai::LlmRequest;
+use crate::api::{ApiError, Endpoint};
+use crate::config::Target;
+use crate::sse::SseDecoder;
+use request::JsonMode;
+use stream::AnthropicStream;
+use types::{ErrorBody, MessagesResponse, StreamEvent};
+
+pub struct AnthropicAdapter;
+
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
+pub const BETA_HEADER: HeaderName = HeaderName::from_static("anthropic-beta");
+
+impl Adapter for AnthropicAdapter {
+    fn wire(&self) -> Wire {
+        Wire::Anthropic
+    }
+
+    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
+        let p = &target.provider;
+        let path = format!("{}/messages", p.path_prefix);
+        let mut headers = Vec::with_capacity(2);
+        // The client's version and betas win (the SDK knows what it sends); else the configured one.
+        let version = req
+            .header(&VERSION_HEADER)
+            .cloned()
+            .or_else(|| HeaderValue::try_from(p.options.anthropic_version.as_str()).ok());
+        if let Some(v) = version {
+            headers.push((VERSION_HEADER, v));
+        }
+        if let Some(b) = req.header(&BETA_HEADER) {
+            headers.push((BETA_HEADER, b.clone()));
+        }
+        match (req.client, req.endpoint) {
+            (Wire::Anthropic, _) => Ok(Rendered {
+                path,
+                body: req.body_with_model(&target.model_json),
+                headers,
+                passthrough: true,
+                json_mode: false,
+            }),
+            (Wire::OpenAi, Endpoint::ChatCompletions) => {
+                let (body, json_mode) =
+                    request::to_anthropic(req.canonical()?, &target.model, p.options.default_max_tokens)?;
+                let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+                Ok(Rendered {
+                    path,
+                    body: Bytes::from(body),
+                    headers,
+                    passthrough: false,
+                    json_mode: json_mode.0,
+                })
+            }
+            (Wire::OpenAi, e) => Err(ApiError::Unsupported(format!(
+                "Anthropic models do not serve the {} endpoint",
+                e.as_str()
+            ))),
+        }
+    }
+
+    fn parse_chat(&self, body: &[u8], r: &Rendered) -> Result<ChatResponse, StreamFault> {
+        let resp: MessagesResponse = serde_json::from_slice(body).map_err(|e| StreamFault::Malformed(e.to_string()))?;
+        Ok(response::to_openai(resp, JsonMode(r.json_mode), now_secs()))
+    }
+
+    fn chat_stream(&self, r: &Rendered) -> Box<dyn ChunkSource> {
+        Box::new(AnthropicChunks {
+            decoder: SseDecoder::default(),
+            stream: AnthropicStream::new(JsonMode(r.json_mode), now_secs()),
+        })
+    }
+
+    fn error_body(&self, status: u16, body: &[u8]) -> Bytes {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(e) => {
+                let code = match status {
+                    429 => Some("rate_limit_exceeded"),
+                    401 => Some("invalid_api_key"),
+                    _ => None,
+                };
+                Bytes::from(
+                    json!({"error": {"message": e.error.message, "type": e.error.kind, "param": null, "code": code}})
+                        .to_string(),
+                )
+            }
+            Err(_) => super::openai::openai_error_body(status, body),
+        }
+    }
+
+    fn usage_of(&self, body: &[u8]) -> Option<Usage> {
+        #[derive(serde::Deserialize)]
+        struct U {
+            usage: types::AUsage,
+        }
+        serde_json::from_slice::<U>(body)
+            .ok()
+            .map(|u| response::usage(&u.usage))
+    }
+
+    fn observer(&self) -> Box<dyn Observer> {
+        Box::new(AnthropicObserver {
+            inner: AnthropicChunks {
+                decoder: SseDecoder::default(),
+                stream: AnthropicStream::new(JsonMode(false), 0),
+            },
+            scratch: Vec::new(),
+        })
+    }
+}
+
+struct AnthropicChunks {
+    decoder: SseDecoder,
+    stream: AnthropicStream,
+}
+
+impl AnthropicChunks {
+    fn run(&mut self, bytes: Option<&[u8]>, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        let stream = &mut self.stream;
+        let mut fault = Ok(());
+        let mut on = |ev: crate::sse::SseEvent| {
+            if fault.is_ok() {
+                fault = stream.on_event(&ev.data, out);
+            }
+        };
+        let r = match bytes {
+            Some(b) => self.decoder.push(b, &mut on),
+            None => self.decoder.finish(&mut on),
+        };
+        r.map_err(|e| StreamFault::Malformed(e.to_string()))?;
+        fault
+    }
+}
+
+impl ChunkSource for AnthropicChunks {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        self.run(Some(bytes), out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        self.run(None, out)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.stream.usage()
+    }
+
+    fn completed(&self) -> bool {
+        self.stream.completed()
+    }
+}
+
+/// Watches an Anthropic stream relayed unchanged (the same decoder, output discarded).
+struct AnthropicObserver {
+    inner: AnthropicChunks,
+    scratch: Vec<ChatChunk>,
+}
+
+impl Observer for AnthropicObserver {
+    fn push(&mut self, bytes: &[u8]) {
+        let _ = self.inner.push(bytes, &mut self.scratch);
+        self.scratch.clear();
+    }
+
+    fn finish(&mut self) {
+        let _ = self.inner.finish(&mut self.scratch);
+        self.scratch.clear();
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.inner.usage()
+    }
+
+    fn completed(&self) -> bool {
+        self.inner.completed()
+    }
+}
+
+/// Whether an event stream's event is the terminal one (used by tests and fixtures).
+pub fn is_stop(ev: &StreamEvent) -> bool {
+    matches!(ev, StreamEvent::MessageStop)
+}
