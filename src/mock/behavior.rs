@@ -61,6 +61,8 @@ pub struct Behavior {
     pub close_after: Option<u32>,
     pub hang: bool,
     pub text: Option<String>,
+    /// Answer with a call to this tool (the request must declare it) instead of text.
+    pub tool: Option<String>,
 }
 
 impl Default for Behavior {
@@ -76,6 +78,7 @@ impl Default for Behavior {
             close_after: None,
             hang: false,
             text: None,
+            tool: None,
         }
     }
 }
@@ -118,6 +121,9 @@ impl Behavior {
         if let Some(v) = &o.text {
             self.text = Some(v.clone());
         }
+        if let Some(v) = &o.tool {
+            self.tool = Some(v.clone());
+        }
     }
 }
 
@@ -133,6 +139,7 @@ pub struct Overrides {
     pub chunks: Option<u32>,
     pub close_after: Option<u32>,
     pub hang: Option<bool>,
+    pub tool: Option<String>,
     pub text: Option<String>,
 }
 
@@ -213,7 +220,8 @@ impl Overrides {
             chunks,
             close_after,
             hang,
-            text
+            text,
+            tool
         );
     }
 
@@ -250,6 +258,13 @@ impl Overrides {
                 }
                 self.text = Some(v.to_string());
             }
+            "tool" => {
+                if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(bad(key, v, "a tool name of 1..=64 letters, digits, '_' or '-'"));
+                }
+                self.tool = Some(v.to_string());
+            }
             _ => return Err(DirectiveError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -267,6 +282,7 @@ fn is_known(key: &str) -> bool {
             | "chunk_delay_ms"
             | "chunks"
             | "close_after"
+            | "tool"
             | "text"
     )
 }

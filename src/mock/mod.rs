@@ -21,6 +21,7 @@
 //! each SSE event is one body write (flushed, so delays are visible to the client); no input can
 //! panic the server.
 
+pub mod anthropic;
 pub mod behavior;
 pub mod content;
 pub mod openai;
@@ -119,6 +120,7 @@ impl MockOptions {
             close_after: self.close_after,
             hang: self.hang,
             text: None,
+            tool: None,
         }
     }
 }
@@ -160,6 +162,8 @@ enum Route {
     Chat,
     Completions,
     Embeddings,
+    /// Anthropic's Messages API (auth, errors and validation of its own).
+    Messages,
     Models,
     Model(String),
 }
@@ -230,7 +234,9 @@ impl MockApp {
             return Flow::Close;
         }
         sleep_ms(b.latency_ms).await;
-        let reply = if let Some(status) = b.forced_status() {
+        let reply = if route == Route::Messages {
+            anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
+        } else if let Some(status) = b.forced_status() {
             openai::forced_error(status, &b)
         } else if let Some(denied) = self.check_auth(session.req_header(), &route) {
             denied
@@ -239,6 +245,9 @@ impl MockApp {
                 Route::Chat => openai::chat_completions(&body, seq, &b),
                 Route::Completions => openai::completions(&body, seq, &b),
                 Route::Embeddings => openai::embeddings(&body),
+                Route::Messages => {
+                    anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
+                }
                 Route::Models => openai::list_models(),
                 Route::Model(id) => openai::retrieve_model(id),
             }
@@ -298,6 +307,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/v1/chat/completions" => (Route::Chat, Method::POST),
         "/v1/completions" => (Route::Completions, Method::POST),
         "/v1/embeddings" => (Route::Embeddings, Method::POST),
+        "/v1/messages" => (Route::Messages, Method::POST),
         "/v1/models" => (Route::Models, Method::GET),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),

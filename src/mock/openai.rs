@@ -285,12 +285,34 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
         Ok(g) => g,
         Err(r) => return r,
     };
+    if let Some(tool) = &b.tool {
+        if !declares_tool(&obj, tool) {
+            return invalid(
+                format!("mock directive tool={tool}: the request declares no such tool"),
+                Some("tools"),
+            );
+        }
+    }
     let usage = Usage::new(chat_prompt_tokens(messages), u64::from(g.chunks));
     let id = format!("chatcmpl-mock-{seq}");
     if g.stream {
-        return Reply::Sse(Box::new(OpenAiStream::new(Dialect::Chat, id, g, b, usage)));
+        let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, usage);
+        stream.tool = b.tool.clone();
+        return Reply::Sse(Box::new(stream));
     }
-    let text = completion_text(g.chunks, b.text.as_deref());
+    let (message, finish) = match &b.tool {
+        Some(tool) => (
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": MOCK_TOOL_CALL_ID, "type": "function",
+                "function": {"name": tool, "arguments": MOCK_TOOL_ARGS.concat()}
+            }]}),
+            "tool_calls",
+        ),
+        None => (
+            json!({"role": "assistant", "content": completion_text(g.chunks, b.text.as_deref())}),
+            g.finish_reason,
+        ),
+    };
     json_reply(
         200,
         &json!({
@@ -300,13 +322,27 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
             "model": g.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": g.finish_reason,
+                "message": message,
+                "finish_reason": finish,
                 "logprobs": null,
             }],
             "usage": usage,
         }),
     )
+}
+
+/// The id and the argument pieces of the mock's tool call (`tool=NAME` directive); the
+/// arguments are streamed in these pieces and are `{"q":"mock"}` whole.
+pub const MOCK_TOOL_CALL_ID: &str = "call_mock_1";
+pub const MOCK_TOOL_ARGS: [&str; 2] = ["{\"q\":", "\"mock\"}"];
+
+/// Whether an OpenAI request declares a function tool with this name.
+fn declares_tool(obj: &Map<String, Value>, name: &str) -> bool {
+    obj.get("tools").and_then(Value::as_array).is_some_and(|tools| {
+        tools
+            .iter()
+            .any(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name))
+    })
 }
 
 /// `POST /v1/completions` (legacy text completion).
@@ -484,6 +520,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -517,6 +555,8 @@ pub(crate) struct OpenAiStream {
     include_usage: bool,
     usage: Usage,
     finish_reason: &'static str,
+    /// Stream a call to this tool instead of text (chat only).
+    tool: Option<String>,
 }
 
 impl OpenAiStream {
@@ -536,7 +576,33 @@ impl OpenAiStream {
             include_usage: g.include_usage,
             usage,
             finish_reason: g.finish_reason,
+            tool: None,
         }
+    }
+
+    /// A tool-call delta: the first carries id and name, the next ones argument pieces.
+    fn tool_event(&self, piece: u32) -> Bytes {
+        let call = match (&self.tool, piece) {
+            (Some(name), 0) => {
+                json!([{"index": 0, "id": MOCK_TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": ""}}])
+            }
+            (_, n) => {
+                json!([{"index": 0, "function": {"arguments": MOCK_TOOL_ARGS.get(n as usize - 1).copied().unwrap_or("")}}])
+            }
+        };
+        self.envelope(
+            &[ChatChoice {
+                index: 0,
+                delta: Delta {
+                    role: None,
+                    content: None,
+                    tool_calls: Some(call),
+                },
+                logprobs: None,
+                finish_reason: None,
+            }],
+            None,
+        )
     }
 
     fn envelope<C: Serialize>(&self, choices: &[C], usage: Option<Usage>) -> Bytes {
@@ -571,6 +637,7 @@ impl OpenAiStream {
                     delta: Delta {
                         role: role.then_some("assistant"),
                         content,
+                        tool_calls: None,
                     },
                     logprobs: None,
                     finish_reason: finish,
@@ -597,6 +664,14 @@ impl EventSource for OpenAiStream {
                 self.phase = Phase::Content;
                 (self.choice_event(true, Some(""), None), false)
             }
+            Phase::Content if self.tool.is_some() => {
+                let data = self.tool_event(self.next);
+                self.next += 1;
+                if self.next as usize > MOCK_TOOL_ARGS.len() {
+                    self.phase = Phase::Finish;
+                }
+                (data, true)
+            }
             Phase::Content => {
                 let data = self.choice_event(false, Some(self.pieces.get(self.next)), None);
                 self.next += 1;
@@ -607,7 +682,12 @@ impl EventSource for OpenAiStream {
             }
             Phase::Finish => {
                 self.phase = if self.include_usage { Phase::Usage } else { Phase::Done };
-                (self.choice_event(false, None, Some(self.finish_reason)), false)
+                let finish = if self.tool.is_some() {
+                    "tool_calls"
+                } else {
+                    self.finish_reason
+                };
+                (self.choice_event(false, None, Some(finish)), false)
             }
             Phase::Usage => {
                 self.phase = Phase::Done;
