@@ -329,8 +329,54 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
     let timeouts = merge_timeouts(&path("timeouts"), &p.timeouts, defaults, cx);
     let mut disabled = (!p.enabled).then(|| "disabled in the config (enabled: false)".to_string());
 
+    // Preset (OpenAI-compatible family): base URL default and quirks.
+    let preset = match (&p.preset, kind) {
+        (None, _) => None,
+        (Some(name), ProviderKind::OpenAiCompatible) => match crate::providers::presets::find(name) {
+            Some(pr) => Some(pr),
+            None => {
+                cx.error(
+                    &path("preset"),
+                    format!(
+                        "unknown preset {name:?} (known: {})",
+                        crate::providers::presets::names()
+                    ),
+                );
+                None
+            }
+        },
+        (Some(_), _) => {
+            cx.error(&path("preset"), "only applies to kind: openai_compatible");
+            None
+        }
+    };
+    if let Some(pr) = preset {
+        options.quirks = pr.quirks();
+    }
+    if !p.drop_fields.is_empty() {
+        if !matches!(kind, ProviderKind::OpenAiCompatible | ProviderKind::OpenAi) {
+            cx.error(&path("drop_fields"), "only applies to OpenAI-dialect providers");
+        }
+        for f in &p.drop_fields {
+            if !options.quirks.drop_fields.contains(f) {
+                options.quirks.drop_fields.push(f.clone());
+            }
+        }
+    }
+    let raw_base = match (&p.base_url, preset) {
+        (Some(u), _) => u.clone(),
+        (None, Some(pr)) => pr.base_url.to_string(),
+        (None, None) => {
+            cx.error(
+                &[key("providers"), key(name)],
+                "needs base_url (or a preset that supplies one)",
+            );
+            String::new()
+        }
+    };
+
     // Base URL (may reference the environment; an unset variable here is an error, not a warning).
-    let base_url = match expand_with(&p.base_url, env.var) {
+    let base_url = match expand_with(&raw_base, env.var) {
         Ok(e) if e.missing.is_empty() => Some(e.value),
         Ok(e) => {
             cx.error(
@@ -344,27 +390,29 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
             None
         }
     };
-    let parsed = base_url.and_then(|u| match url::Url::parse(&u) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
-            if url.query().is_some() || url.fragment().is_some() {
-                cx.error(&path("base_url"), "must not have a query or fragment");
-                None
-            } else {
-                Some(url)
+    let parsed = base_url
+        .filter(|u| !u.is_empty())
+        .and_then(|u| match url::Url::parse(&u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                if url.query().is_some() || url.fragment().is_some() {
+                    cx.error(&path("base_url"), "must not have a query or fragment");
+                    None
+                } else {
+                    Some(url)
+                }
             }
-        }
-        Ok(_) => {
-            cx.error(
-                &path("base_url"),
-                format!("{u:?} must be an http:// or https:// URL with a host"),
-            );
-            None
-        }
-        Err(e) => {
-            cx.error(&path("base_url"), format!("{u:?} is not a URL: {e}"));
-            None
-        }
-    });
+            Ok(_) => {
+                cx.error(
+                    &path("base_url"),
+                    format!("{u:?} must be an http:// or https:// URL with a host"),
+                );
+                None
+            }
+            Err(e) => {
+                cx.error(&path("base_url"), format!("{u:?} is not a URL: {e}"));
+                None
+            }
+        });
 
     // Keys: unset variables disable the provider with one warning.
     let mut keys = Vec::new();
@@ -380,7 +428,8 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
             }
         }
     }
-    if keys.is_empty() && disabled.is_none() {
+    let key_optional = preset.is_some_and(|pr| pr.key_optional);
+    if keys.is_empty() && disabled.is_none() && !(key_optional && missing.is_empty()) {
         let why = if missing.is_empty() {
             "has no api_keys".to_string()
         } else {

@@ -94,7 +94,15 @@ pub struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub kind: RawProviderKind,
-    pub base_url: String,
+    /// Required unless a `preset` supplies it.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// `openai_compatible` only: mistral, groq, deepseek, together, openrouter, ollama, vllm.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// `openai_compatible` only: request fields removed before sending (the server rejects them).
+    #[serde(default)]
+    pub drop_fields: Vec<String>,
     /// Keys used in rotation; `${ENV}` references. A provider with no key set is disabled.
     #[serde(default)]
     pub api_keys: Vec<String>,

@@ -94,6 +94,7 @@ pub struct Provider {
 /// Dialect-specific provider settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderOptions {
+    pub quirks: crate::providers::presets::Quirks,
     pub api_version: Option<String>,
     pub anthropic_version: String,
     pub default_max_tokens: u64,
@@ -102,6 +103,7 @@ pub struct ProviderOptions {
 impl Default for ProviderOptions {
     fn default() -> Self {
         ProviderOptions {
+            quirks: Default::default(),
             api_version: None,
             anthropic_version: "2023-06-01".into(),
             default_max_tokens: 4096,

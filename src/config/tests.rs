@@ -286,3 +286,49 @@ models:
         Err(crate::api::ApiError::ModelNotFound(_))
     ));
 }
+
+#[test]
+fn presets_fill_base_url_and_quirks() {
+    let doc = "\
+providers:
+  groq: { kind: openai_compatible, preset: groq, api_keys: [k] }
+  local: { kind: openai_compatible, preset: ollama }
+  bad: { kind: openai_compatible, preset: nope, api_keys: [k] }
+  wrong: { kind: openai, preset: groq, base_url: http://x, api_keys: [k] }
+";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|e| e.path == "providers.bad.preset" && e.message.contains("groq")),
+        "{e}"
+    );
+    assert!(e.errors.iter().any(|e| e.path == "providers.wrong.preset"), "{e}");
+    let doc = "providers:\n  groq: { kind: openai_compatible, preset: groq, api_keys: [k], drop_fields: [seed] }\n  local: { kind: openai_compatible, preset: ollama }\n";
+    let s = load(doc, &[]).unwrap();
+    let g = &s.providers["groq"];
+    assert_eq!(g.host_header, "api.groq.com");
+    assert_eq!(g.path_prefix, "/openai/v1");
+    assert!(g.options.quirks.drop_fields.contains(&"logit_bias".to_string()));
+    assert!(g.options.quirks.drop_fields.contains(&"seed".to_string()));
+    // Ollama needs no key: enabled without one, no warning.
+    assert!(s.providers["local"].is_enabled());
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn azure_needs_api_version_and_anthropic_fields_stay_on_anthropic() {
+    let doc = "providers:\n  az: { kind: azure, base_url: https://x.openai.azure.com, api_keys: [k] }\n  o: { kind: openai, base_url: http://o, api_keys: [k], default_max_tokens: 5 }\n";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|e| e.path == "providers.az" && e.message.contains("api_version")),
+        "{e}"
+    );
+    assert!(e.errors.iter().any(|e| e.path == "providers.o"), "{e}");
+    let ok = "providers:\n  az: { kind: azure, base_url: https://x.openai.azure.com, api_version: 2024-10-21, api_keys: [k] }\n";
+    let s = load(ok, &[]).unwrap();
+    assert_eq!(s.providers["az"].auth_header, "api-key");
+    assert_eq!(s.providers["az"].next_auth().unwrap(), "k");
+}

@@ -396,6 +396,7 @@ mod tests {
                 close_after: Some(0),
                 hang: false,
                 text: Some("héllo".into()),
+                tool: None,
             }
         );
         assert_eq!(b.forced_status(), Some(503));

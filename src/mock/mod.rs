@@ -164,6 +164,9 @@ enum Route {
     Embeddings,
     /// Anthropic's Messages API (auth, errors and validation of its own).
     Messages,
+    /// Azure OpenAI: `/openai/deployments/{deployment}/{op}?api-version=…` with an `api-key`
+    /// header; the bodies are OpenAI's.
+    Azure(Box<Route>),
     Models,
     Model(String),
 }
@@ -236,6 +239,8 @@ impl MockApp {
         sleep_ms(b.latency_ms).await;
         let reply = if route == Route::Messages {
             anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
+        } else if let Route::Azure(inner) = &route {
+            azure(session.req_header(), inner, &body, seq, &b)
         } else if let Some(status) = b.forced_status() {
             openai::forced_error(status, &b)
         } else if let Some(denied) = self.check_auth(session.req_header(), &route) {
@@ -248,6 +253,7 @@ impl MockApp {
                 Route::Messages => {
                     anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
                 }
+                Route::Azure(inner) => azure(session.req_header(), inner, &body, seq, &b),
                 Route::Models => openai::list_models(),
                 Route::Model(id) => openai::retrieve_model(id),
             }
@@ -311,13 +317,52 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/v1/models" => (Route::Models, Method::GET),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),
-            _ => return Err(not_found(method, path)),
+            _ => match path
+                .strip_prefix("/openai/deployments/")
+                .and_then(|r| r.split_once('/'))
+            {
+                Some((dep, op)) if !dep.is_empty() => match op {
+                    "chat/completions" => (Route::Azure(Box::new(Route::Chat)), Method::POST),
+                    "completions" => (Route::Azure(Box::new(Route::Completions)), Method::POST),
+                    "embeddings" => (Route::Azure(Box::new(Route::Embeddings)), Method::POST),
+                    _ => return Err(not_found(method, path)),
+                },
+                _ => return Err(not_found(method, path)),
+            },
         },
     };
     if *method == allowed {
         Ok(route)
     } else {
         Err(method_not_allowed(method, path, allowed.as_str()))
+    }
+}
+
+/// Azure OpenAI: an `api-version` query parameter and an `api-key` header, then OpenAI's bodies.
+fn azure(req: &RequestHeader, inner: &Route, body: &[u8], seq: u64, b: &Behavior) -> Reply {
+    let has_version = req
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=") && kv.len() > 12));
+    if !has_version {
+        return openai::json_reply(
+            404,
+            &serde_json::json!({"error": {"code": "404", "message": "Resource not found"}}),
+        );
+    }
+    if req.headers.get("api-key").is_none_or(|v| v.is_empty()) {
+        return openai::json_reply(
+            401,
+            &serde_json::json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}}),
+        );
+    }
+    if let Some(status) = b.forced_status() {
+        return openai::forced_error(status, b);
+    }
+    match inner {
+        Route::Completions => openai::completions(body, seq, b),
+        Route::Embeddings => openai::embeddings(body),
+        _ => openai::chat_completions(body, seq, b),
     }
 }
 

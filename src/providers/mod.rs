@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod presets;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};

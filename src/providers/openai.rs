@@ -24,7 +24,15 @@ pub struct AzureAdapter;
 /// so the gateway can count tokens; the client's encoder decides what the client sees).
 fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiError> {
     match req.client {
-        Wire::OpenAi => Ok((req.body_with_model(&target.model_json), true)),
+        Wire::OpenAi => match super::presets::apply(&target.provider.options.quirks, &req.body) {
+            Ok(None) => Ok((req.body_with_model(&target.model_json), true)),
+            Ok(Some(mut obj)) => {
+                obj.insert("model".into(), serde_json::Value::String(target.model.clone()));
+                let body = serde_json::to_vec(&obj).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+                Ok((Bytes::from(body), true))
+            }
+            Err(message) => Err(ApiError::InvalidField { field: "n", message }),
+        },
         Wire::Anthropic => {
             let mut chat = req.canonical()?.clone();
             chat.model = target.model.clone();
