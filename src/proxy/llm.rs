@@ -278,20 +278,55 @@ async fn relay(
         return Ok(true);
     }
 
-    // Stream: relay chunk by chunk as it arrives.
+    // Stream: relay as it arrives. Several events often arrive in one read; Pingora hands them
+    // back one HTTP chunk at a time, so whatever is already buffered is drained and written
+    // together (one write, one packet) instead of one write per event.
     let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage);
     ctx.status = status;
     session.write_response_header(Box::new(header), false).await?;
+    let mut stashed: Option<pingora::Result<Option<Bytes>>> = None;
     let outcome: std::result::Result<(), (&'static str, String)> = loop {
-        let chunk = tokio::select! {
-            r = up.session.read_response_body() => r,
-            _ = session.read_body_or_idle(true) => {
-                ctx.usage = relay.usage();
-                return client_gone(ctx, "mid-stream");
-            }
+        let chunk = match stashed.take() {
+            Some(r) => r,
+            None => tokio::select! {
+                r = up.session.read_response_body() => r,
+                _ = session.read_body_or_idle(true) => {
+                    ctx.usage = relay.usage();
+                    return client_gone(ctx, "mid-stream");
+                }
+            },
         };
         let out = match chunk {
-            Ok(Some(c)) => relay.push(c),
+            Ok(Some(c)) => {
+                let mut out = relay.push(c);
+                let mut merged: Option<BytesMut> = None;
+                while out.is_ok() && merged.as_ref().map_or(0, BytesMut::len) < COALESCE_LIMIT {
+                    match poll_now(up.session.read_response_body()) {
+                        Some(Ok(Some(more))) => match relay.push(more) {
+                            Ok(b) => {
+                                let m = merged.get_or_insert_with(|| {
+                                    let mut m = BytesMut::new();
+                                    if let Ok(first) = &out {
+                                        m.extend_from_slice(first);
+                                    }
+                                    m
+                                });
+                                m.extend_from_slice(&b);
+                            }
+                            Err(f) => out = Err(f),
+                        },
+                        Some(end_or_error) => {
+                            stashed = Some(end_or_error);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                match (out, merged) {
+                    (Ok(_), Some(m)) => Ok(m.freeze()),
+                    (other, _) => other,
+                }
+            }
             Ok(None) => match relay.finish() {
                 Ok(tail) => {
                     if !tail.is_empty() {
@@ -300,20 +335,16 @@ async fn relay(
                     break if relay.completed() {
                         Ok(())
                     } else {
-                        Err((
-                            "stream_incomplete",
-                            "The provider ended the stream before it was complete.".into(),
-                        ))
+                        Err(("stream_incomplete", "The provider ended the stream before it was complete.".into()))
                     };
                 }
                 Err(fault) => break Err(("stream_error", fault.message())),
             },
             Err(e) => {
                 break Err(match e.etype() {
-                    ErrorType::ReadTimedout => (
-                        "stream_idle_timeout",
-                        "The provider stopped sending the stream (idle timeout).".into(),
-                    ),
+                    ErrorType::ReadTimedout => {
+                        ("stream_idle_timeout", "The provider stopped sending the stream (idle timeout).".into())
+                    }
                     _ => ("stream_cut", "The provider's stream was interrupted.".into()),
                 })
             }
@@ -354,6 +385,20 @@ async fn relay(
         }
     }
     Ok(true)
+}
+
+/// Most bytes coalesced into one client write.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Polls a future once: its output if it is ready now, `None` (and the future dropped) if not.
+/// Used only on reads that are cancellation-safe (a pending read has consumed nothing).
+fn poll_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// The client closed its connection: nothing more can be written. A downstream-sourced error
