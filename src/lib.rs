@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod limits;
 pub mod mock;
 pub mod providers;
 pub mod proxy;

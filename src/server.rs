@@ -156,6 +156,8 @@ impl BackgroundService for ConfigWatcher {
         };
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Load the tokenizer now rather than on the first request that needs it.
+        let _ = tokio::task::spawn_blocking(crate::limits::tokens::warm_up).await;
         let path = self.store.path().to_path_buf();
         let mut last = read_config_bytes(&path);
         loop {

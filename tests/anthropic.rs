@@ -278,3 +278,25 @@ fn anthropic_client_served_by_an_openai_provider() {
     assert_eq!(r.json()["type"], "error");
     assert_eq!(r.json()["error"]["type"], "not_found_error");
 }
+
+#[test]
+fn count_tokens_answers_from_the_estimator() {
+    let (mock, gw) = setup();
+    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "Hello, world!"}]});
+    let r = post(
+        &gw.url("/v1/messages/count_tokens"),
+        &body.to_string(),
+        &[("anthropic-version", "2023-06-01")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // 3 (reply priming) + 3 (message) + 1 ("user") + 4 ("Hello, world!" in o200k_base).
+    assert_eq!(r.json(), json!({"input_tokens": 11}));
+    assert!(mock.requests().is_empty(), "no provider call");
+    let r = post(
+        &gw.url("/v1/messages/count_tokens"),
+        &json!({"model": "nope", "messages": []}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["type"], "not_found_error");
+}

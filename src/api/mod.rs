@@ -71,6 +71,8 @@ impl Endpoint {
 pub enum Route {
     Llm(Endpoint),
     Models,
+    /// `POST /v1/messages/count_tokens`: answered by the gateway's token estimator.
+    CountTokens,
     NotFound,
     MethodNotAllowed(&'static str),
 }
@@ -87,6 +89,13 @@ pub fn route(method: &http::Method, path: &str) -> Route {
         "/embeddings" => (Some(Endpoint::Embeddings), "POST"),
         "/messages" => (Some(Endpoint::Messages), "POST"),
         "/models" => (None, "GET"),
+        "/messages/count_tokens" => {
+            return if *method == http::Method::POST {
+                Route::CountTokens
+            } else {
+                Route::MethodNotAllowed("POST")
+            }
+        }
         _ => return Route::NotFound,
     };
     let want = if allowed == "POST" {

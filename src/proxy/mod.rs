@@ -3,6 +3,7 @@
 //! (the gateway's own JSON answers), `record` (end-of-request accounting).
 
 pub mod body;
+pub mod count;
 pub mod ctx;
 pub mod llm;
 pub mod record;
@@ -66,6 +67,7 @@ impl ProxyHttp for Gateway {
         let header = session.req_header();
         match route(&header.method, header.uri.path()) {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
+            Route::CountTokens => count::handle(session, ctx).await,
             Route::Models => {
                 let body = ctx
                     .snapshot
