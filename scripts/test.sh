@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Tollgate's whole test suite on a fresh machine: installs missing system packages, then
-# every unit, integration and doc test; `--all-targets` also compiles the benches.
+# every unit, integration and doc test (`--all-targets` also compiles the benches), then the
+# SDK-compatibility suite (a Python venv with the official openai and anthropic packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deps.sh
@@ -9,3 +10,5 @@ tollgate_install_deps
 
 cargo test --all-targets "$@"
 cargo test --doc "$@"
+# The official OpenAI and Anthropic Python SDKs against the real gateway and mock.
+TOLLGATE_BIN=target/debug/tollgate scripts/sdk-test.sh

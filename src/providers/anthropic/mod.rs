@@ -6,6 +6,9 @@ pub mod response;
 pub mod stream;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::json;

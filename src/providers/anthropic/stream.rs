@@ -148,6 +148,7 @@ impl AnthropicStream {
                     },
                     None,
                 )),
+                BlockDelta::InputJsonDelta { partial_json } if partial_json.is_empty() => {}
                 BlockDelta::InputJsonDelta { partial_json } => {
                     if self.json_block == Some(index) {
                         out.push(self.chunk(
