@@ -156,19 +156,22 @@ impl BackgroundService for ConfigWatcher {
         };
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Load the tokenizer now rather than on the first request that needs it.
-        let _ = tokio::task::spawn_blocking(crate::limits::tokens::warm_up).await;
+        // Load the tokenizer now rather than on the first request that needs it (not awaited:
+        // the watcher must not miss a change made meanwhile).
+        drop(tokio::task::spawn_blocking(crate::limits::tokens::warm_up));
         let path = self.store.path().to_path_buf();
-        let mut last = read_config_bytes(&path);
+        // The baseline is what the running snapshot was built from, so a change made between the
+        // first load and this point is still seen.
+        let mut last = Some(self.store.current().source_hash);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    last = read_config_bytes(&path);
+                    last = read_config_bytes(&path).map(|b| crate::config::content_hash(&b));
                     self.reload("SIGHUP").await;
                 }
                 _ = tick.tick(), if !self.poll.is_zero() => {
-                    let now = read_config_bytes(&path);
+                    let now = read_config_bytes(&path).map(|b| crate::config::content_hash(&b));
                     if now.is_some() && now != last {
                         last = now;
                         self.reload("file change").await;

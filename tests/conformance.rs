@@ -16,8 +16,17 @@ struct Dialect {
     provider: &'static str,
     /// A substring of the upstream path.
     path: &'static str,
-    /// JSON mode is emulated with a forced tool (the mock must be told to call it).
-    json_by_tool: bool,
+    /// How JSON mode reaches the provider.
+    json: Json,
+}
+
+enum Json {
+    /// `response_format` passes through.
+    AsSent,
+    /// Emulated with a forced tool (the mock must be told to call it).
+    ForcedTool,
+    /// Gemini's `generationConfig.responseMimeType`.
+    MimeType,
 }
 
 const DIALECTS: &[Dialect] = &[
@@ -25,19 +34,31 @@ const DIALECTS: &[Dialect] = &[
         alias: "openai",
         provider: "  openai:\n    kind: openai_compatible\n    base_url: \"http://{mock}/v1\"\n    api_keys: [\"k-openai\"]\n",
         path: "/v1/chat/completions",
-        json_by_tool: false,
+        json: Json::AsSent,
     },
     Dialect {
         alias: "azure",
         provider: "  azure:\n    kind: azure\n    base_url: \"http://{mock}\"\n    api_version: \"2024-10-21\"\n    api_keys: [\"k-azure\"]\n",
         path: "/openai/deployments/up-azure/chat/completions?api-version=2024-10-21",
-        json_by_tool: false,
+        json: Json::AsSent,
     },
     Dialect {
         alias: "anthropic",
         provider: "  anthropic:\n    kind: anthropic\n    base_url: \"http://{mock}/v1\"\n    api_keys: [\"k-anthropic\"]\n",
         path: "/v1/messages",
-        json_by_tool: true,
+        json: Json::ForcedTool,
+    },
+    Dialect {
+        alias: "gemini",
+        provider: "  gemini:\n    kind: gemini\n    base_url: \"http://{mock}/v1beta\"\n    api_keys: [\"k-gemini\"]\n",
+        path: "/v1beta/models/up-gemini:",
+        json: Json::MimeType,
+    },
+    Dialect {
+        alias: "bedrock",
+        provider: "  bedrock:\n    kind: bedrock\n    base_url: \"http://{mock}\"\n    aws_region: us-east-1\n    aws_access_key_id: AKIDMOCK\n    aws_secret_access_key: mock-secret\n",
+        path: "/model/up-bedrock/converse",
+        json: Json::ForcedTool,
     },
 ];
 
@@ -129,7 +150,7 @@ fn run(d: &Dialect) {
     assert!(upstream_body(&mock).to_string().contains("18C and sunny"), "{m}");
 
     // JSON mode
-    let marker = if d.json_by_tool {
+    let marker = if matches!(d.json, Json::ForcedTool) {
         " [[mock: tool=json_response]]"
     } else {
         ""
@@ -137,18 +158,26 @@ fn run(d: &Dialect) {
     let r = chat(json!({"model": m, "response_format": {"type": "json_object"},
         "messages": [{"role": "user", "content": format!("JSON please{marker}")}]}));
     assert_eq!(r.status, 200, "{m}: {}", r.body);
-    if d.json_by_tool {
-        let content = r.json()["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert_eq!(
-            serde_json::from_str::<Value>(&content).unwrap(),
-            json!({"q": "mock"}),
-            "{m}"
-        );
-    } else {
-        assert_eq!(upstream_body(&mock)["response_format"]["type"], "json_object", "{m}");
+    match d.json {
+        Json::ForcedTool => {
+            let content = r.json()["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                serde_json::from_str::<Value>(&content).unwrap(),
+                json!({"q": "mock"}),
+                "{m}"
+            );
+        }
+        Json::AsSent => assert_eq!(upstream_body(&mock)["response_format"]["type"], "json_object", "{m}"),
+        Json::MimeType => {
+            assert_eq!(
+                upstream_body(&mock)["generationConfig"]["responseMimeType"],
+                "application/json",
+                "{m}"
+            )
+        }
     }
 
     // stream with usage
@@ -211,4 +240,6 @@ conformance! {
     openai => "openai",
     azure => "azure",
     anthropic => "anthropic",
+    gemini => "gemini",
+    bedrock => "bedrock",
 }

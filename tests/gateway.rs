@@ -137,6 +137,25 @@ fn embeddings_completions_and_models() {
         .map(|x| x["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, vec!["demo", "embed"]);
+
+    let one = get(&gw.url("/v1/models/demo"));
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["id"], "demo");
+    assert_eq!(one.json()["object"], "model");
+    assert_eq!(
+        get(&gw.url("/v1/models/nope")).json()["error"]["code"],
+        "model_not_found"
+    );
+    // Anthropic SDKs (they send anthropic-version) get Anthropic's list shape.
+    let r = ureq::get(&gw.url("/v1/models"))
+        .set("anthropic-version", "2023-06-01")
+        .call()
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(v["data"][0]["type"], "model");
+    assert_eq!(v["first_id"], "demo");
+    assert_eq!(v["has_more"], false);
+    assert!(v["data"][0]["created_at"].as_str().unwrap().ends_with('Z'));
 }
 
 fn assert_error(r: &Resp, status: u16, code: &str) -> Value {

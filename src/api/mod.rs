@@ -6,6 +6,7 @@ pub mod chat;
 pub mod client;
 pub mod error;
 pub mod messages;
+pub mod models;
 pub mod openai;
 
 pub use error::ApiError;
@@ -71,6 +72,8 @@ impl Endpoint {
 pub enum Route {
     Llm(Endpoint),
     Models,
+    /// `GET /v1/models/{id}`.
+    Model,
     /// `POST /v1/messages/count_tokens`: answered by the gateway's token estimator.
     CountTokens,
     NotFound,
@@ -89,6 +92,13 @@ pub fn route(method: &http::Method, path: &str) -> Route {
         "/embeddings" => (Some(Endpoint::Embeddings), "POST"),
         "/messages" => (Some(Endpoint::Messages), "POST"),
         "/models" => (None, "GET"),
+        p if p.starts_with("/models/") && p.len() > "/models/".len() => {
+            return if *method == http::Method::GET {
+                Route::Model
+            } else {
+                Route::MethodNotAllowed("GET")
+            }
+        }
         "/messages/count_tokens" => {
             return if *method == http::Method::POST {
                 Route::CountTokens

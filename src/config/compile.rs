@@ -15,7 +15,9 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::{line_of, render, Seg};
 use super::raw::{RawConfig, RawProvider, RawProviderKind, RawTimeouts};
 use super::secret::Secret;
-use super::snapshot::{ModelAlias, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
+use super::snapshot::{
+    AwsCredentials, ModelAlias, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN,
+};
 use crate::providers::ProviderKind;
 
 /// Environment lookup and DNS resolution are injected so tests can run hermetically.
@@ -162,6 +164,8 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         providers,
         models,
         models_list_body,
+        loaded_at: crate::providers::now_secs(),
+        source_hash: 0,
         warnings: cx.warnings,
     })
 }
@@ -293,6 +297,8 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
         RawProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
         RawProviderKind::Azure => ProviderKind::Azure,
         RawProviderKind::Anthropic => ProviderKind::Anthropic,
+        RawProviderKind::Gemini => ProviderKind::Gemini,
+        RawProviderKind::Bedrock => ProviderKind::Bedrock,
     };
     let mut options = ProviderOptions::default();
     if let Some(v) = &p.anthropic_version {
@@ -328,6 +334,27 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
     }
     let timeouts = merge_timeouts(&path("timeouts"), &p.timeouts, defaults, cx);
     let mut disabled = (!p.enabled).then(|| "disabled in the config (enabled: false)".to_string());
+    let mut bedrock_base = None;
+    if kind == ProviderKind::Bedrock {
+        let (region, aws, why) = compile_aws(name, p, env, cx);
+        bedrock_base = region.map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"));
+        options.aws = aws;
+        if let (Some(why), None) = (why, &disabled) {
+            cx.warnings.push(format!("provider {name:?} is disabled: {why}"));
+            disabled = Some(why);
+        }
+    } else {
+        for (f, v) in [
+            ("aws_region", &p.aws_region),
+            ("aws_access_key_id", &p.aws_access_key_id),
+            ("aws_secret_access_key", &p.aws_secret_access_key),
+            ("aws_session_token", &p.aws_session_token),
+        ] {
+            if v.is_some() {
+                cx.error(&path(f), "only applies to kind: bedrock");
+            }
+        }
+    }
 
     // Preset (OpenAI-compatible family): base URL default and quirks.
     let preset = match (&p.preset, kind) {
@@ -366,6 +393,7 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
     let raw_base = match (&p.base_url, preset) {
         (Some(u), _) => u.clone(),
         (None, Some(pr)) => pr.base_url.to_string(),
+        (None, None) if kind == ProviderKind::Bedrock => bedrock_base.unwrap_or_default(),
         (None, None) => {
             cx.error(
                 &[key("providers"), key(name)],
@@ -429,7 +457,14 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
         }
     }
     let key_optional = preset.is_some_and(|pr| pr.key_optional);
-    if keys.is_empty() && disabled.is_none() && !(key_optional && missing.is_empty()) {
+    if kind == ProviderKind::Bedrock {
+        if !p.api_keys.is_empty() {
+            cx.error(
+                &path("api_keys"),
+                "kind: bedrock signs requests with the aws_* credentials; api_keys do not apply",
+            );
+        }
+    } else if keys.is_empty() && disabled.is_none() && !(key_optional && missing.is_empty()) {
         let why = if missing.is_empty() {
             "has no api_keys".to_string()
         } else {
@@ -466,6 +501,15 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
             "host" | "content-length" | "authorization" | "transfer-encoding" | "connection"
         ) {
             cx.error(&hp, "this header is set by the gateway and cannot be overridden");
+            continue;
+        }
+        if kind == ProviderKind::Bedrock
+            && matches!(hn.as_str(), "content-type" | "x-amz-date" | "x-amz-security-token")
+        {
+            cx.error(
+                &hp,
+                "this header is signed by the gateway for kind: bedrock and cannot be overridden",
+            );
             continue;
         }
         match expand_with(v, env.var) {
@@ -527,6 +571,120 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
         timeouts,
         options,
     )
+}
+
+/// Bedrock's region and credentials: `(region, credentials, why the provider is disabled)`. A
+/// missing or malformed region is a config error; credentials whose variables are unset disable
+/// the provider (one warning, like an unset API key). A session token whose variable is unset is
+/// treated as absent, except for temporary (`ASIA…`) access keys, which cannot sign without one.
+fn compile_aws(
+    name: &str,
+    p: &RawProvider,
+    env: &Env,
+    cx: &mut Ctx,
+) -> (Option<String>, Option<AwsCredentials>, Option<String>) {
+    let path = |f: &str| vec![key("providers"), key(name), key(f)];
+    let region = match p.aws_region.as_deref().map(|r| expand_with(r, env.var)) {
+        None => {
+            cx.error(
+                &[key("providers"), key(name)],
+                "kind: bedrock needs aws_region (e.g. \"us-east-1\")",
+            );
+            None
+        }
+        Some(Ok(e)) if !e.missing.is_empty() => {
+            cx.error(
+                &path("aws_region"),
+                format!("environment variable {} is not set", e.missing.join(", ")),
+            );
+            None
+        }
+        Some(Ok(e))
+            if !e.value.is_empty()
+                && e.value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
+        {
+            Some(e.value)
+        }
+        Some(Ok(e)) => {
+            cx.error(
+                &path("aws_region"),
+                format!("{:?} is not an AWS region (e.g. \"us-east-1\")", e.value),
+            );
+            None
+        }
+        Some(Err(msg)) => {
+            cx.error(&path("aws_region"), msg);
+            None
+        }
+    };
+    let mut missing: Vec<String> = Vec::new();
+    let mut absent: Vec<&str> = Vec::new();
+    let mut secret = |field: &'static str, v: &Option<String>, cx: &mut Ctx| -> Option<Secret> {
+        let Some(v) = v else {
+            absent.push(field);
+            return None;
+        };
+        match expand_with(v, env.var) {
+            Ok(e) if e.missing.is_empty() && !e.value.is_empty() => Some(Secret::new(e.value)),
+            Ok(e) => {
+                missing.extend(e.missing);
+                None
+            }
+            Err(msg) => {
+                cx.error(&path(field), msg);
+                None
+            }
+        }
+    };
+    let key_id = secret("aws_access_key_id", &p.aws_access_key_id, cx);
+    let secret_key = secret("aws_secret_access_key", &p.aws_secret_access_key, cx);
+    let token = match &p.aws_session_token {
+        Some(t) => match expand_with(t, env.var) {
+            Ok(e) if e.missing.is_empty() && !e.value.is_empty() => Some(Secret::new(e.value)),
+            Ok(_) => None,
+            Err(msg) => {
+                cx.error(&path("aws_session_token"), msg);
+                None
+            }
+        },
+        None => None,
+    };
+    if key_id
+        .as_ref()
+        .is_some_and(|k| !k.expose().chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        cx.error(&path("aws_access_key_id"), "an access key id is letters and digits");
+    }
+    if token
+        .as_ref()
+        .is_some_and(|t| HeaderValue::try_from(t.expose()).is_err())
+    {
+        cx.error(
+            &path("aws_session_token"),
+            "the token contains characters that cannot go in an HTTP header",
+        );
+    }
+    let (Some(access_key_id), Some(secret_access_key)) = (key_id, secret_key) else {
+        let why = if missing.is_empty() {
+            format!("has no {}", absent.join(" / "))
+        } else {
+            format!("{} not set", missing.join(", "))
+        };
+        return (region, None, Some(why));
+    };
+    if access_key_id.expose().starts_with("ASIA") && token.is_none() {
+        let why = "temporary credentials (an ASIA… access key id) need aws_session_token".to_string();
+        return (region, None, Some(why));
+    }
+    let creds = region.clone().map(|region| AwsCredentials {
+        region,
+        access_key_id,
+        secret_access_key,
+        session_token: token,
+    });
+    (region, creds, None)
 }
 
 fn models_list_body(models: &HashMap<Box<str>, Arc<ModelAlias>>) -> Bytes {

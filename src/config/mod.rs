@@ -76,7 +76,18 @@ pub fn load_file_with(path: &Path, env: &Env) -> Result<Snapshot, ConfigErrors> 
 
 pub fn load_str(path: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErrors> {
     let raw = parse(path, doc)?;
-    compile::compile(raw, path, doc, env)
+    let mut snap = compile::compile(raw, path, doc, env)?;
+    snap.source_hash = content_hash(doc.as_bytes());
+    Ok(snap)
+}
+
+/// A hash of a config file's bytes: the watcher reloads when the file's hash differs from the one
+/// the running snapshot was built from.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

@@ -123,6 +123,18 @@ pub struct RawProvider {
     /// Anthropic: `max_tokens` when the client gave none (Anthropic requires it).
     #[serde(default)]
     pub default_max_tokens: Option<u64>,
+    /// Bedrock: the AWS region requests are signed for (required for `kind: bedrock`).
+    #[serde(default)]
+    pub aws_region: Option<String>,
+    /// Bedrock: the access key id (`${ENV}`); unset disables the provider with a warning.
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    /// Bedrock: the secret access key (`${ENV}`); unset disables the provider with a warning.
+    #[serde(default)]
+    pub aws_secret_access_key: Option<String>,
+    /// Bedrock: the session token of temporary credentials (`${ENV}`); optional.
+    #[serde(default)]
+    pub aws_session_token: Option<String>,
 }
 
 fn yes() -> bool {
@@ -136,6 +148,8 @@ pub enum RawProviderKind {
     OpenaiCompatible,
     Azure,
     Anthropic,
+    Gemini,
+    Bedrock,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,10 @@ pub struct Snapshot {
     pub models: HashMap<Box<str>, Arc<ModelAlias>>,
     /// The `GET /v1/models` response body.
     pub models_list_body: Bytes,
+    /// When this snapshot was built (seconds since the epoch): the models' `created`.
+    pub loaded_at: u64,
+    /// `config::content_hash` of the file this snapshot was built from.
+    pub source_hash: u64,
     /// Non-fatal problems (a provider disabled for lack of a key, …), logged once per load.
     pub warnings: Vec<String>,
 }
@@ -98,6 +102,18 @@ pub struct ProviderOptions {
     pub api_version: Option<String>,
     pub anthropic_version: String,
     pub default_max_tokens: u64,
+    /// Bedrock: region and credentials requests are signed with (`None` for other kinds).
+    pub aws: Option<AwsCredentials>,
+}
+
+/// Resolved AWS credentials of a `kind: bedrock` provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Set for temporary (STS) credentials; sent and signed as `x-amz-security-token`.
+    pub session_token: Option<Secret>,
 }
 
 impl Default for ProviderOptions {
@@ -107,6 +123,7 @@ impl Default for ProviderOptions {
             api_version: None,
             anthropic_version: "2023-06-01".into(),
             default_max_tokens: 4096,
+            aws: None,
         }
     }
 }

@@ -14,7 +14,10 @@
 //! dialect's reply. Only normally completed responses return the connection for keep-alive.
 //!
 //! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
-//! `GET /v1/models[/{id}]`; admin: `GET|DELETE /_mock/requests`, `GET /_mock/health`. Every
+//! `GET /v1/models[/{id}]`; Gemini (`gemini`): `POST /v1beta/models/{model}:{generateContent,
+//! streamGenerateContent,batchEmbedContents,embedContent}`; Bedrock (`bedrock`, SigV4-verified):
+//! `POST /model/{modelId}/{converse,converse-stream,invoke}`; admin: `GET|DELETE /_mock/requests`,
+//! `GET /_mock/health`. Every
 //! recorded request's response carries `x-mock-seq: <seq>` (the `seq` of its record).
 //!
 //! Invariants: nothing sleeps unless a directive or flag asks; no threads are spawned per request;
@@ -22,8 +25,10 @@
 //! panic the server.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod behavior;
 pub mod content;
+pub mod gemini;
 pub mod openai;
 pub mod record;
 
@@ -87,6 +92,12 @@ pub struct MockOptions {
     /// Keep at most this many newest requests for `GET /_mock/requests`.
     #[arg(long, default_value_t = DEFAULT_RECORD_LIMIT)]
     pub record_limit: usize,
+    /// Bedrock: the access key id whose SigV4 signatures are accepted.
+    #[arg(long, value_name = "ID", default_value = bedrock::DEFAULT_ACCESS_KEY_ID)]
+    pub aws_access_key_id: String,
+    /// Bedrock: the secret access key signatures are verified with.
+    #[arg(long, value_name = "SECRET", default_value = bedrock::DEFAULT_SECRET_ACCESS_KEY)]
+    pub aws_secret_access_key: String,
 }
 
 impl Default for MockOptions {
@@ -102,6 +113,8 @@ impl Default for MockOptions {
             hang: false,
             require_key: None,
             record_limit: DEFAULT_RECORD_LIMIT,
+            aws_access_key_id: bedrock::DEFAULT_ACCESS_KEY_ID.into(),
+            aws_secret_access_key: bedrock::DEFAULT_SECRET_ACCESS_KEY.into(),
         }
     }
 }
@@ -140,6 +153,10 @@ pub(crate) enum Reply {
 /// A lazily generated SSE stream (so 100 000 chunks cost no memory up front).
 pub(crate) trait EventSource: Send {
     fn next_event(&mut self) -> Option<SseEvent>;
+    /// The stream's `content-type` (Bedrock's binary event stream is not SSE).
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
 }
 
 /// One complete SSE event (`data: ...\n\n`), written as one body write.
@@ -167,6 +184,10 @@ enum Route {
     /// Azure OpenAI: `/openai/deployments/{deployment}/{op}?api-version=…` with an `api-key`
     /// header; the bodies are OpenAI's.
     Azure(Box<Route>),
+    /// Google Gemini below `/v1beta/` (key, errors and validation of its own).
+    Gemini(gemini::Call),
+    /// AWS Bedrock below `/model/` (SigV4, errors and validation of its own).
+    Bedrock(bedrock::Call),
     Models,
     Model(String),
 }
@@ -183,12 +204,17 @@ pub struct MockApp {
     require_key: Option<String>,
     recorder: Recorder,
     seq: AtomicU64,
+    aws: bedrock::AwsKeys,
 }
 
 impl MockApp {
     pub fn new(opts: MockOptions) -> Self {
         MockApp {
             defaults: opts.behavior(),
+            aws: bedrock::AwsKeys {
+                access_key_id: opts.aws_access_key_id,
+                secret_access_key: opts.aws_secret_access_key,
+            },
             require_key: opts.require_key,
             recorder: Recorder::new(opts.record_limit),
             seq: AtomicU64::new(0),
@@ -241,6 +267,10 @@ impl MockApp {
             anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
         } else if let Route::Azure(inner) = &route {
             azure(session.req_header(), inner, &body, seq, &b)
+        } else if let Route::Gemini(call) = &route {
+            gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref())
+        } else if let Route::Bedrock(call) = &route {
+            bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws)
         } else if let Some(status) = b.forced_status() {
             openai::forced_error(status, &b)
         } else if let Some(denied) = self.check_auth(session.req_header(), &route) {
@@ -254,6 +284,10 @@ impl MockApp {
                     anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
                 }
                 Route::Azure(inner) => azure(session.req_header(), inner, &body, seq, &b),
+                Route::Gemini(call) => {
+                    gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref())
+                }
+                Route::Bedrock(call) => bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws),
                 Route::Models => openai::list_models(),
                 Route::Model(id) => openai::retrieve_model(id),
             }
@@ -309,6 +343,12 @@ impl MockApp {
 }
 
 fn route(method: &Method, path: &str) -> Result<Route, Reply> {
+    if path.starts_with("/v1beta/") {
+        return gemini::route(method, path).map(Route::Gemini);
+    }
+    if path.starts_with("/model/") {
+        return bedrock::route(method, path).map(Route::Bedrock);
+    }
     let (route, allowed) = match path {
         "/v1/chat/completions" => (Route::Chat, Method::POST),
         "/v1/completions" => (Route::Completions, Method::POST),
@@ -483,9 +523,10 @@ async fn write_sse(
     b: &Behavior,
     seq: Option<u64>,
 ) -> Flow {
+    let content_type = events.content_type();
     let head = async {
         let mut h = ResponseHeader::build(200, Some(5))?;
-        h.insert_header("content-type", "text/event-stream")?;
+        h.insert_header("content-type", content_type)?;
         h.insert_header("cache-control", "no-cache")?;
         if !session.is_http2() {
             h.insert_header("transfer-encoding", "chunked")?;

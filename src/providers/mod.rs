@@ -9,6 +9,8 @@
 //! responses or chunks, which the client's encoder (`api::client`) writes in the client's format.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;
 pub mod presets;
 
@@ -30,6 +32,10 @@ pub enum ProviderKind {
     Azure,
     /// Anthropic's Messages API.
     Anthropic,
+    /// Google's Gemini API (Google AI, `x-goog-api-key`); always translated.
+    Gemini,
+    /// AWS Bedrock Runtime (Converse API, SigV4-signed); always translated.
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -38,6 +44,8 @@ impl ProviderKind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => &openai::OpenAiAdapter,
             ProviderKind::Azure => &openai::AzureAdapter,
             ProviderKind::Anthropic => &anthropic::AnthropicAdapter,
+            ProviderKind::Gemini => &gemini::GeminiAdapter,
+            ProviderKind::Bedrock => &bedrock::BedrockAdapter,
         }
     }
 
@@ -47,6 +55,8 @@ impl ProviderKind {
             ProviderKind::OpenAiCompatible => "openai_compatible",
             ProviderKind::Azure => "azure",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock => "bedrock",
         }
     }
 
@@ -56,6 +66,9 @@ impl ProviderKind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => (http::header::AUTHORIZATION, "Bearer "),
             ProviderKind::Azure => (HeaderName::from_static("api-key"), ""),
             ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), ""),
+            ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), ""),
+            // Bedrock has no key header: requests are signed (`bedrock::sigv4`) and it has no keys.
+            ProviderKind::Bedrock => (http::header::AUTHORIZATION, ""),
         }
     }
 }
@@ -131,6 +144,14 @@ pub trait Adapter: Sync {
     fn usage_of(&self, body: &[u8]) -> Option<Usage>;
     /// An observer for a passthrough stream of this wire format.
     fn observer(&self) -> Box<dyn Observer>;
+    /// A translated (not passthrough) embeddings success body → the OpenAI embeddings body.
+    /// `req` is the client's request (its `encoding_format` decides float or base64 output).
+    fn parse_embeddings(&self, req: &LlmRequest, body: &[u8], rendered: &Rendered) -> Result<Bytes, StreamFault> {
+        let _ = (req, body, rendered);
+        Err(StreamFault::Malformed(
+            "embeddings are not supported by this provider".into(),
+        ))
+    }
 }
 
 /// Seconds since the epoch, for `created` fields the gateway fills in.

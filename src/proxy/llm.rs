@@ -227,7 +227,9 @@ async fn relay(
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+            .is_some_and(|ct| {
+                ct.starts_with("text/event-stream") || ct.starts_with("application/vnd.amazon.eventstream")
+            });
     let translated_ct = (!rendered.passthrough).then_some(if is_sse {
         "text/event-stream"
     } else {
@@ -252,6 +254,14 @@ async fn relay(
                 ctx.usage = adapter.usage_of(&raw);
             }
             raw
+        } else if ok && req.endpoint == Endpoint::Embeddings {
+            match adapter.parse_embeddings(req, &raw, rendered) {
+                Ok(body) => body,
+                Err(fault) => {
+                    tracing::warn!(provider = %target.provider.name, "unreadable provider response: {}", fault.message());
+                    return respond::error(session, ctx, &ApiError::UpstreamProtocol(fault.message())).await;
+                }
+            }
         } else if ok {
             match adapter.parse_chat(&raw, rendered) {
                 Ok(resp) => {
@@ -335,16 +345,20 @@ async fn relay(
                     break if relay.completed() {
                         Ok(())
                     } else {
-                        Err(("stream_incomplete", "The provider ended the stream before it was complete.".into()))
+                        Err((
+                            "stream_incomplete",
+                            "The provider ended the stream before it was complete.".into(),
+                        ))
                     };
                 }
                 Err(fault) => break Err(("stream_error", fault.message())),
             },
             Err(e) => {
                 break Err(match e.etype() {
-                    ErrorType::ReadTimedout => {
-                        ("stream_idle_timeout", "The provider stopped sending the stream (idle timeout).".into())
-                    }
+                    ErrorType::ReadTimedout => (
+                        "stream_idle_timeout",
+                        "The provider stopped sending the stream (idle timeout).".into(),
+                    ),
                     _ => ("stream_cut", "The provider's stream was interrupted.".into()),
                 })
             }

@@ -68,13 +68,27 @@ impl ProxyHttp for Gateway {
         match route(&header.method, header.uri.path()) {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
             Route::CountTokens => count::handle(session, ctx).await,
-            Route::Models => {
-                let body = ctx
-                    .snapshot
-                    .as_ref()
-                    .map(|s| s.models_list_body.clone())
-                    .unwrap_or_default();
-                respond::json(session, ctx, 200, body, &[]).await
+            Route::Models | Route::Model => {
+                // The Anthropic SDKs send `anthropic-version`; they get Anthropic's list shape.
+                if header.headers.contains_key("anthropic-version") {
+                    ctx.client = crate::providers::Wire::Anthropic;
+                }
+                let Some(snap) = ctx.snapshot.clone() else {
+                    return Ok(false);
+                };
+                let body = match route(&header.method, header.uri.path()) {
+                    Route::Model => {
+                        let path = header.uri.path();
+                        let path = path.strip_prefix("/v1").unwrap_or(path);
+                        let id = path.strip_prefix("/models/").unwrap_or_default().to_string();
+                        crate::api::models::retrieve(&snap, &id, ctx.client)
+                    }
+                    _ => Ok(crate::api::models::list(&snap, ctx.client)),
+                };
+                match body {
+                    Ok(b) => respond::json(session, ctx, 200, b, &[]).await,
+                    Err(e) => respond::error(session, ctx, &e).await,
+                }
             }
             Route::NotFound => {
                 let e = ApiError::NotFound {

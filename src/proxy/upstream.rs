@@ -77,9 +77,6 @@ fn request_header(target: &Target, rendered: &Rendered, stream: bool) -> pingora
     if let Some(auth) = p.next_auth() {
         req.insert_header(p.auth_header.clone(), auth.clone())?;
     }
-    for (k, v) in &rendered.headers {
-        req.insert_header(k.clone(), v.clone())?;
-    }
     req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     req.insert_header(http::header::CONTENT_LENGTH, rendered.body.len())?;
     req.insert_header(
@@ -95,6 +92,11 @@ fn request_header(target: &Target, rendered: &Rendered, stream: bool) -> pingora
         http::header::USER_AGENT,
         concat!("tollgate/", env!("CARGO_PKG_VERSION")),
     )?;
+    // Dialect headers after the defaults, so an adapter can override them (Bedrock's `accept`);
+    // the provider's configured headers last.
+    for (k, v) in &rendered.headers {
+        req.insert_header(k.clone(), v.clone())?;
+    }
     for (k, v) in &p.headers {
         req.insert_header(k.clone(), v.clone())?;
     }

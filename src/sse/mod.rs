@@ -4,6 +4,10 @@
 //! across chunks, `\n`, `\r\n` and bare `\r` line endings (also a `\r\n` split between chunks),
 //! comment and keep-alive lines, multi-line `data:`, and a bound on the size of one event so a
 //! broken upstream cannot make the gateway buffer without limit.
+//!
+//! `eventstream` is the binary counterpart for AWS (`application/vnd.amazon.eventstream`).
+
+pub mod eventstream;
 
 use bytes::{BufMut, BytesMut};
 
