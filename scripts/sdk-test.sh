@@ -24,7 +24,7 @@ DIALECT_TABLE=(
   'gemini|gemini|gemini|/v1beta|gemini-mock|api_keys: ["k-gemini"]'
   'bedrock|bedrock|bedrock||anthropic.claude-mock-v1|aws_region: us-east-1; aws_access_key_id: AKIDMOCK; aws_secret_access_key: mock-secret'
 )
-SDK_DIALECTS="${SDK_DIALECTS:-gpt claude}"
+SDK_DIALECTS="${SDK_DIALECTS:-gpt claude gemini bedrock}"
 export SDK_DIALECTS
 
 VENV="target/sdk-venv"

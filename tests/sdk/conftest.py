@@ -19,7 +19,7 @@ import pytest
 
 # Every alias the script knows how to configure, in the same order as its DIALECT_TABLE.
 KNOWN_DIALECTS = ("gpt", "claude", "gemini", "bedrock")
-DIALECTS = os.environ.get("SDK_DIALECTS", "gpt claude").split()
+DIALECTS = os.environ.get("SDK_DIALECTS", "gpt claude gemini bedrock").split()
 _unknown = [a for a in DIALECTS if a not in KNOWN_DIALECTS]
 if _unknown:
     raise pytest.UsageError(f"unknown SDK_DIALECTS alias(es) {_unknown}; known: {KNOWN_DIALECTS}")
