@@ -18,6 +18,8 @@ struct Dialect {
     path: &'static str,
     /// How JSON mode reaches the provider.
     json: Json,
+    /// The upstream embedding model, or `None` where the provider has no embeddings.
+    embed: Option<&'static str>,
 }
 
 enum Json {
@@ -35,30 +37,35 @@ const DIALECTS: &[Dialect] = &[
         provider: "  openai:\n    kind: openai_compatible\n    base_url: \"http://{mock}/v1\"\n    api_keys: [\"k-openai\"]\n",
         path: "/v1/chat/completions",
         json: Json::AsSent,
+        embed: Some("up-openai"),
     },
     Dialect {
         alias: "azure",
         provider: "  azure:\n    kind: azure\n    base_url: \"http://{mock}\"\n    api_version: \"2024-10-21\"\n    api_keys: [\"k-azure\"]\n",
         path: "/openai/deployments/up-azure/chat/completions?api-version=2024-10-21",
         json: Json::AsSent,
+        embed: Some("up-azure"),
     },
     Dialect {
         alias: "anthropic",
         provider: "  anthropic:\n    kind: anthropic\n    base_url: \"http://{mock}/v1\"\n    api_keys: [\"k-anthropic\"]\n",
         path: "/v1/messages",
         json: Json::ForcedTool,
+        embed: None,
     },
     Dialect {
         alias: "gemini",
         provider: "  gemini:\n    kind: gemini\n    base_url: \"http://{mock}/v1beta\"\n    api_keys: [\"k-gemini\"]\n",
         path: "/v1beta/models/up-gemini:",
         json: Json::MimeType,
+        embed: Some("text-embedding-004"),
     },
     Dialect {
         alias: "bedrock",
         provider: "  bedrock:\n    kind: bedrock\n    base_url: \"http://{mock}\"\n    aws_region: us-east-1\n    aws_access_key_id: AKIDMOCK\n    aws_secret_access_key: mock-secret\n",
         path: "/model/up-bedrock/converse",
         json: Json::ForcedTool,
+        embed: Some("amazon.titan-embed-text-v2:0"),
     },
 ];
 
@@ -72,6 +79,11 @@ fn gateway() -> (Mock, Gateway) {
     for d in DIALECTS {
         cfg.push_str(&format!(
             "  {0}:\n    targets: [ {{ provider: {0}, model: up-{0} }} ]\n",
+            d.alias
+        ));
+        let embed = d.embed.unwrap_or("none");
+        cfg.push_str(&format!(
+            "  {0}-embed:\n    targets: [ {{ provider: {0}, model: \"{embed}\" }} ]\n",
             d.alias
         ));
     }
@@ -217,6 +229,36 @@ fn run(d: &Dialect) {
         "{m}: {}",
         r.body
     );
+
+    // embeddings: deterministic vectors in OpenAI's shape, or a clear 400 where there are none
+    let r = post(
+        &gw.url("/v1/embeddings"),
+        &json!({"model": format!("{m}-embed"), "input": "the same text"}).to_string(),
+        &[],
+    );
+    match d.embed {
+        Some(_) => {
+            assert_eq!(r.status, 200, "{m}: {}", r.body);
+            let v = r.json();
+            assert_eq!(v["object"], "list", "{m}");
+            let e1 = v["data"][0]["embedding"].as_array().unwrap().clone();
+            assert!(!e1.is_empty(), "{m}");
+            let again = post(
+                &gw.url("/v1/embeddings"),
+                &json!({"model": format!("{m}-embed"), "input": "the same text"}).to_string(),
+                &[],
+            );
+            assert_eq!(
+                again.json()["data"][0]["embedding"].as_array().unwrap(),
+                &e1,
+                "{m}: deterministic"
+            );
+        }
+        None => {
+            assert_eq!(r.status, 400, "{m}: {}", r.body);
+            assert_eq!(r.json()["error"]["code"], "unsupported_by_provider", "{m}");
+        }
+    }
 
     // 429 keeps Retry-After
     let r = chat(json!({"model": m, "messages": [{"role": "user", "content": "[[mock: status=429 retry_after=2]]"}]}));
