@@ -1,0 +1,140 @@
+//! Criterion benches of each dialect's translators through the public adapter API, on the golden
+//! fixtures: request render (parse + canonical + dialect body), non-streamed response → OpenAI,
+//! streamed response → OpenAI chunks (fed in 1460-byte pieces), and the AWS event-stream decoder.
+//!
+//! Run: `cargo bench --bench translators` (add `-- --quick` for a fast pass).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tollgate::api::openai::LlmRequest;
+use tollgate::api::Endpoint;
+use tollgate::config::{load_str, Env, Snapshot};
+use tollgate::sse::eventstream::{Decoder, Frame};
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIX}{path}")).unwrap()
+}
+
+fn snapshot() -> Snapshot {
+    let doc = "\
+providers:
+  anthropic: { kind: anthropic, base_url: http://a/v1, api_keys: [k] }
+  gemini: { kind: gemini, base_url: http://g/v1beta, api_keys: [k] }
+  bedrock: { kind: bedrock, base_url: http://b, aws_region: us-east-1, aws_access_key_id: AKID, aws_secret_access_key: s }
+  openai: { kind: openai_compatible, base_url: http://o/v1, api_keys: [k] }
+models:
+  anthropic: { targets: [ { provider: anthropic, model: claude-sonnet-4-5 } ] }
+  gemini: { targets: [ { provider: gemini, model: gemini-2.5-flash } ] }
+  bedrock: { targets: [ { provider: bedrock, model: \"anthropic.claude-3-5-sonnet-20240620-v1:0\" } ] }
+  openai: { targets: [ { provider: openai, model: gpt-4o } ] }
+";
+    let resolve = |_: &str, port: u16| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    let env = Env {
+        var: &|_| None,
+        resolve: &resolve,
+    };
+    load_str(Path::new("bench.yaml"), doc, &env).unwrap()
+}
+
+/// The rich OpenAI request (system, developer, image, tools, tool results) with `stream` set.
+fn request(stream: bool) -> Bytes {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture("anthropic/openai_request.json")).unwrap();
+    v["stream"] = serde_json::json!(stream);
+    // Bedrock cannot take http image URLs; keep the base64 image only, for every dialect alike.
+    if let Some(parts) = v["messages"][2]["content"].as_array_mut() {
+        parts.retain(|p| !p["image_url"]["url"].as_str().is_some_and(|u| u.starts_with("http")));
+    }
+    Bytes::from(v.to_string())
+}
+
+fn bedrock_stream() -> Vec<u8> {
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&fixture("bedrock/stream_text.events.json")).unwrap();
+    let mut out = Vec::new();
+    for e in events {
+        let payload = Bytes::from(e["payload"].to_string());
+        out.extend_from_slice(&Frame::event(e["event"].as_str().unwrap(), payload).encode().unwrap());
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let snap = snapshot();
+    let dialects: [(&str, Vec<u8>, Vec<u8>); 3] = [
+        (
+            "anthropic",
+            fixture("anthropic/anthropic_response.json"),
+            fixture("anthropic/stream.sse"),
+        ),
+        (
+            "gemini",
+            fixture("gemini/chat_response.gemini.json"),
+            fixture("gemini/stream_text.sse"),
+        ),
+        (
+            "bedrock",
+            fixture("bedrock/chat_response.converse.json"),
+            bedrock_stream(),
+        ),
+    ];
+    let mut g = c.benchmark_group("translate");
+    for (name, response, stream) in &dialects {
+        let target = snap.model(name).unwrap().targets[0].clone();
+        let adapter = target.provider.kind.adapter();
+        let body = request(false);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("request", name), &body, |b, body| {
+            b.iter(|| {
+                let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
+                black_box(adapter.render(&req, &target).unwrap())
+            })
+        });
+        let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
+        let rendered = adapter.render(&req, &target).unwrap();
+        g.throughput(Throughput::Bytes(response.len() as u64));
+        g.bench_with_input(BenchmarkId::new("response", name), response, |b, response| {
+            b.iter(|| black_box(adapter.parse_chat(response, &rendered).unwrap()))
+        });
+        let sreq = LlmRequest::parse(Endpoint::ChatCompletions, request(true)).unwrap();
+        let srendered = adapter.render(&sreq, &target).unwrap();
+        let pieces: Vec<&[u8]> = stream.chunks(1460).collect();
+        g.throughput(Throughput::Bytes(stream.len() as u64));
+        g.bench_with_input(BenchmarkId::new("stream", name), &pieces, |b, pieces| {
+            b.iter(|| {
+                let mut src = adapter.chat_stream(&srendered);
+                let mut out = Vec::new();
+                for p in pieces {
+                    src.push(p, &mut out).unwrap();
+                }
+                src.finish(&mut out).unwrap();
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+
+    let frames = bedrock_stream();
+    let mut g = c.benchmark_group("eventstream");
+    g.throughput(Throughput::Bytes(frames.len() as u64));
+    g.bench_function("decode_1460", |b| {
+        b.iter(|| {
+            let mut d = Decoder::with_max_frame(16 << 20);
+            let mut n = 0usize;
+            for p in frames.chunks(1460) {
+                d.push(p, &mut |f| n += f.payload.len()).unwrap();
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
