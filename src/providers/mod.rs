@@ -154,6 +154,96 @@ pub trait Adapter: Sync {
     }
 }
 
+/// A dialect's stream translator, one SSE event at a time; `SseChunks` supplies the framing.
+pub trait EventTranslator: Send {
+    /// Translates one event's `data`, appending canonical chunks.
+    fn on_event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault>;
+    /// The body ended: flush anything held back.
+    fn end(&mut self, _out: &mut Vec<ChatChunk>) {}
+    fn usage(&self) -> Option<Usage>;
+    fn completed(&self) -> bool;
+}
+
+/// An SSE-framed provider stream: the incremental decoder feeding a dialect's `EventTranslator`.
+pub struct SseChunks<T> {
+    decoder: crate::sse::SseDecoder,
+    pub translator: T,
+}
+
+impl<T: EventTranslator> SseChunks<T> {
+    pub fn new(translator: T) -> Self {
+        SseChunks {
+            decoder: crate::sse::SseDecoder::default(),
+            translator,
+        }
+    }
+
+    fn run(&mut self, bytes: Option<&[u8]>, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        let t = &mut self.translator;
+        let mut fault = Ok(());
+        let mut on = |ev: crate::sse::SseEvent| {
+            if fault.is_ok() {
+                fault = t.on_event(&ev.data, out);
+            }
+        };
+        match bytes {
+            Some(b) => self.decoder.push(b, &mut on),
+            None => self.decoder.finish(&mut on),
+        }
+        .map_err(|e| StreamFault::Malformed(e.to_string()))?;
+        fault
+    }
+}
+
+impl<T: EventTranslator> ChunkSource for SseChunks<T> {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        self.run(Some(bytes), out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        self.run(None, out)?;
+        self.translator.end(out);
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.translator.usage()
+    }
+
+    fn completed(&self) -> bool {
+        self.translator.completed()
+    }
+}
+
+/// An observer made of a dialect's chunk source: it decodes the relayed stream for usage and its
+/// end, and discards the chunks (a malformed event is not the relay's business).
+pub fn observe<S: ChunkSource + 'static>(source: S) -> Box<dyn Observer> {
+    struct Observe<S> {
+        inner: S,
+        scratch: Vec<ChatChunk>,
+    }
+    impl<S: ChunkSource> Observer for Observe<S> {
+        fn push(&mut self, bytes: &[u8]) {
+            let _ = self.inner.push(bytes, &mut self.scratch);
+            self.scratch.clear();
+        }
+        fn finish(&mut self) {
+            let _ = self.inner.finish(&mut self.scratch);
+            self.scratch.clear();
+        }
+        fn usage(&self) -> Option<Usage> {
+            self.inner.usage()
+        }
+        fn completed(&self) -> bool {
+            self.inner.completed()
+        }
+    }
+    Box::new(Observe {
+        inner: source,
+        scratch: Vec::new(),
+    })
+}
+
 /// Seconds since the epoch, for `created` fields the gateway fills in.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()

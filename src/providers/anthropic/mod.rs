@@ -13,12 +13,11 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::json;
 
-use super::{now_secs, Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
-use crate::api::chat::{ChatChunk, ChatResponse, Usage};
+use super::{now_secs, observe, Adapter, ChunkSource, Observer, Rendered, SseChunks, StreamFault, Wire};
+use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
-use crate::sse::SseDecoder;
 use request::JsonMode;
 use stream::AnthropicStream;
 use types::{ErrorBody, MessagesResponse, StreamEvent};
@@ -81,10 +80,7 @@ impl Adapter for AnthropicAdapter {
     }
 
     fn chat_stream(&self, r: &Rendered) -> Box<dyn ChunkSource> {
-        Box::new(AnthropicChunks {
-            decoder: SseDecoder::default(),
-            stream: AnthropicStream::new(JsonMode(r.json_mode), now_secs()),
-        })
+        Box::new(SseChunks::new(AnthropicStream::new(JsonMode(r.json_mode), now_secs())))
     }
 
     fn error_body(&self, status: u16, body: &[u8]) -> Bytes {
@@ -115,80 +111,7 @@ impl Adapter for AnthropicAdapter {
     }
 
     fn observer(&self) -> Box<dyn Observer> {
-        Box::new(AnthropicObserver {
-            inner: AnthropicChunks {
-                decoder: SseDecoder::default(),
-                stream: AnthropicStream::new(JsonMode(false), 0),
-            },
-            scratch: Vec::new(),
-        })
-    }
-}
-
-struct AnthropicChunks {
-    decoder: SseDecoder,
-    stream: AnthropicStream,
-}
-
-impl AnthropicChunks {
-    fn run(&mut self, bytes: Option<&[u8]>, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
-        let stream = &mut self.stream;
-        let mut fault = Ok(());
-        let mut on = |ev: crate::sse::SseEvent| {
-            if fault.is_ok() {
-                fault = stream.on_event(&ev.data, out);
-            }
-        };
-        let r = match bytes {
-            Some(b) => self.decoder.push(b, &mut on),
-            None => self.decoder.finish(&mut on),
-        };
-        r.map_err(|e| StreamFault::Malformed(e.to_string()))?;
-        fault
-    }
-}
-
-impl ChunkSource for AnthropicChunks {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
-        self.run(Some(bytes), out)
-    }
-
-    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
-        self.run(None, out)
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.stream.usage()
-    }
-
-    fn completed(&self) -> bool {
-        self.stream.completed()
-    }
-}
-
-/// Watches an Anthropic stream relayed unchanged (the same decoder, output discarded).
-struct AnthropicObserver {
-    inner: AnthropicChunks,
-    scratch: Vec<ChatChunk>,
-}
-
-impl Observer for AnthropicObserver {
-    fn push(&mut self, bytes: &[u8]) {
-        let _ = self.inner.push(bytes, &mut self.scratch);
-        self.scratch.clear();
-    }
-
-    fn finish(&mut self) {
-        let _ = self.inner.finish(&mut self.scratch);
-        self.scratch.clear();
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.inner.usage()
-    }
-
-    fn completed(&self) -> bool {
-        self.inner.completed()
+        observe(SseChunks::new(AnthropicStream::new(JsonMode(false), 0)))
     }
 }
 

@@ -220,3 +220,17 @@ impl AnthropicStream {
         Ok(())
     }
 }
+
+impl crate::providers::EventTranslator for AnthropicStream {
+    fn on_event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        AnthropicStream::on_event(self, data, out)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        AnthropicStream::usage(self)
+    }
+
+    fn completed(&self) -> bool {
+        AnthropicStream::completed(self)
+    }
+}

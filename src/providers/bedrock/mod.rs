@@ -21,6 +21,7 @@ pub mod types;
 #[cfg(test)]
 mod golden_tests;
 
+use crate::providers::observe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -188,10 +189,12 @@ impl Adapter for BedrockAdapter {
     }
 
     fn observer(&self) -> Box<dyn Observer> {
-        Box::new(BedrockObserver {
-            inner: BedrockChunks::new(BedrockStream::new(String::new(), String::new(), 0, JsonMode(false))),
-            scratch: Vec::new(),
-        })
+        observe(BedrockChunks::new(BedrockStream::new(
+            String::new(),
+            String::new(),
+            0,
+            JsonMode(false),
+        )))
     }
 
     fn parse_embeddings(&self, req: &LlmRequest, body: &[u8], r: &Rendered) -> Result<Bytes, StreamFault> {
@@ -237,32 +240,5 @@ impl ChunkSource for BedrockChunks {
 
     fn completed(&self) -> bool {
         self.stream.completed()
-    }
-}
-
-/// Watches a Bedrock stream for usage (the same decoder, output discarded). Unused while no
-/// client speaks Bedrock; kept so the adapter is complete.
-struct BedrockObserver {
-    inner: BedrockChunks,
-    scratch: Vec<ChatChunk>,
-}
-
-impl Observer for BedrockObserver {
-    fn push(&mut self, bytes: &[u8]) {
-        let _ = self.inner.push(bytes, &mut self.scratch);
-        self.scratch.clear();
-    }
-
-    fn finish(&mut self) {
-        let _ = self.inner.finish(&mut self.scratch);
-        self.scratch.clear();
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.inner.usage()
-    }
-
-    fn completed(&self) -> bool {
-        self.inner.completed()
     }
 }

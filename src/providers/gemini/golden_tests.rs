@@ -134,7 +134,7 @@ fn chat_response_translates() {
 }
 
 fn decode(parts: &[&[u8]]) -> (Vec<ChatChunk>, bool, Option<Usage>) {
-    let mut s = GeminiChunks::new("gemini-x", CREATED);
+    let mut s = crate::providers::SseChunks::new(super::stream::GeminiStream::new("gemini-x", CREATED));
     let mut out = Vec::new();
     for p in parts {
         s.push(p, &mut out).unwrap();

@@ -18,15 +18,15 @@ pub mod types;
 #[cfg(test)]
 mod golden_tests;
 
+use crate::providers::{observe, SseChunks};
 use bytes::Bytes;
 use serde_json::json;
 
 use super::{now_secs, Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
-use crate::api::chat::{ChatChunk, ChatResponse, Usage};
+use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
-use crate::sse::SseDecoder;
 use stream::GeminiStream;
 use types::{ErrorBody, GenerateContentResponse};
 
@@ -95,7 +95,7 @@ impl Adapter for GeminiAdapter {
     }
 
     fn chat_stream(&self, r: &Rendered) -> Box<dyn ChunkSource> {
-        Box::new(GeminiChunks::new(model_of(&r.path), now_secs()))
+        Box::new(SseChunks::new(GeminiStream::new(model_of(&r.path), now_secs())))
     }
 
     fn error_body(&self, status: u16, body: &[u8]) -> Bytes {
@@ -131,93 +131,7 @@ impl Adapter for GeminiAdapter {
     /// Gemini is never passed through; this watches a Gemini stream all the same (the same
     /// translator, output discarded), should the proxy ever relay one unchanged.
     fn observer(&self) -> Box<dyn Observer> {
-        Box::new(GeminiObserver {
-            inner: GeminiChunks::new("", 0),
-            scratch: Vec::new(),
-            broken: false,
-        })
-    }
-}
-
-/// The SSE decoder and the event translator.
-pub struct GeminiChunks {
-    decoder: SseDecoder,
-    stream: GeminiStream,
-}
-
-impl GeminiChunks {
-    pub fn new(model: &str, created: u64) -> Self {
-        GeminiChunks {
-            decoder: SseDecoder::default(),
-            stream: GeminiStream::new(model, created),
-        }
-    }
-
-    fn run(&mut self, bytes: Option<&[u8]>, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
-        let stream = &mut self.stream;
-        let mut fault = Ok(());
-        let mut on = |ev: crate::sse::SseEvent| {
-            if fault.is_ok() {
-                fault = stream.on_event(&ev.data, out);
-            }
-        };
-        let r = match bytes {
-            Some(b) => self.decoder.push(b, &mut on),
-            None => self.decoder.finish(&mut on),
-        };
-        r.map_err(|e| StreamFault::Malformed(e.to_string()))?;
-        fault
-    }
-}
-
-impl ChunkSource for GeminiChunks {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
-        self.run(Some(bytes), out)
-    }
-
-    fn finish(&mut self, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
-        self.run(None, out)?;
-        self.stream.finish(out);
-        Ok(())
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.stream.usage()
-    }
-
-    fn completed(&self) -> bool {
-        self.stream.completed()
-    }
-}
-
-struct GeminiObserver {
-    inner: GeminiChunks,
-    scratch: Vec<ChatChunk>,
-    /// A fault stopped the observation; bytes still flow to the client.
-    broken: bool,
-}
-
-impl Observer for GeminiObserver {
-    fn push(&mut self, bytes: &[u8]) {
-        if !self.broken {
-            self.broken = self.inner.push(bytes, &mut self.scratch).is_err();
-            self.scratch.clear();
-        }
-    }
-
-    fn finish(&mut self) {
-        if !self.broken {
-            let _ = self.inner.finish(&mut self.scratch);
-            self.scratch.clear();
-        }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.inner.usage()
-    }
-
-    fn completed(&self) -> bool {
-        self.inner.completed()
+        observe(SseChunks::new(GeminiStream::new("", 0)))
     }
 }
 

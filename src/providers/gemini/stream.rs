@@ -189,6 +189,24 @@ impl GeminiStream {
     }
 }
 
+impl crate::providers::EventTranslator for GeminiStream {
+    fn on_event(&mut self, data: &str, out: &mut Vec<ChatChunk>) -> Result<(), StreamFault> {
+        GeminiStream::on_event(self, data, out)
+    }
+
+    fn end(&mut self, out: &mut Vec<ChatChunk>) {
+        GeminiStream::finish(self, out)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        GeminiStream::usage(self)
+    }
+
+    fn completed(&self) -> bool {
+        GeminiStream::completed(self)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
