@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod client;
+pub mod embeddings;
 pub mod error;
 pub mod messages;
 pub mod models;

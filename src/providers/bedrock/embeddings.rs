@@ -139,27 +139,6 @@ pub fn wants_base64(client_body: &[u8]) -> bool {
     serde_json::from_slice::<Format>(client_body).is_ok_and(|f| f.encoding_format == Some("base64"))
 }
 
-/// Standard padded base64 of the little-endian f32 bytes.
-fn base64_f32(v: &[f32]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A Titan or Cohere answer → OpenAI's embeddings list (recognised by its shape).
 pub fn parse(body: &[u8], model: &str, base64: bool) -> Result<Bytes, StreamFault> {
     let v: Value =
@@ -187,7 +166,7 @@ pub fn parse(body: &[u8], model: &str, base64: bool) -> Result<Bytes, StreamFaul
         .map(|(index, embedding)| {
             let embedding = if base64 {
                 let v: Vec<f32> = embedding.iter().map(|x| *x as f32).collect();
-                Value::String(base64_f32(&v))
+                Value::String(crate::api::embeddings::base64_f32(v.iter().copied()))
             } else {
                 json!(embedding)
             };
@@ -312,7 +291,10 @@ mod tests {
         assert_eq!(want, "AACAPwAAIMAAAAA+");
         for n in 0..5 {
             let v: Vec<f32> = (0..n).map(|i| i as f32 * 0.7).collect();
-            assert_eq!(base64_f32(&v), crate::mock::content::base64_f32(&v));
+            assert_eq!(
+                crate::api::embeddings::base64_f32(v.iter().copied()),
+                crate::mock::content::base64_f32(&v)
+            );
         }
     }
 }

@@ -89,7 +89,7 @@ pub fn to_openai(body: &[u8], model: &str, base64: bool) -> Result<Bytes, Stream
         .enumerate()
         .map(|(i, e)| {
             let embedding = if base64 {
-                Value::String(base64_f32(&e.values))
+                Value::String(crate::api::embeddings::base64_f32(e.values.iter().map(|x| *x as f32)))
             } else {
                 json!(e.values)
             };
@@ -103,29 +103,6 @@ pub fn to_openai(body: &[u8], model: &str, base64: bool) -> Result<Bytes, Stream
         "usage": {"prompt_tokens": 0, "total_tokens": 0},
     });
     Ok(Bytes::from(out.to_string()))
-}
-
-/// Standard base64 (padded) of the little-endian f32 bytes.
-fn base64_f32(v: &[f64]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes: Vec<u8> = v.iter().flat_map(|f| (*f as f32).to_le_bytes()).collect();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
