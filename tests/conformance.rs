@@ -71,7 +71,7 @@ const DIALECTS: &[Dialect] = &[
 
 fn gateway() -> (Mock, Gateway) {
     let mock = Mock::start(&[]);
-    let mut cfg = String::from("providers:\n");
+    let mut cfg = String::from("routing:\n  retries: 0\nproviders:\n");
     for d in DIALECTS {
         cfg.push_str(&d.provider.replace("{mock}", &mock.addr));
     }

@@ -16,7 +16,7 @@ fn setup(server_extra: &str, provider_extra: &str) -> (Mock, Gateway) {
     let gw = Gateway::start(
         server_extra,
         &format!(
-            "providers:\n{}models:\n  demo:\n    targets:\n      - {{ provider: mock, model: mock-gpt }}\n  embed:\n    targets: [ {{ provider: mock, model: mock-embed }} ]\n",
+            "routing:\n  retries: 0\nproviders:\n{}models:\n  demo:\n    targets:\n      - {{ provider: mock, model: mock-gpt }}\n  embed:\n    targets: [ {{ provider: mock, model: mock-embed }} ]\n",
             mock_provider("mock", &mock.base_url(), provider_extra)
         ),
     );
@@ -227,7 +227,7 @@ fn falls_back_on_dead_port_and_on_503_before_answering() {
     let failing = Mock::start(&["--status", "503"]);
     let dead = format!("http://127.0.0.1:{}/v1", free_port());
     let providers = format!(
-        "providers:\n{}{}{}",
+        "routing:\n  retries: 0\nproviders:\n{}{}{}",
         mock_provider("dead", &dead, "    timeouts: { connect: 500ms }\n"),
         mock_provider("failing", &failing.base_url(), ""),
         mock_provider("good", &good.base_url(), "")

@@ -36,6 +36,8 @@ pub enum ApiError {
     ClientBody(String),
     #[error("{0}.")]
     Unsupported(String),
+    #[error("The request's time budget of {budget_ms} ms ran out; attempts: {attempts}.")]
+    BudgetExhausted { budget_ms: u64, attempts: String },
 }
 
 impl ApiError {
@@ -51,7 +53,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
             ApiError::NoProvider { .. } => 503,
-            ApiError::UpstreamTimeout(_) => 504,
+            ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } => 504,
         }
     }
 
@@ -70,7 +72,8 @@ impl ApiError {
             ApiError::NoProvider { .. }
             | ApiError::UpstreamConnect(_)
             | ApiError::UpstreamTimeout(_)
-            | ApiError::UpstreamProtocol(_) => "api_error",
+            | ApiError::UpstreamProtocol(_)
+            | ApiError::BudgetExhausted { .. } => "api_error",
         }
     }
 
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::UpstreamProtocol(_) => "upstream_protocol_error",
             ApiError::ClientBody(_) => "request_body_error",
             ApiError::Unsupported(_) => "unsupported_by_provider",
+            ApiError::BudgetExhausted { .. } => "budget_exhausted",
         }
     }
 
@@ -105,7 +109,8 @@ impl ApiError {
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
             | ApiError::ClientBody(_)
-            | ApiError::Unsupported(_) => None,
+            | ApiError::Unsupported(_)
+            | ApiError::BudgetExhausted { .. } => None,
         }
     }
 

@@ -73,6 +73,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         warnings: Vec::new(),
     };
     let server = compile_server(&raw, &mut cx);
+    let routing = compile_routing(&raw.routing, &mut cx);
     let defaults = merge_timeouts(&[key("timeouts")], &raw.timeouts, Timeouts::DEFAULT, &mut cx);
 
     let mut providers = BTreeMap::new();
@@ -161,6 +162,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     Ok(Snapshot {
         path: file.to_path_buf(),
         server,
+        routing,
         providers,
         models,
         models_list_body,
@@ -264,6 +266,34 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         shutdown_grace: s.shutdown_grace,
         reload_poll: s.reload_poll,
     })
+}
+
+fn compile_routing(r: &super::raw::RawRouting, cx: &mut Ctx) -> super::snapshot::RoutingSettings {
+    let path = |f: &str| vec![key("routing"), key(f)];
+    if r.retries > 10 {
+        cx.error(&path("retries"), "at most 10");
+    }
+    if r.budget.is_zero() {
+        cx.error(&path("budget"), "must be greater than 0");
+    }
+    if r.backoff > r.backoff_max {
+        cx.error(&path("backoff"), "must not exceed backoff_max");
+    }
+    for (i, s) in r.retry_on.iter().enumerate() {
+        if !(400..=599).contains(s) {
+            let mut p = path("retry_on");
+            p.push(Seg::Index(i));
+            cx.error(&p, format!("{s} is not an HTTP error status (400..=599)"));
+        }
+    }
+    super::snapshot::RoutingSettings {
+        retries: r.retries,
+        backoff: r.backoff,
+        backoff_max: r.backoff_max,
+        max_retry_after: r.max_retry_after,
+        budget: r.budget,
+        retry_on: r.retry_on.clone(),
+    }
 }
 
 fn merge_timeouts(path: &[Seg], raw: &RawTimeouts, base: Timeouts, cx: &mut Ctx) -> Timeouts {

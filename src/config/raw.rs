@@ -16,6 +16,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
@@ -72,6 +74,61 @@ fn default_grace() -> Duration {
 }
 fn default_reload_poll() -> Duration {
     Duration::from_secs(1)
+}
+
+/// Retries, backoff and the per-request time budget.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Retries of the same target after its first try (then the next target).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First backoff; doubles per retry, full jitter, capped by `backoff_max`.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// A provider's `Retry-After` / `retry-after-ms` is honoured up to this; longer means "next target".
+    #[serde(default = "default_max_retry_after", with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// Wall-clock budget of one request across every attempt (`x-tollgate-timeout-ms` can lower it).
+    #[serde(default = "default_budget", with = "humantime_serde")]
+    pub budget: Duration,
+    /// Upstream statuses that are retried / fall back (connect errors, timeouts and resets always do).
+    #[serde(default = "default_retry_on")]
+    pub retry_on: Vec<u16>,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            retries: default_retries(),
+            backoff: default_backoff(),
+            backoff_max: default_backoff_max(),
+            max_retry_after: default_max_retry_after(),
+            budget: default_budget(),
+            retry_on: default_retry_on(),
+        }
+    }
+}
+
+fn default_retries() -> u32 {
+    2
+}
+fn default_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_max_retry_after() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_budget() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_retry_on() -> Vec<u16> {
+    vec![429, 500, 502, 503, 504]
 }
 
 /// Upstream timeouts. Every field is optional so a provider can override only some of them.

@@ -22,6 +22,7 @@ pub struct Snapshot {
     /// The file this snapshot was built from.
     pub path: PathBuf,
     pub server: ServerSettings,
+    pub routing: RoutingSettings,
     pub providers: BTreeMap<String, Arc<Provider>>,
     pub models: HashMap<Box<str>, Arc<ModelAlias>>,
     /// The `GET /v1/models` response body.
@@ -53,6 +54,17 @@ pub struct ServerSettings {
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
     pub reload_poll: Duration,
+}
+
+/// Retries, backoff and the time budget (see `raw::RawRouting`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingSettings {
+    pub retries: u32,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub max_retry_after: Duration,
+    pub budget: Duration,
+    pub retry_on: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -92,6 +92,10 @@ pub struct MockOptions {
     /// Keep at most this many newest requests for `GET /_mock/requests`.
     #[arg(long, default_value_t = DEFAULT_RECORD_LIMIT)]
     pub record_limit: usize,
+    /// With `--status`: only the first N model requests get the forced status, later ones succeed
+    /// (a provider that recovers; 0 = every request).
+    #[arg(long, default_value_t = 0)]
+    pub fail_first: u64,
     /// Bedrock: the access key id whose SigV4 signatures are accepted.
     #[arg(long, value_name = "ID", default_value = bedrock::DEFAULT_ACCESS_KEY_ID)]
     pub aws_access_key_id: String,
@@ -113,6 +117,7 @@ impl Default for MockOptions {
             hang: false,
             require_key: None,
             record_limit: DEFAULT_RECORD_LIMIT,
+            fail_first: 0,
             aws_access_key_id: bedrock::DEFAULT_ACCESS_KEY_ID.into(),
             aws_secret_access_key: bedrock::DEFAULT_SECRET_ACCESS_KEY.into(),
         }
@@ -201,6 +206,8 @@ impl Route {
 /// The mock provider application.
 pub struct MockApp {
     defaults: Behavior,
+    fail_first: u64,
+    failed: AtomicU64,
     require_key: Option<String>,
     recorder: Recorder,
     seq: AtomicU64,
@@ -211,6 +218,8 @@ impl MockApp {
     pub fn new(opts: MockOptions) -> Self {
         MockApp {
             defaults: opts.behavior(),
+            fail_first: opts.fail_first,
+            failed: AtomicU64::new(0),
             aws: bedrock::AwsKeys {
                 access_key_id: opts.aws_access_key_id,
                 secret_access_key: opts.aws_secret_access_key,
@@ -242,7 +251,7 @@ impl MockApp {
             Err(reply) => return write_reply(session, reply, &self.defaults, Some(seq)).await,
         };
         let header = req.headers.get(behavior::HEADER).map(|v| v.as_bytes());
-        let b = match behavior::resolve(&self.defaults, header, &body) {
+        let mut b = match behavior::resolve(&self.defaults, header, &body) {
             Ok(b) => b,
             Err(e) => {
                 let reply = openai::error_reply(
@@ -255,6 +264,13 @@ impl MockApp {
                 return write_reply(session, reply, &self.defaults, Some(seq)).await;
             }
         };
+        // `--fail-first N`: the flag's forced status applies to the first N requests only.
+        if self.fail_first > 0
+            && self.defaults.status.is_some()
+            && self.failed.fetch_add(1, Ordering::Relaxed) >= self.fail_first
+        {
+            b.status = None;
+        }
         if b.close_after == Some(0) {
             return Flow::Close;
         }

@@ -8,7 +8,7 @@
 //! explicit error event instead of a clean-looking end.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
@@ -24,11 +24,6 @@ use crate::api::{client, ApiError, Endpoint};
 use crate::config::Target;
 use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
 use crate::providers::{Adapter, Rendered, Wire};
-
-/// Upstream statuses worth trying the next target for.
-fn retryable(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
-}
 
 /// A whole (non-streamed) response body larger than this is refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -67,9 +62,16 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Err(e) => return respond::error(session, ctx, &e).await,
     };
 
+    let routing = &snapshot.routing;
+    let budget = match client_budget(session, routing.budget) {
+        Ok(b) => b,
+        Err(e) => return respond::error(session, ctx, &e).await,
+    };
+    let deadline = ctx.started + budget;
     let mut last_error: Option<ApiError> = None;
-    for (i, target) in plan.iter().enumerate() {
-        let last = i + 1 == plan.len();
+    let mut budget_spent = false;
+    'targets: for (i, target) in plan.iter().enumerate() {
+        let last_target = i + 1 == plan.len();
         let adapter = target.provider.kind.adapter();
         let rendered = match adapter.render(&req, target) {
             Ok(r) => r,
@@ -83,61 +85,155 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 continue;
             }
         };
-        let timeouts = target.provider.timeouts;
-        let attempt = upstream::send(&state.connector, session, target, &rendered, req.stream, timeouts).await;
-        match attempt {
-            Ok(up) => {
-                let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
-                ctx.attempts.push(Attempt {
-                    target: Arc::clone(target),
-                    outcome: AttemptOutcome::Status(status),
-                });
-                if retryable(status) && !last {
+        for attempt in 0..=routing.retries {
+            let final_try = last_target && attempt == routing.retries;
+            let Some(remaining) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                budget_spent = true;
+                break 'targets;
+            };
+            // No single wait may outlive the request's budget.
+            let mut timeouts = target.provider.timeouts;
+            timeouts.connect = timeouts.connect.min(remaining);
+            timeouts.first_byte = timeouts.first_byte.min(remaining);
+            let sent = upstream::send(&state.connector, session, target, &rendered, req.stream, timeouts).await;
+            let wait = match sent {
+                Ok(up) => {
+                    let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
+                    ctx.attempts.push(Attempt {
+                        target: Arc::clone(target),
+                        outcome: AttemptOutcome::Status(status),
+                    });
+                    if !routing.retry_on.contains(&status) || final_try {
+                        if i > 0 {
+                            if let Some(m) = &ctx.model {
+                                state.metrics.fallbacks.with_label_values(&[m]).inc();
+                            }
+                        }
+                        ctx.served_by = Some(target.clone());
+                        return relay(state, session, ctx, &req, target, adapter, &rendered, up, status).await;
+                    }
                     ctx.upstream_time += up.started.elapsed();
                     state
                         .metrics
                         .upstream_errors
                         .with_label_values(&[&target.provider.name, "status"])
                         .inc();
-                    continue; // dropped, not pooled: its body is unread
-                }
-                if i > 0 {
-                    if let Some(m) = &ctx.model {
-                        state.metrics.fallbacks.with_label_values(&[m]).inc();
+                    let retry_after = up.session.response_header().and_then(retry_after);
+                    drop(up); // not pooled: its body is unread
+                    match retry_after {
+                        // The provider asks for longer than we wait: go to the next target now.
+                        Some(ra) if ra > routing.max_retry_after => continue 'targets,
+                        Some(ra) => ra,
+                        None => backoff(routing.backoff, routing.backoff_max, attempt),
                     }
                 }
-                ctx.served_by = Some(target.clone());
-                return relay(state, session, ctx, &req, target, adapter, &rendered, up, status).await;
+                Err(AttemptError::ClientGone) => return client_gone(ctx, "while waiting for the provider"),
+                Err(e) => {
+                    ctx.attempts.push(Attempt {
+                        target: Arc::clone(target),
+                        outcome: AttemptOutcome::Failed(e.kind()),
+                    });
+                    state
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[&target.provider.name, e.kind()])
+                        .inc();
+                    tracing::debug!(provider = %target.provider.name, kind = e.kind(), "upstream attempt failed: {e:?}");
+                    last_error = Some(match e {
+                        AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
+                        AttemptError::Connect(m) => ApiError::UpstreamConnect(m),
+                        AttemptError::Protocol(m) => ApiError::UpstreamProtocol(m),
+                        AttemptError::Unavailable | AttemptError::ClientGone => ApiError::NoProvider {
+                            model: req.model.clone(),
+                            reason: "no target could be tried".into(),
+                        },
+                    });
+                    backoff(routing.backoff, routing.backoff_max, attempt)
+                }
+            };
+            if attempt == routing.retries {
+                continue 'targets;
             }
-            Err(AttemptError::ClientGone) => return client_gone(ctx, "while waiting for the provider"),
-            Err(e) => {
-                ctx.attempts.push(Attempt {
-                    target: Arc::clone(target),
-                    outcome: AttemptOutcome::Failed(e.kind()),
-                });
-                state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[&target.provider.name, e.kind()])
-                    .inc();
-                tracing::debug!(provider = %target.provider.name, kind = e.kind(), "upstream attempt failed: {e:?}");
-                last_error = Some(match e {
-                    AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
-                    AttemptError::Connect(m) => ApiError::UpstreamConnect(m),
-                    AttemptError::Protocol(m) => ApiError::UpstreamProtocol(m),
-                    AttemptError::Unavailable | AttemptError::ClientGone => ApiError::NoProvider {
-                        model: req.model.clone(),
-                        reason: "no target could be tried".into(),
-                    },
-                });
+            // Back off before retrying this target, within the budget and while the client stays.
+            if Instant::now() + wait >= deadline {
+                budget_spent = true;
+                break 'targets;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = session.read_body_or_idle(true) => return client_gone(ctx, "during a retry backoff"),
             }
         }
     }
-    let err = last_error.unwrap_or_else(|| ApiError::NoProvider {
-        model: req.model.clone(),
-        reason: "no target could be tried".into(),
-    });
+    let err = if budget_spent {
+        ApiError::BudgetExhausted {
+            budget_ms: budget.as_millis() as u64,
+            attempts: ctx.attempts_summary(),
+        }
+    } else {
+        last_error.unwrap_or_else(|| ApiError::NoProvider {
+            model: req.model.clone(),
+            reason: "no target could be tried".into(),
+        })
+    };
     respond::error(session, ctx, &err).await
+}
+
+/// The request's time budget: the configured one, lowered by `x-tollgate-timeout-ms`.
+fn client_budget(session: &Session, configured: Duration) -> std::result::Result<Duration, ApiError> {
+    let Some(v) = session.req_header().headers.get("x-tollgate-timeout-ms") else {
+        return Ok(configured);
+    };
+    match v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+    {
+        Some(ms) => Ok(configured.min(Duration::from_millis(ms))),
+        None => Err(ApiError::InvalidField {
+            field: "x-tollgate-timeout-ms",
+            message: "expected a positive number of milliseconds".into(),
+        }),
+    }
+}
+
+/// `retry-after-ms` (milliseconds) or `Retry-After` (seconds); HTTP dates are not honoured.
+fn retry_after(h: &ResponseHeader) -> Option<Duration> {
+    let get = |name: &str| h.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    get("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(max, base * 2^attempt)].
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let cap = base.saturating_mul(1u32 << attempt.min(16)).min(max);
+    cap.mul_f64(jitter_unit())
+}
+
+/// A uniform value in [0, 1) from a per-thread xorshift generator (no lock, no syscall).
+fn jitter_unit() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0x9E37_79B9, |d| d.as_nanos() as u64) | 1,
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
 }
 
 /// Builds the client's response header from the upstream's.
@@ -235,11 +331,11 @@ async fn relay(
     } else {
         "application/json"
     });
-    let header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
+    let mut header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
+    header.insert_header("x-tollgate-attempts", ctx.attempts_summary())?;
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
 
     if !is_sse {
-        let mut header = header;
         let raw = match read_whole(session, &mut up).await {
             Ok(b) => b,
             Err(ReadWhole::ClientGone) => return client_gone(ctx, "while the provider answered"),

@@ -40,5 +40,11 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &ApiError) ->
         _ => &[],
     };
     let body = crate::api::client::error(ctx.client, e.status(), &e.body());
-    json(session, ctx, e.status(), body, extra).await
+    if ctx.attempts.is_empty() {
+        return json(session, ctx, e.status(), body, extra).await;
+    }
+    let attempts = ctx.attempts_summary();
+    let mut with = extra.to_vec();
+    with.push(("x-tollgate-attempts", attempts.as_str()));
+    json(session, ctx, e.status(), body, &with).await
 }

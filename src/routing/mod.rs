@@ -5,6 +5,9 @@
 //! pays one hash lookup and no allocation here. Strategies, retries, budgets and circuit breakers
 //! build on this plan.
 
+pub mod balance;
+pub mod breaker;
+
 use std::sync::Arc;
 
 use crate::api::ApiError;
