@@ -65,11 +65,28 @@ impl AdminApp {
                     }),
                 )
             }
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.render().into_bytes(),
-            ),
+            "/metrics" => {
+                for b in self.config.health.snapshot(crate::routing::breaker::now_ms()) {
+                    let v = match b.state {
+                        "open" => 2,
+                        "half_open" => 1,
+                        _ => 0,
+                    };
+                    self.metrics
+                        .breaker_state
+                        .with_label_values(&[&b.provider, &b.model])
+                        .set(v);
+                }
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render().into_bytes(),
+                )
+            }
+            "/breakers" => {
+                let rows = self.config.health.snapshot(crate::routing::breaker::now_ms());
+                json_reply(StatusCode::OK, json!({ "breakers": rows }))
+            }
             _ => json_reply(
                 StatusCode::NOT_FOUND,
                 json!({"error": {"message": format!("unknown admin path {path}"), "type": "invalid_request_error", "param": null, "code": "unknown_url"}}),

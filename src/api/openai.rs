@@ -32,6 +32,8 @@ struct Peek<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+    #[serde(default)]
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +59,8 @@ pub struct LlmRequest {
     pub model_span: Range<usize>,
     pub stream: bool,
     pub include_usage: bool,
+    /// The request's `user` field (OpenAI), used for sticky routing.
+    pub user: Option<String>,
 }
 
 impl LlmRequest {
@@ -131,6 +135,7 @@ impl LlmRequest {
             model_span,
             stream,
             include_usage,
+            user: peek.user.filter(|u| !u.is_empty()),
             body,
         })
     }

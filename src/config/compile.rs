@@ -106,6 +106,8 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
                     provider: Arc::clone(provider),
                     model: t.model.clone(),
                     model_json: Bytes::from(serde_json::Value::from(t.model.as_str()).to_string()),
+                    weight: t.weight.unwrap_or(1),
+                    runtime: std::sync::OnceLock::new(),
                 })),
                 None => cx.error(
                     &tpath("provider"),
@@ -137,15 +139,44 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
                 "model {alias:?}: its fallback chain is cut at {MAX_PLAN} targets"
             ));
         }
+        let own_targets = own.get(alias.as_str()).cloned().unwrap_or_default();
+        let own_enabled: Vec<&Arc<Target>> = own_targets.iter().filter(|t| t.provider.is_enabled()).collect();
+        let strategy = m.strategy.unwrap_or_default();
+        let weighted = (strategy == crate::routing::balance::Strategy::Weighted)
+            .then(|| crate::routing::balance::Weighted::new(&own_enabled.iter().map(|t| t.weight).collect::<Vec<_>>()));
+        let ab = m.ab.as_ref().map(|ab| {
+            let path = |f: &str| vec![key("models"), key(alias), key("ab"), key(f)];
+            if !raw.models.contains_key(&ab.model) || &ab.model == alias {
+                cx.error(
+                    &path("model"),
+                    format!("{:?} is not another configured alias", ab.model),
+                );
+            }
+            if !(0.0..=100.0).contains(&ab.percent) {
+                cx.error(&path("percent"), "must be between 0 and 100");
+            }
+            if ab.sticky != "user" && ab.sticky != "none" {
+                cx.error(&path("sticky"), "must be `user` or `none`");
+            }
+            super::snapshot::AbSplit {
+                model: ab.model.clone(),
+                percent: ab.percent,
+                sticky_user: ab.sticky == "user",
+            }
+        });
         models.insert(
             alias.as_str().into(),
             Arc::new(ModelAlias {
                 name: alias.clone(),
-                targets: own.get(alias.as_str()).cloned().unwrap_or_default(),
+                own: own_enabled.len().min(plan.len()),
+                targets: own_targets,
                 fallbacks: m.fallbacks.clone(),
                 hidden: m.hidden,
                 plan,
                 unavailable,
+                strategy,
+                weighted,
+                ab,
             }),
         );
     }
@@ -293,6 +324,8 @@ fn compile_routing(r: &super::raw::RawRouting, cx: &mut Ctx) -> super::snapshot:
         max_retry_after: r.max_retry_after,
         budget: r.budget,
         retry_on: r.retry_on.clone(),
+        breaker: r.breaker,
+        key_cooldown: r.key_cooldown,
     }
 }
 

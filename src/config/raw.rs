@@ -97,6 +97,16 @@ pub struct RawRouting {
     /// Upstream statuses that are retried / fall back (connect errors, timeouts and resets always do).
     #[serde(default = "default_retry_on")]
     pub retry_on: Vec<u16>,
+    /// Per-target circuit breaker.
+    #[serde(default)]
+    pub breaker: crate::routing::breaker::BreakerConfig,
+    /// How long a provider key that got a 429 or 401 is skipped while the pool has others.
+    #[serde(default = "default_key_cooldown", with = "humantime_serde")]
+    pub key_cooldown: Duration,
+}
+
+fn default_key_cooldown() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl Default for RawRouting {
@@ -108,6 +118,8 @@ impl Default for RawRouting {
             max_retry_after: default_max_retry_after(),
             budget: default_budget(),
             retry_on: default_retry_on(),
+            breaker: Default::default(),
+            key_cooldown: default_key_cooldown(),
         }
     }
 }
@@ -219,6 +231,28 @@ pub struct RawModel {
     /// Hidden aliases are routable but not listed by `GET /v1/models`.
     #[serde(default)]
     pub hidden: bool,
+    /// How the alias's own targets are ordered per request (default `priority`).
+    #[serde(default)]
+    pub strategy: Option<crate::routing::balance::Strategy>,
+    /// Send a share of this alias's traffic to another alias.
+    #[serde(default)]
+    pub ab: Option<RawAb>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawAb {
+    /// The B arm: another alias.
+    pub model: String,
+    /// Percent of requests (0..=100) sent to B.
+    pub percent: f64,
+    /// Keep a client on one arm: by the request's `user` / `x-tollgate-user` (`user`), or not (`none`).
+    #[serde(default = "default_sticky")]
+    pub sticky: String,
+}
+
+fn default_sticky() -> String {
+    "user".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,4 +261,7 @@ pub struct RawTarget {
     pub provider: String,
     /// The model name the provider knows.
     pub model: String,
+    /// Share of traffic under `strategy: weighted` (default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
 }

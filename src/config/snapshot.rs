@@ -57,7 +57,7 @@ pub struct ServerSettings {
 }
 
 /// Retries, backoff and the time budget (see `raw::RawRouting`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoutingSettings {
     pub retries: u32,
     pub backoff: Duration,
@@ -65,6 +65,8 @@ pub struct RoutingSettings {
     pub max_retry_after: Duration,
     pub budget: Duration,
     pub retry_on: Vec<u16>,
+    pub breaker: crate::routing::breaker::BreakerConfig,
+    pub key_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,8 @@ pub struct Provider {
     next_key: AtomicUsize,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub timeouts: Timeouts,
+    /// The key pool's cooldown state, attached when the snapshot is installed (it outlives reloads).
+    pub pool: std::sync::OnceLock<Arc<crate::routing::breaker::KeyPool>>,
     /// Kept for dialects that sign requests instead of sending a key header.
     pub keys: Vec<Secret>,
     pub options: ProviderOptions,
@@ -167,9 +171,15 @@ impl Provider {
             next_key: AtomicUsize::new(0),
             headers,
             timeouts,
+            pool: std::sync::OnceLock::new(),
             keys,
             options,
         }
+    }
+
+    /// The key header value for key `index` (from the key pool).
+    pub fn auth_at(&self, index: usize) -> Option<&HeaderValue> {
+        self.auth.get(index)
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -198,6 +208,28 @@ pub struct ModelAlias {
     pub plan: Vec<Arc<Target>>,
     /// Why `plan` is empty, when it is.
     pub unavailable: Option<String>,
+    /// How the alias's own targets (the first `own` entries of `plan`) are ordered per request.
+    pub strategy: crate::routing::balance::Strategy,
+    pub own: usize,
+    /// Smooth weighted round-robin over the own targets, for `strategy: weighted`.
+    pub weighted: Option<crate::routing::balance::Weighted>,
+    pub ab: Option<AbSplit>,
+}
+
+/// A share of an alias's traffic sent to another alias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbSplit {
+    pub model: String,
+    pub percent: f64,
+    /// Sticky per user (`user` field or `x-tollgate-user`).
+    pub sticky_user: bool,
+}
+
+/// A target's live state, kept across reloads and attached to each new snapshot.
+#[derive(Debug)]
+pub struct TargetRuntime {
+    pub stats: Arc<crate::routing::balance::TargetStats>,
+    pub breaker: Arc<crate::routing::breaker::Breaker>,
 }
 
 /// Longest plan: a larger fallback graph is cut here.
@@ -210,4 +242,7 @@ pub struct Target {
     pub model: String,
     /// `model` as a JSON string literal, ready to splice into a request body.
     pub model_json: Bytes,
+    pub weight: u32,
+    /// Attached when the snapshot is installed (`ConfigStore`).
+    pub runtime: std::sync::OnceLock<TargetRuntime>,
 }

@@ -14,6 +14,11 @@ use super::{load_file, ConfigErrors, Snapshot};
 pub struct ConfigStore {
     path: PathBuf,
     current: ArcSwap<Snapshot>,
+    /// Live per-target statistics, breakers and key pools: they outlive snapshots, and each new
+    /// snapshot's targets and providers get handles to them when it is installed (so requests
+    /// never look them up).
+    pub stats: crate::routing::balance::Stats,
+    pub health: crate::routing::breaker::Health,
 }
 
 /// What a reload did.
@@ -27,9 +32,14 @@ pub enum ReloadOutcome {
 impl ConfigStore {
     pub fn new(path: &Path, initial: Snapshot) -> Self {
         log_warnings(&initial.warnings, &BTreeSet::new());
+        let stats = crate::routing::balance::Stats::new();
+        let health = crate::routing::breaker::Health::new();
+        attach(&initial, &stats, &health);
         ConfigStore {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(initial),
+            stats,
+            health,
         }
     }
 
@@ -63,12 +73,28 @@ impl ConfigStore {
         if a.threads != b.threads {
             restart.push("server.threads");
         }
+        attach(&next, &self.stats, &self.health);
         self.current.store(Arc::new(next));
         Ok(if restart.is_empty() {
             ReloadOutcome::Swapped
         } else {
             ReloadOutcome::SwappedNeedsRestart(restart)
         })
+    }
+}
+
+/// Gives a snapshot's targets and providers their live state (kept by target and provider name).
+fn attach(snap: &Snapshot, stats: &crate::routing::balance::Stats, health: &crate::routing::breaker::Health) {
+    for p in snap.providers.values() {
+        let _ = p.pool.set(health.keys(&p.name, p.auth.len()));
+    }
+    for m in snap.models.values() {
+        for t in &m.targets {
+            let _ = t.runtime.set(super::snapshot::TargetRuntime {
+                stats: stats.get(&t.provider.name, &t.model),
+                breaker: health.breaker(&t.provider.name, &t.model, snap.routing.breaker),
+            });
+        }
     }
 }
 

@@ -45,6 +45,10 @@ pub struct RequestCtx {
     /// Time spent waiting on providers.
     pub upstream_time: Duration,
     pub inflight: bool,
+    /// Counts this request in its target's in-flight number until the request ends.
+    pub inflight_guard: Option<crate::routing::balance::InflightGuard>,
+    /// The A/B arm (`a` or `b`) when the alias splits traffic.
+    pub ab_arm: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -64,6 +68,8 @@ impl RequestCtx {
             first_byte: None,
             upstream_time: Duration::ZERO,
             inflight: false,
+            inflight_guard: None,
+            ab_arm: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::api::{client, ApiError, Endpoint};
 use crate::config::Target;
 use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
 use crate::providers::{Adapter, Rendered, Wire};
+use crate::routing::breaker::{now_ms, Admission};
 
 /// A whole (non-streamed) response body larger than this is refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -57,9 +58,42 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     if let Some(alias) = snapshot.model(&req.model) {
         ctx.model = Some(alias.name.clone());
     }
-    let plan = match crate::routing::plan(&snapshot, &req.model) {
+    // A/B split: a share of the alias's traffic goes to another alias (sticky per user).
+    let mut alias_name = req.model.as_str();
+    if let Some(ab) = snapshot.model(&req.model).and_then(|m| m.ab.as_ref()) {
+        let user = session
+            .req_header()
+            .headers
+            .get("x-tollgate-user")
+            .and_then(|v| v.to_str().ok())
+            .or(req.user.as_deref());
+        let sticky = if ab.sticky_user { user } else { None };
+        let b = crate::routing::balance::ab_arm(&req.model, sticky, ab.percent);
+        ctx.ab_arm = Some(if b { "b" } else { "a" });
+        if b {
+            alias_name = ab.model.as_str();
+        }
+    }
+    let plan = match crate::routing::plan(&snapshot, alias_name) {
         Ok(p) => p,
         Err(e) => return respond::error(session, ctx, &e).await,
+    };
+    // The alias's own targets in its strategy's order, then its fallbacks' in configured order.
+    let order: Vec<usize> = match snapshot.model(alias_name) {
+        Some(m) if m.own > 1 => {
+            let stats: Vec<&crate::routing::balance::TargetStats> = plan[..m.own]
+                .iter()
+                .filter_map(|t| t.runtime.get().map(|r| &*r.stats))
+                .collect();
+            let mut o = if stats.len() == m.own {
+                crate::routing::balance::order(m.strategy, m.own, m.weighted.as_ref(), &stats)
+            } else {
+                (0..m.own).collect()
+            };
+            o.extend(m.own..plan.len());
+            o
+        }
+        _ => (0..plan.len()).collect(),
     };
 
     let routing = &snapshot.routing;
@@ -70,8 +104,25 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     let deadline = ctx.started + budget;
     let mut last_error: Option<ApiError> = None;
     let mut budget_spent = false;
-    'targets: for (i, target) in plan.iter().enumerate() {
+    'targets: for (i, target) in order.iter().map(|&i| &plan[i]).enumerate() {
         let last_target = i + 1 == plan.len();
+        let runtime = target.runtime.get();
+        // A target whose breaker is open is skipped; after the cooldown one request probes it.
+        let probe = match runtime.map(|r| r.breaker.admit(now_ms())) {
+            Some(Admission::Rejected) => {
+                ctx.attempts.push(Attempt {
+                    target: Arc::clone(target),
+                    outcome: AttemptOutcome::Failed("breaker_open"),
+                });
+                last_error.get_or_insert(ApiError::NoProvider {
+                    model: req.model.clone(),
+                    reason: format!("the circuit breaker of {} is open", target.provider.name),
+                });
+                continue;
+            }
+            Some(Admission::Probe) => true,
+            Some(Admission::Allowed) | None => false,
+        };
         let adapter = target.provider.kind.adapter();
         let rendered = match adapter.render(&req, target) {
             Ok(r) => r,
@@ -85,8 +136,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 continue;
             }
         };
-        for attempt in 0..=routing.retries {
-            let final_try = last_target && attempt == routing.retries;
+        let retries = if probe { 0 } else { routing.retries };
+        for attempt in 0..=retries {
+            let final_try = last_target && attempt == retries;
             let Some(remaining) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 budget_spent = true;
                 break 'targets;
@@ -95,7 +147,10 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             let mut timeouts = target.provider.timeouts;
             timeouts.connect = timeouts.connect.min(remaining);
             timeouts.first_byte = timeouts.first_byte.min(remaining);
-            let sent = upstream::send(&state.connector, session, target, &rendered, req.stream, timeouts).await;
+            let pool = target.provider.pool.get();
+            let key = pool.and_then(|p| p.pick(now_ms()));
+            let guard = runtime.map(|r| r.stats.start());
+            let sent = upstream::send(&state.connector, session, target, &rendered, req.stream, timeouts, key).await;
             let wait = match sent {
                 Ok(up) => {
                     let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
@@ -103,7 +158,23 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                         target: Arc::clone(target),
                         outcome: AttemptOutcome::Status(status),
                     });
-                    if !routing.retry_on.contains(&status) || final_try {
+                    let failed = routing.retry_on.contains(&status) || status >= 500;
+                    if let Some(r) = runtime {
+                        r.breaker.record(!failed, now_ms());
+                        if !failed {
+                            r.stats.observe_ttfb(up.started.elapsed());
+                        }
+                    }
+                    // A 429 or 401 on one key cools it down; with another key in the pool a 401 is
+                    // worth retrying.
+                    let mut other_key = false;
+                    if let (Some(pool), Some(k), 429 | 401) = (pool, key, status) {
+                        pool.cool_down(k, now_ms() + routing.key_cooldown.as_millis() as u64);
+                        other_key = pool.available(now_ms()) > 0;
+                    }
+                    let retry = routing.retry_on.contains(&status) || (status == 401 && other_key);
+                    if !retry || final_try {
+                        ctx.inflight_guard = guard;
                         if i > 0 {
                             if let Some(m) = &ctx.model {
                                 state.metrics.fallbacks.with_label_values(&[m]).inc();
@@ -127,8 +198,16 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                         None => backoff(routing.backoff, routing.backoff_max, attempt),
                     }
                 }
-                Err(AttemptError::ClientGone) => return client_gone(ctx, "while waiting for the provider"),
+                Err(AttemptError::ClientGone) => {
+                    if let (true, Some(r)) = (probe, runtime) {
+                        r.breaker.abandon_probe(now_ms());
+                    }
+                    return client_gone(ctx, "while waiting for the provider");
+                }
                 Err(e) => {
+                    if let Some(r) = runtime {
+                        r.breaker.record(false, now_ms());
+                    }
                     ctx.attempts.push(Attempt {
                         target: Arc::clone(target),
                         outcome: AttemptOutcome::Failed(e.kind()),
@@ -151,7 +230,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     backoff(routing.backoff, routing.backoff_max, attempt)
                 }
             };
-            if attempt == routing.retries {
+            if attempt == retries {
                 continue 'targets;
             }
             // Back off before retrying this target, within the budget and while the client stays.
@@ -333,6 +412,9 @@ async fn relay(
     });
     let mut header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
     header.insert_header("x-tollgate-attempts", ctx.attempts_summary())?;
+    if let Some(arm) = ctx.ab_arm {
+        header.insert_header("x-tollgate-ab", arm)?;
+    }
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
 
     if !is_sse {

@@ -66,7 +66,12 @@ pub struct Upstream {
     pub started: Instant,
 }
 
-fn request_header(target: &Target, rendered: &Rendered, stream: bool) -> pingora::Result<RequestHeader> {
+fn request_header(
+    target: &Target,
+    rendered: &Rendered,
+    stream: bool,
+    key: Option<usize>,
+) -> pingora::Result<RequestHeader> {
     let p = &target.provider;
     let mut req = RequestHeader::build(
         "POST",
@@ -74,7 +79,8 @@ fn request_header(target: &Target, rendered: &Rendered, stream: bool) -> pingora
         Some(7 + p.headers.len() + rendered.headers.len()),
     )?;
     req.insert_header(http::header::HOST, p.host_header.clone())?;
-    if let Some(auth) = p.next_auth() {
+    // The key the pool picked (skipping keys cooling down), else plain rotation.
+    if let Some(auth) = key.and_then(|k| p.auth_at(k)).or_else(|| p.next_auth()) {
         req.insert_header(p.auth_header.clone(), auth.clone())?;
     }
     req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -111,9 +117,10 @@ pub async fn send(
     rendered: &Rendered,
     stream: bool,
     timeouts: Timeouts,
+    key: Option<usize>,
 ) -> Result<Upstream, AttemptError> {
     let peer = target.provider.peer.as_ref().ok_or(AttemptError::Unavailable)?;
-    let header = request_header(target, rendered, stream).map_err(|e| AttemptError::Protocol(e.to_string()))?;
+    let header = request_header(target, rendered, stream, key).map_err(|e| AttemptError::Protocol(e.to_string()))?;
     let started = Instant::now();
     for fresh_try in [false, true] {
         let (mut up, reused) = connector

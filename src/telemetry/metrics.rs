@@ -14,6 +14,8 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub config_reloads: IntCounter,
     pub config_reload_errors: IntCounter,
+    /// Per target: 0 closed, 1 half-open, 2 open (set when /metrics is rendered).
+    pub breaker_state: prometheus::IntGaugeVec,
 }
 
 /// Request durations from 1 ms to ~10 min.
@@ -65,6 +67,14 @@ impl Metrics {
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_reload_errors.clone()))?;
+        let breaker_state = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tollgate_breaker_state",
+                "Circuit breaker per target: 0 closed, 1 half-open, 2 open",
+            ),
+            &["provider", "model"],
+        )?;
+        registry.register(Box::new(breaker_state.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -75,6 +85,7 @@ impl Metrics {
             inflight,
             config_reloads,
             config_reload_errors,
+            breaker_state,
         })
     }
 

@@ -1,0 +1,127 @@
+//! Routing through the real gateway: circuit breakers opening and closing, weighted and A/B
+//! splits within statistical bounds, least-latency following a slow target.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn chat(gw: &Gateway, user: &str) -> Resp {
+    gw.chat(&json!({"model": "m", "user": user, "messages": [{"role": "user", "content": "hi"}]}))
+}
+
+#[test]
+fn a_breaker_opens_on_failures_and_a_probe_closes_it() {
+    let bad = Mock::start(&["--status", "503", "--fail-first", "3"]);
+    let good = Mock::start(&[]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "routing:\n  retries: 0\n  breaker: {{ consecutive_failures: 2, cooldown: 1s }}\nproviders:\n{}{}models:\n  m:\n    targets: [ {{ provider: bad, model: x }}, {{ provider: good, model: y }} ]\n",
+            mock_provider("bad", &bad.base_url(), ""),
+            mock_provider("good", &good.base_url(), "")
+        ),
+    );
+    assert_eq!(chat(&gw, "u").header("x-tollgate-attempts"), Some("bad:503,good:200"));
+    assert_eq!(chat(&gw, "u").header("x-tollgate-attempts"), Some("bad:503,good:200"));
+    // Two failures in a row: the breaker is open, `bad` is skipped without a request.
+    let r = chat(&gw, "u");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-tollgate-attempts"), Some("bad:breaker_open,good:200"));
+    assert_eq!(bad.requests().len(), 2);
+    let breakers = get(&gw.admin_url("/breakers")).json();
+    let row = breakers["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["provider"] == "bad")
+        .unwrap()
+        .clone();
+    assert_eq!(row["state"], "open");
+    assert_eq!(gw.metric(r#"tollgate_breaker_state{model="x",provider="bad"}"#), 2.0);
+    // After the cooldown one probe goes through; it fails (3rd forced failure) and re-opens.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(chat(&gw, "u").header("x-tollgate-attempts"), Some("bad:503,good:200"));
+    assert_eq!(
+        chat(&gw, "u").header("x-tollgate-attempts"),
+        Some("bad:breaker_open,good:200")
+    );
+    // Next probe succeeds (the mock has recovered) and closes the breaker.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(chat(&gw, "u").header("x-tollgate-attempts"), Some("bad:200"));
+    assert_eq!(chat(&gw, "u").header("x-tollgate-attempts"), Some("bad:200"));
+    let breakers = get(&gw.admin_url("/breakers")).json();
+    let row = breakers["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["provider"] == "bad")
+        .unwrap()
+        .clone();
+    assert_eq!(row["state"], "closed");
+}
+
+#[test]
+fn weighted_and_ab_splits_hold_their_shares() {
+    let a = Mock::start(&["--record-limit", "1000"]);
+    let b = Mock::start(&["--record-limit", "1000"]);
+    let c = Mock::start(&["--record-limit", "1000"]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "providers:\n{}{}{}models:\n  m:\n    strategy: weighted\n    targets: [ {{ provider: a, model: x, weight: 3 }}, {{ provider: b, model: y, weight: 1 }} ]\n    ab: {{ model: exp, percent: 20 }}\n  exp:\n    targets: [ {{ provider: c, model: z }} ]\n",
+            mock_provider("a", &a.base_url(), ""),
+            mock_provider("b", &b.base_url(), ""),
+            mock_provider("c", &c.base_url(), "")
+        ),
+    );
+    let n = 400;
+    let mut arm_b = 0;
+    for i in 0..n {
+        let r = chat(&gw, &format!("user-{i}"));
+        assert_eq!(r.status, 200);
+        if r.header("x-tollgate-ab") == Some("b") {
+            arm_b += 1;
+            assert_eq!(r.header("x-tollgate-provider"), Some("c"));
+        }
+    }
+    // 20 % of 400 users: binomial sd = 8; allow ±4 sd.
+    assert!((48..=112).contains(&arm_b), "A/B arm B got {arm_b} of {n}");
+    // The weighted split is exact per cycle (smooth weighted round-robin): 3:1 of the A arm.
+    let (na, nb) = (a.requests().len() as i64, b.requests().len() as i64);
+    assert_eq!(na + nb, (n - arm_b) as i64);
+    assert!((na - 3 * nb).abs() <= 4, "weighted 3:1 broke: a={na} b={nb}");
+    // Sticky: the same user always lands on the same arm.
+    let first = chat(&gw, "sticky-user").header("x-tollgate-ab").unwrap().to_string();
+    for _ in 0..10 {
+        assert_eq!(chat(&gw, "sticky-user").header("x-tollgate-ab"), Some(first.as_str()));
+    }
+}
+
+#[test]
+fn least_latency_follows_the_fast_target() {
+    let slow = Mock::start(&["--latency-ms", "150", "--record-limit", "1000"]);
+    let fast = Mock::start(&["--record-limit", "1000"]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "providers:\n{}{}models:\n  m:\n    strategy: least_latency\n    targets: [ {{ provider: slow, model: x }}, {{ provider: fast, model: y }} ]\n",
+            mock_provider("slow", &slow.base_url(), ""),
+            mock_provider("fast", &fast.base_url(), "")
+        ),
+    );
+    // Each target is explored once (no sample yet ranks first), then the fast one wins.
+    for i in 0..20 {
+        assert_eq!(chat(&gw, &format!("u{i}")).status, 200);
+    }
+    assert_eq!(
+        slow.requests().len(),
+        1,
+        "the slow target should be tried once, then avoided"
+    );
+    assert_eq!(fast.requests().len(), 19);
+}
