@@ -178,3 +178,53 @@ fn every_way_of_failing_before_the_answer_falls_back() {
     assert!(attempts.ends_with(",stall:timeout,good:200"), "{attempts}");
     assert_eq!(good.requests().len(), 1);
 }
+
+#[test]
+fn a_prompt_too_long_for_one_model_moves_to_a_larger_one() {
+    // Provider-side: the small model answers OpenAI's context_length_exceeded 400.
+    let small = Mock::start(&["--context-window", "20"]);
+    let large = Mock::start(&[]);
+    let long_prompt = "word ".repeat(200);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "{}providers:\n{}{}models:\n  m:\n    targets: [ {{ provider: small, model: s }}, {{ provider: large, model: l }} ]\n",
+            routing("  retries: 2\n"),
+            mock_provider("small", &small.base_url(), ""),
+            mock_provider("large", &large.base_url(), "")
+        ),
+    );
+    let r = gw.chat(&chat_body(&long_prompt));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-tollgate-attempts"), Some("small:context_length,large:200"));
+    assert_eq!(
+        small.requests().len(),
+        1,
+        "a context-length error is not retried on the same model"
+    );
+    // A 400 that is not about context length is the client's error: relayed, not retried.
+    let r = gw.chat(&chat_body("[[mock: status=400]]"));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("Forced 400"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.header("x-tollgate-attempts"), Some("small:400"));
+
+    // Gateway-side: a configured context window skips the target before any call.
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "{}providers:\n{}{}models:\n  m:\n    targets: [ {{ provider: small, model: s, context_window: 100 }}, {{ provider: large, model: l }} ]\n",
+            routing(""),
+            mock_provider("small", &small.base_url(), ""),
+            mock_provider("large", &large.base_url(), "")
+        ),
+    );
+    small.clear();
+    let r = gw.chat(&chat_body(&long_prompt));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-tollgate-attempts"), Some("small:context_window,large:200"));
+    assert!(small.requests().is_empty());
+}

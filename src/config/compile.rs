@@ -107,6 +107,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
                     model: t.model.clone(),
                     model_json: Bytes::from(serde_json::Value::from(t.model.as_str()).to_string()),
                     weight: t.weight.unwrap_or(1),
+                    context_window: t.context_window,
                     runtime: std::sync::OnceLock::new(),
                 })),
                 None => cx.error(

@@ -264,4 +264,8 @@ pub struct RawTarget {
     /// Share of traffic under `strategy: weighted` (default 1).
     #[serde(default)]
     pub weight: Option<u32>,
+    /// The model's context window in tokens: a request whose estimated prompt plus `max_tokens`
+    /// exceeds it skips this target.
+    #[serde(default)]
+    pub context_window: Option<u64>,
 }

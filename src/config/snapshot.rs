@@ -243,6 +243,7 @@ pub struct Target {
     /// `model` as a JSON string literal, ready to splice into a request body.
     pub model_json: Bytes,
     pub weight: u32,
+    pub context_window: Option<u64>,
     /// Attached when the snapshot is installed (`ConfigStore`).
     pub runtime: std::sync::OnceLock<TargetRuntime>,
 }

@@ -63,6 +63,8 @@ pub struct Behavior {
     pub text: Option<String>,
     /// Answer with a call to this tool (the request must declare it) instead of text.
     pub tool: Option<String>,
+    /// Reject prompts of more tokens than this with OpenAI's `context_length_exceeded` 400.
+    pub context_window: Option<u64>,
 }
 
 impl Default for Behavior {
@@ -79,6 +81,7 @@ impl Default for Behavior {
             hang: false,
             text: None,
             tool: None,
+            context_window: None,
         }
     }
 }
@@ -124,6 +127,9 @@ impl Behavior {
         if let Some(v) = &o.tool {
             self.tool = Some(v.clone());
         }
+        if let Some(v) = o.context_window {
+            self.context_window = Some(v);
+        }
     }
 }
 
@@ -140,6 +146,7 @@ pub struct Overrides {
     pub close_after: Option<u32>,
     pub hang: Option<bool>,
     pub tool: Option<String>,
+    pub context_window: Option<u64>,
     pub text: Option<String>,
 }
 
@@ -221,7 +228,8 @@ impl Overrides {
             close_after,
             hang,
             text,
-            tool
+            tool,
+            context_window
         );
     }
 
@@ -258,6 +266,7 @@ impl Overrides {
                 }
                 self.text = Some(v.to_string());
             }
+            "context_window" => self.context_window = Some(num(key, v, 1, 10_000_000, "a token count 1..=10000000")?),
             "tool" => {
                 if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 {
@@ -283,6 +292,7 @@ fn is_known(key: &str) -> bool {
             | "chunks"
             | "close_after"
             | "tool"
+            | "context_window"
             | "text"
     )
 }
@@ -397,6 +407,7 @@ mod tests {
                 hang: false,
                 text: Some("héllo".into()),
                 tool: None,
+                context_window: None,
             }
         );
         assert_eq!(b.forced_status(), Some(503));

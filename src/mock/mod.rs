@@ -96,6 +96,9 @@ pub struct MockOptions {
     /// (a provider that recovers; 0 = every request).
     #[arg(long, default_value_t = 0)]
     pub fail_first: u64,
+    /// Reject chat prompts longer than this many tokens (OpenAI's `context_length_exceeded`).
+    #[arg(long, value_name = "TOKENS")]
+    pub context_window: Option<u64>,
     /// Bedrock: the access key id whose SigV4 signatures are accepted.
     #[arg(long, value_name = "ID", default_value = bedrock::DEFAULT_ACCESS_KEY_ID)]
     pub aws_access_key_id: String,
@@ -118,6 +121,7 @@ impl Default for MockOptions {
             require_key: None,
             record_limit: DEFAULT_RECORD_LIMIT,
             fail_first: 0,
+            context_window: None,
             aws_access_key_id: bedrock::DEFAULT_ACCESS_KEY_ID.into(),
             aws_secret_access_key: bedrock::DEFAULT_SECRET_ACCESS_KEY.into(),
         }
@@ -139,6 +143,7 @@ impl MockOptions {
             hang: self.hang,
             text: None,
             tool: None,
+            context_window: self.context_window,
         }
     }
 }

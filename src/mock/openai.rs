@@ -293,7 +293,17 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
             );
         }
     }
-    let usage = Usage::new(chat_prompt_tokens(messages), u64::from(g.chunks));
+    let prompt_tokens = chat_prompt_tokens(messages);
+    if let Some(window) = b.context_window.filter(|w| prompt_tokens > *w) {
+        return error_reply(
+            400,
+            format!("This model's maximum context length is {window} tokens. However, your messages resulted in {prompt_tokens} tokens."),
+            "invalid_request_error",
+            Some("messages"),
+            Some("context_length_exceeded"),
+        );
+    }
+    let usage = Usage::new(prompt_tokens, u64::from(g.chunks));
     let id = format!("chatcmpl-mock-{seq}");
     if g.stream {
         let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, usage);

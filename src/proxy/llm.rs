@@ -104,6 +104,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     let deadline = ctx.started + budget;
     let mut last_error: Option<ApiError> = None;
     let mut budget_spent = false;
+    let mut prompt_estimate: Option<Option<u64>> = None;
     'targets: for (i, target) in order.iter().map(|&i| &plan[i]).enumerate() {
         let last_target = i + 1 == plan.len();
         let runtime = target.runtime.get();
@@ -123,6 +124,24 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             Some(Admission::Probe) => true,
             Some(Admission::Allowed) | None => false,
         };
+        // A target whose context window the prompt (estimated) plus the completion budget exceed
+        // is skipped before any call.
+        if let Some(window) = target.context_window {
+            if prompt_estimate.is_none() {
+                prompt_estimate = Some(estimate_need(&req).await);
+            }
+            if prompt_estimate.flatten().is_some_and(|need| need > window) {
+                ctx.attempts.push(Attempt {
+                    target: Arc::clone(target),
+                    outcome: AttemptOutcome::Failed("context_window"),
+                });
+                last_error.get_or_insert(ApiError::InvalidField {
+                    field: "messages",
+                    message: "the prompt is longer than the context window of every model that could serve it".into(),
+                });
+                continue;
+            }
+        }
         let adapter = target.provider.kind.adapter();
         let rendered = match adapter.render(&req, target) {
             Ok(r) => r,
@@ -152,7 +171,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             let guard = runtime.map(|r| r.stats.start());
             let sent = upstream::send(&state.connector, session, target, &rendered, req.stream, timeouts, key).await;
             let wait = match sent {
-                Ok(up) => {
+                Ok(mut up) => {
                     let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
                     ctx.attempts.push(Attempt {
                         target: Arc::clone(target),
@@ -172,6 +191,25 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                         pool.cool_down(k, now_ms() + routing.key_cooldown.as_millis() as u64);
                         other_key = pool.available(now_ms()) > 0;
                     }
+                    // A 400 saying the prompt is too long for this model: a later target may have a
+                    // larger context window, so read the (small) body to tell.
+                    let mut prefetched = None;
+                    if status == 400 && !last_target {
+                        match read_whole(session, &mut up).await {
+                            Ok(body) if is_context_length_error(&body) => {
+                                if let Some(a) = ctx.attempts.last_mut() {
+                                    a.outcome = AttemptOutcome::Failed("context_length");
+                                }
+                                continue 'targets;
+                            }
+                            Ok(body) => prefetched = Some(body),
+                            Err(ReadWhole::ClientGone) => return client_gone(ctx, "while the provider answered"),
+                            Err(ReadWhole::Failed(e)) => {
+                                last_error = Some(e);
+                                continue 'targets;
+                            }
+                        }
+                    }
                     let retry = routing.retry_on.contains(&status) || (status == 401 && other_key);
                     if !retry || final_try {
                         ctx.inflight_guard = guard;
@@ -181,7 +219,10 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                             }
                         }
                         ctx.served_by = Some(target.clone());
-                        return relay(state, session, ctx, &req, target, adapter, &rendered, up, status).await;
+                        return relay(
+                            state, session, ctx, &req, target, adapter, &rendered, up, status, prefetched,
+                        )
+                        .await;
                     }
                     ctx.upstream_time += up.started.elapsed();
                     state
@@ -256,6 +297,41 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         })
     };
     respond::error(session, ctx, &err).await
+}
+
+/// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
+/// cannot be estimated (not a chat request). Large prompts are encoded on a blocking thread.
+async fn estimate_need(req: &LlmRequest) -> Option<u64> {
+    if !matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Messages) {
+        return None;
+    }
+    let chat = req.canonical().ok()?;
+    let completion = chat.max_output_tokens().unwrap_or(0);
+    let prompt = if req.body.len() > 32 * 1024 {
+        let owned = chat.clone();
+        tokio::task::spawn_blocking(move || crate::limits::tokens::estimate_chat(&owned))
+            .await
+            .ok()?
+    } else {
+        crate::limits::tokens::estimate_chat(chat)
+    };
+    Some(prompt + completion)
+}
+
+/// Whether a provider's 400 says the prompt does not fit the model's context window (OpenAI's
+/// `context_length_exceeded`, Anthropic's "prompt is too long", Gemini's and Bedrock's wording).
+fn is_context_length_error(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+    [
+        "context_length_exceeded",
+        "maximum context length",
+        "prompt is too long",
+        "input is too long",
+        "exceeds the maximum number of tokens",
+        "context window",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 /// The request's time budget: the configured one, lowered by `x-tollgate-timeout-ms`.
@@ -391,6 +467,7 @@ async fn relay(
     rendered: &Rendered,
     mut up: Upstream,
     status: u16,
+    prefetched: Option<Bytes>,
 ) -> Result<bool> {
     let h2 = session.as_downstream().is_http2();
     let Some(up_header) = up.session.response_header() else {
@@ -418,7 +495,11 @@ async fn relay(
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
 
     if !is_sse {
-        let raw = match read_whole(session, &mut up).await {
+        let raw = match prefetched {
+            Some(b) => Ok(b),
+            None => read_whole(session, &mut up).await,
+        };
+        let raw = match raw {
             Ok(b) => b,
             Err(ReadWhole::ClientGone) => return client_gone(ctx, "while the provider answered"),
             Err(ReadWhole::Failed(e)) => {
