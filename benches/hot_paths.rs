@@ -73,6 +73,44 @@ fn bench_routing(c: &mut Criterion) {
     g.bench_function("plan_long_fallback_chain", |b| {
         b.iter(|| black_box(tollgate::routing::plan(&snap, black_box("alias-37")).unwrap()))
     });
+    // Per-request ordering of an alias's own targets (4 targets), as the proxy does it.
+    let stats: Vec<std::sync::Arc<tollgate::routing::balance::TargetStats>> = (0..4)
+        .map(|_| std::sync::Arc::new(tollgate::routing::balance::TargetStats::new()))
+        .collect();
+    for (i, s) in stats.iter().enumerate() {
+        s.observe_ttfb(std::time::Duration::from_millis(10 * (4 - i as u64)));
+    }
+    let weighted = tollgate::routing::balance::Weighted::new(&[5, 3, 1, 1]);
+    for (name, strategy) in [
+        ("order_priority_4", tollgate::routing::balance::Strategy::Priority),
+        ("order_weighted_4", tollgate::routing::balance::Strategy::Weighted),
+        (
+            "order_least_latency_4",
+            tollgate::routing::balance::Strategy::LeastLatency,
+        ),
+        ("order_least_busy_4", tollgate::routing::balance::Strategy::LeastBusy),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(tollgate::routing::balance::order(strategy, 4, Some(&weighted), &stats)))
+        });
+    }
+    let breaker = tollgate::routing::breaker::Breaker::new(Default::default());
+    g.bench_function("breaker_admit_record", |b| {
+        b.iter(|| {
+            let now = tollgate::routing::breaker::now_ms();
+            black_box(breaker.admit(now));
+            breaker.record(true, now);
+        })
+    });
+    g.bench_function("ab_arm_sticky", |b| {
+        b.iter(|| {
+            black_box(tollgate::routing::balance::ab_arm(
+                "alias-7",
+                Some(black_box("user-12345")),
+                10.0,
+            ))
+        })
+    });
     g.bench_function("plan_single_alias", |b| {
         b.iter(|| black_box(tollgate::routing::plan(&snap, black_box("alias-0")).unwrap()))
     });
