@@ -125,3 +125,40 @@ fn least_latency_follows_the_fast_target() {
     );
     assert_eq!(fast.requests().len(), 19);
 }
+
+#[test]
+fn the_routes_table_rewrites_restricts_and_names_the_route() {
+    let main = Mock::start(&[]);
+    let cheap = Mock::start(&[]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "providers:\n{}{}models:\n  m:\n    targets: [ {{ provider: main, model: big }} ]\n  cheap:\n    targets: [ {{ provider: cheap, model: small }} ]\nroutes:\n  - name: free-search\n    match: {{ task: search, metadata: {{ tier: free }} }}\n    model: cheap\n  - name: locked\n    match: {{ task: locked }}\n    allowed_models: [\"cheap*\"]\n  - name: everything-else\n    strategy: priority\n",
+            mock_provider("main", &main.base_url(), ""),
+            mock_provider("cheap", &cheap.base_url(), "")
+        ),
+    );
+    let body = |meta: serde_json::Value| {
+        json!({"model": "m", "metadata": meta, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+    };
+    let url = gw.url("/v1/chat/completions");
+    let r = post(&url, &body(json!({"tier": "free"})), &[("x-tollgate-task", "search")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-tollgate-route"), Some("free-search"));
+    assert_eq!(r.header("x-tollgate-provider"), Some("cheap"));
+    // The upstream model is the rewritten alias's; the client's metadata passes through.
+    assert!(cheap.requests()[0]["body"]
+        .as_str()
+        .unwrap()
+        .contains(r#""model":"small""#));
+
+    let r = post(&url, &body(json!({"tier": "paid"})), &[("x-tollgate-task", "search")]);
+    assert_eq!(r.header("x-tollgate-route"), Some("everything-else"));
+    assert_eq!(r.header("x-tollgate-provider"), Some("main"));
+
+    let r = post(&url, &body(json!({})), &[("x-tollgate-task", "locked")]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "model_not_allowed");
+    assert!(v["error"]["message"].as_str().unwrap().contains("locked"));
+}

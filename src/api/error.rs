@@ -36,6 +36,8 @@ pub enum ApiError {
     ClientBody(String),
     #[error("{0}.")]
     Unsupported(String),
+    #[error("The model `{model}` is not allowed on route `{route}`.")]
+    ModelNotAllowed { model: String, route: String },
     #[error("The request's time budget of {budget_ms} ms ran out; attempts: {attempts}.")]
     BudgetExhausted { budget_ms: u64, attempts: String },
 }
@@ -49,6 +51,7 @@ impl ApiError {
             | ApiError::ClientBody(_)
             | ApiError::Unsupported(_) => 400,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
+            ApiError::ModelNotAllowed { .. } => 403,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
@@ -64,6 +67,7 @@ impl ApiError {
             | ApiError::MissingField(_)
             | ApiError::InvalidField { .. }
             | ApiError::ModelNotFound(_)
+            | ApiError::ModelNotAllowed { .. }
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed { .. }
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::MissingField(_) => "missing_required_parameter",
             ApiError::InvalidField { .. } => "invalid_value",
             ApiError::ModelNotFound(_) => "model_not_found",
+            ApiError::ModelNotAllowed { .. } => "model_not_allowed",
             ApiError::PayloadTooLarge { .. } => "request_too_large",
             ApiError::NotFound { .. } => "unknown_url",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -100,7 +105,9 @@ impl ApiError {
     pub fn param(&self) -> Option<&'static str> {
         match self {
             ApiError::MissingField(f) | ApiError::InvalidField { field: f, .. } => Some(f),
-            ApiError::ModelNotFound(_) | ApiError::NoProvider { .. } => Some("model"),
+            ApiError::ModelNotFound(_) | ApiError::NoProvider { .. } | ApiError::ModelNotAllowed { .. } => {
+                Some("model")
+            }
             ApiError::InvalidJson(_)
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound { .. }

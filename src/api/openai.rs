@@ -34,6 +34,8 @@ struct Peek<'a> {
     input: Option<&'a RawValue>,
     #[serde(default)]
     user: Option<String>,
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +63,8 @@ pub struct LlmRequest {
     pub include_usage: bool,
     /// The request's `user` field (OpenAI), used for sticky routing.
     pub user: Option<String>,
+    /// The request's `metadata` object, matched by routes.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl LlmRequest {
@@ -136,6 +140,7 @@ impl LlmRequest {
             stream,
             include_usage,
             user: peek.user.filter(|u| !u.is_empty()),
+            metadata: peek.metadata,
             body,
         })
     }

@@ -182,6 +182,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         );
     }
 
+    let routes = compile_routes(&raw, &mut cx);
     if !cx.errors.is_empty() {
         return Err(ConfigErrors { errors: cx.errors });
     }
@@ -197,6 +198,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         routing,
         providers,
         models,
+        routes,
         models_list_body,
         loaded_at: crate::providers::now_secs(),
         source_hash: 0,
@@ -298,6 +300,34 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         shutdown_grace: s.shutdown_grace,
         reload_poll: s.reload_poll,
     })
+}
+
+fn compile_routes(raw: &RawConfig, cx: &mut Ctx) -> Vec<crate::routing::routes::Route> {
+    use crate::routing::routes::{Glob, Route};
+    let mut names: Vec<&str> = Vec::new();
+    let mut out = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.iter().enumerate() {
+        let path = |f: &str| vec![key("routes"), Seg::Index(i), key(f)];
+        if r.name.is_empty() || names.contains(&r.name.as_str()) {
+            cx.error(&path("name"), "needs a unique, non-empty name");
+        }
+        names.push(&r.name);
+        if let Some(m) = &r.model {
+            if !raw.models.contains_key(m) {
+                cx.error(&path("model"), format!("unknown model alias {m:?}"));
+            }
+        }
+        out.push(Route {
+            name: r.name.clone(),
+            model: r.when.model.as_deref().map(Glob::new),
+            task: r.when.task.clone(),
+            metadata: r.when.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            rewrite: r.model.clone(),
+            strategy: r.strategy,
+            allowed: r.allowed_models.iter().map(|g| Glob::new(g)).collect(),
+        });
+    }
+    out
 }
 
 fn compile_routing(r: &super::raw::RawRouting, cx: &mut Ctx) -> super::snapshot::RoutingSettings {

@@ -21,6 +21,42 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
+    /// The policy table, matched top-down, first match wins.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Shown in the `x-tollgate-route` response header.
+    pub name: String,
+    /// Conditions, all of which must hold (an empty `match` matches every request).
+    #[serde(default, rename = "match")]
+    pub when: RawRouteMatch,
+    /// Serve matching requests with this alias.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Pin the balancing strategy of the alias's targets.
+    #[serde(default)]
+    pub strategy: Option<crate::routing::balance::Strategy>,
+    /// Requested models allowed on this route (globs); others get 403 `model_not_allowed`.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteMatch {
+    /// The requested model, a `*` glob.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The `x-tollgate-task` request header.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Values of the request body's `metadata` object.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

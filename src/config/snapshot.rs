@@ -25,6 +25,7 @@ pub struct Snapshot {
     pub routing: RoutingSettings,
     pub providers: BTreeMap<String, Arc<Provider>>,
     pub models: HashMap<Box<str>, Arc<ModelAlias>>,
+    pub routes: Vec<crate::routing::routes::Route>,
     /// The `GET /v1/models` response body.
     pub models_list_body: Bytes,
     /// When this snapshot was built (seconds since the epoch): the models' `created`.

@@ -332,3 +332,30 @@ fn azure_needs_api_version_and_anthropic_fields_stay_on_anthropic() {
     assert_eq!(s.providers["az"].auth_header, "api-key");
     assert_eq!(s.providers["az"].next_auth().unwrap(), "k");
 }
+
+#[test]
+fn routes_are_validated() {
+    let doc = "\
+models:
+  m: { targets: [] }
+routes:
+  - name: a
+    model: nope
+  - name: a
+    match: { tusk: x }
+";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(e.errors.iter().any(|e| e.message.contains("tusk")), "{e}");
+    let doc = "providers:\n  p: { kind: openai, base_url: http://p, api_keys: [k] }\nmodels:\n  m: { targets: [ { provider: p, model: x } ] }\nroutes:\n  - name: a\n    model: nope\n  - name: a\n";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|e| e.path == "routes[0].model" && e.line == Some(7)),
+        "{e}"
+    );
+    assert!(
+        e.errors.iter().any(|e| e.path == "routes[1].name" && e.line == Some(8)),
+        "{e}"
+    );
+}

@@ -49,6 +49,8 @@ pub struct RequestCtx {
     pub inflight_guard: Option<crate::routing::balance::InflightGuard>,
     /// The A/B arm (`a` or `b`) when the alias splits traffic.
     pub ab_arm: Option<&'static str>,
+    /// The name of the route (policy table entry) that matched.
+    pub route: Option<String>,
 }
 
 impl RequestCtx {
@@ -70,6 +72,7 @@ impl RequestCtx {
             inflight: false,
             inflight_guard: None,
             ab_arm: None,
+            route: None,
         }
     }
 }

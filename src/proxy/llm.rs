@@ -25,6 +25,7 @@ use crate::config::Target;
 use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
 use crate::providers::{Adapter, Rendered, Wire};
 use crate::routing::breaker::{now_ms, Admission};
+use crate::routing::routes::RouteInput;
 
 /// A whole (non-streamed) response body larger than this is refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -58,9 +59,38 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     if let Some(alias) = snapshot.model(&req.model) {
         ctx.model = Some(alias.name.clone());
     }
-    // A/B split: a share of the alias's traffic goes to another alias (sticky per user).
+    // The policy table: the first matching route may restrict, rewrite and pin.
     let mut alias_name = req.model.as_str();
-    if let Some(ab) = snapshot.model(&req.model).and_then(|m| m.ab.as_ref()) {
+    let mut pinned = None;
+    let route = {
+        let task = session
+            .req_header()
+            .headers
+            .get("x-tollgate-task")
+            .and_then(|v| v.to_str().ok());
+        let input = RouteInput {
+            model: &req.model,
+            task,
+            metadata: req.metadata.as_ref(),
+        };
+        crate::routing::routes::select(&snapshot.routes, &input)
+    };
+    if let Some(r) = route {
+        ctx.route = Some(r.name.clone());
+        if !r.allows(&req.model) {
+            let e = ApiError::ModelNotAllowed {
+                model: req.model.clone(),
+                route: r.name.clone(),
+            };
+            return respond::error(session, ctx, &e).await;
+        }
+        if let Some(m) = &r.rewrite {
+            alias_name = m.as_str();
+        }
+        pinned = r.strategy;
+    }
+    // A/B split: a share of the alias's traffic goes to another alias (sticky per user).
+    if let Some(ab) = snapshot.model(alias_name).and_then(|m| m.ab.as_ref()) {
         let user = session
             .req_header()
             .headers
@@ -68,7 +98,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             .and_then(|v| v.to_str().ok())
             .or(req.user.as_deref());
         let sticky = if ab.sticky_user { user } else { None };
-        let b = crate::routing::balance::ab_arm(&req.model, sticky, ab.percent);
+        let b = crate::routing::balance::ab_arm(alias_name, sticky, ab.percent);
         ctx.ab_arm = Some(if b { "b" } else { "a" });
         if b {
             alias_name = ab.model.as_str();
@@ -86,7 +116,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 .filter_map(|t| t.runtime.get().map(|r| &*r.stats))
                 .collect();
             let mut o = if stats.len() == m.own {
-                crate::routing::balance::order(m.strategy, m.own, m.weighted.as_ref(), &stats)
+                crate::routing::balance::order(pinned.unwrap_or(m.strategy), m.own, m.weighted.as_ref(), &stats)
             } else {
                 (0..m.own).collect()
             };
@@ -491,6 +521,9 @@ async fn relay(
     header.insert_header("x-tollgate-attempts", ctx.attempts_summary())?;
     if let Some(arm) = ctx.ab_arm {
         header.insert_header("x-tollgate-ab", arm)?;
+    }
+    if let Some(route) = &ctx.route {
+        header.insert_header("x-tollgate-route", route.as_str())?;
     }
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
 

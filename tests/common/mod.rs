@@ -279,6 +279,11 @@ impl Gateway {
         wait_until("gateway health", Duration::from_secs(15), || {
             agent().get(&health).call().is_ok()
         });
+        // The admin listener can come up before the data plane's: wait for both.
+        let data = g.addr.clone();
+        wait_until("the data-plane listener", Duration::from_secs(15), || {
+            std::net::TcpStream::connect(&data).is_ok()
+        });
         g
     }
 
