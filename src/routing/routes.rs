@@ -74,8 +74,9 @@ impl Route {
             .iter()
             .all(|(k, v)| match input.metadata.and_then(|m| m.get(k)) {
                 Some(serde_json::Value::String(s)) => s == v,
-                Some(other) => other.to_string() == *v,
-                None => false,
+                Some(serde_json::Value::Number(n)) => v.parse::<f64>().ok() == n.as_f64(),
+                Some(serde_json::Value::Bool(b)) => v.parse::<bool>().ok() == Some(*b),
+                Some(_) | None => false,
             })
     }
 
