@@ -162,3 +162,25 @@ fn the_routes_table_rewrites_restricts_and_names_the_route() {
     assert_eq!(v["error"]["code"], "model_not_allowed");
     assert!(v["error"]["message"].as_str().unwrap().contains("locked"));
 }
+
+#[test]
+fn rate_limits_do_not_open_the_breaker() {
+    let limited = Mock::start(&["--status", "429", "--retry-after", "0"]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "routing:\n  retries: 1\n  backoff: 1ms\n  breaker: {{ consecutive_failures: 2, cooldown: 60s }}\nproviders:\n{}models:\n  m:\n    targets: [ {{ provider: limited, model: x }} ]\n",
+            mock_provider("limited", &limited.base_url(), "")
+        ),
+    );
+    for _ in 0..4 {
+        let r = chat(&gw, "u");
+        assert_eq!(
+            r.status, 429,
+            "a rate limit must reach the client as itself: {}",
+            r.body
+        );
+        assert_eq!(r.header("x-tollgate-attempts"), Some("limited:429,limited:429"));
+    }
+    assert_eq!(limited.requests().len(), 8);
+}

@@ -207,10 +207,19 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                         target: Arc::clone(target),
                         outcome: AttemptOutcome::Status(status),
                     });
-                    let failed = routing.retry_on.contains(&status) || status >= 500;
+                    // The breaker tracks the target's health: 5xx and the other retry_on statuses
+                    // count against it; a 429 is rate limiting (the key pool's business), not
+                    // ill health, so it is not recorded (a probe that got one is let go).
+                    let failed = (routing.retry_on.contains(&status) && status != 429) || status >= 500;
                     if let Some(r) = runtime {
-                        r.breaker.record(!failed, now_ms());
-                        if !failed {
+                        if status == 429 {
+                            if probe {
+                                r.breaker.abandon_probe(now_ms());
+                            }
+                        } else {
+                            r.breaker.record(!failed, now_ms());
+                        }
+                        if !failed && status != 429 {
                             r.stats.observe_ttfb(up.started.elapsed());
                         }
                     }
