@@ -86,14 +86,18 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     );
 
     tracing::info!(listen = %settings.listen, admin = %settings.admin_listen, threads, config = %config_path.display(), "starting tollgate");
-    server.add_service(proxy);
-    server.add_service(admin);
+    // Start order, by dependency: the built-in mock (if any), then the data plane, then the admin
+    // listener, so `/health` answering means the data plane is listening too.
+    let proxy = server.add_service(proxy);
+    let admin = server.add_service(admin);
+    admin.add_dependency(&proxy);
     server.add_service(watcher);
     if let Some(mock_addr) = settings.mock_listen {
         let mut mock = mock_service(&mock_addr.to_string(), MockOptions::default());
         mock.threads = Some(1);
         tracing::info!(listen = %mock_addr, "serving the built-in mock provider");
-        server.add_service(mock);
+        let mock = server.add_service(mock);
+        proxy.add_dependency(&mock);
     }
     server.run_forever()
 }
