@@ -166,6 +166,18 @@ fn function_type() -> String {
     "function".into()
 }
 
+impl ToolCall {
+    /// The arguments as a JSON value (`{}` when empty), for dialects whose tool input is an
+    /// object rather than JSON text.
+    pub fn arguments_json(&self) -> Result<Value, String> {
+        if self.function.arguments.trim().is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        serde_json::from_str(&self.function.arguments)
+            .map_err(|e| format!("tool call {:?} has arguments that are not JSON: {e}", self.id))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FunctionCall {
     pub name: String,
@@ -316,6 +328,22 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Usage {
+    /// Usage from a provider that reports cache reads and writes apart from the other input
+    /// tokens (Anthropic, Bedrock): OpenAI's `prompt_tokens` includes both.
+    pub fn with_cache(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
+        let prompt = input + cache_read + cache_write;
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: output,
+            total_tokens: prompt + output,
+            prompt_tokens_details: Some(PromptDetails {
+                cached_tokens: cache_read,
+                cache_write_tokens: cache_write,
+            }),
+            completion_tokens_details: None,
+        }
+    }
+
     pub fn new(prompt: u64, completion: u64) -> Usage {
         Usage {
             prompt_tokens: prompt,

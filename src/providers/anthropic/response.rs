@@ -4,25 +4,16 @@ use serde_json::Map;
 
 use super::request::{JsonMode, JSON_TOOL};
 use super::types::{finish_reason, AUsage, Block, MessagesResponse};
-use crate::api::chat::{
-    ChatResponse, Choice, CompletionDetails, FunctionCall, Message, PromptDetails, ToolCall, Usage,
-};
+use crate::api::chat::{ChatResponse, Choice, CompletionDetails, FunctionCall, Message, ToolCall, Usage};
 
 /// OpenAI's `prompt_tokens` includes cached tokens; Anthropic reports cache reads and writes
 /// separately from `input_tokens`.
 pub fn usage(u: &AUsage) -> Usage {
     let read = u.cache_read_input_tokens.unwrap_or(0);
     let write = u.cache_creation_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + read + write;
     Usage {
-        prompt_tokens: prompt,
-        completion_tokens: u.output_tokens,
-        total_tokens: prompt + u.output_tokens,
-        prompt_tokens_details: Some(PromptDetails {
-            cached_tokens: read,
-            cache_write_tokens: write,
-        }),
         completion_tokens_details: Some(CompletionDetails { reasoning_tokens: 0 }),
+        ..Usage::with_cache(u.input_tokens, u.output_tokens, read, write)
     }
 }
 

@@ -306,19 +306,9 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<ContentBlock>, ApiError
         tracing::debug!("dropping an assistant message's reasoning_content from the history");
     }
     for tc in m.tool_calls.iter().flatten() {
-        let input: Value = if tc.function.arguments.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(&tc.function.arguments).map_err(|e| {
-                invalid(
-                    "messages",
-                    format!(
-                        "message {i}: tool call {:?} has arguments that are not JSON: {e}",
-                        tc.id
-                    ),
-                )
-            })?
-        };
+        let input = tc
+            .arguments_json()
+            .map_err(|e| invalid("messages", format!("message {i}: {e}")))?;
         out.push(ContentBlock::ToolUse(ToolUseBlock {
             tool_use_id: tc.id.clone(),
             name: tc.function.name.clone(),

@@ -4,7 +4,7 @@ use serde_json::Map;
 
 use super::request::{JsonMode, JSON_TOOL};
 use super::types::{finish_reason, BUsage, ContentBlock, ConverseResponse, ReasoningBlock};
-use crate::api::chat::{ChatResponse, Choice, Content, FunctionCall, Message, PromptDetails, ToolCall, Usage};
+use crate::api::chat::{ChatResponse, Choice, Content, FunctionCall, Message, ToolCall, Usage};
 
 /// OpenAI's `prompt_tokens` includes cached tokens; Bedrock reports cache reads and writes
 /// separately from `inputTokens` (as Anthropic does). `totalTokens` is recomputed so the three
@@ -12,17 +12,7 @@ use crate::api::chat::{ChatResponse, Choice, Content, FunctionCall, Message, Pro
 pub fn usage(u: &BUsage) -> Usage {
     let read = u.cache_read_input_tokens.unwrap_or(0);
     let write = u.cache_write_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + read + write;
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: u.output_tokens,
-        total_tokens: prompt + u.output_tokens,
-        prompt_tokens_details: Some(PromptDetails {
-            cached_tokens: read,
-            cache_write_tokens: write,
-        }),
-        completion_tokens_details: None,
-    }
+    Usage::with_cache(u.input_tokens, u.output_tokens, read, write)
 }
 
 /// `id` and `model` come from the gateway: a Converse answer carries neither.

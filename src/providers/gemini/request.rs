@@ -341,19 +341,9 @@ fn mime_from_extension(url: &str) -> Option<&'static str> {
 fn model_parts(m: &Message, i: usize, strict: bool) -> Result<Vec<Part>, ApiError> {
     let mut out = text_parts(m.content.as_ref());
     for (n, tc) in m.tool_calls.iter().flatten().enumerate() {
-        let args: Value = if tc.function.arguments.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(&tc.function.arguments).map_err(|e| {
-                invalid(
-                    "messages",
-                    format!(
-                        "message {i}: tool call {:?} has arguments that are not JSON: {e}",
-                        tc.id
-                    ),
-                )
-            })?
-        };
+        let args = tc
+            .arguments_json()
+            .map_err(|e| invalid("messages", format!("message {i}: {e}")))?;
         if !args.is_object() {
             return Err(invalid(
                 "messages",
