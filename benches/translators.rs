@@ -120,6 +120,19 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // The canonical parse alone (serde into `ChatRequest`, unknown fields kept via `flatten`),
+    // to see how much of `translate/request` it is.
+    let body = request(false);
+    let mut g = c.benchmark_group("canonical");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("parse_chat_request", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<tollgate::api::chat::ChatRequest>(&body).unwrap()))
+    });
+    g.bench_function("parse_as_value", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(&body).unwrap()))
+    });
+    g.finish();
+
     let frames = bedrock_stream();
     let mut g = c.benchmark_group("eventstream");
     g.throughput(Throughput::Bytes(frames.len() as u64));
