@@ -251,6 +251,33 @@ pub struct ChatChunk {
     pub rest: Map<String, Value>,
 }
 
+impl ChatChunk {
+    /// A chunk with one choice, as stream translators emit them (id, created and model stay
+    /// the same for the whole stream).
+    pub fn single(
+        id: &str,
+        created: u64,
+        model: &str,
+        index: u32,
+        delta: Delta,
+        finish_reason: Option<String>,
+    ) -> ChatChunk {
+        ChatChunk {
+            id: id.to_string(),
+            object: chunk_object(),
+            created,
+            model: model.to_string(),
+            choices: vec![ChunkChoice {
+                index,
+                delta,
+                finish_reason,
+            }],
+            usage: None,
+            rest: Map::new(),
+        }
+    }
+}
+
 fn chunk_object() -> String {
     "chat.completion.chunk".into()
 }

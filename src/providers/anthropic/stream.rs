@@ -6,12 +6,10 @@
 
 use std::collections::HashMap;
 
-use serde_json::Map;
-
 use super::request::{JsonMode, JSON_TOOL};
 use super::response::usage;
 use super::types::{finish_reason, AUsage, Block, BlockDelta, StreamEvent};
-use crate::api::chat::{ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage};
+use crate::api::chat::{ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage};
 use crate::providers::StreamFault;
 
 pub struct AnthropicStream {
@@ -48,19 +46,7 @@ impl AnthropicStream {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-            }],
-            usage: None,
-            rest: Map::new(),
-        }
+        ChatChunk::single(&self.id, self.created, &self.model, 0, delta, finish_reason)
     }
 
     pub fn usage(&self) -> Option<Usage> {

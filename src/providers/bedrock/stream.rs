@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
-use serde_json::Map;
 
 use super::request::{JsonMode, JSON_TOOL};
 use super::response::usage;
@@ -22,7 +21,7 @@ use super::types::{
     finish_reason, BUsage, BlockDelta, BlockDeltaEvent, BlockStart, BlockStartEvent, ErrorBody, MessageStopEvent,
     MetadataEvent, ReasoningDelta,
 };
-use crate::api::chat::{ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage};
+use crate::api::chat::{ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage};
 use crate::providers::StreamFault;
 use crate::sse::eventstream::{Frame, MessageType};
 
@@ -74,19 +73,7 @@ impl BedrockStream {
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-            }],
-            usage: None,
-            rest: Map::new(),
-        }
+        ChatChunk::single(&self.id, self.created, &self.model, 0, delta, finish_reason)
     }
 
     /// The role chunk, once, before anything else.

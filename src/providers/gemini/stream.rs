@@ -12,11 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Map;
-
 use super::response::{arguments, blocked, generated_id, tool_call_id, usage};
 use super::types::{choice_finish, ErrorBody, GenerateContentResponse, UsageMetadata};
-use crate::api::chat::{ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage};
+use crate::api::chat::{ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage};
 use crate::providers::StreamFault;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -52,19 +50,7 @@ impl GeminiStream {
     }
 
     fn chunk(&self, index: u32, delta: Delta, finish_reason: Option<String>) -> ChatChunk {
-        ChatChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![ChunkChoice {
-                index,
-                delta,
-                finish_reason,
-            }],
-            usage: None,
-            rest: Map::new(),
-        }
+        ChatChunk::single(&self.id, self.created, &self.model, index, delta, finish_reason)
     }
 
     pub fn usage(&self) -> Option<Usage> {
