@@ -184,3 +184,36 @@ fn rate_limits_do_not_open_the_breaker() {
     }
     assert_eq!(limited.requests().len(), 8);
 }
+
+#[test]
+fn a_rejected_key_rests_while_the_pools_other_key_serves() {
+    // The mock accepts only the second key: the first gets a 401, is cooled down, and the
+    // request is retried on the other key; later requests skip the resting key entirely.
+    let m = Mock::start(&["--require-key", "good-key"]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "routing:\n  retries: 1\n  backoff: 1ms\n  key_cooldown: 60s\nproviders:\n  pool:\n    kind: openai_compatible\n    base_url: \"{}\"\n    api_keys: [\"bad-key\", \"good-key\"]\nmodels:\n  m:\n    targets: [ {{ provider: pool, model: x }} ]\n",
+            m.base_url()
+        ),
+    );
+    let first = chat(&gw, "u");
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("x-tollgate-attempts"), Some("pool:401,pool:200"));
+    for _ in 0..4 {
+        let r = chat(&gw, "u");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("x-tollgate-attempts"),
+            Some("pool:200"),
+            "the cooled key was used again"
+        );
+    }
+    let keys: Vec<String> = m
+        .requests()
+        .iter()
+        .map(|r| r["headers"]["authorization"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.iter().filter(|k| k.as_str() == "Bearer bad-key").count(), 1);
+    assert!(keys.iter().filter(|k| k.as_str() == "Bearer good-key").count() >= 5);
+}
