@@ -335,3 +335,24 @@ fn a_provider_without_its_key_is_disabled_not_fatal() {
         "one warning expected:\n{log}"
     );
 }
+
+#[test]
+fn provider_quirks_drop_rejected_fields_before_sending() {
+    let mock = Mock::start(&[]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "providers:\n{}models:\n  demo:\n    targets: [ {{ provider: strict, model: up }} ]\n",
+            mock_provider("strict", &mock.base_url(), "    drop_fields: [logit_bias, seed]\n")
+        ),
+    );
+    let r = gw.chat(
+        &json!({"model": "demo", "seed": 7, "logit_bias": {"1": 2}, "top_p": 0.5,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent: Value = serde_json::from_str(mock.requests()[0]["body"].as_str().unwrap()).unwrap();
+    assert!(sent.get("seed").is_none() && sent.get("logit_bias").is_none(), "{sent}");
+    assert_eq!(sent["top_p"], 0.5);
+    assert_eq!(sent["model"], "up");
+}
