@@ -125,15 +125,16 @@ impl ConfigWatcher {
                     ),
                 }
             }
+            // Log first, count second: whoever sees the counter move can read the reason.
             Ok(Err(errors)) => {
-                self.metrics.config_reload_errors.inc();
                 for e in &errors.errors {
                     tracing::error!(trigger = why, "config reload rejected, keeping the running config: {e}");
                 }
+                self.metrics.config_reload_errors.inc();
             }
             Err(e) => {
-                self.metrics.config_reload_errors.inc();
                 tracing::error!(trigger = why, "config reload failed: {e}");
+                self.metrics.config_reload_errors.inc();
             }
         }
     }
