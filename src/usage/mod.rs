@@ -1,0 +1,5 @@
+//! What requests used and cost: the usage record, the pricing table, the spend ledger.
+
+pub mod record;
+
+pub use record::{GuardrailCounts, UsageRecord, NANOS_PER_USD};

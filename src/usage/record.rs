@@ -1,0 +1,94 @@
+//! The usage record: one per request, whatever happened to it (served, failed, cut, cached).
+//! Built in `logging`, then handed to the access log, the spend ledger and the trace exporter.
+//! It never holds a key, a prompt or a completion.
+
+use serde::{Deserialize, Serialize};
+
+/// Costs are kept in nano-USD (1e-9 USD) so that sums over millions of records are exact.
+pub const NANOS_PER_USD: f64 = 1e9;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Unique per request, made by the gateway (the ledger's primary key); sent back to the
+    /// client as `x-request-id`.
+    pub request_id: String,
+    /// The client's own `x-request-id`, when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
+    /// W3C trace id (32 hex digits).
+    pub trace_id: String,
+    /// Request start, Unix milliseconds.
+    pub ts_ms: i64,
+    /// `chat`, `messages`, `embeddings`, `completions`, `count_tokens`, `models`, or `` for a path
+    /// the gateway does not serve.
+    pub endpoint: String,
+    /// The virtual key's id (never the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The alias the client asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The provider (config name) that served the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The upstream model name that served the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// `provider:outcome,…`, e.g. `openai:429,anthropic:200`.
+    pub attempts: String,
+    pub status: u16,
+    /// Why the request failed or was cut (`model_not_found`, `stream_cut`, `client_gone`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub stream: bool,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens read from a provider-side prompt cache (part of `prompt_tokens`).
+    pub cached_tokens: u64,
+    /// Prompt tokens written to a provider-side prompt cache (part of `prompt_tokens`).
+    pub cache_write_tokens: u64,
+    /// Reasoning tokens (part of `completion_tokens`).
+    pub reasoning_tokens: u64,
+    /// The tokens were counted by the gateway, not reported by the provider.
+    pub tokens_estimated: bool,
+    /// Cost in nano-USD.
+    pub cost_nanos: i64,
+    /// False when the served model is not in the pricing table (cost is then 0, never a guess).
+    pub priced: bool,
+    pub latency_us: u64,
+    /// Time to first token (first body byte to the client), when one went out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_us: Option<u64>,
+    /// The gateway's own time: total minus the time spent waiting on providers.
+    pub overhead_us: u64,
+    /// `none` (not cacheable or no cache configured), `hit`, `miss`, `bypass`.
+    pub cache: String,
+    #[serde(default)]
+    pub guardrails: GuardrailCounts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab_arm: Option<String>,
+}
+
+/// Guardrail events: counts only, never the values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardrailCounts {
+    pub redactions: u32,
+    pub injections: u32,
+    pub blocked: bool,
+}
+
+impl UsageRecord {
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_nanos as f64 / NANOS_PER_USD
+    }
+}
