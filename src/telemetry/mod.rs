@@ -1,5 +1,6 @@
-//! Observability: Prometheus metrics (`metrics`) and the end-of-request accounting (`record`).
+//! Observability: Prometheus metrics, the access log, OpenTelemetry traces.
 
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::Metrics;

@@ -1,5 +1,7 @@
 //! What requests used and cost: the usage record, the pricing table, the spend ledger.
 
+pub mod ledger;
+pub mod pricing;
 pub mod record;
 
 pub use record::{GuardrailCounts, UsageRecord, NANOS_PER_USD};

@@ -1,0 +1,1 @@
+//! OpenTelemetry traces over OTLP/HTTP (being built).

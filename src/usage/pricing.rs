@@ -1,0 +1,1 @@
+//! The pricing table and cost (being built).
