@@ -34,6 +34,17 @@ fn snapshot(aliases: usize) -> Snapshot {
             doc.push_str(&format!("    fallbacks: [alias-{}]\n", a - 1));
         }
     }
+    // A policy table of 100 routes: 99 specific ones (task, model glob, metadata), then a
+    // catch-all that rewrites to an alias.
+    doc.push_str("routes:\n");
+    for r in 0..99 {
+        doc.push_str(&format!(
+            "  - name: r{r}\n    match: {{ task: task-{r}, model: \"alias-{}*\", metadata: {{ tier: t{} }} }}\n    strategy: least_latency\n",
+            r % aliases.max(1),
+            r % 3
+        ));
+    }
+    doc.push_str("  - name: default\n    model: alias-0\n");
     let resolve = |_: &str, port: u16| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     let env = Env {
         var: &|_| None,
@@ -109,6 +120,22 @@ fn bench_routing(c: &mut Criterion) {
                 Some(black_box("user-12345")),
                 10.0,
             ))
+        })
+    });
+    // Route selection through all 100 routes (only the catch-all matches: the worst case), then
+    // the plan of the alias it names — the whole per-request policy step.
+    let metadata: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"tier":"t9","feature":"search"}"#).unwrap();
+    g.bench_function("route_select_100_then_plan", |b| {
+        b.iter(|| {
+            let input = tollgate::routing::routes::RouteInput {
+                model: black_box("alias-49"),
+                task: Some(black_box("task-unknown")),
+                metadata: Some(&metadata),
+            };
+            let route = tollgate::routing::routes::select(&snap.routes, &input).unwrap();
+            let alias = route.rewrite.as_deref().unwrap_or("alias-49");
+            black_box(tollgate::routing::plan(&snap, alias).unwrap())
         })
     });
     g.bench_function("plan_single_alias", |b| {

@@ -5,6 +5,9 @@ tollgate_install_deps() {
   local need=()
   command -v cmake >/dev/null 2>&1 || need+=(cmake)   # pingora-core builds zlib-ng with cmake
   command -v cc >/dev/null 2>&1 || need+=(gcc)
+  # The spend ledger's PostgreSQL test starts its own server (scripts/pg.sh): it needs the server
+  # binaries (initdb, pg_ctl), not just the psql client.
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
   [ ${#need[@]} -eq 0 ] && return 0
   echo "installing missing packages: ${need[*]}" >&2
   local sudo_cmd=""

@@ -1,6 +1,7 @@
 //! The admin listener (default `127.0.0.1:9090`, never the data-plane port): `/health` (the
 //! process is up), `/ready` (a config is loaded and at least one provider is enabled), `/metrics`
-//! (Prometheus text format).
+//! (Prometheus text format), `/breakers`, and the token-protected `/admin/*` API
+//! (`/admin/spend`).
 
 use std::sync::Arc;
 
@@ -11,11 +12,130 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::ConfigStore;
+use crate::telemetry::sinks::Sinks;
 use crate::telemetry::Metrics;
+use crate::usage::ledger::{parse_time, GroupBy, SpendQuery};
 
 pub struct AdminApp {
     pub config: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
+    pub sinks: Sinks,
+}
+
+/// Compares a presented bearer token with the configured one in time independent of where
+/// they differ.
+fn token_matches(expected: &str, presented: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), presented.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+fn error_reply(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
+    let kind = match status {
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::NOT_FOUND => "not_found_error",
+        s if s.is_server_error() => "api_error",
+        _ => "invalid_request_error",
+    };
+    json_reply(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+    )
+}
+
+impl AdminApp {
+    /// `/admin/*`: a bearer token from `admin.token` is required; without one configured the
+    /// API is off.
+    async fn admin_api(&self, method: &http::Method, path: &str, query: &str, auth: Option<&str>) -> Response<Vec<u8>> {
+        let snap = self.config.current();
+        let Some(token) = &snap.admin_token else {
+            return error_reply(
+                StatusCode::FORBIDDEN,
+                "admin_api_disabled",
+                "the admin API is disabled: set admin.token (e.g. ${TOLLGATE_ADMIN_TOKEN}) in the config",
+            );
+        };
+        let presented = auth
+            .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+            .unwrap_or("");
+        if !token_matches(token.expose(), presented.trim()) {
+            return error_reply(
+                StatusCode::UNAUTHORIZED,
+                "invalid_admin_token",
+                "a valid admin token is required (Authorization: Bearer …)",
+            );
+        }
+        if method != http::Method::GET {
+            return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
+        }
+        match path {
+            "/admin/spend" => self.spend(query).await,
+            _ => error_reply(
+                StatusCode::NOT_FOUND,
+                "unknown_url",
+                &format!("unknown admin path {path}"),
+            ),
+        }
+    }
+
+    async fn spend(&self, query: &str) -> Response<Vec<u8>> {
+        let Some(reader) = self.sinks.spend.clone() else {
+            return error_reply(
+                StatusCode::NOT_FOUND,
+                "ledger_off",
+                "the spend ledger is off (usage.ledger: off)",
+            );
+        };
+        let q = match spend_query(query, crate::providers::now_secs() as i64 * 1000) {
+            Ok(q) => q,
+            Err(e) => return error_reply(StatusCode::BAD_REQUEST, "invalid_query", &e),
+        };
+        match tokio::task::spawn_blocking(move || reader.spend(&q)).await {
+            Ok(Ok(report)) => match serde_json::to_vec(&report) {
+                Ok(body) => reply(StatusCode::OK, "application/json", body),
+                Err(e) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "spend query failed");
+                error_reply(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", &e.to_string())
+            }
+            Err(e) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+        }
+    }
+}
+
+/// `from`, `to` (RFC 3339, a date, or Unix seconds; default: the last 24 hours) and `group_by`
+/// (comma-separated dimensions).
+pub fn spend_query(query: &str, now_ms: i64) -> Result<SpendQuery, String> {
+    let (mut from, mut to, mut group_by) = (None, None, Vec::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "from" => from = Some(parse_time(&v).map_err(|e| format!("from: {e}"))?),
+            "to" => to = Some(parse_time(&v).map_err(|e| format!("to: {e}"))?),
+            "group_by" => {
+                for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                    let g: GroupBy = d.parse().map_err(|e| format!("group_by: {e}"))?;
+                    if !group_by.contains(&g) {
+                        group_by.push(g);
+                    }
+                }
+            }
+            other => return Err(format!("unknown parameter {other:?} (use from, to, group_by)")),
+        }
+    }
+    let to = to.unwrap_or(now_ms + 1);
+    let from = from.unwrap_or(to - 24 * 3600 * 1000);
+    if from >= to {
+        return Err("from must be before to".into());
+    }
+    Ok(SpendQuery {
+        from_ms: from,
+        to_ms: to,
+        group_by,
+    })
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -66,6 +186,7 @@ impl AdminApp {
                 )
             }
             "/metrics" => {
+                self.sinks.sync_metrics(&self.metrics);
                 for b in self.config.health.snapshot(crate::routing::breaker::now_ms()) {
                     let v = match b.state {
                         "open" => 2,
@@ -100,6 +221,15 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let header = session.req_header();
         let (method, path) = (header.method.clone(), header.uri.path().to_string());
+        if path.starts_with("/admin/") {
+            let query = header.uri.query().unwrap_or("").to_string();
+            let auth = header
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return self.admin_api(&method, &path, &query, auth.as_deref()).await;
+        }
         self.respond(&method, &path)
     }
 }

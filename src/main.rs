@@ -35,6 +35,27 @@ enum Command {
         #[arg(long, short, env = "TOLLGATE_CONFIG", default_value = "conf/tollgate.yaml")]
         config: PathBuf,
     },
+    /// Print spend from the ledger: requests, tokens and cost, grouped.
+    Spend {
+        /// The config whose `usage.ledger` is read.
+        #[arg(long, short, env = "TOLLGATE_CONFIG", default_value = "conf/tollgate.yaml")]
+        config: PathBuf,
+        /// Read this ledger instead (`sqlite:PATH` or `postgres://…`).
+        #[arg(long)]
+        ledger: Option<String>,
+        /// Start (RFC 3339, YYYY-MM-DD, or Unix seconds); default: 24 hours before `to`.
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive; default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Comma-separated: team, feature, model, provider, key, user, tier, route.
+        #[arg(long, short = 'g', default_value = "")]
+        group_by: String,
+        /// Print the report as JSON (the `/admin/spend` shape).
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the mock LLM provider (for tests, benchmarks and demos).
     MockProvider {
         #[arg(long, default_value = "127.0.0.1:8091")]
@@ -78,7 +99,7 @@ fn main() -> ExitCode {
             match tollgate::server::run(&config, opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(errors) => {
-                    eprintln!("tollgate: the config is invalid:\n{errors}");
+                    eprintln!("tollgate: cannot start:\n{errors}");
                     ExitCode::from(2)
                 }
             }
@@ -100,6 +121,23 @@ fn main() -> ExitCode {
             Err(errors) => {
                 eprintln!("{errors}");
                 eprintln!("{}: {} problem(s)", config.display(), errors.errors.len());
+                ExitCode::from(1)
+            }
+        },
+        Command::Spend {
+            config,
+            ledger,
+            from,
+            to,
+            group_by,
+            json,
+        } => match spend(&config, ledger, from, to, &group_by, json) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate spend: {e}");
                 ExitCode::from(1)
             }
         },
@@ -126,5 +164,49 @@ fn main() -> ExitCode {
             server.add_service(svc);
             server.run_forever()
         }
+    }
+}
+
+fn spend(
+    config: &std::path::Path,
+    ledger: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    group_by: &str,
+    json: bool,
+) -> Result<String, String> {
+    let url = match ledger {
+        Some(u) => u,
+        None => {
+            let snap = tollgate::config::load_file(config).map_err(|e| e.to_string())?;
+            match snap.usage.ledger {
+                Some(u) => u.expose().to_string(),
+                None => return Err(format!("{}: usage.ledger is off", config.display())),
+            }
+        }
+    };
+    let mut query = Vec::new();
+    if let Some(f) = from {
+        query.push(("from", f));
+    }
+    if let Some(t) = to {
+        query.push(("to", t));
+    }
+    query.push(("group_by", group_by.to_string()));
+    let encoded = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let q = tollgate::admin::spend_query(&encoded, now_ms)?;
+    let reader = tollgate::usage::ledger::open_reader(&url).map_err(|e| e.to_string())?;
+    let report = reader.spend(&q).map_err(|e| e.to_string())?;
+    if json {
+        let mut s = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        s.push('\n');
+        Ok(s)
+    } else {
+        Ok(tollgate::usage::report::table(&report))
     }
 }

@@ -16,6 +16,7 @@ use crate::config::store::ReloadOutcome;
 use crate::config::ConfigStore;
 use crate::mock::{mock_service, MockOptions};
 use crate::proxy::Gateway;
+use crate::telemetry::sinks::Sinks;
 use crate::telemetry::Metrics;
 
 /// Options of `tollgate run` that are not in the config file.
@@ -62,7 +63,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let gateway = Gateway::new(Arc::clone(&store), Arc::clone(&metrics));
+    // The ledger (its migrations), the access log and the trace exporter: a failure to open one
+    // is a startup error naming its setting.
+    let sinks = Sinks::start(&store.current()).map_err(|message| crate::config::ConfigErrors {
+        errors: vec![crate::config::ConfigError {
+            file: config_path.display().to_string(),
+            line: None,
+            path: String::new(),
+            message,
+        }],
+    })?;
+    let gateway = Gateway::new(Arc::clone(&store), Arc::clone(&metrics), sinks.clone());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
     proxy.add_tcp(&settings.listen.to_string());
 
@@ -71,6 +82,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         AdminApp {
             config: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
+            sinks: sinks.clone(),
         },
     );
     admin.add_tcp(&settings.admin_listen.to_string());
@@ -92,6 +104,13 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let admin = server.add_service(admin);
     admin.add_dependency(&proxy);
     server.add_service(watcher);
+    server.add_service(background_service(
+        "usage sinks",
+        SinkFlusher {
+            sinks,
+            grace: settings.shutdown_grace,
+        },
+    ));
     if let Some(mock_addr) = settings.mock_listen {
         let mut mock = mock_service(&mock_addr.to_string(), MockOptions::default());
         mock.threads = Some(1);
@@ -100,6 +119,23 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         proxy.add_dependency(&mock);
     }
     server.run_forever()
+}
+
+/// On shutdown, once in-flight requests had their grace period, writes out what the sinks hold
+/// (the ledger's queue goes to the store, or to its spill file when the store is down).
+struct SinkFlusher {
+    sinks: Sinks,
+    grace: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for SinkFlusher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        tokio::time::sleep(self.grace).await;
+        let sinks = self.sinks.clone();
+        let _ = tokio::task::spawn_blocking(move || sinks.flush(Duration::from_secs(4))).await;
+    }
 }
 
 /// Reloads the config on SIGHUP and when the file's content changes.

@@ -217,3 +217,62 @@ fn a_rejected_key_rests_while_the_pools_other_key_serves() {
     assert_eq!(keys.iter().filter(|k| k.as_str() == "Bearer bad-key").count(), 1);
     assert!(keys.iter().filter(|k| k.as_str() == "Bearer good-key").count() >= 5);
 }
+
+#[test]
+fn a_route_and_strategy_change_takes_effect_on_reload_without_dropping_a_request() {
+    let mock = Mock::start(&[]);
+    let config = |route_model: &str, strategy: &str| {
+        format!(
+            "providers:\n{}models:\n  m:\n    strategy: {strategy}\n    targets: [ {{ provider: mock, model: first }}, {{ provider: mock, model: second }} ]\n  other:\n    targets: [ {{ provider: mock, model: third }} ]\nroutes:\n  - name: tasked\n    match: {{ task: batch }}\n    model: {route_model}\n",
+            mock_provider("mock", &mock.base_url(), "")
+        )
+    };
+    let poll = "  reload_poll: 50ms\n";
+    let gw = Gateway::start(poll, &config("m", "priority"));
+    let url = gw.url("/v1/chat/completions");
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "[[mock: latency_ms=30]]"}]}).to_string();
+    let served = |r: &Resp| r.header("x-tollgate-model").unwrap_or("").to_string();
+    assert_eq!(served(&post(&url, &body, &[("x-tollgate-task", "batch")])), "first");
+
+    // Clients keep sending (with and without the task header) while the file changes twice.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, body, stop) = (url.clone(), body.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let task: &[(&str, &str)] = if i % 2 == 0 {
+                        &[("x-tollgate-task", "batch")]
+                    } else {
+                        &[]
+                    };
+                    let r = post(&url, &body, task);
+                    seen.push((r.status, r.header("x-tollgate-model").unwrap_or("").to_string()));
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    gw.rewrite(poll, &config("other", "priority"));
+    wait_until("the route rewrite", Duration::from_secs(5), || {
+        served(&post(&url, &body, &[("x-tollgate-task", "batch")])) == "third"
+    });
+    gw.rewrite(poll, &config("other", "weighted"));
+    wait_until("the weighted strategy", Duration::from_secs(5), || {
+        (0..6).any(|_| served(&post(&url, &body, &[])) == "second")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen: Vec<(u16, String)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(seen.len() > 20, "too few requests to tell: {}", seen.len());
+    assert!(
+        seen.iter().all(|(s, _)| *s == 200),
+        "a request failed across the reloads: {seen:?}"
+    );
+    for model in ["first", "second", "third"] {
+        assert!(seen.iter().any(|(_, m)| m == model), "{model} never served: {seen:?}");
+    }
+    assert_eq!(gw.metric("tollgate_config_reloads_total"), 2.0);
+}

@@ -358,11 +358,11 @@ impl Usage {
     /// Usage from a provider that reports cache reads and writes apart from the other input
     /// tokens (Anthropic, Bedrock): OpenAI's `prompt_tokens` includes both.
     pub fn with_cache(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
-        let prompt = input + cache_read + cache_write;
+        let prompt = input.saturating_add(cache_read).saturating_add(cache_write);
         Usage {
             prompt_tokens: prompt,
             completion_tokens: output,
-            total_tokens: prompt + output,
+            total_tokens: prompt.saturating_add(output),
             prompt_tokens_details: Some(PromptDetails {
                 cached_tokens: cache_read,
                 cache_write_tokens: cache_write,
@@ -375,7 +375,7 @@ impl Usage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             ..Default::default()
         }
     }

@@ -20,6 +20,8 @@ use super::snapshot::{
 };
 use crate::providers::ProviderKind;
 
+mod usage;
+
 /// Environment lookup and DNS resolution are injected so tests can run hermetically.
 pub struct Env<'a> {
     pub var: &'a dyn Fn(&str) -> Option<String>,
@@ -76,6 +78,12 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     let routing = compile_routing(&raw.routing, &mut cx);
     let defaults = merge_timeouts(&[key("timeouts")], &raw.timeouts, Timeouts::DEFAULT, &mut cx);
 
+    let pricing = usage::compile_pricing(&raw, file, &mut cx);
+    let usage_settings = usage::compile_usage(&raw, env, &mut cx);
+    let admin_token = usage::compile_admin_token(&raw, env, &mut cx);
+    let tracing = usage::compile_tracing(&raw, env, &mut cx);
+    let mut unpriced: Vec<String> = Vec::new();
+
     let mut providers = BTreeMap::new();
     for (name, p) in &raw.providers {
         let provider = compile_provider(name, p, defaults, env, &mut cx);
@@ -108,6 +116,20 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
                     model_json: Bytes::from(serde_json::Value::from(t.model.as_str()).to_string()),
                     weight: t.weight.unwrap_or(1),
                     context_window: t.context_window,
+                    price: {
+                        // A config entry naming this very provider wins over the family's price.
+                        let price = pricing
+                            .lookup(&provider.name, &t.model)
+                            .or_else(|| pricing.lookup(provider.options.pricing_family, &t.model))
+                            .cloned();
+                        if price.is_none() && provider.is_enabled() {
+                            let id = format!("{}/{}", provider.name, t.model);
+                            if !unpriced.contains(&id) {
+                                unpriced.push(id);
+                            }
+                        }
+                        price
+                    },
                     runtime: std::sync::OnceLock::new(),
                 })),
                 None => cx.error(
@@ -191,6 +213,12 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         cx.warnings
             .push("no provider is enabled: every model request will fail until one is".into());
     }
+    if !unpriced.is_empty() {
+        cx.warnings.push(format!(
+            "not in the pricing table (their cost is recorded as 0 and flagged; add them under pricing.models): {}",
+            unpriced.join(", ")
+        ));
+    }
     let models_list_body = models_list_body(&models);
     Ok(Snapshot {
         path: file.to_path_buf(),
@@ -203,6 +231,10 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         loaded_at: crate::providers::now_secs(),
         source_hash: 0,
         warnings: cx.warnings,
+        usage: usage_settings,
+        pricing,
+        admin_token,
+        tracing,
     })
 }
 
@@ -471,6 +503,7 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
             None
         }
     };
+    options.pricing_family = preset.map_or(kind.as_str(), |pr| pr.name);
     if let Some(pr) = preset {
         options.quirks = pr.quirks();
     }

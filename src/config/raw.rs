@@ -24,6 +24,125 @@ pub struct RawConfig {
     /// The policy table, matched top-down, first match wins.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Where usage records go: the spend ledger and the access log.
+    #[serde(default)]
+    pub usage: RawUsage,
+    /// Overrides and additions to the built-in pricing table.
+    #[serde(default)]
+    pub pricing: RawPricing,
+    /// The admin API's credentials.
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// OpenTelemetry traces (OTLP/HTTP JSON).
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    /// `sqlite:PATH` (relative to the working directory), `postgres://…`, or `off`.
+    #[serde(default = "default_ledger")]
+    pub ledger: String,
+    /// Records held in memory when the store is slow, before they spill to `spill_dir`.
+    #[serde(default = "default_ledger_queue")]
+    pub queue: usize,
+    #[serde(default = "default_ledger_batch")]
+    pub batch: usize,
+    #[serde(default = "default_ledger_flush", with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Records the store could not take wait here (JSON lines) and are replayed when it is back.
+    #[serde(default = "default_spill_dir")]
+    pub spill_dir: String,
+    /// `stdout`, `stderr`, `off`, or a file path: one JSON line per request.
+    #[serde(default = "default_access_log")]
+    pub access_log: String,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        RawUsage {
+            ledger: default_ledger(),
+            queue: default_ledger_queue(),
+            batch: default_ledger_batch(),
+            flush_interval: default_ledger_flush(),
+            spill_dir: default_spill_dir(),
+            access_log: default_access_log(),
+        }
+    }
+}
+
+fn default_ledger() -> String {
+    "sqlite:data/spend.db".into()
+}
+fn default_ledger_queue() -> usize {
+    65_536
+}
+fn default_ledger_batch() -> usize {
+    500
+}
+fn default_ledger_flush() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_spill_dir() -> String {
+    "data/spill".into()
+}
+fn default_access_log() -> String {
+    "stdout".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    /// A pricing file in the shipped format, replacing the built-in table.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Entries that replace or add to the table. `provider` is a provider family (`openai`,
+    /// `anthropic`, …, a preset name) or the name of a provider in this config.
+    #[serde(default)]
+    pub models: Vec<crate::usage::pricing::PriceEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Bearer token for `/admin/*` (`${TOLLGATE_ADMIN_TOKEN}`); unset disables those endpoints.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's OTLP/HTTP traces URL (`http://127.0.0.1:4318/v1/traces`); unset = no traces.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// Extra headers for the collector (values may use `${ENV}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Share of requests traced when the client sends no `traceparent` (0.0–1.0).
+    #[serde(default = "default_sample")]
+    pub sample: f64,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        RawTracing {
+            otlp_endpoint: None,
+            headers: BTreeMap::new(),
+            service_name: default_service_name(),
+            sample: default_sample(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "tollgate".into()
+}
+fn default_sample() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Deserialize)]

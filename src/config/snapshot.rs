@@ -34,6 +34,42 @@ pub struct Snapshot {
     pub source_hash: u64,
     /// Non-fatal problems (a provider disabled for lack of a key, …), logged once per load.
     pub warnings: Vec<String>,
+    /// Where usage records go (read at start; a change needs a restart).
+    pub usage: UsageSettings,
+    /// The pricing table the targets' prices were taken from.
+    pub pricing: Arc<crate::usage::pricing::PriceTable>,
+    /// Bearer token of the `/admin/*` API; `None` disables it.
+    pub admin_token: Option<Secret>,
+    /// OTLP trace export (read at start; a change needs a restart).
+    pub tracing: Option<TracingSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageSettings {
+    /// `sqlite:…` or `postgres://…` (may hold a password: a `Secret`); `None` = no ledger.
+    pub ledger: Option<Secret>,
+    pub queue: usize,
+    pub batch: usize,
+    pub flush_interval: Duration,
+    pub spill_dir: PathBuf,
+    pub access_log: AccessLog,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    pub endpoint: String,
+    pub headers: Vec<(String, Secret)>,
+    pub service_name: String,
+    /// Share of requests traced when the client did not decide (no `traceparent`).
+    pub sample: f64,
 }
 
 impl Snapshot {
@@ -121,6 +157,8 @@ pub struct ProviderOptions {
     pub default_max_tokens: u64,
     /// Bedrock: region and credentials requests are signed with (`None` for other kinds).
     pub aws: Option<AwsCredentials>,
+    /// Whose price list applies: the kind (`openai`, `anthropic`, …) or the preset (`groq`, …).
+    pub pricing_family: &'static str,
 }
 
 /// Resolved AWS credentials of a `kind: bedrock` provider.
@@ -141,6 +179,7 @@ impl Default for ProviderOptions {
             anthropic_version: "2023-06-01".into(),
             default_max_tokens: 4096,
             aws: None,
+            pricing_family: "",
         }
     }
 }
@@ -245,6 +284,8 @@ pub struct Target {
     pub model_json: Bytes,
     pub weight: u32,
     pub context_window: Option<u64>,
+    /// From the pricing table; `None` when the model is not in it (cost 0, flagged).
+    pub price: Option<crate::usage::pricing::Price>,
     /// Attached when the snapshot is installed (`ConfigStore`).
     pub runtime: std::sync::OnceLock<TargetRuntime>,
 }

@@ -73,6 +73,12 @@ impl ConfigStore {
         if a.threads != b.threads {
             restart.push("server.threads");
         }
+        if prev.usage != next.usage {
+            restart.push("usage");
+        }
+        if prev.tracing != next.tracing {
+            restart.push("tracing");
+        }
         attach(&next, &self.stats, &self.health);
         self.current.store(Arc::new(next));
         Ok(if restart.is_empty() {

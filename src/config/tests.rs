@@ -48,6 +48,10 @@ models:
   secret:
     hidden: true
     targets: [ { provider: local, model: x } ]
+pricing:
+  models:
+    - { provider: local, model: llama, input: 0, output: 0 }
+    - { provider: local, model: x, input: 1.5, output: 2 }
 ";
 
 #[test]
@@ -70,6 +74,30 @@ fn a_good_config_compiles() {
     let t = &s.model("gpt").unwrap().targets[0];
     assert_eq!(&t.model_json[..], b"\"gpt-4o\"");
     assert!(s.warnings.is_empty());
+}
+
+#[test]
+fn targets_carry_their_price_and_unpriced_models_are_named() {
+    let s = load(GOOD, &[("OPENAI_API_KEY", "sk-test")]).unwrap();
+    // The built-in table prices gpt-4o under the openai family; the config prices `local`'s.
+    let gpt = s.model("gpt").unwrap().targets[0].price.unwrap();
+    let builtin = crate::usage::pricing::PriceTable::builtin();
+    assert_eq!(Some(&gpt), builtin.lookup("openai", "gpt-4o"));
+    let x = s.model("secret").unwrap().targets[0].price.unwrap();
+    // 1000 × $1.5/1M + 1000 × $2/1M = $0.0035 = 3,500,000 nano-USD.
+    assert_eq!(x.cost_nanos(&crate::api::chat::Usage::new(1000, 1000)), 3_500_000);
+    let free = s.model("local-model").unwrap().targets[0].price.unwrap();
+    assert_eq!(free.cost_nanos(&crate::api::chat::Usage::new(1000, 1000)), 0);
+
+    let unpriced = GOOD.replace("    - { provider: local, model: x, input: 1.5, output: 2 }\n", "");
+    let s = load(&unpriced, &[("OPENAI_API_KEY", "sk-test")]).unwrap();
+    assert!(s.model("secret").unwrap().targets[0].price.is_none());
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(s.warnings[0].contains("local/x"), "{}", s.warnings[0]);
+
+    let bad = GOOD.replace("input: 1.5", "input: -1");
+    let errors = load(&bad, &[]).unwrap_err();
+    assert!(errors.to_string().contains("pricing"), "{errors}");
 }
 
 #[test]

@@ -128,6 +128,11 @@ pub trait Observer: Send {
     fn finish(&mut self);
     fn usage(&self) -> Option<Usage>;
     fn completed(&self) -> bool;
+    /// The completion text seen so far, for observers that keep it (to count the tokens of a
+    /// stream that ends without usage).
+    fn completion_text(&self) -> Option<&str> {
+        None
+    }
 }
 
 pub trait Adapter: Sync {

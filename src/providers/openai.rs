@@ -99,6 +99,7 @@ impl Adapter for OpenAiAdapter {
             usage: None,
             done: false,
             broken: false,
+            text: String::new(),
         })
     }
 }
@@ -257,14 +258,56 @@ struct OpenAiObserver {
     done: bool,
     /// The observer gave up (an oversized event); bytes still flow to the client.
     broken: bool,
+    /// The streamed completion text, to count when no usage arrives (no `include_usage`, a cut
+    /// stream, a server that never reports it).
+    text: String,
+}
+
+/// Appends the string values of the first `"content":"…"` / `"arguments":"…"` of an event:
+/// a scan, not a parse (an unescaped `"key":"` cannot occur inside a JSON string). Escaped
+/// values are decoded properly; most deltas have no escapes.
+fn keep_delta_text(data: &str, text: &mut String) {
+    for key in ["\"content\":\"", "\"arguments\":\"", "\"text\":\""] {
+        let Some(at) = memchr::memmem::find(data.as_bytes(), key.as_bytes()) else {
+            continue;
+        };
+        let start = at + key.len() - 1; // the opening quote
+        let rest = &data.as_bytes()[start + 1..];
+        // The closing quote: the first `"` not escaped by an odd run of backslashes.
+        let mut end = None;
+        let mut i = 0;
+        while let Some(q) = memchr::memchr(b'"', &rest[i..]) {
+            let pos = i + q;
+            let slashes = rest[..pos].iter().rev().take_while(|&&b| b == b'\\').count();
+            if slashes % 2 == 0 {
+                end = Some(pos);
+                break;
+            }
+            i = pos + 1;
+        }
+        let Some(end) = end else { continue };
+        let raw = &data[start + 1..start + 1 + end];
+        if text.len() + raw.len() > crate::proxy::relay::TEXT_LIMIT {
+            return;
+        }
+        if raw.contains('\\') {
+            if let Ok(s) = serde_json::from_str::<String>(&data[start..start + end + 2]) {
+                text.push_str(&s);
+            }
+        } else {
+            text.push_str(raw);
+        }
+    }
 }
 
 impl OpenAiObserver {
-    fn observe(usage: &mut Option<Usage>, done: &mut bool, ev: SseEvent) {
+    fn observe(usage: &mut Option<Usage>, done: &mut bool, text: &mut String, ev: SseEvent) {
         if ev.data == "[DONE]" {
             *done = true;
         } else if let Some(u) = usage_of(ev.data.as_bytes()) {
             *usage = Some(u);
+        } else if usage.is_none() {
+            keep_delta_text(&ev.data, text);
         }
     }
 }
@@ -272,8 +315,8 @@ impl OpenAiObserver {
 impl Observer for OpenAiObserver {
     fn push(&mut self, bytes: &[u8]) {
         if !self.broken {
-            let (usage, done) = (&mut self.usage, &mut self.done);
-            if let Err(e) = self.decoder.push(bytes, &mut |ev| Self::observe(usage, done, ev)) {
+            let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
+            if let Err(e) = self.decoder.push(bytes, &mut |ev| Self::observe(usage, done, text, ev)) {
                 tracing::warn!(error = %e, "stopped observing an upstream stream");
                 self.broken = true;
             }
@@ -282,9 +325,13 @@ impl Observer for OpenAiObserver {
 
     fn finish(&mut self) {
         if !self.broken {
-            let (usage, done) = (&mut self.usage, &mut self.done);
-            let _ = self.decoder.finish(&mut |ev| Self::observe(usage, done, ev));
+            let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
+            let _ = self.decoder.finish(&mut |ev| Self::observe(usage, done, text, ev));
         }
+    }
+
+    fn completion_text(&self) -> Option<&str> {
+        Some(&self.text)
     }
 
     fn usage(&self) -> Option<Usage> {

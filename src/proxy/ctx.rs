@@ -8,13 +8,80 @@ use crate::api::chat::Usage;
 use crate::api::Endpoint;
 use crate::config::{Snapshot, Target};
 use crate::providers::Wire;
+use crate::telemetry::trace::{SpanId, TraceId, TraceParent};
 
-/// One upstream attempt, as reported in logs and (later) the usage record.
+/// One upstream attempt, as reported in the usage record, the headers and the trace.
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub target: Arc<Target>,
     /// The upstream status, or the kind of failure (`connect`, `timeout`, `protocol`).
     pub outcome: AttemptOutcome,
+    /// When the attempt went to the network (`None`: skipped before any call, e.g. breaker open).
+    pub started: Option<Instant>,
+    /// How long it took (for the served attempt: until its body ended).
+    pub elapsed: Duration,
+    /// Its span in the trace (the parent the provider saw in `traceparent`).
+    pub span: Option<SpanId>,
+}
+
+impl Attempt {
+    /// A target passed over without a call.
+    pub fn skipped(target: &Arc<Target>, why: &'static str) -> Attempt {
+        Attempt {
+            target: Arc::clone(target),
+            outcome: AttemptOutcome::Failed(why),
+            started: None,
+            elapsed: Duration::ZERO,
+            span: None,
+        }
+    }
+
+    pub fn sent(target: &Arc<Target>, outcome: AttemptOutcome, started: Instant, span: SpanId) -> Attempt {
+        Attempt {
+            target: Arc::clone(target),
+            outcome,
+            started: Some(started),
+            elapsed: started.elapsed(),
+            span: Some(span),
+        }
+    }
+}
+
+/// Who a request is attributed to in the usage record.
+#[derive(Debug, Clone, Default)]
+pub struct Attribution {
+    pub key_id: Option<String>,
+    pub team: Option<String>,
+    pub user: Option<String>,
+    pub feature: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// The request's place in a distributed trace.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceCtx {
+    pub trace_id: TraceId,
+    /// This request's (server) span.
+    pub span_id: SpanId,
+    /// The client's span, when it sent a `traceparent`.
+    pub parent: Option<SpanId>,
+    /// The client's sampled flag (meaningful with `parent`).
+    pub parent_sampled: bool,
+    /// This gateway records and exports the request's spans.
+    pub sampled: bool,
+}
+
+impl TraceCtx {
+    /// The `traceparent` for a provider call whose span is `span`: ours when we trace, else the
+    /// client's passed through unchanged, else none.
+    pub fn upstream_header(&self, span: SpanId) -> Option<String> {
+        if self.sampled {
+            Some(TraceParent::header_value(self.trace_id, span, true))
+        } else {
+            self.parent
+                .map(|p| TraceParent::header_value(self.trace_id, p, self.parent_sampled))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +118,21 @@ pub struct RequestCtx {
     pub ab_arm: Option<&'static str>,
     /// The name of the route (policy table entry) that matched.
     pub route: Option<String>,
+    /// Made by the gateway, unique: the ledger's key and the `x-request-id` response header.
+    pub request_id: String,
+    /// The client's `x-request-id`, kept for correlation.
+    pub client_request_id: Option<String>,
+    pub trace: TraceCtx,
+    pub who: Attribution,
+    /// The usage was counted by the gateway (the provider reported none).
+    pub tokens_estimated: bool,
+    /// The prompt's token estimate, once computed (context-window checks, missing usage).
+    pub prompt_estimate: Option<u64>,
+    /// Time spent in retry backoff (neither the provider's time nor the gateway's overhead).
+    pub backoff_time: Duration,
+    /// `none`, `hit`, `miss`, `bypass` (the cache issue sets it).
+    pub cache: &'static str,
+    pub guardrails: crate::usage::GuardrailCounts,
 }
 
 impl RequestCtx {
@@ -73,7 +155,30 @@ impl RequestCtx {
             inflight_guard: None,
             ab_arm: None,
             route: None,
+            request_id: format!("{:032x}", rand::random::<u128>()),
+            client_request_id: None,
+            trace: TraceCtx {
+                trace_id: TraceId([0; 16]),
+                span_id: SpanId([0; 8]),
+                parent: None,
+                parent_sampled: false,
+                sampled: false,
+            },
+            who: Attribution::default(),
+            tokens_estimated: false,
+            prompt_estimate: None,
+            backoff_time: Duration::ZERO,
+            cache: "none",
+            guardrails: Default::default(),
         }
+    }
+
+    /// The gateway's own time so far: elapsed minus provider waits and backoff, given the
+    /// provider time of an attempt still running (`current`).
+    pub fn overhead(&self, current: Duration) -> Duration {
+        self.started
+            .elapsed()
+            .saturating_sub(self.upstream_time + current + self.backoff_time)
     }
 }
 

@@ -7,7 +7,6 @@
 //! that is not the last. Once the response header went out, a failure ends the stream with an
 //! explicit error event instead of a clean-looking end.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -26,6 +25,10 @@ use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
 use crate::providers::{Adapter, Rendered, Wire};
 use crate::routing::breaker::{now_ms, Admission};
 use crate::routing::routes::RouteInput;
+use crate::telemetry::trace::SpanId;
+
+/// Completion tokens assumed by the `cost` strategy when the request sets no maximum.
+const COST_COMPLETION_GUESS: u64 = 512;
 
 /// A whole (non-streamed) response body larger than this is refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -56,6 +59,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         }
     }
     ctx.stream = req.stream;
+    attribute(session, &req, ctx);
     if let Some(alias) = snapshot.model(&req.model) {
         ctx.model = Some(alias.name.clone());
     }
@@ -110,6 +114,21 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     };
     // The alias's own targets in its strategy's order, then its fallbacks' in configured order.
     let order: Vec<usize> = match snapshot.model(alias_name) {
+        Some(m) if m.own > 1 && pinned.unwrap_or(m.strategy) == crate::routing::balance::Strategy::Cost => {
+            let prompt = estimate_prompt(&req, ctx).await.unwrap_or(0);
+            let completion = req
+                .canonical()
+                .ok()
+                .and_then(|c| c.max_output_tokens())
+                .unwrap_or(COST_COMPLETION_GUESS);
+            let costs: Vec<Option<i64>> = plan[..m.own]
+                .iter()
+                .map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))
+                .collect();
+            let mut o = crate::routing::balance::order_by_cost(&costs);
+            o.extend(m.own..plan.len());
+            o
+        }
         Some(m) if m.own > 1 => {
             let stats: Vec<&crate::routing::balance::TargetStats> = plan[..m.own]
                 .iter()
@@ -141,10 +160,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         // A target whose breaker is open is skipped; after the cooldown one request probes it.
         let probe = match runtime.map(|r| r.breaker.admit(now_ms())) {
             Some(Admission::Rejected) => {
-                ctx.attempts.push(Attempt {
-                    target: Arc::clone(target),
-                    outcome: AttemptOutcome::Failed("breaker_open"),
-                });
+                ctx.attempts.push(Attempt::skipped(target, "breaker_open"));
                 last_error.get_or_insert(ApiError::NoProvider {
                     model: req.model.clone(),
                     reason: format!("the circuit breaker of {} is open", target.provider.name),
@@ -158,13 +174,10 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         // is skipped before any call.
         if let Some(window) = target.context_window {
             if prompt_estimate.is_none() {
-                prompt_estimate = Some(estimate_need(&req).await);
+                prompt_estimate = Some(estimate_need(&req, ctx).await);
             }
             if prompt_estimate.flatten().is_some_and(|need| need > window) {
-                ctx.attempts.push(Attempt {
-                    target: Arc::clone(target),
-                    outcome: AttemptOutcome::Failed("context_window"),
-                });
+                ctx.attempts.push(Attempt::skipped(target, "context_window"));
                 last_error.get_or_insert(ApiError::InvalidField {
                     field: "messages",
                     message: "the prompt is longer than the context window of every model that could serve it".into(),
@@ -177,10 +190,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             Ok(r) => r,
             Err(e) => {
                 // This target cannot serve the request as asked (e.g. `n > 1` on Anthropic); another may.
-                ctx.attempts.push(Attempt {
-                    target: Arc::clone(target),
-                    outcome: AttemptOutcome::Failed("unsupported"),
-                });
+                ctx.attempts.push(Attempt::skipped(target, "unsupported"));
                 last_error.get_or_insert(e);
                 continue;
             }
@@ -199,14 +209,26 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             let pool = target.provider.pool.get();
             let key = pool.and_then(|p| p.pick(now_ms()));
             let guard = runtime.map(|r| r.stats.start());
-            let sent = upstream::send(&state.connector, session, target, &rendered, req.stream, timeouts, key).await;
+            let sent_at = Instant::now();
+            // Each call is a child span of this request; the provider sees it as its parent.
+            let span = SpanId::random();
+            let traceparent = ctx.trace.upstream_header(span);
+            let sent = upstream::send(
+                &state.connector,
+                session,
+                target,
+                &rendered,
+                req.stream,
+                timeouts,
+                key,
+                traceparent.as_deref(),
+            )
+            .await;
             let wait = match sent {
                 Ok(mut up) => {
                     let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
-                    ctx.attempts.push(Attempt {
-                        target: Arc::clone(target),
-                        outcome: AttemptOutcome::Status(status),
-                    });
+                    ctx.attempts
+                        .push(Attempt::sent(target, AttemptOutcome::Status(status), up.started, span));
                     // The breaker tracks the target's health: 5xx and the other retry_on statuses
                     // count against it; a 429 is rate limiting (the key pool's business), not
                     // ill health, so it is not recorded (a probe that got one is let go).
@@ -288,10 +310,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     if let Some(r) = runtime {
                         r.breaker.record(false, now_ms());
                     }
-                    ctx.attempts.push(Attempt {
-                        target: Arc::clone(target),
-                        outcome: AttemptOutcome::Failed(e.kind()),
-                    });
+                    ctx.attempts
+                        .push(Attempt::sent(target, AttemptOutcome::Failed(e.kind()), sent_at, span));
+                    ctx.upstream_time += sent_at.elapsed();
                     state
                         .metrics
                         .upstream_errors
@@ -318,10 +339,13 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 budget_spent = true;
                 break 'targets;
             }
+            state.metrics.retries.with_label_values(&[&target.provider.name]).inc();
+            let slept = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = session.read_body_or_idle(true) => return client_gone(ctx, "during a retry backoff"),
             }
+            ctx.backoff_time += slept.elapsed();
         }
     }
     let err = if budget_spent {
@@ -340,12 +364,22 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
 
 /// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
 /// cannot be estimated (not a chat request). Large prompts are encoded on a blocking thread.
-async fn estimate_need(req: &LlmRequest) -> Option<u64> {
+async fn estimate_need(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<u64> {
+    let prompt = estimate_prompt(req, ctx).await?;
+    let completion = req.canonical().ok()?.max_output_tokens().unwrap_or(0);
+    Some(prompt + completion)
+}
+
+/// The prompt's tokens by the tokenizer, computed once per request (large prompts off the
+/// event loop).
+async fn estimate_prompt(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<u64> {
+    if let Some(n) = ctx.prompt_estimate {
+        return Some(n);
+    }
     if !matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Messages) {
         return None;
     }
     let chat = req.canonical().ok()?;
-    let completion = chat.max_output_tokens().unwrap_or(0);
     let prompt = if req.body.len() > 32 * 1024 {
         let owned = chat.clone();
         tokio::task::spawn_blocking(move || crate::limits::tokens::estimate_chat(&owned))
@@ -354,7 +388,48 @@ async fn estimate_need(req: &LlmRequest) -> Option<u64> {
     } else {
         crate::limits::tokens::estimate_chat(chat)
     };
-    Some(prompt + completion)
+    ctx.prompt_estimate = Some(prompt);
+    Some(prompt)
+}
+
+/// Usage counted by the gateway when the provider reported none (a stream without
+/// `include_usage`, a cut stream, a provider that never reports it): the prompt by the
+/// tokenizer, the completion from the text that went to the client. Marked estimated.
+async fn fill_missing_usage(req: &LlmRequest, ctx: &mut RequestCtx, completion_text: Option<&str>) {
+    if ctx.usage.is_some() || !matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Messages) {
+        return;
+    }
+    let Some(prompt) = estimate_prompt(req, ctx).await else {
+        return;
+    };
+    let completion = completion_text.map_or(0, crate::limits::tokens::count_text);
+    ctx.usage = Some(crate::api::chat::Usage::new(prompt, completion));
+    ctx.tokens_estimated = true;
+}
+
+/// Who the request is for: the `user` field or `x-tollgate-user`, the feature from
+/// `x-tollgate-feature` or `metadata.feature`, the team from `x-tollgate-team`. (Virtual keys,
+/// when they come, set key, team and tier from the key and win over headers.)
+fn attribute(session: &Session, req: &LlmRequest, ctx: &mut RequestCtx) {
+    let h = &session.req_header().headers;
+    let header = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.chars().take(200).collect::<String>())
+    };
+    ctx.who.user = header("x-tollgate-user").or_else(|| req.user.clone());
+    ctx.who.feature = header("x-tollgate-feature").or_else(|| {
+        req.metadata
+            .as_ref()
+            .and_then(|m| m.get("feature"))
+            .and_then(|v| v.as_str())
+            .map(|v| v.chars().take(200).collect())
+    });
+    if ctx.who.team.is_none() {
+        ctx.who.team = header("x-tollgate-team");
+    }
 }
 
 /// Whether a provider's 400 says the prompt does not fit the model's context window (OpenAI's
@@ -464,6 +539,42 @@ fn client_header(
     Ok(h)
 }
 
+/// The served attempt's span lasts until its body ended.
+fn served_attempt_ended(ctx: &mut RequestCtx, started: Instant) {
+    if let Some(a) = ctx.attempts.last_mut() {
+        a.elapsed = started.elapsed();
+    }
+}
+
+/// The assistant text of a whole OpenAI-shaped response (for counting when it has no usage).
+fn completion_text_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Resp {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        message: Option<Msg>,
+        #[serde(default)]
+        text: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        #[serde(default)]
+        content: Option<String>,
+    }
+    let r: Resp = serde_json::from_slice(body).ok()?;
+    let mut out = String::new();
+    for c in r.choices {
+        if let Some(t) = c.message.and_then(|m| m.content).or(c.text) {
+            out.push_str(&t);
+        }
+    }
+    Some(out)
+}
+
 /// Reads a whole upstream body (bounded), abandoning it if the client leaves.
 async fn read_whole(session: &mut Session, up: &mut Upstream) -> std::result::Result<Bytes, ReadWhole> {
     let mut buf = BytesMut::new();
@@ -527,6 +638,7 @@ async fn relay(
         "application/json"
     });
     let mut header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
+    header.insert_header("x-request-id", ctx.request_id.as_str())?;
     header.insert_header("x-tollgate-attempts", ctx.attempts_summary())?;
     if let Some(arm) = ctx.ab_arm {
         header.insert_header("x-tollgate-ab", arm)?;
@@ -578,10 +690,23 @@ async fn relay(
             client::error(req.client, status, &adapter.error_body(status, &raw))
         };
         header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        header.insert_header(
+            "x-tollgate-overhead-us",
+            ctx.overhead(Duration::ZERO).as_micros() as u64,
+        )?;
+        served_attempt_ended(ctx, up.started);
         release(state, up, target).await;
         ctx.status = status;
         if !ok {
             ctx.error = Some("upstream_status");
+        }
+        if ok {
+            let text = if ctx.usage.is_none() && rendered.passthrough {
+                completion_text_of(&body)
+            } else {
+                None
+            };
+            fill_missing_usage(req, ctx, text.as_deref()).await;
         }
         session.write_response_header(Box::new(header), false).await?;
         ctx.first_byte = Some(Instant::now());
@@ -594,6 +719,10 @@ async fn relay(
     // together (one write, one packet) instead of one write per event.
     let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage);
     ctx.status = status;
+    header.insert_header(
+        "x-tollgate-overhead-us",
+        ctx.overhead(up.started.elapsed()).as_micros() as u64,
+    )?;
     session.write_response_header(Box::new(header), false).await?;
     let mut stashed: Option<pingora::Result<Option<Bytes>>> = None;
     let outcome: std::result::Result<(), (&'static str, String)> = loop {
@@ -602,7 +731,10 @@ async fn relay(
             None => tokio::select! {
                 r = up.session.read_response_body() => r,
                 _ = session.read_body_or_idle(true) => {
+                    ctx.upstream_time += up.started.elapsed();
+                    served_attempt_ended(ctx, up.started);
                     ctx.usage = relay.usage();
+                    fill_missing_usage(req, ctx, relay.completion_text()).await;
                     return client_gone(ctx, "mid-stream");
                 }
             },
@@ -672,7 +804,10 @@ async fn relay(
                 }
                 if let Err(e) = session.write_response_body(Some(bytes), false).await {
                     ctx.error = Some("client_gone");
+                    ctx.upstream_time += up.started.elapsed();
+                    served_attempt_ended(ctx, up.started);
                     ctx.usage = relay.usage();
+                    fill_missing_usage(req, ctx, relay.completion_text()).await;
                     return Err(e);
                 }
             }
@@ -680,7 +815,9 @@ async fn relay(
         }
     };
     ctx.upstream_time += up.started.elapsed();
+    served_attempt_ended(ctx, up.started);
     ctx.usage = relay.usage();
+    fill_missing_usage(req, ctx, relay.completion_text()).await;
     match outcome {
         Ok(()) => {
             release(state, up, target).await;

@@ -21,14 +21,18 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::api::{route, ApiError, Route};
 use crate::config::ConfigStore;
+use crate::telemetry::sinks::Sinks;
+use crate::telemetry::trace::{SpanId, TraceId, TraceParent};
 use crate::telemetry::Metrics;
 pub use ctx::RequestCtx;
 
-/// State shared by every request: the live config, metrics, the upstream connection pool.
+/// State shared by every request: the live config, metrics, the upstream connection pool,
+/// where finished requests go.
 pub struct AppState {
     pub config: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
     pub connector: Connector,
+    pub sinks: Sinks,
 }
 
 pub struct Gateway {
@@ -36,16 +40,45 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<ConfigStore>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: Arc<ConfigStore>, metrics: Arc<Metrics>, sinks: Sinks) -> Self {
         let connector = Connector::new(None);
         Gateway {
             state: Arc::new(AppState {
                 config,
                 metrics,
                 connector,
+                sinks,
             }),
         }
     }
+}
+
+/// The request's identity: our id, the client's id, its place in the trace.
+fn identify(state: &AppState, session: &Session, ctx: &mut RequestCtx, snap: &crate::config::Snapshot) {
+    let h = &session.req_header().headers;
+    ctx.client_request_id = h
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_string);
+    let client = h
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    let t = &mut ctx.trace;
+    t.trace_id = client.as_ref().map_or_else(TraceId::random, |c| c.trace_id);
+    t.span_id = SpanId::random();
+    t.parent = client.as_ref().map(|c| c.parent_id);
+    t.parent_sampled = client.as_ref().is_some_and(|c| c.sampled);
+    // The client's decision stands when it made one; otherwise the configured share.
+    t.sampled = state.sinks.tracer.is_some()
+        && match &client {
+            Some(c) => c.sampled,
+            None => snap
+                .tracing
+                .as_ref()
+                .is_some_and(|s| s.sample >= 1.0 || rand::random::<f64>() < s.sample),
+        };
 }
 
 #[async_trait]
@@ -61,7 +94,9 @@ impl ProxyHttp for Gateway {
     /// every route served today); `Err` means the client connection failed and nothing more can
     /// be written to it.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.snapshot = Some(self.state.config.current());
+        let snap = self.state.config.current();
+        identify(&self.state, session, ctx, &snap);
+        ctx.snapshot = Some(snap);
         self.state.metrics.inflight.inc();
         ctx.inflight = true;
         let header = session.req_header();
@@ -116,6 +151,6 @@ impl ProxyHttp for Gateway {
 
     /// Closes every request: metrics and the debug access line.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        record::finish(&self.state.metrics, session, e, ctx);
+        record::finish(&self.state, session, e, ctx);
     }
 }

@@ -17,7 +17,36 @@ pub enum Relay {
         source: Box<dyn ChunkSource>,
         encoder: StreamEncoder,
         chunks: Vec<ChatChunk>,
+        /// The completion text (content, reasoning, tool arguments) that went to the client,
+        /// up to `TEXT_LIMIT`, to count tokens when the stream ends without usage.
+        text: String,
     },
+}
+
+/// How much completion text is kept for counting: ~256k tokens, far above any single answer.
+pub const TEXT_LIMIT: usize = 1 << 20;
+
+/// Appends a chunk's text to `text`, up to `TEXT_LIMIT`.
+fn keep_text(text: &mut String, c: &ChatChunk) {
+    for choice in &c.choices {
+        let d = &choice.delta;
+        let tools = d
+            .tool_calls
+            .iter()
+            .flatten()
+            .filter_map(|t| t.function.as_ref()?.arguments.as_deref());
+        for piece in d
+            .content
+            .iter()
+            .chain(d.reasoning_content.iter())
+            .map(String::as_str)
+            .chain(tools)
+        {
+            if text.len() + piece.len() <= TEXT_LIMIT {
+                text.push_str(piece);
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -32,6 +61,7 @@ impl Relay {
                 source: adapter.chat_stream(rendered),
                 encoder: StreamEncoder::new(client, include_usage),
                 chunks: Vec::new(),
+                text: String::new(),
             }
         }
     }
@@ -47,9 +77,10 @@ impl Relay {
                 source,
                 encoder,
                 chunks,
+                text,
             } => {
                 source.push(&bytes, chunks)?;
-                Ok(encode(encoder, chunks))
+                Ok(encode(encoder, chunks, text))
             }
         }
     }
@@ -65,10 +96,12 @@ impl Relay {
                 source,
                 encoder,
                 chunks,
+                text,
             } => {
                 source.finish(chunks)?;
                 let mut out = BytesMut::new();
                 for c in chunks.drain(..) {
+                    keep_text(text, &c);
                     encoder.push(&c, &mut out);
                 }
                 if source.completed() {
@@ -93,6 +126,15 @@ impl Relay {
         }
     }
 
+    /// The completion text seen so far, when the gateway kept it (to count tokens the
+    /// provider did not report).
+    pub fn completion_text(&self) -> Option<&str> {
+        match self {
+            Relay::Pass { observer, .. } => observer.completion_text(),
+            Relay::Translate { text, .. } => Some(text),
+        }
+    }
+
     /// An in-band error event in the client's format.
     pub fn error_event(&self, code: &str, message: &str) -> Bytes {
         let mut out = BytesMut::new();
@@ -104,12 +146,13 @@ impl Relay {
     }
 }
 
-fn encode(encoder: &mut StreamEncoder, chunks: &mut Vec<ChatChunk>) -> Bytes {
+fn encode(encoder: &mut StreamEncoder, chunks: &mut Vec<ChatChunk>, text: &mut String) -> Bytes {
     if chunks.is_empty() {
         return Bytes::new();
     }
     let mut out = BytesMut::new();
     for c in chunks.drain(..) {
+        keep_text(text, &c);
         encoder.push(&c, &mut out);
     }
     out.freeze()

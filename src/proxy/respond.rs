@@ -1,5 +1,7 @@
 //! Writing the gateway's own responses (JSON bodies and errors) to the client.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -16,9 +18,14 @@ pub async fn json(
     body: Bytes,
     extra: &[(&'static str, &str)],
 ) -> Result<bool> {
-    let mut h = ResponseHeader::build(status, Some(3 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(5 + extra.len()))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len())?;
+    h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    h.insert_header(
+        "x-tollgate-overhead-us",
+        ctx.overhead(Duration::ZERO).as_micros() as u64,
+    )?;
     for (k, v) in extra {
         h.insert_header(*k, *v)?;
     }

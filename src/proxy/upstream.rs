@@ -110,6 +110,7 @@ fn request_header(
 }
 
 /// Sends one attempt and reads its response header.
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     connector: &Connector,
     client: &mut Session,
@@ -118,9 +119,16 @@ pub async fn send(
     stream: bool,
     timeouts: Timeouts,
     key: Option<usize>,
+    traceparent: Option<&str>,
 ) -> Result<Upstream, AttemptError> {
     let peer = target.provider.peer.as_ref().ok_or(AttemptError::Unavailable)?;
-    let header = request_header(target, rendered, stream, key).map_err(|e| AttemptError::Protocol(e.to_string()))?;
+    let mut header =
+        request_header(target, rendered, stream, key).map_err(|e| AttemptError::Protocol(e.to_string()))?;
+    if let Some(tp) = traceparent {
+        header
+            .insert_header("traceparent", tp)
+            .map_err(|e| AttemptError::Protocol(e.to_string()))?;
+    }
     let started = Instant::now();
     for fresh_try in [false, true] {
         let (mut up, reused) = connector

@@ -35,6 +35,9 @@ pub enum Strategy {
     LeastLatency,
     /// Fewest requests in flight first.
     LeastBusy,
+    /// Cheapest first by the pricing table, for this request's estimated tokens (targets whose
+    /// context window it does not fit are skipped later); unpriced targets last.
+    Cost,
 }
 
 /// Sentinel in `TargetStats::ewma_us` for "no sample yet".
@@ -331,7 +334,17 @@ pub fn order<S: Deref<Target = TargetStats>>(
             Some(d) => u64::try_from(d.as_micros()).unwrap_or(u64::MAX).saturating_add(1),
         }),
         Strategy::LeastBusy => sort_by_metric(&mut out, n, stats, |s| u64::from(s.inflight())),
+        // Needs the request's costs: see `order_by_cost`.
+        Strategy::Cost => out.extend(0..n),
     }
+    out
+}
+
+/// Targets by estimated cost, cheapest first (ties keep the configured order); targets without
+/// a price go last, in configured order.
+pub fn order_by_cost(costs: &[Option<i64>]) -> Vec<usize> {
+    let mut out: Vec<usize> = (0..costs.len()).collect();
+    out.sort_by_key(|&i| (costs[i].is_none(), costs[i].unwrap_or(0), i));
     out
 }
 
@@ -741,5 +754,15 @@ mod tests {
             assert!((b as i64 - 10).abs() <= 2, "{start}: {b}");
         }
         assert!((0..10_000u64).all(|c| unkeyed_slot(c) < BASIS_POINTS));
+    }
+
+    #[test]
+    fn cost_order_is_cheapest_first_unpriced_last() {
+        assert_eq!(
+            order_by_cost(&[Some(30), None, Some(10), Some(30), None]),
+            vec![2, 0, 3, 1, 4]
+        );
+        assert_eq!(order_by_cost(&[None, None]), vec![0, 1]);
+        assert_eq!(order_by_cost(&[]), Vec::<usize>::new());
     }
 }

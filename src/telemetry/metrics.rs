@@ -16,11 +16,110 @@ pub struct Metrics {
     pub config_reload_errors: IntCounter,
     /// Per target: 0 closed, 1 half-open, 2 open (set when /metrics is rendered).
     pub breaker_state: prometheus::IntGaugeVec,
+    /// USD by alias, provider and team (teams come from virtual keys: a bounded set).
+    pub cost: prometheus::CounterVec,
+    pub ttft: HistogramVec,
+    /// The gateway's own time per request (total minus provider waits and backoff).
+    pub overhead: prometheus::Histogram,
+    /// Retries of the same target.
+    pub retries: IntCounterVec,
+    /// Requests refused by a rate limit or budget, by reason.
+    pub rate_limited: IntCounterVec,
+    /// Cache lookups by outcome (`hit`, `miss`).
+    pub cache: IntCounterVec,
+    /// Guardrail actions (`redact`, `injection`, `block`).
+    pub guardrails: IntCounterVec,
+    /// Served requests whose model is not in the pricing table (cost recorded as 0).
+    pub unpriced: IntCounterVec,
+    /// Requests whose tokens the gateway counted because the provider reported none.
+    pub estimated_usage: IntCounterVec,
+    /// Background sinks, synced from their own counters when /metrics is rendered.
+    pub sinks: SinkMetrics,
+}
+
+/// The ledger's, access log's and trace exporter's counters (theirs are plain atomics).
+pub struct SinkMetrics {
+    pub ledger_queue_depth: IntGauge,
+    pub ledger_spill_pending: IntGauge,
+    pub ledger_store_up: IntGauge,
+    pub ledger_written: IntCounter,
+    pub ledger_spilled: IntCounter,
+    pub ledger_replayed: IntCounter,
+    pub ledger_dropped: IntCounter,
+    pub ledger_write_errors: IntCounter,
+    pub access_log_dropped: IntCounter,
+    pub spans_exported: IntCounter,
+    pub spans_dropped: IntCounter,
+    /// Serialises syncs so two scrapes cannot add the same delta twice (admin path only).
+    pub sync: std::sync::Mutex<()>,
+}
+
+impl SinkMetrics {
+    fn new(registry: &Registry) -> Result<SinkMetrics, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        Ok(SinkMetrics {
+            ledger_queue_depth: gauge(
+                "tollgate_ledger_queue_depth",
+                "Usage records waiting for the spend ledger",
+            )?,
+            ledger_spill_pending: gauge(
+                "tollgate_ledger_spill_pending",
+                "Usage records in spill files, waiting for the store",
+            )?,
+            ledger_store_up: gauge(
+                "tollgate_ledger_store_up",
+                "1 when the spend ledger's store is reachable",
+            )?,
+            ledger_written: counter("tollgate_ledger_written_total", "Usage records written to the store")?,
+            ledger_spilled: counter(
+                "tollgate_ledger_spilled_total",
+                "Usage records spilled to a local file while the store was slow or down",
+            )?,
+            ledger_replayed: counter(
+                "tollgate_ledger_replayed_total",
+                "Spilled usage records replayed into the store",
+            )?,
+            ledger_dropped: counter(
+                "tollgate_ledger_dropped_total",
+                "Usage records lost because the ledger queue was full",
+            )?,
+            ledger_write_errors: counter("tollgate_ledger_write_errors_total", "Failed ledger writes")?,
+            access_log_dropped: counter("tollgate_access_log_dropped_total", "Access log lines not written")?,
+            spans_exported: counter(
+                "tollgate_trace_spans_exported_total",
+                "Spans sent to the OTLP collector",
+            )?,
+            spans_dropped: counter("tollgate_trace_spans_dropped_total", "Spans dropped (queue full)")?,
+            sync: std::sync::Mutex::new(()),
+        })
+    }
+}
+
+/// Brings a Prometheus counter up to a monotonic total kept elsewhere.
+pub fn sync_counter(c: &IntCounter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
 }
 
 /// Request durations from 1 ms to ~10 min.
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Gateway overhead from 10 µs to 1 s.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
 impl Metrics {
@@ -39,7 +138,10 @@ impl Metrics {
             &["model", "provider"],
         )?;
         let tokens = IntCounterVec::new(
-            Opts::new("tollgate_tokens_total", "Tokens reported by providers"),
+            Opts::new(
+                "tollgate_tokens_total",
+                "Tokens by type: prompt, completion, cached (part of prompt), cache_write (part of prompt), reasoning (part of completion)",
+            ),
             &["model", "provider", "type"],
         )?;
         let upstream_errors = IntCounterVec::new(
@@ -75,6 +177,61 @@ impl Metrics {
             &["provider", "model"],
         )?;
         registry.register(Box::new(breaker_state.clone()))?;
+        let cost = prometheus::CounterVec::new(
+            Opts::new(
+                "tollgate_cost_usd_total",
+                "Cost in USD by model alias, provider and team",
+            ),
+            &["model", "provider", "team"],
+        )?;
+        let ttft = HistogramVec::new(
+            HistogramOpts::new(
+                "tollgate_time_to_first_token_seconds",
+                "Time from the request to the first response byte sent to the client",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["model", "provider"],
+        )?;
+        let overhead = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_overhead_seconds",
+                "The gateway's own time per request: total minus provider waits and retry backoff",
+            )
+            .buckets(OVERHEAD_BUCKETS.to_vec()),
+        )?;
+        let vec = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+        let retries = vec("tollgate_retries_total", "Retries of the same target", &["provider"])?;
+        let rate_limited = vec(
+            "tollgate_rate_limited_total",
+            "Requests refused by a rate limit or budget",
+            &["reason"],
+        )?;
+        let cache = vec("tollgate_cache_total", "Cache lookups by outcome", &["outcome"])?;
+        let guardrails = vec("tollgate_guardrail_actions_total", "Guardrail actions", &["action"])?;
+        let unpriced = vec(
+            "tollgate_unpriced_requests_total",
+            "Served requests whose model is not in the pricing table (cost recorded as 0)",
+            &["model", "provider"],
+        )?;
+        let estimated_usage = vec(
+            "tollgate_estimated_usage_total",
+            "Requests whose tokens the gateway counted because the provider reported none",
+            &["model", "provider"],
+        )?;
+        for c in [
+            &retries,
+            &rate_limited,
+            &cache,
+            &guardrails,
+            &unpriced,
+            &estimated_usage,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(cost.clone()))?;
+        registry.register(Box::new(ttft.clone()))?;
+        registry.register(Box::new(overhead.clone()))?;
+        let sinks = SinkMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -86,6 +243,16 @@ impl Metrics {
             config_reloads,
             config_reload_errors,
             breaker_state,
+            cost,
+            ttft,
+            overhead,
+            retries,
+            rate_limited,
+            cache,
+            guardrails,
+            unpriced,
+            estimated_usage,
+            sinks,
         })
     }
 

@@ -1,6 +1,8 @@
 //! Observability: Prometheus metrics, the access log, OpenTelemetry traces.
 
+pub mod access_log;
 pub mod metrics;
+pub mod sinks;
 pub mod trace;
 
 pub use metrics::Metrics;

@@ -3,5 +3,6 @@
 pub mod ledger;
 pub mod pricing;
 pub mod record;
+pub mod report;
 
 pub use record::{GuardrailCounts, UsageRecord, NANOS_PER_USD};

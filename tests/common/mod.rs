@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,9 @@ impl Proc {
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut cmd = Command::new(BIN);
+        // Each process works in its own directory: its spend ledger and spill files land there.
         cmd.args(args)
+            .current_dir(dir)
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .env("RUST_LOG", "info");
@@ -163,11 +167,17 @@ pub struct Received {
 
 /// POSTs and reads an SSE response line by line, timestamping each `data:` line.
 pub fn post_stream(url: &str, body: &str) -> (Resp, Vec<Received>) {
+    post_stream_with(url, body, &[])
+}
+
+/// `post_stream` with extra request headers.
+pub fn post_stream_with(url: &str, body: &str, headers: &[(&str, &str)]) -> (Resp, Vec<Received>) {
     let start = Instant::now();
-    let r = agent()
-        .post(url)
-        .set("content-type", "application/json")
-        .send_string(body);
+    let mut req = agent().post(url).set("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let r = req.send_string(body);
     let r = match r {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => return (to_resp(r), Vec::new()),
@@ -304,6 +314,11 @@ impl Gateway {
         let tmp = self.dir.path().join("next.yaml");
         std::fs::write(&tmp, text).expect("write");
         std::fs::rename(&tmp, &self.config).expect("rename");
+    }
+
+    /// The gateway's working directory (its default ledger and spill files live here).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn url(&self, path: &str) -> String {

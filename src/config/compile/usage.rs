@@ -1,0 +1,178 @@
+//! The `usage`, `pricing`, `admin` and `tracing` sections: where records go, what tokens cost,
+//! who may read spend, where spans go.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{key, Ctx, Env};
+use crate::config::env::expand_with;
+use crate::config::raw::RawConfig;
+use crate::config::secret::Secret;
+use crate::config::snapshot::{AccessLog, TracingSettings, UsageSettings};
+use crate::usage::pricing::PriceTable;
+
+pub(super) fn compile_usage(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> UsageSettings {
+    let u = &raw.usage;
+    let path = |f: &str| [key("usage"), key(f)];
+    // The URL may carry a password from the environment (`postgres://tollgate:${PGPASSWORD}@…`).
+    let ledger_url = match expand_with(&u.ledger, env.var) {
+        Ok(e) if e.missing.is_empty() => e.value,
+        Ok(e) => {
+            cx.error(
+                &path("ledger"),
+                format!("environment variable {} is not set", e.missing.join(", ")),
+            );
+            String::new()
+        }
+        Err(msg) => {
+            cx.error(&path("ledger"), msg);
+            String::new()
+        }
+    };
+    let ledger = match ledger_url.trim() {
+        "off" | "" => None,
+        url if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(Secret::new(url))
+        }
+        other => {
+            cx.error(
+                &path("ledger"),
+                format!(
+                    "{:?} is not a ledger URL: use sqlite:PATH, postgres://… or off",
+                    redact_url(other)
+                ),
+            );
+            None
+        }
+    };
+    if u.queue == 0 {
+        cx.error(&path("queue"), "must be greater than 0");
+    }
+    if u.batch == 0 {
+        cx.error(&path("batch"), "must be greater than 0");
+    }
+    if u.flush_interval.is_zero() {
+        cx.error(&path("flush_interval"), "must be greater than 0s");
+    }
+    let access_log = match u.access_log.trim() {
+        "off" | "" => AccessLog::Off,
+        "stdout" => AccessLog::Stdout,
+        "stderr" => AccessLog::Stderr,
+        file => AccessLog::File(PathBuf::from(file)),
+    };
+    UsageSettings {
+        ledger,
+        queue: u.queue.max(1),
+        batch: u.batch.max(1),
+        flush_interval: u.flush_interval.max(Duration::from_millis(1)),
+        spill_dir: PathBuf::from(&u.spill_dir),
+        access_log,
+    }
+}
+
+/// The built-in table (or `pricing.file`) with the config's entries on top.
+pub(super) fn compile_pricing(raw: &RawConfig, file: &Path, cx: &mut Ctx) -> Arc<PriceTable> {
+    let base = match &raw.pricing.file {
+        None => PriceTable::builtin(),
+        Some(f) => {
+            // Relative to the config file, like any file a config refers to.
+            let p = file.parent().unwrap_or(Path::new(".")).join(f);
+            match std::fs::read_to_string(&p) {
+                Ok(text) => match PriceTable::parse(&text) {
+                    Ok(t) => Arc::new(t),
+                    Err(e) => {
+                        cx.error(&[key("pricing"), key("file")], format!("{}: {e}", p.display()));
+                        PriceTable::builtin()
+                    }
+                },
+                Err(e) => {
+                    cx.error(
+                        &[key("pricing"), key("file")],
+                        format!("cannot read {}: {e}", p.display()),
+                    );
+                    PriceTable::builtin()
+                }
+            }
+        }
+    };
+    if raw.pricing.models.is_empty() {
+        return base;
+    }
+    match base.with_overrides(&raw.pricing.models) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            cx.error(&[key("pricing"), key("models")], e);
+            base
+        }
+    }
+}
+
+pub(super) fn compile_admin_token(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<Secret> {
+    let t = raw.admin.token.as_deref()?;
+    match expand_with(t, env.var) {
+        Ok(e) if e.missing.is_empty() && !e.value.is_empty() => Some(Secret::new(e.value)),
+        Ok(e) => {
+            if !e.missing.is_empty() {
+                cx.warnings.push(format!(
+                    "admin.token: {} not set; the /admin API is disabled",
+                    e.missing.join(", ")
+                ));
+            }
+            None
+        }
+        Err(msg) => {
+            cx.error(&[key("admin"), key("token")], msg);
+            None
+        }
+    }
+}
+
+pub(super) fn compile_tracing(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<TracingSettings> {
+    let t = &raw.tracing;
+    if !(0.0..=1.0).contains(&t.sample) {
+        cx.error(&[key("tracing"), key("sample")], "must be between 0.0 and 1.0");
+    }
+    let endpoint = t.otlp_endpoint.as_deref()?;
+    let ep_path = [key("tracing"), key("otlp_endpoint")];
+    match url::Url::parse(endpoint) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => {
+            cx.error(
+                &ep_path,
+                "must be an http:// or https:// URL (e.g. http://127.0.0.1:4318/v1/traces)",
+            );
+            return None;
+        }
+    }
+    let mut headers = Vec::new();
+    for (h, v) in &t.headers {
+        let hp = [key("tracing"), key("headers"), key(h)];
+        if http::HeaderName::try_from(h.as_str()).is_err() {
+            cx.error(&hp, "not a valid header name");
+            continue;
+        }
+        match expand_with(v, env.var) {
+            Ok(e) if e.missing.is_empty() => headers.push((h.clone(), Secret::new(e.value))),
+            Ok(e) => cx.error(&hp, format!("environment variable {} is not set", e.missing.join(", "))),
+            Err(msg) => cx.error(&hp, msg),
+        }
+    }
+    Some(TracingSettings {
+        endpoint: endpoint.to_string(),
+        headers,
+        service_name: t.service_name.clone(),
+        sample: t.sample.clamp(0.0, 1.0),
+    })
+}
+
+/// A URL with its password replaced, for error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

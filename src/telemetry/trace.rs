@@ -1,1 +1,0 @@
-//! OpenTelemetry traces over OTLP/HTTP (being built).

@@ -1,0 +1,445 @@
+//! Spend queries: the request (`SpendQuery`, `GroupBy`), the answer (`SpendReport`, `SpendRow`),
+//! the plan that splits a time range into whole hours (read from the hourly rollup) and partial
+//! hours at the edges (read from the raw records), the SQL for each part, and the merge.
+//!
+//! Invariant: a record lies either in a whole hour of the range or in an edge, never both, so a
+//! merged report counts each record exactly once and equals a pure raw-table aggregation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use super::rollup::{RollupTable, Sums, ROLLUPS};
+use super::LedgerError;
+use crate::usage::NANOS_PER_USD;
+
+pub(crate) const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// A dimension to group spend by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupBy {
+    Team,
+    Feature,
+    Model,
+    Provider,
+    Key,
+    User,
+    Tier,
+    Route,
+}
+
+impl GroupBy {
+    pub const ALL: [GroupBy; 8] = [
+        GroupBy::Team,
+        GroupBy::Feature,
+        GroupBy::Model,
+        GroupBy::Provider,
+        GroupBy::Key,
+        GroupBy::User,
+        GroupBy::Tier,
+        GroupBy::Route,
+    ];
+
+    /// The name used in queries and in report rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Team => "team",
+            GroupBy::Feature => "feature",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Key => "key",
+            GroupBy::User => "user",
+            GroupBy::Tier => "tier",
+            GroupBy::Route => "route",
+        }
+    }
+
+    /// The column in both `usage_records` and `usage_hourly`.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            GroupBy::Team => "team",
+            GroupBy::Feature => "feature",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Key => "key_id",
+            GroupBy::User => "user_id",
+            GroupBy::Tier => "tier",
+            GroupBy::Route => "route",
+        }
+    }
+}
+
+impl fmt::Display for GroupBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GroupBy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        GroupBy::ALL
+            .into_iter()
+            .find(|g| g.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| {
+                format!("unknown dimension {t:?} (use team, feature, model, provider, key, user, tier or route)")
+            })
+    }
+}
+
+/// Spend over `[from_ms, to_ms)` (Unix milliseconds), grouped by `group_by` in that order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendQuery {
+    pub from_ms: i64,
+    /// Exclusive.
+    pub to_ms: i64,
+    pub group_by: Vec<GroupBy>,
+}
+
+/// Totals of one group (or of the whole range). A dimension that was not set on a record is its
+/// own group, shown as `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpendRow {
+    #[serde(flatten)]
+    pub group: BTreeMap<String, Option<String>>,
+    pub requests: u64,
+    /// Requests answered with a status >= 400.
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Exact, in nano-USD.
+    pub cost_nanos: i64,
+    /// `cost_nanos` in USD, for display.
+    pub cost_usd: f64,
+    /// Requests whose served model had no price (their cost is 0).
+    pub unpriced_requests: u64,
+    /// Requests whose tokens were counted by the gateway, not reported by the provider.
+    pub estimated_requests: u64,
+}
+
+impl SpendRow {
+    fn new(group: BTreeMap<String, Option<String>>, s: &Sums) -> SpendRow {
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        SpendRow {
+            group,
+            requests: u(s.requests),
+            errors: u(s.errors),
+            prompt_tokens: u(s.prompt_tokens),
+            completion_tokens: u(s.completion_tokens),
+            cached_tokens: u(s.cached_tokens),
+            cache_write_tokens: u(s.cache_write_tokens),
+            reasoning_tokens: u(s.reasoning_tokens),
+            cost_nanos: s.cost_nanos,
+            cost_usd: s.cost_nanos as f64 / NANOS_PER_USD,
+            unpriced_requests: u(s.unpriced_requests),
+            estimated_requests: u(s.estimated_requests),
+        }
+    }
+}
+
+/// The answer to a `SpendQuery`. `groups` is sorted by cost (highest first), then by the group
+/// values; it is empty when the query has no `group_by`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpendReport {
+    /// RFC 3339, UTC.
+    pub from: String,
+    /// RFC 3339, UTC (exclusive).
+    pub to: String,
+    pub group_by: Vec<String>,
+    pub totals: SpendRow,
+    pub groups: Vec<SpendRow>,
+}
+
+/// Which table a part of the plan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Raw,
+    Rollup(&'static RollupTable),
+}
+
+/// One time slice of a query: `[from, to)` read from `table`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub table: Table,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// A query made ready for a store: the group columns (deduplicated, in the query's order) and the
+/// parts to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub dims: Vec<GroupBy>,
+    pub parts: Vec<Part>,
+}
+
+/// One row of a part's result: the group values (in `Plan::dims` order) and their sums.
+pub(crate) type GroupRow = (Vec<Option<String>>, Sums);
+
+impl Plan {
+    /// Whole hours inside `[from, to)` come from the smallest rollup that has the query's
+    /// dimensions, the rest from raw records;
+    /// `raw_only` reads everything from raw records (the reference the tests compare against).
+    pub fn new(q: &SpendQuery, raw_only: bool) -> Result<Plan, LedgerError> {
+        if q.from_ms > q.to_ms {
+            return Err(LedgerError::Query("`from` must not be after `to`".into()));
+        }
+        let mut dims = Vec::with_capacity(q.group_by.len());
+        for g in &q.group_by {
+            if !dims.contains(g) {
+                dims.push(*g);
+            }
+        }
+        let (from, to) = (q.from_ms, q.to_ms);
+        let rollup = ROLLUPS.iter().rev().find(|t| t.covers(&dims)).copied();
+        let mut parts = Vec::with_capacity(3);
+        let first_whole = from.div_euclid(HOUR_MS).checked_mul(HOUR_MS).and_then(|h| {
+            if h == from {
+                Some(h)
+            } else {
+                h.checked_add(HOUR_MS)
+            }
+        });
+        let last_whole = to.div_euclid(HOUR_MS).checked_mul(HOUR_MS);
+        match (first_whole, last_whole, rollup) {
+            (Some(h0), Some(h1), Some(t)) if !raw_only && h0 < h1 => {
+                if from < h0 {
+                    parts.push(Part {
+                        table: Table::Raw,
+                        from,
+                        to: h0,
+                    });
+                }
+                parts.push(Part {
+                    table: Table::Rollup(t),
+                    from: h0,
+                    to: h1,
+                });
+                if h1 < to {
+                    parts.push(Part {
+                        table: Table::Raw,
+                        from: h1,
+                        to,
+                    });
+                }
+            }
+            _ if from < to => parts.push(Part {
+                table: Table::Raw,
+                from,
+                to,
+            }),
+            _ => {}
+        }
+        Ok(Plan { dims, parts })
+    }
+
+    /// The SQL of one part. `ph` renders the n-th (1-based) placeholder (`?1` for SQLite, `$1`
+    /// for PostgreSQL); the two parameters are the part's `from` and `to`. The result columns are
+    /// the group columns, then the ten sums in `Sums` order.
+    pub fn sql(&self, part: &Part, ph: fn(usize) -> String) -> String {
+        let cols: Vec<&str> = self.dims.iter().map(|g| g.column()).collect();
+        let sum = |e: &str| format!("CAST(COALESCE(SUM({e}), 0) AS BIGINT)");
+        let (table, time_col, sums) = match part.table {
+            Table::Raw => (
+                "usage_records",
+                "ts_ms",
+                vec![
+                    "COUNT(*)".to_string(),
+                    sum("CASE WHEN status >= 400 THEN 1 ELSE 0 END"),
+                    sum("prompt_tokens"),
+                    sum("completion_tokens"),
+                    sum("cached_tokens"),
+                    sum("cache_write_tokens"),
+                    sum("reasoning_tokens"),
+                    sum("cost_nanos"),
+                    sum("CASE WHEN priced THEN 0 ELSE 1 END"),
+                    sum("CASE WHEN tokens_estimated THEN 1 ELSE 0 END"),
+                ],
+            ),
+            Table::Rollup(t) => (t.name, "hour_ms", Sums::COLUMNS.iter().map(|c| sum(c)).collect()),
+        };
+        let mut select: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+        select.extend(sums);
+        let mut sql = format!(
+            "SELECT {} FROM {table} WHERE {time_col} >= {} AND {time_col} < {}",
+            select.join(", "),
+            ph(1),
+            ph(2)
+        );
+        if !cols.is_empty() {
+            sql.push_str(" GROUP BY ");
+            sql.push_str(&cols.join(", "));
+        }
+        sql
+    }
+
+    /// Merges the parts' rows into the report.
+    pub fn report(&self, q: &SpendQuery, rows: Vec<GroupRow>) -> SpendReport {
+        let mut merged: BTreeMap<Vec<Option<String>>, Sums> = BTreeMap::new();
+        let mut totals = Sums::default();
+        for (key, sums) in rows {
+            if sums.requests == 0 {
+                continue; // the one row of an ungrouped aggregate over no records
+            }
+            totals.add(&sums);
+            if !self.dims.is_empty() {
+                merged.entry(key).or_default().add(&sums);
+            }
+        }
+        let mut groups: Vec<(Vec<Option<String>>, Sums)> = merged.into_iter().collect();
+        groups.sort_by(|a, b| b.1.cost_nanos.cmp(&a.1.cost_nanos).then_with(|| a.0.cmp(&b.0)));
+        let names: Vec<String> = self.dims.iter().map(|g| g.as_str().to_string()).collect();
+        let groups = groups
+            .into_iter()
+            .map(|(key, sums)| SpendRow::new(names.iter().cloned().zip(key).collect(), &sums))
+            .collect();
+        SpendReport {
+            from: format_rfc3339(q.from_ms),
+            to: format_rfc3339(q.to_ms),
+            group_by: names,
+            totals: SpendRow::new(BTreeMap::new(), &totals),
+            groups,
+        }
+    }
+}
+
+/// Unix milliseconds from RFC 3339 (`2026-11-21T10:00:00Z`, `2026-11-21T12:00:00.250+02:00`; a
+/// missing offset means UTC), a date (`2026-11-21`, UTC midnight) or Unix seconds (`1795255200`).
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let bad =
+        || format!("invalid time {t:?}: use RFC 3339 (2026-11-21T10:00:00Z), a date (2026-11-21) or Unix seconds");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse::<i64>().ok().and_then(|v| v.checked_mul(1000)).ok_or_else(bad);
+    }
+    parse_datetime(t.as_bytes()).ok_or_else(bad)
+}
+
+fn parse_datetime(b: &[u8]) -> Option<i64> {
+    let num = |s: &[u8]| -> Option<i64> {
+        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(s).ok()?.parse().ok()
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
+        return None;
+    }
+    let mut ms = days_from_civil(y, mo, d) * DAY_MS;
+    let rest = &b[10..];
+    if rest.is_empty() {
+        return Some(ms);
+    }
+    if !matches!(rest[0], b'T' | b't' | b' ') || rest.len() < 6 || rest[3] != b':' {
+        return None;
+    }
+    let (h, mi) = (num(&rest[1..3])?, num(&rest[4..6])?);
+    if h > 23 || mi > 59 {
+        return None;
+    }
+    ms += (h * 3600 + mi * 60) * 1000;
+    let mut rest = &rest[6..];
+    if rest.first() == Some(&b':') {
+        let sec = num(rest.get(1..3)?)?;
+        if sec > 60 {
+            return None;
+        }
+        ms += sec * 1000;
+        rest = &rest[3..];
+        if rest.first() == Some(&b'.') {
+            let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 {
+                return None;
+            }
+            let frac = &rest[1..1 + n];
+            let mut milli = 0;
+            for i in 0..3 {
+                milli = milli * 10 + frac.get(i).map_or(0, |c| i64::from(c - b'0'));
+            }
+            ms += milli;
+            rest = &rest[1 + n..];
+        }
+    }
+    match rest {
+        [] | [b'Z'] | [b'z'] => Some(ms),
+        [sign @ (b'+' | b'-'), oh1, oh2, tail @ ..] => {
+            let oh = num(&[*oh1, *oh2])?;
+            let om = match tail {
+                [b':', a, b] | [a, b] => num(&[*a, *b])?,
+                [] => 0,
+                _ => return None,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let off = (oh * 60 + om) * 60_000;
+            Some(if *sign == b'+' { ms - off } else { ms + off })
+        }
+        _ => None,
+    }
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// RFC 3339 in UTC, with milliseconds only when there are any.
+pub fn format_rfc3339(ms: i64) -> String {
+    let (days, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
+    let (y, m, d) = civil_from_days(days);
+    let secs = in_day / 1000;
+    let (h, mi, s, milli) = (secs / 3600, secs / 60 % 60, secs % 60, in_day % 1000);
+    if milli == 0 {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+    }
+}

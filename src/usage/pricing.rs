@@ -1,1 +1,0 @@
-//! The pricing table and cost (being built).

@@ -1,0 +1,72 @@
+//! A private PostgreSQL server for tests (scripts/pg.sh): its own data directory, a free
+//! loopback port, trust auth; stopped hard when dropped, also when the test panics.
+//! PostgreSQL must be installed (`scripts/deps.sh` installs it): without it the test fails
+//! saying so, it never skips.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A private PostgreSQL server, stopped (hard) when dropped, also when the test panics.
+pub struct Pg {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn pg_sh(args: &[&str]) -> Result<(), String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scripts/pg.sh {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Pg {
+    pub fn start() -> Pg {
+        let dir = tempfile::Builder::new().prefix("tollgate-pg-").tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = Pg { dir, port };
+        if let Err(e) = pg_sh(&["start", pg.dir_str(), &port.to_string()]) {
+            panic!("{e}\n(is PostgreSQL installed? run scripts/deps.sh)");
+        }
+        pg
+    }
+
+    pub fn dir_str(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    pub fn stop(&self, mode: &str) {
+        pg_sh(&["stop", self.dir_str(), mode]).unwrap();
+    }
+
+    pub fn restart(&self) {
+        pg_sh(&["start", self.dir_str(), &self.port.to_string()]).unwrap();
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The test's own connection (a plain test thread: no tokio runtime here).
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = pg_sh(&["stop", self.dir_str(), "immediate"]);
+    }
+}
