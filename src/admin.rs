@@ -89,7 +89,10 @@ impl AdminApp {
                 "the spend ledger is off (usage.ledger: off)",
             );
         };
-        let q = match spend_query(query, crate::providers::now_secs() as i64 * 1000) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let q = match spend_query(query, now_ms) {
             Ok(q) => q,
             Err(e) => return error_reply(StatusCode::BAD_REQUEST, "invalid_query", &e),
         };

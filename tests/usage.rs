@@ -545,3 +545,41 @@ fn records_reach_postgresql_and_survive_it_being_stopped_mid_run() {
         .get(0);
     assert_eq!(rows, 60, "exactly one row per request");
 }
+
+#[test]
+fn openai_streams_are_billed_from_the_providers_usage_even_when_the_client_asks_for_none() {
+    let mock = Mock::start(&[]);
+    let rest = format!(
+        "providers:\n  openai:\n    kind: openai\n    base_url: \"{}\"\n    api_keys: [\"k\"]\nmodels:\n  m:\n    targets: [ {{ provider: openai, model: gpt-4o-mini }} ]\n",
+        mock.base_url()
+    );
+    let gw = Gateway::start("", &rest);
+    let (head, events) = post_stream(
+        &gw.url("/v1/chat/completions"),
+        &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "count me [[mock: chunks=4]]"}]})
+            .to_string(),
+    );
+    assert_eq!(head.status, 200);
+    // The client sees what it asked for: no usage chunk, content, one [DONE] at the end.
+    assert!(events.iter().all(|e| !e.data.contains("\"usage\":{")), "{events:?}");
+    assert_eq!(events.iter().filter(|e| e.data == "[DONE]").count(), 1);
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert!(!text.is_empty());
+    // The provider was asked for usage, and the record carries the provider's count.
+    let sent: Value = serde_json::from_str(mock.requests()[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let id = head.header("x-request-id").unwrap().to_string();
+    wait_until("the record", Duration::from_secs(5), || {
+        access_log(&gw).contains_key(&id)
+    });
+    let rec = &access_log(&gw)[&id];
+    assert_eq!(rec["tokens_estimated"], false, "{rec}");
+    assert!(rec["completion_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(rec["priced"], true, "gpt-4o-mini is in the built-in table");
+    assert!(rec["cost_nanos"].as_i64().unwrap() > 0);
+}

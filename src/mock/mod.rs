@@ -17,8 +17,8 @@
 //! `GET /v1/models[/{id}]`; Gemini (`gemini`): `POST /v1beta/models/{model}:{generateContent,
 //! streamGenerateContent,batchEmbedContents,embedContent}`; Bedrock (`bedrock`, SigV4-verified):
 //! `POST /model/{modelId}/{converse,converse-stream,invoke}`; admin: `GET|DELETE /_mock/requests`,
-//! `GET /_mock/health`. Every
-//! recorded request's response carries `x-mock-seq: <seq>` (the `seq` of its record).
+//! `GET|DELETE /_mock/usage` (the usage handed out, per model: `usage`), `GET /_mock/health`.
+//! Every recorded request's response carries `x-mock-seq: <seq>` (the `seq` of its record).
 //!
 //! Invariants: nothing sleeps unless a directive or flag asks; no threads are spawned per request;
 //! each SSE event is one body write (flushed, so delays are visible to the client); no input can
@@ -31,6 +31,7 @@ pub mod content;
 pub mod gemini;
 pub mod openai;
 pub mod record;
+pub mod usage;
 
 #[cfg(test)]
 mod server_tests;
@@ -49,7 +50,9 @@ use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
 
 use behavior::{Behavior, DEFAULT_CHUNKS, MAX_CHUNKS, MAX_DELAY_MS};
+use openai::Answer;
 use record::{Record, Recorder};
+use usage::UsageMeter;
 
 pub use openai::{chat_prompt_tokens, completion_text};
 
@@ -215,6 +218,7 @@ pub struct MockApp {
     failed: AtomicU64,
     require_key: Option<String>,
     recorder: Recorder,
+    usage: Arc<UsageMeter>,
     seq: AtomicU64,
     aws: bedrock::AwsKeys,
 }
@@ -231,6 +235,7 @@ impl MockApp {
             },
             require_key: opts.require_key,
             recorder: Recorder::new(opts.record_limit),
+            usage: Arc::new(UsageMeter::new()),
             seq: AtomicU64::new(0),
         }
     }
@@ -238,6 +243,11 @@ impl MockApp {
     /// The requests received so far (what `GET /_mock/requests` lists).
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// The usage handed out so far (what `GET /_mock/usage` shows).
+    pub fn usage(&self) -> &UsageMeter {
+        &self.usage
     }
 
     async fn handle(&self, session: &mut ServerSession, body: Bytes, shutdown: &ShutdownWatch) -> Flow {
@@ -284,39 +294,45 @@ impl MockApp {
             return Flow::Close;
         }
         sleep_ms(b.latency_ms).await;
-        let reply = if route == Route::Messages {
-            anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
+        let meter = Some(&self.usage);
+        let Answer { reply, mut pending } = if route == Route::Messages {
+            anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref()).into()
         } else if let Route::Azure(inner) = &route {
-            azure(session.req_header(), inner, &body, seq, &b)
+            azure(session.req_header(), inner, &body, seq, &b, meter)
         } else if let Route::Gemini(call) = &route {
-            gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref())
+            gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref()).into()
         } else if let Route::Bedrock(call) = &route {
-            bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws)
+            bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws).into()
         } else if let Some(status) = b.forced_status() {
-            openai::forced_error(status, &b)
+            openai::forced_error(status, &b).into()
         } else if let Some(denied) = self.check_auth(session.req_header(), &route) {
-            denied
+            denied.into()
         } else {
             match &route {
-                Route::Chat => openai::chat_completions(&body, seq, &b),
-                Route::Completions => openai::completions(&body, seq, &b),
-                Route::Embeddings => openai::embeddings(&body),
+                Route::Chat => openai::chat_completions(&body, seq, &b, meter),
+                Route::Completions => openai::completions(&body, seq, &b, meter),
+                Route::Embeddings => openai::embeddings(&body, meter),
                 Route::Messages => {
-                    anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref())
+                    anthropic::messages(session.req_header(), &body, seq, &b, self.require_key.as_deref()).into()
                 }
-                Route::Azure(inner) => azure(session.req_header(), inner, &body, seq, &b),
+                Route::Azure(inner) => azure(session.req_header(), inner, &body, seq, &b, meter),
                 Route::Gemini(call) => {
-                    gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref())
+                    gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref()).into()
                 }
-                Route::Bedrock(call) => bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws),
-                Route::Models => openai::list_models(),
-                Route::Model(id) => openai::retrieve_model(id),
+                Route::Bedrock(call) => bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws).into(),
+                Route::Models => openai::list_models().into(),
+                Route::Model(id) => openai::retrieve_model(id).into(),
             }
         };
-        write_reply(session, reply, &b, Some(seq)).await
+        let flow = write_reply(session, reply, &b, Some(seq)).await;
+        // A JSON answer's usage reached the client once its body was written whole.
+        if let (Flow::Finished, Some(p)) = (&flow, &mut pending) {
+            p.sent();
+        }
+        flow
     }
 
-    /// `/_mock/*`: the recorder and the health check.
+    /// `/_mock/*`: the recorder, the usage meter and the health check.
     fn admin(&self, method: &Method, admin: &str, path: &str) -> Reply {
         match (admin, method) {
             ("requests", &Method::GET) => openai::json_reply(200, &self.recorder.listing_json()),
@@ -325,6 +341,12 @@ impl MockApp {
                 openai::json_reply(200, &serde_json::json!({"status": "ok", "cleared": cleared}))
             }
             ("requests", _) => method_not_allowed(method, path, "GET, DELETE"),
+            ("usage", &Method::GET) => openai::json_reply(200, &self.usage.to_json()),
+            ("usage", &Method::DELETE) => {
+                self.usage.reset();
+                openai::json_reply(200, &serde_json::json!({"status": "ok"}))
+            }
+            ("usage", _) => method_not_allowed(method, path, "GET, DELETE"),
             ("health", &Method::GET) => openai::json_reply(200, &serde_json::json!({"status": "ok"})),
             ("health", _) => method_not_allowed(method, path, "GET"),
             _ => not_found(method, path),
@@ -400,7 +422,14 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
 }
 
 /// Azure OpenAI: an `api-version` query parameter and an `api-key` header, then OpenAI's bodies.
-fn azure(req: &RequestHeader, inner: &Route, body: &[u8], seq: u64, b: &Behavior) -> Reply {
+fn azure(
+    req: &RequestHeader,
+    inner: &Route,
+    body: &[u8],
+    seq: u64,
+    b: &Behavior,
+    meter: Option<&Arc<UsageMeter>>,
+) -> Answer {
     let has_version = req
         .uri
         .query()
@@ -409,21 +438,23 @@ fn azure(req: &RequestHeader, inner: &Route, body: &[u8], seq: u64, b: &Behavior
         return openai::json_reply(
             404,
             &serde_json::json!({"error": {"code": "404", "message": "Resource not found"}}),
-        );
+        )
+        .into();
     }
     if req.headers.get("api-key").is_none_or(|v| v.is_empty()) {
         return openai::json_reply(
             401,
             &serde_json::json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}}),
-        );
+        )
+        .into();
     }
     if let Some(status) = b.forced_status() {
-        return openai::forced_error(status, b);
+        return openai::forced_error(status, b).into();
     }
     match inner {
-        Route::Completions => openai::completions(body, seq, b),
-        Route::Embeddings => openai::embeddings(body),
-        _ => openai::chat_completions(body, seq, b),
+        Route::Completions => openai::completions(body, seq, b, meter),
+        Route::Embeddings => openai::embeddings(body, meter),
+        _ => openai::chat_completions(body, seq, b, meter),
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //! Everything here is a pure function of the request body, the sequence number and the resolved
 //! [`Behavior`]; sockets and delays live in `mod.rs`. Each request body is parsed exactly once.
+//! The one side effect: an answer with usage carries a `Pending` entry of the usage meter
+//! (`usage`), counted when the answer is dropped (see `Answer`).
 //!
 //! # Deterministic output
 //! * **Content pieces** ([`Pieces`]): piece 0 is the first word, every later piece is a space
@@ -22,6 +24,7 @@
 //!   input, mapped to [-1, 1) and L2-normalised; dimension = `dimensions` or 8 (1..=4096).
 //!   `encoding_format: "base64"` returns the little-endian f32 bytes in base64, as OpenAI does.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -30,6 +33,7 @@ use serde_json::{json, Map, Value};
 
 use super::behavior::Behavior;
 pub use super::content::{base64_f32, completion_text, embedding_vector, input_tokens, text_tokens, Input, Pieces};
+use super::usage::{Pending, Tokens, UsageMeter};
 use super::{EventSource, Reply, SseEvent};
 
 /// Model ids listed by `GET /v1/models`.
@@ -177,6 +181,24 @@ impl Usage {
             total_tokens: prompt + completion,
         }
     }
+
+    fn tokens(&self) -> Tokens {
+        Tokens::one(self.prompt_tokens, self.completion_tokens)
+    }
+}
+
+/// What an endpoint answers: the reply and, for a JSON answer that carries usage, its meter
+/// entry, which the caller marks [`Pending::sent`] once the body is written (a stream carries
+/// its entry inside and marks it when its usage event goes out). Errors have none.
+pub(crate) struct Answer {
+    pub reply: Reply,
+    pub pending: Option<Pending>,
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Self {
+        Answer { reply, pending: None }
+    }
 }
 
 /// Options common to chat and completions requests.
@@ -262,35 +284,39 @@ pub(crate) fn unix_now() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
-/// `POST /v1/chat/completions`.
-pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
+/// `POST /v1/chat/completions`. A successful answer's usage goes to `meter` (see [`Answer`]).
+pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Option<&Arc<UsageMeter>>) -> Answer {
     let obj = match parse_object(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let messages = match obj.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => return invalid("'messages' must contain at least one message", Some("messages")),
-        _ => return invalid("you must provide a 'messages' array", Some("messages")),
+        Some(Value::Array(_)) => {
+            return invalid("'messages' must contain at least one message", Some("messages")).into()
+        }
+        _ => return invalid("you must provide a 'messages' array", Some("messages")).into(),
     };
     for (i, m) in messages.iter().enumerate() {
         if m.get("role").and_then(Value::as_str).is_none() {
             return invalid(
                 format!("messages[{i}] must be an object with a string 'role'"),
                 Some(&format!("messages[{i}].role")),
-            );
+            )
+            .into();
         }
     }
     let g = match generation(&obj, b, &["max_completion_tokens", "max_tokens"]) {
         Ok(g) => g,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     if let Some(tool) = &b.tool {
         if !declares_tool(&obj, tool) {
             return invalid(
                 format!("mock directive tool={tool}: the request declares no such tool"),
                 Some("tools"),
-            );
+            )
+            .into();
         }
     }
     let prompt_tokens = chat_prompt_tokens(messages);
@@ -301,14 +327,15 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
             "invalid_request_error",
             Some("messages"),
             Some("context_length_exceeded"),
-        );
+        ).into();
     }
     let usage = Usage::new(prompt_tokens, u64::from(g.chunks));
+    let pending = meter.map(|m| Pending::new(m, &g.model, usage.tokens()));
     let id = format!("chatcmpl-mock-{seq}");
     if g.stream {
-        let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, usage);
+        let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, usage, pending);
         stream.tool = b.tool.clone();
-        return Reply::Sse(Box::new(stream));
+        return Reply::Sse(Box::new(stream)).into();
     }
     let (message, finish) = match &b.tool {
         Some(tool) => (
@@ -323,7 +350,7 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
             g.finish_reason,
         ),
     };
-    json_reply(
+    let reply = json_reply(
         200,
         &json!({
             "id": id,
@@ -338,7 +365,8 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
             }],
             "usage": usage,
         }),
-    )
+    );
+    Answer { reply, pending }
 }
 
 /// The id and the argument pieces of the mock's tool call (`tool=NAME` directive); the
@@ -355,29 +383,31 @@ fn declares_tool(obj: &Map<String, Value>, name: &str) -> bool {
     })
 }
 
-/// `POST /v1/completions` (legacy text completion).
-pub(crate) fn completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
+/// `POST /v1/completions` (legacy text completion). Metered like [`chat_completions`].
+pub(crate) fn completions(body: &[u8], seq: u64, b: &Behavior, meter: Option<&Arc<UsageMeter>>) -> Answer {
     let obj = match parse_object(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let Some(prompt) = obj.get("prompt").and_then(parse_inputs) else {
         return invalid(
             "'prompt' must be a string, an array of strings, or token-id arrays",
             Some("prompt"),
-        );
+        )
+        .into();
     };
     let g = match generation(&obj, b, &["max_tokens"]) {
         Ok(g) => g,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let usage = Usage::new(input_tokens(&prompt), u64::from(g.chunks));
+    let pending = meter.map(|m| Pending::new(m, &g.model, usage.tokens()));
     let id = format!("cmpl-mock-{seq}");
     if g.stream {
-        return Reply::Sse(Box::new(OpenAiStream::new(Dialect::Text, id, g, b, usage)));
+        return Reply::Sse(Box::new(OpenAiStream::new(Dialect::Text, id, g, b, usage, pending))).into();
     }
     let text = completion_text(g.chunks, b.text.as_deref());
-    json_reply(
+    let reply = json_reply(
         200,
         &json!({
             "id": id,
@@ -387,7 +417,8 @@ pub(crate) fn completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
             "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": g.finish_reason}],
             "usage": usage,
         }),
-    )
+    );
+    Answer { reply, pending }
 }
 
 #[derive(Serialize)]
@@ -404,21 +435,22 @@ struct EmbeddingItem {
     embedding: EmbeddingData,
 }
 
-/// `POST /v1/embeddings`.
-pub(crate) fn embeddings(body: &[u8]) -> Reply {
+/// `POST /v1/embeddings`. Metered like [`chat_completions`] (no completion tokens).
+pub(crate) fn embeddings(body: &[u8], meter: Option<&Arc<UsageMeter>>) -> Answer {
     let obj = match parse_object(body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let model = match require_model(&obj) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     let Some(inputs) = obj.get("input").and_then(parse_inputs) else {
         return invalid(
             "'input' must be a string, a non-empty array of strings, or token-id arrays",
             Some("input"),
-        );
+        )
+        .into();
     };
     let dims = match obj.get("dimensions") {
         None | Some(Value::Null) => DEFAULT_EMBEDDING_DIMS,
@@ -429,6 +461,7 @@ pub(crate) fn embeddings(body: &[u8]) -> Reply {
                     format!("'dimensions' must be an integer 1..={MAX_EMBEDDING_DIMS}"),
                     Some("dimensions"),
                 )
+                .into()
             }
         },
     };
@@ -436,7 +469,7 @@ pub(crate) fn embeddings(body: &[u8]) -> Reply {
         None | Some(Value::Null) => false,
         Some(Value::String(f)) if f == "float" => false,
         Some(Value::String(f)) if f == "base64" => true,
-        Some(_) => return invalid("'encoding_format' must be 'float' or 'base64'", Some("encoding_format")),
+        Some(_) => return invalid("'encoding_format' must be 'float' or 'base64'", Some("encoding_format")).into(),
     };
     let data: Vec<EmbeddingItem> = inputs
         .iter()
@@ -455,7 +488,8 @@ pub(crate) fn embeddings(body: &[u8]) -> Reply {
         })
         .collect();
     let prompt_tokens = input_tokens(&inputs);
-    json_reply(
+    let pending = meter.map(|m| Pending::new(m, &model, Tokens::one(prompt_tokens, 0)));
+    let reply = json_reply(
         200,
         &json!({
             "object": "list",
@@ -463,7 +497,8 @@ pub(crate) fn embeddings(body: &[u8]) -> Reply {
             "model": model,
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
         }),
-    )
+    );
+    Answer { reply, pending }
 }
 
 fn model_json(id: &str) -> Value {
@@ -567,10 +602,12 @@ pub(crate) struct OpenAiStream {
     finish_reason: &'static str,
     /// Stream a call to this tool instead of text (chat only).
     tool: Option<String>,
+    /// The meter entry: marked sent when the usage event has been written, counted on drop.
+    pending: Option<Pending>,
 }
 
 impl OpenAiStream {
-    fn new(dialect: Dialect, id: String, g: Generation, b: &Behavior, usage: Usage) -> Self {
+    fn new(dialect: Dialect, id: String, g: Generation, b: &Behavior, usage: Usage, pending: Option<Pending>) -> Self {
         OpenAiStream {
             dialect,
             id,
@@ -587,6 +624,7 @@ impl OpenAiStream {
             usage,
             finish_reason: g.finish_reason,
             tool: None,
+            pending,
         }
     }
 
@@ -708,6 +746,13 @@ impl EventSource for OpenAiStream {
                 (data, false)
             }
             Phase::Done => {
+                // The writer asks for the next event only once the previous one is written, so
+                // being here with `include_usage` means the usage event went out.
+                if self.include_usage {
+                    if let Some(p) = &mut self.pending {
+                        p.sent();
+                    }
+                }
                 self.phase = Phase::End;
                 (Bytes::from_static(DONE), false)
             }

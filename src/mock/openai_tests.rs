@@ -4,6 +4,17 @@
 
 use super::*;
 
+// Unmetered forms of the endpoints (shadow the glob import), for the tests of reply shapes.
+fn chat_completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
+    super::chat_completions(body, seq, b, None).reply
+}
+fn completions(body: &[u8], seq: u64, b: &Behavior) -> Reply {
+    super::completions(body, seq, b, None).reply
+}
+fn embeddings(body: &[u8]) -> Reply {
+    super::embeddings(body, None).reply
+}
+
 fn json_of(r: Reply) -> (u16, Value, Vec<(&'static str, String)>) {
     match r {
         Reply::Json { status, body, headers } => (status, serde_json::from_slice(&body).unwrap(), headers),
@@ -332,4 +343,79 @@ fn models_and_forced_errors() {
     );
     assert_eq!(error_kind(400), ("invalid_request_error", "invalid_request_error"));
     assert_eq!(error_kind(401).1, "invalid_api_key");
+}
+
+/// The usage meter counts each answer once, when it is over: a JSON body as reported only once
+/// the caller marks it sent; a stream as reported only if its usage event was taken (written)
+/// before it was dropped; a stream without `include_usage`, or cut before the usage event, as
+/// unreported; errors not at all.
+#[test]
+fn usage_meter_buckets() {
+    use crate::mock::usage::{Tokens, UsageMeter};
+    let meter = Arc::new(UsageMeter::new());
+    let m = Some(&meter);
+    let b = Behavior {
+        chunks: 3,
+        ..Behavior::default()
+    };
+    // "abcdefgh": ceil(8 / 4) + 3 = 5 prompt tokens; 3 completion tokens.
+    let chat = |model: &str, extra: Value| {
+        let mut req = json!({"model": model, "messages": [{"role": "user", "content": "abcdefgh"}]});
+        req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body(req)
+    };
+    let totals = |meter: &UsageMeter| meter.snapshot().1;
+
+    // JSON: pending until the caller says the body went out.
+    let Answer { reply, pending } = super::chat_completions(&chat("a", json!({})), 1, &b, m);
+    assert!(matches!(reply, Reply::Json { status: 200, .. }));
+    let mut pending = pending.unwrap();
+    assert_eq!(totals(&meter).reported.requests, 0);
+    pending.sent();
+    drop(pending);
+    assert_eq!(totals(&meter).reported, Tokens::one(5, 3));
+    // A JSON body never written: unreported.
+    drop(super::chat_completions(&chat("a", json!({})), 2, &b, m));
+    assert_eq!(totals(&meter).unreported, Tokens::one(5, 3));
+
+    // A stream with include_usage, drained: reported (the entry rides in the stream).
+    let with_usage = json!({"stream": true, "stream_options": {"include_usage": true}});
+    let answer = super::chat_completions(&chat("b", with_usage.clone()), 3, &b, m);
+    assert!(answer.pending.is_none());
+    assert_eq!(events_of(answer.reply).len(), 1 + 3 + 1 + 1 + 1);
+    // Cut right after its last content chunk (close_after=3): unreported.
+    let Reply::Sse(mut src) = super::chat_completions(&chat("b", with_usage), 4, &b, m).reply else {
+        panic!("expected a stream")
+    };
+    for _ in 0..4 {
+        src.next_event().unwrap();
+    }
+    drop(src);
+    // Without include_usage, drained: unreported.
+    let no_usage = json!({"stream": true});
+    events_of(super::chat_completions(&chat("b", no_usage), 5, &b, m).reply);
+
+    // Legacy completions and embeddings are metered too; errors are not.
+    let Answer { pending, .. } = super::completions(&body(json!({"model": "c", "prompt": "abcd"})), 6, &b, m);
+    pending.unwrap().sent();
+    let Answer { pending, .. } = super::embeddings(&body(json!({"model": "e", "input": "abcdefgh"})), m);
+    pending.unwrap().sent();
+    let bad = super::chat_completions(&body(json!({"model": "a", "messages": []})), 7, &b, m);
+    assert!(bad.pending.is_none());
+
+    let (models, t) = meter.snapshot();
+    let by: std::collections::HashMap<_, _> = models.into_iter().collect();
+    assert_eq!(by["a"].reported, Tokens::one(5, 3));
+    assert_eq!(by["a"].unreported, Tokens::one(5, 3));
+    assert_eq!(by["b"].reported, Tokens::one(5, 3));
+    let mut two = Tokens::one(10, 6);
+    two.requests = 2;
+    assert_eq!(by["b"].unreported, two);
+    assert_eq!(by["c"].reported, Tokens::one(1, 3));
+    assert_eq!(by["e"].reported, Tokens::one(2, 0));
+    assert_eq!((t.reported.requests, t.unreported.requests), (4, 3));
+    assert_eq!(
+        (t.reported.prompt_tokens, t.reported.completion_tokens),
+        (5 + 5 + 1 + 2, 3 + 3 + 3)
+    );
 }

@@ -345,3 +345,62 @@ fn serves_over_http() {
     mock.thread.join().unwrap();
     drop(hung);
 }
+
+/// `GET /_mock/usage` over HTTP: what the clients were told, per model and in total (a stream
+/// without `include_usage` lands in `unreported`); `DELETE` resets it.
+#[test]
+fn usage_totals_over_http() {
+    let mock = start(MockOptions {
+        chunks: 4,
+        ..MockOptions::default()
+    });
+    let port = mock.port;
+    let post = |body: &str| {
+        let r = roundtrip(port, "POST", "/v1/chat/completions", &[AUTH], body);
+        assert_eq!((r.status, r.complete), (200, true));
+    };
+    // CHAT: "hello world!" is 12 chars: ceil(12 / 4) + 3 = 6 prompt tokens; 4 completion tokens.
+    post(CHAT);
+    post(CHAT);
+    post(
+        r#"{"model":"mock-gpt-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hello world!"}]}"#,
+    );
+    post(r#"{"model":"mock-gpt-mini","stream":true,"messages":[{"role":"user","content":"hello world!"}]}"#);
+    // Errors count nothing.
+    let r = roundtrip(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[AUTH, ("x-mock-behavior", "status=500")],
+        CHAT,
+    );
+    assert_eq!(r.status, 500);
+
+    let usage = roundtrip(port, "GET", "/_mock/usage", &[], "").json();
+    let zero = json!({"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0});
+    assert_eq!(
+        usage,
+        json!({
+            "models": {
+                "mock-gpt": {"requests": 2, "prompt_tokens": 12, "completion_tokens": 8, "cached_tokens": 0,
+                             "unreported": zero},
+                "mock-gpt-mini": {"requests": 1, "prompt_tokens": 6, "completion_tokens": 4, "cached_tokens": 0,
+                                  "unreported": {"requests": 1, "prompt_tokens": 6, "completion_tokens": 4, "cached_tokens": 0}},
+            },
+            "totals": {"requests": 3, "prompt_tokens": 18, "completion_tokens": 12, "cached_tokens": 0,
+                       "unreported": {"requests": 1, "prompt_tokens": 6, "completion_tokens": 4, "cached_tokens": 0}},
+        })
+    );
+    // Admin calls are not recorded.
+    assert_eq!(roundtrip(port, "GET", "/_mock/requests", &[], "").json()["total"], 5);
+
+    assert_eq!(roundtrip(port, "DELETE", "/_mock/usage", &[], "").status, 200);
+    let usage = roundtrip(port, "GET", "/_mock/usage", &[], "").json();
+    assert_eq!(usage["models"], json!({}));
+    assert_eq!(usage["totals"]["requests"], 0);
+    let r = roundtrip(port, "POST", "/_mock/usage", &[], "{}");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, DELETE")));
+
+    mock.stop.notify_one();
+    mock.thread.join().unwrap();
+}

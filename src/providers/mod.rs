@@ -92,6 +92,9 @@ pub struct Rendered {
     pub passthrough: bool,
     /// JSON mode was emulated (Anthropic): the forced tool call becomes the message text.
     pub json_mode: bool,
+    /// The gateway asked the provider for stream usage the client did not ask for: the usage
+    /// chunk is counted, then kept from the client.
+    pub strip_usage: bool,
 }
 
 /// Why a provider's answer could not be translated.

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
+use super::{Adapter, ChunkSource, Observer, ProviderKind, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatChunk, ChatResponse, StreamOptions, Usage};
 use crate::api::openai::{usage_of, LlmRequest};
 use crate::api::{ApiError, Endpoint};
@@ -25,6 +25,9 @@ pub struct AzureAdapter;
 fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiError> {
     match req.client {
         Wire::OpenAi => match super::presets::apply(&target.provider.options.quirks, &req.body) {
+            Ok(None) if wants_usage(req, target) => {
+                Ok((with_stream_usage(&req.body_with_model(&target.model_json)), true))
+            }
             Ok(None) => Ok((req.body_with_model(&target.model_json), true)),
             Ok(Some(mut obj)) => {
                 obj.insert("model".into(), serde_json::Value::String(target.model.clone()));
@@ -46,6 +49,33 @@ fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiEr
             Ok((Bytes::from(body), false))
         }
     }
+}
+
+/// Whether to ask OpenAI (or Azure) for the usage of a stream whose client did not: the cost of
+/// a streamed request must come from the provider's count, not an estimate. Only where
+/// `stream_options` is known to be accepted, and only when the client sent none.
+fn wants_usage(req: &LlmRequest, target: &Target) -> bool {
+    req.stream
+        && !req.include_usage
+        && matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+        && matches!(target.provider.kind, ProviderKind::OpenAi | ProviderKind::Azure)
+        && memchr::memmem::find(&req.body, b"\"stream_options\"").is_none()
+}
+
+/// The body with `"stream_options":{"include_usage":true}` as its first member.
+fn with_stream_usage(body: &[u8]) -> Bytes {
+    const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let Some(open) = body.iter().position(|&b| b == b'{') else {
+        return Bytes::copy_from_slice(body);
+    };
+    if body[open + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}') {
+        return Bytes::copy_from_slice(body); // `{}`: nothing to put a comma after
+    }
+    let mut out = Vec::with_capacity(body.len() + MEMBER.len());
+    out.extend_from_slice(&body[..=open]);
+    out.extend_from_slice(MEMBER);
+    out.extend_from_slice(&body[open + 1..]);
+    Bytes::from(out)
 }
 
 /// The OpenAI path suffix the request becomes upstream.
@@ -70,6 +100,7 @@ impl Adapter for OpenAiAdapter {
             headers: Vec::new(),
             passthrough,
             json_mode: false,
+            strip_usage: passthrough && wants_usage(req, target),
         })
     }
 
@@ -128,6 +159,7 @@ impl Adapter for AzureAdapter {
             headers: Vec::new(),
             passthrough,
             json_mode: false,
+            strip_usage: passthrough && wants_usage(req, target),
         })
     }
 
@@ -348,6 +380,28 @@ mod tests {
     use super::*;
 
     const STREAM: &[u8] = b"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
+
+    #[test]
+    fn delta_text_is_kept_with_escapes_decoded() {
+        let mut text = String::new();
+        keep_delta_text(r#"{"choices":[{"delta":{"content":"say \"hi\"\n"}}]}"#, &mut text);
+        keep_delta_text(r#"{"choices":[{"delta":{"content":"plain"}}]}"#, &mut text);
+        keep_delta_text(
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}]}"#,
+            &mut text,
+        );
+        keep_delta_text(r#"{"choices":[{"delta":{"content":"unterminated"#, &mut text);
+        assert_eq!(text, "say \"hi\"\nplain{\"a\":1}");
+    }
+
+    #[test]
+    fn stream_usage_is_asked_for_as_the_first_member() {
+        let b = with_stream_usage(br#" {"model":"m","stream":true}"#);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["model"], "m");
+        assert_eq!(&with_stream_usage(b"{ }")[..], b"{ }");
+    }
 
     #[test]
     fn observer_finds_usage_and_done_across_every_split() {

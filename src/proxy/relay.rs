@@ -12,6 +12,9 @@ pub enum Relay {
     Pass {
         observer: Box<dyn Observer>,
         client: Wire,
+        /// Set when the gateway asked for a usage chunk the client did not: events are
+        /// re-framed and that chunk is left out.
+        strip: Option<UsageStripper>,
     },
     Translate {
         source: Box<dyn ChunkSource>,
@@ -21,6 +24,41 @@ pub enum Relay {
         /// up to `TEXT_LIMIT`, to count tokens when the stream ends without usage.
         text: String,
     },
+}
+
+/// Re-frames an OpenAI stream's events (`data: …` lines only, so nothing is lost) and leaves
+/// out the usage-only chunk (`"choices":[]` with `usage`).
+#[derive(Default)]
+pub struct UsageStripper {
+    decoder: crate::sse::SseDecoder,
+}
+
+impl UsageStripper {
+    fn emit(out: &mut BytesMut, ev: crate::sse::SseEvent) {
+        let usage_only = ev.data.contains("\"usage\"")
+            && serde_json::from_str::<serde_json::Value>(&ev.data)
+                .is_ok_and(|v| v["usage"].is_object() && v["choices"].as_array().is_some_and(Vec::is_empty));
+        if !usage_only {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(ev.data.as_bytes());
+            out.extend_from_slice(b"\n\n");
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        if self.decoder.push(bytes, &mut |ev| Self::emit(&mut out, ev)).is_err() {
+            // An oversized event: pass the bytes on rather than lose them.
+            return Bytes::copy_from_slice(bytes);
+        }
+        out.freeze()
+    }
+
+    fn finish(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        let _ = self.decoder.finish(&mut |ev| Self::emit(&mut out, ev));
+        out.freeze()
+    }
 }
 
 /// How much completion text is kept for counting: ~256k tokens, far above any single answer.
@@ -55,6 +93,7 @@ impl Relay {
             Relay::Pass {
                 observer: adapter.observer(),
                 client,
+                strip: rendered.strip_usage.then(UsageStripper::default),
             }
         } else {
             Relay::Translate {
@@ -69,9 +108,12 @@ impl Relay {
     /// One upstream chunk → the bytes for the client (possibly empty).
     pub fn push(&mut self, bytes: Bytes) -> Result<Bytes, StreamFault> {
         match self {
-            Relay::Pass { observer, .. } => {
+            Relay::Pass { observer, strip, .. } => {
                 observer.push(&bytes);
-                Ok(bytes)
+                Ok(match strip {
+                    Some(s) => s.push(&bytes),
+                    None => bytes,
+                })
             }
             Relay::Translate {
                 source,
@@ -88,9 +130,9 @@ impl Relay {
     /// The upstream body ended: the final bytes. The stream is complete only if `completed()`.
     pub fn finish(&mut self) -> Result<Bytes, StreamFault> {
         match self {
-            Relay::Pass { observer, .. } => {
+            Relay::Pass { observer, strip, .. } => {
                 observer.finish();
-                Ok(Bytes::new())
+                Ok(strip.as_mut().map_or_else(Bytes::new, UsageStripper::finish))
             }
             Relay::Translate {
                 source,
@@ -156,4 +198,47 @@ fn encode(encoder: &mut StreamEncoder, chunks: &mut Vec<ChatChunk>, text: &mut S
         encoder.push(&c, &mut out);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stripper_drops_only_the_usage_chunk_whatever_the_split() {
+        let stream = concat!(
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        for split in 1..stream.len() {
+            let mut s = UsageStripper::default();
+            let mut out = Vec::new();
+            out.extend_from_slice(&s.push(&stream.as_bytes()[..split]));
+            out.extend_from_slice(&s.push(&stream.as_bytes()[split..]));
+            out.extend_from_slice(&s.finish());
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains("prompt_tokens"), "{text}");
+            assert_eq!(text.matches("data: ").count(), 3, "{text}");
+            assert!(text.ends_with("data: [DONE]\n\n"));
+            assert!(text.contains("\"finish_reason\":\"stop\""));
+        }
+    }
+
+    #[test]
+    fn translated_text_is_kept_up_to_the_limit() {
+        let mut text = String::new();
+        let delta = crate::api::chat::Delta {
+            content: Some("abc".into()),
+            ..Default::default()
+        };
+        let chunk = ChatChunk::single("id", 0, "m", 0, delta, None);
+        keep_text(&mut text, &chunk);
+        assert_eq!(text, "abc");
+        text = "x".repeat(TEXT_LIMIT - 1);
+        keep_text(&mut text, &chunk);
+        assert_eq!(text.len(), TEXT_LIMIT - 1, "a piece that does not fit is not kept");
+    }
 }

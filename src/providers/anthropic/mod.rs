@@ -54,6 +54,7 @@ impl Adapter for AnthropicAdapter {
                 headers,
                 passthrough: true,
                 json_mode: false,
+                strip_usage: false,
             }),
             (Wire::OpenAi, Endpoint::ChatCompletions) => {
                 let (body, json_mode) =
@@ -65,6 +66,7 @@ impl Adapter for AnthropicAdapter {
                     headers,
                     passthrough: false,
                     json_mode: json_mode.0,
+                    strip_usage: false,
                 })
             }
             (Wire::OpenAi, e) => Err(ApiError::Unsupported(format!(

@@ -133,6 +133,7 @@ impl Adapter for BedrockAdapter {
             headers,
             passthrough: false,
             json_mode: json_mode.0,
+            strip_usage: false,
         })
     }
 

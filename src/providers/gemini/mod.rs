@@ -79,6 +79,7 @@ impl Adapter for GeminiAdapter {
             headers: Vec::new(),
             passthrough: false,
             json_mode: false,
+            strip_usage: false,
         })
     }
 
