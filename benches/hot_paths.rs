@@ -132,6 +132,9 @@ fn bench_routing(c: &mut Criterion) {
                 model: black_box("alias-49"),
                 task: Some(black_box("task-unknown")),
                 metadata: Some(&metadata),
+                key: Some("key-1"),
+                team: Some("growth"),
+                tier: Some("free"),
             };
             let route = tollgate::routing::routes::select(&snap.routes, &input).unwrap();
             let alias = route.rewrite.as_deref().unwrap_or("alias-49");

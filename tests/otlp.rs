@@ -230,6 +230,11 @@ fn batches_by_interval() {
     assert_eq!(collector.received.lock().unwrap()[0].spans().len(), 3);
     exporter.export(spans(2));
     assert!(collector.wait_for(2, Duration::from_secs(3)));
+    // The collector records a POST before it answers; `exported` moves once the answer is read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while exporter.stats().snapshot().exported < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(exporter.stats().snapshot().exported, 5);
 }
 

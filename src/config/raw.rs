@@ -173,6 +173,15 @@ pub struct RawRouteMatch {
     /// The `x-tollgate-task` request header.
     #[serde(default)]
     pub task: Option<String>,
+    /// The virtual key's id (a `*` glob).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The request's team (from its virtual key, else `x-tollgate-team`), a `*` glob.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The request's tenant tier (from its virtual key), a `*` glob.
+    #[serde(default)]
+    pub tier: Option<String>,
     /// Values of the request body's `metadata` object.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,

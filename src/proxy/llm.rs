@@ -76,6 +76,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             model: &req.model,
             task,
             metadata: req.metadata.as_ref(),
+            key: ctx.who.key_id.as_deref(),
+            team: ctx.who.team.as_deref(),
+            tier: ctx.who.tier.as_deref(),
         };
         crate::routing::routes::select(&snapshot.routes, &input)
     };

@@ -42,6 +42,10 @@ pub struct Route {
     pub name: String,
     pub model: Option<Glob>,
     pub task: Option<String>,
+    /// The virtual key's id, team and tenant tier (globs).
+    pub key: Option<Glob>,
+    pub team: Option<Glob>,
+    pub tier: Option<Glob>,
     /// Every pair must equal the request's `metadata` value (as text).
     pub metadata: Vec<(String, String)>,
     /// Serve the request with this alias instead of the requested one.
@@ -56,6 +60,9 @@ pub struct RouteInput<'a> {
     pub model: &'a str,
     pub task: Option<&'a str>,
     pub metadata: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub key: Option<&'a str>,
+    pub team: Option<&'a str>,
+    pub tier: Option<&'a str>,
 }
 
 impl Route {
@@ -68,6 +75,18 @@ impl Route {
         if let Some(g) = &self.model {
             if !g.matches(input.model) {
                 return false;
+            }
+        }
+        // A condition on who is asking fails when the request does not say.
+        for (cond, value) in [
+            (&self.key, input.key),
+            (&self.team, input.team),
+            (&self.tier, input.tier),
+        ] {
+            if let Some(g) = cond {
+                if !value.is_some_and(|v| g.matches(v)) {
+                    return false;
+                }
             }
         }
         self.metadata
@@ -113,6 +132,9 @@ mod tests {
             name: name.into(),
             model: model.map(Glob::new),
             task: task.map(str::to_string),
+            key: None,
+            team: None,
+            tier: None,
             metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             rewrite: None,
             strategy: None,
@@ -136,6 +158,9 @@ mod tests {
                     model,
                     task,
                     metadata: m,
+                    key: None,
+                    team: None,
+                    tier: None,
                 },
             )
             .map(|r| r.name.as_str())
@@ -151,11 +176,44 @@ mod tests {
                 &RouteInput {
                     model: "llama",
                     task: None,
-                    metadata: None
+                    metadata: None,
+                    key: None,
+                    team: None,
+                    tier: None,
                 }
             )
             .map(|r| &r.name),
             None
         );
+    }
+
+    #[test]
+    fn who_conditions_match_globs_and_fail_when_unknown() {
+        let mut paid = route("paid", None, None, &[]);
+        paid.tier = Some(Glob::new("pro*"));
+        paid.team = Some(Glob::new("growth"));
+        let mut by_key = route("key", None, None, &[]);
+        by_key.key = Some(Glob::new("key_batch_*"));
+        let routes = vec![paid, by_key, route("default", None, None, &[])];
+        let pick = |key, team, tier| {
+            let input = RouteInput {
+                model: "m",
+                task: None,
+                metadata: None,
+                key,
+                team,
+                tier,
+            };
+            select(&routes, &input).map(|r| r.name.as_str())
+        };
+        assert_eq!(pick(None, Some("growth"), Some("pro-annual")), Some("paid"));
+        assert_eq!(pick(None, Some("growth"), Some("free")), Some("default"));
+        assert_eq!(
+            pick(None, Some("growth"), None),
+            Some("default"),
+            "an unknown tier never matches"
+        );
+        assert_eq!(pick(Some("key_batch_7"), None, None), Some("key"));
+        assert_eq!(pick(Some("key_web"), None, None), Some("default"));
     }
 }

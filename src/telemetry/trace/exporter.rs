@@ -1,19 +1,24 @@
-//! The background OTLP/HTTP exporter: a bounded span queue drained by one std thread.
+//! The background OTLP/HTTP exporter: a bounded hand-over of spans to one std thread.
 //!
-//! Invariants: `export` (the request path) only takes a mutex for a `VecDeque` append, never does
-//! I/O and never waits on the collector; the queue holds at most `queue_capacity` spans and what
-//! does not fit is counted in `dropped`. The worker sends a batch when `batch_size` spans are queued
-//! or `flush_interval` has passed, retries a failed POST once (OTLP's retryable cases: transport
-//! errors, 429, 502, 503, 504), honours `Retry-After` up to `MAX_PAUSE`, and then gives the batch
-//! up. A dead collector therefore costs one thread, a bounded queue and a warning every 30 s.
-//! Header values from the config (collector credentials) are never logged or printed by `Debug`.
+//! Invariants: `export` (the request path) takes no lock, never does I/O and never waits on the
+//! collector. It reserves room in `queue_depth` with one compare-and-swap (the bound is in spans:
+//! at most `queue_capacity` wait at any time, and what does not fit is counted in `dropped`), then
+//! `try_send`s the spans on a bounded std channel. The worker only ever `try_recv`s and parks, so
+//! the channel never has a registered receiver to wake under its internal mutex; `export` unparks
+//! the worker itself, and only when its spans fill a batch. The worker sends a batch when
+//! `batch_size` spans are queued or `flush_interval` has passed, retries a failed POST once
+//! (OTLP's retryable cases: transport errors, 429, 502, 503, 504), honours `Retry-After` up to
+//! `MAX_PAUSE`, and then gives the batch up. A dead collector therefore costs one thread, a
+//! bounded queue and a warning every 30 s. Header values from the config (collector credentials)
+//! are never logged or printed by `Debug`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -114,38 +119,39 @@ impl ExporterStats {
     }
 }
 
-struct Queue {
-    spans: VecDeque<Span>,
-    /// Spans ever accepted into the queue; `flush` waits for `settled` to reach it.
-    accepted: u64,
-    flush_requested: bool,
-    stop: bool,
+/// What the request path and `flush` hand to the worker.
+enum Msg {
+    /// Spans whose room is already reserved in `queue_depth`.
+    Spans(Vec<Span>),
+    /// Answered once every span received before it is settled (exported, failed or discarded).
+    /// A reply dropped unanswered means the worker stopped, which settles everything too.
+    Flush(mpsc::Sender<()>),
 }
+
+/// Channel slots beyond one per span of capacity, for `Msg::Flush`.
+const FLUSH_SLOTS: usize = 64;
+/// The channel's slots are allocated up front: past this many, the bound in spans still holds
+/// but a burst of many small exports may be dropped before it is reached.
+const MAX_SLOTS: usize = 1 << 16;
+/// Worker's wait when `queue_depth` says a batch is due but an `export` has not handed it over.
+const HANDOVER_NAP: Duration = Duration::from_millis(1);
 
 struct Shared {
-    queue: Mutex<Queue>,
-    wake: Condvar,
+    /// `stats.queue_depth` doubles as the reservation counter that bounds the queue.
     stats: ExporterStats,
-    /// Spans whose fate is decided (exported, failed or discarded at stop).
-    settled: AtomicU64,
-    capacity: usize,
-    batch_size: usize,
-}
-
-impl Shared {
-    /// A poisoned lock only means a thread panicked mid-append; the queue itself is still sound.
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn request_stop(&self) {
-        self.lock().stop = true;
-        self.wake.notify_all();
-    }
+    /// Set by `shutdown` and by the drop of the last handle. `export` reads it (SeqCst) after
+    /// reserving room and the worker reads `queue_depth` (SeqCst) after seeing it, so every span
+    /// either goes back to `export`'s caller as dropped or reaches the worker's final count.
+    stop: AtomicBool,
+    capacity: u64,
+    batch_size: u64,
 }
 
 struct Inner {
     shared: Arc<Shared>,
+    tx: SyncSender<Msg>,
+    /// The worker thread, to unpark.
+    worker: Thread,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -153,7 +159,8 @@ struct Inner {
 /// `shutdown` first to send them).
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shared.request_stop();
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.worker.unpark();
     }
 }
 
@@ -177,18 +184,14 @@ impl Exporter {
     pub fn start(cfg: OtlpConfig) -> Result<Exporter, String> {
         validate(&cfg)?;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                spans: VecDeque::with_capacity(cfg.queue_capacity.min(4096)),
-                accepted: 0,
-                flush_requested: false,
-                stop: false,
-            }),
-            wake: Condvar::new(),
             stats: ExporterStats::default(),
-            settled: AtomicU64::new(0),
-            capacity: cfg.queue_capacity,
-            batch_size: cfg.batch_size,
+            stop: AtomicBool::new(false),
+            capacity: cfg.queue_capacity as u64,
+            batch_size: cfg.batch_size as u64,
         });
+        // Each `Msg::Spans` holds at least one reserved span, so it never finds the channel full
+        // (below `MAX_SLOTS`) unless flush requests crowd it.
+        let (tx, rx) = mpsc::sync_channel(cfg.queue_capacity.min(MAX_SLOTS) + FLUSH_SLOTS);
         let agent = ureq::AgentBuilder::new()
             .timeout(cfg.timeout)
             .redirects(0)
@@ -196,9 +199,14 @@ impl Exporter {
             .build();
         let mut worker = Worker {
             shared: shared.clone(),
+            rx,
             agent,
             log_endpoint: redact_url(&cfg.endpoint),
+            pending: VecDeque::with_capacity(cfg.queue_capacity.min(4096)),
             cfg,
+            received: 0,
+            settled: 0,
+            flushes: VecDeque::new(),
             paused_until: None,
             last_warn: None,
             suppressed: 0,
@@ -210,44 +218,61 @@ impl Exporter {
         Ok(Exporter {
             inner: Arc::new(Inner {
                 shared,
+                tx,
+                worker: handle.thread().clone(),
                 thread: Mutex::new(Some(handle)),
             }),
         })
     }
 
-    /// Queues `spans` for export. Never blocks on I/O: whatever does not fit in the queue (or
-    /// arrives after `shutdown`) is dropped and counted.
-    pub fn export(&self, spans: Vec<Span>) {
-        let total = spans.len();
+    /// Queues `spans` for export. Lock-free and never blocks: whatever does not fit in the queue
+    /// (or arrives after `shutdown`) is dropped and counted.
+    pub fn export(&self, mut spans: Vec<Span>) {
+        let total = spans.len() as u64;
         if total == 0 {
             return;
         }
-        let shared = &self.inner.shared;
-        let mut rest = spans.into_iter();
-        let (taken, crossed_batch) = {
-            let mut q = shared.lock();
-            if q.stop {
-                (0, false)
-            } else {
-                let before = q.spans.len();
-                let taken = shared.capacity.saturating_sub(before).min(total);
-                q.spans.extend(rest.by_ref().take(taken));
-                q.accepted += taken as u64;
-                let after = q.spans.len();
-                shared.stats.queue_depth.store(after as u64, Ordering::Relaxed);
-                (taken, before < shared.batch_size && after >= shared.batch_size)
-            }
-        };
-        // The overflow is freed here, outside the lock.
-        drop(rest);
-        if taken < total {
-            shared
-                .stats
-                .dropped
-                .fetch_add((total - taken) as u64, Ordering::Relaxed);
+        let inner = &*self.inner;
+        let shared = &*inner.shared;
+        let stats = &shared.stats;
+        // Cheap early out, so that exports after a stop leave `queue_depth` alone.
+        if shared.stop.load(Ordering::Relaxed) {
+            stats.dropped.fetch_add(total, Ordering::Relaxed);
+            return;
         }
-        if crossed_batch {
-            shared.wake.notify_one();
+        // Reserve what fits, possibly part of `spans`.
+        let room = |depth: u64| shared.capacity.saturating_sub(depth).min(total);
+        let reserved = stats
+            .queue_depth
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |depth| {
+                let take = room(depth);
+                (take > 0).then_some(depth + take)
+            });
+        let Ok(before) = reserved else {
+            stats.dropped.fetch_add(total, Ordering::Relaxed);
+            return;
+        };
+        let taken = room(before);
+        // After the reservation: see `Shared::stop`.
+        if shared.stop.load(Ordering::SeqCst) {
+            stats.queue_depth.fetch_sub(taken, Ordering::SeqCst);
+            stats.dropped.fetch_add(total, Ordering::Relaxed);
+            return;
+        }
+        spans.truncate(taken as usize);
+        match inner.tx.try_send(Msg::Spans(spans)) {
+            Ok(()) => {
+                if taken < total {
+                    stats.dropped.fetch_add(total - taken, Ordering::Relaxed);
+                }
+                if before < shared.batch_size && before + taken >= shared.batch_size {
+                    inner.worker.unpark();
+                }
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                stats.queue_depth.fetch_sub(taken, Ordering::SeqCst);
+                stats.dropped.fetch_add(total, Ordering::Relaxed);
+            }
         }
     }
 
@@ -259,24 +284,29 @@ impl Exporter {
     /// it has been POSTed or given up. False if `timeout` passed first.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = deadline_after(timeout);
-        let shared = &self.inner.shared;
-        let target = {
-            let mut q = shared.lock();
-            q.flush_requested = true;
-            q.accepted
-        };
-        shared.wake.notify_all();
+        let (reply, done) = mpsc::channel();
+        let mut msg = Msg::Flush(reply);
         let mut nap = Duration::from_millis(1);
         loop {
-            if shared.settled.load(Ordering::Acquire) >= target {
-                return true;
+            match self.inner.tx.try_send(msg) {
+                Ok(()) => break,
+                // The worker has exited, discarding what it had not sent: nothing is left.
+                Err(TrySendError::Disconnected(_)) => return true,
+                Err(TrySendError::Full(back)) => {
+                    msg = back;
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    std::thread::sleep(nap.min(deadline - now));
+                    nap = (nap * 2).min(Duration::from_millis(20));
+                }
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            std::thread::sleep(nap.min(deadline - now));
-            nap = (nap * 2).min(Duration::from_millis(20));
+        }
+        self.inner.worker.unpark();
+        match done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+            Err(RecvTimeoutError::Timeout) => false,
         }
     }
 
@@ -285,7 +315,8 @@ impl Exporter {
     pub fn shutdown(&self, timeout: Duration) {
         let deadline = deadline_after(timeout);
         self.flush(timeout);
-        self.inner.shared.request_stop();
+        self.inner.shared.stop.store(true, Ordering::SeqCst);
+        self.inner.worker.unpark();
         let handle = self.inner.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             while !handle.is_finished() && Instant::now() < deadline {
@@ -365,12 +396,19 @@ enum Attempt {
         reason: String,
     },
 }
-
 struct Worker {
     shared: Arc<Shared>,
+    rx: Receiver<Msg>,
     agent: ureq::Agent,
     cfg: OtlpConfig,
     log_endpoint: String,
+    /// Spans received and not yet in a batch (still counted in `queue_depth`).
+    pending: VecDeque<Span>,
+    /// Spans ever received, and spans whose fate is decided; a flush waits for `settled` to reach
+    /// `received` as it was when the flush arrived.
+    received: u64,
+    settled: u64,
+    flushes: VecDeque<(u64, mpsc::Sender<()>)>,
     paused_until: Option<Instant>,
     last_warn: Option<Instant>,
     suppressed: u64,
@@ -378,79 +416,118 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self) {
-        let mut next_tick = Instant::now() + self.cfg.flush_interval;
-        while let Some(batch) = self.next_batch(&mut next_tick) {
-            let n = batch.len() as u64;
-            let body = encode_request(&self.cfg.service_name, &batch);
-            drop(batch);
-            self.send(&body, n);
-            self.shared.settled.fetch_add(n, Ordering::Release);
-        }
-        // Stopped: what is still queued is discarded.
-        let discarded = {
-            let mut q = self.shared.lock();
-            let n = q.spans.len();
-            q.spans.clear();
-            n as u64
-        };
-        self.shared.stats.queue_depth.store(0, Ordering::Relaxed);
-        self.shared.stats.dropped.fetch_add(discarded, Ordering::Relaxed);
-        self.shared.settled.fetch_add(discarded, Ordering::Release);
-    }
-
-    /// Waits for a full batch, the interval tick or a flush request; `None` once stopped.
-    fn next_batch(&self, next_tick: &mut Instant) -> Option<Vec<Span>> {
         let interval = self.cfg.flush_interval;
-        let mut q = self.shared.lock();
+        let batch_size = self.cfg.batch_size;
+        let mut next_tick = Instant::now() + interval;
         loop {
-            if q.stop {
-                return None;
+            let connected = self.receive();
+            if !connected || self.shared.stop.load(Ordering::SeqCst) {
+                break;
             }
             let now = Instant::now();
-            let len = q.spans.len();
-            let tick = now >= *next_tick;
+            let tick = now >= next_tick;
             if tick {
-                *next_tick = now + interval;
+                next_tick = now + interval;
             }
-            if len >= self.shared.batch_size || (len > 0 && (tick || q.flush_requested)) {
-                let batch: Vec<Span> = q.spans.drain(..len.min(self.shared.batch_size)).collect();
-                if q.spans.is_empty() {
-                    q.flush_requested = false;
-                }
-                self.shared
-                    .stats
-                    .queue_depth
-                    .store(q.spans.len() as u64, Ordering::Relaxed);
-                return Some(batch);
+            let len = self.pending.len();
+            if len >= batch_size || (len > 0 && (tick || !self.flushes.is_empty())) {
+                let batch: Vec<Span> = self.pending.drain(..len.min(batch_size)).collect();
+                let n = batch.len() as u64;
+                self.shared.stats.queue_depth.fetch_sub(n, Ordering::SeqCst);
+                let body = encode_request(&self.cfg.service_name, &batch);
+                drop(batch);
+                self.send(&body, n);
+                self.settle(n);
+                continue;
             }
-            q.flush_requested = false;
-            let wait = next_tick.saturating_duration_since(now);
-            q = self
-                .shared
-                .wake
-                .wait_timeout(q, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            let mut wait = next_tick.saturating_duration_since(now);
+            if self.shared.stats.queue_depth.load(Ordering::SeqCst) >= self.shared.batch_size {
+                // A batch is reserved but an `export` is still handing its part over (and only
+                // the export that crossed the batch size unparks us).
+                wait = wait.min(HANDOVER_NAP);
+            }
+            // Woken early by `export` (a batch is full), `flush` or a stop.
+            std::thread::park_timeout(wait);
         }
+        self.discard_all();
+    }
+
+    /// Moves everything in the channel to `pending` and answers the flushes that are done. False
+    /// once every handle is gone.
+    fn receive(&mut self) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Spans(spans)) => {
+                    self.received += spans.len() as u64;
+                    self.pending.extend(spans);
+                }
+                Ok(Msg::Flush(reply)) => self.flushes.push_back((self.received, reply)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        self.settle(0);
+        true
+    }
+
+    /// Records `n` more settled spans and answers the flushes waiting for them.
+    fn settle(&mut self, n: u64) {
+        self.settled += n;
+        while self.flushes.front().is_some_and(|(mark, _)| *mark <= self.settled) {
+            if let Some((_, reply)) = self.flushes.pop_front() {
+                // The caller may have timed out and gone.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Stopped: discards what is queued, including spans an `export` reserved room for before
+    /// it saw the stop and is still handing over (`queue_depth` reaches 0 once they arrive).
+    fn discard_all(&mut self) {
+        // Unanswered: their callers read the dropped reply as settled.
+        self.flushes.clear();
+        let depth = &self.shared.stats.queue_depth;
+        let mut discarded = self.pending.len() as u64;
+        self.pending.clear();
+        depth.fetch_sub(discarded, Ordering::SeqCst);
+        let mut waits = 0u32;
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Spans(spans)) => {
+                    let n = spans.len() as u64;
+                    depth.fetch_sub(n, Ordering::SeqCst);
+                    discarded += n;
+                }
+                Ok(Msg::Flush(_)) => {}
+                // No handle left, so no export in progress either.
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    if depth.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    waits += 1;
+                    if waits < 64 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(HANDOVER_NAP);
+                    }
+                }
+            }
+        }
+        self.shared.stats.dropped.fetch_add(discarded, Ordering::Relaxed);
     }
 
     /// Waits until `until` unless stopped first; true if stopped.
     fn sleep_until(&self, until: Instant) -> bool {
-        let mut q = self.shared.lock();
         loop {
-            if q.stop {
+            if self.shared.stop.load(Ordering::SeqCst) {
                 return true;
             }
             let now = Instant::now();
             if now >= until {
                 return false;
             }
-            q = self
-                .shared
-                .wake
-                .wait_timeout(q, until - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            std::thread::park_timeout(until - now);
         }
     }
 
@@ -697,5 +774,55 @@ mod tests {
         assert_eq!(exporter.stats().snapshot().dropped, 2);
         assert!(exporter.flush(Duration::from_millis(50)));
         assert!(exporter.flush(Duration::MAX), "an absurd timeout does not overflow");
+    }
+
+    #[test]
+    fn racing_exports_and_a_stop_account_for_every_span() {
+        let exporter = Exporter::start(OtlpConfig {
+            queue_capacity: 64,
+            batch_size: 8,
+            flush_interval: Duration::from_millis(5),
+            timeout: Duration::from_millis(200),
+            ..cfg("http://127.0.0.1:9/v1/traces")
+        })
+        .unwrap();
+        let span = Span::new(
+            super::super::TraceId::random(),
+            None,
+            "x",
+            super::super::SpanKind::Internal,
+            1,
+            2,
+        );
+        let (offered, stopped) = (AtomicU64::new(0), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let (exporter, span) = (exporter.clone(), span.clone());
+                let (offered, stopped) = (&offered, &stopped);
+                s.spawn(move || {
+                    // Until after the stop, so that exports race it.
+                    while !stopped.load(Ordering::Relaxed) {
+                        exporter.export(vec![span.clone(), span.clone(), span.clone()]);
+                        offered.fetch_add(3, Ordering::Relaxed);
+                        assert!(exporter.stats().queue_depth.load(Ordering::Relaxed) <= 64);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            // Too short for the retries: the stop lands while exports and a batch are in flight.
+            exporter.shutdown(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
+            stopped.store(true, Ordering::Relaxed);
+        });
+        let offered = offered.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let settled = |s: StatsSnapshot| s.exported + s.failed_spans + s.dropped;
+        while settled(exporter.stats().snapshot()) < offered && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = exporter.stats().snapshot();
+        assert_eq!(s.queue_depth, 0, "{s:?}");
+        assert_eq!(settled(s), offered, "{s:?}");
+        assert!(exporter.flush(Duration::from_millis(50)), "nothing is left to wait for");
     }
 }
