@@ -40,6 +40,16 @@ pub enum ApiError {
     ModelNotAllowed { model: String, route: String },
     #[error("The request's time budget of {budget_ms} ms ran out; attempts: {attempts}.")]
     BudgetExhausted { budget_ms: u64, attempts: String },
+    #[error("Invalid API key provided.")]
+    InvalidApiKey,
+    #[error("The model `{model}` is not allowed for this API key.")]
+    ModelNotAllowedForKey { model: String },
+    /// A rate limit, concurrency cap or capacity shed (`rate_limit_exceeded`).
+    #[error("{0}")]
+    RateLimited(String),
+    /// A USD budget would be exceeded (`budget_exceeded`).
+    #[error("{0}")]
+    BudgetExceeded(String),
 }
 
 impl ApiError {
@@ -51,7 +61,9 @@ impl ApiError {
             | ApiError::ClientBody(_)
             | ApiError::Unsupported(_) => 400,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
-            ApiError::ModelNotAllowed { .. } => 403,
+            ApiError::ModelNotAllowed { .. } | ApiError::ModelNotAllowedForKey { .. } => 403,
+            ApiError::InvalidApiKey => 401,
+            ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => 429,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
@@ -72,7 +84,10 @@ impl ApiError {
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed { .. }
             | ApiError::ClientBody(_)
+            | ApiError::ModelNotAllowedForKey { .. }
             | ApiError::Unsupported(_) => "invalid_request_error",
+            ApiError::InvalidApiKey => "authentication_error",
+            ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => "rate_limit_error",
             ApiError::NoProvider { .. }
             | ApiError::UpstreamConnect(_)
             | ApiError::UpstreamTimeout(_)
@@ -99,15 +114,20 @@ impl ApiError {
             ApiError::ClientBody(_) => "request_body_error",
             ApiError::Unsupported(_) => "unsupported_by_provider",
             ApiError::BudgetExhausted { .. } => "budget_exhausted",
+            ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::ModelNotAllowedForKey { .. } => "model_not_allowed",
+            ApiError::RateLimited(_) => "rate_limit_exceeded",
+            ApiError::BudgetExceeded(_) => "budget_exceeded",
         }
     }
 
     pub fn param(&self) -> Option<&'static str> {
         match self {
             ApiError::MissingField(f) | ApiError::InvalidField { field: f, .. } => Some(f),
-            ApiError::ModelNotFound(_) | ApiError::NoProvider { .. } | ApiError::ModelNotAllowed { .. } => {
-                Some("model")
-            }
+            ApiError::ModelNotFound(_)
+            | ApiError::NoProvider { .. }
+            | ApiError::ModelNotAllowed { .. }
+            | ApiError::ModelNotAllowedForKey { .. } => Some("model"),
             ApiError::InvalidJson(_)
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound { .. }
@@ -117,7 +137,10 @@ impl ApiError {
             | ApiError::UpstreamProtocol(_)
             | ApiError::ClientBody(_)
             | ApiError::Unsupported(_)
-            | ApiError::BudgetExhausted { .. } => None,
+            | ApiError::BudgetExhausted { .. }
+            | ApiError::InvalidApiKey
+            | ApiError::RateLimited(_)
+            | ApiError::BudgetExceeded(_) => None,
         }
     }
 

@@ -360,6 +360,8 @@ fn compile_routes(raw: &RawConfig, cx: &mut Ctx) -> Vec<crate::routing::routes::
             rewrite: r.model.clone(),
             strategy: r.strategy,
             allowed: r.allowed_models.iter().map(|g| Glob::new(g)).collect(),
+            cache: r.cache,
+            guardrails: r.guardrails,
         });
     }
     out

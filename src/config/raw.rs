@@ -36,6 +36,106 @@ pub struct RawConfig {
     /// OpenTelemetry traces (OTLP/HTTP JSON).
     #[serde(default)]
     pub tracing: RawTracing,
+    /// Client authentication with virtual keys.
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// Virtual keys defined in the file (more are created through the admin API).
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// Limits per team, by team name.
+    #[serde(default)]
+    pub teams: BTreeMap<String, RawTeam>,
+    /// Limits that are not a key's or a team's: per user, per tier, defaults.
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// `true`: every data-plane request needs a valid virtual key (401 otherwise). `false`: a
+    /// request without a known key is served anonymously (and a known key still applies).
+    #[serde(default)]
+    pub required: bool,
+    /// How often each node re-reads keys created, changed or revoked through the admin API.
+    #[serde(default = "default_key_sync", with = "humantime_serde")]
+    pub key_sync: Duration,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            required: false,
+            key_sync: default_key_sync(),
+        }
+    }
+}
+
+fn default_key_sync() -> Duration {
+    Duration::from_millis(500)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// Stable id (in records and metrics; never the secret).
+    pub id: String,
+    /// The secret clients send, from the environment: `${TEAM_A_KEY}`.
+    pub key: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Aliases (or `*` globs) the key may use; empty = all.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// RFC 3339 time after which the key stops working.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub limits: serde_json::Value,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    #[serde(default)]
+    pub limits: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Limits every user (the request's `user` or `x-tollgate-user`) gets, each on their own.
+    #[serde(default)]
+    pub per_user: serde_json::Value,
+    /// Completion tokens reserved for a request that sets no `max_tokens`.
+    #[serde(default = "default_completion_allowance")]
+    pub default_completion_tokens: u64,
+    /// Priority tiers: the share of a provider's own rpm/tpm each tier may use (lower tiers are
+    /// shed first as the provider fills up). Requests of unlisted tiers may use it all.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, f64>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            per_user: serde_json::Value::Null,
+            default_completion_tokens: default_completion_allowance(),
+            tiers: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_completion_allowance() -> u64 {
+    1024
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +262,12 @@ pub struct RawRoute {
     /// Requested models allowed on this route (globs); others get 403 `model_not_allowed`.
     #[serde(default)]
     pub allowed_models: Vec<String>,
+    /// The response-cache policy of matching requests (applied by the cache).
+    #[serde(default)]
+    pub cache: Option<crate::routing::routes::CachePolicy>,
+    /// The guardrail policy of matching requests (applied by the guardrails).
+    #[serde(default)]
+    pub guardrails: Option<crate::routing::routes::GuardPolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -368,6 +474,9 @@ pub struct RawProvider {
     /// Bedrock: the session token of temporary credentials (`${ENV}`); optional.
     #[serde(default)]
     pub aws_session_token: Option<String>,
+    /// The provider's own limits (`{rpm, tpm}`), so the gateway stays under them.
+    #[serde(default)]
+    pub limits: serde_json::Value,
 }
 
 fn yes() -> bool {

@@ -387,3 +387,23 @@ routes:
         "{e}"
     );
 }
+
+#[test]
+fn routes_carry_cache_and_guardrail_policies() {
+    let base = "providers:\n  p: { kind: openai, base_url: http://p, api_keys: [k] }\nmodels:\n  m: { targets: [ { provider: p, model: x } ] }\nroutes:\n";
+    let doc = format!(
+        "{base}  - name: private\n    match: {{ team: legal }}\n    cache: {{ mode: off }}\n    guardrails: {{ pii: redact, injection: block }}\n  - name: cached\n    cache: {{ mode: semantic, ttl: 10m }}\n"
+    );
+    let s = load(&doc, &[]).unwrap();
+    use crate::routing::routes::{CacheMode, InjectionMode, PiiMode};
+    let private = &s.routes[0];
+    assert_eq!(private.cache.unwrap().mode, CacheMode::Off);
+    let g = private.guardrails.unwrap();
+    assert_eq!((g.pii, g.injection), (PiiMode::Redact, InjectionMode::Block));
+    let cached = s.routes[1].cache.unwrap();
+    assert_eq!(cached.mode, CacheMode::Semantic);
+    assert_eq!(cached.ttl, Some(std::time::Duration::from_secs(600)));
+    let bad = format!("{base}  - name: x\n    guardrails: {{ pii: scramble }}\n");
+    let e = load(&bad, &[]).unwrap_err();
+    assert!(e.to_string().contains("scramble"), "{e}");
+}

@@ -1,4 +1,5 @@
 //! Limits and their inputs. Today: the token estimator (`tokens`), used before a call to size a
 //! request (and by `/v1/messages/count_tokens`); rate limits and budgets build on it.
 
+pub mod keys;
 pub mod tokens;

@@ -132,6 +132,9 @@ pub struct RequestCtx {
     pub backoff_time: Duration,
     /// `none`, `hit`, `miss`, `bypass` (the cache issue sets it).
     pub cache: &'static str,
+    /// The matched route's cache and guardrail policies, for the cache and the guardrails.
+    pub cache_policy: Option<crate::routing::routes::CachePolicy>,
+    pub guard_policy: Option<crate::routing::routes::GuardPolicy>,
     pub guardrails: crate::usage::GuardrailCounts,
 }
 
@@ -169,6 +172,8 @@ impl RequestCtx {
             prompt_estimate: None,
             backoff_time: Duration::ZERO,
             cache: "none",
+            cache_policy: None,
+            guard_policy: None,
             guardrails: Default::default(),
         }
     }

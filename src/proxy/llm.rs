@@ -84,6 +84,11 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     };
     if let Some(r) = route {
         ctx.route = Some(r.name.clone());
+        ctx.cache_policy = r.cache;
+        ctx.guard_policy = r.guardrails;
+        if r.cache.is_some_and(|c| c.mode == crate::routing::routes::CacheMode::Off) {
+            ctx.cache = "bypass";
+        }
         if !r.allows(&req.model) {
             let e = ApiError::ModelNotAllowed {
                 model: req.model.clone(),

@@ -37,6 +37,62 @@ impl Glob {
     }
 }
 
+/// A route's response-cache policy: what the cache does for matching requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePolicy {
+    /// `off`: never served from or stored in the cache (recorded as `bypass`).
+    #[serde(default = "CachePolicy::default_mode")]
+    pub mode: CacheMode,
+    /// How long an answer stays servable; `None`: the cache's default.
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<std::time::Duration>,
+}
+
+impl CachePolicy {
+    fn default_mode() -> CacheMode {
+        CacheMode::Exact
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    Off,
+    Exact,
+    Semantic,
+}
+
+/// A route's guardrail policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardPolicy {
+    #[serde(default)]
+    pub pii: PiiMode,
+    #[serde(default)]
+    pub injection: InjectionMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiMode {
+    #[default]
+    Off,
+    /// Replace PII with reversible placeholders and restore them in the answer.
+    Redact,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectionMode {
+    #[default]
+    Off,
+    /// Record detections (audit) and let the request through.
+    Flag,
+    /// Refuse requests that look like prompt injection.
+    Block,
+}
+
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
@@ -53,6 +109,9 @@ pub struct Route {
     pub strategy: Option<Strategy>,
     /// When non-empty, the requested model must match one of these.
     pub allowed: Vec<Glob>,
+    /// Policies the cache and the guardrails apply to matching requests.
+    pub cache: Option<CachePolicy>,
+    pub guardrails: Option<GuardPolicy>,
 }
 
 /// What a request offers to the table.
@@ -139,6 +198,8 @@ mod tests {
             rewrite: None,
             strategy: None,
             allowed: Vec::new(),
+            cache: None,
+            guardrails: None,
         }
     }
 

@@ -482,6 +482,13 @@ impl SpendReader {
     }
 }
 
+/// For stores that share the ledger's database and its migrations (`crate::limits::keys`).
+pub(crate) mod shared {
+    pub(crate) use super::pg::connect_migrated as pg_connect_migrated;
+    pub(crate) use super::sqlite::SqliteStore;
+    pub(crate) use super::store_url::{StoreUrl, PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

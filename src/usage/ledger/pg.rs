@@ -23,7 +23,9 @@ use crate::usage::{GuardrailCounts, UsageRecord};
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 
 /// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+/// Version 2 is the virtual keys table (`crate::limits::keys`; see the SQLite twin in `sqlite`).
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE usage_records (
     request_id         TEXT PRIMARY KEY,
     client_request_id  TEXT,
@@ -105,7 +107,28 @@ CREATE TABLE usage_hourly_coarse (
     estimated_requests BIGINT NOT NULL,
     PRIMARY KEY (hour_ms, gkey)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE virtual_keys (
+    id                  TEXT PRIMARY KEY,
+    hash                TEXT NOT NULL UNIQUE,
+    prev_hash           TEXT,
+    prev_valid_until_ms BIGINT,
+    name                TEXT,
+    team                TEXT,
+    user_id             TEXT,
+    tier                TEXT,
+    models              TEXT NOT NULL,
+    metadata            TEXT NOT NULL,
+    expires_ms          BIGINT,
+    limits              TEXT NOT NULL,
+    created_ms          BIGINT NOT NULL,
+    updated_ms          BIGINT NOT NULL,
+    revoked_ms          BIGINT
+);
+CREATE INDEX virtual_keys_updated ON virtual_keys (updated_ms);
+"#,
+];
 
 fn err(store: &str, e: &postgres::Error) -> LedgerError {
     LedgerError::Store {
@@ -132,6 +155,24 @@ fn connect(config: &postgres::Config, display: &str) -> Result<Client, ConnectEr
             ConnectError::Down(le)
         }
     })
+}
+
+/// A connected, migrated client, for another store that shares the database (virtual keys).
+/// Call it on a thread of your own (see the module note).
+pub(crate) fn connect_migrated(config: &postgres::Config, display: &str) -> Result<Client, ConnectError> {
+    let mut client = connect(config, display)?;
+    migrate(&mut client).map_err(|e| {
+        let le = LedgerError::Migration {
+            store: display.to_string(),
+            reason: e.to_string(),
+        };
+        if is_fatal(&e) {
+            ConnectError::Fatal(le)
+        } else {
+            ConnectError::Down(le)
+        }
+    })?;
+    Ok(client)
 }
 
 pub(crate) struct PgStore {

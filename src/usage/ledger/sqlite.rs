@@ -17,7 +17,11 @@ use crate::usage::{GuardrailCounts, UsageRecord};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+/// Version 2 is the virtual keys table (`crate::limits::keys`, which shares this database): hashes
+/// only (SHA-256 hex), never secrets; `prev_hash` is a rotated-out secret that works until
+/// `prev_valid_until_ms`; nodes poll rows by `updated_ms`.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE usage_records (
     request_id         TEXT PRIMARY KEY NOT NULL,
     client_request_id  TEXT,
@@ -99,7 +103,28 @@ CREATE TABLE usage_hourly_coarse (
     estimated_requests INTEGER NOT NULL,
     PRIMARY KEY (hour_ms, gkey)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE virtual_keys (
+    id                  TEXT PRIMARY KEY NOT NULL,
+    hash                TEXT NOT NULL UNIQUE,
+    prev_hash           TEXT,
+    prev_valid_until_ms INTEGER,
+    name                TEXT,
+    team                TEXT,
+    user_id             TEXT,
+    tier                TEXT,
+    models              TEXT NOT NULL,
+    metadata            TEXT NOT NULL,
+    expires_ms          INTEGER,
+    limits              TEXT NOT NULL,
+    created_ms          INTEGER NOT NULL,
+    updated_ms          INTEGER NOT NULL,
+    revoked_ms          INTEGER
+);
+CREATE INDEX virtual_keys_updated ON virtual_keys (updated_ms);
+"#,
+];
 
 /// The record columns, in the order of every insert and select.
 pub(crate) const RECORD_COLUMNS: &str = "request_id, client_request_id, trace_id, ts_ms, endpoint, key_id, team, \
@@ -177,6 +202,13 @@ impl SqliteStore {
             insert_sql,
             rollup_sql,
         })
+    }
+}
+
+impl SqliteStore {
+    /// The opened, migrated connection, for another store that shares the file (virtual keys).
+    pub(crate) fn into_connection(self) -> Connection {
+        self.conn
     }
 }
 
