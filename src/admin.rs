@@ -20,6 +20,7 @@ pub struct AdminApp {
     pub config: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
     pub sinks: Sinks,
+    pub keys: Arc<crate::limits::keys::KeyStore>,
 }
 
 /// Compares a presented bearer token with the configured one in time independent of where
@@ -49,7 +50,14 @@ fn error_reply(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8
 impl AdminApp {
     /// `/admin/*`: a bearer token from `admin.token` is required; without one configured the
     /// API is off.
-    async fn admin_api(&self, method: &http::Method, path: &str, query: &str, auth: Option<&str>) -> Response<Vec<u8>> {
+    async fn admin_api(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: &str,
+        auth: Option<&str>,
+        body: Vec<u8>,
+    ) -> Response<Vec<u8>> {
         let snap = self.config.current();
         let Some(token) = &snap.admin_token else {
             return error_reply(
@@ -67,6 +75,17 @@ impl AdminApp {
                 "invalid_admin_token",
                 "a valid admin token is required (Authorization: Bearer …)",
             );
+        }
+        if path == "/admin/keys" || path.starts_with("/admin/keys/") {
+            // Key writes wait on the key store's thread: off the event loop.
+            let (keys, method, path) = (Arc::clone(&self.keys), method.to_string(), path.to_string());
+            let answer =
+                tokio::task::spawn_blocking(move || crate::limits::keys::admin::handle(&keys, &method, &path, &body))
+                    .await;
+            return match answer {
+                Ok((status, v)) => json_reply(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), v),
+                Err(e) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+            };
         }
         if method != http::Method::GET {
             return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
@@ -231,7 +250,19 @@ impl ServeHttp for AdminApp {
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            return self.admin_api(&method, &path, &query, auth.as_deref()).await;
+            // Admin bodies are small JSON documents: read up to 1 MiB.
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = session.read_request_body().await {
+                if body.len() + chunk.len() > 1 << 20 {
+                    return error_reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request_too_large",
+                        "admin bodies are limited to 1 MiB",
+                    );
+                }
+                body.extend_from_slice(&chunk);
+            }
+            return self.admin_api(&method, &path, &query, auth.as_deref(), body).await;
         }
         self.respond(&method, &path)
     }

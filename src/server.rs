@@ -73,7 +73,29 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             message,
         }],
     })?;
-    let gateway = Gateway::new(Arc::clone(&store), Arc::clone(&metrics), sinks.clone());
+    // Virtual keys: the file's, plus those created through the admin API (kept in the ledger's
+    // store and re-read by every node every `auth.key_sync`).
+    let keys = {
+        let snap = store.current();
+        let url = snap.usage.ledger.as_ref().map(|u| u.expose().to_string());
+        let config_keys = config_keys(&snap);
+        crate::limits::keys::KeyStore::open(url.as_deref(), config_keys, snap.auth.key_sync)
+            .map(Arc::new)
+            .map_err(|message| crate::config::ConfigErrors {
+                errors: vec![crate::config::ConfigError {
+                    file: config_path.display().to_string(),
+                    line: None,
+                    path: "keys".into(),
+                    message,
+                }],
+            })?
+    };
+    let gateway = Gateway::new(
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        sinks.clone(),
+        Arc::clone(&keys),
+    );
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
     proxy.add_tcp(&settings.listen.to_string());
 
@@ -83,6 +105,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             config: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
             sinks: sinks.clone(),
+            keys: Arc::clone(&keys),
         },
     );
     admin.add_tcp(&settings.admin_listen.to_string());
@@ -94,6 +117,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             store: Arc::clone(&store),
             metrics,
             poll: settings.reload_poll,
+            keys,
         },
     );
 
@@ -143,6 +167,16 @@ struct ConfigWatcher {
     store: Arc<ConfigStore>,
     metrics: Arc<Metrics>,
     poll: Duration,
+    keys: Arc<crate::limits::keys::KeyStore>,
+}
+
+/// The config's keys with their secrets, as the key store takes them.
+fn config_keys(snap: &crate::config::Snapshot) -> Vec<(crate::limits::keys::KeySpec, String)> {
+    snap.auth
+        .keys
+        .iter()
+        .map(|(spec, secret)| (spec.clone(), secret.expose().to_string()))
+        .collect()
 }
 
 impl ConfigWatcher {
@@ -151,6 +185,9 @@ impl ConfigWatcher {
         let result = tokio::task::spawn_blocking(move || store.reload()).await;
         match result {
             Ok(Ok(outcome)) => {
+                if let Err(e) = self.keys.set_config_keys(config_keys(&self.store.current())) {
+                    tracing::error!(trigger = why, "the reloaded config's keys were not applied: {e}");
+                }
                 self.metrics.config_reloads.inc();
                 match outcome {
                     ReloadOutcome::Swapped => tracing::info!(trigger = why, "config reloaded"),

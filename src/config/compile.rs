@@ -82,6 +82,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     let usage_settings = usage::compile_usage(&raw, env, &mut cx);
     let admin_token = usage::compile_admin_token(&raw, env, &mut cx);
     let tracing = usage::compile_tracing(&raw, env, &mut cx);
+    let auth = usage::compile_auth(&raw, env, &mut cx);
     let mut unpriced: Vec<String> = Vec::new();
 
     let mut providers = BTreeMap::new();
@@ -235,6 +236,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         pricing,
         admin_token,
         tracing,
+        auth,
     })
 }
 

@@ -42,6 +42,17 @@ pub struct Snapshot {
     pub admin_token: Option<Secret>,
     /// OTLP trace export (read at start; a change needs a restart).
     pub tracing: Option<TracingSettings>,
+    /// Client authentication and the config-defined virtual keys.
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Every data-plane request needs a valid virtual key.
+    pub required: bool,
+    pub key_sync: Duration,
+    /// Keys defined in the file, with their secrets (from the environment).
+    pub keys: Vec<(crate::limits::keys::KeySpec, Secret)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

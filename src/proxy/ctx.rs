@@ -124,6 +124,8 @@ pub struct RequestCtx {
     pub client_request_id: Option<String>,
     pub trace: TraceCtx,
     pub who: Attribution,
+    /// The virtual key the request came with, when it was a known one.
+    pub key: Option<Arc<crate::limits::keys::VirtualKey>>,
     /// The usage was counted by the gateway (the provider reported none).
     pub tokens_estimated: bool,
     /// The prompt's token estimate, once computed (context-window checks, missing usage).
@@ -168,6 +170,7 @@ impl RequestCtx {
                 sampled: false,
             },
             who: Attribution::default(),
+            key: None,
             tokens_estimated: false,
             prompt_estimate: None,
             backoff_time: Duration::ZERO,

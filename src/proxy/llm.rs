@@ -60,6 +60,12 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     }
     ctx.stream = req.stream;
     attribute(session, &req, ctx);
+    if ctx.key.as_ref().is_some_and(|k| !k.allows_model(&req.model)) {
+        let e = ApiError::ModelNotAllowedForKey {
+            model: req.model.clone(),
+        };
+        return respond::error(session, ctx, &e).await;
+    }
     if let Some(alias) = snapshot.model(&req.model) {
         ctx.model = Some(alias.name.clone());
     }
@@ -86,7 +92,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         ctx.route = Some(r.name.clone());
         ctx.cache_policy = r.cache;
         ctx.guard_policy = r.guardrails;
-        if r.cache.is_some_and(|c| c.mode == crate::routing::routes::CacheMode::Off) {
+        if r.cache
+            .is_some_and(|c| c.mode == crate::routing::routes::CacheMode::Off)
+        {
             ctx.cache = "bypass";
         }
         if !r.allows(&req.model) {
@@ -427,7 +435,10 @@ fn attribute(session: &Session, req: &LlmRequest, ctx: &mut RequestCtx) {
             .filter(|v| !v.is_empty())
             .map(|v| v.chars().take(200).collect::<String>())
     };
-    ctx.who.user = header("x-tollgate-user").or_else(|| req.user.clone());
+    // A key bound to a user wins over what the request says.
+    if ctx.key.as_ref().is_none_or(|k| k.user.is_none()) {
+        ctx.who.user = header("x-tollgate-user").or_else(|| req.user.clone());
+    }
     ctx.who.feature = header("x-tollgate-feature").or_else(|| {
         req.metadata
             .as_ref()

@@ -33,6 +33,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub connector: Connector,
     pub sinks: Sinks,
+    pub keys: Arc<crate::limits::keys::KeyStore>,
 }
 
 pub struct Gateway {
@@ -40,7 +41,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<ConfigStore>, metrics: Arc<Metrics>, sinks: Sinks) -> Self {
+    pub fn new(
+        config: Arc<ConfigStore>,
+        metrics: Arc<Metrics>,
+        sinks: Sinks,
+        keys: Arc<crate::limits::keys::KeyStore>,
+    ) -> Self {
         let connector = Connector::new(None);
         Gateway {
             state: Arc::new(AppState {
@@ -48,8 +54,45 @@ impl Gateway {
                 metrics,
                 connector,
                 sinks,
+                keys,
             }),
         }
+    }
+}
+
+/// The virtual key (`Authorization: Bearer` or `x-api-key`): a known key attributes the request
+/// (key, team, user, tier) and brings its limits; a revoked or expired one is refused; an unknown
+/// or missing one is refused when `auth.required`, else the request is served anonymously (clients
+/// whose SDK insists on some key keep working).
+fn authenticate(
+    state: &AppState,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    required: bool,
+) -> std::result::Result<(), ApiError> {
+    let h = &session.req_header().headers;
+    let text = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    let presented = crate::limits::keys::presented_key(
+        text(http::header::AUTHORIZATION),
+        text(http::header::HeaderName::from_static("x-api-key")),
+    );
+    // Expiry is wall-clock time.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    match presented.map(|p| state.keys.lookup(p, now_ms)) {
+        Some(Ok(key)) => {
+            ctx.who.key_id = Some(key.id.clone());
+            ctx.who.team = key.team.clone();
+            ctx.who.tier = key.tier.clone();
+            if key.user.is_some() {
+                ctx.who.user = key.user.clone();
+            }
+            ctx.key = Some(key);
+            Ok(())
+        }
+        Some(Err(crate::limits::keys::KeyError::Unknown)) | None if !required => Ok(()),
+        Some(Err(_)) | None => Err(ApiError::InvalidApiKey),
     }
 }
 
@@ -96,9 +139,13 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.config.current();
         identify(&self.state, session, ctx, &snap);
+        let required = snap.auth.required;
         ctx.snapshot = Some(snap);
         self.state.metrics.inflight.inc();
         ctx.inflight = true;
+        if let Err(e) = authenticate(&self.state, session, ctx, required) {
+            return respond::error(session, ctx, &e).await;
+        }
         let header = session.req_header();
         match route(&header.method, header.uri.path()) {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,

@@ -9,7 +9,8 @@ use super::{key, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::raw::RawConfig;
 use crate::config::secret::Secret;
-use crate::config::snapshot::{AccessLog, TracingSettings, UsageSettings};
+use crate::config::snapshot::{AccessLog, AuthSettings, TracingSettings, UsageSettings};
+use crate::limits::keys::KeySpec;
 use crate::usage::pricing::PriceTable;
 
 pub(super) fn compile_usage(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> UsageSettings {
@@ -174,5 +175,73 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_string(),
+    }
+}
+
+/// `auth` and the config-defined `keys`: each key's secret comes from the environment; a key
+/// whose variable is unset is left out with a warning (like a provider's).
+pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSettings {
+    let mut keys = Vec::with_capacity(raw.keys.len());
+    let mut ids: Vec<&str> = Vec::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        let path = |f: &str| [key("keys"), super::Seg::Index(i), key(f)];
+        if k.id.is_empty()
+            || k.id.len() > 64
+            || !k.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            cx.error(&path("id"), "needs 1 to 64 letters, digits, '-' or '_'");
+            continue;
+        }
+        if ids.contains(&k.id.as_str()) {
+            cx.error(&path("id"), format!("duplicate key id {:?}", k.id));
+            continue;
+        }
+        ids.push(&k.id);
+        if !k.key.contains("${") {
+            cx.error(
+                &path("key"),
+                "a key's secret comes from the environment (`${VAR}`), never the file",
+            );
+            continue;
+        }
+        let secret = match expand_with(&k.key, env.var) {
+            Ok(e) if e.missing.is_empty() && !e.value.is_empty() => e.value,
+            Ok(e) => {
+                cx.warnings
+                    .push(format!("key {:?} is left out: {} not set", k.id, e.missing.join(", ")));
+                continue;
+            }
+            Err(msg) => {
+                cx.error(&path("key"), msg);
+                continue;
+            }
+        };
+        if let Some(at) = &k.expires_at {
+            if let Err(e) = crate::usage::ledger::parse_time(at) {
+                cx.error(&path("expires_at"), e);
+            }
+        }
+        keys.push((
+            KeySpec {
+                id: Some(k.id.clone()),
+                name: k.name.clone(),
+                team: k.team.clone(),
+                user: k.user.clone(),
+                tier: k.tier.clone(),
+                models: k.models.clone(),
+                metadata: k.metadata.clone(),
+                expires_at: k.expires_at.clone(),
+                limits: k.limits.clone(),
+            },
+            Secret::new(secret),
+        ));
+    }
+    if raw.auth.key_sync.is_zero() {
+        cx.error(&[key("auth"), key("key_sync")], "must be greater than 0s");
+    }
+    AuthSettings {
+        required: raw.auth.required,
+        key_sync: raw.auth.key_sync.max(Duration::from_millis(10)),
+        keys,
     }
 }
