@@ -83,6 +83,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     let admin_token = usage::compile_admin_token(&raw, env, &mut cx);
     let tracing = usage::compile_tracing(&raw, env, &mut cx);
     let auth = usage::compile_auth(&raw, env, &mut cx);
+    let limits = usage::compile_limits(&raw, &mut cx);
     let mut unpriced: Vec<String> = Vec::new();
 
     let mut providers = BTreeMap::new();
@@ -237,6 +238,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         admin_token,
         tracing,
         auth,
+        limits,
     })
 }
 
@@ -692,7 +694,8 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
             }
         }
     }
-    Provider::new(
+    let limits = usage::parse_limits(&p.limits, &path("limits"), cx);
+    let mut provider = Provider::new(
         name.to_string(),
         kind,
         disabled,
@@ -704,7 +707,9 @@ fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, 
         headers,
         timeouts,
         options,
-    )
+    );
+    provider.limits = limits;
+    provider
 }
 
 /// Bedrock's region and credentials: `(region, credentials, why the provider is disabled)`. A

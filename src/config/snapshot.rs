@@ -44,6 +44,19 @@ pub struct Snapshot {
     pub tracing: Option<TracingSettings>,
     /// Client authentication and the config-defined virtual keys.
     pub auth: AuthSettings,
+    /// Team, user and tier limits.
+    pub limits: LimitSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LimitSettings {
+    pub teams: HashMap<String, Arc<crate::limits::limiter::Limits>>,
+    /// Each user's own limits.
+    pub per_user: Option<Arc<crate::limits::limiter::Limits>>,
+    /// Share of a provider's rpm/tpm each tier may use.
+    pub tiers: HashMap<String, f64>,
+    /// Completion tokens reserved when a request sets no maximum.
+    pub default_completion_tokens: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +170,8 @@ pub struct Provider {
     /// Kept for dialects that sign requests instead of sending a key header.
     pub keys: Vec<Secret>,
     pub options: ProviderOptions,
+    /// The provider's own rpm/tpm, so the gateway stays under them.
+    pub limits: Option<Arc<crate::limits::limiter::Limits>>,
 }
 
 /// Dialect-specific provider settings.
@@ -225,6 +240,7 @@ impl Provider {
             pool: std::sync::OnceLock::new(),
             keys,
             options,
+            limits: None,
         }
     }
 

@@ -2,4 +2,5 @@
 //! request (and by `/v1/messages/count_tokens`); rate limits and budgets build on it.
 
 pub mod keys;
+pub mod limiter;
 pub mod tokens;

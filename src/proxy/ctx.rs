@@ -124,6 +124,14 @@ pub struct RequestCtx {
     pub client_request_id: Option<String>,
     pub trace: TraceCtx,
     pub who: Attribution,
+    /// Reservations in the key's, team's and user's limits, settled when the request ends.
+    pub admission: Option<crate::limits::limiter::Admission>,
+    /// The reservation in the serving provider's limits.
+    pub provider_admission: Option<crate::limits::limiter::Admission>,
+    /// `x-ratelimit-*` values for the response.
+    pub rate_headers: Option<crate::limits::limiter::RateHeaders>,
+    /// `Retry-After` of a refusal.
+    pub retry_after_ms: Option<u64>,
     /// The virtual key the request came with, when it was a known one.
     pub key: Option<Arc<crate::limits::keys::VirtualKey>>,
     /// The usage was counted by the gateway (the provider reported none).
@@ -171,6 +179,10 @@ impl RequestCtx {
             },
             who: Attribution::default(),
             key: None,
+            admission: None,
+            provider_admission: None,
+            rate_headers: None,
+            retry_after_ms: None,
             tokens_estimated: false,
             prompt_estimate: None,
             backoff_time: Duration::ZERO,

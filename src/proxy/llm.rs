@@ -7,6 +7,7 @@
 //! that is not the last. Once the response header went out, a failure ends the stream with an
 //! explicit error event instead of a clean-looking end.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +22,7 @@ use super::{body, respond, AppState};
 use crate::api::openai::LlmRequest;
 use crate::api::{client, ApiError, Endpoint};
 use crate::config::Target;
+use crate::limits::limiter::{Demand, Scope, ScopeKind};
 use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
 use crate::providers::{Adapter, Rendered, Wire};
 use crate::routing::breaker::{now_ms, Admission};
@@ -161,6 +163,12 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         _ => (0..plan.len()).collect(),
     };
 
+    // Limits of who is asking (key, team, user): checked and reserved before any call.
+    let demand = match admit_tenant(state, ctx, &req, &snapshot, plan).await {
+        Ok(d) => d,
+        Err(e) => return respond::error(session, ctx, &e).await,
+    };
+
     let routing = &snapshot.routing;
     let budget = match client_budget(session, routing.budget) {
         Ok(b) => b,
@@ -199,6 +207,27 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     message: "the prompt is longer than the context window of every model that could serve it".into(),
                 });
                 continue;
+            }
+        }
+        // The provider's own limits (and the tier's share of them): over them, try the next target.
+        if let Some(limits) = &target.provider.limits {
+            let scope = Scope {
+                kind: ScopeKind::Provider,
+                id: &target.provider.name,
+                limits,
+            };
+            match state.limiter.admit(&[scope], demand, wall_ms()) {
+                Ok(a) => {
+                    if let Some(previous) = ctx.provider_admission.replace(a) {
+                        previous.settle(0, 0, wall_ms());
+                    }
+                }
+                Err(r) => {
+                    state.metrics.rate_limited.with_label_values(&[r.reason.label()]).inc();
+                    ctx.attempts.push(Attempt::skipped(target, "provider_limit"));
+                    last_error.get_or_insert(rejection_error(&r));
+                    continue;
+                }
             }
         }
         let adapter = target.provider.kind.adapter();
@@ -421,6 +450,132 @@ async fn fill_missing_usage(req: &LlmRequest, ctx: &mut RequestCtx, completion_t
     let completion = completion_text.map_or(0, crate::limits::tokens::count_text);
     ctx.usage = Some(crate::api::chat::Usage::new(prompt, completion));
     ctx.tokens_estimated = true;
+}
+
+/// Wall-clock milliseconds: budget periods are calendar windows.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A limiter's refusal as the client's 429.
+fn rejection_error(r: &crate::limits::limiter::Rejection) -> ApiError {
+    let message = format!(
+        "{} for {}; retry after {} ms.",
+        r.reason.message(),
+        r.scope,
+        r.retry_after_ms
+    );
+    match r.reason {
+        crate::limits::limiter::RejectReason::Budget => ApiError::BudgetExceeded(message),
+        _ => ApiError::RateLimited(message),
+    }
+}
+
+/// The key's limits, parsed once per version of the key.
+fn key_limits(state: &AppState, key: &crate::limits::keys::VirtualKey) -> Option<Arc<crate::limits::limiter::Limits>> {
+    if key.limits.is_null() {
+        return None;
+    }
+    if let Some(hit) = state.key_limits.get(&key.id) {
+        if hit.0 == key.updated_ms {
+            return hit.1.clone();
+        }
+    }
+    let parsed = serde_json::from_value::<crate::limits::limiter::Limits>(key.limits.clone())
+        .ok()
+        .map(Arc::new);
+    state
+        .key_limits
+        .insert(key.id.clone(), (key.updated_ms, parsed.clone()));
+    parsed
+}
+
+/// Checks and reserves the key's, the team's and the user's limits for this request's estimate
+/// (prompt tokens by the tokenizer, plus `max_tokens` or the configured allowance; its cost at the
+/// dearest target of the plan). Returns the demand, for the provider checks per attempt.
+async fn admit_tenant(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    snapshot: &crate::config::Snapshot,
+    plan: &[Arc<Target>],
+) -> std::result::Result<Demand, ApiError> {
+    let settings = &snapshot.limits;
+    let key = ctx.key.clone();
+    let key_limits = key.as_deref().and_then(|k| key_limits(state, k));
+    let team_limits = ctx.who.team.as_deref().and_then(|t| settings.teams.get(t)).cloned();
+    let user_limits = ctx.who.user.as_ref().and(settings.per_user.clone());
+    let any_provider_limits = plan.iter().any(|t| t.provider.limits.is_some());
+    let tier_ceiling = ctx
+        .who
+        .tier
+        .as_deref()
+        .and_then(|t| settings.tiers.get(t))
+        .copied()
+        .unwrap_or(1.0);
+    if key_limits.is_none() && team_limits.is_none() && user_limits.is_none() && !any_provider_limits {
+        return Ok(Demand {
+            tokens: 0,
+            cost_nanos: 0,
+            tier_ceiling,
+        });
+    }
+    let prompt = estimate_prompt(req, ctx).await.unwrap_or(0);
+    let completion = req
+        .canonical()
+        .ok()
+        .and_then(|c| c.max_output_tokens())
+        .unwrap_or(settings.default_completion_tokens);
+    let cost_nanos = plan
+        .iter()
+        .filter_map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))
+        .max()
+        .unwrap_or(0);
+    let demand = Demand {
+        tokens: prompt + completion,
+        cost_nanos,
+        tier_ceiling,
+    };
+    let mut scopes = Vec::with_capacity(3);
+    if let (Some(k), Some(l)) = (&key, &key_limits) {
+        scopes.push(Scope {
+            kind: ScopeKind::Key,
+            id: &k.id,
+            limits: l,
+        });
+    }
+    if let (Some(t), Some(l)) = (&ctx.who.team, &team_limits) {
+        scopes.push(Scope {
+            kind: ScopeKind::Team,
+            id: t,
+            limits: l,
+        });
+    }
+    if let (Some(u), Some(l)) = (&ctx.who.user, &user_limits) {
+        scopes.push(Scope {
+            kind: ScopeKind::User,
+            id: u,
+            limits: l,
+        });
+    }
+    if scopes.is_empty() {
+        return Ok(demand);
+    }
+    match state.limiter.admit(&scopes, demand, wall_ms()) {
+        Ok(a) => {
+            ctx.rate_headers = Some(a.headers());
+            ctx.admission = Some(a);
+            Ok(demand)
+        }
+        Err(r) => {
+            state.metrics.rate_limited.with_label_values(&[r.reason.label()]).inc();
+            ctx.rate_headers = Some(r.headers);
+            ctx.retry_after_ms = Some(r.retry_after_ms);
+            Err(rejection_error(&r))
+        }
+    }
 }
 
 /// Who the request is for: the `user` field or `x-tollgate-user`, the feature from
@@ -659,6 +814,7 @@ async fn relay(
     let mut header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
     header.insert_header("x-request-id", ctx.request_id.as_str())?;
     header.insert_header("x-tollgate-attempts", ctx.attempts_summary())?;
+    respond::rate_headers(&mut header, ctx)?;
     if let Some(arm) = ctx.ab_arm {
         header.insert_header("x-tollgate-ab", arm)?;
     }

@@ -34,6 +34,10 @@ pub struct AppState {
     pub connector: Connector,
     pub sinks: Sinks,
     pub keys: Arc<crate::limits::keys::KeyStore>,
+    /// Rate limits, concurrency caps and budgets of keys, teams, users and providers.
+    pub limiter: crate::limits::limiter::Limiter,
+    /// Each key's parsed limits, by key id, with the key version they were parsed from.
+    pub key_limits: dashmap::DashMap<String, (i64, Option<Arc<crate::limits::limiter::Limits>>)>,
 }
 
 pub struct Gateway {
@@ -55,6 +59,8 @@ impl Gateway {
                 connector,
                 sinks,
                 keys,
+                limiter: crate::limits::limiter::Limiter::new(),
+                key_limits: dashmap::DashMap::new(),
             }),
         }
     }

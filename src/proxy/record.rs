@@ -38,6 +38,15 @@ pub fn finish(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
     }
     let now = Instant::now();
     let rec = build(ctx, status, now);
+    // Replace the reservations with what was used (nothing, when no usage came back).
+    let used_tokens = rec.prompt_tokens + rec.completion_tokens;
+    let wall = super::llm::wall_ms();
+    if let Some(a) = ctx.admission.take() {
+        a.settle(used_tokens, rec.cost_nanos, wall);
+    }
+    if let Some(a) = ctx.provider_admission.take() {
+        a.settle(used_tokens, rec.cost_nanos, wall);
+    }
     observe(metrics, ctx, &rec);
     tracing::debug!(
         request_id = %rec.request_id,

@@ -29,10 +29,25 @@ pub async fn json(
     for (k, v) in extra {
         h.insert_header(*k, *v)?;
     }
+    rate_headers(&mut h, ctx)?;
     ctx.status = status;
     session.write_response_header(Box::new(h), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(true)
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the tenant's limits, and `Retry-After` on a refusal.
+pub fn rate_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if let Some(r) = &ctx.rate_headers {
+        for (name, value) in r.pairs() {
+            h.insert_header(name, value)?;
+        }
+    }
+    if let Some(ms) = ctx.retry_after_ms {
+        h.insert_header("retry-after", ms.div_ceil(1000).max(1))?;
+        h.insert_header("retry-after-ms", ms)?;
+    }
+    Ok(())
 }
 
 /// Answers with an OpenAI-shaped error.

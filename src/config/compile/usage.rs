@@ -9,8 +9,9 @@ use super::{key, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::raw::RawConfig;
 use crate::config::secret::Secret;
-use crate::config::snapshot::{AccessLog, AuthSettings, TracingSettings, UsageSettings};
+use crate::config::snapshot::{AccessLog, AuthSettings, LimitSettings, TracingSettings, UsageSettings};
 use crate::limits::keys::KeySpec;
+use crate::limits::limiter::Limits;
 use crate::usage::pricing::PriceTable;
 
 pub(super) fn compile_usage(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> UsageSettings {
@@ -243,5 +244,55 @@ pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSett
         required: raw.auth.required,
         key_sync: raw.auth.key_sync.max(Duration::from_millis(10)),
         keys,
+    }
+}
+
+/// A `limits:` value (null = none) as `Limits`, or an error at `path`.
+pub(super) fn parse_limits(v: &serde_json::Value, path: &[super::Seg], cx: &mut Ctx) -> Option<Arc<Limits>> {
+    if v.is_null() {
+        return None;
+    }
+    match serde_json::from_value::<Limits>(v.clone()) {
+        Ok(l) => match l.validate() {
+            Ok(()) => Some(Arc::new(l)),
+            Err(e) => {
+                cx.error(path, e);
+                None
+            }
+        },
+        Err(e) => {
+            cx.error(path, e.to_string());
+            None
+        }
+    }
+}
+
+/// Teams, per-user limits, tiers, the completion allowance.
+pub(super) fn compile_limits(raw: &RawConfig, cx: &mut Ctx) -> LimitSettings {
+    for (i, k) in raw.keys.iter().enumerate() {
+        parse_limits(&k.limits, &[key("keys"), super::Seg::Index(i), key("limits")], cx);
+    }
+    let mut teams = std::collections::HashMap::new();
+    for (name, t) in &raw.teams {
+        if let Some(l) = parse_limits(&t.limits, &[key("teams"), key(name), key("limits")], cx) {
+            teams.insert(name.clone(), l);
+        }
+    }
+    let per_user = parse_limits(&raw.limits.per_user, &[key("limits"), key("per_user")], cx);
+    let mut tiers = std::collections::HashMap::new();
+    for (tier, share) in &raw.limits.tiers {
+        if !(0.0..=1.0).contains(share) {
+            cx.error(
+                &[key("limits"), key("tiers"), key(tier)],
+                "a tier's share of a provider's capacity is between 0.0 and 1.0",
+            );
+        }
+        tiers.insert(tier.clone(), share.clamp(0.0, 1.0));
+    }
+    LimitSettings {
+        teams,
+        per_user,
+        tiers,
+        default_completion_tokens: raw.limits.default_completion_tokens,
     }
 }

@@ -1,0 +1,152 @@
+//! The limiter's cost per request (`tollgate::limits::limiter`): `admit` + `settle` for a request
+//! checked against three scopes (key, team, provider) with every limit kind set (rpm, tpm, tpd,
+//! concurrency, budgets for 1h, 1d, 30d and the month), i.e. 3 x 8 atomic reservations and their
+//! reconciliation.
+//!
+//! - `limiter/admit_settle_3_scopes`: one thread.
+//! - `limiter/admit_settle_3_scopes_2_threads`: two threads on the *same* key, team and provider
+//!   (every counter contended); the time is the wall time per iteration in which each thread
+//!   does one admit + settle, i.e. the latency of one request under contention.
+//! - `limiter/admit_settle_key_only`: one scope, for scale.
+//! - `limiter/refused_rpm`: a refusal (rolls back what the key reserved, formats the scope).
+//!
+//! The clock advances 1 ms per request so buckets refill and budget windows roll as in traffic;
+//! limits are sized so nothing is refused except in `refused_rpm`.
+//!
+//! Run: `cargo bench --bench limits` (add `-- --quick` for a fast pass).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tollgate::limits::limiter::{Budget, Demand, Limiter, Limits, Period, Scope, ScopeKind};
+
+/// 2026-01-01T00:00:00Z
+const T0: u64 = 1_767_225_600_000;
+
+fn all_limits(scale: u64) -> Limits {
+    Limits {
+        rpm: Some(10_000_000 * scale),
+        tpm: Some(1_000_000_000 * scale),
+        tpd: Some(1_000_000_000_000 * scale),
+        concurrency: Some(10_000),
+        budgets: Period::ALL
+            .iter()
+            .map(|&period| Budget { usd: 100_000.0, period })
+            .collect(),
+    }
+}
+
+const DEMAND: Demand = Demand {
+    tokens: 1_000,
+    cost_nanos: 2_000,
+    tier_ceiling: 0.9,
+};
+
+fn run(limiter: &Limiter, scopes: &[Scope<'_>], iters: u64, mut now: u64) {
+    for _ in 0..iters {
+        now += 1;
+        let admission = limiter.admit(black_box(scopes), DEMAND, now).unwrap();
+        black_box(admission.headers());
+        admission.settle(800, 1_500, now);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let key = all_limits(1);
+    let team = all_limits(2);
+    let provider = all_limits(4);
+    let scopes = [
+        Scope {
+            kind: ScopeKind::Key,
+            id: "sk-team-a",
+            limits: &key,
+        },
+        Scope {
+            kind: ScopeKind::Team,
+            id: "team-a",
+            limits: &team,
+        },
+        Scope {
+            kind: ScopeKind::Provider,
+            id: "openai",
+            limits: &provider,
+        },
+    ];
+    let mut group = c.benchmark_group("limiter");
+
+    let limiter = Limiter::new();
+    let mut now = T0;
+    group.bench_function("admit_settle_3_scopes", |b| {
+        b.iter(|| {
+            now += 1;
+            let admission = limiter.admit(black_box(&scopes), DEMAND, now).unwrap();
+            black_box(admission.headers());
+            admission.settle(800, 1_500, now);
+        })
+    });
+
+    let limiter = Limiter::new();
+    let mut start = T0;
+    group.bench_function("admit_settle_3_scopes_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let barrier = Barrier::new(3);
+            let (limiter, scopes, barrier) = (&limiter, &scopes, &barrier);
+            let elapsed = thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(move || {
+                        barrier.wait();
+                        run(limiter, scopes, iters, start);
+                        barrier.wait();
+                    });
+                }
+                barrier.wait();
+                let t = Instant::now();
+                barrier.wait();
+                t.elapsed()
+            });
+            start += iters;
+            elapsed
+        })
+    });
+
+    let limiter = Limiter::new();
+    let mut now = T0;
+    group.bench_function("admit_settle_key_only", |b| {
+        b.iter(|| {
+            now += 1;
+            let admission = limiter.admit(black_box(&scopes[..1]), DEMAND, now).unwrap();
+            admission.settle(800, 1_500, now);
+        })
+    });
+
+    let limiter = Limiter::new();
+    let tight = Limits {
+        rpm: Some(1),
+        ..all_limits(1)
+    };
+    let refused = [
+        scopes[0],
+        Scope {
+            kind: ScopeKind::Team,
+            id: "team-a",
+            limits: &tight,
+        },
+    ];
+    drop(limiter.admit(&refused, DEMAND, T0));
+    group.bench_function("refused_rpm", |b| {
+        b.iter(|| black_box(limiter.admit(black_box(&refused), DEMAND, T0).unwrap_err()))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = bench
+}
+criterion_main!(benches);

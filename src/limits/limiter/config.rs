@@ -1,0 +1,191 @@
+//! What a scope may use (`Limits`, from the config) and the calendar of budget periods.
+//!
+//! Budget windows are fixed and aligned, so every gateway instance (and the spend ledger) agrees
+//! on where a period starts without coordination: the clock hour, the UTC day, 30-day windows
+//! counted from the Unix epoch, and the calendar month in UTC. Month arithmetic is done here by
+//! hand (Howard Hinnant's `days_from_civil` / `civil_from_days`), which is exact for every date a
+//! `u64` of milliseconds can hold.
+
+use std::fmt;
+
+/// Limits of one scope (a key, a team, a user or a provider). Every field is optional and they
+/// combine: a request must fit all of them.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute, as a bucket that refills continuously (at most `rpm` at once).
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + completion) per minute, same bucket semantics.
+    pub tpm: Option<u64>,
+    /// Tokens per day, a bucket that refills over 24 hours (not a calendar day: budgets are the
+    /// calendar-aligned limits).
+    pub tpd: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+    /// Spend caps in USD, one per period.
+    #[serde(default)]
+    pub budgets: Vec<Budget>,
+}
+
+/// A spend cap for one period.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub usd: f64,
+    pub period: Period,
+}
+
+/// A budget period; see the module doc for how windows align.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "1d")]
+    Day,
+    #[serde(rename = "30d")]
+    Days30,
+    Month,
+}
+
+/// The largest budget accepted: far above any real one, and small enough that nano-USD sums
+/// stay exact in a `u64`.
+pub const MAX_BUDGET_USD: f64 = 1e9;
+
+pub(super) const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
+pub(super) const DAY_MS: u64 = 86_400_000;
+
+impl Limits {
+    /// Checks values the limiter cannot honour; reports every problem, each naming its field.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for (field, value) in [("rpm", self.rpm), ("tpm", self.tpm), ("tpd", self.tpd)] {
+            if value == Some(0) {
+                problems.push(format!("{field}: must be at least 1 (leave it out for no limit)"));
+            }
+        }
+        if self.concurrency == Some(0) {
+            problems.push("concurrency: must be at least 1 (leave it out for no limit)".into());
+        }
+        for (i, budget) in self.budgets.iter().enumerate() {
+            if !(budget.usd.is_finite() && budget.usd > 0.0) {
+                problems.push(format!(
+                    "budgets[{i}].usd: must be a finite amount above 0 (got {})",
+                    budget.usd
+                ));
+            } else if budget.usd > MAX_BUDGET_USD {
+                problems.push(format!(
+                    "budgets[{i}].usd: must be at most {MAX_BUDGET_USD} (got {})",
+                    budget.usd
+                ));
+            }
+            if let Some(j) = self.budgets[..i].iter().position(|b| b.period == budget.period) {
+                problems.push(format!(
+                    "budgets[{i}].period: {} is already budgeted by budgets[{j}]",
+                    budget.period
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// The budget for `period` in nano-USD, if any. Unvalidated duplicates count as the smallest
+    /// of them; a non-positive or NaN amount as 0 (nothing priced passes).
+    pub(super) fn budget_nanos(&self, period: Period) -> Option<u64> {
+        self.budgets
+            .iter()
+            .filter(|b| b.period == period)
+            .map(|b| usd_to_nanos(b.usd))
+            .min()
+    }
+}
+
+/// `as` saturates: NaN and negative amounts become 0, huge ones `u64::MAX`.
+fn usd_to_nanos(usd: f64) -> u64 {
+    (usd * 1e9).floor() as u64
+}
+
+impl Period {
+    pub const ALL: [Period; 4] = [Period::Hour, Period::Day, Period::Days30, Period::Month];
+
+    pub(super) fn index(self) -> usize {
+        match self {
+            Period::Hour => 0,
+            Period::Day => 1,
+            Period::Days30 => 2,
+            Period::Month => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Hour => "1h",
+            Period::Day => "1d",
+            Period::Days30 => "30d",
+            Period::Month => "month",
+        }
+    }
+
+    /// The window holding `now_ms` (Unix epoch milliseconds, UTC): `[start_ms, end_ms)`.
+    pub fn window(self, now_ms: u64) -> (u64, u64) {
+        match self {
+            Period::Hour => aligned(now_ms, HOUR_MS),
+            Period::Day => aligned(now_ms, DAY_MS),
+            Period::Days30 => aligned(now_ms, 30 * DAY_MS),
+            Period::Month => {
+                // u64::MAX ms is about 2.1e11 days: fits an i64 and every step below.
+                let days = (now_ms / DAY_MS) as i64;
+                let (year, month, _) = civil_from_days(days);
+                let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+                let start = days_from_civil(year, month, 1);
+                let end = days_from_civil(next_year, next_month, 1);
+                (day_ms(start), day_ms(end))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn aligned(now_ms: u64, len: u64) -> (u64, u64) {
+    let start = now_ms - now_ms % len;
+    (start, start.saturating_add(len))
+}
+
+fn day_ms(days: i64) -> u64 {
+    u64::try_from(days).unwrap_or(0).saturating_mul(DAY_MS)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (`month` 1..=12).
+pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = (if y >= 0 { y } else { y - 399 }) / 400;
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date `(year, month, day)` of a day count since 1970-01-01.
+pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = (if z >= 0 { z } else { z - 146_096 }) / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}

@@ -1,0 +1,83 @@
+//! OpenAI's rate-limit headers (`x-ratelimit-*`), sent on every response so SDKs can pace
+//! themselves. Resets are written as OpenAI writes them (Go's `time.Duration` format: `20ms`,
+//! `1s`, `1.5s`, `6m0s`, `1h0m0s`): the time until the bucket is full again.
+
+use std::fmt::Write;
+
+use super::quota::Level;
+
+/// Values for the `x-ratelimit-*` headers; a `None` field is a header not sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateHeaders {
+    pub limit_requests: Option<u64>,
+    pub remaining_requests: Option<u64>,
+    pub reset_requests_ms: Option<u64>,
+    pub limit_tokens: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    pub reset_tokens_ms: Option<u64>,
+}
+
+impl RateHeaders {
+    /// `(header name, value)` for every field that is set, in OpenAI's order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, String)> {
+        let fields = [
+            ("x-ratelimit-limit-requests", self.limit_requests.map(number)),
+            ("x-ratelimit-limit-tokens", self.limit_tokens.map(number)),
+            ("x-ratelimit-remaining-requests", self.remaining_requests.map(number)),
+            ("x-ratelimit-remaining-tokens", self.remaining_tokens.map(number)),
+            ("x-ratelimit-reset-requests", self.reset_requests_ms.map(duration)),
+            ("x-ratelimit-reset-tokens", self.reset_tokens_ms.map(duration)),
+        ];
+        fields.into_iter().filter_map(|(name, value)| value.map(|v| (name, v)))
+    }
+
+    pub(super) fn set_requests(&mut self, level: Level) {
+        self.limit_requests = Some(level.limit);
+        self.remaining_requests = Some(level.limit.saturating_sub(level.used));
+        self.reset_requests_ms = Some(level.reset_ms);
+    }
+
+    pub(super) fn set_tokens(&mut self, level: Level) {
+        self.limit_tokens = Some(level.limit);
+        self.remaining_tokens = Some(level.limit.saturating_sub(level.used));
+        self.reset_tokens_ms = Some(level.reset_ms);
+    }
+}
+
+/// Share of the limit still available (0..=1); the most restrictive scope has the lowest.
+pub(super) fn remaining_share(level: Level) -> f64 {
+    if level.limit == 0 {
+        return 0.0;
+    }
+    level.limit.saturating_sub(level.used) as f64 / level.limit as f64
+}
+
+fn number(n: u64) -> String {
+    n.to_string()
+}
+
+/// Milliseconds in Go's `time.Duration` notation, which is what OpenAI sends.
+pub(super) fn duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let mut out = String::with_capacity(12);
+    let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
+    let (seconds, millis) = (ms / 1_000 % 60, ms % 1_000);
+    if hours > 0 {
+        let _ = write!(out, "{hours}h");
+    }
+    if hours > 0 || minutes > 0 {
+        let _ = write!(out, "{minutes}m");
+    }
+    let _ = write!(out, "{seconds}");
+    if millis > 0 {
+        let fraction = format!("{millis:03}");
+        let _ = write!(out, ".{}", fraction.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}

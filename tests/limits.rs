@@ -1,0 +1,139 @@
+//! Limits on the real gateway: a key's request rate with OpenAI's headers, a budget hammered by
+//! concurrent requests, and lower tiers shed as a provider fills up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin-token-for-limit-tests";
+
+fn config(mock: &Mock, keys: &str, extra: &str) -> String {
+    format!(
+        "providers:\n{}models:\n  m:\n    targets: [ {{ provider: mock, model: priced }} ]\n\
+pricing:\n  models:\n    - {{ provider: mock, model: priced, input: 1000, output: 1000 }}\n\
+auth:\n  required: true\nkeys:\n{keys}admin:\n  token: \"${{TOLLGATE_ADMIN_TOKEN}}\"\n{extra}",
+        mock_provider("mock", &mock.base_url(), "")
+    )
+}
+
+fn chat(url: &str, secret: &str, content: &str) -> Resp {
+    post(
+        url,
+        &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": content}]}).to_string(),
+        &[("authorization", &format!("Bearer {secret}"))],
+    )
+}
+
+#[test]
+fn a_keys_request_rate_is_enforced_with_openai_headers() {
+    let mock = Mock::start(&[]);
+    let keys = "  - { id: slow, key: \"${SLOW_KEY}\", limits: { rpm: 3 } }\n";
+    let gw = Gateway::start_env("", &config(&mock, keys, ""), &[("SLOW_KEY", "tg-slow")]);
+    let url = gw.url("/v1/chat/completions");
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let r = chat(&url, "tg-slow", "hi");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-ratelimit-limit-requests"), Some("3"));
+        remaining.push(
+            r.header("x-ratelimit-remaining-requests")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(remaining, vec![2, 1, 0]);
+    let r = chat(&url, "tg-slow", "hi");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "one request refills in 20 s: {retry}");
+    assert!(r.header("x-ratelimit-reset-requests").is_some());
+    assert_eq!(mock.requests().len(), 3, "a refused request never reaches the provider");
+    assert_eq!(gw.metric("tollgate_rate_limited_total{reason=\"requests\"}"), 1.0);
+}
+
+#[test]
+fn a_budget_holds_under_concurrent_requests() {
+    let mock = Mock::start(&[]);
+    // $1000 per 1M tokens: a request of ~10 tokens costs ~$0.01; the budget is $0.10.
+    let keys =
+        "  - { id: capped, key: \"${CAPPED_KEY}\", team: t, limits: { budgets: [ { usd: 0.10, period: 1d } ] } }\n";
+    let gw = Gateway::start_env(
+        "",
+        &config(&mock, keys, ""),
+        &[("CAPPED_KEY", "tg-capped"), ("TOLLGATE_ADMIN_TOKEN", ADMIN)],
+    );
+    let url = gw.url("/v1/chat/completions");
+    let mut statuses = Vec::new();
+    // Waves of 25 concurrent slow requests until the budget refuses everything.
+    for _ in 0..4 {
+        let handles: Vec<_> = (0..25)
+            .map(|i| {
+                let url = url.clone();
+                std::thread::spawn(move || chat(&url, "tg-capped", &format!("req {i} [[mock: latency_ms=100]]")))
+            })
+            .collect();
+        for h in handles {
+            let r = h.join().unwrap();
+            if r.status == 429 {
+                assert_eq!(r.json()["error"]["code"], "budget_exceeded", "{}", r.body);
+            }
+            statuses.push(r.status);
+        }
+    }
+    assert!(statuses.contains(&429), "the budget never refused");
+    assert!(statuses.contains(&200));
+    // What the served requests cost, from the ledger.
+    wait_until("the ledger", Duration::from_secs(10), || {
+        let r = ureq::get(&gw.admin_url("/admin/spend?group_by=key"))
+            .set("authorization", &format!("Bearer {ADMIN}"))
+            .call();
+        r.is_ok_and(|r| r.into_json::<Value>().unwrap()["totals"]["requests"] == statuses.len())
+    });
+    let report: Value = ureq::get(&gw.admin_url("/admin/spend?group_by=key"))
+        .set("authorization", &format!("Bearer {ADMIN}"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let spent = report["totals"]["cost_usd"].as_f64().unwrap();
+    // One request's reservation: its estimate (prompt by the tokenizer + max_tokens 10) at $1000/1M.
+    let one_estimate = 0.05;
+    assert!(spent <= 0.10 + one_estimate, "overspent: ${spent}");
+    assert!(spent > 0.10 * 0.5, "the budget was barely used: ${spent}");
+}
+
+#[test]
+fn lower_tiers_are_shed_first_as_the_provider_fills() {
+    let mock = Mock::start(&[]);
+    let keys = "  - { id: free, key: \"${FREE_KEY}\", tier: free }\n  - { id: paid, key: \"${PAID_KEY}\", tier: enterprise }\n";
+    let extra = "limits:\n  tiers: { free: 0.5, enterprise: 1.0 }\n";
+    let rest = config(&mock, keys, extra).replace(
+        "api_keys: [\"key-of-mock\"]\n",
+        "api_keys: [\"key-of-mock\"]\n    limits: { rpm: 10 }\n",
+    );
+    let gw = Gateway::start_env("", &rest, &[("FREE_KEY", "tg-free"), ("PAID_KEY", "tg-paid")]);
+    let url = gw.url("/v1/chat/completions");
+    let free: Vec<u16> = (0..8).map(|_| chat(&url, "tg-free", "hi").status).collect();
+    assert_eq!(
+        free.iter().filter(|&&s| s == 200).count(),
+        5,
+        "free may use half: {free:?}"
+    );
+    let refused = chat(&url, "tg-free", "hi");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("x-tollgate-attempts"), Some("mock:provider_limit"));
+    let paid: Vec<u16> = (0..5).map(|_| chat(&url, "tg-paid", "hi").status).collect();
+    assert_eq!(paid, vec![200; 5], "paying traffic still gets the rest");
+    assert_eq!(
+        chat(&url, "tg-paid", "hi").status,
+        429,
+        "and the provider's own limit holds"
+    );
+}
