@@ -80,6 +80,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         let url = snap.usage.ledger.as_ref().map(|u| u.expose().to_string());
         let config_keys = config_keys(&snap);
         crate::limits::keys::KeyStore::open(url.as_deref(), config_keys, snap.auth.key_sync)
+            // Keys written through the admin API get their limits checked like the file's.
+            .map(|k| {
+                k.with_limits_check(Box::new(|v: &serde_json::Value| {
+                    if v.is_null() {
+                        return Ok(());
+                    }
+                    let l: crate::limits::limiter::Limits =
+                        serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+                    l.validate()
+                }))
+            })
             .map(Arc::new)
             .map_err(|message| crate::config::ConfigErrors {
                 errors: vec![crate::config::ConfigError {
@@ -96,6 +107,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         sinks.clone(),
         Arc::clone(&keys),
     );
+    seed_budgets(&gateway, &sinks);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
     proxy.add_tcp(&settings.listen.to_string());
 
@@ -143,6 +155,43 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         proxy.add_dependency(&mock);
     }
     server.run_forever()
+}
+
+/// Budgets survive a restart: what each key and team already spent in the current window of
+/// every budget period is read back from the spend ledger before the first request.
+fn seed_budgets(gateway: &Gateway, sinks: &Sinks) {
+    use crate::limits::limiter::{Period, ScopeKind};
+    use crate::usage::ledger::{GroupBy, SpendQuery};
+    let Some(reader) = &sinks.spend else {
+        return;
+    };
+    let now = crate::proxy::llm::wall_ms();
+    let mut seeded = 0usize;
+    for period in [Period::Hour, Period::Day, Period::Days30, Period::Month] {
+        let (start, _) = period.window(now);
+        for (group, kind) in [(GroupBy::Key, ScopeKind::Key), (GroupBy::Team, ScopeKind::Team)] {
+            let q = SpendQuery {
+                from_ms: start as i64,
+                to_ms: now as i64 + 1,
+                group_by: vec![group],
+            };
+            match reader.spend(&q) {
+                Ok(report) => {
+                    for row in &report.groups {
+                        if let Some(Some(id)) = row.group.get(group.as_str()) {
+                            gateway.limiter().seed_spent(kind, id, period, row.cost_nanos, now);
+                            seeded += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "budgets start from zero: the spend ledger could not be read");
+                    return;
+                }
+            }
+        }
+    }
+    tracing::info!(scopes = seeded, "budgets seeded from the spend ledger");
 }
 
 /// On shutdown, once in-flight requests had their grace period, writes out what the sinks hold

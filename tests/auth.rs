@@ -110,6 +110,14 @@ fn keys_authenticate_attribute_and_restrict_models() {
         Some(json!({"team": "ads", "models": ["other"]})),
     );
     assert_eq!(status, 201, "{created}");
+    let (status, bad) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"team": "ads", "limits": {"rpm": "fast"}})),
+    );
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["param"], "limits");
     let secret = created["secret"].as_str().unwrap().to_string();
     let key_id = created["id"].as_str().unwrap().to_string();
     let (_, listed) = admin(&gw, "GET", "/admin/keys", None);

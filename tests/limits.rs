@@ -137,3 +137,34 @@ fn lower_tiers_are_shed_first_as_the_provider_fills() {
         "and the provider's own limit holds"
     );
 }
+
+#[test]
+fn a_budget_survives_a_restart() {
+    let mock = Mock::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = "  - { id: capped, key: \"${CAPPED_KEY}\", limits: { budgets: [ { usd: 0.05, period: month } ] } }\n";
+    let ledger = format!(
+        "usage:\n  ledger: \"sqlite:{}\"\n",
+        dir.path().join("spend.db").display()
+    );
+    let env = [("CAPPED_KEY", "tg-capped"), ("TOLLGATE_ADMIN_TOKEN", ADMIN)];
+    let served = {
+        let gw = Gateway::start_env("", &config(&mock, keys, &ledger), &env);
+        let url = gw.url("/v1/chat/completions");
+        let mut served = 0;
+        while chat(&url, "tg-capped", "hi").status == 200 {
+            served += 1;
+            assert!(served < 100, "the budget never ran out");
+        }
+        // Wait until the ledger holds every request before the process is killed.
+        wait_until("the ledger", Duration::from_secs(10), || {
+            gw.metric("tollgate_ledger_written_total") as usize == served + 1
+        });
+        served
+    };
+    assert!(served >= 1);
+    let gw = Gateway::start_env("", &config(&mock, keys, &ledger), &env);
+    let r = chat(&gw.url("/v1/chat/completions"), "tg-capped", "hi");
+    assert_eq!(r.status, 429, "the restarted gateway forgot the spend: {}", r.body);
+    assert_eq!(r.json()["error"]["code"], "budget_exceeded");
+}

@@ -66,6 +66,13 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The limiter (to seed budgets from the spend ledger at start).
+    pub fn limiter(&self) -> &crate::limits::limiter::Limiter {
+        &self.state.limiter
+    }
+}
+
 /// The virtual key (`Authorization: Bearer` or `x-api-key`): a known key attributes the request
 /// (key, team, user, tier) and brings its limits; a revoked or expired one is refused; an unknown
 /// or missing one is refused when `auth.required`, else the request is served anonymously (clients
