@@ -213,6 +213,59 @@ fn concurrent_requests_never_pass_a_token_limit_and_leave_less_than_one_estimate
     assert_eq!(state.tpm.level(T0).unwrap().used, total);
 }
 
+#[test]
+fn a_window_change_under_load_loses_no_spend_and_leaks_no_reservation() {
+    const BUDGET: u64 = 1_000_000;
+    const MAX_ESTIMATE: u64 = 10_000;
+    let limiter = Limiter::new();
+    let limits = Limits {
+        budgets: vec![Budget {
+            usd: BUDGET as f64 / 1e9,
+            period: Period::Hour,
+        }],
+        ..Limits::default()
+    };
+    let scopes = [Scope {
+        kind: ScopeKind::Key,
+        id: "k",
+        limits: &limits,
+    }];
+    // A shared clock: 64 ticks per ms, 64_000 ticks in all, crossing the hour 200 ms in.
+    let boundary = T0 + 3_600_000;
+    let start = boundary - 200;
+    let (clock, charged_after) = (AtomicU64::new(0), AtomicU64::new(0));
+    let now = || start + clock.fetch_add(1, Ordering::SeqCst) / 64;
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (limiter, scopes, charged_after, now) = (&limiter, &scopes, &charged_after, &now);
+            s.spawn(move || {
+                let mut rng = StdRng::seed_from_u64(2_000 + t);
+                for _ in 0..2_000 {
+                    let estimate = rng.gen_range(1..=MAX_ESTIMATE);
+                    let actual = rng.gen_range(0..=estimate);
+                    if let Ok(a) = limiter.admit(scopes, demand(0, estimate as i64), now()) {
+                        let end = now();
+                        if end >= boundary {
+                            charged_after.fetch_add(actual, Ordering::SeqCst);
+                        }
+                        a.settle(0, actual as i64, end);
+                    }
+                }
+            });
+        }
+    });
+    assert!(clock.load(Ordering::SeqCst) / 64 > 200, "the run crossed the hour");
+    let budget = limiter.scope_state(ScopeKind::Key, "k").unwrap();
+    let budget = budget.budget(Period::Hour);
+    assert_eq!(budget.in_flight(), 0, "no reservation leaked");
+    let (used, after) = (budget.used(), charged_after.load(Ordering::SeqCst));
+    // Everything settled in the new hour is on its books (errors at the change only over-count),
+    // and an over-count is at most what could overlap the reset.
+    assert!(used >= after, "lost spend: {used} < {after}");
+    assert!(used <= BUDGET + THREADS * MAX_ESTIMATE, "{used}");
+    eprintln!("window change: {after} settled after the hour, {used} on its books");
+}
+
 // ---- property test ----
 
 const IDS: [(ScopeKind, &str); 3] = [

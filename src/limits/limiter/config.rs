@@ -48,9 +48,9 @@ pub enum Period {
     Month,
 }
 
-/// The largest budget accepted: far above any real one, and small enough that nano-USD sums
-/// stay exact in a `u64`.
-pub const MAX_BUDGET_USD: f64 = 1e9;
+/// The largest budget accepted per period: far above any real one, with room to spare below
+/// what a window's counter holds (2^58 nano-USD, about 288 million USD).
+pub const MAX_BUDGET_USD: f64 = 1e8;
 
 pub(super) const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -105,9 +105,10 @@ impl Limits {
     }
 }
 
-/// `as` saturates: NaN and negative amounts become 0, huge ones `u64::MAX`.
+/// `as` truncates towards zero and saturates: NaN and negative amounts become 0, huge ones
+/// `u64::MAX` (no `floor`, which is a libm call on the admit path).
 fn usd_to_nanos(usd: f64) -> u64 {
-    (usd * 1e9).floor() as u64
+    (usd * 1e9) as u64
 }
 
 impl Period {

@@ -14,8 +14,8 @@
 //!   exceeds it. The only overspend is a request whose actual cost exceeds its estimate (none
 //!   when estimates are upper bounds). The same holds for token limits.
 //! - Lock-free and exact: every count is per scope, in atomics (see `quota` for the GCRA buckets
-//!   and the budget window change). The scope map is a `DashMap` of `Arc`s, read-locked per
-//!   shard only long enough to clone the `Arc`.
+//!   and why not `pingora-limits`, `budget` for budget windows and their change). The scope map
+//!   is a `DashMap` of `Arc`s, read-locked per shard only long enough to clone the `Arc`.
 //! - No allocation on the admit path, except a scope's first use (its map entry and counters)
 //!   and a refusal (its `scope` text). An admission holds up to four scopes inline.
 //! - Never panics, whatever the inputs (unvalidated limits, negative costs, NaN tiers, times out
@@ -35,6 +35,7 @@
 //! would leak other tenants' use, and with tiers it differs per request.
 
 mod admission;
+mod budget;
 mod config;
 mod headers;
 mod quota;
@@ -167,8 +168,9 @@ pub struct Rejection {
     pub reason: RejectReason,
     /// The scope that refused, e.g. `key team-a`.
     pub scope: String,
-    /// When the same request can pass, if nothing else is reserved meanwhile (rate limits:
-    /// exact; budgets: the end of the period; concurrency: 1 s).
+    /// When the same request can pass the limit that refused it, if nothing else is reserved
+    /// meanwhile (rate limits: exact; budgets: the end of the period; concurrency: 1 s). Checks
+    /// stop at the first refusal, so another limit may still refuse then.
     pub retry_after_ms: u64,
     /// The tenant scopes' state (nothing was reserved).
     pub headers: RateHeaders,

@@ -2,7 +2,7 @@
 //! calls the `Quota` trait) and where the counts live. Today they live in this process's atomics;
 //! a clustered backend that leases chunks of quota from Redis implements the same three calls.
 //!
-//! Three kinds, all lock-free (one or two atomics, compare-and-swap loops that never block):
+//! Three kinds, all lock-free (a few atomics, compare-and-swap loops that never block):
 //! - `RateQuota`: a GCRA bucket (rpm, tpm, tpd). One `AtomicU64` holds the theoretical arrival
 //!   time (TAT) in Unix nanoseconds. A reservation of `n` units moves it to `max(TAT, now) + n·T/L`
 //!   and is admitted if that is at most `now + T` (`T` the period, `L` the limit). That is a token
@@ -10,8 +10,7 @@
 //!   window boundary to burst across (a fixed window lets `2L` through within milliseconds of its
 //!   boundary; here any span `t` admits at most `L + L·t/T`, the same model as OpenAI's limits).
 //! - `SlotQuota`: requests in flight, a counter checked against the cap in the same CAS.
-//! - `BudgetQuota`: spend plus reservations of the current calendar window (see its doc for the
-//!   correctness argument of the window change).
+//! - `BudgetQuota` (in `budget.rs`): spend plus reservations of the current calendar window.
 //!
 //! Why not `pingora-limits`: its `Rate` is a count-min sketch over fixed windows. Estimates only
 //! overcount (collisions: untouched keys read 11-18 with 20k keys at the default size), a fixed
@@ -21,8 +20,6 @@
 //! and cost about the same.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use super::config::Period;
 
 /// One limit of one scope. `limit` comes with each reservation (it can change on reload); the
 /// quota keeps the last one for `settle` and `level`.
@@ -53,7 +50,7 @@ pub(super) struct Level {
     pub reset_ms: u64,
 }
 
-const UNSET: u64 = u64::MAX;
+pub(super) const UNSET: u64 = u64::MAX;
 const NS_PER_MS: u64 = 1_000_000;
 
 fn ceil_ms(ns: u64) -> u64 {
@@ -62,6 +59,16 @@ fn ceil_ms(ns: u64) -> u64 {
 
 fn clamp_u64(v: u128) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// `a·b/c` rounded to the nearest, saturating; `c > 0`. In `u64` when the product fits (the
+/// common case: a 128-bit division is a libcall several times slower).
+fn mul_div_round(a: u64, b: u64, c: u64) -> u64 {
+    if let Some(p) = a.checked_mul(b).and_then(|p| p.checked_add(c / 2)) {
+        return p / c;
+    }
+    let c = u128::from(c);
+    clamp_u64((u128::from(a) * u128::from(b) + c / 2) / c)
 }
 
 /// GCRA bucket. Time is Unix nanoseconds, so the TAT does not depend on the limit: a reload that
@@ -94,9 +101,7 @@ impl RateQuota {
         if limit == 0 {
             return u64::MAX;
         }
-        let l = u128::from(limit);
-        let exact = (u128::from(amount) * u128::from(self.period_ns) + l / 2) / l;
-        clamp_u64(exact).max(1)
+        mul_div_round(amount, self.period_ns, limit).max(1)
     }
 
     /// Adopts a changed limit, keeping the count used (see the type's doc).
@@ -202,11 +207,9 @@ impl Quota for RateQuota {
         }
         let now = now_ms.saturating_mul(NS_PER_MS);
         let backlog = self.tat.load(Ordering::Acquire).saturating_sub(now);
-        let period = u128::from(self.period_ns);
-        let used = (u128::from(backlog) * u128::from(limit) + period / 2) / period;
         Some(Level {
             limit,
-            used: clamp_u64(used),
+            used: mul_div_round(backlog, limit, self.period_ns),
             reset_ms: ceil_ms(backlog),
         })
     }
@@ -266,145 +269,6 @@ impl Quota for SlotQuota {
             limit,
             used: self.in_flight(),
             reset_ms: 0,
-        })
-    }
-}
-
-/// Spend plus reservations (nano-USD) of one period's current window.
-///
-/// Three atomics: `window` (start of the current window, ms), `used` (settled spend of the window
-/// plus every unsettled reservation), and `in_flight` (unsettled reservations, of any window).
-/// Admission is one `fetch_update` on `used` that adds the estimate only if the sum stays within
-/// the budget, so concurrent requests cannot together reserve past it; the only overspend is a
-/// settle whose actual cost exceeds its estimate.
-///
-/// Window change, and why it needs no lock: the first caller to see a later window wins a CAS on
-/// `window` and is the only one to reset `used`, to `in_flight` (CAS loop on `used`, re-reading
-/// `in_flight` on each try). Requests in flight are thus carried into the new window, and settle
-/// always applies `actual - reserved` to the current `used`, in whichever window it lands. Orders
-/// (all `SeqCst`): a reservation bumps `in_flight` *before* its CAS on `used`, a settle updates
-/// `used` *before* lowering `in_flight`. Then a reservation whose CAS precedes the reset is seen
-/// by the reset (the reset's CAS would fail on the changed `used`, and its retry reads
-/// `in_flight` after the bump); one after the reset adds to the new window. The only
-/// inaccuracies are at the instant of a change and on the safe side: an operation overlapping the
-/// reset can be counted twice (its reservation carried *and* added) until the next window, and a
-/// settle overlapping it is charged its reservation instead of its actual. Between the `window`
-/// CAS and the reset, the old window's sum is still in force (again the safe side).
-#[derive(Debug)]
-pub(super) struct BudgetQuota {
-    period: Period,
-    limit: AtomicU64,
-    window: AtomicU64,
-    used: AtomicU64,
-    in_flight: AtomicU64,
-}
-
-impl BudgetQuota {
-    pub(super) fn new(period: Period) -> BudgetQuota {
-        BudgetQuota {
-            period,
-            limit: AtomicU64::new(UNSET),
-            window: AtomicU64::new(0),
-            used: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-        }
-    }
-
-    /// Moves to the window of `now_ms` if it is later than the current one; returns its end.
-    fn roll(&self, now_ms: u64) -> u64 {
-        let (start, end) = self.period.window(now_ms);
-        let current = self.window.load(Ordering::SeqCst);
-        if start > current
-            && self
-                .window
-                .compare_exchange(current, start, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            self.reset_to_in_flight(0);
-        }
-        end
-    }
-
-    /// `used = spent + in_flight`, re-reading `in_flight` until the CAS lands.
-    fn reset_to_in_flight(&self, spent: u64) {
-        let mut used = self.used.load(Ordering::SeqCst);
-        loop {
-            let carried = self.in_flight.load(Ordering::SeqCst);
-            match self
-                .used
-                .compare_exchange(used, spent.saturating_add(carried), Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => return,
-                Err(current) => used = current,
-            }
-        }
-    }
-
-    /// Replaces the settled spend of the current window by `spent` (reservations are kept).
-    /// A seed for an earlier window than the current one is ignored.
-    pub(super) fn seed(&self, spent: u64, now_ms: u64) {
-        self.roll(now_ms);
-        if self.period.window(now_ms).0 == self.window.load(Ordering::SeqCst) {
-            self.reset_to_in_flight(spent);
-        }
-    }
-
-    pub(super) fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    pub(super) fn used(&self) -> u64 {
-        self.used.load(Ordering::SeqCst)
-    }
-
-    /// Nothing reserved, and nothing spent in the window of `now_ms`.
-    pub(super) fn is_idle(&self, now_ms: u64) -> bool {
-        self.in_flight() == 0 && (self.used() == 0 || self.window.load(Ordering::SeqCst) < self.period.window(now_ms).0)
-    }
-}
-
-impl Quota for BudgetQuota {
-    fn try_reserve(&self, limit: u64, amount: u64, _: f64, now_ms: u64) -> Result<(), Denied> {
-        if self.limit.load(Ordering::Relaxed) != limit {
-            self.limit.store(limit, Ordering::Relaxed);
-        }
-        let end = self.roll(now_ms);
-        // Saturating (only reachable with sums above 1.8e10 USD): must never wrap.
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_add(amount)));
-        let admitted = self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-            used.checked_add(amount).filter(|next| *next <= limit)
-        });
-        if admitted.is_ok() {
-            return Ok(());
-        }
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(amount)));
-        Err(Denied {
-            retry_after_ms: end.saturating_sub(now_ms).max(1),
-            over_ceiling: false,
-        })
-    }
-
-    fn settle(&self, reserved: u64, actual: u64, now_ms: u64) {
-        // Roll first: spend settled after the window ended belongs to the new one.
-        self.roll(now_ms);
-        let _ = self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-            Some(used.saturating_add(actual).saturating_sub(reserved))
-        });
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(reserved)));
-    }
-
-    fn level(&self, now_ms: u64) -> Option<Level> {
-        let limit = self.limit.load(Ordering::Relaxed);
-        (limit != UNSET).then(|| Level {
-            limit,
-            used: self.used(),
-            reset_ms: self.period.window(now_ms).1.saturating_sub(now_ms),
         })
     }
 }

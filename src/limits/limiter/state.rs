@@ -1,7 +1,8 @@
 //! One scope's counters and the all-or-nothing reservation across its limits.
 
+use super::budget::BudgetQuota;
 use super::config::{Limits, Period, DAY_MS, MINUTE_MS};
-use super::quota::{BudgetQuota, Denied, Quota, RateQuota, SlotQuota};
+use super::quota::{Denied, Quota, RateQuota, SlotQuota};
 use super::{Demand, RejectReason, ScopeKind};
 
 /// What a request asks for, sanitised: a negative cost counts as 0, a NaN ceiling as 1.

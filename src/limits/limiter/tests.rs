@@ -232,6 +232,23 @@ fn budgets_restart_with_the_window_and_carry_requests_in_flight() {
 }
 
 #[test]
+fn a_budget_idle_for_a_multiple_of_64_windows_starts_fresh() {
+    // Window tags repeat every 64 windows; the stale count must not pass for the current one.
+    for (period, len) in [(Period::Hour, 3_600 * SEC), (Period::Day, DAY)] {
+        let limiter = Limiter::new();
+        let limits = Limits {
+            budgets: vec![Budget { usd: 0.000_01, period }],
+            ..Limits::default()
+        };
+        for now in [T0, T0 + 64 * len, T0 + 128 * len + 5] {
+            let a = limiter.admit(&[key(&limits)], demand(0, 10_000), now);
+            a.unwrap().settle(0, 10_000, now);
+            assert!(limiter.admit(&[key(&limits)], demand(0, 1), now).is_err());
+        }
+    }
+}
+
+#[test]
 #[allow(clippy::result_large_err)]
 fn monthly_budgets_follow_the_calendar() {
     let limiter = Limiter::new();
@@ -685,4 +702,13 @@ fn rejections_read_well() {
     let r = refused(&limiter, &[scope(ScopeKind::Team, "growth", &limits)], demand(0, 0), T0);
     assert_eq!(r.to_string(), "Too many concurrent requests for team growth");
     assert_eq!(r.reason.label(), "concurrency");
+}
+
+#[test]
+fn admissions_travel_between_threads() {
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync>() {}
+    send::<Admission>();
+    send::<Rejection>();
+    shared::<Limiter>();
 }
