@@ -165,7 +165,7 @@ fn seed_budgets(gateway: &Gateway, sinks: &Sinks) {
     let Some(reader) = &sinks.spend else {
         return;
     };
-    let now = crate::proxy::llm::wall_ms();
+    let now = crate::proxy::tenant::wall_ms();
     let mut seeded = 0usize;
     for period in [Period::Hour, Period::Day, Period::Days30, Period::Month] {
         let (start, _) = period.window(now);

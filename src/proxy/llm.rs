@@ -7,7 +7,6 @@
 //! that is not the last. Once the response header went out, a failure ends the stream with an
 //! explicit error event instead of a clean-looking end.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -17,12 +16,17 @@ use pingora::proxy::Session;
 
 use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
 use super::relay::Relay;
+use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
+use super::tenant::{
+    admit_tenant, attribute, completion_text_of, estimate_need, estimate_prompt, fill_missing_usage, rejection_error,
+    wall_ms,
+};
 use super::upstream::{self, AttemptError, Upstream};
 use super::{body, respond, AppState};
 use crate::api::openai::LlmRequest;
 use crate::api::{client, ApiError, Endpoint};
 use crate::config::Target;
-use crate::limits::limiter::{Demand, Scope, ScopeKind};
+use crate::limits::limiter::{Scope, ScopeKind};
 use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
 use crate::providers::{Adapter, Rendered, Wire};
 use crate::routing::breaker::{now_ms, Admission};
@@ -407,278 +411,6 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     respond::error(session, ctx, &err).await
 }
 
-/// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
-/// cannot be estimated (not a chat request). Large prompts are encoded on a blocking thread.
-async fn estimate_need(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<u64> {
-    let prompt = estimate_prompt(req, ctx).await?;
-    let completion = req.canonical().ok()?.max_output_tokens().unwrap_or(0);
-    Some(prompt + completion)
-}
-
-/// The prompt's tokens by the tokenizer, computed once per request (large prompts off the
-/// event loop).
-async fn estimate_prompt(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<u64> {
-    if let Some(n) = ctx.prompt_estimate {
-        return Some(n);
-    }
-    if !matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Messages) {
-        return None;
-    }
-    let chat = req.canonical().ok()?;
-    let prompt = if req.body.len() > 32 * 1024 {
-        let owned = chat.clone();
-        tokio::task::spawn_blocking(move || crate::limits::tokens::estimate_chat(&owned))
-            .await
-            .ok()?
-    } else {
-        crate::limits::tokens::estimate_chat(chat)
-    };
-    ctx.prompt_estimate = Some(prompt);
-    Some(prompt)
-}
-
-/// Usage counted by the gateway when the provider reported none (a stream without
-/// `include_usage`, a cut stream, a provider that never reports it): the prompt by the
-/// tokenizer, the completion from the text that went to the client. Marked estimated.
-async fn fill_missing_usage(req: &LlmRequest, ctx: &mut RequestCtx, completion_text: Option<&str>) {
-    if ctx.usage.is_some() || !matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Messages) {
-        return;
-    }
-    let Some(prompt) = estimate_prompt(req, ctx).await else {
-        return;
-    };
-    let completion = completion_text.map_or(0, crate::limits::tokens::count_text);
-    ctx.usage = Some(crate::api::chat::Usage::new(prompt, completion));
-    ctx.tokens_estimated = true;
-}
-
-/// Wall-clock milliseconds: budget periods are calendar windows.
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A limiter's refusal as the client's 429.
-fn rejection_error(r: &crate::limits::limiter::Rejection) -> ApiError {
-    let message = format!(
-        "{} for {}; retry after {} ms.",
-        r.reason.message(),
-        r.scope,
-        r.retry_after_ms
-    );
-    match r.reason {
-        crate::limits::limiter::RejectReason::Budget => ApiError::BudgetExceeded(message),
-        _ => ApiError::RateLimited(message),
-    }
-}
-
-/// The key's limits, parsed once per version of the key.
-fn key_limits(state: &AppState, key: &crate::limits::keys::VirtualKey) -> Option<Arc<crate::limits::limiter::Limits>> {
-    if key.limits.is_null() {
-        return None;
-    }
-    if let Some(hit) = state.key_limits.get(&key.id) {
-        if hit.0 == key.updated_ms {
-            return hit.1.clone();
-        }
-    }
-    let parsed = serde_json::from_value::<crate::limits::limiter::Limits>(key.limits.clone())
-        .ok()
-        .map(Arc::new);
-    state
-        .key_limits
-        .insert(key.id.clone(), (key.updated_ms, parsed.clone()));
-    parsed
-}
-
-/// Checks and reserves the key's, the team's and the user's limits for this request's estimate
-/// (prompt tokens by the tokenizer, plus `max_tokens` or the configured allowance; its cost at the
-/// dearest target of the plan). Returns the demand, for the provider checks per attempt.
-async fn admit_tenant(
-    state: &AppState,
-    ctx: &mut RequestCtx,
-    req: &LlmRequest,
-    snapshot: &crate::config::Snapshot,
-    plan: &[Arc<Target>],
-) -> std::result::Result<Demand, ApiError> {
-    let settings = &snapshot.limits;
-    let key = ctx.key.clone();
-    let key_limits = key.as_deref().and_then(|k| key_limits(state, k));
-    let team_limits = ctx.who.team.as_deref().and_then(|t| settings.teams.get(t)).cloned();
-    let user_limits = ctx.who.user.as_ref().and(settings.per_user.clone());
-    let any_provider_limits = plan.iter().any(|t| t.provider.limits.is_some());
-    let tier_ceiling = ctx
-        .who
-        .tier
-        .as_deref()
-        .and_then(|t| settings.tiers.get(t))
-        .copied()
-        .unwrap_or(1.0);
-    if key_limits.is_none() && team_limits.is_none() && user_limits.is_none() && !any_provider_limits {
-        return Ok(Demand {
-            tokens: 0,
-            cost_nanos: 0,
-            tier_ceiling,
-        });
-    }
-    let prompt = estimate_prompt(req, ctx).await.unwrap_or(0);
-    let completion = req
-        .canonical()
-        .ok()
-        .and_then(|c| c.max_output_tokens())
-        .unwrap_or(settings.default_completion_tokens);
-    let cost_nanos = plan
-        .iter()
-        .filter_map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))
-        .max()
-        .unwrap_or(0);
-    let demand = Demand {
-        tokens: prompt + completion,
-        cost_nanos,
-        tier_ceiling,
-    };
-    let mut scopes = Vec::with_capacity(3);
-    if let (Some(k), Some(l)) = (&key, &key_limits) {
-        scopes.push(Scope {
-            kind: ScopeKind::Key,
-            id: &k.id,
-            limits: l,
-        });
-    }
-    if let (Some(t), Some(l)) = (&ctx.who.team, &team_limits) {
-        scopes.push(Scope {
-            kind: ScopeKind::Team,
-            id: t,
-            limits: l,
-        });
-    }
-    if let (Some(u), Some(l)) = (&ctx.who.user, &user_limits) {
-        scopes.push(Scope {
-            kind: ScopeKind::User,
-            id: u,
-            limits: l,
-        });
-    }
-    if scopes.is_empty() {
-        return Ok(demand);
-    }
-    match state.limiter.admit(&scopes, demand, wall_ms()) {
-        Ok(a) => {
-            ctx.rate_headers = Some(a.headers());
-            ctx.admission = Some(a);
-            Ok(demand)
-        }
-        Err(r) => {
-            state.metrics.rate_limited.with_label_values(&[r.reason.label()]).inc();
-            ctx.rate_headers = Some(r.headers);
-            ctx.retry_after_ms = Some(r.retry_after_ms);
-            Err(rejection_error(&r))
-        }
-    }
-}
-
-/// Who the request is for: the `user` field or `x-tollgate-user`, the feature from
-/// `x-tollgate-feature` or `metadata.feature`, the team from `x-tollgate-team`. (Virtual keys,
-/// when they come, set key, team and tier from the key and win over headers.)
-fn attribute(session: &Session, req: &LlmRequest, ctx: &mut RequestCtx) {
-    let h = &session.req_header().headers;
-    let header = |name: &str| {
-        h.get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(|v| v.chars().take(200).collect::<String>())
-    };
-    // A key bound to a user wins over what the request says.
-    if ctx.key.as_ref().is_none_or(|k| k.user.is_none()) {
-        ctx.who.user = header("x-tollgate-user").or_else(|| req.user.clone());
-    }
-    ctx.who.feature = header("x-tollgate-feature").or_else(|| {
-        req.metadata
-            .as_ref()
-            .and_then(|m| m.get("feature"))
-            .and_then(|v| v.as_str())
-            .map(|v| v.chars().take(200).collect())
-    });
-    if ctx.who.team.is_none() {
-        ctx.who.team = header("x-tollgate-team");
-    }
-}
-
-/// Whether a provider's 400 says the prompt does not fit the model's context window (OpenAI's
-/// `context_length_exceeded`, Anthropic's "prompt is too long", Gemini's and Bedrock's wording).
-fn is_context_length_error(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
-    [
-        "context_length_exceeded",
-        "maximum context length",
-        "prompt is too long",
-        "input is too long",
-        "exceeds the maximum number of tokens",
-        "context window",
-    ]
-    .iter()
-    .any(|m| text.contains(m))
-}
-
-/// The request's time budget: the configured one, lowered by `x-tollgate-timeout-ms`.
-fn client_budget(session: &Session, configured: Duration) -> std::result::Result<Duration, ApiError> {
-    let Some(v) = session.req_header().headers.get("x-tollgate-timeout-ms") else {
-        return Ok(configured);
-    };
-    match v
-        .to_str()
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-    {
-        Some(ms) => Ok(configured.min(Duration::from_millis(ms))),
-        None => Err(ApiError::InvalidField {
-            field: "x-tollgate-timeout-ms",
-            message: "expected a positive number of milliseconds".into(),
-        }),
-    }
-}
-
-/// `retry-after-ms` (milliseconds) or `Retry-After` (seconds); HTTP dates are not honoured.
-fn retry_after(h: &ResponseHeader) -> Option<Duration> {
-    let get = |name: &str| h.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = get("retry-after-ms")
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    get("retry-after")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-/// Exponential backoff with full jitter: uniform in [0, min(max, base * 2^attempt)].
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let cap = base.saturating_mul(1u32 << attempt.min(16)).min(max);
-    cap.mul_f64(jitter_unit())
-}
-
-/// A uniform value in [0, 1) from a per-thread xorshift generator (no lock, no syscall).
-fn jitter_unit() -> f64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0x9E37_79B9, |d| d.as_nanos() as u64) | 1,
-        );
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
-}
-
 /// Builds the client's response header from the upstream's.
 fn client_header(
     up: &ResponseHeader,
@@ -718,35 +450,6 @@ fn served_attempt_ended(ctx: &mut RequestCtx, started: Instant) {
     if let Some(a) = ctx.attempts.last_mut() {
         a.elapsed = started.elapsed();
     }
-}
-
-/// The assistant text of a whole OpenAI-shaped response (for counting when it has no usage).
-fn completion_text_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Resp {
-        #[serde(default)]
-        choices: Vec<Choice>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Choice {
-        #[serde(default)]
-        message: Option<Msg>,
-        #[serde(default)]
-        text: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Msg {
-        #[serde(default)]
-        content: Option<String>,
-    }
-    let r: Resp = serde_json::from_slice(body).ok()?;
-    let mut out = String::new();
-    for c in r.choices {
-        if let Some(t) = c.message.and_then(|m| m.content).or(c.text) {
-            out.push_str(&t);
-        }
-    }
-    Some(out)
 }
 
 /// Reads a whole upstream body (bounded), abandoning it if the client leaves.

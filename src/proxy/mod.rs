@@ -9,6 +9,8 @@ pub mod llm;
 pub mod record;
 pub mod relay;
 pub mod respond;
+pub mod retry;
+pub mod tenant;
 pub mod upstream;
 
 use std::sync::Arc;
