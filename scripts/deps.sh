@@ -8,6 +8,8 @@ tollgate_install_deps() {
   # The spend ledger's PostgreSQL test starts its own server (scripts/pg.sh): it needs the server
   # binaries (initdb, pg_ctl), not just the psql client.
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+  # Cluster-mode limits tests start their own Redis (scripts/redis.sh).
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   [ ${#need[@]} -eq 0 ] && return 0
   echo "installing missing packages: ${need[*]}" >&2
   local sudo_cmd=""

@@ -21,6 +21,7 @@ pub struct AdminApp {
     pub metrics: Arc<Metrics>,
     pub sinks: Sinks,
     pub keys: Arc<crate::limits::keys::KeyStore>,
+    pub limiter: Arc<crate::limits::gate::Gate>,
 }
 
 /// Compares a presented bearer token with the configured one in time independent of where
@@ -209,6 +210,7 @@ impl AdminApp {
             }
             "/metrics" => {
                 self.sinks.sync_metrics(&self.metrics);
+                self.metrics.limits_backend.sync(self.limiter.cluster());
                 for b in self.config.health.snapshot(crate::routing::breaker::now_ms()) {
                     let v = match b.state {
                         "open" => 2,

@@ -101,11 +101,28 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
                 }],
             })?
     };
+    // Limits: this node's own counters, or shared by every node through Redis.
+    let limiter = {
+        let snap = store.current();
+        match &snap.limits.redis {
+            None => crate::limits::gate::Gate::local(),
+            Some(s) => crate::limits::gate::Gate::redis(s.clone()).map_err(|message| crate::config::ConfigErrors {
+                errors: vec![crate::config::ConfigError {
+                    file: config_path.display().to_string(),
+                    line: None,
+                    path: "limits.redis".into(),
+                    message,
+                }],
+            })?,
+        }
+    };
+    let limiter = Arc::new(limiter);
     let gateway = Gateway::new(
         Arc::clone(&store),
         Arc::clone(&metrics),
         sinks.clone(),
         Arc::clone(&keys),
+        Arc::clone(&limiter),
     );
     seed_budgets(&gateway, &sinks);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
@@ -118,6 +135,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             metrics: Arc::clone(&metrics),
             sinks: sinks.clone(),
             keys: Arc::clone(&keys),
+            limiter: Arc::clone(&limiter),
         },
     );
     admin.add_tcp(&settings.admin_listen.to_string());
@@ -140,6 +158,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let admin = server.add_service(admin);
     admin.add_dependency(&proxy);
     server.add_service(watcher);
+    server.add_service(background_service("limiter pruner", LimiterPruner { limiter }));
     server.add_service(background_service(
         "usage sinks",
         SinkFlusher {
@@ -208,6 +227,33 @@ impl BackgroundService for SinkFlusher {
         tokio::time::sleep(self.grace).await;
         let sinks = self.sinks.clone();
         let _ = tokio::task::spawn_blocking(move || sinks.flush(Duration::from_secs(4))).await;
+    }
+}
+
+/// Forgets limiter scopes that hold nothing (users seen once, keys gone quiet) every few
+/// minutes, so the scope maps do not grow for the life of the process.
+struct LimiterPruner {
+    limiter: Arc<crate::limits::gate::Gate>,
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
+
+#[async_trait]
+impl BackgroundService for LimiterPruner {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    let removed = self.limiter.prune_idle(crate::proxy::tenant::wall_ms());
+                    if removed > 0 {
+                        tracing::debug!(removed, "limiter: idle scopes forgotten");
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -50,6 +50,9 @@ pub enum ApiError {
     /// A USD budget would be exceeded (`budget_exceeded`).
     #[error("{0}")]
     BudgetExceeded(String),
+    /// Limits are shared through Redis, which is unreachable, and `on_failure: closed`.
+    #[error("Rate limits are enforced across the cluster and their store is unreachable; retry shortly.")]
+    LimitsUnavailable,
 }
 
 impl ApiError {
@@ -67,7 +70,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
-            ApiError::NoProvider { .. } => 503,
+            ApiError::NoProvider { .. } | ApiError::LimitsUnavailable => 503,
             ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } => 504,
         }
     }
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::InvalidApiKey => "authentication_error",
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => "rate_limit_error",
             ApiError::NoProvider { .. }
+            | ApiError::LimitsUnavailable
             | ApiError::UpstreamConnect(_)
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
@@ -118,6 +122,7 @@ impl ApiError {
             ApiError::ModelNotAllowedForKey { .. } => "model_not_allowed",
             ApiError::RateLimited(_) => "rate_limit_exceeded",
             ApiError::BudgetExceeded(_) => "budget_exceeded",
+            ApiError::LimitsUnavailable => "limits_unavailable",
         }
     }
 
@@ -140,6 +145,7 @@ impl ApiError {
             | ApiError::BudgetExhausted { .. }
             | ApiError::InvalidApiKey
             | ApiError::RateLimited(_)
+            | ApiError::LimitsUnavailable
             | ApiError::BudgetExceeded(_) => None,
         }
     }

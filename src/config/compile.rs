@@ -83,7 +83,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     let admin_token = usage::compile_admin_token(&raw, env, &mut cx);
     let tracing = usage::compile_tracing(&raw, env, &mut cx);
     let auth = usage::compile_auth(&raw, env, &mut cx);
-    let limits = usage::compile_limits(&raw, &mut cx);
+    let limits = usage::compile_limits(&raw, env, &mut cx);
     let mut unpriced: Vec<String> = Vec::new();
 
     let mut providers = BTreeMap::new();

@@ -122,6 +122,12 @@ pub struct RawLimits {
     /// shed first as the provider fills up). Requests of unlisted tiers may use it all.
     #[serde(default)]
     pub tiers: BTreeMap<String, f64>,
+    /// Where the counters live: `local` (this process) or `redis` (shared by every node).
+    #[serde(default)]
+    pub backend: RawBackend,
+    /// The shared store, for `backend: redis`.
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
 }
 
 impl Default for RawLimits {
@@ -130,8 +136,47 @@ impl Default for RawLimits {
             per_user: serde_json::Value::Null,
             default_completion_tokens: default_completion_allowance(),
             tiers: BTreeMap::new(),
+            backend: RawBackend::default(),
+            redis: None,
         }
     }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawBackend {
+    #[default]
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[user:password@]host:port/db`; `${VAR}` expands (for a password).
+    pub url: String,
+    /// What requests get while Redis is unreachable: `open` (each node's own limits) or
+    /// `closed` (503).
+    #[serde(default = "default_on_failure")]
+    pub on_failure: crate::limits::cluster::FailMode,
+    /// Connect and reply timeout of a Redis call.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Prefix of every key the gateway writes (several gateways can share one Redis).
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+}
+
+fn default_on_failure() -> crate::limits::cluster::FailMode {
+    crate::limits::cluster::FailMode::Open
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+
+fn default_redis_prefix() -> String {
+    "tollgate".into()
 }
 
 fn default_completion_allowance() -> u64 {

@@ -57,6 +57,9 @@ pub struct LimitSettings {
     pub tiers: HashMap<String, f64>,
     /// Completion tokens reserved when a request sets no maximum.
     pub default_completion_tokens: u64,
+    /// Shared counters in Redis (`backend: redis`), or `None` for this process's own. Read at
+    /// start only: a change needs a restart.
+    pub redis: Option<crate::limits::cluster::Settings>,
 }
 
 #[derive(Debug, Clone)]

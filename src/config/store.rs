@@ -79,6 +79,9 @@ impl ConfigStore {
         if prev.tracing != next.tracing {
             restart.push("tracing");
         }
+        if prev.limits.redis != next.limits.redis {
+            restart.push("limits.backend/limits.redis");
+        }
         attach(&next, &self.stats, &self.health);
         self.current.store(Arc::new(next));
         Ok(if restart.is_empty() {

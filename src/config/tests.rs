@@ -407,3 +407,44 @@ fn routes_carry_cache_and_guardrail_policies() {
     let e = load(&bad, &[]).unwrap_err();
     assert!(e.to_string().contains("scramble"), "{e}");
 }
+
+#[test]
+fn the_redis_backend_is_checked_and_its_password_stays_secret() {
+    let doc = "limits:\n  backend: redis\n  redis:\n    url: \"redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0\"\n    on_failure: closed\n    timeout: 100ms\n";
+    let s = load(doc, &[("REDIS_PASSWORD", "hunter2")]).unwrap();
+    let r = s.limits.redis.as_ref().unwrap();
+    assert_eq!(r.url.expose(), "redis://:hunter2@127.0.0.1:6379/0");
+    assert_eq!(r.on_failure, crate::limits::cluster::FailMode::Closed);
+    assert_eq!(r.timeout, std::time::Duration::from_millis(100));
+    assert_eq!(r.prefix, "tollgate");
+    assert!(!format!("{s:?}").contains("hunter2"));
+    // Local is the default.
+    assert!(load("limits: {}\n", &[]).unwrap().limits.redis.is_none());
+
+    let e = load("limits:\n  backend: redis\n", &[]).unwrap_err();
+    assert!(
+        e.errors.iter().any(|e| e.path == "limits.backend" && e.line == Some(2)),
+        "{e}"
+    );
+    let e = load("limits:\n  backend: redis\n  redis:\n    url: \"http://x\"\n", &[]).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|e| e.path == "limits.redis.url" && e.line == Some(4)),
+        "{e}"
+    );
+    let e = load(
+        "limits:\n  backend: redis\n  redis:\n    url: \"redis://:${NOPE}@h/0\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("NOPE"), "{e}");
+    let e = load("limits:\n  backend: memcached\n", &[]).unwrap_err();
+    assert!(e.errors.iter().any(|e| e.path.starts_with("limits")), "{e}");
+    let e = load(
+        "limits:\n  backend: redis\n  redis:\n    url: \"redis://h/0\"\n    on_failure: maybe\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("on_failure"), "{e}");
+}

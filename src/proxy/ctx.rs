@@ -125,9 +125,9 @@ pub struct RequestCtx {
     pub trace: TraceCtx,
     pub who: Attribution,
     /// Reservations in the key's, team's and user's limits, settled when the request ends.
-    pub admission: Option<crate::limits::limiter::Admission>,
+    pub admission: Option<crate::limits::gate::Ticket>,
     /// The reservation in the serving provider's limits.
-    pub provider_admission: Option<crate::limits::limiter::Admission>,
+    pub provider_admission: Option<crate::limits::gate::Ticket>,
     /// `x-ratelimit-*` values for the response.
     pub rate_headers: Option<crate::limits::limiter::RateHeaders>,
     /// `Retry-After` of a refusal.

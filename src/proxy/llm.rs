@@ -220,16 +220,22 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 id: &target.provider.name,
                 limits,
             };
-            match state.limiter.admit(&[scope], demand, wall_ms()) {
+            match state.limiter.admit(&[scope], demand, wall_ms()).await {
                 Ok(a) => {
                     if let Some(previous) = ctx.provider_admission.replace(a) {
                         previous.settle(0, 0, wall_ms());
                     }
                 }
-                Err(r) => {
+                Err(crate::limits::gate::Refusal::Limit(r)) => {
                     state.metrics.rate_limited.with_label_values(&[r.reason.label()]).inc();
                     ctx.attempts.push(Attempt::skipped(target, "provider_limit"));
                     last_error.get_or_insert(rejection_error(&r));
+                    continue;
+                }
+                Err(crate::limits::gate::Refusal::Unavailable) => {
+                    ctx.attempts.push(Attempt::skipped(target, "limits_unavailable"));
+                    ctx.retry_after_ms = Some(1_000);
+                    last_error.get_or_insert(ApiError::LimitsUnavailable);
                     continue;
                 }
             }

@@ -36,8 +36,9 @@ pub struct AppState {
     pub connector: Connector,
     pub sinks: Sinks,
     pub keys: Arc<crate::limits::keys::KeyStore>,
-    /// Rate limits, concurrency caps and budgets of keys, teams, users and providers.
-    pub limiter: crate::limits::limiter::Limiter,
+    /// Rate limits, concurrency caps and budgets of keys, teams, users and providers (this
+    /// node's own, or shared through Redis).
+    pub limiter: Arc<crate::limits::gate::Gate>,
     /// Each key's parsed limits, by key id, with the key version they were parsed from.
     pub key_limits: dashmap::DashMap<String, (i64, Option<Arc<crate::limits::limiter::Limits>>)>,
 }
@@ -52,6 +53,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         sinks: Sinks,
         keys: Arc<crate::limits::keys::KeyStore>,
+        limiter: Arc<crate::limits::gate::Gate>,
     ) -> Self {
         let connector = Connector::new(None);
         Gateway {
@@ -61,7 +63,7 @@ impl Gateway {
                 connector,
                 sinks,
                 keys,
-                limiter: crate::limits::limiter::Limiter::new(),
+                limiter,
                 key_limits: dashmap::DashMap::new(),
             }),
         }
@@ -70,7 +72,7 @@ impl Gateway {
 
 impl Gateway {
     /// The limiter (to seed budgets from the spend ledger at start).
-    pub fn limiter(&self) -> &crate::limits::limiter::Limiter {
+    pub fn limiter(&self) -> &crate::limits::gate::Gate {
         &self.state.limiter
     }
 }

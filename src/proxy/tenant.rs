@@ -11,6 +11,7 @@ use super::AppState;
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
+use crate::limits::gate::Refusal;
 use crate::limits::limiter::{Demand, Scope, ScopeKind};
 
 /// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
@@ -172,17 +173,21 @@ pub(super) async fn admit_tenant(
     if scopes.is_empty() {
         return Ok(demand);
     }
-    match state.limiter.admit(&scopes, demand, wall_ms()) {
+    match state.limiter.admit(&scopes, demand, wall_ms()).await {
         Ok(a) => {
             ctx.rate_headers = Some(a.headers());
             ctx.admission = Some(a);
             Ok(demand)
         }
-        Err(r) => {
+        Err(Refusal::Limit(r)) => {
             state.metrics.rate_limited.with_label_values(&[r.reason.label()]).inc();
             ctx.rate_headers = Some(r.headers);
             ctx.retry_after_ms = Some(r.retry_after_ms);
             Err(rejection_error(&r))
+        }
+        Err(Refusal::Unavailable) => {
+            ctx.retry_after_ms = Some(1_000);
+            Err(ApiError::LimitsUnavailable)
         }
     }
 }

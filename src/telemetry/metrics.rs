@@ -35,6 +35,80 @@ pub struct Metrics {
     pub estimated_usage: IntCounterVec,
     /// Background sinks, synced from their own counters when /metrics is rendered.
     pub sinks: SinkMetrics,
+    /// The shared limits backend (Redis), synced when /metrics is rendered.
+    pub limits_backend: LimitsBackendMetrics,
+}
+
+/// Cluster mode's link to Redis (its counters are plain atomics in `limits::cluster::Stats`).
+pub struct LimitsBackendMetrics {
+    pub up: IntGauge,
+    pub calls: IntCounter,
+    pub admissions: IntCounterVec,
+    pub errors: IntCounter,
+    pub unavailable: IntCounterVec,
+}
+
+impl LimitsBackendMetrics {
+    fn new(registry: &Registry) -> Result<LimitsBackendMetrics, prometheus::Error> {
+        let up = IntGauge::new(
+            "tollgate_limits_backend_up",
+            "1 when the shared limits store (Redis) is reachable; 0 when down (or not configured)",
+        )?;
+        let calls = IntCounter::new(
+            "tollgate_limits_backend_calls_total",
+            "Round trips to the shared limits store (leases are pipelined: far fewer than requests)",
+        )?;
+        let admissions = IntCounterVec::new(
+            Opts::new(
+                "tollgate_limits_admissions_total",
+                "Requests checked against shared limits, by how: from this node's leased credit (local) or with a lease from Redis (lease)",
+            ),
+            &["path"],
+        )?;
+        let errors = IntCounter::new(
+            "tollgate_limits_backend_errors_total",
+            "Failed calls to the shared limits store",
+        )?;
+        let unavailable = IntCounterVec::new(
+            Opts::new(
+                "tollgate_limits_backend_unavailable_total",
+                "Requests decided without the shared limits store, by action (open: local limits; closed: 503)",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(up.clone()))?;
+        registry.register(Box::new(calls.clone()))?;
+        registry.register(Box::new(admissions.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(unavailable.clone()))?;
+        Ok(LimitsBackendMetrics {
+            up,
+            calls,
+            admissions,
+            errors,
+            unavailable,
+        })
+    }
+
+    /// Copies the cluster link's counters in (when /metrics is rendered).
+    pub fn sync(&self, cluster: Option<&crate::limits::cluster::Cluster>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(c) = cluster else { return };
+        let s = c.stats();
+        self.up.set(i64::from(c.is_up()));
+        sync_counter(&self.calls, s.calls.load(Relaxed));
+        sync_counter(&self.admissions.with_label_values(&["local"]), s.local.load(Relaxed));
+        sync_counter(&self.admissions.with_label_values(&["lease"]), s.leases.load(Relaxed));
+        sync_counter(&self.errors, s.errors.load(Relaxed));
+        sync_counter(
+            &self.unavailable.with_label_values(&["open"]),
+            s.failed_open.load(Relaxed),
+        );
+        sync_counter(
+            &self.unavailable.with_label_values(&["closed"]),
+            s.failed_closed.load(Relaxed),
+        );
+    }
 }
 
 /// The ledger's, access log's and trace exporter's counters (theirs are plain atomics).
@@ -232,6 +306,7 @@ impl Metrics {
         registry.register(Box::new(ttft.clone()))?;
         registry.register(Box::new(overhead.clone()))?;
         let sinks = SinkMetrics::new(&registry)?;
+        let limits_backend = LimitsBackendMetrics::new(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -253,6 +328,7 @@ impl Metrics {
             unpriced,
             estimated_usage,
             sinks,
+            limits_backend,
         })
     }
 

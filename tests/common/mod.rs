@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod pg;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

@@ -268,7 +268,7 @@ pub(super) fn parse_limits(v: &serde_json::Value, path: &[super::Seg], cx: &mut 
 }
 
 /// Teams, per-user limits, tiers, the completion allowance.
-pub(super) fn compile_limits(raw: &RawConfig, cx: &mut Ctx) -> LimitSettings {
+pub(super) fn compile_limits(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> LimitSettings {
     for (i, k) in raw.keys.iter().enumerate() {
         parse_limits(&k.limits, &[key("keys"), super::Seg::Index(i), key("limits")], cx);
     }
@@ -294,5 +294,61 @@ pub(super) fn compile_limits(raw: &RawConfig, cx: &mut Ctx) -> LimitSettings {
         per_user,
         tiers,
         default_completion_tokens: raw.limits.default_completion_tokens,
+        redis: compile_backend(raw, env, cx),
+    }
+}
+
+/// `limits.backend` and `limits.redis`.
+fn compile_backend(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<crate::limits::cluster::Settings> {
+    use crate::config::raw::RawBackend;
+    let l = &raw.limits;
+    let path = |f: &str| [key("limits"), key("redis"), key(f)];
+    match (l.backend, &l.redis) {
+        (RawBackend::Local, _) => None,
+        (RawBackend::Redis, None) => {
+            cx.error(
+                &[key("limits"), key("backend")],
+                "backend: redis needs a `limits.redis` section with the server's `url`",
+            );
+            None
+        }
+        (RawBackend::Redis, Some(r)) => {
+            let url = match expand_with(&r.url, env.var) {
+                Ok(e) if e.missing.is_empty() => e.value,
+                Ok(e) => {
+                    cx.error(
+                        &path("url"),
+                        format!("environment variable {} is not set", e.missing.join(", ")),
+                    );
+                    return None;
+                }
+                Err(msg) => {
+                    cx.error(&path("url"), msg);
+                    return None;
+                }
+            };
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                cx.error(
+                    &path("url"),
+                    format!(
+                        "{:?} is not a Redis URL ({e}): use redis://host:port/db",
+                        redact_url(&url)
+                    ),
+                );
+                return None;
+            }
+            if r.timeout.is_zero() {
+                cx.error(&path("timeout"), "must be greater than 0s");
+            }
+            if r.prefix.is_empty() || r.prefix.contains(char::is_whitespace) {
+                cx.error(&path("prefix"), "must be a non-empty word without spaces");
+            }
+            Some(crate::limits::cluster::Settings {
+                url: Secret::new(url),
+                prefix: r.prefix.clone(),
+                timeout: r.timeout.max(Duration::from_millis(1)),
+                on_failure: r.on_failure,
+            })
+        }
     }
 }

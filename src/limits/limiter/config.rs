@@ -96,7 +96,7 @@ impl Limits {
 
     /// The budget for `period` in nano-USD, if any. Unvalidated duplicates count as the smallest
     /// of them; a non-positive or NaN amount as 0 (nothing priced passes).
-    pub(super) fn budget_nanos(&self, period: Period) -> Option<u64> {
+    pub(crate) fn budget_nanos(&self, period: Period) -> Option<u64> {
         self.budgets
             .iter()
             .filter(|b| b.period == period)

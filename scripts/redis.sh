@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A throwaway Redis for tests and local experiments: its own directory, loopback only, no
+# persistence. Used by tests/cluster.rs (cluster-mode limits) and loadtest/limits.sh:
+#
+#   scripts/redis.sh start DIR PORT   # start (DIR is created), wait until it answers PING
+#   scripts/redis.sh stop DIR [MODE]  # MODE: fast (default: SHUTDOWN NOSAVE) or kill (a crash)
+#   redis-cli -p PORT
+#
+# redis-server comes from the Debian `redis-server` package (scripts/deps.sh installs it).
+set -euo pipefail
+
+die() { echo "redis.sh: $*" >&2; exit 1; }
+
+cmd=${1:-}
+dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: redis.sh start DIR PORT | stop DIR [fast|kill]"
+command -v redis-server >/dev/null 2>&1 || die "redis-server not found: run scripts/deps.sh (installs the redis-server package)"
+
+alive() { [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; }
+
+case $cmd in
+start)
+  port=${3:-}
+  [[ $port =~ ^[0-9]+$ ]] || die "start needs a PORT"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  echo "$port" > "$dir/port"
+  alive && die "a Redis already runs in $dir"
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
+  for _ in $(seq 1 100); do
+    if [ "$(redis-cli -p "$port" ping 2>/dev/null || true)" = PONG ]; then
+      exit 0
+    fi
+    sleep 0.1
+  done
+  tail -n 20 "$dir/redis.log" >&2 || true
+  die "Redis on port $port did not answer within 10 s"
+  ;;
+stop)
+  mode=${3:-fast}
+  [ -f "$dir/port" ] || exit 0
+  alive || exit 0
+  pid=$(cat "$dir/redis.pid")
+  case $mode in
+  fast) redis-cli -p "$(cat "$dir/port")" shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true ;;
+  kill) kill -9 "$pid" 2>/dev/null || true ;;
+  *) die "unknown stop mode '$mode' (fast or kill)" ;;
+  esac
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$dir/redis.pid"; exit 0; }
+    sleep 0.1
+  done
+  die "Redis (pid $pid) did not stop"
+  ;;
+*) die "unknown command '$cmd' (start or stop)" ;;
+esac

@@ -1,0 +1,455 @@
+//! The node's one connection to Redis, on its own thread (a current-thread Tokio runtime), so the
+//! proxy's threads never wait on it except for a lease they asked for.
+//!
+//! - Leases: requests queue on a bounded channel; the link takes every request waiting and sends
+//!   them as one pipeline of `EVALSHA take` calls (one round trip however many requests), then
+//!   answers each on its own oneshot.
+//! - Flush, every `FLUSH_MS`: gives back credit idle for `IDLE_MS` (or that a refusal asked to
+//!   give back), charges usage beyond leases and usage owed from an outage, and keeps this node's
+//!   slot leases alive, all in one `EVALSHA adjust`.
+//! - Health: any failed call marks Redis down (logged once, counted); while down, the link tries
+//!   to reconnect every `RECONNECT_MS`. Coming back, it checks Redis's epoch key: if Redis lost
+//!   its data (a restart without persistence), this node's leases no longer exist there, so its
+//!   credit is dropped and slot counts restart; budgets missing in Redis are seeded from what
+//!   this node last knew. Owed usage is charged at the next flush.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::account::Counter;
+use super::Inner;
+
+const FLUSH_MS: u64 = 100;
+/// Credit unused this long is given back.
+pub(super) const IDLE_MS: u64 = 300;
+const RECONNECT_MS: u64 = 500;
+/// Slot leases live this long in Redis without a heartbeat (a node that died frees its slots).
+pub(super) const SLOT_TTL_MS: u64 = 10_000;
+const HEARTBEAT_MS: u64 = 1_000;
+/// Requests taken into one pipeline at most.
+const BATCH: usize = 256;
+
+const TAKE_LUA: &str = include_str!("take.lua");
+const ADJUST_LUA: &str = include_str!("adjust.lua");
+
+/// One counter a request needs more of than this node holds.
+#[derive(Debug, Clone)]
+pub(super) struct LeaseItem {
+    pub key: String,
+    pub counter: Counter,
+    pub min: u64,
+    pub want: u64,
+    pub limit: u64,
+    pub p1: String,
+    pub p2: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum LeaseReply {
+    /// `(granted, cluster-wide level after)` per item, in order.
+    Granted(Vec<(u64, u64)>),
+    /// Item `index` refused; nothing was leased.
+    Refused {
+        index: usize,
+        retry_after_ms: u64,
+        over_ceiling: bool,
+    },
+}
+
+pub(super) struct LeaseRequest {
+    pub items: Vec<LeaseItem>,
+    pub reply: oneshot::Sender<Result<LeaseReply, ()>>,
+}
+
+/// One give-back, charge or heartbeat of the flush, with what to undo if it fails.
+struct Adjust {
+    scope: Arc<super::account::ScopeAccounts>,
+    counter: Counter,
+    op: Op,
+    amount: u64,
+    args: [String; 6],
+    key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Give,
+    Charge,
+    Beat,
+}
+
+struct Conn {
+    con: MultiplexedConnection,
+    take_sha: String,
+    adjust_sha: String,
+}
+
+pub(super) struct Link {
+    inner: Arc<Inner>,
+    client: redis::Client,
+    rx: mpsc::Receiver<LeaseRequest>,
+    conn: Option<Conn>,
+    epoch: Option<String>,
+    last_beat_ms: u64,
+    last_prune_ms: u64,
+}
+
+/// Starts the link thread. `ready` gets the first connection attempt's outcome.
+pub(super) fn spawn(
+    inner: Arc<Inner>,
+    client: redis::Client,
+    rx: mpsc::Receiver<LeaseRequest>,
+    ready: std::sync::mpsc::Sender<bool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("tollgate-limits-redis".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "limits: cannot start the Redis link's runtime");
+                    let _ = ready.send(false);
+                    return;
+                }
+            };
+            let mut link = Link {
+                inner,
+                client,
+                rx,
+                conn: None,
+                epoch: None,
+                last_beat_ms: 0,
+                last_prune_ms: super::wall_ms(),
+            };
+            rt.block_on(async move {
+                let up = link.connect().await;
+                let _ = ready.send(up);
+                link.run().await;
+            });
+        })
+        .map(|_| ())
+}
+
+impl Link {
+    async fn run(&mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(FLUSH_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_attempt = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                req = self.rx.recv() => {
+                    let Some(first) = req else { return };
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match self.rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    self.lease(batch).await;
+                }
+                _ = tick.tick() => {
+                    if self.conn.is_none() {
+                        if last_attempt.elapsed() >= Duration::from_millis(RECONNECT_MS) {
+                            last_attempt = tokio::time::Instant::now();
+                            self.connect().await;
+                        }
+                    } else {
+                        self.flush().await;
+                    }
+                    let now = super::wall_ms();
+                    if now.saturating_sub(self.last_prune_ms) >= 60_000 {
+                        self.last_prune_ms = now;
+                        self.inner.prune(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects, loads the scripts and checks the epoch. Returns whether Redis is up.
+    async fn connect(&mut self) -> bool {
+        match self.try_connect().await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.inner.set_up(true, None);
+                true
+            }
+            Err(e) => {
+                self.conn = None;
+                self.inner.set_up(false, Some(&e));
+                false
+            }
+        }
+    }
+
+    async fn try_connect(&mut self) -> Result<Conn, String> {
+        let timeout = self.inner.settings.timeout;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let mut con = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let load = |lua: &'static str| {
+            let mut c = redis::cmd("SCRIPT");
+            c.arg("LOAD").arg(lua);
+            c
+        };
+        let take_sha: String = load(TAKE_LUA).query_async(&mut con).await.map_err(|e| e.to_string())?;
+        let adjust_sha: String = load(ADJUST_LUA)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The epoch says whether this is still the Redis that holds our leases.
+        let epoch_key = format!("{}:epoch", self.inner.settings.prefix);
+        let fresh = format!("{:016x}", rand::random::<u64>());
+        let _: redis::Value = redis::cmd("SET")
+            .arg(&epoch_key)
+            .arg(&fresh)
+            .arg("NX")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| e.to_string())?;
+        let epoch: String = redis::cmd("GET")
+            .arg(&epoch_key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.epoch.as_ref().is_some_and(|known| *known != epoch) {
+            tracing::warn!("limits: Redis lost its counters (restarted without persistence); leases start over");
+            self.inner.forget_leases();
+        }
+        self.epoch = Some(epoch);
+        self.inner.stats.calls.fetch_add(4, Ordering::Relaxed);
+        Ok(Conn {
+            con,
+            take_sha,
+            adjust_sha,
+        })
+    }
+
+    fn fail(&mut self, error: &str) {
+        self.conn = None;
+        self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.inner.set_up(false, Some(error));
+    }
+
+    async fn lease(&mut self, batch: Vec<LeaseRequest>) {
+        let Some(conn) = self.conn.as_mut() else {
+            for r in batch {
+                let _ = r.reply.send(Err(()));
+            }
+            return;
+        };
+        let mut pipe = redis::pipe();
+        for r in &batch {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&conn.take_sha).arg(r.items.len());
+            for item in &r.items {
+                cmd.arg(&item.key);
+            }
+            for item in &r.items {
+                cmd.arg(item.counter.script_kind())
+                    .arg(item.min)
+                    .arg(item.want)
+                    .arg(item.limit)
+                    .arg(&item.p1)
+                    .arg(&item.p2)
+                    .arg("");
+            }
+            pipe.add_command(cmd);
+        }
+        self.inner.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let answers: Result<Vec<Vec<i64>>, _> = pipe.query_async(&mut conn.con).await;
+        match answers {
+            Ok(answers) if answers.len() == batch.len() => {
+                for (r, a) in batch.into_iter().zip(answers) {
+                    let _ = r.reply.send(parse_take(&a, r.items.len()).ok_or(()));
+                }
+            }
+            Ok(_) => {
+                for r in batch {
+                    let _ = r.reply.send(Err(()));
+                }
+                self.fail("unexpected reply to a lease");
+            }
+            Err(e) => {
+                for r in batch {
+                    let _ = r.reply.send(Err(()));
+                }
+                self.fail(&e.to_string());
+            }
+        }
+    }
+
+    /// Gives back idle credit, charges debts and owed usage, renews slot leases.
+    async fn flush(&mut self) {
+        let now = super::wall_ms();
+        let beat = now.saturating_sub(self.last_beat_ms) >= HEARTBEAT_MS;
+        if beat {
+            self.last_beat_ms = now;
+        }
+        let ops = self.collect(now, beat);
+        if ops.is_empty() {
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            undo(&ops);
+            return;
+        };
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&conn.adjust_sha).arg(ops.len());
+        for op in &ops {
+            cmd.arg(&op.key);
+        }
+        for op in &ops {
+            for a in &op.args {
+                cmd.arg(a);
+            }
+        }
+        self.inner.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result: Result<i64, _> = cmd.query_async(&mut conn.con).await;
+        if let Err(e) = result {
+            undo(&ops);
+            self.fail(&e.to_string());
+        }
+    }
+
+    fn collect(&self, now: u64, beat: bool) -> Vec<Adjust> {
+        let inner = &self.inner;
+        let mut ops = Vec::new();
+        for (kind, map) in inner.maps() {
+            for entry in map.iter() {
+                let (id, scope) = (entry.key(), entry.value());
+                for (counter, account) in scope.iter() {
+                    let limit = account.limit.load(Ordering::Relaxed);
+                    let window = account.window.load(Ordering::Acquire);
+                    let mut push = |op: Op, amount: u64| {
+                        let (key, args) = inner.adjust_args(kind, id, counter, op_code(op), amount, limit, window);
+                        ops.push(Adjust {
+                            scope: Arc::clone(scope),
+                            counter,
+                            op,
+                            amount,
+                            args,
+                            key,
+                        });
+                    };
+                    if let Counter::Budget(period) = counter {
+                        if window != 0 && period.window(now).0 > window {
+                            // An ended window: its key expires on its own; nothing to give back.
+                            account.enter_window(period.window(now).0);
+                            continue;
+                        }
+                    }
+                    let credit = account.credit();
+                    if credit < 0 {
+                        if account.clear(credit) {
+                            push(Op::Charge, credit.unsigned_abs());
+                        }
+                    } else if credit > 0
+                        && (account.give_now.swap(false, Ordering::AcqRel)
+                            || now.saturating_sub(account.last_use_ms.load(Ordering::Relaxed)) >= IDLE_MS)
+                        && account.clear(credit)
+                    {
+                        if counter == Counter::Slots {
+                            let _ = account.leased.fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                                Some(l.saturating_sub(credit as u64))
+                            });
+                        }
+                        push(Op::Give, credit as u64);
+                    }
+                    let owed = account.owed.swap(0, Ordering::AcqRel);
+                    if owed > 0 && counter != Counter::Slots {
+                        push(Op::Charge, owed);
+                    }
+                    if beat && counter == Counter::Slots && account.leased.load(Ordering::Acquire) > 0 {
+                        push(Op::Beat, 0);
+                    }
+                }
+            }
+        }
+        ops
+    }
+}
+
+fn op_code(op: Op) -> &'static str {
+    match op {
+        Op::Give => "g",
+        Op::Charge => "c",
+        Op::Beat => "h",
+    }
+}
+
+/// A flush that did not reach Redis: the credit stays here, charges wait as owed usage.
+fn undo(ops: &[Adjust]) {
+    for op in ops {
+        let account = op.scope.get(op.counter);
+        match op.op {
+            Op::Give => {
+                account.add(i64::try_from(op.amount).unwrap_or(i64::MAX));
+                if op.counter == Counter::Slots {
+                    account.leased.fetch_add(op.amount, Ordering::AcqRel);
+                }
+            }
+            Op::Charge => {
+                account.owed.fetch_add(op.amount, Ordering::AcqRel);
+            }
+            Op::Beat => {}
+        }
+    }
+}
+
+/// `take.lua`'s reply: `{1, grant, level, ...}` or `{0, index, retry_ms, over_ceiling}`.
+pub(super) fn parse_take(a: &[i64], items: usize) -> Option<LeaseReply> {
+    match a.first()? {
+        1 if a.len() == 1 + 2 * items => Some(LeaseReply::Granted(
+            a[1..]
+                .chunks_exact(2)
+                .map(|p| (p[0].max(0) as u64, p[1].max(0) as u64))
+                .collect(),
+        )),
+        0 if a.len() == 4 => {
+            let index = usize::try_from(a[1]).ok()?.checked_sub(1).filter(|i| *i < items)?;
+            Some(LeaseReply::Refused {
+                index,
+                retry_after_ms: a[2].max(1) as u64,
+                over_ceiling: a[3] == 1,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_replies_are_checked() {
+        assert_eq!(
+            parse_take(&[1, 5, 10, 2, 3], 2),
+            Some(LeaseReply::Granted(vec![(5, 10), (2, 3)]))
+        );
+        assert_eq!(parse_take(&[1, 5, 10], 2), None, "too short");
+        assert_eq!(
+            parse_take(&[0, 2, 1500, 1], 2),
+            Some(LeaseReply::Refused {
+                index: 1,
+                retry_after_ms: 1500,
+                over_ceiling: true
+            })
+        );
+        assert_eq!(parse_take(&[0, 3, 1500, 0], 2), None, "index out of range");
+        assert_eq!(parse_take(&[0, 0, 1500, 0], 2), None, "indexes are 1-based");
+        assert_eq!(parse_take(&[], 1), None);
+        assert_eq!(parse_take(&[7], 0), None);
+    }
+}

@@ -1,0 +1,71 @@
+//! A private Redis server for tests (scripts/redis.sh): its own directory, a free loopback port,
+//! no persistence; killed when dropped, also when the test panics. Redis must be installed
+//! (`scripts/deps.sh` installs it): without it the test fails saying so, it never skips.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Redis {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn redis_sh(args: &[&str]) -> Result<(), String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/redis.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scripts/redis.sh {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::Builder::new().prefix("tollgate-redis-").tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let redis = Redis { dir, port };
+        if let Err(e) = redis_sh(&["start", redis.dir_str(), &port.to_string()]) {
+            panic!("{e}\n(is redis-server installed? run scripts/deps.sh)");
+        }
+        redis
+    }
+
+    fn dir_str(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    pub fn stop(&self) {
+        redis_sh(&["stop", self.dir_str(), "fast"]).unwrap();
+    }
+
+    /// A crash: SIGKILL.
+    pub fn kill(&self) {
+        redis_sh(&["stop", self.dir_str(), "kill"]).unwrap();
+    }
+
+    /// Starts it again on the same port (empty: nothing is persisted).
+    pub fn restart(&self) {
+        redis_sh(&["start", self.dir_str(), &self.port.to_string()]).unwrap();
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = redis_sh(&["stop", self.dir_str(), "kill"]);
+    }
+}
