@@ -457,3 +457,56 @@ fn a_half_dollar_budget_holds_across_two_gateways() {
     assert!(calls < f64::from(served), "{calls} Redis calls for {served} requests");
     eprintln!("served {served} requests for ${spent:.4} with {calls} Redis round trips");
 }
+
+/// Priority tiers on a shared provider: with a provider rpm of 100 shared by two nodes, a tier
+/// allowed half of it is shed once the cluster-wide level passes 50, while the full tier still
+/// gets the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lower_tiers_are_shed_first_across_two_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, FailMode::Open, "t6"), node(&redis, FailMode::Open, "t6"));
+    let limits = Limits {
+        rpm: Some(100),
+        ..Limits::default()
+    };
+    let scope = Scope {
+        kind: ScopeKind::Provider,
+        id: "openai",
+        limits: &limits,
+    };
+    let free = Demand {
+        tokens: 1,
+        cost_nanos: 0,
+        tier_ceiling: 0.5,
+    };
+    let (mut free_served, mut shed) = (0, 0);
+    for i in 0..80 {
+        let gate = if i % 2 == 0 { &a } else { &b };
+        match gate.admit(&[scope], free, now_ms()).await {
+            Ok(t) => {
+                free_served += 1;
+                t.settle(1, 0, now_ms());
+            }
+            Err(Refusal::Limit(r)) => {
+                assert_eq!(r.reason, RejectReason::Capacity, "{r}");
+                shed += 1;
+            }
+            Err(Refusal::Unavailable) => panic!("Redis is up"),
+        }
+    }
+    assert!((45..=51).contains(&free_served), "free tier served {free_served}");
+    assert_eq!(free_served + shed, 80);
+    // The paying tier gets the other half.
+    let mut paid_served = 0;
+    for i in 0..60 {
+        let gate = if i % 2 == 0 { &a } else { &b };
+        if let Ok(t) = gate.admit(&[scope], demand(1, 0), now_ms()).await {
+            paid_served += 1;
+            t.settle(1, 0, now_ms());
+        }
+    }
+    assert!(
+        (100 - free_served - 1..=100 - free_served + 2).contains(&paid_served),
+        "paid tier served {paid_served} after free took {free_served}"
+    );
+}
