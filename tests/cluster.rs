@@ -510,3 +510,50 @@ async fn lower_tiers_are_shed_first_across_two_nodes() {
         "paid tier served {paid_served} after free took {free_served}"
     );
 }
+
+/// A node that dies holding concurrency slots (no give-back, no heartbeat) frees them when its
+/// lease expires (10 s), so a crashed gateway cannot lock a key out for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_slots_expire() {
+    let redis = Redis::start();
+    let limits = Limits {
+        concurrency: Some(2),
+        ..Limits::default()
+    };
+    let scope = Scope {
+        kind: ScopeKind::Key,
+        id: "k",
+        limits: &limits,
+    };
+    let survivor = node(&redis, FailMode::Open, "t7");
+    {
+        let doomed = node(&redis, FailMode::Open, "t7");
+        let held = [
+            doomed.admit(&[scope], demand(1, 0), now_ms()).await.unwrap(),
+            doomed.admit(&[scope], demand(1, 0), now_ms()).await.unwrap(),
+        ];
+        // Dropping the gate ends its link: from here on it neither gives back nor beats.
+        drop(doomed);
+        std::mem::forget(held);
+    }
+    assert!(matches!(
+        survivor.admit(&[scope], demand(1, 0), now_ms()).await,
+        Err(Refusal::Limit(_))
+    ));
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(t) = survivor.admit(&[scope], demand(1, 0), now_ms()).await {
+            t.settle(1, 0, now_ms());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the dead node's slots never expired"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "freed before the lease expired"
+    );
+}

@@ -2,7 +2,7 @@
 -- Sent by a node's limiter link in batches (src/limits/cluster/link.rs); never refuses.
 -- One item per KEYS entry; ARGV holds 6 values per item:
 --   kind   'r' rate bucket | 'b' budget window | 's' concurrency slots
---   op     'g' give back | 'c' charge | 'h' heartbeat (slots)
+--   op     'g' give back | 'c' charge | 'h' heartbeat (slots) | 's' set this node's slot count
 --   amount units to give back or charge
 --   limit  r: the limit            b: unused            s: unused
 --   p1     r: period in ms         b: window end (ms)   s: this node's id
@@ -40,6 +40,8 @@ for i = 1, #KEYS do
     if op == 'g' then
       local mine = tonumber(redis.call('HGET', key, node) or '0')
       redis.call('HSET', key, node, math.max(0, mine - amount))
+    elseif op == 's' then
+      redis.call('HSET', key, node, amount)
     end
     redis.call('HSET', key, node .. '#e', now_ms + ttl)
     redis.call('PEXPIRE', key, ttl * 10)

@@ -37,8 +37,10 @@ const TAKE_LUA: &str = include_str!("take.lua");
 const ADJUST_LUA: &str = include_str!("adjust.lua");
 
 /// One counter a request needs more of than this node holds.
-#[derive(Debug, Clone)]
 pub(super) struct LeaseItem {
+    /// The scope's accounts (the link counts this node's slots in Redis as soon as they are
+    /// granted, before any flush can restate them).
+    pub scope: Arc<super::account::ScopeAccounts>,
     pub key: String,
     pub counter: Counter,
     pub min: u64,
@@ -79,7 +81,11 @@ struct Adjust {
 enum Op {
     Give,
     Charge,
+    /// Keeps this node's slot count alive.
     Beat,
+    /// Sets this node's slot count (after a reconnect: while the link was down, another node
+    /// may have cleared it as expired).
+    SetSlots,
 }
 
 struct Conn {
@@ -96,6 +102,8 @@ pub(super) struct Link {
     epoch: Option<String>,
     last_beat_ms: u64,
     last_prune_ms: u64,
+    /// Slot counts to be restated at the next flush (set on a reconnect).
+    restate_slots: bool,
 }
 
 /// Starts the link thread. `ready` gets the first connection attempt's outcome.
@@ -124,6 +132,7 @@ pub(super) fn spawn(
                 epoch: None,
                 last_beat_ms: 0,
                 last_prune_ms: super::wall_ms(),
+                restate_slots: false,
             };
             rt.block_on(async move {
                 let up = link.connect().await;
@@ -173,8 +182,12 @@ impl Link {
 
     /// Connects, loads the scripts and checks the epoch. Returns whether Redis is up.
     async fn connect(&mut self) -> bool {
+        // After an outage, restate what this node holds (not on the first connect: there is
+        // nothing yet).
+        let reconnect = self.epoch.is_some();
         match self.try_connect().await {
             Ok(conn) => {
+                self.restate_slots = reconnect;
                 self.conn = Some(conn);
                 self.inner.set_up(true, None);
                 true
@@ -271,7 +284,18 @@ impl Link {
         match answers {
             Ok(answers) if answers.len() == batch.len() => {
                 for (r, a) in batch.into_iter().zip(answers) {
-                    let _ = r.reply.send(parse_take(&a, r.items.len()).ok_or(()));
+                    let reply = parse_take(&a, r.items.len());
+                    if let Some(LeaseReply::Granted(grants)) = &reply {
+                        for (item, (granted, _)) in r.items.iter().zip(grants) {
+                            if item.counter == Counter::Slots {
+                                item.scope
+                                    .get(Counter::Slots)
+                                    .leased
+                                    .fetch_add(*granted, Ordering::AcqRel);
+                            }
+                        }
+                    }
+                    let _ = r.reply.send(reply.ok_or(()));
                 }
             }
             Ok(_) => {
@@ -296,7 +320,8 @@ impl Link {
         if beat {
             self.last_beat_ms = now;
         }
-        let ops = self.collect(now, beat);
+        let restate = std::mem::take(&mut self.restate_slots);
+        let ops = self.collect(now, beat, restate);
         if ops.is_empty() {
             return;
         }
@@ -318,11 +343,12 @@ impl Link {
         let result: Result<i64, _> = cmd.query_async(&mut conn.con).await;
         if let Err(e) = result {
             undo(&ops);
+            self.restate_slots |= restate;
             self.fail(&e.to_string());
         }
     }
 
-    fn collect(&self, now: u64, beat: bool) -> Vec<Adjust> {
+    fn collect(&self, now: u64, beat: bool, restate: bool) -> Vec<Adjust> {
         let inner = &self.inner;
         let mut ops = Vec::new();
         for (kind, map) in inner.maps() {
@@ -370,7 +396,10 @@ impl Link {
                     if owed > 0 && counter != Counter::Slots {
                         push(Op::Charge, owed);
                     }
-                    if beat && counter == Counter::Slots && account.leased.load(Ordering::Acquire) > 0 {
+                    let leased = account.leased.load(Ordering::Acquire);
+                    if counter == Counter::Slots && restate {
+                        push(Op::SetSlots, leased);
+                    } else if beat && counter == Counter::Slots && leased > 0 {
                         push(Op::Beat, 0);
                     }
                 }
@@ -385,6 +414,7 @@ fn op_code(op: Op) -> &'static str {
         Op::Give => "g",
         Op::Charge => "c",
         Op::Beat => "h",
+        Op::SetSlots => "s",
     }
 }
 
@@ -402,7 +432,7 @@ fn undo(ops: &[Adjust]) {
             Op::Charge => {
                 account.owed.fetch_add(op.amount, Ordering::AcqRel);
             }
-            Op::Beat => {}
+            Op::Beat | Op::SetSlots => {}
         }
     }
 }

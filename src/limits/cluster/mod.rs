@@ -556,12 +556,16 @@ impl Cluster {
         match self.lease(scopes, &admission.held, &short, &need).await {
             Ok(LeaseReply::Granted(grants)) => {
                 for (sh, (granted, level)) in short.iter().zip(grants) {
-                    let a = admission.held[sh.scope].scope.get(sh.counter);
+                    let h = &admission.held[sh.scope];
+                    let a = h.scope.get(sh.counter);
+                    if let Counter::Budget(p) = sh.counter {
+                        if a.window.load(Ordering::Acquire) != h.windows[p_index(p)] {
+                            // The window ended while the lease was out: its credit belongs there.
+                            continue;
+                        }
+                    }
                     let min = sh.amount - sh.taken;
                     a.add(i64::try_from(granted.saturating_sub(min)).unwrap_or(0));
-                    if sh.counter == Counter::Slots {
-                        a.leased.fetch_add(granted, Ordering::AcqRel);
-                    }
                     a.observe(level, now_ms);
                 }
                 admission.headers = self.headers(scopes, &admission.held, now_ms);
@@ -660,6 +664,7 @@ impl Cluster {
                 Counter::Slots => (self.inner.node.clone(), link::SLOT_TTL_MS.to_string()),
             };
             items.push(LeaseItem {
+                scope: Arc::clone(&h.scope),
                 key: self.inner.key(s.kind, s.id, sh.counter, window),
                 counter: sh.counter,
                 min,
