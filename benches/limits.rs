@@ -25,6 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use tollgate::api::chat::ChatRequest;
 use tollgate::limits::limiter::{Budget, Demand, Limiter, Limits, Period, Scope, ScopeKind};
 
 /// 2026-01-01T00:00:00Z
@@ -155,6 +156,40 @@ fn bench(c: &mut Criterion) {
     drop(limiter.admit(&refused, DEMAND, T0));
     group.bench_function("refused_rpm", |b| {
         b.iter(|| black_box(limiter.admit(black_box(&refused), DEMAND, T0).unwrap_err()))
+    });
+    group.finish();
+
+    // What a request with limits pays before the limiter: the prompt estimate the reservation
+    // is sized by (the load runner's request body: a system and a user message, ~70 tokens).
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/body-json.json")).unwrap();
+    let mut group = c.benchmark_group("estimate");
+    group.bench_function("parse_canonical", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<ChatRequest>(black_box(&body)).unwrap()))
+    });
+    let chat: ChatRequest = serde_json::from_slice(&body).unwrap();
+    tollgate::limits::tokens::warm_up();
+    // The same body again: every text's count comes from the prompt cache.
+    group.bench_function("estimate_chat_repeated", |b| {
+        b.iter(|| black_box(tollgate::limits::tokens::estimate_chat(black_box(&chat))))
+    });
+    // A new user message every time (the system prompt cached): the common case in traffic.
+    let mut fresh = chat.clone();
+    let user = serde_json::to_value(&chat.messages[1]).unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut i = 0u64;
+    group.bench_function("estimate_chat_new_user_message", |b| {
+        b.iter(|| {
+            i += 1;
+            fresh.messages[1].content = Some(tollgate::api::chat::Content::Text(format!("#{i} {user}")));
+            black_box(tollgate::limits::tokens::estimate_chat(black_box(&fresh)))
+        })
+    });
+    // Nothing cached: every text encoded.
+    let user_text = format!("{user} {}", chat.messages[0].content.as_ref().unwrap().text());
+    group.bench_function("count_text_uncached", |b| {
+        b.iter(|| black_box(tollgate::limits::tokens::count_text(black_box(&user_text))))
     });
     group.finish();
 }

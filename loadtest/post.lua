@@ -28,8 +28,36 @@ end
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
--- The mock provider wants a bearer key when hit directly; the gateway ignores the client's key.
-wrk.headers["Authorization"] = "Bearer test"
+-- The mock provider wants a bearer key when hit directly; the gateway serves an unknown key
+-- anonymously unless `auth.required`. AUTH_TOKEN sends a virtual key (loadtest/limits.sh).
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("AUTH_TOKEN") or "test")
+
+-- VARY=1: every request's last message starts with a new number ("#17 ..."), so nothing
+-- that depends on the exact prompt (the tokenizer's prompt cache, a response cache) sees the
+-- same text twice; earlier messages (the system prompt) repeat, as in real traffic.
+local vary = os.getenv("VARY") == "1"
+local head, tail = body, ""
+if vary then
+   local at, pos = nil, 1
+   while true do
+      local s, e = string.find(body, '"content":"', pos, true)
+      if not s then break end
+      at, pos = e, e + 1
+   end
+   if not at then
+      error("post.lua: VARY=1 needs a \"content\" string in the body")
+   end
+   head, tail = string.sub(body, 1, at), string.sub(body, at + 1)
+end
+local counter = 0
+
+function request()
+   if not vary then
+      return wrk.format()
+   end
+   counter = counter + 1
+   return wrk.format(nil, nil, nil, head .. "#" .. counter .. " " .. tail)
+end
 
 -- setup() runs in the main Lua state once per thread; done() reads the threads' counters.
 local threads = {}

@@ -31,17 +31,51 @@ pub fn count_text(text: &str) -> u64 {
     bpe().encode_ordinary(text).len() as u64
 }
 
+/// Prompt texts repeat: the same system prompt and few-shot examples on every request of an
+/// application, and a chat resends its whole history each turn. Their counts are kept by a
+/// 64-bit hash of the text, so only what is new in a request is encoded (hashing 1 KB takes
+/// well under a microsecond; encoding it, tens). A hash collision would only misestimate one
+/// text. The map is cleared when it reaches `PROMPT_CACHE_MAX` entries (a few MB at most).
+static PROMPT_CACHE: std::sync::OnceLock<dashmap::DashMap<u64, u32>> = std::sync::OnceLock::new();
+const PROMPT_CACHE_MAX: usize = 1 << 16;
+/// Shorter texts are encoded directly (as fast as a lookup).
+const PROMPT_CACHE_MIN_LEN: usize = 24;
+
+fn count_prompt_text(text: &str) -> u64 {
+    if text.len() < PROMPT_CACHE_MIN_LEN {
+        return count_text(text);
+    }
+    let cache = PROMPT_CACHE.get_or_init(dashmap::DashMap::new);
+    let hash = {
+        use std::hash::{BuildHasher, Hasher};
+        // Fixed keys: the same text gets the same hash in every thread.
+        let mut h =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+        h.write(text.as_bytes());
+        h.finish()
+    };
+    if let Some(n) = cache.get(&hash) {
+        return u64::from(*n);
+    }
+    let n = count_text(text);
+    if cache.len() >= PROMPT_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(hash, u32::try_from(n).unwrap_or(u32::MAX));
+    n
+}
+
 /// Estimated prompt tokens of a chat request: messages, tool definitions and the response format.
 pub fn estimate_chat(req: &ChatRequest) -> u64 {
     let mut n = REPLY_PRIMING;
     for m in &req.messages {
         n += PER_MESSAGE;
-        n += count_text(&m.role);
+        n += count_prompt_text(&m.role);
         if let Some(name) = &m.name {
-            n += PER_NAME + count_text(name);
+            n += PER_NAME + count_prompt_text(name);
         }
         match &m.content {
-            Some(Content::Text(t)) => n += count_text(t),
+            Some(Content::Text(t)) => n += count_prompt_text(t),
             Some(Content::Parts(parts)) => {
                 for p in parts {
                     match p.kind.as_str() {
@@ -53,16 +87,16 @@ pub fn estimate_chat(req: &ChatRequest) -> u64 {
             None => {}
         }
         for tc in m.tool_calls.iter().flatten() {
-            n += count_text(&tc.function.name) + count_text(&tc.function.arguments);
+            n += count_prompt_text(&tc.function.name) + count_prompt_text(&tc.function.arguments);
         }
     }
     if let Some(tools) = &req.tools {
         if let Ok(json) = serde_json::to_string(tools) {
-            n += count_text(&json);
+            n += count_prompt_text(&json);
         }
     }
     if let Some(rf) = &req.response_format {
-        n += count_text(&rf.to_string());
+        n += count_prompt_text(&rf.to_string());
     }
     n
 }
@@ -94,5 +128,20 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(estimate_chat(&with_image), estimate_chat(&req) + PER_IMAGE);
+    }
+
+    #[test]
+    fn cached_counts_equal_fresh_ones() {
+        let texts = [
+            "You are a concise support assistant for an online bookshop.",
+            "You are a concise support assistant for an online bookshop!",
+            "short",
+            "Ünïcödé and emoji 🚀 survive the cache just like plain ASCII text does.",
+        ];
+        for _ in 0..3 {
+            for t in texts {
+                assert_eq!(count_prompt_text(t), count_text(t), "{t}");
+            }
+        }
     }
 }

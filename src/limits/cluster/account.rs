@@ -84,7 +84,7 @@ impl Counter {
         match self {
             Counter::Rpm | Counter::Tpm | Counter::Tpd => limit / 16,
             Counter::Slots => (limit / 8).max(1),
-            Counter::Budget(_) => (limit / 32).min(amount.saturating_mul(8)),
+            Counter::Budget(_) => (limit / 32).min(amount.saturating_mul(64)),
         }
     }
 }
@@ -101,6 +101,8 @@ pub(super) struct Account {
     pub last_use_ms: AtomicU64,
     /// Give the credit back at the next flush (a request was refused here).
     pub give_now: AtomicBool,
+    /// A background lease (prefetch) is under way.
+    pub refilling: AtomicBool,
     /// Budgets: the window (start, Unix ms) the credit belongs to.
     pub window: AtomicU64,
     /// The last limit a request checked against (for the flush's script arguments).
@@ -271,7 +273,11 @@ mod tests {
     fn chunks_shrink_with_the_request_for_budgets() {
         assert_eq!(Counter::Rpm.chunk(600, 1), 37);
         assert_eq!(Counter::Slots.chunk(3, 1), 1);
-        assert_eq!(Counter::Budget(Period::Day).chunk(500_000_000, 1_000_000), 8_000_000);
+        assert_eq!(Counter::Budget(Period::Day).chunk(500_000_000, 1_000_000), 15_625_000);
+        assert_eq!(
+            Counter::Budget(Period::Day).chunk(500_000_000_000, 1_000_000),
+            64_000_000
+        );
         assert_eq!(Counter::Budget(Period::Day).chunk(3_200, 1_000_000), 100);
     }
 }

@@ -43,6 +43,8 @@ pub(super) struct LeaseItem {
     pub scope: Arc<super::account::ScopeAccounts>,
     pub key: String,
     pub counter: Counter,
+    /// Budgets: the window the lease is for.
+    pub window: u64,
     pub min: u64,
     pub want: u64,
     pub limit: u64,
@@ -64,7 +66,34 @@ pub(super) enum LeaseReply {
 
 pub(super) struct LeaseRequest {
     pub items: Vec<LeaseItem>,
-    pub reply: oneshot::Sender<Result<LeaseReply, ()>>,
+    /// The waiting request; `None` for a prefetch, whose grant the link adds to the credit.
+    pub reply: Option<oneshot::Sender<Result<LeaseReply, ()>>>,
+}
+
+impl LeaseRequest {
+    fn answer(self, reply: Result<LeaseReply, ()>) {
+        let now = super::wall_ms();
+        match self.reply {
+            Some(tx) => {
+                let _ = tx.send(reply);
+            }
+            None => {
+                for (i, item) in self.items.iter().enumerate() {
+                    let a = item.scope.get(item.counter);
+                    if let Ok(LeaseReply::Granted(grants)) = &reply {
+                        let (granted, level) = grants.get(i).copied().unwrap_or((0, 0));
+                        let same_window = !matches!(item.counter, Counter::Budget(_))
+                            || a.window.load(Ordering::Acquire) == item.window;
+                        if same_window {
+                            a.add(i64::try_from(granted).unwrap_or(0));
+                            a.observe(level, now);
+                        }
+                    }
+                    a.refilling.store(false, Ordering::Release);
+                }
+            }
+        }
+    }
 }
 
 /// One give-back, charge or heartbeat of the flush, with what to undo if it fails.
@@ -257,7 +286,7 @@ impl Link {
     async fn lease(&mut self, batch: Vec<LeaseRequest>) {
         let Some(conn) = self.conn.as_mut() else {
             for r in batch {
-                let _ = r.reply.send(Err(()));
+                r.answer(Err(()));
             }
             return;
         };
@@ -295,18 +324,18 @@ impl Link {
                             }
                         }
                     }
-                    let _ = r.reply.send(reply.ok_or(()));
+                    r.answer(reply.ok_or(()));
                 }
             }
             Ok(_) => {
                 for r in batch {
-                    let _ = r.reply.send(Err(()));
+                    r.answer(Err(()));
                 }
                 self.fail("unexpected reply to a lease");
             }
             Err(e) => {
                 for r in batch {
-                    let _ = r.reply.send(Err(()));
+                    r.answer(Err(()));
                 }
                 self.fail(&e.to_string());
             }

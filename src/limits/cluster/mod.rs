@@ -526,6 +526,7 @@ impl Cluster {
                     && a.use_now(counter, limit, now_ms)
                         .is_none_or(|u| u.saturating_add(amount) as f64 > need.ceiling * limit as f64);
                 if !near_ceiling && a.take(amount) {
+                    self.prefetch(s, &h, counter, amount, now_ms);
                     continue;
                 }
                 let taken = if near_ceiling { 0 } else { a.take_some(amount) };
@@ -625,6 +626,53 @@ impl Cluster {
         }
     }
 
+    /// The lease request of one counter: `min` needed now, plus a chunk.
+    #[allow(clippy::too_many_arguments)]
+    fn lease_item(
+        &self,
+        s: &Scope<'_>,
+        h: &HeldScope,
+        counter: Counter,
+        min: u64,
+        amount: u64,
+        ceiling: f64,
+        now_ms: u64,
+    ) -> LeaseItem {
+        let a = h.scope.get(counter);
+        let limit = a.limit.load(Ordering::Relaxed);
+        let window = match counter {
+            Counter::Budget(p) => h.windows[p_index(p)],
+            _ => 0,
+        };
+        let (p1, p2) = match counter {
+            Counter::Rpm | Counter::Tpm | Counter::Tpd => {
+                let ceiling = if s.kind == ScopeKind::Provider { ceiling } else { 1.0 };
+                (counter_period(counter), format!("{ceiling}"))
+            }
+            Counter::Budget(p) => {
+                // Seed: what this node knows was spent in the window, if the key is missing.
+                let seed = if a.window.load(Ordering::Acquire) == window {
+                    a.use_now(counter, limit, now_ms).unwrap_or(0)
+                } else {
+                    0
+                };
+                (p.window(window).1.to_string(), seed.to_string())
+            }
+            Counter::Slots => (self.inner.node.clone(), link::SLOT_TTL_MS.to_string()),
+        };
+        LeaseItem {
+            scope: Arc::clone(&h.scope),
+            key: self.inner.key(s.kind, s.id, counter, window),
+            counter,
+            window,
+            min,
+            want: min.saturating_add(counter.chunk(limit, amount)),
+            limit,
+            p1,
+            p2,
+        }
+    }
+
     async fn lease(
         &self,
         scopes: &[Scope<'_>],
@@ -632,55 +680,52 @@ impl Cluster {
         short: &[Short],
         need: &Need,
     ) -> Result<LeaseReply, ()> {
-        let mut items = Vec::with_capacity(short.len());
-        for sh in short {
-            let s = &scopes[sh.scope];
-            let h = &held[sh.scope];
-            let a = h.scope.get(sh.counter);
-            let limit = a.limit.load(Ordering::Relaxed);
-            let min = sh.amount - sh.taken;
-            let window = match sh.counter {
-                Counter::Budget(p) => h.windows[p_index(p)],
-                _ => 0,
-            };
-            let (p1, p2) = match sh.counter {
-                Counter::Rpm | Counter::Tpm | Counter::Tpd => {
-                    let ceiling = if s.kind == ScopeKind::Provider {
-                        need.ceiling
-                    } else {
-                        1.0
-                    };
-                    (counter_period(sh.counter), format!("{ceiling}"))
-                }
-                Counter::Budget(p) => {
-                    // Seed: what this node knows was spent in the window, if the key is missing.
-                    let seed = if a.window.load(Ordering::Acquire) == window {
-                        a.use_now(sh.counter, limit, wall_ms()).unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    (p.window(window).1.to_string(), seed.to_string())
-                }
-                Counter::Slots => (self.inner.node.clone(), link::SLOT_TTL_MS.to_string()),
-            };
-            items.push(LeaseItem {
-                scope: Arc::clone(&h.scope),
-                key: self.inner.key(s.kind, s.id, sh.counter, window),
-                counter: sh.counter,
-                min,
-                want: min.saturating_add(sh.counter.chunk(limit, sh.amount)),
-                limit,
-                p1,
-                p2,
-            });
-        }
+        let now = wall_ms();
+        let items = short
+            .iter()
+            .map(|sh| {
+                let min = sh.amount - sh.taken;
+                self.lease_item(
+                    &scopes[sh.scope],
+                    &held[sh.scope],
+                    sh.counter,
+                    min,
+                    sh.amount,
+                    need.ceiling,
+                    now,
+                )
+            })
+            .collect();
         let (reply, rx) = oneshot::channel();
-        if self.tx.try_send(LeaseRequest { items, reply }).is_err() {
+        let request = LeaseRequest {
+            items,
+            reply: Some(reply),
+        };
+        if self.tx.try_send(request).is_err() {
             return Err(());
         }
         match tokio::time::timeout(self.inner.settings.timeout, rx).await {
             Ok(Ok(r)) => r,
             _ => Err(()),
+        }
+    }
+
+    /// Credit running low after a request took from it: lease the next chunk in the
+    /// background (the link adds it to the credit), so the next requests need not wait.
+    fn prefetch(&self, s: &Scope<'_>, h: &HeldScope, counter: Counter, amount: u64, now_ms: u64) {
+        let a = h.scope.get(counter);
+        let limit = a.limit.load(Ordering::Relaxed);
+        let low_water = i64::try_from(counter.chunk(limit, amount) / 2).unwrap_or(i64::MAX);
+        if low_water == 0 || a.credit() >= low_water || a.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let item = self.lease_item(s, h, counter, 0, amount, 1.0, now_ms);
+        let request = LeaseRequest {
+            items: vec![item],
+            reply: None,
+        };
+        if self.tx.try_send(request).is_err() {
+            a.refilling.store(false, Ordering::Release);
         }
     }
 
