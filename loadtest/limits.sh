@@ -1,54 +1,82 @@
 #!/usr/bin/env bash
-# Does the limiter add latency? The same non-streamed chat load through the gateway with a
-# virtual key, in up to three configurations, each a fresh gateway process:
-#   off    the key has no limits anywhere: the limiter (and its tokenizer estimate) is skipped;
-#   local  limits on the key, its team and the provider (rpm, tpm, tpd, concurrency and a budget),
-#          all far above the load, so every request is admitted and settled in 3 scopes;
-#   redis  the same limits shared through a private Redis (limits.backend: redis).
-# Each request carries a new user message (VARY=1), so the tokenizer's prompt cache only helps
-# with the repeated system prompt, as in real traffic. The load is light (CONNECTIONS=1): p50 is
-# then service time, not queueing. Rounds interleave
-# the modes (off, local, redis, off, ...) so drift on this shared machine hits all of them alike.
-# Prints per mode: requests/s, p50/p90/p99, the median p50 difference to `off`, the spread of
-# `off` across rounds (the noise floor), and for redis how many requests needed a Redis call.
-# Any non-200 answer or a rate-limit refusal fails the run.
+# Does the rate limiter add latency? The same non-streamed chat load (wrk + post.lua, with a
+# virtual key in `Authorization: Bearer`) through the gateway in up to three configurations, each
+# run against a freshly started gateway process, all behind ONE mock provider:
 #
-#   bash loadtest/limits.sh                          # off, local, redis; 3 rounds of 10 s
-#   MODES="off local" ROUNDS=5 DURATION=20 bash loadtest/limits.sh
+#   off    auth with the key, but no limits anywhere (key, team, provider): the limiter and its
+#          tokenizer estimate are skipped entirely;
+#   local  the same key with limits on the key, its team and the provider (rpm, tpm, tpd,
+#          concurrency and a USD budget per day), all far above the load: every request is
+#          estimated, admitted and settled in 3 scopes, and nothing is ever refused;
+#   redis  like local, with the counters shared through a private Redis (limits.backend: redis,
+#          on_failure: open). Only with BACKEND_REDIS=1 or `redis` in MODES.
 #
-# Loopback only; every process it starts is stopped on exit (also on error or Ctrl-C).
+# The load is light (CONNECTIONS=4 in a closed loop) so p50 is mostly service time, not queueing;
+# rounds interleave the modes (off, local, [redis], off, local, ...) so drift on a shared machine
+# hits them all alike. Per run it prints requests/s, p50/p90/p99, errors, the gateway's
+# `tollgate_rate_limited_total` and its CPU time per request; at the end a markdown table of
+# medians with the p50 difference to `off` (µs and ratio) next to the off-vs-off spread across
+# rounds (the noise floor). Any non-200 answer, socket error or rate-limit refusal fails the run
+# (exit 1). See loadtest/README.md.
+#
+#   bash loadtest/limits.sh                           # off, local; 3 rounds of 10 s, 4 connections
+#   BACKEND_REDIS=1 bash loadtest/limits.sh           # off, local, redis
+#   MODES="off local redis" ROUNDS=5 DURATION=20 bash loadtest/limits.sh
+#
+# Loopback only; every process it starts (mock, gateways, Redis) is stopped on exit, also on
+# error or Ctrl-C.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
-MODES=${MODES:-off local redis}
-ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-off local}         # which configurations (off, local, redis), in this order per round
+BACKEND_REDIS=${BACKEND_REDIS:-0} # 1: add `redis` to MODES
+ROUNDS=${ROUNDS:-3}               # interleaved rounds; medians are taken across them
 DURATION=${DURATION:-10}          # seconds per measured run
-WARMUP=${WARMUP:-2}               # seconds of unmeasured load first
-CONNECTIONS=${CONNECTIONS:-1}
-CHUNKS=${CHUNKS:-16}
-PIN=${PIN:-auto}
-GATEWAY_CPU=${GATEWAY_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
-BUILD=${BUILD:-1}
-KEEP=${KEEP:-0}
-VARY=${VARY:-1}                   # 1: a new user message per request (see post.lua); 0: one body
+WARMUP=${WARMUP:-2}               # seconds of unmeasured load on each fresh gateway first (0: none)
+CONNECTIONS=${CONNECTIONS:-4}     # wrk connections (closed loop); keep it low: service time, not queueing
+WRK_THREADS=${WRK_THREADS:-1}     # wrk threads
+CHUNKS=${CHUNKS:-16}              # mock content chunks per answer
+VARY=${VARY:-1}                   # 1: a new user message per request (post.lua), 0: one body throughout
+PIN=${PIN:-auto}                  # auto: pin with taskset when there are >= 2 CPUs; off: never
+GATEWAY_CPU=${GATEWAY_CPU:-0}     # CPU list for the gateway
+LOAD_CPU=${LOAD_CPU:-1}           # CPU list for the mock provider, wrk and Redis
+BUILD=${BUILD:-1}                 # 1: `cargo build --release` first (no-op when fresh); 0: don't
+KEEP=${KEEP:-0}                   # 1: keep the work dir (configs, logs, metrics, raw wrk output)
 
-die() { echo "limits.sh: $*" >&2; exit 1; }
+die() {
+    echo "limits.sh: $*" >&2
+    exit 1
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_pos() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 is_pos "$ROUNDS" || die "ROUNDS must be a positive integer"
 is_pos "$DURATION" || die "DURATION must be a positive number of seconds"
+is_uint "$WARMUP" || die "WARMUP must be a number of seconds"
 is_pos "$CONNECTIONS" || die "CONNECTIONS must be a positive integer"
-[[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a number of seconds"
+is_pos "$WRK_THREADS" || die "WRK_THREADS must be a positive integer"
+is_pos "$CHUNKS" || die "CHUNKS must be a positive integer"
+[[ $VARY == 0 || $VARY == 1 ]] || die "VARY must be 0 or 1"
+if [[ $BACKEND_REDIS == 1 && " $MODES " != *" redis "* ]]; then
+    MODES="$MODES redis"
+fi
 for m in $MODES; do
     [[ $m == off || $m == local || $m == redis ]] || die "MODES may hold off, local and redis, not '$m'"
 done
+[[ " $MODES " == *" off "* ]] || die "MODES must include off (the baseline)"
+HAS_REDIS=0
+[[ " $MODES " == *" redis "* ]] && HAS_REDIS=1
+
+# ---------------------------------------------------------------- packages, binary, work dir
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
-[[ " $MODES " == *" redis "* ]] && ! command -v redis-server >/dev/null && need+=(redis-server)
+if ((HAS_REDIS)); then
+    command -v redis-server >/dev/null || need+=(redis-server)
+fi
 if ((${#need[@]} > 0)); then
     echo "installing missing packages: ${need[*]}" >&2
     sudo_cmd=()
@@ -56,21 +84,33 @@ if ((${#need[@]} > 0)); then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+if ((HAS_REDIS)); then
+    [[ -f $ROOT/scripts/redis.sh ]] || die "MODES includes redis but scripts/redis.sh is missing"
+fi
 
-BIN=${TOLLGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate}
-if [[ -z ${TOLLGATE_BIN:-} && $BUILD == 1 ]]; then
-    echo "building: cargo build --release --bin tollgate" >&2
-    (cd "$ROOT" && cargo build --release --bin tollgate) || die "the release build failed"
+if [[ -n ${TOLLGATE_BIN:-} ]]; then
+    BIN=$TOLLGATE_BIN
+else
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
+    if [[ $BUILD == 1 ]]; then
+        echo "building: cargo build --release --bin tollgate" >&2
+        (cd "$ROOT" && cargo build --release --bin tollgate) || die "the release build failed"
+    fi
 fi
 [[ -x $BIN ]] || die "no tollgate binary at $BIN (build it, or set TOLLGATE_BIN)"
 
+CLK_TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-limits.XXXXXX")
-MOCK_PID= GW_PID= REDIS_STARTED=0
+REDIS_DIR=$WORK/redis
+REDIS_STARTED=0
+MOCK_PID=
+GW_PID=
+FAILED=0
 
 stop_pid() {
     local pid=$1 i
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -INT "$pid" 2>/dev/null || true
+    kill -INT "$pid" 2>/dev/null || true # pingora: SIGINT is the fast shutdown
     for ((i = 0; i < 50; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
@@ -78,24 +118,44 @@ stop_pid() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
+
 cleanup() {
     local rc=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM ERR
     stop_pid "$GW_PID"
     stop_pid "$MOCK_PID"
-    ((REDIS_STARTED)) && bash "$ROOT/scripts/redis.sh" stop "$WORK/redis" kill >/dev/null 2>&1
-    if [[ $KEEP == 1 || $rc != 0 ]]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
+    if ((REDIS_STARTED)); then
+        bash "$ROOT/scripts/redis.sh" stop "$REDIS_DIR" >/dev/null 2>&1 ||
+            bash "$ROOT/scripts/redis.sh" stop "$REDIS_DIR" kill >/dev/null 2>&1 || true
+    fi
+    if [[ $KEEP == 1 || $rc != 0 || $FAILED != 0 ]]; then
+        echo "work dir kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'echo "limits.sh: line $LINENO: a command failed (exit $?)" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# ---------------------------------------------------------------- helpers
+
+# A loopback TCP port nothing listens on (and not handed out before); sets REPLY. Below the
+# kernel's ephemeral range when there is room, so an outgoing connection cannot take it between
+# this check and the bind (a fresh gateway binds two new ports per run).
 PORTS_TAKEN=" "
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+if ((EPHEMERAL_LOW > 12000)); then
+    PORT_BASE=10000 PORT_SPAN=$((EPHEMERAL_LOW - 10000))
+else
+    PORT_BASE=20000 PORT_SPAN=40000
+fi
 free_port() {
     local p i
     for ((i = 0; i < 500; i++)); do
-        p=$((10000 + RANDOM % 20000))
+        p=$((PORT_BASE + RANDOM % PORT_SPAN))
         [[ $PORTS_TAKEN == *" $p "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             PORTS_TAKEN+="$p "
@@ -105,64 +165,132 @@ free_port() {
     done
     die "found no free loopback port"
 }
+
+# wait_ready URL PID NAME LOG: poll URL until it answers 2xx; die with the log if PID exits.
 wait_ready() {
-    local url=$1 pid=$2 log=$3 i
+    local url=$1 pid=$2 name=$3 log=$4 i
     for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "$url: the process exited during start-up"; }
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "--- $name log ($log) ---" >&2
+            cat "$log" >&2 || true
+            die "$name exited during start-up"
+        fi
         curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
         sleep 0.1
     done
-    tail -n 50 "$log" >&2
-    die "$url did not answer within 15 s"
+    echo "--- $name log ($log) ---" >&2
+    tail -n 50 "$log" >&2 || true
+    die "$name did not answer $url within 15 s"
 }
-metric() { awk -v n="$2" '$1 == n { print $2 }' "$1" | head -n 1; }
 
+alive_or_die() {
+    local pid=$1 name=$2 log=$3
+    if ! kill -0 "$pid" 2>/dev/null; then
+        FAILED=1
+        echo "--- $name log ($log), last 100 lines ---" >&2
+        tail -n 100 "$log" >&2 || true
+        die "$name (pid $pid) died during the load run"
+    fi
+}
+
+# utime + stime of a process (all its threads), in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# msum FILE NAME [REGEX]: the sum of metric NAME's samples over all its labels (optionally only
+# those whose `name{labels}` matches REGEX) in a Prometheus text file; 0 when absent.
+msum() {
+    awk -v n="$2" -v f="${3:-}" '
+        $1 !~ /^#/ && ($1 == n || index($1, n "{") == 1) && (f == "" || $1 ~ f) { s += $2 }
+        END { printf "%.0f\n", s }' "$1"
+}
+
+scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$1"; }
+
+# kv LINE KEY: the value of KEY=value in a WRK_RESULT line.
+kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+# fail MESSAGE: a failed check. Loud, counted, and the script exits 1 after the report.
+fail() {
+    FAILED=1
+    {
+        echo
+        echo "!!!!!!!!!! FAIL: $*"
+        echo
+    } >&2
+}
+
+# wrk_run SECONDS OUT: the load, through the gateway of the current run.
+wrk_run() {
+    local rc=0
+    BODY_FILE=$HERE/body-json.json MODE=json AUTH_TOKEN=$LOAD_KEY VARY=$VARY \
+        "${LOAD_PIN[@]}" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${1}s" --timeout 30s --latency \
+        -s "$HERE/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$2" 2>&1 || rc=$?
+    ((rc == 0)) || { cat "$2" >&2; die "wrk exited with $rc"; }
+}
+
+# ---------------------------------------------------------------- the mock (and Redis)
+
+LOAD_PIN=()
+GW_PIN=()
 NCPU=$(nproc)
-GW_PIN=() LOAD_PIN=()
-if [[ $PIN == auto ]] && ((NCPU >= 2)) && command -v taskset >/dev/null; then
-    GW_PIN=(taskset -c "$GATEWAY_CPU")
+REDIS_TOO=""
+((HAS_REDIS)) && REDIS_TOO=" and Redis"
+if [[ $PIN != off ]] && command -v taskset >/dev/null && ((NCPU >= 2)); then
     LOAD_PIN=(taskset -c "$LOAD_CPU")
+    GW_PIN=(taskset -c "$GATEWAY_CPU")
+    PINNING="gateway on CPU $GATEWAY_CPU; mock provider, wrk${REDIS_TOO} on CPU $LOAD_CPU (taskset)"
+else
+    PINNING="none (PIN=$PIN, $NCPU CPUs, taskset $(command -v taskset >/dev/null && echo found || echo missing))"
 fi
+
+LOAD_KEY="tg-limits-load-$RANDOM$RANDOM"
 
 free_port
 MOCK_PORT=$REPLY
 NO_COLOR=1 "${LOAD_PIN[@]}" "$BIN" mock-provider --listen "127.0.0.1:$MOCK_PORT" --threads 1 \
     --record-limit 1 --chunks "$CHUNKS" >"$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
-wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "$WORK/mock.log"
+wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "mock provider" "$WORK/mock.log"
 
-if [[ " $MODES " == *" redis "* ]]; then
+REDIS_PORT=
+if ((HAS_REDIS)); then
     free_port
     REDIS_PORT=$REPLY
-    "${LOAD_PIN[@]}" bash "$ROOT/scripts/redis.sh" start "$WORK/redis" "$REDIS_PORT" >/dev/null
     REDIS_STARTED=1
+    "${LOAD_PIN[@]}" bash "$ROOT/scripts/redis.sh" start "$REDIS_DIR" "$REDIS_PORT" >/dev/null ||
+        die "Redis did not start (log: $REDIS_DIR/redis.log)"
 fi
 
-# config MODE: the gateway's config for one mode.
+# ---------------------------------------------------------------- configs
+
+# One limit set for every scope in `local` and `redis`: far above anything this load reaches.
+BIG='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 100000, budgets: [ { usd: 1000000, period: 1d } ] }'
+
+# config MODE: the gateway's config for one mode (uses GW_PORT, ADMIN_PORT).
 config() {
-    local limits="" backend="" provider_limits="" key_limits="" team="{}"
-    if [[ $1 != off ]]; then
-        limits='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 100000, budgets: [ { usd: 1000000, period: 1d } ] }'
-        provider_limits="    limits: $limits"
-        key_limits=", limits: $limits"
-        team="{ limits: $limits }"
+    local mode=$1 provider_limits="" key_limits="" team="{}" backend=""
+    if [[ $mode != off ]]; then
+        provider_limits="    limits: $BIG"
+        key_limits=", limits: $BIG"
+        team="{ limits: $BIG }"
     fi
-    if [[ $1 == redis ]]; then
+    if [[ $mode == redis ]]; then
         backend="  backend: redis
   redis:
-    url: \"redis://127.0.0.1:$REDIS_PORT/\"
-    on_failure: closed"
+    url: redis://127.0.0.1:$REDIS_PORT/
+    on_failure: open"
     fi
-    cat <<YAML
+    cat <<EOF
+# Written by loadtest/limits.sh, mode $mode.
 server:
   listen: "127.0.0.1:$GW_PORT"
   admin_listen: "127.0.0.1:$ADMIN_PORT"
   threads: 1
-  shutdown_grace: 0s
+  shutdown_grace: 1s
   reload_poll: 0s
 usage:
-  ledger: off
-  access_log: off
+  ledger: "off"
+  access_log: "off"
 providers:
   mock:
     kind: openai_compatible
@@ -185,69 +313,191 @@ teams:
 limits:
   default_completion_tokens: 64
 $backend
-YAML
+EOF
 }
 
-RESULTS=$WORK/results.txt
-: >"$RESULTS"
+# ---------------------------------------------------------------- header
+
+cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "# Tollgate limiter latency"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "- machine: ${NCPU} CPUs, ${cpu_model:-unknown CPU}, kernel $(uname -r)"
+echo "- load average before: $LOAD_BEFORE"
+echo "- tollgate: $BIN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
+echo "- load: wrk ($(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)), $WRK_THREADS thread(s), $CONNECTIONS connections, non-streamed chat (body-json.json, VARY=$VARY), ${DURATION}s per run after ${WARMUP}s warm-up, $ROUNDS round(s) of: $MODES"
+echo "- gateway: a fresh process per run, server.threads 1, ledger and access log off, auth.required with one virtual key (team loadteam)"
+REDIS_NOTE=""
+LIMITED_MODES=local
+if ((HAS_REDIS)); then
+    LIMITED_MODES="local, redis"
+    REDIS_NOTE="; redis: private redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on 127.0.0.1:$REDIS_PORT, on_failure open"
+fi
+echo "- limits ($LIMITED_MODES): key, team and provider each $BIG$REDIS_NOTE"
+echo "- pinning: $PINNING"
+echo
+
+# ---------------------------------------------------------------- the runs
+
+ROWS=$WORK/rows.tsv
+: >"$ROWS"
+
 for ((round = 1; round <= ROUNDS; round++)); do
     for mode in $MODES; do
+        tag=$mode-$round
         free_port
         GW_PORT=$REPLY
         free_port
         ADMIN_PORT=$REPLY
-        config "$mode" >"$WORK/$mode.yaml"
-        LOAD_KEY=tg-load NO_COLOR=1 "${GW_PIN[@]}" "$BIN" run --config "$WORK/$mode.yaml" --runtime-dir "$WORK" \
-            >"$WORK/gateway-$mode.log" 2>&1 &
-        GW_PID=$!
-        wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "$WORK/gateway-$mode.log"
-        url="http://127.0.0.1:$GW_PORT/v1/chat/completions"
-        export BODY_FILE=$HERE/body-json.json MODE=json AUTH_TOKEN=tg-load VARY
-        if ((WARMUP > 0)); then
-            "${LOAD_PIN[@]}" wrk -t 1 -c "$CONNECTIONS" -d "${WARMUP}s" -s "$HERE/post.lua" "$url" >/dev/null 2>&1
+        config "$mode" >"$WORK/$tag.yaml"
+        if [[ $mode == redis ]]; then
+            # Every redis run starts from an empty store, as the local runs start from empty counters.
+            redis-cli -p "$REDIS_PORT" flushall >/dev/null || die "redis-cli flushall failed"
         fi
-        curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$WORK/before.prom"
-        "${LOAD_PIN[@]}" wrk -t 1 -c "$CONNECTIONS" -d "${DURATION}s" --latency -s "$HERE/post.lua" "$url" \
-            >"$WORK/wrk-$mode-$round.txt" 2>&1
-        curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$WORK/after.prom"
+        mkdir -p "$WORK/rt-$tag"
+        LOAD_KEY=$LOAD_KEY NO_COLOR=1 "${GW_PIN[@]}" "$BIN" run --config "$WORK/$tag.yaml" \
+            --runtime-dir "$WORK/rt-$tag" >"$WORK/gateway-$tag.log" 2>&1 &
+        GW_PID=$!
+        wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway ($mode)" "$WORK/gateway-$tag.log"
+        # The admin listener can be up before the data plane's.
+        for ((i = 0; i < 100; i++)); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null && break
+            sleep 0.1
+        done
+
+        # Smoke: one request with the key must be served; the limiter's headers tell whether it ran.
+        code=$(curl -sS -D "$WORK/smoke-$tag.headers" -o "$WORK/smoke-$tag.out" -w '%{http_code}' --max-time 10 \
+            -H 'Content-Type: application/json' -H "Authorization: Bearer $LOAD_KEY" \
+            --data-binary "@$HERE/body-json.json" "http://127.0.0.1:$GW_PORT/v1/chat/completions") || code=000
+        if [[ $code != 200 ]]; then
+            FAILED=1
+            cat "$WORK/smoke-$tag.out" >&2 || true
+            tail -n 30 "$WORK/gateway-$tag.log" >&2 || true
+            die "$mode round $round: the smoke request answered $code"
+        fi
+        if grep -qi '^x-ratelimit-limit-requests:' "$WORK/smoke-$tag.headers"; then
+            limiter_on=1
+        else
+            limiter_on=0
+        fi
+        if [[ $mode == off && $limiter_on == 1 ]]; then
+            fail "$mode round $round: x-ratelimit-* headers in mode off (the limiter ran)"
+        elif [[ $mode != off && $limiter_on == 0 ]]; then
+            fail "$mode round $round: no x-ratelimit-limit-requests header (the limiter did not run)"
+        fi
+
+        if ((WARMUP > 0)); then
+            wrk_run "$WARMUP" "$WORK/warmup-$tag.txt"
+        fi
+        scrape "$WORK/before-$tag.prom" || die "could not read /metrics"
+        gw0=$(cpu_ticks "$GW_PID")
+        wrk_run "$DURATION" "$WORK/wrk-$tag.txt"
+        gw1=$(cpu_ticks "$GW_PID")
+        scrape "$WORK/after-$tag.prom" || die "could not read /metrics"
+        alive_or_die "$GW_PID" "gateway ($mode)" "$WORK/gateway-$tag.log"
+        alive_or_die "$MOCK_PID" "mock provider" "$WORK/mock.log"
         stop_pid "$GW_PID"
         GW_PID=
-        out=$WORK/wrk-$mode-$round.txt
-        line=$(grep '^WRK_RESULT ' "$out") || { cat "$out" >&2; die "no WRK_RESULT from post.lua"; }
-        kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
-        requests=$(kv requests) ok=$(kv ok)
-        ((requests > 0 && ok == requests)) || { cat "$out" >&2; die "$mode round $round: $ok of $requests answered 200"; }
-        p50=$(awk '$1 == "50%" { print $2 }' "$out")
-        p90=$(awk '$1 == "90%" { print $2 }' "$out")
-        p99=$(awk '$1 == "99%" { print $2 }' "$out")
-        to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1e6 }'; }
-        rps=$(awk -v r="$requests" -v d="$(kv duration_us)" 'BEGIN { printf "%.0f", r / (d / 1e6) }')
-        limited=$(metric "$WORK/after.prom" tollgate_rate_limited_total)
-        [[ -z $limited || $limited == 0 ]] || die "$mode round $round: $limited requests refused by a limit"
-        c0=$(metric "$WORK/before.prom" tollgate_limits_backend_calls_total)
-        c1=$(metric "$WORK/after.prom" tollgate_limits_backend_calls_total)
-        calls=$((${c1:-0} - ${c0:-0}))
-        echo "$mode $round $rps $(to_us "$p50") $(to_us "$p90") $(to_us "$p99") $requests ${calls:-0}" >>"$RESULTS"
-        printf '%-6s round %d: %6s req/s  p50 %6.0f us  p90 %6.0f us  p99 %6.0f us  (%d requests%s)\n' \
-            "$mode" "$round" "$rps" "$(to_us "$p50")" "$(to_us "$p90")" "$(to_us "$p99")" "$requests" \
-            "$([[ $mode == redis ]] && echo ", $calls Redis round trips")"
+
+        out=$WORK/wrk-$tag.txt
+        line=$(grep '^WRK_RESULT ' "$out") || { cat "$out" >&2; die "no WRK_RESULT line from post.lua"; }
+        reqs=$(kv "$line" requests)
+        rps=$(awk -v n="$reqs" -v d="$(kv "$line" duration_us)" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
+        p50=$(kv "$line" p50_us)
+        p90=$(kv "$line" p90_us)
+        p99=$(kv "$line" p99_us)
+        errors=$(($(kv "$line" bad_status) + $(kv "$line" bad_body) + $(kv "$line" connect_errors) + $(kv "$line" read_errors) + $(kv "$line" write_errors) + $(kv "$line" timeouts)))
+        # Also the warm-up's: a refusal or an error there fails the run as well.
+        if [[ -f $WORK/warmup-$tag.txt ]]; then
+            wline=$(grep '^WRK_RESULT ' "$WORK/warmup-$tag.txt") || die "no WRK_RESULT line in the warm-up"
+            werrors=$(($(kv "$wline" bad_status) + $(kv "$wline" bad_body) + $(kv "$wline" connect_errors) + $(kv "$wline" read_errors) + $(kv "$wline" write_errors) + $(kv "$wline" timeouts)))
+            ((werrors == 0)) || fail "$mode round $round: $werrors errors in the warm-up ($(kv "$wline" statuses))"
+        fi
+        # Since the gateway started (smoke, warm-up and the run): must stay 0.
+        limited=$(msum "$WORK/after-$tag.prom" tollgate_rate_limited_total)
+        ticks=$((gw1 - gw0))
+        cpu_us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
+        cpu_pct=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v d="$(kv "$line" duration_us)" 'BEGIN { printf "%.0f", 100 * t / hz / (d / 1e6) }')
+        extra=""
+        if [[ $mode == redis ]]; then
+            calls=$(($(msum "$WORK/after-$tag.prom" tollgate_limits_backend_calls_total) - $(msum "$WORK/before-$tag.prom" tollgate_limits_backend_calls_total)))
+            leased=$(($(msum "$WORK/after-$tag.prom" tollgate_limits_admissions_total 'path="lease"') - $(msum "$WORK/before-$tag.prom" tollgate_limits_admissions_total 'path="lease"')))
+            up=$(msum "$WORK/after-$tag.prom" tollgate_limits_backend_up)
+            unavailable=$(msum "$WORK/after-$tag.prom" tollgate_limits_backend_unavailable_total)
+            berrors=$(msum "$WORK/after-$tag.prom" tollgate_limits_backend_errors_total)
+            extra="; Redis: $calls round trips, $leased admissions needed a lease, up=$up, unavailable=$unavailable, errors=$berrors"
+            # on_failure: open would fall back to local limits silently: then this is no redis run.
+            [[ $up == 1 && $unavailable == 0 && $berrors == 0 ]] ||
+                fail "redis round $round: the gateway did not use Redis throughout (up=$up unavailable=$unavailable errors=$berrors)"
+            ((calls > 0)) || fail "redis round $round: no round trip to Redis during the run"
+        fi
+        printf '%-5s round %d: %6s req/s  p50 %5s µs  p90 %5s µs  p99 %5s µs  errors %s  rate_limited %s  gateway CPU %s µs/req (%s%% of a core)  [%s requests, statuses %s%s]\n' \
+            "$mode" "$round" "$rps" "$p50" "$p90" "$p99" "$errors" "$limited" "$cpu_us" "$cpu_pct" "$reqs" "$(kv "$line" statuses)" "$extra"
+        ((reqs > 0)) || fail "$mode round $round: no request completed"
+        ((errors == 0)) || fail "$mode round $round: $errors failed requests (non-200, incomplete body or socket error): statuses=$(kv "$line" statuses) bad_body=$(kv "$line" bad_body) connect=$(kv "$line" connect_errors) read=$(kv "$line" read_errors) write=$(kv "$line" write_errors) timeout=$(kv "$line" timeouts)"
+        ((limited == 0)) || fail "$mode round $round: tollgate_rate_limited_total = $limited (a limit refused requests): $(grep '^tollgate_rate_limited_total' "$WORK/after-$tag.prom" | tr '\n' ' ')"
+        ((cpu_pct < 90)) || echo "  note: the gateway used ${cpu_pct}% of its core: close to saturation, p50 includes queueing (lower CONNECTIONS)"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$round" "$rps" "$p50" "$p90" "$p99" "$errors" "$limited" "$cpu_us" "$cpu_pct" >>"$ROWS"
     done
 done
 
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-col() { awk -v m="$1" -v c="$2" '$1 == m { print $c }' "$RESULTS"; }
-off_p50=$(col off 4 | median)
+# ---------------------------------------------------------------- report
+
+# col MODE N: column N of the rows of MODE, one per line, in round order.
+col() { awk -F'\t' -v m="$1" -v c="$2" '$1 == m { print $c }' "$ROWS"; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+total() { awk '{ s += $1 } END { print s + 0 }'; }
+# paired MODE N: per round, column N of MODE minus that of off in the same round.
+paired() { paste <(col "$1" "$2") <(col off "$2") | awk '{ print $1 - $2 }'; }
+
+OFF_P50=$(col off 4 | median)
+OFF_CPU=$(col off 9 | median)
+OFF_MIN=$(col off 4 | sort -g | head -n 1)
+OFF_MAX=$(col off 4 | sort -g | tail -n 1)
+OFF_SPREAD=$((OFF_MAX - OFF_MIN))
+
 echo
-echo "## Limiter latency ($(date -u '+%Y-%m-%d'), $NCPU CPUs, $CONNECTIONS connections, ${DURATION}s x $ROUNDS rounds, medians)"
+echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| mode | req/s | p50 (us) | p90 (us) | p99 (us) | p50 - off (us) | Redis calls / request |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "Per run (µs; errors = non-200 + incomplete bodies + socket errors; rate-limited = the gateway's tollgate_rate_limited_total):"
+echo
+echo "| round | mode | req/s | p50 | p90 | p99 | errors | rate-limited | gateway CPU µs/req | gateway CPU % |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $1, $3, $4, $5, $6, $7, $8, $9, $10 }' "$ROWS"
+echo
+echo "Medians over $ROUNDS round(s) ($CONNECTIONS connections, ${DURATION}s each; differences against \`off\`):"
+echo
+echo "| mode | req/s | p50 µs | p90 µs | p99 µs | errors | rate-limited | p50 − off µs | p50 ÷ off | paired p50 − off µs (per round) | gateway CPU µs/req | CPU − off µs/req |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
 for mode in $MODES; do
     p50=$(col "$mode" 4 | median)
-    ratio=$(awk -v m="$mode" '$1 == m { r += $7; c += $8 } END { if (m == "redis" && r > 0) printf "%.4f", c / r; else print "-" }' "$RESULTS")
-    printf '| %s | %s | %s | %s | %s | %+.0f | %s |\n' "$mode" "$(col "$mode" 3 | median)" "$p50" \
-        "$(col "$mode" 5 | median)" "$(col "$mode" 6 | median)" "$(awk -v a="$p50" -v b="$off_p50" 'BEGIN { print a - b }')" "$ratio"
+    cpu=$(col "$mode" 9 | median)
+    if [[ $mode == off ]]; then
+        d="-" r="-" pr="-" dc="-"
+    else
+        d=$(awk -v a="$p50" -v b="$OFF_P50" 'BEGIN { printf "%+.0f", a - b }')
+        r=$(awk -v a="$p50" -v b="$OFF_P50" 'BEGIN { printf "%.3f", a / b }')
+        pr="median $(paired "$mode" 4 | median | awk '{ printf "%+.0f", $1 }') ($(paired "$mode" 4 | awk '{ printf "%s%+d", (NR > 1 ? ", " : ""), $1 }'))"
+        dc=$(awk -v a="$cpu" -v b="$OFF_CPU" 'BEGIN { printf "%+.1f", a - b }')
+    fi
+    echo "| $mode | $(col "$mode" 3 | median) | $p50 | $(col "$mode" 5 | median) | $(col "$mode" 6 | median) | $(col "$mode" 7 | total) | $(col "$mode" 8 | total) | $d | $r | $pr | $cpu | $dc |"
 done
-spread=$(col off 4 | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print hi - lo }')
 echo
-echo "Noise floor: p50 of \`off\` ranged over $spread us across its $ROUNDS rounds."
+echo "Noise floor: p50 of \`off\` ranged over $OFF_MIN–$OFF_MAX µs across its $ROUNDS round(s) (off-vs-off spread $OFF_SPREAD µs)."
+for mode in $MODES; do
+    [[ $mode == off ]] && continue
+    p50=$(col "$mode" 4 | median)
+    awk -v m="$mode" -v a="$p50" -v b="$OFF_P50" -v s="$OFF_SPREAD" -v n="$ROUNDS" 'BEGIN {
+        d = a - b; ad = d < 0 ? -d : d
+        if (n < 2) printf "%s − off: %+.0f µs (one round: no noise estimate).\n", m, d
+        else if (ad <= s) printf "%s − off: %+.0f µs, within the off-vs-off spread (%d µs).\n", m, d, s
+        else printf "%s − off: %+.0f µs, larger than the off-vs-off spread (%d µs).\n", m, d, s
+    }'
+done
+
+if ((FAILED)); then
+    echo
+    echo "!!!!!!!!!! FAILED: see the FAIL lines above (requests refused or failed); the numbers are not valid."
+    exit 1
+fi

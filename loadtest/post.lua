@@ -8,8 +8,8 @@
 -- body ends with `data: [DONE]` (wrk reads the whole chunked SSE body before calling response()),
 -- for MODE=json it carries a "choices" array. wrk's latency is request sent -> last body byte.
 --
--- Output (one line, parsed by run.sh; latencies in microseconds):
---   WRK_RESULT requests=N duration_us=N p50_us=N p99_us=N mean_us=N ok=N bad_status=N
+-- Output (one line, parsed by run.sh and limits.sh; latencies in microseconds):
+--   WRK_RESULT requests=N duration_us=N p50_us=N p90_us=N p99_us=N mean_us=N ok=N bad_status=N
 --   bad_body=N connect_errors=N read_errors=N write_errors=N timeouts=N statuses=200:N,502:N
 
 local body_file = os.getenv("BODY_FILE")
@@ -115,9 +115,11 @@ function done(summary, latency, _)
    end
    local e = summary.errors
    io.write(string.format(
-      "WRK_RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d mean_us=%d ok=%d bad_status=%d"
+      "WRK_RESULT requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d mean_us=%d ok=%d"
+         .. " bad_status=%d"
          .. " bad_body=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d statuses=%s\n",
-      summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+      summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99),
       latency.mean, t_ok, t_bad_status, t_bad_body, e.connect, e.read, e.write, e.timeout,
       (#parts > 0) and table.concat(parts, ",") or "none"))
 end
