@@ -26,10 +26,13 @@ start)
   dir=$(cd "$dir" && pwd)
   echo "$port" > "$dir/port"
   alive && die "a Redis already runs in $dir"
+  rm -f "$dir/redis.pid"
   redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
+  # Redis writes its pidfile only once it listens: the PONG must come from our server, not from
+  # another one that already holds the port (ours then exits at once: "Address already in use").
   for _ in $(seq 1 100); do
-    if [ "$(redis-cli -p "$port" ping 2>/dev/null || true)" = PONG ]; then
+    if alive && [ "$(redis-cli -p "$port" ping 2>/dev/null || true)" = PONG ]; then
       exit 0
     fi
     sleep 0.1

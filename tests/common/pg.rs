@@ -4,8 +4,6 @@
 //! saying so, it never skips.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
 
 /// A private PostgreSQL server, stopped (hard) when dropped, also when the test panics.
 pub struct Pg {
@@ -14,22 +12,7 @@ pub struct Pg {
 }
 
 fn pg_sh(args: &[&str]) -> Result<(), String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "scripts/pg.sh {} failed:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    super::run_script("scripts/pg.sh", args)
 }
 
 impl Pg {

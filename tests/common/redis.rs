@@ -3,8 +3,6 @@
 //! (`scripts/deps.sh` installs it): without it the test fails saying so, it never skips.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
 
 pub struct Redis {
     dir: tempfile::TempDir,
@@ -12,22 +10,7 @@ pub struct Redis {
 }
 
 fn redis_sh(args: &[&str]) -> Result<(), String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/redis.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "scripts/redis.sh {} failed:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    super::run_script("scripts/redis.sh", args)
 }
 
 impl Redis {

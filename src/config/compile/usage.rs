@@ -14,24 +14,30 @@ use crate::limits::keys::KeySpec;
 use crate::limits::limiter::Limits;
 use crate::usage::pricing::PriceTable;
 
+/// A setting with `${VAR}`s expanded; every variable it names must be set (else an error at
+/// `path`, and `None`).
+fn expand_required(raw: &str, env: &Env, path: &[super::Seg], cx: &mut Ctx) -> Option<String> {
+    match expand_with(raw, env.var) {
+        Ok(e) if e.missing.is_empty() => Some(e.value),
+        Ok(e) => {
+            cx.error(
+                path,
+                format!("environment variable {} is not set", e.missing.join(", ")),
+            );
+            None
+        }
+        Err(msg) => {
+            cx.error(path, msg);
+            None
+        }
+    }
+}
+
 pub(super) fn compile_usage(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> UsageSettings {
     let u = &raw.usage;
     let path = |f: &str| [key("usage"), key(f)];
     // The URL may carry a password from the environment (`postgres://tollgate:${PGPASSWORD}@…`).
-    let ledger_url = match expand_with(&u.ledger, env.var) {
-        Ok(e) if e.missing.is_empty() => e.value,
-        Ok(e) => {
-            cx.error(
-                &path("ledger"),
-                format!("environment variable {} is not set", e.missing.join(", ")),
-            );
-            String::new()
-        }
-        Err(msg) => {
-            cx.error(&path("ledger"), msg);
-            String::new()
-        }
-    };
+    let ledger_url = expand_required(&u.ledger, env, &path("ledger"), cx).unwrap_or_default();
     let ledger = match ledger_url.trim() {
         "off" | "" => None,
         url if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -313,20 +319,7 @@ fn compile_backend(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<crate::li
             None
         }
         (RawBackend::Redis, Some(r)) => {
-            let url = match expand_with(&r.url, env.var) {
-                Ok(e) if e.missing.is_empty() => e.value,
-                Ok(e) => {
-                    cx.error(
-                        &path("url"),
-                        format!("environment variable {} is not set", e.missing.join(", ")),
-                    );
-                    return None;
-                }
-                Err(msg) => {
-                    cx.error(&path("url"), msg);
-                    return None;
-                }
-            };
+            let url = expand_required(&r.url, env, &path("url"), cx)?;
             if let Err(e) = redis::Client::open(url.as_str()) {
                 cx.error(
                     &path("url"),
