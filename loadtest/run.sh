@@ -31,6 +31,7 @@ die() {
     echo "run.sh: $*" >&2
     exit 1
 }
+. "$HERE/lib.sh"
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_pos() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
@@ -66,16 +67,7 @@ if [[ $TOOL == k6 || $TOOL == oha ]]; then
 fi
 command -v curl >/dev/null || die "curl is needed for the health checks"
 
-if [[ -n ${TOLLGATE_BIN:-} ]]; then
-    BIN=$TOLLGATE_BIN
-else
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
-    if [[ $BUILD == 1 ]]; then
-        echo "building: cargo build --release --bin tollgate" >&2
-        (cd "$ROOT" && cargo build --release --bin tollgate) || die "the release build failed"
-    fi
-fi
-[[ -x $BIN ]] || die "no tollgate binary at $BIN (build it, or set TOLLGATE_BIN)"
+tollgate_binary "$BUILD"
 
 CLK_TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-loadtest.XXXXXX")
@@ -83,17 +75,6 @@ MOCK_PID=
 GW_PID=
 FAILED=0
 
-stop_pid() {
-    local pid=$1 i
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -INT "$pid" 2>/dev/null || true # pingora: SIGINT is the fast shutdown
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -114,20 +95,6 @@ trap 'exit 143' TERM
 # ---------------------------------------------------------------- helpers
 
 # A loopback TCP port nothing listens on (and not handed out before); sets REPLY.
-PORTS_TAKEN=" "
-free_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        [[ $PORTS_TAKEN == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            PORTS_TAKEN+="$p "
-            REPLY=$p
-            return 0
-        fi
-    done
-    die "found no free loopback port"
-}
 
 # utime + stime of a process (all its threads), in clock ticks. Fields 14 and 15 of
 # /proc/PID/stat, counted after the ")" that closes the command name.
@@ -135,22 +102,6 @@ cpu_ticks() {
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-# wait_ready URL PID NAME LOG: poll URL until it answers 2xx; die with the log if PID exits.
-wait_ready() {
-    local url=$1 pid=$2 name=$3 log=$4 i
-    for ((i = 0; i < 150; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "--- $name log ($log) ---" >&2
-            cat "$log" >&2 || true
-            die "$name exited during start-up"
-        fi
-        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "--- $name log ($log) ---" >&2
-    tail -n 50 "$log" >&2 || true
-    die "$name did not answer $url within 15 s"
-}
 
 # kv LINE KEY: the value of KEY=value in a WRK_RESULT line.
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }

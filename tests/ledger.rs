@@ -181,6 +181,10 @@ fn postgres_outage_spills_then_replays_exactly() {
     }
     assert!(ledger.flush(Duration::from_secs(30)));
     assert_eq!(count(&pg), 5_000);
+    // A reader whose connection the outage will cut, and that is not used again until after it:
+    // its first query then must not fail on the dead connection.
+    let held = open_reader(&pg.url()).unwrap();
+    assert_eq!(held.spend(&everything(vec![])).unwrap().totals.requests, 5_000);
 
     // The store goes away hard, mid-run.
     pg.stop("immediate");
@@ -215,6 +219,7 @@ fn postgres_outage_spills_then_replays_exactly() {
     );
     assert!(ledger.flush(Duration::from_secs(30)));
     assert_eq!(count(&pg), 15_000);
+    assert_eq!(held.spend(&everything(vec![])).unwrap().totals.requests, 15_000);
     let s = ledger.stats().snapshot();
     assert_eq!(s.replayed, s.spilled, "{s:?}");
     assert_eq!(s.written + s.spilled, 15_000, "{s:?}");

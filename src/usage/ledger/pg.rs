@@ -458,33 +458,51 @@ impl PgReader {
 fn reader_loop(config: postgres::Config, display: String, rx: Receiver<Request>) {
     let mut client: Option<Client> = None;
     while let Ok(req) = rx.recv() {
-        if client.as_ref().is_some_and(|c| c.is_closed()) {
-            client = None;
-        }
-        if client.is_none() {
-            match connect(&config, &display) {
-                Ok(c) => client = Some(c),
-                Err(ConnectError::Down(e) | ConnectError::Fatal(e)) => {
-                    match req {
-                        Request::Spend(_, reply) => drop(reply.send(Err(e))),
-                        Request::Record(_, reply) => drop(reply.send(Err(e))),
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(c) = client.as_mut() else { continue };
         match req {
             Request::Spend(plan, reply) => {
-                let r = read_spend(c, &plan).map_err(|e| err(&display, &e));
+                let r = with_client(&mut client, &config, &display, |c| read_spend(c, &plan));
                 drop(reply.send(r));
             }
             Request::Record(id, reply) => {
-                let r = read_record_by_id(c, &id).map_err(|e| err(&display, &e));
+                let r = with_client(&mut client, &config, &display, |c| read_record_by_id(c, &id));
                 drop(reply.send(r));
             }
         }
     }
+}
+
+/// Runs `f` on the reader's connection, connecting first if there is none. A connection the
+/// server dropped since the last query (a restart, an idle timeout) only shows as closed when
+/// used: then it reconnects and runs `f` once more.
+fn with_client<T>(
+    client: &mut Option<Client>,
+    config: &postgres::Config,
+    display: &str,
+    f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
+) -> Result<T, LedgerError> {
+    for attempt in 0..2 {
+        if client.as_ref().is_some_and(|c| c.is_closed()) {
+            *client = None;
+        }
+        if client.is_none() {
+            match connect(config, display) {
+                Ok(c) => *client = Some(c),
+                Err(ConnectError::Down(e) | ConnectError::Fatal(e)) => return Err(e),
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        match f(c) {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt == 0 && c.is_closed() => {
+                tracing::debug!(error = %e, "spend reader: connection lost; reconnecting");
+            }
+            Err(e) => return Err(err(display, &e)),
+        }
+    }
+    Err(LedgerError::Unavailable {
+        store: display.to_string(),
+        reason: "the connection was lost twice".into(),
+    })
 }
 
 fn read_spend(c: &mut Client, plan: &Plan) -> Result<Vec<GroupRow>, postgres::Error> {

@@ -1,0 +1,81 @@
+# Helpers shared by the load-test scripts (run.sh, ledger.sh, limits.sh); sourced, not run.
+# The sourcing script defines `die MESSAGE` (its own name in the message) and `ROOT`.
+
+# install_missing PACKAGE...: installs the Debian packages given (those the caller found missing).
+install_missing() {
+    (($# > 0)) || return 0
+    echo "installing missing packages: $*" >&2
+    local sudo_cmd=()
+    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "$@" >/dev/null
+}
+
+# tollgate_binary BUILD: sets BIN to $TOLLGATE_BIN, or to the release binary, built first when
+# BUILD is 1 (`cargo build` is a no-op when it is fresh).
+tollgate_binary() {
+    if [[ -n ${TOLLGATE_BIN:-} ]]; then
+        BIN=$TOLLGATE_BIN
+    else
+        BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
+        if [[ $1 == 1 ]]; then
+            echo "building: cargo build --release --bin tollgate" >&2
+            (cd "$ROOT" && cargo build --release --bin tollgate) || die "the release build failed"
+        fi
+    fi
+    [[ -x $BIN ]] || die "no tollgate binary at $BIN (build it, or set TOLLGATE_BIN)"
+}
+
+# stop_pid PID: SIGINT (pingora's fast shutdown), then SIGKILL after 5 s.
+stop_pid() {
+    local pid=$1 i
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -INT "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# free_port: a loopback TCP port nothing listens on (and not handed out before); sets REPLY.
+# Taken below the kernel's ephemeral range when there is room, so an outgoing connection (to the
+# mock, PostgreSQL or Redis) cannot grab it between this check and the bind.
+PORTS_TAKEN=" "
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+if ((EPHEMERAL_LOW > 12000)); then
+    PORT_BASE=10000 PORT_SPAN=$((EPHEMERAL_LOW - 10000))
+else
+    PORT_BASE=20000 PORT_SPAN=40000
+fi
+free_port() {
+    local p i
+    for ((i = 0; i < 500; i++)); do
+        p=$((PORT_BASE + RANDOM % PORT_SPAN))
+        [[ $PORTS_TAKEN == *" $p "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            PORTS_TAKEN+="$p "
+            REPLY=$p
+            return 0
+        fi
+    done
+    die "found no free loopback port"
+}
+
+# wait_ready URL PID NAME LOG: poll URL until it answers 2xx; die with the log if PID exits.
+wait_ready() {
+    local url=$1 pid=$2 name=$3 log=$4 i
+    for ((i = 0; i < 150; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "--- $name log ($log) ---" >&2
+            cat "$log" >&2 || true
+            die "$name exited during start-up"
+        fi
+        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "--- $name log ($log) ---" >&2
+    tail -n 50 "$log" >&2 || true
+    die "$name did not answer $url within 15 s"
+}
