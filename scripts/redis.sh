@@ -16,7 +16,16 @@ dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: redis.sh start DIR PORT | stop DIR [fast|kill]"
 command -v redis-server >/dev/null 2>&1 || die "redis-server not found: run scripts/deps.sh (installs the redis-server package)"
 
-alive() { [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; }
+# A killed daemon is a zombie until init reaps it (some container inits take a second or more):
+# it has released its port by then, so a zombie counts as stopped.
+running() {
+  if [ -r "/proc/$1/status" ]; then
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+  else
+    kill -0 "$1" 2>/dev/null
+  fi
+}
+alive() { [ -f "$dir/redis.pid" ] && running "$(cat "$dir/redis.pid")"; }
 
 case $cmd in
 start)
@@ -51,7 +60,7 @@ stop)
   *) die "unknown stop mode '$mode' (fast or kill)" ;;
   esac
   for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$dir/redis.pid"; exit 0; }
+    running "$pid" || { rm -f "$dir/redis.pid"; exit 0; }
     sleep 0.1
   done
   die "Redis (pid $pid) did not stop"
