@@ -188,6 +188,9 @@ fn bench(c: &mut Criterion) {
     });
     // Nothing cached: every text encoded.
     let user_text = format!("{user} {}", chat.messages[0].content.as_ref().unwrap().text());
+    group.bench_function("count_text_role", |b| {
+        b.iter(|| black_box(tollgate::limits::tokens::count_text(black_box("assistant"))))
+    });
     group.bench_function("count_text_uncached", |b| {
         b.iter(|| black_box(tollgate::limits::tokens::count_text(black_box(&user_text))))
     });

@@ -101,6 +101,11 @@ fi
 
 CLK_TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-limits.XXXXXX")
+# Every gateway of the run starts from this snapshot of the binary: a `cargo build` elsewhere
+# replaces target/release/tollgate, and the runs must not straddle two builds.
+cp "$BIN" "$WORK/tollgate" || die "could not copy $BIN into $WORK"
+BIN_SHOWN=$BIN
+BIN=$WORK/tollgate
 REDIS_DIR=$WORK/redis
 REDIS_STARTED=0
 MOCK_PID=
@@ -325,7 +330,7 @@ echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- machine: ${NCPU} CPUs, ${cpu_model:-unknown CPU}, kernel $(uname -r)"
 echo "- load average before: $LOAD_BEFORE"
-echo "- tollgate: $BIN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
+echo "- tollgate: $BIN_SHOWN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
 echo "- load: wrk ($(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)), $WRK_THREADS thread(s), $CONNECTIONS connections, non-streamed chat (body-json.json, VARY=$VARY), ${DURATION}s per run after ${WARMUP}s warm-up, $ROUNDS round(s) of: $MODES"
 echo "- gateway: a fresh process per run, server.threads 1, ledger and access log off, auth.required with one virtual key (team loadteam)"
 REDIS_NOTE=""
@@ -488,11 +493,14 @@ echo "Noise floor: p50 of \`off\` ranged over $OFF_MIN–$OFF_MAX µs across its
 for mode in $MODES; do
     [[ $mode == off ]] && continue
     p50=$(col "$mode" 4 | median)
-    awk -v m="$mode" -v a="$p50" -v b="$OFF_P50" -v s="$OFF_SPREAD" -v n="$ROUNDS" 'BEGIN {
+    slower=$(paired "$mode" 4 | awk '$1 > 0 { n++ } END { print n + 0 }')
+    awk -v m="$mode" -v a="$p50" -v b="$OFF_P50" -v s="$OFF_SPREAD" -v n="$ROUNDS" -v k="$slower" 'BEGIN {
         d = a - b; ad = d < 0 ? -d : d
-        if (n < 2) printf "%s − off: %+.0f µs (one round: no noise estimate).\n", m, d
-        else if (ad <= s) printf "%s − off: %+.0f µs, within the off-vs-off spread (%d µs).\n", m, d, s
-        else printf "%s − off: %+.0f µs, larger than the off-vs-off spread (%d µs).\n", m, d, s
+        if (n < 2) { printf "%s − off: %+.0f µs (one round: no noise estimate).\n", m, d; exit }
+        if (ad <= s) printf "%s − off: %+.0f µs, within the off-vs-off spread (%d µs)", m, d, s
+        else printf "%s − off: %+.0f µs, larger than the off-vs-off spread (%d µs)", m, d, s
+        # With no effect, each round is slower or faster by chance: all n slower has odds 1 in 2^n.
+        printf "; %s had the higher p50 in %d of %d rounds (paired with the off run of the same round).\n", m, k, n
     }'
 done
 

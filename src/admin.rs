@@ -190,7 +190,11 @@ impl AdminApp {
             "/ready" => {
                 let snap = self.config.current();
                 let enabled = snap.enabled_providers();
-                let status = if enabled > 0 {
+                // Not ready until the tokenizer is loaded, or the first requests with limits
+                // would wait for it (100-400 ms).
+                let tokenizer = crate::limits::tokens::is_warm();
+                let ready = enabled > 0 && tokenizer;
+                let status = if ready {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -198,7 +202,8 @@ impl AdminApp {
                 json_reply(
                     status,
                     json!({
-                        "ready": enabled > 0,
+                        "ready": ready,
+                        "tokenizer_loaded": tokenizer,
                         "config": snap.path.display().to_string(),
                         "providers_enabled": enabled,
                         "providers": snap.providers.values().map(|p| json!({

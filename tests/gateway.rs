@@ -292,9 +292,13 @@ fn client_disconnect_abandons_the_upstream_call() {
 fn admin_health_ready_and_metrics() {
     let (_mock, gw) = setup("", "");
     assert_eq!(get(&gw.admin_url("/health")).status, 200);
+    // Ready once a provider is enabled and the tokenizer is loaded (a fraction of a second).
+    wait_until("/ready", Duration::from_secs(10), || {
+        get(&gw.admin_url("/ready")).status == 200
+    });
     let ready = get(&gw.admin_url("/ready"));
-    assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["providers_enabled"], 1);
+    assert_eq!(ready.json()["tokenizer_loaded"], true);
     assert_eq!(gw.chat(&chat_body("hi")).status, 200);
     // Metrics are recorded in `logging`, just after the response went out.
     wait_until("the request metric", Duration::from_secs(5), || {

@@ -19,9 +19,17 @@ fn bpe() -> &'static CoreBPE {
     tiktoken_rs::o200k_base_singleton()
 }
 
+static WARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Loads the encoder (150–500 ms the first time); call once at start, off the request path.
 pub fn warm_up() {
     let _ = bpe().encode_ordinary("warm up");
+    WARM.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// The encoder is loaded (`/ready` waits for it, so no request pays the load).
+pub fn is_warm() -> bool {
+    WARM.load(std::sync::atomic::Ordering::Acquire)
 }
 
 pub fn count_text(text: &str) -> u64 {

@@ -12,7 +12,7 @@ use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
 use crate::limits::gate::Refusal;
-use crate::limits::limiter::{Demand, Scope, ScopeKind};
+use crate::limits::limiter::{Demand, Limits, Scope, ScopeKind};
 
 /// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
 /// cannot be estimated (not a chat request). Large prompts are encoded on a blocking thread.
@@ -132,7 +132,20 @@ pub(super) async fn admit_tenant(
             tier_ceiling,
         });
     }
-    let prompt = estimate_prompt(req, ctx).await.unwrap_or(0);
+    // The tokenizer runs only when some limit is in tokens or dollars: rpm and concurrency
+    // caps do not need the estimate.
+    let sized = |l: &Option<Arc<Limits>>| l.as_deref().is_some_and(Limits::needs_estimate);
+    let needs_estimate = sized(&key_limits)
+        || sized(&team_limits)
+        || sized(&user_limits)
+        || plan
+            .iter()
+            .any(|t| t.provider.limits.as_deref().is_some_and(Limits::needs_estimate));
+    let prompt = if needs_estimate {
+        estimate_prompt(req, ctx).await.unwrap_or(0)
+    } else {
+        0
+    };
     let completion = req
         .canonical()
         .ok()

@@ -94,6 +94,12 @@ impl Limits {
         }
     }
 
+    /// Whether admitting against these limits needs the request's token and cost estimate
+    /// (token rates or budgets); rpm and concurrency do not.
+    pub fn needs_estimate(&self) -> bool {
+        self.tpm.is_some() || self.tpd.is_some() || !self.budgets.is_empty()
+    }
+
     /// The budget for `period` in nano-USD, if any. Unvalidated duplicates count as the smallest
     /// of them; a non-positive or NaN amount as 0 (nothing priced passes).
     pub(crate) fn budget_nanos(&self, period: Period) -> Option<u64> {
