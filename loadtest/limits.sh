@@ -49,6 +49,7 @@ die() {
     echo "limits.sh: $*" >&2
     exit 1
 }
+. "$HERE/lib.sh"
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_pos() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
@@ -77,27 +78,12 @@ command -v curl >/dev/null || need+=(curl)
 if ((HAS_REDIS)); then
     command -v redis-server >/dev/null || need+=(redis-server)
 fi
-if ((${#need[@]} > 0)); then
-    echo "installing missing packages: ${need[*]}" >&2
-    sudo_cmd=()
-    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+install_missing "${need[@]}"
 if ((HAS_REDIS)); then
     [[ -f $ROOT/scripts/redis.sh ]] || die "MODES includes redis but scripts/redis.sh is missing"
 fi
 
-if [[ -n ${TOLLGATE_BIN:-} ]]; then
-    BIN=$TOLLGATE_BIN
-else
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate
-    if [[ $BUILD == 1 ]]; then
-        echo "building: cargo build --release --bin tollgate" >&2
-        (cd "$ROOT" && cargo build --release --bin tollgate) || die "the release build failed"
-    fi
-fi
-[[ -x $BIN ]] || die "no tollgate binary at $BIN (build it, or set TOLLGATE_BIN)"
+tollgate_binary "$BUILD"
 
 CLK_TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-limits.XXXXXX")
@@ -112,17 +98,6 @@ MOCK_PID=
 GW_PID=
 FAILED=0
 
-stop_pid() {
-    local pid=$1 i
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -INT "$pid" 2>/dev/null || true # pingora: SIGINT is the fast shutdown
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -150,43 +125,7 @@ trap 'exit 143' TERM
 # A loopback TCP port nothing listens on (and not handed out before); sets REPLY. Below the
 # kernel's ephemeral range when there is room, so an outgoing connection cannot take it between
 # this check and the bind (a fresh gateway binds two new ports per run).
-PORTS_TAKEN=" "
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-if ((EPHEMERAL_LOW > 12000)); then
-    PORT_BASE=10000 PORT_SPAN=$((EPHEMERAL_LOW - 10000))
-else
-    PORT_BASE=20000 PORT_SPAN=40000
-fi
-free_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((PORT_BASE + RANDOM % PORT_SPAN))
-        [[ $PORTS_TAKEN == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            PORTS_TAKEN+="$p "
-            REPLY=$p
-            return 0
-        fi
-    done
-    die "found no free loopback port"
-}
 
-# wait_ready URL PID NAME LOG: poll URL until it answers 2xx; die with the log if PID exits.
-wait_ready() {
-    local url=$1 pid=$2 name=$3 log=$4 i
-    for ((i = 0; i < 150; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "--- $name log ($log) ---" >&2
-            cat "$log" >&2 || true
-            die "$name exited during start-up"
-        fi
-        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "--- $name log ($log) ---" >&2
-    tail -n 50 "$log" >&2 || true
-    die "$name did not answer $url within 15 s"
-}
 
 alive_or_die() {
     local pid=$1 name=$2 log=$3
