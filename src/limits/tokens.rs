@@ -49,24 +49,19 @@ const PROMPT_CACHE_MAX: usize = 1 << 16;
 /// Shorter texts are encoded directly (as fast as a lookup).
 const PROMPT_CACHE_MIN_LEN: usize = 24;
 
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // Fixed keys: the same text gets the same hash in every thread.
-    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
-    h.write(text.as_bytes());
-    h.finish()
-}
-
-fn cached_count(text: &str) -> Option<u64> {
-    PROMPT_CACHE.get()?.get(&text_hash(text)).map(|n| u64::from(*n))
-}
-
 fn count_prompt_text(text: &str) -> u64 {
     if text.len() < PROMPT_CACHE_MIN_LEN {
         return count_text(text);
     }
     let cache = PROMPT_CACHE.get_or_init(dashmap::DashMap::new);
-    let hash = text_hash(text);
+    let hash = {
+        use std::hash::{BuildHasher, Hasher};
+        // Fixed keys: the same text gets the same hash in every thread.
+        let mut h =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+        h.write(text.as_bytes());
+        h.finish()
+    };
     if let Some(n) = cache.get(&hash) {
         return u64::from(*n);
     }
@@ -80,27 +75,6 @@ fn count_prompt_text(text: &str) -> u64 {
 
 /// Estimated prompt tokens of a chat request: messages, tool definitions and the response format.
 pub fn estimate_chat(req: &ChatRequest) -> u64 {
-    walk_chat(req, &mut count_prompt_text)
-}
-
-/// An instant upper bound of `estimate_chat`, and whether it is exact: texts already counted
-/// (in the prompt cache) and short ones are counted, any other text by its length in bytes (an
-/// o200k token is at least one byte). Lets a request reserve before the tokenizer has run.
-pub fn bound_chat(req: &ChatRequest) -> (u64, bool) {
-    let mut exact = true;
-    let n = walk_chat(req, &mut |text: &str| {
-        if text.len() < PROMPT_CACHE_MIN_LEN {
-            return count_text(text);
-        }
-        cached_count(text).unwrap_or_else(|| {
-            exact = false;
-            text.len() as u64
-        })
-    });
-    (n, exact)
-}
-
-fn walk_chat(req: &ChatRequest, count_prompt_text: &mut dyn FnMut(&str) -> u64) -> u64 {
     let mut n = REPLY_PRIMING;
     for m in &req.messages {
         n += PER_MESSAGE;
@@ -177,21 +151,5 @@ mod tests {
                 assert_eq!(count_prompt_text(t), count_text(t), "{t}");
             }
         }
-    }
-
-    #[test]
-    fn the_bound_is_never_below_the_estimate_and_exact_once_cached() {
-        let req: ChatRequest = serde_json::from_value(serde_json::json!({
-            "model": "m", "messages": [
-                {"role": "system", "content": "A system prompt that is long enough to be cached by the counter."},
-                {"role": "user", "content": "Ünïcödé and emoji 🚀 in a user message that nobody has counted yet, 1234567."}
-            ]
-        }))
-        .unwrap();
-        let (bound, exact) = bound_chat(&req);
-        let estimate = estimate_chat(&req);
-        assert!(!exact);
-        assert!(bound >= estimate, "{bound} < {estimate}");
-        assert_eq!(bound_chat(&req), (estimate, true), "every text is cached now");
     }
 }

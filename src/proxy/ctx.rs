@@ -138,9 +138,6 @@ pub struct RequestCtx {
     pub tokens_estimated: bool,
     /// The prompt's token estimate, once computed (context-window checks, missing usage).
     pub prompt_estimate: Option<u64>,
-    /// The limits were reserved on an upper bound of the prompt (text the tokenizer had not
-    /// seen): the first attempt counts it while waiting for the provider and shrinks them.
-    pub estimate_pending: bool,
     /// Time spent in retry backoff (neither the provider's time nor the gateway's overhead).
     pub backoff_time: Duration,
     /// `none`, `hit`, `miss`, `bypass` (the cache issue sets it).
@@ -188,7 +185,6 @@ impl RequestCtx {
             retry_after_ms: None,
             tokens_estimated: false,
             prompt_estimate: None,
-            estimate_pending: false,
             backoff_time: Duration::ZERO,
             cache: "none",
             cache_policy: None,

@@ -18,8 +18,8 @@ use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
 use super::relay::Relay;
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
 use super::tenant::{
-    admit_tenant, attribute, completion_text_of, estimate_need, estimate_prompt, fill_missing_usage, refine_estimate,
-    rejection_error, wall_ms,
+    admit_tenant, attribute, completion_text_of, estimate_need, estimate_prompt, fill_missing_usage, rejection_error,
+    wall_ms,
 };
 use super::upstream::{self, AttemptError, Upstream};
 use super::{body, respond, AppState};
@@ -168,7 +168,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     };
 
     // Limits of who is asking (key, team, user): checked and reserved before any call.
-    let mut demand = match admit_tenant(state, ctx, &req, &snapshot, plan).await {
+    let demand = match admit_tenant(state, ctx, &req, &snapshot, plan).await {
         Ok(d) => d,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
@@ -268,7 +268,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             // Each call is a child span of this request; the provider sees it as its parent.
             let span = SpanId::random();
             let traceparent = ctx.trace.upstream_header(span);
-            let send = upstream::send(
+            let sent = upstream::send(
                 &state.connector,
                 session,
                 target,
@@ -277,11 +277,8 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 timeouts,
                 key,
                 traceparent.as_deref(),
-            );
-            // Polled in order: the request goes out first, then the tokenizer counts the prompt
-            // (if the limits were reserved on a bound) while the provider works.
-            let (sent, refined) = tokio::join!(send, refine_estimate(&req, ctx, &snapshot, plan, demand));
-            demand = refined;
+            )
+            .await;
             let wait = match sent {
                 Ok(mut up) => {
                     let status = up.session.response_header().map_or(0, |h| h.status.as_u16());

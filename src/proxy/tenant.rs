@@ -141,17 +141,26 @@ pub(super) async fn admit_tenant(
         || plan
             .iter()
             .any(|t| t.provider.limits.as_deref().is_some_and(Limits::needs_estimate));
-    // Reserve at once on a bound of the prompt (exact for text counted before, bytes for new
-    // text); the tokenizer counts new text while the provider works (`refine_estimate`), and
-    // a refusal is only ever decided on its count.
-    let (prompt, exact) = if needs_estimate {
-        quick_prompt(req, ctx).await
+    let prompt = if needs_estimate {
+        estimate_prompt(req, ctx).await.unwrap_or(0)
     } else {
-        (0, true)
+        0
     };
-    let mut demand = demand_for(req, snapshot, plan, prompt, tier_ceiling);
-    // Owned, so the scopes do not borrow `ctx` (the refusal path counts the prompt into it).
-    let (team, user) = (ctx.who.team.clone(), ctx.who.user.clone());
+    let completion = req
+        .canonical()
+        .ok()
+        .and_then(|c| c.max_output_tokens())
+        .unwrap_or(settings.default_completion_tokens);
+    let cost_nanos = plan
+        .iter()
+        .filter_map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))
+        .max()
+        .unwrap_or(0);
+    let demand = Demand {
+        tokens: prompt + completion,
+        cost_nanos,
+        tier_ceiling,
+    };
     let mut scopes = Vec::with_capacity(3);
     if let (Some(k), Some(l)) = (&key, &key_limits) {
         scopes.push(Scope {
@@ -160,14 +169,14 @@ pub(super) async fn admit_tenant(
             limits: l,
         });
     }
-    if let (Some(t), Some(l)) = (&team, &team_limits) {
+    if let (Some(t), Some(l)) = (&ctx.who.team, &team_limits) {
         scopes.push(Scope {
             kind: ScopeKind::Team,
             id: t,
             limits: l,
         });
     }
-    if let (Some(u), Some(l)) = (&user, &user_limits) {
+    if let (Some(u), Some(l)) = (&ctx.who.user, &user_limits) {
         scopes.push(Scope {
             kind: ScopeKind::User,
             id: u,
@@ -177,15 +186,7 @@ pub(super) async fn admit_tenant(
     if scopes.is_empty() {
         return Ok(demand);
     }
-    let mut result = state.limiter.admit(&scopes, demand, wall_ms()).await;
-    if !exact && matches!(result, Err(Refusal::Limit(_))) {
-        let prompt = estimate_prompt(req, ctx).await.unwrap_or(0);
-        demand = demand_for(req, snapshot, plan, prompt, tier_ceiling);
-        result = state.limiter.admit(&scopes, demand, wall_ms()).await;
-    } else if !exact {
-        ctx.estimate_pending = true;
-    }
-    match result {
+    match state.limiter.admit(&scopes, demand, wall_ms()).await {
         Ok(a) => {
             ctx.rate_headers = Some(a.headers());
             ctx.admission = Some(a);
@@ -202,79 +203,6 @@ pub(super) async fn admit_tenant(
             Err(ApiError::LimitsUnavailable)
         }
     }
-}
-
-/// A request's demand for a prompt of `prompt` tokens: plus `max_tokens` (or the configured
-/// allowance), its cost at the dearest target of the plan.
-fn demand_for(
-    req: &LlmRequest,
-    snapshot: &crate::config::Snapshot,
-    plan: &[Arc<Target>],
-    prompt: u64,
-    tier_ceiling: f64,
-) -> Demand {
-    let completion = req
-        .canonical()
-        .ok()
-        .and_then(|c| c.max_output_tokens())
-        .unwrap_or(snapshot.limits.default_completion_tokens);
-    let cost_nanos = plan
-        .iter()
-        .filter_map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))
-        .max()
-        .unwrap_or(0);
-    Demand {
-        tokens: prompt + completion,
-        cost_nanos,
-        tier_ceiling,
-    }
-}
-
-/// The prompt's tokens at once: `(count, true)` when known or cheap (counted before, short, or
-/// a large body, which is counted on a blocking thread anyway), else `(upper bound, false)`.
-async fn quick_prompt(req: &LlmRequest, ctx: &mut RequestCtx) -> (u64, bool) {
-    if let Some(n) = ctx.prompt_estimate {
-        return (n, true);
-    }
-    if !matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Messages) || req.body.len() > 32 * 1024 {
-        return (estimate_prompt(req, ctx).await.unwrap_or(0), true);
-    }
-    let Ok(chat) = req.canonical() else {
-        return (0, true);
-    };
-    let (bound, exact) = crate::limits::tokens::bound_chat(chat);
-    if exact {
-        ctx.prompt_estimate = Some(bound);
-    }
-    (bound, exact)
-}
-
-/// Counts the prompt with the tokenizer and shrinks the reservations made on its bound (see
-/// `admit_tenant`); returns the refined demand for later attempts. Run while the first attempt
-/// waits for the provider.
-pub(super) async fn refine_estimate(
-    req: &LlmRequest,
-    ctx: &mut RequestCtx,
-    snapshot: &crate::config::Snapshot,
-    plan: &[Arc<Target>],
-    demand: Demand,
-) -> Demand {
-    if !std::mem::take(&mut ctx.estimate_pending) {
-        return demand;
-    }
-    let prompt = estimate_prompt(req, ctx).await.unwrap_or(0);
-    let refined = demand_for(req, snapshot, plan, prompt, demand.tier_ceiling);
-    let now = wall_ms();
-    for ticket in [ctx.admission.as_mut(), ctx.provider_admission.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        ticket.resize(refined.tokens, refined.cost_nanos, now);
-    }
-    if let (Some(h), Some(a)) = (ctx.rate_headers.as_mut(), ctx.admission.as_ref()) {
-        *h = a.headers();
-    }
-    refined
 }
 
 /// Who the request is for: the `user` field or `x-tollgate-user`, the feature from
