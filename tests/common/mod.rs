@@ -38,11 +38,22 @@ pub fn run_script(script: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// A loopback port nothing listens on, never the same twice in this test process: the kernel
+/// may hand the port of a listener just closed to the next bind, so two calls in a row (a
+/// gateway's listen and admin ports) could otherwise get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Proc {

@@ -3,8 +3,6 @@
 //! PostgreSQL must be installed (`scripts/deps.sh` installs it): without it the test fails
 //! saying so, it never skips.
 
-use std::net::TcpListener;
-
 /// A private PostgreSQL server, stopped (hard) when dropped, also when the test panics.
 pub struct Pg {
     dir: tempfile::TempDir,
@@ -18,7 +16,7 @@ fn pg_sh(args: &[&str]) -> Result<(), String> {
 impl Pg {
     pub fn start() -> Pg {
         let dir = tempfile::Builder::new().prefix("tollgate-pg-").tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::free_port();
         let pg = Pg { dir, port };
         if let Err(e) = pg_sh(&["start", pg.dir_str(), &port.to_string()]) {
             panic!("{e}\n(is PostgreSQL installed? run scripts/deps.sh)");

@@ -2,8 +2,6 @@
 //! no persistence; killed when dropped, also when the test panics. Redis must be installed
 //! (`scripts/deps.sh` installs it): without it the test fails saying so, it never skips.
 
-use std::net::TcpListener;
-
 pub struct Redis {
     dir: tempfile::TempDir,
     pub port: u16,
@@ -16,7 +14,7 @@ fn redis_sh(args: &[&str]) -> Result<(), String> {
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::Builder::new().prefix("tollgate-redis-").tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::free_port();
         let redis = Redis { dir, port };
         if let Err(e) = redis_sh(&["start", redis.dir_str(), &port.to_string()]) {
             panic!("{e}\n(is redis-server installed? run scripts/deps.sh)");
