@@ -5,4 +5,5 @@ pub mod cluster;
 pub mod gate;
 pub mod keys;
 pub mod limiter;
+pub mod o200k;
 pub mod tokens;
