@@ -55,6 +55,7 @@ static CLASSES: [Class; 128] = {
 };
 
 /// The pieces tiktoken's o200k regex cuts ASCII text into, in order.
+#[derive(Clone)]
 pub struct Pieces<'a> {
     b: &'a [u8],
     at: usize,
@@ -181,6 +182,38 @@ fn run_end(p: &Pieces<'_>, mut i: usize, f: impl Fn(Class) -> bool) -> usize {
     i
 }
 
+/// Pieces' counts, per thread: words recur across prompts, and the rank map (200k entries, ~10
+/// MB) is mostly out of the CPU caches between requests, so a lookup there costs a few memory
+/// loads where a hit here costs one. Direct-mapped, 4096 slots of 16 bytes (64 KB). A slot holds a
+/// piece of up to 15 bytes, each stored with its top bit set (ASCII never has it, so a stored
+/// piece is never 0, the empty slot, and pieces of different lengths never compare equal), and
+/// the piece's token count in the top byte.
+const HOT_BITS: u32 = 12;
+const KEY_MASK: u128 = (1 << 120) - 1;
+
+thread_local! {
+    static HOT: std::cell::RefCell<Box<[u128]>> =
+        std::cell::RefCell::new(vec![0u128; 1 << HOT_BITS].into_boxed_slice());
+}
+
+/// A piece of 1 to 15 bytes as a cache key; `None` for longer ones.
+fn pack(piece: &[u8]) -> Option<u128> {
+    if piece.len() > 15 {
+        return None;
+    }
+    let mut key = 0u128;
+    for (i, &b) in piece.iter().enumerate() {
+        key |= u128::from(b | 0x80) << (8 * i);
+    }
+    Some(key)
+}
+
+fn slot_of(key: u128) -> usize {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let h = ((key as u64) ^ ((key >> 64) as u64).wrapping_mul(K)).wrapping_mul(K);
+    (h >> (64 - HOT_BITS)) as usize
+}
+
 /// The o200k ranks, recovered from tiktoken's decoder (tiktoken-rs keeps its encoder private).
 pub struct Counter {
     ranks: FxHashMap<Vec<u8>, Rank>,
@@ -205,16 +238,39 @@ impl Counter {
     /// The token count of `text`, exactly as tiktoken's `encode_ordinary`; `None` for text that
     /// is not ASCII.
     pub fn count(&self, text: &str) -> Option<u64> {
-        let mut n = 0u64;
-        for piece in pieces(text)? {
-            n += if self.ranks.contains_key(piece) {
-                1
-            } else {
-                // Every single byte is a token, so `piece` has two or more (the split's premise).
-                tiktoken_rs::byte_pair_split(piece, &self.ranks).len() as u64
-            };
+        let pieces = pieces(text)?;
+        let counted = HOT.try_with(|hot| {
+            let mut hot = hot.borrow_mut();
+            let mut n = 0u64;
+            for piece in pieces.clone() {
+                n += match pack(piece) {
+                    Some(key) => {
+                        let slot = &mut hot[slot_of(key)];
+                        if *slot & KEY_MASK == key {
+                            (*slot >> 120) as u64
+                        } else {
+                            let c = self.count_piece(piece);
+                            // At most 15 tokens in 15 bytes: the count fits the top byte.
+                            *slot = key | (u128::from(c as u8) << 120);
+                            c
+                        }
+                    }
+                    None => self.count_piece(piece),
+                };
+            }
+            n
+        });
+        // Only while the thread is being torn down: count without the cache.
+        Some(counted.unwrap_or_else(|_| pieces.map(|p| self.count_piece(p)).sum()))
+    }
+
+    fn count_piece(&self, piece: &[u8]) -> u64 {
+        if self.ranks.contains_key(piece) {
+            1
+        } else {
+            // Every single byte is a token, so `piece` has two or more (the split's premise).
+            tiktoken_rs::byte_pair_split(piece, &self.ranks).len() as u64
         }
-        Some(n)
     }
 
     pub fn len(&self) -> usize {
