@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Does the rate limiter add p50 latency? Measured A/B on ONE gateway process: wrk (ab.lua, one
+# connection) alternates every request between two virtual keys, and times each on the client.
+#
+#   A  key `plain`, team `plain`: no limits anywhere, so its requests skip the token estimate and
+#      the limiter entirely (the gateway's `off` path);
+#   B  key `limited`, team `limited`: rpm, tpm, tpd, concurrency and a daily USD budget on the
+#      key and on its team, all far above the load: every B request is estimated (tiktoken
+#      o200k), admitted and settled in two scopes, answers with x-ratelimit-* headers, and is
+#      never refused.
+#
+# Both keys' requests come from the same seconds of the same process behind the same mock, so
+# the machine's noise (this project's CI and dev machines are shared 2-vCPU VMs whose latency
+# drifts by 2-4x between runs, which swamps a separate-runs comparison such as limits.sh) falls
+# on both alike; what is left is the limiter's own cost. Per round (a fresh gateway each) it
+# prints both keys' p50/p90/p99, p50(B) - p50(A), that difference in each tenth of the run (its
+# spread is the measurement's noise) and the median of adjacent pairs' differences; at the end the
+# medians over rounds. Fails (exit 1) on any non-200 answer, a refused request, or a key whose
+# x-ratelimit-* headers say its limiter did (not) run.
+#
+#   bash loadtest/limits-ab.sh                        # 3 rounds of 30 s
+#   BACKEND=redis ROUNDS=5 bash loadtest/limits-ab.sh # B's counters shared through a private Redis
+#
+# Loopback only; every process it starts is stopped on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+ROUNDS=${ROUNDS:-3}       # rounds, each with a fresh gateway; medians are taken across them
+DURATION=${DURATION:-30}  # seconds per measured run
+WARMUP=${WARMUP:-3}       # seconds of unmeasured load on each fresh gateway first
+CHUNKS=${CHUNKS:-16}      # mock content chunks per answer
+VARY=${VARY:-1}           # 1: a new user message per request, 0: one body throughout
+BACKEND=${BACKEND:-local} # limits.backend: local or redis
+PIN=${PIN:-auto}          # auto: gateway on GATEWAY_CPU, mock/wrk/Redis on LOAD_CPU (>= 2 CPUs)
+GATEWAY_CPU=${GATEWAY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+BUILD=${BUILD:-1}         # 1: `cargo build --release` first (no-op when fresh)
+KEEP=${KEEP:-0}           # 1: keep the work dir
+
+die() {
+    echo "limits-ab.sh: $*" >&2
+    exit 1
+}
+. "$HERE/lib.sh"
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive number of seconds"
+[[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a number of seconds"
+[[ $VARY == 0 || $VARY == 1 ]] || die "VARY must be 0 or 1"
+[[ $BACKEND == local || $BACKEND == redis ]] || die "BACKEND must be local or redis"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+[[ $BACKEND == redis ]] && ! command -v redis-server >/dev/null && need+=(redis-server)
+install_missing "${need[@]}"
+tollgate_binary "$BUILD"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-limits-ab.XXXXXX")
+cp "$BIN" "$WORK/tollgate" || die "could not copy $BIN into $WORK"
+BIN_SHOWN=$BIN
+BIN=$WORK/tollgate
+MOCK_PID=
+GW_PID=
+REDIS_STARTED=0
+FAILED=0
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM ERR
+    stop_pid "$GW_PID"
+    stop_pid "$MOCK_PID"
+    if ((REDIS_STARTED)); then
+        bash "$ROOT/scripts/redis.sh" stop "$WORK/redis" >/dev/null 2>&1 ||
+            bash "$ROOT/scripts/redis.sh" stop "$WORK/redis" kill >/dev/null 2>&1 || true
+    fi
+    if [[ $KEEP == 1 || $rc != 0 || $FAILED != 0 ]]; then
+        echo "work dir kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() {
+    FAILED=1
+    echo "!!!!!!!!!! FAIL: $*" >&2
+}
+kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+LOAD_PIN=()
+GW_PIN=()
+if [[ $PIN != off ]] && command -v taskset >/dev/null && (($(nproc) >= 2)); then
+    LOAD_PIN=(taskset -c "$LOAD_CPU")
+    GW_PIN=(taskset -c "$GATEWAY_CPU")
+    PINNING="gateway on CPU $GATEWAY_CPU; mock provider, wrk and Redis on CPU $LOAD_CPU"
+else
+    PINNING="none"
+fi
+
+KEY_A="tg-ab-plain-$RANDOM$RANDOM"
+KEY_B="tg-ab-limited-$RANDOM$RANDOM"
+
+free_port
+MOCK_PORT=$REPLY
+NO_COLOR=1 "${LOAD_PIN[@]}" "$BIN" mock-provider --listen "127.0.0.1:$MOCK_PORT" --threads 1 \
+    --record-limit 1 --chunks "$CHUNKS" >"$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
+wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "mock provider" "$WORK/mock.log"
+
+BACKEND_CONF=""
+if [[ $BACKEND == redis ]]; then
+    free_port
+    REDIS_PORT=$REPLY
+    REDIS_STARTED=1
+    "${LOAD_PIN[@]}" bash "$ROOT/scripts/redis.sh" start "$WORK/redis" "$REDIS_PORT" >/dev/null ||
+        die "Redis did not start (log: $WORK/redis/redis.log)"
+    BACKEND_CONF="  backend: redis
+  redis:
+    url: redis://127.0.0.1:$REDIS_PORT/
+    on_failure: open"
+fi
+
+BIG='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 100000, budgets: [ { usd: 1000000, period: 1d } ] }'
+config() {
+    cat <<EOF
+# Written by loadtest/limits-ab.sh.
+server:
+  listen: "127.0.0.1:$GW_PORT"
+  admin_listen: "127.0.0.1:$ADMIN_PORT"
+  threads: 1
+  shutdown_grace: 1s
+  reload_poll: 0s
+usage:
+  ledger: "off"
+  access_log: "off"
+providers:
+  mock:
+    kind: openai_compatible
+    base_url: "http://127.0.0.1:$MOCK_PORT/v1"
+    api_keys: ["mock-key"]
+models:
+  demo:
+    targets:
+      - { provider: mock, model: mock-gpt }
+pricing:
+  models:
+    - { provider: mock, model: mock-gpt, input: 1, output: 2 }
+auth:
+  required: true
+keys:
+  - { id: plain, key: "\${KEY_A}", team: plain }
+  - { id: limited, key: "\${KEY_B}", team: limited, limits: $BIG }
+teams:
+  plain: {}
+  limited: { limits: $BIG }
+limits:
+  default_completion_tokens: 64
+$BACKEND_CONF
+EOF
+}
+
+wrk_ab() {
+    local rc=0
+    BODY_FILE=$HERE/body-json.json KEY_A=$KEY_A KEY_B=$KEY_B VARY=$VARY \
+        "${LOAD_PIN[@]}" wrk -t 1 -c 1 -d "${1}s" --timeout 30s -s "$HERE/ab.lua" \
+        "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$2" 2>&1 || rc=$?
+    ((rc == 0)) || { cat "$2" >&2; die "wrk exited with $rc"; }
+    grep -q '^AB_RESULT ' "$2" || { cat "$2" >&2; die "no AB_RESULT line from ab.lua"; }
+}
+
+echo "# Tollgate limiter latency, A/B on one gateway"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), kernel $(uname -r)"
+echo "- tollgate: $BIN_SHOWN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
+echo "- load: wrk, 1 connection alternating keys A (no limits) and B (limits on key and team: $BIG), body-json.json, VARY=$VARY, ${DURATION}s per round after ${WARMUP}s warm-up, $ROUNDS round(s), limits.backend $BACKEND"
+echo "- pinning: $PINNING"
+echo
+
+ROWS=$WORK/rows.tsv
+: >"$ROWS"
+for ((round = 1; round <= ROUNDS; round++)); do
+    free_port
+    GW_PORT=$REPLY
+    free_port
+    ADMIN_PORT=$REPLY
+    config >"$WORK/gw-$round.yaml"
+    [[ $BACKEND == redis ]] && { redis-cli -p "$REDIS_PORT" flushall >/dev/null || die "redis-cli flushall failed"; }
+    mkdir -p "$WORK/rt-$round"
+    KEY_A=$KEY_A KEY_B=$KEY_B NO_COLOR=1 "${GW_PIN[@]}" "$BIN" run --config "$WORK/gw-$round.yaml" \
+        --runtime-dir "$WORK/rt-$round" >"$WORK/gateway-$round.log" 2>&1 &
+    GW_PID=$!
+    wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway" "$WORK/gateway-$round.log"
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    ((WARMUP > 0)) && wrk_ab "$WARMUP" "$WORK/warmup-$round.txt"
+    wrk_ab "$DURATION" "$WORK/wrk-$round.txt"
+    curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$WORK/metrics-$round.prom" ||
+        die "could not read /metrics"
+    kill -0 "$GW_PID" 2>/dev/null || { tail -n 50 "$WORK/gateway-$round.log" >&2; die "the gateway died"; }
+    stop_pid "$GW_PID"
+    GW_PID=
+
+    line=$(grep '^AB_RESULT ' "$WORK/wrk-$round.txt")
+    wline=$(grep '^AB_RESULT ' "$WORK/warmup-$round.txt" 2>/dev/null || echo "AB_RESULT bad=0 header_mismatch=0")
+    bad=$(($(kv "$line" bad) + $(kv "$wline" bad)))
+    mismatch=$(($(kv "$line" header_mismatch) + $(kv "$wline" header_mismatch)))
+    limited=$(awk '$1 ~ /^tollgate_rate_limited_total/ { s += $2 } END { printf "%.0f", s }' "$WORK/metrics-$round.prom")
+    ((bad == 0)) || fail "round $round: $bad answers were not a 200 with choices"
+    ((mismatch == 0)) || fail "round $round: $mismatch answers whose x-ratelimit-* headers did not match their key"
+    ((limited == 0)) || fail "round $round: tollgate_rate_limited_total = $limited"
+    ((FAILED == 0)) || die "round $round failed (work dir $WORK)"
+    printf 'round %d: A p50 %s µs, B p50 %s µs (B - A %+d µs; per tenth of the run: %s; adjacent pairs median %+d µs); p90 %s / %s; p99 %s / %s; %s + %s requests\n' \
+        "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" "$(kv "$line" diff_p50)" "$(kv "$line" block_diffs)" \
+        "$(kv "$line" paired_median)" "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_p99)" \
+        "$(kv "$line" b_p99)" "$(kv "$line" a_n)" "$(kv "$line" b_n)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" \
+        "$(kv "$line" diff_p50)" "$(kv "$line" paired_median)" "$(kv "$line" block_diffs)" \
+        "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_n)" "$(kv "$line" b_n)" >>"$ROWS"
+done
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+col() { cut -f "$1" "$ROWS"; }
+BLOCKS_ALL=$(cut -f 6 "$ROWS" | tr ',' '\n' | grep -v '^-$' || true)
+A50=$(col 2 | median)
+B50=$(col 3 | median)
+D50=$(col 4 | median)
+echo
+echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| round | A p50 µs | B p50 µs | B − A µs | per tenth of the run, B − A µs | adjacent pairs, median B − A µs | A p90 | B p90 | requests A + B |"
+echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+awk -F'\t' '{ printf "| %s | %s | %s | %+d | %s | %+d | %s | %s | %s + %s |\n", $1, $2, $3, $4, $6, $5, $7, $8, $9, $10 }' "$ROWS"
+echo
+if [[ -n $BLOCKS_ALL ]]; then
+    BMIN=$(sort -g <<<"$BLOCKS_ALL" | head -n 1)
+    BMAX=$(sort -g <<<"$BLOCKS_ALL" | tail -n 1)
+    BMED=$(median <<<"$BLOCKS_ALL")
+    BPOS=$(awk '$1 > 0 { n++ } END { print n + 0 }' <<<"$BLOCKS_ALL")
+    BN=$(wc -l <<<"$BLOCKS_ALL")
+    echo "Medians over $ROUNDS round(s): A p50 $A50 µs, B p50 $B50 µs, B − A $D50 µs ($(awk -v a="$A50" -v d="$D50" 'BEGIN { printf "%+.1f %%", 100 * d / a }'))."
+    echo "Over all $BN tenths: B − A median $BMED µs, range $BMIN … $BMAX µs; B slower in $BPOS of $BN."
+fi
