@@ -16,7 +16,10 @@
 --
 -- Output (one line, parsed by limits-ab.sh; µs):
 --   AB_RESULT a_n=N b_n=N a_p50=N b_p50=N a_p90=N b_p90=N a_p99=N b_p99=N a_mean=N b_mean=N
---   diff_p50=N block_diffs=d1,d2,... paired_median=N bad=N header_mismatch=N
+--   diff_p50=N block_diffs=d1,d2,... paired_median=N bad=N header_mismatch=N a_overhead_p50=N
+--   b_overhead_p50=N
+-- a/b_overhead_p50: the median of the gateway's own x-tollgate-overhead-us per key (its time
+-- for the request minus the provider's).
 -- block_diffs: the run cut into BLOCKS (default 10) consecutive stretches, p50(B) - p50(A) in
 -- each; paired_median: the median over adjacent pairs of (B's latency - A's latency).
 
@@ -69,6 +72,7 @@ end
 local counter, started, current = 0, 0, "a"
 function init(_)
    lat_a, lat_b = {}, {}
+   over_a, over_b = {}, {}
    bad, header_mismatch = 0, 0
 end
 
@@ -93,10 +97,13 @@ function response(status, hdrs, b)
       bad = bad + 1
       return
    end
-   local limited = false
-   for k, _ in pairs(hdrs) do
-      if string.lower(k) == "x-ratelimit-limit-requests" then
+   local limited, overhead = false, nil
+   for k, v in pairs(hdrs) do
+      local name = string.lower(k)
+      if name == "x-ratelimit-limit-requests" then
          limited = true
+      elseif name == "x-tollgate-overhead-us" then
+         overhead = tonumber(v)
       end
    end
    if limited ~= (current == "b") then
@@ -104,8 +111,10 @@ function response(status, hdrs, b)
    end
    if current == "a" then
       table.insert(lat_a, took)
+      table.insert(over_a, overhead or 0)
    else
       table.insert(lat_b, took)
+      table.insert(over_b, overhead or 0)
    end
 end
 
@@ -135,15 +144,18 @@ local function mean(t)
 end
 
 function done(_, _, _)
-   local a, b, t_bad, t_mismatch = {}, {}, 0, 0
+   local a, b, oa, ob, t_bad, t_mismatch = {}, {}, {}, {}, 0, 0
    for _, thread in ipairs(threads) do
       for _, v in ipairs(thread:get("lat_a") or {}) do a[#a + 1] = v end
       for _, v in ipairs(thread:get("lat_b") or {}) do b[#b + 1] = v end
+      for _, v in ipairs(thread:get("over_a") or {}) do oa[#oa + 1] = v end
+      for _, v in ipairs(thread:get("over_b") or {}) do ob[#ob + 1] = v end
       t_bad = t_bad + (thread:get("bad") or 0)
       t_mismatch = t_mismatch + (thread:get("header_mismatch") or 0)
    end
    local n = math.min(#a, #b)
    local sa, sb = sorted_copy(a, 1, #a), sorted_copy(b, 1, #b)
+   local soa, sob = sorted_copy(oa, 1, #oa), sorted_copy(ob, 1, #ob)
    local diffs = {}
    if n >= blocks then
       local size = math.floor(n / blocks)
@@ -161,8 +173,9 @@ function done(_, _, _)
    io.write(string.format(
       "AB_RESULT a_n=%d b_n=%d a_p50=%.0f b_p50=%.0f a_p90=%.0f b_p90=%.0f a_p99=%.0f b_p99=%.0f"
          .. " a_mean=%.0f b_mean=%.0f diff_p50=%.0f block_diffs=%s paired_median=%.0f bad=%d"
-         .. " header_mismatch=%d\n",
+         .. " header_mismatch=%d a_overhead_p50=%.0f b_overhead_p50=%.0f\n",
       #a, #b, pct(sa, 50), pct(sb, 50), pct(sa, 90), pct(sb, 90), pct(sa, 99), pct(sb, 99),
       mean(a), mean(b), pct(sb, 50) - pct(sa, 50),
-      (#diffs > 0) and table.concat(diffs, ",") or "-", pct(pairs_d, 50), t_bad, t_mismatch))
+      (#diffs > 0) and table.concat(diffs, ",") or "-", pct(pairs_d, 50), t_bad, t_mismatch,
+      pct(soa, 50), pct(sob, 50)))
 end

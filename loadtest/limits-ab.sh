@@ -218,10 +218,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
     ((mismatch == 0)) || fail "round $round: $mismatch answers whose x-ratelimit-* headers did not match their key"
     ((limited == 0)) || fail "round $round: tollgate_rate_limited_total = $limited"
     ((FAILED == 0)) || die "round $round failed (work dir $WORK)"
-    printf 'round %d: A p50 %s µs, B p50 %s µs (B - A %+d µs; per tenth of the run: %s; adjacent pairs median %+d µs); p90 %s / %s; p99 %s / %s; %s + %s requests\n' \
+    printf 'round %d: A p50 %s µs, B p50 %s µs (B - A %+d µs; per tenth of the run: %s; adjacent pairs median %+d µs); p90 %s / %s; p99 %s / %s; gateway overhead p50 %s / %s µs; %s + %s requests\n' \
         "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" "$(kv "$line" diff_p50)" "$(kv "$line" block_diffs)" \
         "$(kv "$line" paired_median)" "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_p99)" \
-        "$(kv "$line" b_p99)" "$(kv "$line" a_n)" "$(kv "$line" b_n)"
+        "$(kv "$line" b_p99)" "$(kv "$line" a_overhead_p50)" "$(kv "$line" b_overhead_p50)" "$(kv "$line" a_n)" "$(kv "$line" b_n)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" \
         "$(kv "$line" diff_p50)" "$(kv "$line" paired_median)" "$(kv "$line" block_diffs)" \
         "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_n)" "$(kv "$line" b_n)" >>"$ROWS"
