@@ -6,4 +6,5 @@ pub mod gate;
 pub mod keys;
 pub mod limiter;
 pub mod o200k;
+pub mod prompt;
 pub mod tokens;

@@ -13,7 +13,8 @@ use tiktoken_rs::CoreBPE;
 
 use super::o200k::Counter;
 
-use crate::api::chat::{ChatRequest, Content};
+use super::prompt::{Prompt, PromptContent};
+use crate::api::chat::ChatRequest;
 
 const PER_MESSAGE: u64 = 3;
 const PER_NAME: u64 = 1;
@@ -99,22 +100,27 @@ fn count_prompt_text(text: &str) -> u64 {
 
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
-/// Estimated prompt tokens of a chat request: messages, tool definitions and the response format.
+/// Estimated prompt tokens of a canonical chat request (see [`estimate`]).
 pub fn estimate_chat(req: &ChatRequest) -> u64 {
+    estimate(&Prompt::of_chat(req))
+}
+
+/// Estimated prompt tokens of a chat request: messages, tool definitions and the response format.
+pub fn estimate(p: &Prompt<'_>) -> u64 {
     let mut n = REPLY_PRIMING;
-    for m in &req.messages {
+    for m in &p.messages {
         n += PER_MESSAGE;
         n += count_prompt_text(&m.role);
         if let Some(name) = &m.name {
             n += PER_NAME + count_prompt_text(name);
         }
         match &m.content {
-            Some(Content::Text(t)) => n += count_prompt_text(t),
-            Some(Content::Parts(parts)) => {
-                for p in parts {
-                    match p.kind.as_str() {
+            Some(PromptContent::Text(t)) => n += count_prompt_text(t),
+            Some(PromptContent::Parts(parts)) => {
+                for part in parts {
+                    match &*part.kind {
                         "image_url" => n += PER_IMAGE,
-                        _ => n += p.text.as_deref().map_or(0, count_text),
+                        _ => n += part.text.as_deref().map_or(0, count_text),
                     }
                 }
             }
@@ -124,13 +130,11 @@ pub fn estimate_chat(req: &ChatRequest) -> u64 {
             n += count_prompt_text(&tc.function.name) + count_prompt_text(&tc.function.arguments);
         }
     }
-    if let Some(tools) = &req.tools {
-        if let Ok(json) = serde_json::to_string(tools) {
-            n += count_prompt_text(&json);
-        }
+    if let Some(tools) = &p.tools {
+        n += count_prompt_text(tools);
     }
-    if let Some(rf) = &req.response_format {
-        n += count_prompt_text(&rf.to_string());
+    if let Some(rf) = &p.response_format {
+        n += count_prompt_text(rf);
     }
     n
 }
@@ -179,6 +183,29 @@ mod tests {
             for t in texts {
                 assert_eq!(count_prompt_text(t), bpe().encode_ordinary(t).len() as u64, "{t}");
             }
+        }
+    }
+
+    #[test]
+    fn a_parsed_body_estimates_like_its_canonical_request() {
+        warm_up();
+        let bodies = [
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/body-json.json")).unwrap(),
+            r#"{"model":"m","messages":[{"role":"system","content":"Answer in JSON. Ünïcödé too."},
+                {"role":"user","name":"ann","content":[{"type":"text","text":"What is in\nthis picture?"},
+                {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+                "function":{"name":"lookup","arguments":"{\"sku\":\"A-17\"}"}}]},
+                {"role":"tool","tool_call_id":"c1","content":"in stock"}],
+                "tools":[{"type":"function","function":{"name":"lookup","description":"Find a product","parameters":{"type":"object"}}}],
+                "response_format":{"type":"json_object"},"max_completion_tokens":50}"#
+                .to_string(),
+        ];
+        for body in &bodies {
+            let chat: ChatRequest = serde_json::from_str(body).unwrap();
+            let view = Prompt::parse(body.as_bytes()).unwrap();
+            assert_eq!(estimate(&view), estimate_chat(&chat), "{body}");
+            assert_eq!(view.max_output_tokens(), chat.max_output_tokens());
         }
     }
 }

@@ -136,8 +136,9 @@ pub struct RequestCtx {
     pub key: Option<Arc<crate::limits::keys::VirtualKey>>,
     /// The usage was counted by the gateway (the provider reported none).
     pub tokens_estimated: bool,
-    /// The prompt's token estimate, once computed (context-window checks, missing usage).
-    pub prompt_estimate: Option<u64>,
+    /// The prompt's token estimate and completion cap, once computed (limits, context-window
+    /// checks, cost routing, missing usage).
+    pub prompt_need: Option<super::tenant::PromptNeed>,
     /// Time spent in retry backoff (neither the provider's time nor the gateway's overhead).
     pub backoff_time: Duration,
     /// `none`, `hit`, `miss`, `bypass` (the cache issue sets it).
@@ -184,7 +185,7 @@ impl RequestCtx {
             rate_headers: None,
             retry_after_ms: None,
             tokens_estimated: false,
-            prompt_estimate: None,
+            prompt_need: None,
             backoff_time: Duration::ZERO,
             cache: "none",
             cache_policy: None,

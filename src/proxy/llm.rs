@@ -18,7 +18,7 @@ use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
 use super::relay::Relay;
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
 use super::tenant::{
-    admit_tenant, attribute, completion_text_of, estimate_need, estimate_prompt, fill_missing_usage, rejection_error,
+    admit_tenant, attribute, completion_text_of, estimate_need, fill_missing_usage, prompt_need, rejection_error,
     wall_ms,
 };
 use super::upstream::{self, AttemptError, Upstream};
@@ -137,12 +137,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     // The alias's own targets in its strategy's order, then its fallbacks' in configured order.
     let order: Vec<usize> = match snapshot.model(alias_name) {
         Some(m) if m.own > 1 && pinned.unwrap_or(m.strategy) == crate::routing::balance::Strategy::Cost => {
-            let prompt = estimate_prompt(&req, ctx).await.unwrap_or(0);
-            let completion = req
-                .canonical()
-                .ok()
-                .and_then(|c| c.max_output_tokens())
-                .unwrap_or(COST_COMPLETION_GUESS);
+            let need = prompt_need(&req, ctx).await;
+            let prompt = need.map_or(0, |n| n.prompt);
+            let completion = need.and_then(|n| n.max_output).unwrap_or(COST_COMPLETION_GUESS);
             let costs: Vec<Option<i64>> = plan[..m.own]
                 .iter()
                 .map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))

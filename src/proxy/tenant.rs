@@ -13,35 +13,66 @@ use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
 use crate::limits::gate::Refusal;
 use crate::limits::limiter::{Demand, Limits, Scope, ScopeKind};
+use crate::limits::prompt::Prompt;
+use crate::providers::Wire;
 
-/// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
-/// cannot be estimated (not a chat request). Large prompts are encoded on a blocking thread.
-pub(super) async fn estimate_need(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<u64> {
-    let prompt = estimate_prompt(req, ctx).await?;
-    let completion = req.canonical().ok()?.max_output_tokens().unwrap_or(0);
-    Some(prompt + completion)
+/// Prompts above this size are estimated on a blocking thread, not on the proxy's worker.
+const INLINE_ESTIMATE_LIMIT: usize = 32 * 1024;
+
+/// A chat request's prompt tokens by the tokenizer, and its own cap on the completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptNeed {
+    pub prompt: u64,
+    pub max_output: Option<u64>,
 }
 
-/// The prompt's tokens by the tokenizer, computed once per request (large prompts off the
-/// event loop).
+/// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
+/// cannot be estimated (not a chat request).
+pub(super) async fn estimate_need(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<u64> {
+    let need = prompt_need(req, ctx).await?;
+    Some(need.prompt + need.max_output.unwrap_or(0))
+}
+
 pub(super) async fn estimate_prompt(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<u64> {
-    if let Some(n) = ctx.prompt_estimate {
+    Some(prompt_need(req, ctx).await?.prompt)
+}
+
+/// The prompt's estimate and completion cap, computed once per request (large prompts off the
+/// event loop). An OpenAI-shaped body is read through the estimate's own view of it
+/// (`limits::prompt`): its passthrough never needs the canonical request, so the estimate does
+/// not build one.
+pub(super) async fn prompt_need(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<PromptNeed> {
+    if let Some(n) = ctx.prompt_need {
         return Some(n);
     }
     if !matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Messages) {
         return None;
     }
-    let chat = req.canonical().ok()?;
-    let prompt = if req.body.len() > 32 * 1024 {
-        let owned = chat.clone();
-        tokio::task::spawn_blocking(move || crate::limits::tokens::estimate_chat(&owned))
-            .await
-            .ok()?
-    } else {
-        crate::limits::tokens::estimate_chat(chat)
+    fn of(p: &Prompt<'_>) -> PromptNeed {
+        PromptNeed {
+            prompt: crate::limits::tokens::estimate(p),
+            max_output: p.max_output_tokens(),
+        }
+    }
+    let large = req.body.len() > INLINE_ESTIMATE_LIMIT;
+    let need = match req.client {
+        Wire::OpenAi if large => {
+            let body = req.body.clone();
+            tokio::task::spawn_blocking(move || Prompt::parse(&body).map(|p| of(&p)))
+                .await
+                .ok()??
+        }
+        Wire::OpenAi => of(&Prompt::parse(&req.body)?),
+        Wire::Anthropic if large => {
+            let owned = req.canonical().ok()?.clone();
+            tokio::task::spawn_blocking(move || of(&Prompt::of_chat(&owned)))
+                .await
+                .ok()?
+        }
+        Wire::Anthropic => of(&Prompt::of_chat(req.canonical().ok()?)),
     };
-    ctx.prompt_estimate = Some(prompt);
-    Some(prompt)
+    ctx.prompt_need = Some(need);
+    Some(need)
 }
 
 /// Usage counted by the gateway when the provider reported none (a stream without
@@ -141,15 +172,14 @@ pub(super) async fn admit_tenant(
         || plan
             .iter()
             .any(|t| t.provider.limits.as_deref().is_some_and(Limits::needs_estimate));
-    let prompt = if needs_estimate {
-        estimate_prompt(req, ctx).await.unwrap_or(0)
+    let need = if needs_estimate {
+        prompt_need(req, ctx).await
     } else {
-        0
+        None
     };
-    let completion = req
-        .canonical()
-        .ok()
-        .and_then(|c| c.max_output_tokens())
+    let prompt = need.map_or(0, |n| n.prompt);
+    let completion = need
+        .and_then(|n| n.max_output)
         .unwrap_or(settings.default_completion_tokens);
     let cost_nanos = plan
         .iter()
