@@ -52,16 +52,9 @@ local blocks = tonumber(os.getenv("BLOCKS") or "10")
 local vary = os.getenv("VARY") == "1"
 local head, tail = body, ""
 if vary then
-   local at, pos = nil, 1
-   while true do
-      local s, e = string.find(body, '"content":"', pos, true)
-      if not s then break end
-      at, pos = e, e + 1
-   end
-   if not at then
-      error("ab.lua: VARY=1 needs a \"content\" string in the body")
-   end
-   head, tail = string.sub(body, 1, at), string.sub(body, at + 1)
+   -- vary.lua sits next to this script.
+   local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+   head, tail = dofile(dir .. "vary.lua")(body, "ab.lua")
 end
 
 local threads = {}

@@ -93,16 +93,9 @@ cleanup() {
     if ((PG_STARTED)); then
         bash "$ROOT/scripts/pg.sh" stop "$PG_DIR" immediate >/dev/null 2>&1 || true
     fi
-    if [[ $KEEP == 1 || $rc != 0 || $FAILED != 0 ]]; then
-        echo "work dir kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
+    finish_work "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---------------------------------------------------------------- helpers
 

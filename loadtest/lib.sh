@@ -79,3 +79,40 @@ wait_ready() {
     tail -n 50 "$log" >&2 || true
     die "$name did not answer $url within 15 s"
 }
+
+# finish_work RC: the end of every script's EXIT trap: keeps $WORK when KEEP=1, on failure
+# (RC != 0 or FAILED != 0) and says so, else removes it; exits with RC.
+finish_work() {
+    local rc=$1
+    if [[ ${KEEP:-0} == 1 || $rc != 0 || ${FAILED:-0} != 0 ]]; then
+        echo "work dir kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+
+# on_exit FUNCTION: runs FUNCTION on exit, also after Ctrl-C or a TERM (exit 130, 143).
+on_exit() {
+    trap "$1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# stop_redis DIR: stops the private Redis that scripts/redis.sh started in DIR (killed if need be).
+stop_redis() {
+    bash "$ROOT/scripts/redis.sh" stop "$1" >/dev/null 2>&1 ||
+        bash "$ROOT/scripts/redis.sh" stop "$1" kill >/dev/null 2>&1 || true
+}
+
+# start_mock CHUNKS: starts `tollgate mock-provider` ($BIN, pinned with LOAD_PIN when set) on a
+# free loopback port with one thread and CHUNKS content chunks per answer; sets MOCK_PORT and
+# MOCK_PID and waits until it answers. Its log is $WORK/mock.log.
+start_mock() {
+    free_port
+    MOCK_PORT=$REPLY
+    NO_COLOR=1 "${LOAD_PIN[@]}" "$BIN" mock-provider --listen "127.0.0.1:$MOCK_PORT" --threads 1 \
+        --record-limit 1 --chunks "$1" >"$WORK/mock.log" 2>&1 &
+    MOCK_PID=$!
+    wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "mock provider" "$WORK/mock.log"
+}

@@ -73,19 +73,11 @@ cleanup() {
     stop_pid "$GW_PID"
     stop_pid "$MOCK_PID"
     if ((REDIS_STARTED)); then
-        bash "$ROOT/scripts/redis.sh" stop "$WORK/redis" >/dev/null 2>&1 ||
-            bash "$ROOT/scripts/redis.sh" stop "$WORK/redis" kill >/dev/null 2>&1 || true
+        stop_redis "$WORK/redis"
     fi
-    if [[ $KEEP == 1 || $rc != 0 || $FAILED != 0 ]]; then
-        echo "work dir kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
+    finish_work "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 fail() {
     FAILED=1
@@ -106,12 +98,7 @@ fi
 KEY_A="tg-ab-plain-$RANDOM$RANDOM"
 KEY_B="tg-ab-limited-$RANDOM$RANDOM"
 
-free_port
-MOCK_PORT=$REPLY
-NO_COLOR=1 "${LOAD_PIN[@]}" "$BIN" mock-provider --listen "127.0.0.1:$MOCK_PORT" --threads 1 \
-    --record-limit 1 --chunks "$CHUNKS" >"$WORK/mock.log" 2>&1 &
-MOCK_PID=$!
-wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "mock provider" "$WORK/mock.log"
+start_mock "$CHUNKS"
 
 BACKEND_CONF=""
 if [[ $BACKEND == redis ]]; then
@@ -214,6 +201,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
     bad=$(($(kv "$line" bad) + $(kv "$wline" bad)))
     mismatch=$(($(kv "$line" header_mismatch) + $(kv "$wline" header_mismatch)))
     limited=$(awk '$1 ~ /^tollgate_rate_limited_total/ { s += $2 } END { printf "%.0f", s }' "$WORK/metrics-$round.prom")
+    if [[ $BACKEND == redis ]]; then
+        # With on_failure: open a Redis problem would quietly make this a local run.
+        msum() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f", s }' "$WORK/metrics-$round.prom"; }
+        up=$(msum tollgate_limits_backend_up)
+        calls=$(msum tollgate_limits_backend_calls_total)
+        unavailable=$(msum tollgate_limits_backend_unavailable_total)
+        [[ $up == 1 && $unavailable == 0 && $calls -gt 0 ]] ||
+            fail "round $round: Redis was not used throughout (up=$up calls=$calls unavailable=$unavailable)"
+    fi
     ((bad == 0)) || fail "round $round: $bad answers were not a 200 with choices"
     ((mismatch == 0)) || fail "round $round: $mismatch answers whose x-ratelimit-* headers did not match their key"
     ((limited == 0)) || fail "round $round: tollgate_rate_limited_total = $limited"

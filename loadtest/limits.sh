@@ -105,20 +105,12 @@ cleanup() {
     stop_pid "$GW_PID"
     stop_pid "$MOCK_PID"
     if ((REDIS_STARTED)); then
-        bash "$ROOT/scripts/redis.sh" stop "$REDIS_DIR" >/dev/null 2>&1 ||
-            bash "$ROOT/scripts/redis.sh" stop "$REDIS_DIR" kill >/dev/null 2>&1 || true
+        stop_redis "$REDIS_DIR"
     fi
-    if [[ $KEEP == 1 || $rc != 0 || $FAILED != 0 ]]; then
-        echo "work dir kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
+    finish_work "$rc"
 }
-trap cleanup EXIT
+on_exit cleanup
 trap 'echo "limits.sh: line $LINENO: a command failed (exit $?)" >&2' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
 
@@ -189,12 +181,7 @@ fi
 
 LOAD_KEY="tg-limits-load-$RANDOM$RANDOM"
 
-free_port
-MOCK_PORT=$REPLY
-NO_COLOR=1 "${LOAD_PIN[@]}" "$BIN" mock-provider --listen "127.0.0.1:$MOCK_PORT" --threads 1 \
-    --record-limit 1 --chunks "$CHUNKS" >"$WORK/mock.log" 2>&1 &
-MOCK_PID=$!
-wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "mock provider" "$WORK/mock.log"
+start_mock "$CHUNKS"
 
 REDIS_PORT=
 if ((HAS_REDIS)); then

@@ -38,16 +38,9 @@ wrk.headers["Authorization"] = "Bearer " .. (os.getenv("AUTH_TOKEN") or "test")
 local vary = os.getenv("VARY") == "1"
 local head, tail = body, ""
 if vary then
-   local at, pos = nil, 1
-   while true do
-      local s, e = string.find(body, '"content":"', pos, true)
-      if not s then break end
-      at, pos = e, e + 1
-   end
-   if not at then
-      error("post.lua: VARY=1 needs a \"content\" string in the body")
-   end
-   head, tail = string.sub(body, 1, at), string.sub(body, at + 1)
+   -- vary.lua sits next to this script.
+   local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+   head, tail = dofile(dir .. "vary.lua")(body, "post.lua")
 end
 local counter = 0
 

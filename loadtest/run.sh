@@ -81,16 +81,9 @@ cleanup() {
     trap - EXIT INT TERM
     stop_pid "$GW_PID"
     stop_pid "$MOCK_PID"
-    if [[ $KEEP == 1 || $rc != 0 || $FAILED != 0 ]]; then
-        echo "work dir kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
+    finish_work "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # ---------------------------------------------------------------- helpers
 
