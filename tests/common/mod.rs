@@ -322,6 +322,14 @@ impl Gateway {
         wait_until("gateway health", Duration::from_secs(15), || {
             agent().get(&health).call().is_ok()
         });
+        // The tokenizer loads in the background (a second or more in a debug build): as a load
+        // balancer waits for `/ready`, wait until it says the tokenizer is loaded, or the first
+        // node of a multi-node test would start serving long before the other. (`/ready` can
+        // stay 503 for other reasons a test may want, e.g. no enabled provider.)
+        let ready = g.admin_url("/ready");
+        wait_until("the tokenizer", Duration::from_secs(60), || {
+            get(&ready).json()["tokenizer_loaded"] == serde_json::Value::Bool(true)
+        });
         // The admin listener can come up before the data plane's: wait for both.
         let data = g.addr.clone();
         wait_until("the data-plane listener", Duration::from_secs(15), || {
