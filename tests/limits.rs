@@ -168,3 +168,68 @@ fn a_budget_survives_a_restart() {
     assert_eq!(r.status, 429, "the restarted gateway forgot the spend: {}", r.body);
     assert_eq!(r.json()["error"]["code"], "budget_exceeded");
 }
+
+/// o200k tokens of a text, as the gateway's tokenizer counts them.
+fn tokens_of(text: &str) -> u64 {
+    tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len() as u64
+}
+
+/// Limits are reserved on a bound of the prompt read off the body's bytes, and shrunk to the
+/// tokenizer's count while the provider works; a refusal is decided on the count, not the bound.
+#[test]
+fn reservations_shrink_to_the_tokenizers_count_and_refusals_are_decided_on_it() {
+    let mock = Mock::start(&[]);
+    // A chat message costs 3 (priming) + 3 (message) + 1 ("user") + its text, plus max_tokens 10.
+    let need = |text: &str| 3 + 3 + 1 + tokens_of(text) + 10;
+    // The bound: the body's bytes, 3 for priming and 3 a `{`, plus max_tokens.
+    let bound = |text: &str| {
+        let body = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": text}]});
+        body.to_string().len() as u64 + 3 + 3 * 2 + 10
+    };
+    let slow_text = "hi [[mock: latency_ms=1500]]";
+    // The slow request fits on its bound; had it kept it, a second "hi" would not fit.
+    let roomy = bound(slow_text) + need("hi") - 1;
+    assert!(bound("hi") > 40, "the bound must not fit the tight key");
+    let keys = format!(
+        "  - {{ id: roomy, key: \"${{ROOMY_KEY}}\", limits: {{ tpm: {roomy} }} }}\n\
+         \x20 - {{ id: tight, key: \"${{TIGHT_KEY}}\", limits: {{ tpm: 40 }} }}\n"
+    );
+    let gw = Gateway::start_env(
+        "",
+        &config(&mock, &keys, ""),
+        &[("ROOMY_KEY", "tg-roomy"), ("TIGHT_KEY", "tg-tight")],
+    );
+    let url = gw.url("/v1/chat/completions");
+
+    // Refused on its bound, the request is counted: 18 tokens fit in 40.
+    let r = chat(&url, "tg-tight", "hi");
+    assert_eq!(r.status, 200, "refused on the bound, not the count: {}", r.body);
+    assert_eq!(
+        r.header("x-ratelimit-remaining-tokens"),
+        Some((40 - need("hi")).to_string().as_str())
+    );
+
+    // A slow request, admitted on its bound, holds only its count once the provider has it.
+    let slow = {
+        let url = url.clone();
+        std::thread::spawn(move || chat(&url, "tg-roomy", slow_text))
+    };
+    wait_until("the slow request reached the provider", Duration::from_secs(10), || {
+        mock.requests().len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let r = chat(&url, "tg-roomy", "hi");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("x-ratelimit-remaining-tokens"),
+        Some((roomy - need(slow_text) - need("hi")).to_string().as_str()),
+        "both requests are held at the tokenizer's count"
+    );
+    let s = slow.join().unwrap();
+    assert_eq!(s.status, 200, "{}", s.body);
+    assert_eq!(
+        s.header("x-ratelimit-remaining-tokens"),
+        Some((roomy - need(slow_text)).to_string().as_str()),
+        "the slow request's own headers follow its shrunk reservation"
+    );
+}

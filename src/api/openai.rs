@@ -36,6 +36,10 @@ struct Peek<'a> {
     user: Option<String>,
     #[serde(default)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +69,10 @@ pub struct LlmRequest {
     pub user: Option<String>,
     /// The request's `metadata` object, matched by routes.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The request's own cap on the completion (`max_completion_tokens`, else `max_tokens`),
+    /// when it is a whole number: the limits reserve it. (Any other value is left for the
+    /// provider to judge.)
+    pub max_output: Option<u64>,
 }
 
 impl LlmRequest {
@@ -141,6 +149,10 @@ impl LlmRequest {
             include_usage,
             user: peek.user.filter(|u| !u.is_empty()),
             metadata: peek.metadata,
+            max_output: peek
+                .max_completion_tokens
+                .and_then(whole_number)
+                .or_else(|| peek.max_tokens.and_then(whole_number)),
             body,
         })
     }
@@ -172,6 +184,10 @@ impl LlmRequest {
         out.extend_from_slice(tail);
         Bytes::from(out)
     }
+}
+
+fn whole_number(raw: &RawValue) -> Option<u64> {
+    raw.get().parse().ok()
 }
 
 fn invalid_body(e: &serde_json::Error) -> ApiError {

@@ -48,6 +48,15 @@ impl Ticket {
         }
     }
 
+    /// Replaces the reserved estimate by a refined one, the request still in flight.
+    pub fn resize(&mut self, tokens: u64, cost_nanos: i64, now_ms: u64) {
+        match &mut self.0 {
+            TicketKind::Local(a) => a.resize(tokens, cost_nanos, now_ms),
+            TicketKind::Cluster(a) => a.resize(tokens, cost_nanos, now_ms),
+            TicketKind::Fallback(a, _) => a.resize(tokens, cost_nanos, now_ms),
+        }
+    }
+
     /// Replaces the reservation by the actual usage (tokens, nano-USD).
     pub fn settle(self, actual_tokens: u64, actual_cost_nanos: i64, now_ms: u64) {
         match self.0 {

@@ -139,6 +139,27 @@ pub fn estimate(p: &Prompt<'_>) -> u64 {
     n
 }
 
+/// An upper bound of [`estimate`] for an OpenAI-shaped chat body, read off its bytes in a
+/// few vector scans (no parse, no tokenizer), so limits can be reserved before the tokenizer
+/// has run.
+///
+/// Why it bounds: every text the estimate counts (roles, names, contents, tool calls, and the
+/// tools and response format as their JSON text) is a separate stretch of the body, and decodes
+/// to no more bytes than its JSON spelling; an o200k token is at least one byte. What remains is
+/// a constant per message (each message is an object, so one `{` each), one per name (the
+/// `"name":` key covers it), the reply priming, and [`PER_IMAGE`] per image part. An image part
+/// spells `image_url` literally unless the body uses `\u` escapes; then every `{` is counted
+/// as a possible image.
+pub fn bound_of_body(body: &[u8]) -> u64 {
+    let braces = body.iter().filter(|&&b| b == b'{').count() as u64;
+    let images = if memchr::memmem::find(body, b"\\u").is_some() {
+        braces
+    } else {
+        memchr::memmem::find_iter(body, b"image_url").count() as u64
+    };
+    body.len() as u64 + REPLY_PRIMING + PER_MESSAGE * braces + PER_IMAGE * images
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +227,155 @@ mod tests {
             let view = Prompt::parse(body.as_bytes()).unwrap();
             assert_eq!(estimate(&view), estimate_chat(&chat), "{body}");
             assert_eq!(view.max_output_tokens(), chat.max_output_tokens());
+        }
+    }
+
+    /// The body's JSON with every character of every string written as a `\u` escape (valid
+    /// JSON meaning the same: the bound's worst case, no `image_url` left to find).
+    fn escape_all_strings(json: &str) -> String {
+        let mut out = String::with_capacity(json.len() * 6);
+        let mut chars = json.chars();
+        let mut in_string = false;
+        while let Some(c) = chars.next() {
+            match (in_string, c) {
+                (false, '"') => {
+                    in_string = true;
+                    out.push(c);
+                }
+                (false, _) => out.push(c),
+                (true, '"') => {
+                    in_string = false;
+                    out.push(c);
+                }
+                (true, '\\') => {
+                    out.push(c);
+                    let e = chars.next().unwrap();
+                    out.push(e);
+                    if e == 'u' {
+                        out.extend(chars.by_ref().take(4));
+                    }
+                }
+                (true, _) => {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    mod bound {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z ]{0,40}",
+                "\\PC{0,30}",
+                Just("image_url".to_string()),
+                Just(String::new())
+            ]
+        }
+
+        fn part() -> impl Strategy<Value = Value> {
+            // Image parts cost more tokens than their bytes: the bare ones weigh most.
+            prop_oneof![
+                2 => text().prop_map(|t| json!({"type": "text", "text": t})),
+                1 => text().prop_map(|u| json!({"type": "image_url", "image_url": {"url": u}})),
+                4 => Just(json!({"type": "image_url"})),
+                1 => text().prop_map(|t| json!({"type": "input_audio", "input_audio": {"data": t}})),
+            ]
+        }
+
+        fn message() -> impl Strategy<Value = Value> {
+            let content = prop_oneof![
+                Just(Value::Null),
+                text().prop_map(Value::String),
+                proptest::collection::vec(part(), 0..4).prop_map(Value::Array),
+            ];
+            let call = (text(), text()).prop_map(|(n, a)| {
+                json!({"id": "c", "type": "function",
+                "function": {"name": n, "arguments": a}})
+            });
+            (
+                text(),
+                proptest::option::of(text()),
+                content,
+                proptest::option::of(proptest::collection::vec(call, 0..3)),
+            )
+                .prop_map(|(role, name, content, calls)| {
+                    let mut m = serde_json::Map::new();
+                    m.insert("role".into(), Value::String(role));
+                    if let Some(n) = name {
+                        m.insert("name".into(), Value::String(n));
+                    }
+                    m.insert("content".into(), content);
+                    if let Some(c) = calls {
+                        m.insert("tool_calls".into(), Value::Array(c));
+                    }
+                    Value::Object(m)
+                })
+        }
+
+        fn body() -> impl Strategy<Value = Value> {
+            (
+                proptest::collection::vec(message(), 0..6),
+                proptest::option::of(text()),
+                any::<bool>(),
+            )
+                .prop_map(|(messages, tool, json_format)| {
+                    let mut b = json!({"model": "m", "messages": messages});
+                    if let Some(t) = tool {
+                        b["tools"] = json!([{"type": "function", "function": {"name": t, "parameters": {}}}]);
+                    }
+                    if json_format {
+                        b["response_format"] = json!({"type": "json_object"});
+                    }
+                    b
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            #[test]
+            fn the_bound_of_a_body_is_never_below_its_estimate(body in body(), escapes in 0..3) {
+                warm_up();
+                let mut text = serde_json::to_string(&body).unwrap();
+                match escapes {
+                    // The image parts' type spelled as cheaply as it can hide from a byte search.
+                    1 => text = text.replace("\"image_url\"", "\"image\\u005furl\""),
+                    2 => text = escape_all_strings(&text),
+                    _ => {}
+                }
+                let view = Prompt::parse(text.as_bytes()).unwrap();
+                let (estimate, bound) = (estimate(&view), bound_of_body(text.as_bytes()));
+                prop_assert!(bound >= estimate, "bound {} < estimate {} for {}", bound, estimate, text);
+            }
+        }
+
+        #[test]
+        fn image_parts_hidden_from_the_byte_search_are_still_bounded() {
+            warm_up();
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"u","content":[{}]}}]}}"#,
+                [r#"{"type":"image\u005furl"}"#; 3].join(",")
+            );
+            let estimate = estimate(&Prompt::parse(body.as_bytes()).unwrap());
+            assert_eq!(estimate, 3 + 3 + 1 + 3 * PER_IMAGE);
+            assert!(bound_of_body(body.as_bytes()) >= estimate, "{body}");
+        }
+
+        #[test]
+        fn the_bound_is_within_a_few_times_the_estimate_for_a_plain_chat() {
+            warm_up();
+            let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/body-json.json")).unwrap();
+            let estimate = estimate(&Prompt::parse(&body).unwrap());
+            let bound = bound_of_body(&body);
+            assert!(bound >= estimate && bound <= 8 * estimate, "{bound} vs {estimate}");
         }
     }
 }

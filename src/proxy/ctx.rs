@@ -139,6 +139,9 @@ pub struct RequestCtx {
     /// The prompt's token estimate and completion cap, once computed (limits, context-window
     /// checks, cost routing, missing usage).
     pub prompt_need: Option<super::tenant::PromptNeed>,
+    /// The limits were reserved on an upper bound of the prompt: the first attempt counts it
+    /// while it waits for the provider, and shrinks the reservations to the count.
+    pub estimate_pending: bool,
     /// Time spent in retry backoff (neither the provider's time nor the gateway's overhead).
     pub backoff_time: Duration,
     /// `none`, `hit`, `miss`, `bypass` (the cache issue sets it).
@@ -186,6 +189,7 @@ impl RequestCtx {
             retry_after_ms: None,
             tokens_estimated: false,
             prompt_need: None,
+            estimate_pending: false,
             backoff_time: Duration::ZERO,
             cache: "none",
             cache_policy: None,

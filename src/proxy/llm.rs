@@ -18,8 +18,8 @@ use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
 use super::relay::Relay;
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
 use super::tenant::{
-    admit_tenant, attribute, completion_text_of, estimate_need, fill_missing_usage, prompt_need, rejection_error,
-    wall_ms,
+    admit_provider, admit_tenant, attribute, completion_text_of, fill_missing_usage, fits_window, prompt_need,
+    refine_reservation, rejection_error, wall_ms,
 };
 use super::upstream::{self, AttemptError, Upstream};
 use super::{body, respond, AppState};
@@ -165,7 +165,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     };
 
     // Limits of who is asking (key, team, user): checked and reserved before any call.
-    let demand = match admit_tenant(state, ctx, &req, &snapshot, plan).await {
+    let mut demand = match admit_tenant(state, ctx, &req, &snapshot, plan).await {
         Ok(d) => d,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
@@ -178,7 +178,6 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     let deadline = ctx.started + budget;
     let mut last_error: Option<ApiError> = None;
     let mut budget_spent = false;
-    let mut prompt_estimate: Option<Option<u64>> = None;
     'targets: for (i, target) in order.iter().map(|&i| &plan[i]).enumerate() {
         let last_target = i + 1 == plan.len();
         let runtime = target.runtime.get();
@@ -198,10 +197,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         // A target whose context window the prompt (estimated) plus the completion budget exceed
         // is skipped before any call.
         if let Some(window) = target.context_window {
-            if prompt_estimate.is_none() {
-                prompt_estimate = Some(estimate_need(&req, ctx).await);
-            }
-            if prompt_estimate.flatten().is_some_and(|need| need > window) {
+            if !fits_window(&req, ctx, window).await {
                 ctx.attempts.push(Attempt::skipped(target, "context_window"));
                 last_error.get_or_insert(ApiError::InvalidField {
                     field: "messages",
@@ -217,7 +213,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 id: &target.provider.name,
                 limits,
             };
-            match state.limiter.admit(&[scope], demand, wall_ms()).await {
+            match admit_provider(state, ctx, &req, &snapshot, plan, scope, &mut demand).await {
                 Ok(a) => {
                     if let Some(previous) = ctx.provider_admission.replace(a) {
                         previous.settle(0, 0, wall_ms());
@@ -265,7 +261,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             // Each call is a child span of this request; the provider sees it as its parent.
             let span = SpanId::random();
             let traceparent = ctx.trace.upstream_header(span);
-            let sent = upstream::send(
+            let send = upstream::send(
                 &state.connector,
                 session,
                 target,
@@ -274,8 +270,11 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 timeouts,
                 key,
                 traceparent.as_deref(),
-            )
-            .await;
+            );
+            // Polled in order: the request goes out first, then (when the limits were reserved on
+            // a bound of the prompt) the tokenizer counts it while the provider works.
+            let (sent, refined) = tokio::join!(send, refine_reservation(&req, ctx, &snapshot, plan, demand));
+            demand = refined;
             let wait = match sent {
                 Ok(mut up) => {
                     let status = up.session.response_header().map_or(0, |h| h.status.as_u16());

@@ -11,8 +11,8 @@ use super::AppState;
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
-use crate::limits::gate::Refusal;
-use crate::limits::limiter::{Demand, Limits, Scope, ScopeKind};
+use crate::limits::gate::{Refusal, Ticket};
+use crate::limits::limiter::{Demand, Limits, RejectReason, Scope, ScopeKind};
 use crate::limits::prompt::Prompt;
 use crate::providers::Wire;
 
@@ -134,8 +134,14 @@ pub(super) fn key_limits(
 }
 
 /// Checks and reserves the key's, the team's and the user's limits for this request's estimate
-/// (prompt tokens by the tokenizer, plus `max_tokens` or the configured allowance; its cost at the
-/// dearest target of the plan). Returns the demand, for the provider checks per attempt.
+/// (prompt tokens, plus `max_tokens` or the configured allowance; its cost at the dearest target
+/// of the plan). Returns the demand, for the provider checks per attempt.
+///
+/// The tokenizer is kept off the request's latency: an OpenAI chat body is reserved at once on
+/// an upper bound of its prompt read off its bytes (`tokens::bound_of_body`), and the tokenizer
+/// counts it while the first attempt waits for the provider (`refine_reservation`). A refusal is
+/// only ever decided on the tokenizer's count: when the bound does not fit, the prompt is
+/// counted and the admission tried again.
 pub(super) async fn admit_tenant(
     state: &AppState,
     ctx: &mut RequestCtx,
@@ -172,51 +178,39 @@ pub(super) async fn admit_tenant(
         || plan
             .iter()
             .any(|t| t.provider.limits.as_deref().is_some_and(Limits::needs_estimate));
-    let need = if needs_estimate {
-        prompt_need(req, ctx).await
+    let (need, exact) = if needs_estimate {
+        match quick_need(req, ctx).await {
+            Some((n, exact)) => (Some(n), exact),
+            None => (None, true),
+        }
     } else {
-        None
+        (None, true)
     };
-    let prompt = need.map_or(0, |n| n.prompt);
-    let completion = need
-        .and_then(|n| n.max_output)
-        .unwrap_or(settings.default_completion_tokens);
-    let cost_nanos = plan
-        .iter()
-        .filter_map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))
-        .max()
-        .unwrap_or(0);
-    let demand = Demand {
-        tokens: prompt + completion,
-        cost_nanos,
-        tier_ceiling,
+    let mut demand = demand_for(snapshot, plan, need, tier_ceiling);
+    let limits = TenantLimits {
+        key: key.as_deref().zip(key_limits.as_ref()),
+        team: team_limits.as_ref(),
+        user: user_limits.as_ref(),
     };
-    let mut scopes = Vec::with_capacity(3);
-    if let (Some(k), Some(l)) = (&key, &key_limits) {
-        scopes.push(Scope {
-            kind: ScopeKind::Key,
-            id: &k.id,
-            limits: l,
-        });
-    }
-    if let (Some(t), Some(l)) = (&ctx.who.team, &team_limits) {
-        scopes.push(Scope {
-            kind: ScopeKind::Team,
-            id: t,
-            limits: l,
-        });
-    }
-    if let (Some(u), Some(l)) = (&ctx.who.user, &user_limits) {
-        scopes.push(Scope {
-            kind: ScopeKind::User,
-            id: u,
-            limits: l,
-        });
-    }
-    if scopes.is_empty() {
+    if limits.key.is_none() && limits.team.is_none() && limits.user.is_none() {
+        ctx.estimate_pending = !exact;
         return Ok(demand);
     }
-    match state.limiter.admit(&scopes, demand, wall_ms()).await {
+    let mut result = state.limiter.admit(&limits.scopes(&ctx.who), demand, wall_ms()).await;
+    if let (false, Err(Refusal::Limit(r))) = (exact, &result) {
+        if matches!(
+            r.reason,
+            RejectReason::Tokens | RejectReason::Budget | RejectReason::Capacity
+        ) {
+            // The bound did not fit: decide on the tokenizer's count.
+            let counted = prompt_need(req, ctx).await.or(need);
+            demand = demand_for(snapshot, plan, counted, tier_ceiling);
+            result = state.limiter.admit(&limits.scopes(&ctx.who), demand, wall_ms()).await;
+        }
+    } else {
+        ctx.estimate_pending = !exact;
+    }
+    match result {
         Ok(a) => {
             ctx.rate_headers = Some(a.headers());
             ctx.admission = Some(a);
@@ -233,6 +227,158 @@ pub(super) async fn admit_tenant(
             Err(ApiError::LimitsUnavailable)
         }
     }
+}
+
+/// Checks and reserves a provider's own limits for one attempt. Like the tenant's, a refusal is
+/// decided on the tokenizer's count: when the demand was a bound of the prompt and did not fit,
+/// the prompt is counted first (which also shrinks the tenant's reservation) and `demand` becomes
+/// the counted one.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn admit_provider(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    snapshot: &crate::config::Snapshot,
+    plan: &[Arc<Target>],
+    scope: Scope<'_>,
+    demand: &mut Demand,
+) -> std::result::Result<Ticket, Refusal> {
+    let result = state
+        .limiter
+        .admit(std::slice::from_ref(&scope), *demand, wall_ms())
+        .await;
+    match &result {
+        Err(Refusal::Limit(r))
+            if ctx.estimate_pending
+                && matches!(
+                    r.reason,
+                    RejectReason::Tokens | RejectReason::Budget | RejectReason::Capacity
+                ) =>
+        {
+            *demand = refine_reservation(req, ctx, snapshot, plan, *demand).await;
+            state.limiter.admit(&[scope], *demand, wall_ms()).await
+        }
+        _ => result,
+    }
+}
+
+/// The limits of who is asking, as found for this request.
+struct TenantLimits<'a> {
+    key: Option<(&'a crate::limits::keys::VirtualKey, &'a Arc<Limits>)>,
+    team: Option<&'a Arc<Limits>>,
+    user: Option<&'a Arc<Limits>>,
+}
+
+impl<'a> TenantLimits<'a> {
+    fn scopes(&self, who: &'a super::ctx::Attribution) -> Vec<Scope<'a>> {
+        let mut scopes = Vec::with_capacity(3);
+        if let Some((k, l)) = self.key {
+            scopes.push(Scope {
+                kind: ScopeKind::Key,
+                id: &k.id,
+                limits: l,
+            });
+        }
+        if let (Some(t), Some(l)) = (&who.team, self.team) {
+            scopes.push(Scope {
+                kind: ScopeKind::Team,
+                id: t,
+                limits: l,
+            });
+        }
+        if let (Some(u), Some(l)) = (&who.user, self.user) {
+            scopes.push(Scope {
+                kind: ScopeKind::User,
+                id: u,
+                limits: l,
+            });
+        }
+        scopes
+    }
+}
+
+/// A request's demand for a prompt need (none: nothing to estimate): the prompt plus its
+/// completion cap (or the configured allowance), and its cost at the dearest target of the plan.
+fn demand_for(
+    snapshot: &crate::config::Snapshot,
+    plan: &[Arc<Target>],
+    need: Option<PromptNeed>,
+    tier_ceiling: f64,
+) -> Demand {
+    let prompt = need.map_or(0, |n| n.prompt);
+    let completion = need
+        .and_then(|n| n.max_output)
+        .unwrap_or(snapshot.limits.default_completion_tokens);
+    let cost_nanos = plan
+        .iter()
+        .filter_map(|t| t.price.as_ref().map(|p| p.estimate_nanos(prompt, completion)))
+        .max()
+        .unwrap_or(0);
+    Demand {
+        tokens: prompt + completion,
+        cost_nanos,
+        tier_ceiling,
+    }
+}
+
+/// The prompt need at once, and whether it is the tokenizer's count: the count when it is
+/// already known or the client speaks another dialect, else (an OpenAI chat body) the bound
+/// read off the body's bytes.
+async fn quick_need(req: &LlmRequest, ctx: &mut RequestCtx) -> Option<(PromptNeed, bool)> {
+    if let Some(n) = ctx.prompt_need {
+        return Some((n, true));
+    }
+    if req.client == Wire::OpenAi && req.endpoint == Endpoint::ChatCompletions {
+        let bound = PromptNeed {
+            prompt: crate::limits::tokens::bound_of_body(&req.body),
+            max_output: req.max_output,
+        };
+        return Some((bound, false));
+    }
+    Some((prompt_need(req, ctx).await?, true))
+}
+
+/// Whether the prompt plus its completion cap fit in a context window of `window` tokens,
+/// without the tokenizer when the bound already fits. (`true` when it cannot be estimated.)
+pub(super) async fn fits_window(req: &LlmRequest, ctx: &mut RequestCtx, window: u64) -> bool {
+    if let (None, Wire::OpenAi, Endpoint::ChatCompletions) = (ctx.prompt_need, req.client, req.endpoint) {
+        let bound = crate::limits::tokens::bound_of_body(&req.body) + req.max_output.unwrap_or(0);
+        if bound <= window {
+            return true;
+        }
+    }
+    estimate_need(req, ctx).await.is_none_or(|need| need <= window)
+}
+
+/// Counts the prompt with the tokenizer when the limits were reserved on its bound, and shrinks
+/// the reservations (the tenant's and the provider's) and the rate-limit headers to the count.
+/// Returns the demand for later attempts. Runs while the first attempt waits for the provider.
+pub(super) async fn refine_reservation(
+    req: &LlmRequest,
+    ctx: &mut RequestCtx,
+    snapshot: &crate::config::Snapshot,
+    plan: &[Arc<Target>],
+    demand: Demand,
+) -> Demand {
+    if !std::mem::take(&mut ctx.estimate_pending) {
+        return demand;
+    }
+    // A body the tokenizer cannot read keeps the reservation of its bound.
+    let Some(counted) = prompt_need(req, ctx).await else {
+        return demand;
+    };
+    let refined = demand_for(snapshot, plan, Some(counted), demand.tier_ceiling);
+    let now = wall_ms();
+    for ticket in [ctx.admission.as_mut(), ctx.provider_admission.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        ticket.resize(refined.tokens, refined.cost_nanos, now);
+    }
+    if let Some(a) = &ctx.admission {
+        ctx.rate_headers = Some(a.headers());
+    }
+    refined
 }
 
 /// Who the request is for: the `user` field or `x-tollgate-user`, the feature from

@@ -334,6 +334,41 @@ impl ClusterAdmission {
         self.headers
     }
 
+    /// Replaces the reservation's estimate by a refined one (see `limiter::Admission::resize`):
+    /// the difference goes back to (or comes from) this node's credit.
+    pub fn resize(&mut self, tokens: u64, cost_nanos: i64, now_ms: u64) {
+        let cost = u64::try_from(cost_nanos).unwrap_or(0);
+        if !self.owed {
+            let delta = |old: u64, new: u64| {
+                i64::try_from(old)
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(i64::try_from(new).unwrap_or(i64::MAX))
+            };
+            for h in &self.held {
+                for counter in [Counter::Tpm, Counter::Tpd] {
+                    if h.marks & bit(counter) != 0 {
+                        h.scope.get(counter).add(delta(self.tokens, tokens));
+                    }
+                }
+                for p in Period::ALL {
+                    let counter = Counter::Budget(p);
+                    let a = h.scope.get(counter);
+                    if h.marks & bit(counter) != 0 && a.window.load(Ordering::Acquire) == h.windows[p_index(p)] {
+                        a.add(delta(self.cost, cost));
+                    }
+                }
+            }
+            let _ = now_ms;
+        }
+        if let Some(r) = self.headers.remaining_tokens.as_mut() {
+            *r = (*r + self.tokens)
+                .saturating_sub(tokens)
+                .min(self.headers.limit_tokens.unwrap_or(u64::MAX));
+        }
+        self.tokens = tokens;
+        self.cost = cost;
+    }
+
     pub fn settle(mut self, actual_tokens: u64, actual_cost_nanos: i64, now_ms: u64) {
         self.finish(actual_tokens, u64::try_from(actual_cost_nanos).unwrap_or(0), now_ms);
     }

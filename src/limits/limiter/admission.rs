@@ -68,6 +68,25 @@ impl Admission {
         self.finish(actual_tokens, nanos(actual_cost_nanos), now_ms);
     }
 
+    /// Replaces the reservation's estimate (tokens, nano-USD) by a refined one, the request
+    /// still in flight: an admission made on an upper bound shrinks to the tokenizer's count.
+    pub fn resize(&mut self, tokens: u64, cost_nanos: i64, now_ms: u64) {
+        let new = Need {
+            tokens,
+            cost: nanos(cost_nanos),
+            ceiling: self.need.ceiling,
+        };
+        for h in self.held.iter() {
+            h.state.resize(h.marks, &self.need, &new, now_ms);
+        }
+        if let Some(r) = self.headers.remaining_tokens.as_mut() {
+            *r = (*r + self.need.tokens)
+                .saturating_sub(tokens)
+                .min(self.headers.limit_tokens.unwrap_or(u64::MAX));
+        }
+        self.need = new;
+    }
+
     /// The rate-limit headers for the response, as of admission (after this request's
     /// reservation).
     pub fn headers(&self) -> RateHeaders {

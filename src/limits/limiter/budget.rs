@@ -187,6 +187,21 @@ impl BudgetQuota {
         }
     }
 
+    /// Changes a reservation in flight from `old` to `new` (the estimate was refined); no
+    /// check against the budget: a larger one is charged like a settle that went over.
+    pub(super) fn resize(&self, old: u64, new: u64, now_ms: u64) {
+        self.advance(now_ms);
+        if new >= old {
+            let d = new - old;
+            self.add_in_flight(d);
+            self.update(d, |used| Some(used.saturating_add(d)));
+        } else {
+            let d = old - new;
+            self.update(0, |used| Some(used.saturating_sub(d)));
+            self.sub_in_flight(d);
+        }
+    }
+
     pub(super) fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::SeqCst)
     }

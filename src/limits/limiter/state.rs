@@ -158,6 +158,21 @@ impl ScopeState {
         }
     }
 
+    /// Changes the reservations in `marks` from `old`'s estimate to `new`'s (still in flight).
+    pub(super) fn resize(&self, marks: Marks, old: &Need, new: &Need, now_ms: u64) {
+        if marks.has(TPM) {
+            self.tpm.settle(old.tokens, new.tokens, now_ms);
+        }
+        if marks.has(TPD) {
+            self.tpd.settle(old.tokens, new.tokens, now_ms);
+        }
+        for period in Period::ALL {
+            if marks.has(budget_bit(period)) {
+                self.budget(period).resize(old.cost, new.cost, now_ms);
+            }
+        }
+    }
+
     /// Takes back the reservations in `marks` as if the request had never been made.
     pub(super) fn undo(&self, marks: Marks, need: &Need, now_ms: u64) {
         if marks.has(RPM) {

@@ -201,6 +201,39 @@ fn budgets_reserve_the_estimate_and_settle_the_actual() {
 }
 
 #[test]
+fn a_reservation_resized_to_a_refined_estimate_frees_the_difference() {
+    let limiter = Limiter::new();
+    let limits = Limits {
+        tpm: Some(1_000),
+        budgets: vec![day_budget(0.000_01)], // 10_000 nano-USD
+        ..Limits::default()
+    };
+    let now = T0 + 3_600 * SEC;
+    // Reserved on an upper bound (900 tokens, 9_000 nano-USD): nothing else fits.
+    let mut a = limiter.admit(&[key(&limits)], demand(900, 9_000), now).unwrap();
+    assert_eq!(a.headers().remaining_tokens, Some(100));
+    assert!(limiter.admit(&[key(&limits)], demand(200, 2_000), now).is_err());
+    // The tokenizer's count is smaller: the difference is free again, headers follow.
+    a.resize(300, 3_000, now);
+    assert_eq!(a.headers().remaining_tokens, Some(700));
+    assert_eq!(a.reserved_tokens(), 300);
+    let b = limiter.admit(&[key(&limits)], demand(600, 6_000), now).unwrap();
+    assert!(limiter.admit(&[key(&limits)], demand(200, 2_000), now).is_err());
+    // Settling replaces the refined reservation (not the bound) by the actual usage.
+    a.settle(300, 3_000, now);
+    b.settle(600, 6_000, now);
+    let state = limiter.map(ScopeKind::Key).get("k").map(|s| Arc::clone(&s)).unwrap();
+    assert_eq!(state.budget(Period::Day).used(), 9_000);
+    assert_eq!(state.budget(Period::Day).in_flight(), 0);
+    // A resize upwards is charged without a check (like a settle that went over).
+    let mut c = limiter.admit(&[key(&limits)], demand(0, 1_000), now).unwrap();
+    c.resize(0, 2_000, now);
+    assert_eq!(state.budget(Period::Day).used(), 11_000);
+    c.settle(0, 2_000, now);
+    assert_eq!(state.budget(Period::Day).used(), 11_000);
+}
+
+#[test]
 fn budgets_restart_with_the_window_and_carry_requests_in_flight() {
     let limiter = Limiter::new();
     let limits = Limits {
