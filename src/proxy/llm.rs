@@ -261,7 +261,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             // Each call is a child span of this request; the provider sees it as its parent.
             let span = SpanId::random();
             let traceparent = ctx.trace.upstream_header(span);
-            let send = upstream::send(
+            let sent = upstream::send(
                 &state.connector,
                 session,
                 target,
@@ -270,11 +270,15 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 timeouts,
                 key,
                 traceparent.as_deref(),
-            );
-            // Polled in order: the request goes out first, then (when the limits were reserved on
-            // a bound of the prompt) the tokenizer counts it while the provider works.
-            let (sent, refined) = tokio::join!(send, refine_reservation(&req, ctx, &snapshot, plan, demand));
-            demand = refined;
+                // When the limits were reserved on a bound of the prompt, the tokenizer counts it
+                // once the request is out, while the provider works.
+                async {
+                    demand = refine_reservation(&req, ctx, &snapshot, plan, demand).await;
+                },
+            )
+            .await;
+            // (A no-op once done; a connection that failed before the request went out did not.)
+            demand = refine_reservation(&req, ctx, &snapshot, plan, demand).await;
             let wait = match sent {
                 Ok(mut up) => {
                     let status = up.session.response_header().map_or(0, |h| h.status.as_u16());
@@ -422,7 +426,8 @@ fn client_header(
     stream: bool,
     h2: bool,
 ) -> Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(8))?;
+    // Room for what follows (ids, rate-limit headers, overhead) without the maps growing.
+    let mut h = ResponseHeader::build(status, Some(24))?;
     match content_type {
         Some(ct) => h.insert_header(http::header::CONTENT_TYPE, ct)?,
         None => {

@@ -110,8 +110,11 @@ fn request_header(
 }
 
 /// Sends one attempt and reads its response header.
+/// Sends the request and waits for the response header. `while_waiting` runs once the request
+/// is written, while the provider works (on a connection that failed before that, it does not
+/// run: the caller's own follow-up must not depend on it).
 #[allow(clippy::too_many_arguments)]
-pub async fn send(
+pub async fn send<W: std::future::Future<Output = ()>>(
     connector: &Connector,
     client: &mut Session,
     target: &Target,
@@ -120,7 +123,9 @@ pub async fn send(
     timeouts: Timeouts,
     key: Option<usize>,
     traceparent: Option<&str>,
+    while_waiting: W,
 ) -> Result<Upstream, AttemptError> {
+    let mut while_waiting = Some(while_waiting);
     let peer = target.provider.peer.as_ref().ok_or(AttemptError::Unavailable)?;
     let mut header =
         request_header(target, rendered, stream, key).map_err(|e| AttemptError::Protocol(e.to_string()))?;
@@ -141,7 +146,10 @@ pub async fn send(
             up.write_request_header(Box::new(header.clone())).await?;
             up.write_request_body(rendered.body.clone(), true).await?;
             up.finish_request_body().await?;
-            up.read_response_header().await
+            match while_waiting.take() {
+                Some(work) => tokio::join!(up.read_response_header(), work).0,
+                None => up.read_response_header().await,
+            }
         };
         let result = tokio::select! {
             r = exchange => r,

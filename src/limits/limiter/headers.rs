@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use http::HeaderValue;
+
 use super::quota::Level;
 
 /// Values for the `x-ratelimit-*` headers; a `None` field is a header not sent.
@@ -18,15 +20,19 @@ pub struct RateHeaders {
 }
 
 impl RateHeaders {
-    /// `(header name, value)` for every field that is set, in OpenAI's order.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, String)> {
+    /// `(header name, value)` for every field that is set, in OpenAI's order. The values are
+    /// made as header values directly (numbers through `itoa`): no `String` on the way.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, HeaderValue)> {
         let fields = [
-            ("x-ratelimit-limit-requests", self.limit_requests.map(number)),
-            ("x-ratelimit-limit-tokens", self.limit_tokens.map(number)),
-            ("x-ratelimit-remaining-requests", self.remaining_requests.map(number)),
-            ("x-ratelimit-remaining-tokens", self.remaining_tokens.map(number)),
-            ("x-ratelimit-reset-requests", self.reset_requests_ms.map(duration)),
-            ("x-ratelimit-reset-tokens", self.reset_tokens_ms.map(duration)),
+            ("x-ratelimit-limit-requests", self.limit_requests.and_then(number)),
+            ("x-ratelimit-limit-tokens", self.limit_tokens.and_then(number)),
+            (
+                "x-ratelimit-remaining-requests",
+                self.remaining_requests.and_then(number),
+            ),
+            ("x-ratelimit-remaining-tokens", self.remaining_tokens.and_then(number)),
+            ("x-ratelimit-reset-requests", self.reset_requests_ms.and_then(reset)),
+            ("x-ratelimit-reset-tokens", self.reset_tokens_ms.and_then(reset)),
         ];
         fields.into_iter().filter_map(|(name, value)| value.map(|v| (name, v)))
     }
@@ -52,8 +58,12 @@ pub(super) fn remaining_share(level: Level) -> f64 {
     level.limit.saturating_sub(level.used) as f64 / level.limit as f64
 }
 
-fn number(n: u64) -> String {
-    n.to_string()
+fn number(n: u64) -> Option<HeaderValue> {
+    Some(HeaderValue::from(n))
+}
+
+fn reset(ms: u64) -> Option<HeaderValue> {
+    HeaderValue::try_from(duration(ms)).ok()
 }
 
 /// Milliseconds in Go's `time.Duration` notation, which is what OpenAI sends.
