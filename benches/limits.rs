@@ -15,6 +15,11 @@
 //! iterations before the other is scheduled), so the rate limits are huge: nothing is refused
 //! except in `refused_rpm`. The work per call does not depend on the limits' magnitude.
 //!
+//! - `estimate/*`: what sizes the reservation (the tokenizer's estimate, and `bound_of_body`, the
+//!   bound the limits are reserved on before the tokenizer runs).
+//! - `headers/*`: a response header like the gateway's, without and with the six
+//!   `x-ratelimit-*` headers (Pingora parses each name and keeps a case map).
+//!
 //! Run: `cargo bench --bench limits` (add `-- --quick` for a fast pass).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -193,6 +198,69 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("count_text_uncached", |b| {
         b.iter(|| black_box(tollgate::limits::tokens::count_text(black_box(&user_text))))
+    });
+    // What the limits reserve before the tokenizer has run: the bound read off the body.
+    group.bench_function("bound_of_body", |b| {
+        b.iter(|| black_box(tollgate::limits::tokens::bound_of_body(black_box(&body))))
+    });
+    group.finish();
+
+    // The x-ratelimit-* headers on a response header like the gateway's (8 headers already).
+    let mut group = c.benchmark_group("headers");
+    let limiter = Limiter::new();
+    let limits = all_limits(1_000_000);
+    let scopes = [Scope {
+        kind: ScopeKind::Key,
+        id: "k",
+        limits: &limits,
+    }];
+    let rate = limiter.admit(&scopes, DEMAND, T0).unwrap().headers();
+    let base = || {
+        let mut h = pingora::http::ResponseHeader::build(200, Some(24)).unwrap();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("x-tollgate-provider", "openai"),
+            ("x-tollgate-model", "gpt-4o-mini"),
+            ("x-request-id", "0123456789abcdef0123456789abcdef"),
+            ("x-tollgate-attempts", "openai:200"),
+            ("content-length", "1234"),
+            ("x-tollgate-overhead-us", "25"),
+            ("date", "Sat, 21 Nov 2026 23:00:00 GMT"),
+        ] {
+            h.insert_header(name, value).unwrap();
+        }
+        h
+    };
+    group.bench_function("response_header_without", |b| b.iter(|| black_box(base())));
+    group.bench_function("response_header_no_case_with_rate_headers", |b| {
+        b.iter(|| {
+            let mut h = pingora::http::ResponseHeader::build_no_case(200, Some(24)).unwrap();
+            for (name, value) in [
+                ("content-type", "application/json"),
+                ("x-tollgate-provider", "openai"),
+                ("x-tollgate-model", "gpt-4o-mini"),
+                ("x-request-id", "0123456789abcdef0123456789abcdef"),
+                ("x-tollgate-attempts", "openai:200"),
+                ("content-length", "1234"),
+                ("x-tollgate-overhead-us", "25"),
+                ("date", "Sat, 21 Nov 2026 23:00:00 GMT"),
+            ] {
+                h.insert_header(name, value).unwrap();
+            }
+            for (name, value) in black_box(&rate).pairs() {
+                h.insert_header(name, value).unwrap();
+            }
+            black_box(h)
+        })
+    });
+    group.bench_function("response_header_with_rate_headers", |b| {
+        b.iter(|| {
+            let mut h = base();
+            for (name, value) in black_box(&rate).pairs() {
+                h.insert_header(name, value).unwrap();
+            }
+            black_box(h)
+        })
     });
     group.finish();
 }

@@ -151,7 +151,7 @@ pub fn estimate(p: &Prompt<'_>) -> u64 {
 /// spells `image_url` literally unless the body uses `\u` escapes; then every `{` is counted
 /// as a possible image.
 pub fn bound_of_body(body: &[u8]) -> u64 {
-    let braces = body.iter().filter(|&&b| b == b'{').count() as u64;
+    let braces = memchr::memchr_iter(b'{', body).count() as u64;
     let images = if memchr::memmem::find(body, b"\\u").is_some() {
         braces
     } else {
