@@ -208,7 +208,7 @@ fn bench(c: &mut Criterion) {
     // The x-ratelimit-* headers on a response header like the gateway's (8 headers already).
     let mut group = c.benchmark_group("headers");
     let limiter = Limiter::new();
-    let limits = all_limits(1_000_000);
+    let limits = all_limits(1);
     let scopes = [Scope {
         kind: ScopeKind::Key,
         id: "k",
