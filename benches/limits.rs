@@ -33,6 +33,18 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::api::chat::ChatRequest;
 use tollgate::limits::limiter::{Budget, Demand, Limiter, Limits, Period, Scope, ScopeKind};
 
+/// The headers a gateway response carries before any rate-limit header.
+const BASE_HEADERS: [(&str, &str); 8] = [
+    ("content-type", "application/json"),
+    ("x-tollgate-provider", "openai"),
+    ("x-tollgate-model", "gpt-4o-mini"),
+    ("x-request-id", "0123456789abcdef0123456789abcdef"),
+    ("x-tollgate-attempts", "openai:200"),
+    ("content-length", "1234"),
+    ("x-tollgate-overhead-us", "25"),
+    ("date", "Sat, 21 Nov 2026 23:00:00 GMT"),
+];
+
 /// 2026-01-01T00:00:00Z
 const T0: u64 = 1_767_225_600_000;
 
@@ -217,16 +229,7 @@ fn bench(c: &mut Criterion) {
     let rate = limiter.admit(&scopes, DEMAND, T0).unwrap().headers();
     let base = || {
         let mut h = pingora::http::ResponseHeader::build(200, Some(24)).unwrap();
-        for (name, value) in [
-            ("content-type", "application/json"),
-            ("x-tollgate-provider", "openai"),
-            ("x-tollgate-model", "gpt-4o-mini"),
-            ("x-request-id", "0123456789abcdef0123456789abcdef"),
-            ("x-tollgate-attempts", "openai:200"),
-            ("content-length", "1234"),
-            ("x-tollgate-overhead-us", "25"),
-            ("date", "Sat, 21 Nov 2026 23:00:00 GMT"),
-        ] {
+        for (name, value) in BASE_HEADERS {
             h.insert_header(name, value).unwrap();
         }
         h
@@ -235,16 +238,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("response_header_no_case_with_rate_headers", |b| {
         b.iter(|| {
             let mut h = pingora::http::ResponseHeader::build_no_case(200, Some(24)).unwrap();
-            for (name, value) in [
-                ("content-type", "application/json"),
-                ("x-tollgate-provider", "openai"),
-                ("x-tollgate-model", "gpt-4o-mini"),
-                ("x-request-id", "0123456789abcdef0123456789abcdef"),
-                ("x-tollgate-attempts", "openai:200"),
-                ("content-length", "1234"),
-                ("x-tollgate-overhead-us", "25"),
-                ("date", "Sat, 21 Nov 2026 23:00:00 GMT"),
-            ] {
+            for (name, value) in BASE_HEADERS {
                 h.insert_header(name, value).unwrap();
             }
             for (name, value) in black_box(&rate).pairs() {
