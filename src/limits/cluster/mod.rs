@@ -37,6 +37,7 @@
 //! which Redis Cluster allows only within one hash slot.
 
 mod account;
+mod admission;
 mod link;
 
 use std::fmt::Write;
@@ -48,6 +49,8 @@ use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use self::account::{Counter, ScopeAccounts};
+pub use self::admission::ClusterAdmission;
+use self::admission::{bit, p_index, HeldScope, Short};
 use self::link::{LeaseItem, LeaseReply, LeaseRequest};
 use super::limiter::{Demand, Limiter, Limits, Period, RateHeaders, RejectReason, Rejection, Scope, ScopeKind};
 
@@ -293,137 +296,6 @@ fn counters<'a>(limits: &'a Limits, need: &'a Need) -> impl Iterator<Item = (Cou
         .into_iter()
         .filter_map(|p| limits.budget_nanos(p).map(|l| (Counter::Budget(p), l, need.cost)));
     rates.chain(budgets)
-}
-
-fn bit(counter: Counter) -> u8 {
-    1 << counter.index()
-}
-
-/// A scope's reservations.
-struct HeldScope {
-    scope: Arc<ScopeAccounts>,
-    /// Counters reserved in (bits by `Counter::index`).
-    marks: u8,
-    /// Budgets: the window each reservation was made in, by period.
-    windows: [u64; 4],
-}
-
-/// Short of credit: what the request took locally and what it needs leased.
-struct Short {
-    scope: usize,
-    counter: Counter,
-    taken: u64,
-    amount: u64,
-}
-
-/// A request admitted by the cluster. Settle it when the response ends (as `limiter::Admission`);
-/// dropping it unsettled counts the estimate as used.
-pub struct ClusterAdmission {
-    held: Vec<HeldScope>,
-    tokens: u64,
-    cost: u64,
-    headers: RateHeaders,
-    admitted_ms: u64,
-    /// Usage owed to Redis (served with local limits while it was down) rather than reserved.
-    owed: bool,
-    settled: bool,
-}
-
-impl ClusterAdmission {
-    pub fn headers(&self) -> RateHeaders {
-        self.headers
-    }
-
-    /// Replaces the reservation's estimate by a refined one (see `limiter::Admission::resize`):
-    /// the difference goes back to (or comes from) this node's credit.
-    pub fn resize(&mut self, tokens: u64, cost_nanos: i64, now_ms: u64) {
-        let cost = u64::try_from(cost_nanos).unwrap_or(0);
-        if !self.owed {
-            let delta = |old: u64, new: u64| {
-                i64::try_from(old)
-                    .unwrap_or(i64::MAX)
-                    .saturating_sub(i64::try_from(new).unwrap_or(i64::MAX))
-            };
-            for h in &self.held {
-                for counter in [Counter::Tpm, Counter::Tpd] {
-                    if h.marks & bit(counter) != 0 {
-                        h.scope.get(counter).add(delta(self.tokens, tokens));
-                    }
-                }
-                for p in Period::ALL {
-                    let counter = Counter::Budget(p);
-                    let a = h.scope.get(counter);
-                    if h.marks & bit(counter) != 0 && a.window.load(Ordering::Acquire) == h.windows[p_index(p)] {
-                        a.add(delta(self.cost, cost));
-                    }
-                }
-            }
-            let _ = now_ms;
-        }
-        if let Some(r) = self.headers.remaining_tokens.as_mut() {
-            *r = (*r + self.tokens)
-                .saturating_sub(tokens)
-                .min(self.headers.limit_tokens.unwrap_or(u64::MAX));
-        }
-        self.tokens = tokens;
-        self.cost = cost;
-    }
-
-    pub fn settle(mut self, actual_tokens: u64, actual_cost_nanos: i64, now_ms: u64) {
-        self.finish(actual_tokens, u64::try_from(actual_cost_nanos).unwrap_or(0), now_ms);
-    }
-
-    fn finish(&mut self, tokens: u64, cost: u64, now_ms: u64) {
-        if std::mem::replace(&mut self.settled, true) {
-            return;
-        }
-        let delta = |reserved: u64, actual: u64| -> i64 {
-            i64::try_from(reserved)
-                .unwrap_or(i64::MAX)
-                .saturating_sub(i64::try_from(actual).unwrap_or(i64::MAX))
-        };
-        for h in &self.held {
-            for counter in Counter::ALL {
-                if h.marks & bit(counter) == 0 {
-                    continue;
-                }
-                let a = h.scope.get(counter);
-                a.touch(now_ms);
-                if self.owed {
-                    let used = match counter {
-                        Counter::Rpm => 1,
-                        Counter::Tpm | Counter::Tpd => tokens,
-                        Counter::Slots => 0,
-                        Counter::Budget(p) if a.window.load(Ordering::Acquire) == h.windows[p_index(p)] => cost,
-                        Counter::Budget(_) => 0,
-                    };
-                    a.owed.fetch_add(used, Ordering::AcqRel);
-                    continue;
-                }
-                match counter {
-                    Counter::Rpm => {}
-                    Counter::Tpm | Counter::Tpd => a.add(delta(self.tokens, tokens)),
-                    Counter::Slots => a.add(1),
-                    Counter::Budget(p) => {
-                        if a.window.load(Ordering::Acquire) == h.windows[p_index(p)] {
-                            a.add(delta(self.cost, cost));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for ClusterAdmission {
-    fn drop(&mut self) {
-        let (tokens, cost, at) = (self.tokens, self.cost, self.admitted_ms);
-        self.finish(tokens, cost, at);
-    }
-}
-
-fn p_index(p: Period) -> usize {
-    Counter::Budget(p).index() - 4
 }
 
 impl Cluster {
