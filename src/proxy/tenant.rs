@@ -197,16 +197,11 @@ pub(super) async fn admit_tenant(
         return Ok(demand);
     }
     let mut result = state.limiter.admit(&limits.scopes(&ctx.who), demand, wall_ms()).await;
-    if let (false, Err(Refusal::Limit(r))) = (exact, &result) {
-        if matches!(
-            r.reason,
-            RejectReason::Tokens | RejectReason::Budget | RejectReason::Capacity
-        ) {
-            // The bound did not fit: decide on the tokenizer's count.
-            let counted = prompt_need(req, ctx).await.or(need);
-            demand = demand_for(snapshot, plan, counted, tier_ceiling);
-            result = state.limiter.admit(&limits.scopes(&ctx.who), demand, wall_ms()).await;
-        }
+    if !exact && refused_on_size(&result) {
+        // The bound did not fit: decide on the tokenizer's count.
+        let counted = prompt_need(req, ctx).await.or(need);
+        demand = demand_for(snapshot, plan, counted, tier_ceiling);
+        result = state.limiter.admit(&limits.scopes(&ctx.who), demand, wall_ms()).await;
     } else {
         ctx.estimate_pending = !exact;
     }
@@ -247,19 +242,18 @@ pub(super) async fn admit_provider(
         .limiter
         .admit(std::slice::from_ref(&scope), *demand, wall_ms())
         .await;
-    match &result {
-        Err(Refusal::Limit(r))
-            if ctx.estimate_pending
-                && matches!(
-                    r.reason,
-                    RejectReason::Tokens | RejectReason::Budget | RejectReason::Capacity
-                ) =>
-        {
-            *demand = refine_reservation(req, ctx, snapshot, plan, *demand).await;
-            state.limiter.admit(&[scope], *demand, wall_ms()).await
-        }
-        _ => result,
+    if !(ctx.estimate_pending && refused_on_size(&result)) {
+        return result;
     }
+    *demand = refine_reservation(req, ctx, snapshot, plan, *demand).await;
+    state.limiter.admit(&[scope], *demand, wall_ms()).await
+}
+
+/// Refused for the request's size (tokens, dollars, a tier's share), which the tokenizer's count
+/// may change; a request-rate or concurrency refusal it cannot.
+fn refused_on_size(result: &std::result::Result<Ticket, Refusal>) -> bool {
+    matches!(result, Err(Refusal::Limit(r))
+        if matches!(r.reason, RejectReason::Tokens | RejectReason::Budget | RejectReason::Capacity))
 }
 
 /// The limits of who is asking, as found for this request.
