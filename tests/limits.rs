@@ -233,3 +233,27 @@ fn reservations_shrink_to_the_tokenizers_count_and_refusals_are_decided_on_it() 
         "the slow request's own headers follow its shrunk reservation"
     );
 }
+
+/// A provider's own token limit is also decided on the tokenizer's count, not the body's bound.
+#[test]
+fn a_providers_token_limit_is_decided_on_the_count() {
+    let mock = Mock::start(&[]);
+    let keys = "  - { id: open, key: \"${OPEN_KEY}\" }\n";
+    let rest = config(&mock, keys, "").replace(
+        "api_keys: [\"key-of-mock\"]\n",
+        "api_keys: [\"key-of-mock\"]\n    limits: { tpm: 40 }\n",
+    );
+    let gw = Gateway::start_env("", &rest, &[("OPEN_KEY", "tg-open")]);
+    let url = gw.url("/v1/chat/completions");
+    // "hi": 3 + 3 + 1 + 1 prompt tokens plus max_tokens 10 = 18 by the count; its bound is over 40.
+    let r = chat(&url, "tg-open", "hi");
+    assert_eq!(r.status, 200, "refused on the bound: {}", r.body);
+    assert_eq!(r.header("x-tollgate-attempts"), Some("mock:200"));
+    // Settled at the provider's usage, the limit still runs out, and refuses by itself.
+    let refused = (0..10)
+        .map(|_| chat(&url, "tg-open", "hi"))
+        .find(|r| r.status != 200)
+        .expect("the provider's tpm never ran out");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.header("x-tollgate-attempts"), Some("mock:provider_limit"));
+}
