@@ -455,7 +455,16 @@ fn a_half_dollar_budget_holds_across_two_gateways() {
         assert_eq!(gw.metric("tollgate_limits_backend_up"), 1.0);
     }
     assert!(calls < f64::from(served), "{calls} Redis calls for {served} requests");
-    eprintln!("served {served} requests for ${spent:.4} with {calls} Redis round trips");
+    let known: f64 = nodes
+        .iter()
+        .map(|gw| gw.metric("tollgate_limits_admissions_total{path=\"known_refusal\"}"))
+        .sum();
+    // Clients refused again within 100 ms of a refusal from Redis are refused without a call
+    // (on both ends of the tenant's bound-then-count check).
+    assert!(known > 0.0, "every refusal asked Redis");
+    eprintln!(
+        "served {served} requests for ${spent:.4} with {calls} Redis round trips ({known} refusals decided locally)"
+    );
 }
 
 /// Priority tiers on a shared provider: with a provider rpm of 100 shared by two nodes, a tier
@@ -556,4 +565,78 @@ async fn a_dead_nodes_slots_expire() {
         started.elapsed() >= Duration::from_secs(5),
         "freed before the lease expired"
     );
+}
+
+/// A refusal from Redis is remembered for `KNOWN_REFUSAL_MS` (100 ms): meanwhile a request that
+/// would not fit on the level Redis reported is refused without a call, one that would fit still
+/// asks, credit the node holds is still spent, and after the 100 ms the node asks again (and
+/// then sees quota another node gave back). `now_ms` is the caller's, so the test sets the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_remembered_briefly() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, FailMode::Open, "t8"), node(&redis, FailMode::Open, "t8"));
+    let limits = Limits {
+        budgets: vec![Budget {
+            usd: 0.0001, // 100_000 nanodollars
+            period: Period::Day,
+        }],
+        ..Limits::default()
+    };
+    let scope = Scope {
+        kind: ScopeKind::Key,
+        id: "k",
+        limits: &limits,
+    };
+    // Requests that asked Redis for a lease (flushes, which also call Redis, are not counted).
+    let calls = |g: &Gate| g.cluster().unwrap().stats().leases.load(Ordering::Relaxed);
+    let known = |g: &Gate| g.cluster().unwrap().stats().known.load(Ordering::Relaxed);
+    let budget_refusal = |r: Result<_, Refusal>| match r {
+        Err(Refusal::Limit(r)) => {
+            assert_eq!(r.reason, RejectReason::Budget, "{r}");
+            assert!(r.retry_after_ms > 0);
+        }
+        Err(Refusal::Unavailable) => panic!("Redis is up"),
+        Ok(_) => panic!("admitted over the budget"),
+    };
+    let t0 = now_ms();
+    let held = a.admit(&[scope], demand(1, 60_000), t0).await.unwrap();
+    // Redis refuses the second 60k (60k held + 60k > 100k) and reports the level.
+    let before = calls(&a);
+    budget_refusal(a.admit(&[scope], demand(1, 60_000), t0).await);
+    assert_eq!(calls(&a), before + 1, "the first refusal comes from Redis");
+    // Within 100 ms the same request is refused here, without a call.
+    budget_refusal(a.admit(&[scope], demand(1, 60_000), t0 + 99).await);
+    assert_eq!(calls(&a), before + 1, "refused again without asking Redis");
+    assert_eq!(known(&a), 1);
+    // A smaller request that fits on the reported level still asks Redis, and is admitted.
+    let small = a.admit(&[scope], demand(1, 30_000), t0 + 99).await.unwrap();
+    assert_eq!(calls(&a), before + 2);
+    small.settle(1, 30_000, t0 + 99);
+    // After 100 ms the node asks again.
+    budget_refusal(a.admit(&[scope], demand(1, 60_000), t0 + 100).await);
+    assert_eq!(calls(&a), before + 3, "a remembered refusal expires");
+    assert_eq!(known(&a), 1);
+
+    // Node b is refused by Redis while a holds 60k + 30k spent.
+    budget_refusal(b.admit(&[scope], demand(1, 20_000), t0).await);
+    // a's request ends having spent nothing, and a gives its credit back (its refusals asked
+    // it to, at the next flush).
+    held.settle(1, 0, t0 + 100);
+    let gave_back = Instant::now();
+    let spent = || redis_cli(&redis, &["GET", &format!("t8:key:1d:{}:k", Period::Day.window(t0).0)]);
+    while spent() != "30000" {
+        assert!(
+            gave_back.elapsed() < Duration::from_secs(2),
+            "a kept its credit: {}",
+            spent()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Within its 100 ms b still refuses on what Redis said; after them it asks, and is served.
+    let b_calls = calls(&b);
+    budget_refusal(b.admit(&[scope], demand(1, 20_000), t0 + 50).await);
+    assert_eq!(calls(&b), b_calls);
+    let t = b.admit(&[scope], demand(1, 20_000), t0 + 100).await.unwrap();
+    assert_eq!(calls(&b), b_calls + 1);
+    t.settle(1, 20_000, t0 + 100);
 }

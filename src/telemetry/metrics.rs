@@ -61,7 +61,7 @@ impl LimitsBackendMetrics {
         let admissions = IntCounterVec::new(
             Opts::new(
                 "tollgate_limits_admissions_total",
-                "Requests checked against shared limits, by how: from this node's leased credit (local) or with a lease from Redis (lease)",
+                "Requests checked against shared limits, by how: from this node's leased credit (local), with a lease from Redis (lease), or refused on a refusal Redis had just given (known_refusal)",
             ),
             &["path"],
         )?;
@@ -99,6 +99,10 @@ impl LimitsBackendMetrics {
         sync_counter(&self.calls, s.calls.load(Relaxed));
         sync_counter(&self.admissions.with_label_values(&["local"]), s.local.load(Relaxed));
         sync_counter(&self.admissions.with_label_values(&["lease"]), s.leases.load(Relaxed));
+        sync_counter(
+            &self.admissions.with_label_values(&["known_refusal"]),
+            s.known.load(Relaxed),
+        );
         sync_counter(&self.errors, s.errors.load(Relaxed));
         sync_counter(
             &self.unavailable.with_label_values(&["open"]),

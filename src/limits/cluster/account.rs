@@ -21,6 +21,10 @@ pub(super) enum Counter {
 }
 
 pub(super) const MINUTE_MS: u64 = 60_000;
+/// How long a refusal from Redis is trusted: a request that would not fit on the level Redis
+/// reported then is refused here without asking again. Shorter than a flush or two, so credit
+/// another node gives back meanwhile is seen soon after.
+pub(super) const KNOWN_REFUSAL_MS: u64 = 100;
 pub(super) const DAY_MS: u64 = 86_400_000;
 
 impl Counter {
@@ -110,6 +114,8 @@ pub(super) struct Account {
     /// The counter's cluster-wide use as Redis last reported it, leases included, and when.
     pub level: AtomicU64,
     pub level_ms: AtomicU64,
+    /// When Redis last refused a lease of this counter (`level` is from that refusal).
+    pub refused_ms: AtomicU64,
 }
 
 impl Account {
@@ -163,6 +169,31 @@ impl Account {
     pub(super) fn observe(&self, level: u64, now_ms: u64) {
         self.level.store(level, Ordering::Release);
         self.level_ms.store(now_ms, Ordering::Release);
+    }
+
+    /// Records a refusal from Redis, with the level it reported.
+    pub(super) fn refused(&self, level: u64, now_ms: u64) {
+        self.observe(level, now_ms);
+        self.refused_ms.store(now_ms, Ordering::Release);
+    }
+
+    /// This node gave `amount` of its credit back: Redis's level is that much lower.
+    pub(super) fn gave_back(&self, amount: u64) {
+        let _ = self
+            .level
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| Some(l.saturating_sub(amount)));
+    }
+
+    /// Redis refused this counter less than `KNOWN_REFUSAL_MS` ago, and on what it reported
+    /// then (drained since, less this node's credit) `amount` does not fit under `cap` either:
+    /// the use it would add to. `None`: ask Redis.
+    pub(super) fn known_short(&self, counter: Counter, limit: u64, cap: f64, amount: u64, now_ms: u64) -> Option<u64> {
+        let refused = self.refused_ms.load(Ordering::Acquire);
+        if refused == 0 || now_ms.saturating_sub(refused) >= KNOWN_REFUSAL_MS {
+            return None;
+        }
+        let used = self.use_now(counter, limit, now_ms)?;
+        (used.saturating_add(amount) as f64 > cap).then_some(used)
     }
 
     /// The cluster-wide use now, as far as this node knows: Redis's last level, drained since
@@ -254,6 +285,44 @@ mod tests {
         // 30 used (5 of it this node's unused credit), 10 s later 10 drained.
         assert_eq!(a.use_now(Counter::Rpm, 60, 11_000), Some(15));
         assert_eq!(a.use_now(Counter::Budget(Period::Day), 60, 11_000), Some(25));
+    }
+
+    #[test]
+    fn a_refusal_is_trusted_briefly_and_counts_own_credit_as_available() {
+        let a = Account::default();
+        let day = Counter::Budget(Period::Day);
+        assert_eq!(a.known_short(day, 100, 100.0, 60, 1_000), None, "never refused");
+        // Redis: 70 used cluster-wide, 10 of it this node's unused credit.
+        a.add(10);
+        a.refused(70, 1_000);
+        assert_eq!(a.known_short(day, 100, 100.0, 41, 1_050), Some(60), "60 + 41 > 100");
+        assert_eq!(
+            a.known_short(day, 100, 100.0, 40, 1_050),
+            None,
+            "60 + 40 fits: ask Redis"
+        );
+        assert_eq!(a.known_short(day, 100, 100.0, 41, 1_099), Some(60));
+        assert_eq!(a.known_short(day, 100, 100.0, 41, 1_100), None, "expired");
+        // Giving the credit back leaves the use the same (Redis's level drops with it).
+        a.refused(70, 2_000);
+        assert!(a.clear(10));
+        a.gave_back(10);
+        assert_eq!(a.known_short(day, 100, 100.0, 41, 2_001), Some(60));
+        assert_eq!(a.known_short(day, 100, 100.0, 40, 2_001), None);
+        // A tier's share caps lower.
+        a.refused(50, 3_000);
+        assert_eq!(a.known_short(Counter::Rpm, 60, 30.0, 1, 3_050), Some(50));
+        // A rate drains meanwhile: 60,000 a minute is one a millisecond.
+        let b = Account::default();
+        b.refused(60_000, 10_000);
+        assert_eq!(b.known_short(Counter::Tpm, 60_000, 60_000.0, 51, 10_050), Some(59_950));
+        assert_eq!(b.known_short(Counter::Tpm, 60_000, 60_000.0, 50, 10_050), None);
+        // A new budget window forgets the level.
+        let c = Account::default();
+        c.enter_window(1);
+        c.refused(100, 5_000);
+        c.enter_window(2);
+        assert_eq!(c.known_short(day, 100, 100.0, 1, 5_001), None);
     }
 
     #[test]

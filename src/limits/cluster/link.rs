@@ -29,6 +29,8 @@ pub(super) const IDLE_MS: u64 = 300;
 const RECONNECT_MS: u64 = 500;
 /// Slot leases live this long in Redis without a heartbeat (a node that died frees its slots).
 pub(super) const SLOT_TTL_MS: u64 = 10_000;
+/// When a node refused a slot should try again (as `take.lua` answers).
+pub(super) const SLOT_RETRY_MS: u64 = 1_000;
 const HEARTBEAT_MS: u64 = 1_000;
 /// Requests taken into one pipeline at most.
 const BATCH: usize = 256;
@@ -56,11 +58,12 @@ pub(super) struct LeaseItem {
 pub(super) enum LeaseReply {
     /// `(granted, cluster-wide level after)` per item, in order.
     Granted(Vec<(u64, u64)>),
-    /// Item `index` refused; nothing was leased.
+    /// Item `index` refused; nothing was leased. `level`: that counter's cluster-wide use.
     Refused {
         index: usize,
         retry_after_ms: u64,
         over_ceiling: bool,
+        level: u64,
     },
 }
 
@@ -419,6 +422,7 @@ impl Link {
                                 Some(l.saturating_sub(credit as u64))
                             });
                         }
+                        account.gave_back(credit as u64);
                         push(Op::Give, credit as u64);
                     }
                     let owed = account.owed.swap(0, Ordering::AcqRel);
@@ -447,7 +451,8 @@ fn op_code(op: Op) -> &'static str {
     }
 }
 
-/// A flush that did not reach Redis: the credit stays here, charges wait as owed usage.
+/// A flush that did not reach Redis: the credit stays here, charges wait as owed usage. (The
+/// level lowered for a give-back stays lowered: an underestimate only sends requests to Redis.)
 fn undo(ops: &[Adjust]) {
     for op in ops {
         let account = op.scope.get(op.counter);
@@ -466,7 +471,7 @@ fn undo(ops: &[Adjust]) {
     }
 }
 
-/// `take.lua`'s reply: `{1, grant, level, ...}` or `{0, index, retry_ms, over_ceiling}`.
+/// `take.lua`'s reply: `{1, grant, level, ...}` or `{0, index, retry_ms, over_ceiling, level}`.
 pub(super) fn parse_take(a: &[i64], items: usize) -> Option<LeaseReply> {
     match a.first()? {
         1 if a.len() == 1 + 2 * items => Some(LeaseReply::Granted(
@@ -475,12 +480,13 @@ pub(super) fn parse_take(a: &[i64], items: usize) -> Option<LeaseReply> {
                 .map(|p| (p[0].max(0) as u64, p[1].max(0) as u64))
                 .collect(),
         )),
-        0 if a.len() == 4 => {
+        0 if a.len() == 5 => {
             let index = usize::try_from(a[1]).ok()?.checked_sub(1).filter(|i| *i < items)?;
             Some(LeaseReply::Refused {
                 index,
                 retry_after_ms: a[2].max(1) as u64,
                 over_ceiling: a[3] == 1,
+                level: a[4].max(0) as u64,
             })
         }
         _ => None,
@@ -499,15 +505,17 @@ mod tests {
         );
         assert_eq!(parse_take(&[1, 5, 10], 2), None, "too short");
         assert_eq!(
-            parse_take(&[0, 2, 1500, 1], 2),
+            parse_take(&[0, 2, 1500, 1, 90], 2),
             Some(LeaseReply::Refused {
                 index: 1,
                 retry_after_ms: 1500,
-                over_ceiling: true
+                over_ceiling: true,
+                level: 90
             })
         );
-        assert_eq!(parse_take(&[0, 3, 1500, 0], 2), None, "index out of range");
-        assert_eq!(parse_take(&[0, 0, 1500, 0], 2), None, "indexes are 1-based");
+        assert_eq!(parse_take(&[0, 2, 1500, 1], 2), None, "no level");
+        assert_eq!(parse_take(&[0, 3, 1500, 0, 9], 2), None, "index out of range");
+        assert_eq!(parse_take(&[0, 0, 1500, 0, 9], 2), None, "indexes are 1-based");
         assert_eq!(parse_take(&[], 1), None);
         assert_eq!(parse_take(&[7], 0), None);
     }

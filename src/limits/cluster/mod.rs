@@ -22,6 +22,9 @@
 //! can therefore happen while another node holds a little unused credit; a retry after the
 //! `Retry-After` finds it given back.
 //!
+//! Refusals cost Redis little too: a node remembers a refusal for 100 ms and refuses meanwhile,
+//! without a call, what would not fit on the level Redis reported (`refusal.rs`).
+//!
 //! Headers: `x-ratelimit-remaining-*` is the limit less the cluster-wide use as of this node's
 //! last lease (drained since, for rate buckets), plus this node's own credit. Other nodes'
 //! reservations since their last lease are not in it: the figure is exact on one node and off
@@ -39,6 +42,7 @@
 mod account;
 mod admission;
 mod link;
+mod refusal;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,7 +56,8 @@ use self::account::{Counter, ScopeAccounts};
 pub use self::admission::ClusterAdmission;
 use self::admission::{bit, p_index, HeldScope, Short};
 use self::link::{LeaseItem, LeaseReply, LeaseRequest};
-use super::limiter::{Demand, Limiter, Limits, Period, RateHeaders, RejectReason, Rejection, Scope, ScopeKind};
+use self::refusal::{cap_of, Known};
+use super::limiter::{Demand, Limiter, Limits, Period, RateHeaders, Rejection, Scope, ScopeKind};
 
 /// What to do with requests while Redis is unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -94,6 +99,8 @@ pub struct Stats {
     pub leases: AtomicU64,
     /// Requests admitted from credit alone.
     pub local: AtomicU64,
+    /// Requests refused without a call, on a refusal Redis had just given (`KNOWN_REFUSAL_MS`).
+    pub known: AtomicU64,
     pub errors: AtomicU64,
     /// Requests served with local limits because Redis was unavailable.
     pub failed_open: AtomicU64,
@@ -404,6 +411,7 @@ impl Cluster {
         };
         let mut held = Vec::with_capacity(scopes.len());
         let mut short: Vec<Short> = Vec::new();
+        let mut known: Option<Known> = None;
         for (si, s) in scopes.iter().enumerate() {
             let scope = self.inner.scope(s.kind, s.id);
             let mut h = HeldScope {
@@ -436,6 +444,24 @@ impl Cluster {
                     self.prefetch(s, &h, counter, amount, now_ms);
                     continue;
                 }
+                if known.is_none() {
+                    let cap = cap_of(s, counter, limit, need.ceiling);
+                    if let Some(used) = a.known_short(counter, limit, cap, amount, now_ms) {
+                        known = Some(Known {
+                            index: short.len(),
+                            used,
+                            limit,
+                            cap,
+                        });
+                        short.push(Short {
+                            scope: si,
+                            counter,
+                            taken: 0,
+                            amount,
+                        });
+                        continue;
+                    }
+                }
                 let taken = if near_ceiling { 0 } else { a.take_some(amount) };
                 short.push(Short {
                     scope: si,
@@ -455,6 +481,9 @@ impl Cluster {
             owed: false,
             settled: false,
         };
+        if let Some(known) = known {
+            return Err(self.refuse_known(scopes, &mut admission, &short, known, now_ms));
+        }
         if short.is_empty() {
             self.inner.stats.local.fetch_add(1, Ordering::Relaxed);
             admission.headers = self.headers(scopes, &admission.held, now_ms);
@@ -483,52 +512,31 @@ impl Cluster {
                 index,
                 retry_after_ms,
                 over_ceiling,
+                level,
             }) => {
-                let refusing = &short[index];
-                self.unwind(&mut admission, &short);
-                let s = &scopes[refusing.scope];
-                let a = admission.held[refusing.scope].scope.get(refusing.counter);
-                a.give_now.store(true, Ordering::Release);
-                let reason = match refusing.counter {
-                    _ if over_ceiling => RejectReason::Capacity,
-                    Counter::Rpm => RejectReason::Requests,
-                    Counter::Tpm | Counter::Tpd => RejectReason::Tokens,
-                    Counter::Slots => RejectReason::Concurrency,
-                    Counter::Budget(_) => RejectReason::Budget,
+                let sh = &short[index];
+                let h = &admission.held[sh.scope];
+                let a = h.scope.get(sh.counter);
+                let same_window = match sh.counter {
+                    Counter::Budget(p) => a.window.load(Ordering::Acquire) == h.windows[p_index(p)],
+                    _ => true,
                 };
-                let headers = self.headers(scopes, &admission.held, now_ms);
-                Err(Refused::Limit(Rejection {
-                    reason,
-                    scope: format!("{} {}", s.kind, s.id),
+                if same_window {
+                    a.refused(level, now_ms);
+                }
+                Err(self.refuse(
+                    scopes,
+                    &mut admission,
+                    &short,
+                    index,
                     retry_after_ms,
-                    headers,
-                }))
+                    over_ceiling,
+                    now_ms,
+                ))
             }
             Err(()) => {
                 self.unwind(&mut admission, &short);
                 Err(Refused::Unavailable)
-            }
-        }
-    }
-
-    /// Puts back what an admission took from credit, and marks it settled.
-    fn unwind(&self, admission: &mut ClusterAdmission, short: &[Short]) {
-        admission.settled = true;
-        for (si, h) in admission.held.iter().enumerate() {
-            for counter in Counter::ALL {
-                if h.marks & bit(counter) == 0 {
-                    continue;
-                }
-                let a = h.scope.get(counter);
-                let taken = match short.iter().find(|s| s.scope == si && s.counter == counter) {
-                    Some(s) => s.taken,
-                    None => match counter {
-                        Counter::Rpm | Counter::Slots => 1,
-                        Counter::Tpm | Counter::Tpd => admission.tokens,
-                        Counter::Budget(_) => admission.cost,
-                    },
-                };
-                a.add(i64::try_from(taken).unwrap_or(0));
             }
         }
     }

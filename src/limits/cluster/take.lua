@@ -11,7 +11,9 @@
 --   p3     r: unused            b: unused                 s: unused
 -- Reply, success: {1, grant_1, level_1, ..., grant_n, level_n}, `level` the counter's use after
 -- the grant (rates: units in the bucket; budgets: spend plus leases; slots: leased cluster-wide).
--- Reply, refusal: {0, item index (1-based), retry after ms, over_ceiling 0|1}. Nothing is written.
+-- Reply, refusal: {0, item index (1-based), retry after ms, over_ceiling 0|1, level}, `level` the
+-- refused counter's use as it stands (the node remembers it briefly, to refuse locally what
+-- would not fit either). Nothing is written.
 --
 -- Rates are leaky buckets in units: {l = level, t = time in us}; the level drains at limit/period.
 -- That is the same bucket as the local GCRA (a reservation fits if the level after it is at most
@@ -49,7 +51,7 @@ for i = 1, n do
       end
       local over_ceiling = 0
       if ceiling < 1 and level + min <= limit then over_ceiling = 1 end
-      return {0, i, math.max(1, retry), over_ceiling}
+      return {0, i, math.max(1, retry), over_ceiling, math.floor(level)}
     end
     local grant = math.min(want, math.floor(cap - level))
     if grant < min then grant = min end
@@ -58,7 +60,7 @@ for i = 1, n do
   elseif kind == 'b' then
     local used = tonumber(redis.call('GET', key) or p2) or 0
     if used + min > limit then
-      return {0, i, math.max(1, tonumber(p1) - now_ms), 0}
+      return {0, i, math.max(1, tonumber(p1) - now_ms), 0, used}
     end
     local grant = math.min(want, limit - used)
     grants[i], levels[i] = grant, used + grant
@@ -88,7 +90,7 @@ for i = 1, n do
     if not dead[node] then mine = math.max(0, tonumber(redis.call('HGET', key, node) or '0')) end
     total = total + mine
     if total + min > limit then
-      return {0, i, 1000, 0}
+      return {0, i, 1000, 0, total}
     end
     local grant = math.min(want, limit - total)
     grants[i], levels[i] = grant, total + grant
