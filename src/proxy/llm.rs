@@ -10,11 +10,13 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
+use super::head::{names, Head};
 use super::relay::Relay;
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
 use super::tenant::{
@@ -422,31 +424,32 @@ fn client_header(
     up: &ResponseHeader,
     status: u16,
     target: &Target,
-    content_type: Option<&str>,
+    content_type: Option<&'static str>,
     stream: bool,
     h2: bool,
-) -> Result<ResponseHeader> {
-    // Room for what follows (ids, rate-limit headers, overhead) without the maps growing.
-    let mut h = ResponseHeader::build(status, Some(24))?;
+) -> Result<Head> {
+    // Room for what follows (ids, rate-limit headers, overhead) without the map growing.
+    let mut h = Head::new(status, 24)?;
     match content_type {
-        Some(ct) => h.insert_header(http::header::CONTENT_TYPE, ct)?,
+        Some(ct) => h.insert(CONTENT_TYPE, HeaderValue::from_static(ct)),
         None => {
-            if let Some(v) = up.headers.get(http::header::CONTENT_TYPE) {
-                h.insert_header(http::header::CONTENT_TYPE, v.clone())?;
+            if let Some(v) = up.headers.get(CONTENT_TYPE) {
+                h.insert(CONTENT_TYPE, v.clone());
             }
         }
     }
-    for name in ["retry-after", "retry-after-ms", "anthropic-ratelimit-requests-reset"] {
-        if let Some(v) = up.headers.get(name) {
-            h.insert_header(name, v.clone())?;
+    for name in [RETRY_AFTER, names::RETRY_AFTER_MS, names::ANTHROPIC_REQUESTS_RESET] {
+        if let Some(v) = up.headers.get(&name) {
+            let v = v.clone();
+            h.insert(name, v);
         }
     }
-    h.insert_header("x-tollgate-provider", target.provider.name.as_str())?;
-    h.insert_header("x-tollgate-model", target.model.as_str())?;
+    h.insert_str(names::PROVIDER, &target.provider.name)?;
+    h.insert_str(names::MODEL, &target.model)?;
     if stream {
-        h.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if !h2 {
-            h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         }
     }
     Ok(h)
@@ -522,14 +525,14 @@ async fn relay(
         "application/json"
     });
     let mut header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
-    header.insert_header("x-request-id", ctx.request_id.as_str())?;
-    header.insert_header("x-tollgate-attempts", ctx.attempts_summary())?;
-    respond::rate_headers(&mut header, ctx)?;
+    header.insert_str(names::REQUEST_ID, &ctx.request_id)?;
+    header.insert_str(names::ATTEMPTS, &ctx.attempts_summary())?;
+    respond::rate_headers(&mut header, ctx);
     if let Some(arm) = ctx.ab_arm {
-        header.insert_header("x-tollgate-ab", arm)?;
+        header.insert_str(names::AB, arm)?;
     }
     if let Some(route) = &ctx.route {
-        header.insert_header("x-tollgate-route", route.as_str())?;
+        header.insert_str(names::ROUTE, route)?;
     }
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
 
@@ -574,11 +577,8 @@ async fn relay(
         } else {
             client::error(req.client, status, &adapter.error_body(status, &raw))
         };
-        header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-        header.insert_header(
-            "x-tollgate-overhead-us",
-            ctx.overhead(Duration::ZERO).as_micros() as u64,
-        )?;
+        header.insert_number(CONTENT_LENGTH, body.len() as u64);
+        header.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
         served_attempt_ended(ctx, up.started);
         release(state, up, target).await;
         ctx.status = status;
@@ -593,7 +593,7 @@ async fn relay(
             };
             fill_missing_usage(req, ctx, text.as_deref()).await;
         }
-        session.write_response_header(Box::new(header), false).await?;
+        session.write_response_header(header.finish(), false).await?;
         ctx.first_byte = Some(Instant::now());
         session.write_response_body(Some(body), true).await?;
         return Ok(true);
@@ -604,11 +604,11 @@ async fn relay(
     // together (one write, one packet) instead of one write per event.
     let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage);
     ctx.status = status;
-    header.insert_header(
-        "x-tollgate-overhead-us",
+    header.insert_number(
+        names::OVERHEAD_US,
         ctx.overhead(up.started.elapsed()).as_micros() as u64,
-    )?;
-    session.write_response_header(Box::new(header), false).await?;
+    );
+    session.write_response_header(header.finish(), false).await?;
     let mut stashed: Option<pingora::Result<Option<Bytes>>> = None;
     let outcome: std::result::Result<(), (&'static str, String)> = loop {
         let chunk = match stashed.take() {

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod count;
 pub mod ctx;
+pub mod head;
 pub mod llm;
 pub mod record;
 pub mod relay;

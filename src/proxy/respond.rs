@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
+use super::head::{names, Head};
 use crate::api::ApiError;
 
 /// Writes a complete JSON response. Returns `Ok(true)`: the response is sent, Pingora stops here.
@@ -16,47 +17,43 @@ pub async fn json(
     ctx: &mut RequestCtx,
     status: u16,
     body: Bytes,
-    extra: &[(&'static str, &str)],
+    extra: &[(HeaderName, &str)],
 ) -> Result<bool> {
-    let mut h = ResponseHeader::build(status, Some(5 + extra.len()))?;
-    h.insert_header("content-type", "application/json")?;
-    h.insert_header("content-length", body.len())?;
-    h.insert_header("x-request-id", ctx.request_id.as_str())?;
-    h.insert_header(
-        "x-tollgate-overhead-us",
-        ctx.overhead(Duration::ZERO).as_micros() as u64,
-    )?;
+    let mut h = Head::new(status, 12 + extra.len())?;
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert_number(CONTENT_LENGTH, body.len() as u64);
+    h.insert_str(names::REQUEST_ID, &ctx.request_id)?;
+    h.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
     for (k, v) in extra {
-        h.insert_header(*k, *v)?;
+        h.insert_str(k.clone(), v)?;
     }
-    rate_headers(&mut h, ctx)?;
+    rate_headers(&mut h, ctx);
     ctx.status = status;
-    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_header(h.finish(), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(true)
 }
 
 /// OpenAI's `x-ratelimit-*` headers for the tenant's limits, and `Retry-After` on a refusal.
-pub fn rate_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+pub fn rate_headers(h: &mut Head, ctx: &RequestCtx) {
     if let Some(r) = &ctx.rate_headers {
         for (name, value) in r.pairs() {
-            h.insert_header(name, value)?;
+            h.insert(name, value);
         }
     }
     if let Some(ms) = ctx.retry_after_ms {
-        h.insert_header("retry-after", ms.div_ceil(1000).max(1))?;
-        h.insert_header("retry-after-ms", ms)?;
+        h.insert_number(RETRY_AFTER, ms.div_ceil(1000).max(1));
+        h.insert_number(names::RETRY_AFTER_MS, ms);
     }
-    Ok(())
 }
 
 /// Answers with an OpenAI-shaped error.
 pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &ApiError) -> Result<bool> {
     ctx.error = Some(e.code());
     let allow;
-    let extra: &[(&'static str, &str)] = match e {
+    let extra: &[(HeaderName, &str)] = match e {
         ApiError::MethodNotAllowed { allowed } => {
-            allow = [("allow", *allowed)];
+            allow = [(http::header::ALLOW, *allowed)];
             &allow
         }
         _ => &[],
@@ -67,6 +64,6 @@ pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &ApiError) ->
     }
     let attempts = ctx.attempts_summary();
     let mut with = extra.to_vec();
-    with.push(("x-tollgate-attempts", attempts.as_str()));
+    with.push((names::ATTEMPTS, attempts.as_str()));
     json(session, ctx, e.status(), body, &with).await
 }

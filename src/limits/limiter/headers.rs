@@ -4,9 +4,16 @@
 
 use std::fmt::Write;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 use super::quota::Level;
+
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 
 /// Values for the `x-ratelimit-*` headers; a `None` field is a header not sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -20,19 +27,16 @@ pub struct RateHeaders {
 }
 
 impl RateHeaders {
-    /// `(header name, value)` for every field that is set, in OpenAI's order. The values are
-    /// made as header values directly (numbers through `itoa`): no `String` on the way.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, HeaderValue)> {
+    /// `(header name, value)` for every field that is set, in OpenAI's order. Names are
+    /// constants and values are made as header values directly: nothing is parsed.
+    pub fn pairs(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
         let fields = [
-            ("x-ratelimit-limit-requests", self.limit_requests.and_then(number)),
-            ("x-ratelimit-limit-tokens", self.limit_tokens.and_then(number)),
-            (
-                "x-ratelimit-remaining-requests",
-                self.remaining_requests.and_then(number),
-            ),
-            ("x-ratelimit-remaining-tokens", self.remaining_tokens.and_then(number)),
-            ("x-ratelimit-reset-requests", self.reset_requests_ms.and_then(reset)),
-            ("x-ratelimit-reset-tokens", self.reset_tokens_ms.and_then(reset)),
+            (LIMIT_REQUESTS, self.limit_requests.and_then(number)),
+            (LIMIT_TOKENS, self.limit_tokens.and_then(number)),
+            (REMAINING_REQUESTS, self.remaining_requests.and_then(number)),
+            (REMAINING_TOKENS, self.remaining_tokens.and_then(number)),
+            (RESET_REQUESTS, self.reset_requests_ms.and_then(reset)),
+            (RESET_TOKENS, self.reset_tokens_ms.and_then(reset)),
         ];
         fields.into_iter().filter_map(|(name, value)| value.map(|v| (name, v)))
     }

@@ -525,7 +525,7 @@ fn headers_describe_the_most_restrictive_tenant_scope() {
     ];
     assert_eq!(pairs.len(), expected.len());
     for ((name, value), (n, v)) in pairs.iter().zip(expected) {
-        assert_eq!((*name, value.to_str().unwrap()), (n, v));
+        assert_eq!((name.as_str(), value.to_str().unwrap()), (n, v));
     }
     // A refusal shows the state without a reservation.
     a.settle(1_000, 0, T0);
