@@ -240,6 +240,9 @@ fn bench(c: &mut Criterion) {
         h
     };
     group.bench_function("head_without", |b| b.iter(|| black_box(head().finish())));
+    group.bench_function("rate_header_values", |b| {
+        b.iter(|| black_box(&rate).pairs().map(|(_, v)| black_box(v).len()).sum::<usize>())
+    });
     group.bench_function("head_with_rate_headers", |b| {
         b.iter(|| {
             let mut h = head();

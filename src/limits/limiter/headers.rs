@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use bytes::BytesMut;
 use http::{HeaderName, HeaderValue};
 
 use super::quota::Level;
@@ -28,15 +29,25 @@ pub struct RateHeaders {
 
 impl RateHeaders {
     /// `(header name, value)` for every field that is set, in OpenAI's order. Names are
-    /// constants and values are made as header values directly: nothing is parsed.
+    /// constants; the values are written into one buffer and share it (one allocation).
     pub fn pairs(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        let mut buf = BytesMut::with_capacity(96);
+        let mut value = |n: Option<u64>, as_duration: bool| {
+            let n = n?;
+            if as_duration {
+                write_duration(&mut buf, n);
+            } else {
+                let _ = write!(buf, "{n}");
+            }
+            HeaderValue::from_maybe_shared(buf.split().freeze()).ok()
+        };
         let fields = [
-            (LIMIT_REQUESTS, self.limit_requests.and_then(number)),
-            (LIMIT_TOKENS, self.limit_tokens.and_then(number)),
-            (REMAINING_REQUESTS, self.remaining_requests.and_then(number)),
-            (REMAINING_TOKENS, self.remaining_tokens.and_then(number)),
-            (RESET_REQUESTS, self.reset_requests_ms.and_then(reset)),
-            (RESET_TOKENS, self.reset_tokens_ms.and_then(reset)),
+            (LIMIT_REQUESTS, value(self.limit_requests, false)),
+            (LIMIT_TOKENS, value(self.limit_tokens, false)),
+            (REMAINING_REQUESTS, value(self.remaining_requests, false)),
+            (REMAINING_TOKENS, value(self.remaining_tokens, false)),
+            (RESET_REQUESTS, value(self.reset_requests_ms, true)),
+            (RESET_TOKENS, value(self.reset_tokens_ms, true)),
         ];
         fields.into_iter().filter_map(|(name, value)| value.map(|v| (name, v)))
     }
@@ -62,23 +73,23 @@ pub(super) fn remaining_share(level: Level) -> f64 {
     level.limit.saturating_sub(level.used) as f64 / level.limit as f64
 }
 
-fn number(n: u64) -> Option<HeaderValue> {
-    Some(HeaderValue::from(n))
-}
-
-fn reset(ms: u64) -> Option<HeaderValue> {
-    HeaderValue::try_from(duration(ms)).ok()
-}
-
 /// Milliseconds in Go's `time.Duration` notation, which is what OpenAI sends.
+#[cfg(test)]
 pub(super) fn duration(ms: u64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
+    let mut out = String::new();
+    write_duration(&mut out, ms);
+    out
+}
+
+fn write_duration(out: &mut impl Write, ms: u64) {
     if ms < 1_000 {
-        return format!("{ms}ms");
+        let _ = if ms == 0 {
+            write!(out, "0s")
+        } else {
+            write!(out, "{ms}ms")
+        };
+        return;
     }
-    let mut out = String::with_capacity(12);
     let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
     let (seconds, millis) = (ms / 1_000 % 60, ms % 1_000);
     if hours > 0 {
@@ -89,9 +100,13 @@ pub(super) fn duration(ms: u64) -> String {
     }
     let _ = write!(out, "{seconds}");
     if millis > 0 {
-        let fraction = format!("{millis:03}");
-        let _ = write!(out, ".{}", fraction.trim_end_matches('0'));
+        // Milliseconds as a fraction without trailing zeros: 500 -> .5, 250 -> .25, 5 -> .005.
+        let (mut digits, mut width) = (millis, 3);
+        while digits % 10 == 0 {
+            digits /= 10;
+            width -= 1;
+        }
+        let _ = write!(out, ".{digits:0width$}");
     }
-    out.push('s');
-    out
+    let _ = write!(out, "s");
 }
