@@ -40,8 +40,6 @@ pub struct AppState {
     /// Rate limits, concurrency caps and budgets of keys, teams, users and providers (this
     /// node's own, or shared through Redis).
     pub limiter: Arc<crate::limits::gate::Gate>,
-    /// Each key's parsed limits, by key id, with the key version they were parsed from.
-    pub key_limits: dashmap::DashMap<String, (i64, Option<Arc<crate::limits::limiter::Limits>>)>,
 }
 
 pub struct Gateway {
@@ -65,7 +63,6 @@ impl Gateway {
                 sinks,
                 keys,
                 limiter,
-                key_limits: dashmap::DashMap::new(),
             }),
         }
     }

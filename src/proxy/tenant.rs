@@ -111,28 +111,6 @@ pub(super) fn rejection_error(r: &crate::limits::limiter::Rejection) -> ApiError
     }
 }
 
-/// The key's limits, parsed once per version of the key.
-pub(super) fn key_limits(
-    state: &AppState,
-    key: &crate::limits::keys::VirtualKey,
-) -> Option<Arc<crate::limits::limiter::Limits>> {
-    if key.limits.is_null() {
-        return None;
-    }
-    if let Some(hit) = state.key_limits.get(&key.id) {
-        if hit.0 == key.updated_ms {
-            return hit.1.clone();
-        }
-    }
-    let parsed = serde_json::from_value::<crate::limits::limiter::Limits>(key.limits.clone())
-        .ok()
-        .map(Arc::new);
-    state
-        .key_limits
-        .insert(key.id.clone(), (key.updated_ms, parsed.clone()));
-    parsed
-}
-
 /// Checks and reserves the key's, the team's and the user's limits for this request's estimate
 /// (prompt tokens, plus `max_tokens` or the configured allowance; its cost at the dearest target
 /// of the plan). Returns the demand, for the provider checks per attempt.
@@ -151,7 +129,7 @@ pub(super) async fn admit_tenant(
 ) -> std::result::Result<Demand, ApiError> {
     let settings = &snapshot.limits;
     let key = ctx.key.clone();
-    let key_limits = key.as_deref().and_then(|k| key_limits(state, k));
+    let key_limits = key.as_deref().and_then(|k| k.parsed_limits.clone());
     let team_limits = ctx.who.team.as_deref().and_then(|t| settings.teams.get(t)).cloned();
     let user_limits = ctx.who.user.as_ref().and(settings.per_user.clone());
     let any_provider_limits = plan.iter().any(|t| t.provider.limits.is_some());

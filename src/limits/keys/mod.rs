@@ -112,6 +112,8 @@ pub struct VirtualKey {
     pub metadata: BTreeMap<String, String>,
     pub expires_ms: Option<i64>,
     pub limits: serde_json::Value,
+    /// `limits` parsed, once per version of the key (`None`: null, no limits of its own).
+    pub parsed_limits: Option<std::sync::Arc<crate::limits::limiter::Limits>>,
     pub created_ms: i64,
     /// Changes with every write: `(id, updated_ms)` identifies a version (to cache parsed limits).
     pub updated_ms: i64,
@@ -123,6 +125,18 @@ pub struct VirtualKey {
 }
 
 impl VirtualKey {
+    /// Parses a key's `limits` (an object, or null for none).
+    pub(crate) fn parse_limits(
+        limits: &serde_json::Value,
+    ) -> Result<Option<std::sync::Arc<crate::limits::limiter::Limits>>, String> {
+        if limits.is_null() {
+            return Ok(None);
+        }
+        crate::limits::limiter::Limits::deserialize(limits)
+            .map(|l| Some(std::sync::Arc::new(l)))
+            .map_err(|e| format!("limits: {e}"))
+    }
+
     /// May this key call `alias`? An empty list allows every model.
     pub fn allows_model(&self, alias: &str) -> bool {
         self.globs.is_empty() || self.globs.iter().any(|g| g.matches(alias))

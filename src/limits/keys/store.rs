@@ -125,6 +125,7 @@ fn compile(row: &KeyRow) -> Result<Compiled, String> {
     let models: Vec<String> = serde_json::from_str(&row.models).map_err(|e| format!("models: {e}"))?;
     let metadata = serde_json::from_str(&row.metadata).map_err(|e| format!("metadata: {e}"))?;
     let limits = serde_json::from_str(&row.limits).map_err(|e| format!("limits: {e}"))?;
+    let parsed_limits = VirtualKey::parse_limits(&limits)?;
     let hash = KeyHash::from_hex(&row.hash).ok_or("hash is not SHA-256 hex")?;
     let prev = match (&row.prev_hash, row.prev_valid_until_ms) {
         (Some(h), Some(until)) => Some((KeyHash::from_hex(h).ok_or("prev_hash is not SHA-256 hex")?, until)),
@@ -141,6 +142,7 @@ fn compile(row: &KeyRow) -> Result<Compiled, String> {
         metadata,
         expires_ms: row.expires_ms,
         limits,
+        parsed_limits,
         created_ms: row.created_ms,
         updated_ms: row.updated_ms,
         revoked: row.revoked_ms.is_some(),
@@ -191,6 +193,13 @@ fn compile_config(keys: Vec<(KeySpec, String)>) -> Result<Vec<ConfigKey>, String
             problems.push(format!("{at}: the same key as another config key"));
             continue;
         }
+        let parsed_limits = match VirtualKey::parse_limits(&spec.limits) {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
         if secret.len() < 16 {
             tracing::warn!(key_id = %id, "virtual keys: a config key is shorter than 16 characters");
         }
@@ -204,6 +213,7 @@ fn compile_config(keys: Vec<(KeySpec, String)>) -> Result<Vec<ConfigKey>, String
             globs: checked.globs,
             metadata: spec.metadata,
             expires_ms: checked.expires_ms,
+            parsed_limits,
             limits: spec.limits,
             created_ms: now,
             updated_ms: now,

@@ -193,6 +193,12 @@ fn update_changes_limits_models_and_metadata() {
     // The request path sees the new version at once.
     let seen = store.lookup(&secret, now_ms()).unwrap();
     assert_eq!(seen.limits, json!({"rpm": 20, "tpm": 1000}));
+    let parsed = seen.parsed_limits.as_deref().unwrap();
+    assert_eq!(
+        (parsed.rpm, parsed.tpm),
+        (Some(20), Some(1000)),
+        "parsed with the version"
+    );
     assert!(seen.allows_model("claude-sonnet") && !seen.allows_model("gpt-4o"));
     assert_eq!(seen.updated_ms, updated.updated_ms);
     assert_eq!(store.get("u").unwrap().metadata.len(), 1);
@@ -201,6 +207,7 @@ fn update_changes_limits_models_and_metadata() {
     let patch: KeyPatch = serde_json::from_value(json!({"limits": null})).unwrap();
     let cleared = store.update("u", patch).unwrap();
     assert_eq!(cleared.limits, Value::Null);
+    assert!(cleared.parsed_limits.is_none());
     assert_eq!(cleared.models, vec!["claude-*".to_string()]);
 
     let bad: KeyPatch = serde_json::from_value(json!({"limits": 5})).unwrap();
@@ -292,6 +299,10 @@ fn config_keys_are_read_only_and_replaced_on_reload() {
                 spec(json!({"id": "lim", "limits": [1]})),
                 "sk-c-0123456789abcdef".into(),
             ),
+            (
+                spec(json!({"id": "lim2", "limits": {"rpm": "many"}})),
+                "sk-d-0123456789abcdef".into(),
+            ),
         ])
         .unwrap_err();
     for part in [
@@ -299,6 +310,7 @@ fn config_keys_are_read_only_and_replaced_on_reload() {
         "duplicate id",
         "(empty): the key is empty",
         "limits must be an object",
+        "(lim2): limits: invalid type",
     ] {
         assert!(err.contains(part), "{err}");
     }
@@ -536,14 +548,22 @@ fn an_unreadable_row_is_skipped_not_fatal() {
     let store = open(dir.path());
     let (_, good) = store.create(spec(json!({"id": "good"}))).unwrap();
     let (_, bad) = store.create(spec(json!({"id": "bad"}))).unwrap();
+    let (_, bad_limits) = store.create(spec(json!({"id": "bad-limits"}))).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("spend.db")).unwrap();
     conn.execute(
         "UPDATE virtual_keys SET models = 'not json', updated_ms = updated_ms + 1 WHERE id = 'bad'",
         [],
     )
     .unwrap();
+    // Limits the limiter cannot read: the key is refused, never served without limits.
+    conn.execute(
+        "UPDATE virtual_keys SET limits = '{\"rpm\": \"x\"}', updated_ms = updated_ms + 1 WHERE id = 'bad-limits'",
+        [],
+    )
+    .unwrap();
     store.sync_now().unwrap();
     assert!(store.lookup(&good, now_ms()).is_ok());
     assert_eq!(store.lookup(&bad, now_ms()).unwrap_err(), KeyError::Unknown);
+    assert_eq!(store.lookup(&bad_limits, now_ms()).unwrap_err(), KeyError::Unknown);
     assert!(matches!(store.get("bad"), Err(AdminError::Internal(_))));
 }
