@@ -604,8 +604,14 @@ async fn a_refusal_is_remembered_briefly() {
     let before = calls(&a);
     budget_refusal(a.admit(&[scope], demand(1, 60_000), t0).await);
     assert_eq!(calls(&a), before + 1, "the first refusal comes from Redis");
-    // Within 100 ms the same request is refused here, without a call.
-    budget_refusal(a.admit(&[scope], demand(1, 60_000), t0 + 99).await);
+    // Within 100 ms the same request is refused here, without a call, until the day's end.
+    match a.admit(&[scope], demand(1, 60_000), t0 + 99).await {
+        Err(Refusal::Limit(r)) => {
+            assert_eq!(r.reason, RejectReason::Budget, "{r}");
+            assert_eq!(r.retry_after_ms, Period::Day.window(t0).1 - (t0 + 99));
+        }
+        _ => panic!("not refused"),
+    }
     assert_eq!(calls(&a), before + 1, "refused again without asking Redis");
     assert_eq!(known(&a), 1);
     // A smaller request that fits on the reported level still asks Redis, and is admitted.

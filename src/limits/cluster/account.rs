@@ -184,12 +184,21 @@ impl Account {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| Some(l.saturating_sub(amount)));
     }
 
+    /// A give-back that did not reach Redis: the credit is back here, and the level as before.
+    pub(super) fn give_failed(&self, amount: u64) {
+        self.add(i64::try_from(amount).unwrap_or(i64::MAX));
+        let _ = self
+            .level
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| Some(l.saturating_add(amount)));
+    }
+
     /// Redis refused this counter less than `KNOWN_REFUSAL_MS` ago, and on what it reported
     /// then (drained since, less this node's credit) `amount` does not fit under `cap` either:
     /// the use it would add to. `None`: ask Redis.
     pub(super) fn known_short(&self, counter: Counter, limit: u64, cap: f64, amount: u64, now_ms: u64) -> Option<u64> {
         let refused = self.refused_ms.load(Ordering::Acquire);
-        if refused == 0 || now_ms.saturating_sub(refused) >= KNOWN_REFUSAL_MS {
+        // A clock that stepped back ends it too (it must not outlast its 100 ms).
+        if refused == 0 || now_ms < refused || now_ms - refused >= KNOWN_REFUSAL_MS {
             return None;
         }
         let used = self.use_now(counter, limit, now_ms)?;
@@ -309,9 +318,15 @@ mod tests {
         a.gave_back(10);
         assert_eq!(a.known_short(day, 100, 100.0, 41, 2_001), Some(60));
         assert_eq!(a.known_short(day, 100, 100.0, 40, 2_001), None);
-        // A tier's share caps lower.
+        // ... and a give-back that failed puts both back.
+        a.give_failed(10);
+        assert_eq!(a.credit(), 10);
+        assert_eq!(a.known_short(day, 100, 100.0, 41, 2_001), Some(60));
+        assert_eq!(a.known_short(day, 100, 100.0, 40, 2_001), None);
+        // A tier's share caps lower (50 reported, 10 of it this node's credit).
         a.refused(50, 3_000);
-        assert_eq!(a.known_short(Counter::Rpm, 60, 30.0, 1, 3_050), Some(50));
+        assert_eq!(a.known_short(Counter::Rpm, 60, 30.0, 1, 3_050), Some(40));
+        assert_eq!(a.known_short(Counter::Rpm, 60, 60.0, 1, 3_050), None);
         // A rate drains meanwhile: 60,000 a minute is one a millisecond.
         let b = Account::default();
         b.refused(60_000, 10_000);
@@ -323,6 +338,11 @@ mod tests {
         c.refused(100, 5_000);
         c.enter_window(2);
         assert_eq!(c.known_short(day, 100, 100.0, 1, 5_001), None);
+        // A clock that stepped back ends it.
+        let d = Account::default();
+        d.refused(100, 5_000);
+        assert_eq!(d.known_short(day, 100, 100.0, 1, 5_000), Some(100));
+        assert_eq!(d.known_short(day, 100, 100.0, 1, 4_999), None);
     }
 
     #[test]

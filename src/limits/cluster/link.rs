@@ -451,14 +451,14 @@ fn op_code(op: Op) -> &'static str {
     }
 }
 
-/// A flush that did not reach Redis: the credit stays here, charges wait as owed usage. (The
-/// level lowered for a give-back stays lowered: an underestimate only sends requests to Redis.)
+/// A flush that did not reach Redis: the credit stays here (and the level as this node knew it),
+/// charges wait as owed usage.
 fn undo(ops: &[Adjust]) {
     for op in ops {
         let account = op.scope.get(op.counter);
         match op.op {
             Op::Give => {
-                account.add(i64::try_from(op.amount).unwrap_or(i64::MAX));
+                account.give_failed(op.amount);
                 if op.counter == Counter::Slots {
                     account.leased.fetch_add(op.amount, Ordering::AcqRel);
                 }

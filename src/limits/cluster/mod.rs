@@ -440,18 +440,29 @@ impl Cluster {
                     && matches!(counter, Counter::Rpm | Counter::Tpm)
                     && a.use_now(counter, limit, now_ms)
                         .is_none_or(|u| u.saturating_add(amount) as f64 > need.ceiling * limit as f64);
+                if known.is_some() {
+                    // Refused already: take nothing more, start no lease.
+                    short.push(Short {
+                        scope: si,
+                        counter,
+                        taken: 0,
+                        amount,
+                    });
+                    continue;
+                }
                 if !near_ceiling && a.take(amount) {
                     self.prefetch(s, &h, counter, amount, now_ms);
                     continue;
                 }
-                if known.is_none() {
-                    let cap = cap_of(s, counter, limit, need.ceiling);
+                {
+                    let (cap, tiered) = cap_of(s, counter, limit, need.ceiling);
                     if let Some(used) = a.known_short(counter, limit, cap, amount, now_ms) {
                         known = Some(Known {
                             index: short.len(),
                             used,
                             limit,
                             cap,
+                            tiered,
                         });
                         short.push(Short {
                             scope: si,
@@ -514,6 +525,17 @@ impl Cluster {
                 over_ceiling,
                 level,
             }) => {
+                let refused = self.refuse(
+                    scopes,
+                    &mut admission,
+                    &short,
+                    index,
+                    retry_after_ms,
+                    over_ceiling,
+                    now_ms,
+                );
+                // Remembered once what the request took is back in the credit (which the
+                // level, as this node knows it, is net of).
                 let sh = &short[index];
                 let h = &admission.held[sh.scope];
                 let a = h.scope.get(sh.counter);
@@ -524,15 +546,7 @@ impl Cluster {
                 if same_window {
                     a.refused(level, now_ms);
                 }
-                Err(self.refuse(
-                    scopes,
-                    &mut admission,
-                    &short,
-                    index,
-                    retry_after_ms,
-                    over_ceiling,
-                    now_ms,
-                ))
+                Err(refused)
             }
             Err(()) => {
                 self.unwind(&mut admission, &short);

@@ -24,6 +24,8 @@ pub(super) struct Known {
     pub(super) limit: u64,
     /// The limit, or a lower tier's share of it.
     pub(super) cap: f64,
+    /// `cap` is a lower tier's share (a refusal under the limit is for `Capacity`).
+    pub(super) tiered: bool,
 }
 
 impl Cluster {
@@ -37,7 +39,7 @@ impl Cluster {
         now_ms: u64,
     ) -> Refused {
         let sh = &short[known.index];
-        let over_ceiling = known.cap < known.limit as f64 && known.used.saturating_add(sh.amount) <= known.limit;
+        let over_ceiling = known.tiered && known.used.saturating_add(sh.amount) <= known.limit;
         let window = match sh.counter {
             Counter::Budget(p) => admission.held[sh.scope].windows[p_index(p)],
             _ => 0,
@@ -111,14 +113,15 @@ impl Cluster {
     }
 }
 
-/// What a counter's use may reach for this request: its limit, or for a provider's rate
-/// counters and a lower tier, the tier's share of it (as `take.lua` applies it).
-pub(super) fn cap_of(s: &Scope<'_>, counter: Counter, limit: u64, ceiling: f64) -> f64 {
+/// What a counter's use may reach for this request, and whether that is a lower tier's share:
+/// the limit, or for a provider's rate counters and a tier below 1, the tier's share of it (as
+/// `take.lua` applies it).
+pub(super) fn cap_of(s: &Scope<'_>, counter: Counter, limit: u64, ceiling: f64) -> (f64, bool) {
     let rate = matches!(counter, Counter::Rpm | Counter::Tpm | Counter::Tpd);
-    if rate && s.kind == ScopeKind::Provider {
-        limit as f64 * ceiling
+    if rate && s.kind == ScopeKind::Provider && ceiling < 1.0 {
+        (limit as f64 * ceiling, true)
     } else {
-        limit as f64
+        (limit as f64, false)
     }
 }
 

@@ -31,9 +31,12 @@ impl RateHeaders {
     /// `(header name, value)` for every field that is set, in OpenAI's order. Names are
     /// constants; the values are written into one buffer and share it (one allocation).
     pub fn pairs(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
-        let mut buf = BytesMut::with_capacity(96);
+        let mut buf = BytesMut::new();
         let mut value = |n: Option<u64>, as_duration: bool| {
             let n = n?;
+            if buf.capacity() < 24 {
+                buf.reserve(96);
+            }
             if as_duration {
                 write_duration(&mut buf, n);
             } else {
