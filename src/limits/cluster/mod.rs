@@ -440,40 +440,26 @@ impl Cluster {
                     && matches!(counter, Counter::Rpm | Counter::Tpm)
                     && a.use_now(counter, limit, now_ms)
                         .is_none_or(|u| u.saturating_add(amount) as f64 > need.ceiling * limit as f64);
-                if known.is_some() {
-                    // Refused already: take nothing more, start no lease.
-                    short.push(Short {
-                        scope: si,
-                        counter,
-                        taken: 0,
-                        amount,
-                    });
-                    continue;
-                }
-                if !near_ceiling && a.take(amount) {
+                if known.is_none() && !near_ceiling && a.take(amount) {
                     self.prefetch(s, &h, counter, amount, now_ms);
                     continue;
                 }
-                {
+                if known.is_none() {
                     let (cap, tiered) = cap_of(s, counter, limit, need.ceiling);
-                    if let Some(used) = a.known_short(counter, limit, cap, amount, now_ms) {
-                        known = Some(Known {
-                            index: short.len(),
-                            used,
-                            limit,
-                            cap,
-                            tiered,
-                        });
-                        short.push(Short {
-                            scope: si,
-                            counter,
-                            taken: 0,
-                            amount,
-                        });
-                        continue;
-                    }
+                    known = a.known_short(counter, limit, cap, amount, now_ms).map(|used| Known {
+                        index: short.len(),
+                        used,
+                        limit,
+                        cap,
+                        tiered,
+                    });
                 }
-                let taken = if near_ceiling { 0 } else { a.take_some(amount) };
+                // Known short (this counter or an earlier one): take nothing, start no lease.
+                let taken = if near_ceiling || known.is_some() {
+                    0
+                } else {
+                    a.take_some(amount)
+                };
                 short.push(Short {
                     scope: si,
                     counter,
