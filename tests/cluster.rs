@@ -590,15 +590,22 @@ async fn a_refusal_is_remembered_briefly() {
     // Requests that asked Redis for a lease (flushes, which also call Redis, are not counted).
     let calls = |g: &Gate| g.cluster().unwrap().stats().leases.load(Ordering::Relaxed);
     let known = |g: &Gate| g.cluster().unwrap().stats().known.load(Ordering::Relaxed);
+    let t0 = now_ms();
     let budget_refusal = |r: Result<_, Refusal>| match r {
         Err(Refusal::Limit(r)) => {
             assert_eq!(r.reason, RejectReason::Budget, "{r}");
-            assert!(r.retry_after_ms > 0);
+            // A budget's refusal lasts until its day ends (Redis's clock or the caller's).
+            let day_end = Period::Day.window(t0).1;
+            assert!(r.retry_after_ms <= day_end - t0 + 1_000, "{}", r.retry_after_ms);
+            assert!(
+                r.retry_after_ms + 60_000 >= day_end.saturating_sub(now_ms()),
+                "{}",
+                r.retry_after_ms
+            );
         }
         Err(Refusal::Unavailable) => panic!("Redis is up"),
         Ok(_) => panic!("admitted over the budget"),
     };
-    let t0 = now_ms();
     let held = a.admit(&[scope], demand(1, 60_000), t0).await.unwrap();
     // Redis refuses the second 60k (60k held + 60k > 100k) and reports the level.
     let before = calls(&a);
