@@ -8,7 +8,9 @@
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 
+use memchr::memmem::Finder;
 use tiktoken_rs::CoreBPE;
 
 use super::o200k::Counter;
@@ -151,11 +153,14 @@ pub fn estimate(p: &Prompt<'_>) -> u64 {
 /// spells `image_url` literally unless the body uses `\u` escapes; then every `{` is counted
 /// as a possible image.
 pub fn bound_of_body(body: &[u8]) -> u64 {
+    // The searchers are built once: building one costs more than a scan of a typical body.
+    static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
+    static IMAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"image_url"));
     let braces = memchr::memchr_iter(b'{', body).count() as u64;
-    let images = if memchr::memmem::find(body, b"\\u").is_some() {
+    let images = if ESCAPE.find(body).is_some() {
         braces
     } else {
-        memchr::memmem::find_iter(body, b"image_url").count() as u64
+        IMAGE.find_iter(body).count() as u64
     };
     body.len() as u64 + REPLY_PRIMING + PER_MESSAGE * braces + PER_IMAGE * images
 }

@@ -132,6 +132,8 @@ pub struct RequestCtx {
     pub rate_headers: Option<crate::limits::limiter::RateHeaders>,
     /// `Retry-After` of a refusal.
     pub retry_after_ms: Option<u64>,
+    /// The client's response header, begun while the provider works (`llm::begin_head`).
+    pub head: Option<super::head::Head>,
     /// The virtual key the request came with, when it was a known one.
     pub key: Option<Arc<crate::limits::keys::VirtualKey>>,
     /// The usage was counted by the gateway (the provider reported none).
@@ -187,6 +189,7 @@ impl RequestCtx {
             provider_admission: None,
             rate_headers: None,
             retry_after_ms: None,
+            head: None,
             tokens_estimated: false,
             prompt_need: None,
             estimate_pending: false,

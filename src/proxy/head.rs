@@ -30,15 +30,28 @@ pub mod names {
 }
 
 /// A response header under construction.
+#[derive(Debug)]
 pub struct Head(Parts);
 
 impl Head {
     /// `capacity`: how many headers it will hold, so the map does not grow.
     pub fn new(status: u16, capacity: usize) -> Result<Head> {
+        let mut head = Head::begin(capacity);
+        head.set_status(status)?;
+        Ok(head)
+    }
+
+    /// A header whose status is not known yet (200 until `set_status`): begun early, while the
+    /// provider works, with what does not depend on its answer.
+    pub fn begin(capacity: usize) -> Head {
         let (mut parts, ()) = http::Response::new(()).into_parts();
-        parts.status = StatusCode::from_u16(status).explain_err(InvalidHTTPHeader, |_| format!("status {status}"))?;
         parts.headers.reserve(capacity);
-        Ok(Head(parts))
+        Head(parts)
+    }
+
+    pub fn set_status(&mut self, status: u16) -> Result<()> {
+        self.0.status = StatusCode::from_u16(status).explain_err(InvalidHTTPHeader, |_| format!("status {status}"))?;
+        Ok(())
     }
 
     pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {

@@ -276,6 +276,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 // once the request is out, while the provider works.
                 async {
                     demand = refine_reservation(&req, ctx, &snapshot, plan, demand).await;
+                    ctx.head = begin_head(ctx).ok();
                 },
             )
             .await;
@@ -419,8 +420,20 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     respond::error(session, ctx, &err).await
 }
 
-/// Builds the client's response header from the upstream's.
+/// Begins the client's response header with the gateway's headers that do not depend on the
+/// provider's answer: the request id and the tenant's `x-ratelimit-*` (as refined). Done while the
+/// provider works, so none of it is on the request's latency; `relay` finishes it.
+fn begin_head(ctx: &RequestCtx) -> Result<Head> {
+    // Room for everything `relay` adds without the map growing.
+    let mut h = Head::begin(24);
+    h.insert_str(names::REQUEST_ID, &ctx.request_id)?;
+    respond::limit_headers(&mut h, ctx);
+    Ok(h)
+}
+
+/// Finishes the client's response header (begun by `begin_head`) from the upstream's.
 fn client_header(
+    mut h: Head,
     up: &ResponseHeader,
     status: u16,
     target: &Target,
@@ -428,8 +441,7 @@ fn client_header(
     stream: bool,
     h2: bool,
 ) -> Result<Head> {
-    // Room for what follows (ids, rate-limit headers, overhead) without the map growing.
-    let mut h = Head::new(status, 24)?;
+    h.set_status(status)?;
     match content_type {
         Some(ct) => h.insert(CONTENT_TYPE, HeaderValue::from_static(ct)),
         None => {
@@ -524,10 +536,13 @@ async fn relay(
     } else {
         "application/json"
     });
-    let mut header = client_header(up_header, status, target, translated_ct, is_sse, h2)?;
-    header.insert_str(names::REQUEST_ID, &ctx.request_id)?;
+    let begun = match ctx.head.take() {
+        Some(h) => h,
+        None => begin_head(ctx)?,
+    };
+    let mut header = client_header(begun, up_header, status, target, translated_ct, is_sse, h2)?;
     header.insert_str(names::ATTEMPTS, &ctx.attempts_summary())?;
-    respond::rate_headers(&mut header, ctx);
+    respond::retry_headers(&mut header, ctx);
     if let Some(arm) = ctx.ab_arm {
         header.insert_str(names::AB, arm)?;
     }

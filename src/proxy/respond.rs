@@ -36,11 +36,21 @@ pub async fn json(
 
 /// OpenAI's `x-ratelimit-*` headers for the tenant's limits, and `Retry-After` on a refusal.
 pub fn rate_headers(h: &mut Head, ctx: &RequestCtx) {
+    limit_headers(h, ctx);
+    retry_headers(h, ctx);
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the tenant's limits (none without limits).
+pub fn limit_headers(h: &mut Head, ctx: &RequestCtx) {
     if let Some(r) = &ctx.rate_headers {
         for (name, value) in r.pairs() {
             h.insert(name, value);
         }
     }
+}
+
+/// `Retry-After` (and `retry-after-ms`) when the gateway asks the client to wait.
+pub fn retry_headers(h: &mut Head, ctx: &RequestCtx) {
     if let Some(ms) = ctx.retry_after_ms {
         h.insert_number(RETRY_AFTER, ms.div_ceil(1000).max(1));
         h.insert_number(names::RETRY_AFTER_MS, ms);

@@ -117,7 +117,7 @@ pub enum Refused {
     Unavailable,
 }
 
-type ScopeMap = DashMap<Box<str>, Arc<ScopeAccounts>>;
+type ScopeMap = DashMap<Box<str>, Arc<ScopeAccounts>, ahash::RandomState>;
 
 pub(super) struct Inner {
     scopes: [ScopeMap; 4],

@@ -176,7 +176,7 @@ pub struct Rejection {
     pub headers: RateHeaders,
 }
 
-type ScopeMap = DashMap<Box<str>, Arc<ScopeState>>;
+type ScopeMap = DashMap<Box<str>, Arc<ScopeState>, ahash::RandomState>;
 
 /// Every scope's counters, one map per kind (so a lookup borrows the `&str` id).
 #[derive(Debug, Default)]
