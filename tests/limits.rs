@@ -59,6 +59,46 @@ fn a_keys_request_rate_is_enforced_with_openai_headers() {
 }
 
 #[test]
+fn the_providers_own_rate_limit_headers_never_reach_the_client() {
+    let mock = Mock::start(&[]);
+    let keys = "  - { id: open, key: \"${OPEN_KEY}\" }\n  - { id: slow, key: \"${SLOW_KEY}\", limits: { rpm: 3 } }\n";
+    let gw = Gateway::start_env(
+        "",
+        &config(&mock, keys, ""),
+        &[("OPEN_KEY", "tg-open"), ("SLOW_KEY", "tg-slow")],
+    );
+    let url = gw.url("/v1/chat/completions");
+    // The provider answers with its account's x-ratelimit-* (as OpenAI does) ...
+    let direct = post(
+        &format!("{}/chat/completions", mock.base_url()),
+        &json!({"model": "priced", "messages": [{"role": "user", "content": "[[mock: ratelimit_headers]]"}]})
+            .to_string(),
+        &[("authorization", "Bearer test")],
+    );
+    assert_eq!(direct.status, 200, "{}", direct.body);
+    assert_eq!(direct.header("x-ratelimit-limit-requests"), Some("100000000"));
+    // ... which describe the gateway's provider key, not the client's: a key without limits
+    // gets none, a limited key gets its own.
+    let open = chat(&url, "tg-open", "hi [[mock: ratelimit_headers]]");
+    assert_eq!(open.status, 200, "{}", open.body);
+    let leaked: Vec<_> = open
+        .headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("x-ratelimit-"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+    let slow = chat(&url, "tg-slow", "hi [[mock: ratelimit_headers]]");
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    assert_eq!(slow.header("x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(slow.header("x-ratelimit-remaining-requests"), Some("2"));
+    assert!(
+        slow.header("x-ratelimit-limit-tokens").is_none(),
+        "no token limit on this key"
+    );
+    assert_eq!(mock.requests().len(), 3);
+}
+
+#[test]
 fn a_budget_holds_under_concurrent_requests() {
     let mock = Mock::start(&[]);
     // $1000 per 1M tokens: a request of ~10 tokens costs ~$0.01; the budget is $0.10.

@@ -1,6 +1,7 @@
 //! Behaviour directives: how a test steers one response of the mock provider.
 //!
-//! A directive list is `key=value` pairs (or the bare word `hang`) separated by spaces or commas.
+//! A directive list is `key=value` pairs (or a bare flag word: `hang`, `ratelimit_headers`)
+//! separated by spaces or commas.
 //! It comes from three places, later ones winning **per key**:
 //!
 //! 1. the server flags ([`super::MockOptions`], turned into the default [`Behavior`]);
@@ -21,6 +22,7 @@
 //! | `close_after` | n | streaming: drop the connection after n content events (JSON answers ignore n > 0); `0`: close after reading the request, on every endpoint |
 //! | `hang` | bare, or `true`/`false` | read the request, never answer |
 //! | `text` | a word | the content pieces are this word instead of the default sentence |
+//! | `ratelimit_headers` | bare, or `true`/`false` | a non-streamed chat answer carries OpenAI's six `x-ratelimit-*` headers, as OpenAI sends them (see [`super::openai::ratelimit_headers`]) |
 //!
 //! Invariant: anything unknown or out of range is an error naming the directive, never ignored,
 //! so a typo in a test is loud.
@@ -45,7 +47,7 @@ pub const MAX_RETRY_AFTER_S: u64 = 86_400;
 pub const MAX_TEXT_CHARS: usize = 256;
 
 const KNOWN_KEYS: &str = "status, retry_after, retry_after_ms, latency_ms, first_chunk_ms, \
-                          chunk_delay_ms, chunks, close_after, hang, text";
+                          chunk_delay_ms, chunks, close_after, hang, text, ratelimit_headers";
 
 /// The fully resolved behaviour of one response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub struct Behavior {
     pub close_after: Option<u32>,
     pub hang: bool,
     pub text: Option<String>,
+    /// Non-streamed chat answers carry OpenAI's `x-ratelimit-*` headers.
+    pub ratelimit_headers: bool,
     /// Answer with a call to this tool (the request must declare it) instead of text.
     pub tool: Option<String>,
     /// Reject prompts of more tokens than this with OpenAI's `context_length_exceeded` 400.
@@ -80,6 +84,7 @@ impl Default for Behavior {
             close_after: None,
             hang: false,
             text: None,
+            ratelimit_headers: false,
             tool: None,
             context_window: None,
         }
@@ -121,6 +126,9 @@ impl Behavior {
         if let Some(v) = o.hang {
             self.hang = v;
         }
+        if let Some(v) = o.ratelimit_headers {
+            self.ratelimit_headers = v;
+        }
         if let Some(v) = &o.text {
             self.text = Some(v.clone());
         }
@@ -145,6 +153,7 @@ pub struct Overrides {
     pub chunks: Option<u32>,
     pub close_after: Option<u32>,
     pub hang: Option<bool>,
+    pub ratelimit_headers: Option<bool>,
     pub tool: Option<String>,
     pub context_window: Option<u64>,
     pub text: Option<String>,
@@ -227,6 +236,7 @@ impl Overrides {
             chunks,
             close_after,
             hang,
+            ratelimit_headers,
             text,
             tool,
             context_window
@@ -234,12 +244,17 @@ impl Overrides {
     }
 
     fn set(&mut self, key: &str, value: Option<&str>) -> Result<(), DirectiveError> {
-        if key == "hang" {
-            self.hang = Some(match value {
+        if key == "hang" || key == "ratelimit_headers" {
+            let on = match value {
                 None | Some("true") | Some("1") => true,
                 Some("false") | Some("0") => false,
                 Some(v) => return Err(bad(key, v, "nothing, `true` or `false`")),
-            });
+            };
+            if key == "hang" {
+                self.hang = Some(on);
+            } else {
+                self.ratelimit_headers = Some(on);
+            }
             return Ok(());
         }
         if !is_known(key) {
@@ -388,7 +403,7 @@ mod tests {
     fn all_keys_parse() {
         let o = Overrides::parse(
             "status=503 retry_after=1 retry_after_ms=1500 latency_ms=5 first_chunk_ms=6 \
-             chunk_delay_ms=7 chunks=8 close_after=0 text=héllo",
+             chunk_delay_ms=7 chunks=8 close_after=0 text=héllo ratelimit_headers",
         )
         .unwrap();
         let mut b = Behavior::default();
@@ -406,6 +421,7 @@ mod tests {
                 close_after: Some(0),
                 hang: false,
                 text: Some("héllo".into()),
+                ratelimit_headers: true,
                 tool: None,
                 context_window: None,
             }
@@ -428,6 +444,7 @@ mod tests {
             ("latency_ms=3600001", "latency_ms"),
             ("latency_ms", "latency_ms"),
             ("hang=maybe", "hang"),
+            ("ratelimit_headers=2", "ratelimit_headers"),
             ("text=", "text"),
             ("bogus", "bogus"),
         ];

@@ -144,6 +144,7 @@ impl MockOptions {
             chunks: self.chunks.clamp(1, MAX_CHUNKS),
             close_after: self.close_after,
             hang: self.hang,
+            ratelimit_headers: false,
             text: None,
             tool: None,
             context_window: self.context_window,

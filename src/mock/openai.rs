@@ -350,7 +350,7 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
             g.finish_reason,
         ),
     };
-    let reply = json_reply(
+    let mut reply = json_reply(
         200,
         &json!({
             "id": id,
@@ -366,7 +366,31 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
             "usage": usage,
         }),
     );
+    if let (true, Reply::Json { headers, .. }) = (b.ratelimit_headers, &mut reply) {
+        headers.extend(ratelimit_headers(seq, usage.total_tokens));
+    }
     Answer { reply, pending }
+}
+
+/// OpenAI's six `x-ratelimit-*` headers (`ratelimit_headers` directive), for an account of
+/// 100 000 000 requests and 10 000 000 000 tokens a minute that this answer (the `seq`-th, of
+/// `tokens`) has drawn down. The values change with every answer, as real ones do: a client
+/// pays for new header values, not for repeated ones.
+pub(crate) fn ratelimit_headers(seq: u64, tokens: u64) -> [(&'static str, String); 6] {
+    const REQUESTS: u64 = 100_000_000;
+    const TOKENS: u64 = 10_000_000_000;
+    let seq = seq % REQUESTS;
+    [
+        ("x-ratelimit-limit-requests", REQUESTS.to_string()),
+        ("x-ratelimit-limit-tokens", TOKENS.to_string()),
+        ("x-ratelimit-remaining-requests", (REQUESTS - 1 - seq).to_string()),
+        (
+            "x-ratelimit-remaining-tokens",
+            TOKENS.saturating_sub(tokens.saturating_mul(seq + 1)).to_string(),
+        ),
+        ("x-ratelimit-reset-requests", format!("{}ms", 1 + seq % 9)),
+        ("x-ratelimit-reset-tokens", format!("{}ms", 1 + seq % 97)),
+    ]
 }
 
 /// The id and the argument pieces of the mock's tool call (`tool=NAME` directive); the

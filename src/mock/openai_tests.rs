@@ -96,6 +96,38 @@ fn chat_json_shape() {
 }
 
 #[test]
+fn ratelimit_headers_only_when_asked_and_drawn_down_per_answer() {
+    let req = body(json!({"model": "m", "messages": [{"role": "user", "content": "hello world!"}]}));
+    let (_, _, plain) = json_of(chat_completions(&req, 0, &Behavior::default()));
+    assert!(plain.iter().all(|(k, _)| !k.starts_with("x-ratelimit-")), "{plain:?}");
+    let b = Behavior {
+        ratelimit_headers: true,
+        ..Behavior::default()
+    };
+    let value =
+        |h: &[(&'static str, String)], name: &str| h.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()).unwrap();
+    let (status, v, first) = json_of(chat_completions(&req, 0, &b));
+    assert_eq!(status, 200);
+    let tokens = v["usage"]["total_tokens"].as_u64().unwrap();
+    assert_eq!(first.len(), 6, "{first:?}");
+    assert_eq!(value(&first, "x-ratelimit-limit-requests"), "100000000");
+    assert_eq!(value(&first, "x-ratelimit-limit-tokens"), "10000000000");
+    assert_eq!(value(&first, "x-ratelimit-remaining-requests"), "99999999");
+    assert_eq!(
+        value(&first, "x-ratelimit-remaining-tokens"),
+        (10_000_000_000 - tokens).to_string()
+    );
+    assert_eq!(value(&first, "x-ratelimit-reset-requests"), "1ms");
+    let (_, _, third) = json_of(chat_completions(&req, 2, &b));
+    assert_eq!(value(&third, "x-ratelimit-remaining-requests"), "99999997");
+    assert_eq!(
+        value(&third, "x-ratelimit-remaining-tokens"),
+        (10_000_000_000 - 3 * tokens).to_string()
+    );
+    assert_eq!(value(&third, "x-ratelimit-reset-tokens"), "3ms");
+}
+
+#[test]
 fn max_tokens_truncates_with_length() {
     let req = json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "x"}]});
     let (_, v, _) = json_of(chat_completions(&body(req), 1, &Behavior::default()));
