@@ -18,6 +18,13 @@
 # medians over rounds. Fails (exit 1) on any non-200 answer, a refused request, or a key whose
 # x-ratelimit-* headers say its limiter did (not) run.
 #
+# The control (CONTROL=1): B's answers carry six more headers than A's, and the client pays for
+# reading them (wrk parses them and hands them to Lua as new strings). What that costs by itself
+# is measured the same way, in each round, against nginx serving two canned answers that differ
+# only in those six x-ratelimit-* headers (values changing per answer, as the gateway's do), on
+# the gateway's CPU. The gateway's B - A minus the control's is what the limiter costs beyond
+# the bytes of the headers the API requires.
+#
 #   bash loadtest/limits-ab.sh                        # 3 rounds of 30 s
 #   BACKEND=redis ROUNDS=5 bash loadtest/limits-ab.sh # B's counters shared through a private Redis
 #
@@ -37,6 +44,7 @@ PIN=${PIN:-auto}          # auto: gateway on GATEWAY_CPU, mock/wrk/Redis on LOAD
 GATEWAY_CPU=${GATEWAY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BUILD=${BUILD:-1}         # 1: `cargo build --release` first (no-op when fresh)
+CONTROL=${CONTROL:-1}     # 1: also measure the six headers alone (nginx), per round
 KEEP=${KEEP:-0}           # 1: keep the work dir
 
 die() {
@@ -50,11 +58,13 @@ die() {
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a number of seconds"
 [[ $VARY == 0 || $VARY == 1 ]] || die "VARY must be 0 or 1"
 [[ $BACKEND == local || $BACKEND == redis ]] || die "BACKEND must be local or redis"
+[[ $CONTROL == 0 || $CONTROL == 1 ]] || die "CONTROL must be 0 or 1"
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 [[ $BACKEND == redis ]] && ! command -v redis-server >/dev/null && need+=(redis-server)
+((CONTROL)) && ! command -v nginx >/dev/null && ! [[ -x /usr/sbin/nginx ]] && need+=(nginx-light)
 install_missing "${need[@]}"
 tollgate_binary "$BUILD"
 
@@ -64,6 +74,7 @@ BIN_SHOWN=$BIN
 BIN=$WORK/tollgate
 MOCK_PID=
 GW_PID=
+NGINX_PID=
 REDIS_STARTED=0
 FAILED=0
 
@@ -72,6 +83,7 @@ cleanup() {
     trap - EXIT INT TERM ERR
     stop_pid "$GW_PID"
     stop_pid "$MOCK_PID"
+    stop_pid "$NGINX_PID"
     if ((REDIS_STARTED)); then
         stop_redis "$WORK/redis"
     fi
@@ -152,14 +164,65 @@ $BACKEND_CONF
 EOF
 }
 
+# wrk_ab SECONDS OUT [PORT]: the A/B load against the gateway (or the control on PORT).
 wrk_ab() {
     local rc=0
     BODY_FILE=$HERE/body-json.json KEY_A=$KEY_A KEY_B=$KEY_B VARY=$VARY \
         "${LOAD_PIN[@]}" wrk -t 1 -c 1 -d "${1}s" --timeout 30s -s "$HERE/ab.lua" \
-        "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$2" 2>&1 || rc=$?
+        "http://127.0.0.1:${3:-$GW_PORT}/v1/chat/completions" >"$2" 2>&1 || rc=$?
     ((rc == 0)) || { cat "$2" >&2; die "wrk exited with $rc"; }
     grep -q '^AB_RESULT ' "$2" || { cat "$2" >&2; die "no AB_RESULT line from ab.lua"; }
 }
+
+# The control: nginx answers both keys with the same canned chat completion, B's with the six
+# x-ratelimit-* headers (three of their values change per answer, as the gateway's do).
+ANSWER='{"id":"chatcmpl-control","object":"chat.completion","created":0,"model":"mock-gpt","choices":[{"index":0,"message":{"role":"assistant","content":"This is the control answer of the A/B, the same for both keys."},"finish_reason":"stop"}],"usage":{"prompt_tokens":64,"completion_tokens":16,"total_tokens":80}}'
+control_config() {
+    cat <<EOF
+# Written by loadtest/limits-ab.sh (the control).
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 16; }
+http {
+    access_log off;
+    server_tokens off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    server {
+        listen 127.0.0.1:$CONTROL_PORT;
+        location / {
+            default_type application/json;
+            if (\$http_authorization ~ "$KEY_B") {
+                add_header x-ratelimit-limit-requests 100000000;
+                add_header x-ratelimit-limit-tokens 10000000000;
+                add_header x-ratelimit-remaining-requests 9999\$connection_requests;
+                add_header x-ratelimit-remaining-tokens 99999\$connection_requests;
+                add_header x-ratelimit-reset-requests 1ms;
+                add_header x-ratelimit-reset-tokens \${connection_requests}ms;
+                return 200 '$ANSWER';
+            }
+            return 200 '$ANSWER';
+        }
+    }
+}
+EOF
+}
+
+if ((CONTROL)); then
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    free_port
+    CONTROL_PORT=$REPLY
+    mkdir -p "$WORK/nginx"
+    control_config >"$WORK/nginx/nginx.conf"
+    "${GW_PIN[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx/out.log" 2>&1 &
+    NGINX_PID=$!
+    wait_ready "http://127.0.0.1:$CONTROL_PORT/" "$NGINX_PID" "nginx (the control)" "$WORK/nginx/error.log"
+fi
 
 echo "# Tollgate limiter latency, A/B on one gateway"
 echo
@@ -168,6 +231,7 @@ echo "- machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//
 echo "- tollgate: $BIN_SHOWN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
 echo "- load: wrk, 1 connection alternating keys A (no limits) and B (limits on key and team: $BIG), body-json.json, VARY=$VARY, ${DURATION}s per round after ${WARMUP}s warm-up, $ROUNDS round(s), limits.backend $BACKEND"
 echo "- pinning: $PINNING"
+((CONTROL)) && echo "- control: nginx on the gateway's CPU, the same A/B for ${DURATION}s after each round; B's answers differ from A's only by the six x-ratelimit-* headers"
 echo
 
 ROWS=$WORK/rows.tsv
@@ -218,9 +282,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
         "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" "$(kv "$line" diff_p50)" "$(kv "$line" block_diffs)" \
         "$(kv "$line" paired_median)" "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_p99)" \
         "$(kv "$line" b_p99)" "$(kv "$line" a_overhead_p50)" "$(kv "$line" b_overhead_p50)" "$(kv "$line" a_n)" "$(kv "$line" b_n)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" \
+    cdiff=- cpaired=- cblocks=-
+    if ((CONTROL)); then
+        wrk_ab "$DURATION" "$WORK/control-$round.txt" "$CONTROL_PORT"
+        cline=$(grep '^AB_RESULT ' "$WORK/control-$round.txt")
+        (($(kv "$cline" bad) == 0)) || fail "round $round: the control's answers were not all a 200 with choices"
+        (($(kv "$cline" header_mismatch) == 0)) || fail "round $round: the control's x-ratelimit-* headers did not match its keys"
+        ((FAILED == 0)) || die "round $round failed (work dir $WORK)"
+        cdiff=$(kv "$cline" diff_p50) cpaired=$(kv "$cline" paired_median) cblocks=$(kv "$cline" block_diffs)
+        printf '         control: A p50 %s µs, B p50 %s µs (B - A %+d µs; per tenth of the run: %s; adjacent pairs median %+d µs); %s + %s requests\n' \
+            "$(kv "$cline" a_p50)" "$(kv "$cline" b_p50)" "$cdiff" "$cblocks" "$cpaired" "$(kv "$cline" a_n)" "$(kv "$cline" b_n)"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" \
         "$(kv "$line" diff_p50)" "$(kv "$line" paired_median)" "$(kv "$line" block_diffs)" \
-        "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_n)" "$(kv "$line" b_n)" >>"$ROWS"
+        "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_n)" "$(kv "$line" b_n)" "$cdiff" "$cpaired" >>"$ROWS"
 done
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -232,9 +307,10 @@ D50=$(col 4 | median)
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| round | A p50 µs | B p50 µs | B − A µs | per tenth of the run, B − A µs | adjacent pairs, median B − A µs | A p90 | B p90 | requests A + B |"
-echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|"
-awk -F'\t' '{ printf "| %s | %s | %s | %+d | %s | %+d | %s | %s | %s + %s |\n", $1, $2, $3, $4, $6, $5, $7, $8, $9, $10 }' "$ROWS"
+echo "| round | A p50 µs | B p50 µs | B − A µs | per tenth of the run, B − A µs | adjacent pairs, median B − A µs | A p90 | B p90 | requests A + B | control: B − A µs (pairs) |"
+echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+awk -F'\t' '{ c = ($11 == "-") ? "-" : sprintf("%+d (%+d)", $11, $12)
+    printf "| %s | %s | %s | %+d | %s | %+d | %s | %s | %s + %s | %s |\n", $1, $2, $3, $4, $6, $5, $7, $8, $9, $10, c }' "$ROWS"
 echo
 if [[ -n $BLOCKS_ALL ]]; then
     BMIN=$(sort -g <<<"$BLOCKS_ALL" | head -n 1)
@@ -244,4 +320,11 @@ if [[ -n $BLOCKS_ALL ]]; then
     BN=$(wc -l <<<"$BLOCKS_ALL")
     echo "Medians over $ROUNDS round(s): A p50 $A50 µs, B p50 $B50 µs, B − A $D50 µs ($(awk -v a="$A50" -v d="$D50" 'BEGIN { printf "%+.1f %%", 100 * d / a }'))."
     echo "Over all $BN tenths: B − A median $BMED µs, range $BMIN … $BMAX µs; B slower in $BPOS of $BN."
+fi
+if ((CONTROL)); then
+    C50=$(col 11 | median)
+    P50=$(col 5 | median)
+    CP50=$(col 12 | median)
+    echo "The six headers alone (the control): B − A median $C50 µs (adjacent pairs $CP50 µs)."
+    echo "The limiter beyond its headers: $(awk -v d="$D50" -v c="$C50" 'BEGIN { printf "%+g", d - c }') µs at p50 (adjacent pairs: $(awk -v d="$P50" -v c="$CP50" 'BEGIN { printf "%+g", d - c }') µs)."
 fi
