@@ -52,26 +52,7 @@ free_port
 GW_PORT=$REPLY
 free_port
 ADMIN_PORT=$REPLY
-BIG='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 100000, budgets: [ { usd: 1000000, period: 1d } ] }'
-cat >"$WORK/gw.yaml" <<EOF
-# Written by loadtest/instructions.sh (the keys of limits-ab.sh).
-server: { listen: "127.0.0.1:$GW_PORT", admin_listen: "127.0.0.1:$ADMIN_PORT", threads: 1, shutdown_grace: 1s, reload_poll: 0s }
-usage: { ledger: "off", access_log: "off" }
-providers:
-  mock: { kind: openai_compatible, base_url: "http://127.0.0.1:$MOCK_PORT/v1", api_keys: ["mock-key"] }
-models:
-  demo: { targets: [ { provider: mock, model: mock-gpt } ] }
-pricing:
-  models: [ { provider: mock, model: mock-gpt, input: 1, output: 2 } ]
-auth: { required: true }
-keys:
-  - { id: plain, key: "\${KEY_A}", team: plain }
-  - { id: limited, key: "\${KEY_B}", team: limited, limits: $BIG }
-teams:
-  plain: {}
-  limited: { limits: $BIG }
-limits: { default_completion_tokens: 64 }
-EOF
+ab_config instructions.sh >"$WORK/gw.yaml"
 
 # measure KEY N: callgrind output of a gateway that served 50 + N requests with KEY.
 measure() {

@@ -116,3 +116,48 @@ start_mock() {
     MOCK_PID=$!
     wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "mock provider" "$WORK/mock.log"
 }
+
+# The limiter A/B's keys (limits-ab.sh, instructions.sh): A `plain` (team `plain`) without limits
+# anywhere, B `limited` with AB_LIMITS on the key and on its team, all far above any load here.
+AB_LIMITS='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 100000, budgets: [ { usd: 1000000, period: 1d } ] }'
+
+# ab_config WRITER [LIMITS_EXTRA]: prints the A/B's gateway config on $GW_PORT / $ADMIN_PORT in
+# front of the mock on $MOCK_PORT (one worker thread, no ledger, no access log); the keys' secrets
+# come from $KEY_A and $KEY_B in the gateway's environment. LIMITS_EXTRA: more `limits:` lines.
+ab_config() {
+    cat <<EOF
+# Written by loadtest/$1.
+server:
+  listen: "127.0.0.1:$GW_PORT"
+  admin_listen: "127.0.0.1:$ADMIN_PORT"
+  threads: 1
+  shutdown_grace: 1s
+  reload_poll: 0s
+usage:
+  ledger: "off"
+  access_log: "off"
+providers:
+  mock:
+    kind: openai_compatible
+    base_url: "http://127.0.0.1:$MOCK_PORT/v1"
+    api_keys: ["mock-key"]
+models:
+  demo:
+    targets:
+      - { provider: mock, model: mock-gpt }
+pricing:
+  models:
+    - { provider: mock, model: mock-gpt, input: 1, output: 2 }
+auth:
+  required: true
+keys:
+  - { id: plain, key: "\${KEY_A}", team: plain }
+  - { id: limited, key: "\${KEY_B}", team: limited, limits: $AB_LIMITS }
+teams:
+  plain: {}
+  limited: { limits: $AB_LIMITS }
+limits:
+  default_completion_tokens: 64
+${2:-}
+EOF
+}

@@ -125,44 +125,7 @@ if [[ $BACKEND == redis ]]; then
     on_failure: open"
 fi
 
-BIG='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 100000, budgets: [ { usd: 1000000, period: 1d } ] }'
-config() {
-    cat <<EOF
-# Written by loadtest/limits-ab.sh.
-server:
-  listen: "127.0.0.1:$GW_PORT"
-  admin_listen: "127.0.0.1:$ADMIN_PORT"
-  threads: 1
-  shutdown_grace: 1s
-  reload_poll: 0s
-usage:
-  ledger: "off"
-  access_log: "off"
-providers:
-  mock:
-    kind: openai_compatible
-    base_url: "http://127.0.0.1:$MOCK_PORT/v1"
-    api_keys: ["mock-key"]
-models:
-  demo:
-    targets:
-      - { provider: mock, model: mock-gpt }
-pricing:
-  models:
-    - { provider: mock, model: mock-gpt, input: 1, output: 2 }
-auth:
-  required: true
-keys:
-  - { id: plain, key: "\${KEY_A}", team: plain }
-  - { id: limited, key: "\${KEY_B}", team: limited, limits: $BIG }
-teams:
-  plain: {}
-  limited: { limits: $BIG }
-limits:
-  default_completion_tokens: 64
-$BACKEND_CONF
-EOF
-}
+config() { ab_config limits-ab.sh "$BACKEND_CONF"; }
 
 # wrk_ab SECONDS OUT [PORT]: the A/B load against the gateway (or the control on PORT).
 wrk_ab() {
@@ -229,7 +192,7 @@ echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), kernel $(uname -r)"
 echo "- tollgate: $BIN_SHOWN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
-echo "- load: wrk, 1 connection alternating keys A (no limits) and B (limits on key and team: $BIG), body-json.json, VARY=$VARY, ${DURATION}s per round after ${WARMUP}s warm-up, $ROUNDS round(s), limits.backend $BACKEND"
+echo "- load: wrk, 1 connection alternating keys A (no limits) and B (limits on key and team: $AB_LIMITS), body-json.json, VARY=$VARY, ${DURATION}s per round after ${WARMUP}s warm-up, $ROUNDS round(s), limits.backend $BACKEND"
 echo "- pinning: $PINNING"
 ((CONTROL)) && echo "- control: nginx on the gateway's CPU, the same A/B for ${DURATION}s after each round; B's answers differ from A's only by the six x-ratelimit-* headers"
 echo
