@@ -245,9 +245,39 @@ impl AdminApp {
     }
 }
 
+/// Reads an admin request's body (at most 1 MiB).
+async fn read_small_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > 1 << 20 {
+                    return Err(error_reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request_too_large",
+                        "admin bodies are limited to 1 MiB",
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                session.set_keepalive(None);
+                return Err(error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "request_body_error",
+                    &format!("could not read the request body: {}", e.etype().as_str()),
+                ));
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // The header is in: the connection's header deadline stops (see `proxy::conn`).
+        crate::proxy::conn::request_started(session.take_connection_user_context());
         let header = session.req_header();
         let (method, path) = (header.method.clone(), header.uri.path().to_string());
         if path.starts_with("/admin/") {
@@ -257,18 +287,20 @@ impl ServeHttp for AdminApp {
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            // Admin bodies are small JSON documents: read up to 1 MiB.
-            let mut body = Vec::new();
-            while let Ok(Some(chunk)) = session.read_request_body().await {
-                if body.len() + chunk.len() > 1 << 20 {
+            // Admin bodies are small JSON documents: read up to 1 MiB, within the body deadline.
+            let within = self.config.current().server.body_timeout;
+            let body = match tokio::time::timeout(within, read_small_body(session)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(reply)) => return reply,
+                Err(_) => {
+                    session.set_keepalive(None);
                     return error_reply(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "request_too_large",
-                        "admin bodies are limited to 1 MiB",
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request body did not arrive in time",
                     );
                 }
-                body.extend_from_slice(&chunk);
-            }
+            };
             return self.admin_api(&method, &path, &query, auth.as_deref(), body).await;
         }
         self.respond(&method, &path)

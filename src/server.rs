@@ -1,5 +1,7 @@
-//! Assembles the Pingora server: the data-plane proxy service, the admin listener, the optional
-//! in-process mock provider, and the config watcher (SIGHUP and file changes → reload).
+//! Assembles the Pingora server: the data-plane proxy service and the admin listener (each behind
+//! `proxy::conn::Guard`), the optional in-process mock provider, the config watcher (SIGHUP and
+//! file changes → reload), and the shutdown: signals, the grace period for in-flight requests,
+//! the explicit end of those still running, the sinks' flush, exit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,14 +9,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::store::ReloadOutcome;
-use crate::config::ConfigStore;
+use crate::config::{ConfigError, ConfigErrors, ConfigStore, ServerSettings};
 use crate::mock::{mock_service, MockOptions};
+use crate::proxy::conn::{ConnLimits, Guard};
+use crate::proxy::drain::Drain;
 use crate::proxy::Gateway;
 use crate::telemetry::sinks::Sinks;
 use crate::telemetry::Metrics;
@@ -28,10 +32,17 @@ pub struct RunOptions {
     pub runtime_dir: Option<String>,
 }
 
-/// Loads the config and runs the gateway until a shutdown signal. Returns only on a config error.
+/// Loads the config and runs the gateway until a shutdown signal. Returns at once with the
+/// problem when the config is invalid or a listener's address cannot be bound.
 pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::ConfigErrors> {
     let snapshot = crate::config::load_file(config_path)?;
     let settings = snapshot.server.clone();
+    // In an upgrade the running instance holds the addresses and hands them over.
+    if !opts.upgrade {
+        check_listeners(config_path, &settings)?;
+    }
+    exit_if_a_listener_fails();
+    let max_connections = connection_cap(settings.max_connections);
     let store = Arc::new(ConfigStore::new(config_path, snapshot));
     let metrics = Arc::new(Metrics::new().map_err(|e| crate::config::ConfigErrors {
         errors: vec![crate::config::ConfigError {
@@ -50,8 +61,10 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let dir = opts.runtime_dir.unwrap_or_else(|| "/tmp".to_string());
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(settings.shutdown_grace.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(5),
+        // `ShutdownCoordinator` ends the process once the in-flight requests are done (or ended)
+        // and the sinks flushed; Pingora's own grace is only the backstop behind it.
+        grace_period_seconds: Some(settings.shutdown_grace.as_secs() + SHUTDOWN_BACKSTOP_SECS),
+        graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: format!("{dir}/tollgate-upgrade.sock"),
         pid_file: format!("{dir}/tollgate.pid"),
         ..ServerConf::default()
@@ -117,26 +130,46 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         }
     };
     let limiter = Arc::new(limiter);
+    let drain = Arc::new(Drain::new());
     let gateway = Gateway::new(
         Arc::clone(&store),
         Arc::clone(&metrics),
         sinks.clone(),
         Arc::clone(&keys),
         Arc::clone(&limiter),
+        Arc::clone(&drain),
     );
     seed_budgets(&gateway, &sinks);
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "tollgate");
+    let data_limits = ConnLimits {
+        max_connections,
+        header_timeout: settings.header_timeout,
+        max_header_bytes: settings.max_header_bytes,
+        keepalive_timeout: settings.keepalive_timeout,
+    };
+    let mut proxy = Service::new(
+        "tollgate".to_string(),
+        Guard::new(
+            pingora::proxy::http_proxy(&server.configuration, gateway),
+            data_limits,
+            metrics.connections("data"),
+        ),
+    );
     proxy.add_tcp(&settings.listen.to_string());
 
+    let admin_limits = ConnLimits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        ..data_limits
+    };
+    let admin_app = AdminApp {
+        config: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        sinks: sinks.clone(),
+        keys: Arc::clone(&keys),
+        limiter: Arc::clone(&limiter),
+    };
     let mut admin = Service::new(
         "tollgate admin".to_string(),
-        AdminApp {
-            config: Arc::clone(&store),
-            metrics: Arc::clone(&metrics),
-            sinks: sinks.clone(),
-            keys: Arc::clone(&keys),
-            limiter: Arc::clone(&limiter),
-        },
+        Guard::new(admin_app, admin_limits, metrics.connections("admin")),
     );
     admin.add_tcp(&settings.admin_listen.to_string());
     admin.threads = Some(1);
@@ -145,11 +178,12 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         "config watcher",
         ConfigWatcher {
             store: Arc::clone(&store),
-            metrics,
+            metrics: Arc::clone(&metrics),
             poll: settings.reload_poll,
             keys,
         },
     );
+    let fast = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     tracing::info!(listen = %settings.listen, admin = %settings.admin_listen, threads, config = %config_path.display(), "starting tollgate");
     // Start order, by dependency: the built-in mock (if any), then the data plane, then the admin
@@ -160,10 +194,13 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     server.add_service(watcher);
     server.add_service(background_service("limiter pruner", LimiterPruner { limiter }));
     server.add_service(background_service(
-        "usage sinks",
-        SinkFlusher {
+        "shutdown",
+        ShutdownCoordinator {
+            drain,
+            metrics,
             sinks,
             grace: settings.shutdown_grace,
+            fast: Arc::clone(&fast),
         },
     ));
     if let Some(mock_addr) = settings.mock_listen {
@@ -173,7 +210,138 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         let mock = server.add_service(mock);
         proxy.add_dependency(&mock);
     }
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { fast }),
+    });
+    Ok(())
+}
+
+/// Seconds Pingora waits after the shutdown grace before it stops the runtimes itself, should
+/// the coordinator not have ended the process by then (it normally exits well before).
+const SHUTDOWN_BACKSTOP_SECS: u64 = 15;
+
+/// Connections the admin listener takes at once (health checks and scrapes, on loopback).
+const ADMIN_MAX_CONNECTIONS: usize = 256;
+
+/// Binds each listener's address once before anything starts, so an address in use (or not
+/// ours to bind) fails the start at once, naming it, instead of a listener thread that retries
+/// for ~25 s and dies while the rest of the process looks healthy.
+fn check_listeners(config_path: &Path, s: &ServerSettings) -> Result<(), ConfigErrors> {
+    let listeners = [
+        ("server.listen", Some(s.listen)),
+        ("server.admin_listen", Some(s.admin_listen)),
+        ("server.mock_listen", s.mock_listen),
+    ];
+    let errors: Vec<ConfigError> = listeners
+        .into_iter()
+        .filter_map(|(path, addr)| {
+            let addr = addr?;
+            let e = std::net::TcpListener::bind(addr).err()?;
+            Some(ConfigError {
+                file: config_path.display().to_string(),
+                line: None,
+                path: path.into(),
+                message: format!("cannot listen on {addr}: {e}"),
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors { errors })
+    }
+}
+
+/// Should a listener still fail to bind after `check_listeners` (the address taken in between),
+/// Pingora panics in that listener's thread and the process would live on serving nothing:
+/// exit instead, so the service manager sees the failure.
+fn exit_if_a_listener_fails() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("Failed to build listeners") {
+            eprintln!("tollgate: a listener could not be started; exiting");
+            std::process::exit(2);
+        }
+    }));
+}
+
+/// File descriptors kept for everything that is not a client connection: the admin listener's
+/// connections, the ledger and logs, Redis, the tokenizer, the runtime.
+const RESERVED_FDS: u64 = 512;
+
+/// Raises the soft open-files limit to the hard one and lowers `max_connections` to what it
+/// allows (each client connection may hold a provider connection too), so the cap refuses
+/// connections before the process runs out of descriptors.
+fn connection_cap(configured: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read the plain struct passed by pointer.
+    let fds = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return configured;
+        }
+        let want = lim.rlim_max.min(1 << 20);
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = want;
+            }
+        }
+        lim.rlim_cur
+    };
+    let allowed = (fds.saturating_sub(RESERVED_FDS) / 2).max(1) as usize;
+    if configured > allowed {
+        tracing::warn!(
+            configured,
+            allowed,
+            open_files_limit = fds,
+            "server.max_connections is lowered to what the open-files limit allows (raise LimitNOFILE to allow more)"
+        );
+        allowed
+    } else {
+        configured
+    }
+}
+
+/// Pingora's shutdown signals, with SIGINT also going through the coordinator (with no grace)
+/// so that what runs is ended explicitly and recorded rather than dropped.
+struct Signals {
+    fast: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for shutdown signals");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => {
+                self.fast.store(true, std::sync::atomic::Ordering::Relaxed);
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
 }
 
 /// Budgets survive a restart: what each key and team already spent in the current window of
@@ -213,20 +381,72 @@ fn seed_budgets(gateway: &Gateway, sinks: &Sinks) {
     tracing::info!(scopes = seeded, "budgets seeded from the spend ledger");
 }
 
-/// On shutdown, once in-flight requests had their grace period, writes out what the sinks hold
-/// (the ledger's queue goes to the store, or to its spill file when the store is down).
-struct SinkFlusher {
+/// The shutdown, once Pingora stopped accepting (SIGTERM, SIGINT, or SIGQUIT after the
+/// sockets went to the new instance): in-flight requests get `server.shutdown_grace` (none on
+/// SIGINT; a second signal cuts it short); those still running then are ended explicitly
+/// (`Drain::stop_all`: a 503 or a stream's error event, and their usage records); the sinks
+/// write out what they hold; the process exits. With nothing in flight it exits at once.
+struct ShutdownCoordinator {
+    drain: Arc<Drain>,
+    metrics: Arc<Metrics>,
     sinks: Sinks,
     grace: Duration,
+    fast: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How long requests told to stop get to write their answer and record.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+impl ShutdownCoordinator {
+    /// Waits until no request is in flight or `within` passed (or `cut` fired); true if idle.
+    async fn idle_within(&self, within: Duration, cut: impl std::future::Future<Output = ()>) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        let idle = async {
+            while self.metrics.inflight.get() > 0 && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            _ = idle => {}
+            _ = cut => {}
+        }
+        self.metrics.inflight.get() <= 0
+    }
 }
 
 #[async_trait]
-impl BackgroundService for SinkFlusher {
+impl BackgroundService for ShutdownCoordinator {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
         let _ = shutdown.changed().await;
-        tokio::time::sleep(self.grace).await;
+        let fast = self.fast.load(std::sync::atomic::Ordering::Relaxed);
+        let grace = if fast { Duration::ZERO } else { self.grace };
+        let in_flight = self.metrics.inflight.get();
+        tracing::info!(in_flight, grace = %humantime::format_duration(grace), "shutting down");
+        // Another SIGTERM or SIGINT during the grace: stop waiting.
+        let again = async {
+            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(mut t), Ok(mut i)) => tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} },
+                _ => std::future::pending().await,
+            }
+        };
+        if !self.idle_within(grace, again).await {
+            tracing::warn!(
+                in_flight = self.metrics.inflight.get(),
+                "shutdown grace is over: ending the requests still in flight"
+            );
+            self.drain.stop_all();
+            if !self.idle_within(STOP_WAIT, std::future::pending()).await {
+                tracing::error!(
+                    in_flight = self.metrics.inflight.get(),
+                    "requests did not end in time; their usage records are lost"
+                );
+            }
+        }
         let sinks = self.sinks.clone();
         let _ = tokio::task::spawn_blocking(move || sinks.flush(Duration::from_secs(4))).await;
+        tracing::info!("shutdown complete");
+        std::process::exit(0);
     }
 }
 

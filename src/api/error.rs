@@ -34,6 +34,12 @@ pub enum ApiError {
     UpstreamProtocol(String),
     #[error("Could not read the request body: {0}.")]
     ClientBody(String),
+    /// The request body did not arrive within `server.body_timeout`.
+    #[error("The request body did not arrive within {0} ms.")]
+    RequestTimeout(u64),
+    /// The gateway is shutting down and ended the request (its grace period ran out).
+    #[error("The gateway is shutting down; retry the request.")]
+    ShuttingDown,
     #[error("{0}.")]
     Unsupported(String),
     #[error("The model `{model}` is not allowed on route `{route}`.")]
@@ -64,13 +70,14 @@ impl ApiError {
             | ApiError::ClientBody(_)
             | ApiError::Unsupported(_) => 400,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
+            ApiError::RequestTimeout(_) => 408,
             ApiError::ModelNotAllowed { .. } | ApiError::ModelNotAllowedForKey { .. } => 403,
             ApiError::InvalidApiKey => 401,
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => 429,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
-            ApiError::NoProvider { .. } | ApiError::LimitsUnavailable => 503,
+            ApiError::NoProvider { .. } | ApiError::LimitsUnavailable | ApiError::ShuttingDown => 503,
             ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } => 504,
         }
     }
@@ -87,12 +94,14 @@ impl ApiError {
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed { .. }
             | ApiError::ClientBody(_)
+            | ApiError::RequestTimeout(_)
             | ApiError::ModelNotAllowedForKey { .. }
             | ApiError::Unsupported(_) => "invalid_request_error",
             ApiError::InvalidApiKey => "authentication_error",
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => "rate_limit_error",
             ApiError::NoProvider { .. }
             | ApiError::LimitsUnavailable
+            | ApiError::ShuttingDown
             | ApiError::UpstreamConnect(_)
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
@@ -116,6 +125,8 @@ impl ApiError {
             ApiError::UpstreamTimeout(_) => "upstream_timeout",
             ApiError::UpstreamProtocol(_) => "upstream_protocol_error",
             ApiError::ClientBody(_) => "request_body_error",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::ShuttingDown => "shutdown",
             ApiError::Unsupported(_) => "unsupported_by_provider",
             ApiError::BudgetExhausted { .. } => "budget_exhausted",
             ApiError::InvalidApiKey => "invalid_api_key",
@@ -141,6 +152,8 @@ impl ApiError {
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
             | ApiError::ClientBody(_)
+            | ApiError::RequestTimeout(_)
+            | ApiError::ShuttingDown
             | ApiError::Unsupported(_)
             | ApiError::BudgetExhausted { .. }
             | ApiError::InvalidApiKey

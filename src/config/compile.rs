@@ -312,6 +312,22 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
     if s.max_body_bytes == 0 {
         cx.error(&[key("server"), key("max_body_bytes")], "must be greater than 0");
     }
+    for (field, value) in [
+        ("header_timeout", s.header_timeout),
+        ("body_timeout", s.body_timeout),
+        ("keepalive_timeout", s.keepalive_timeout),
+    ] {
+        if value.is_zero() {
+            cx.error(&[key("server"), key(field)], "must be greater than 0s");
+        }
+    }
+    if s.max_connections == 0 {
+        cx.error(&[key("server"), key("max_connections")], "must be greater than 0");
+    }
+    // Below a few KiB ordinary requests (SDK user agents, tracing headers) would be refused.
+    if s.max_header_bytes < 4096 {
+        cx.error(&[key("server"), key("max_header_bytes")], "must be at least 4096");
+    }
     let (listen, admin_listen) = (listen?, admin_listen?);
     let all = [Some(listen), Some(admin_listen), mock_listen];
     for (i, a) in all.iter().enumerate() {
@@ -330,6 +346,11 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         max_body_bytes: s.max_body_bytes,
         shutdown_grace: s.shutdown_grace,
         reload_poll: s.reload_poll,
+        max_connections: s.max_connections,
+        header_timeout: s.header_timeout,
+        max_header_bytes: s.max_header_bytes,
+        body_timeout: s.body_timeout,
+        keepalive_timeout: s.keepalive_timeout,
     })
 }
 

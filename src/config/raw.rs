@@ -359,6 +359,23 @@ pub struct RawServer {
     /// How often the config file is checked for changes; 0s disables polling (SIGHUP still works).
     #[serde(default = "default_reload_poll", with = "humantime_serde")]
     pub reload_poll: Duration,
+    /// Open client connections on the data plane at most (one more gets a 503 and is closed);
+    /// lowered to what the process's file-descriptor limit allows.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A request's header must arrive within this, from the connection's accept (or, on a
+    /// kept-alive connection, from its first byte); else 408 and the connection is closed.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Largest request header; a larger one gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// A request's whole body must arrive within this once its header did; else 408.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for RawServer {
@@ -371,6 +388,11 @@ impl Default for RawServer {
             max_body_bytes: default_max_body_bytes(),
             shutdown_grace: default_grace(),
             reload_poll: default_reload_poll(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            body_timeout: default_body_timeout(),
+            keepalive_timeout: default_keepalive_timeout(),
         }
     }
 }
@@ -389,6 +411,23 @@ fn default_grace() -> Duration {
 }
 fn default_reload_poll() -> Duration {
     Duration::from_secs(1)
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+/// Longer than the 60 s idle timeout of common load balancers in front (AWS ALB, GCP), so the
+/// gateway is not the side that closes a connection the balancer is about to reuse.
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(75)
 }
 
 /// Retries, backoff and the per-request time budget.

@@ -118,6 +118,11 @@ pub struct ServerSettings {
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
     pub reload_poll: Duration,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub body_timeout: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 /// Retries, backoff and the time budget (see `raw::RawRouting`).

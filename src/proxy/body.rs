@@ -1,13 +1,28 @@
-//! Reading the client's request body whole, bounded by the configured limit.
+//! Reading the client's request body whole, bounded by the configured size and deadline.
+
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
 use crate::api::ApiError;
 
-/// Reads the body. A declared `Content-Length` over the limit is refused before reading a byte;
-/// a chunked body is refused as soon as it crosses the limit.
-pub async fn read(session: &mut Session, limit: u64) -> Result<Bytes, ApiError> {
+/// Reads the body within `within` (`server.body_timeout`: a trickled upload cannot hold a
+/// connection). A declared `Content-Length` over the limit is refused before reading a byte; a
+/// chunked body is refused as soon as it crosses the limit. On any failure the connection is not
+/// reused: the rest of the body is still on it.
+pub async fn read(session: &mut Session, limit: u64, within: Duration) -> Result<Bytes, ApiError> {
+    let read = match tokio::time::timeout(within, read_all(session, limit)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::RequestTimeout(within.as_millis() as u64)),
+    };
+    if read.is_err() {
+        session.set_keepalive(None);
+    }
+    read
+}
+
+async fn read_all(session: &mut Session, limit: u64) -> Result<Bytes, ApiError> {
     let declared = session
         .req_header()
         .headers

@@ -21,7 +21,7 @@ pub async fn handle(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool>
     let Some(snapshot) = ctx.snapshot.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };
-    let raw = match body::read(session, snapshot.server.max_body_bytes).await {
+    let raw = match body::read(session, snapshot.server.max_body_bytes, snapshot.server.body_timeout).await {
         Ok(b) => b,
         Err(e) => return respond::error(session, ctx, &e).await,
     };

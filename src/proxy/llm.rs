@@ -16,6 +16,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
+use super::drain::{interrupted, Interrupt, Stop};
 use super::head::{names, Head};
 use super::relay::Relay;
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
@@ -51,7 +52,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     let Some(snapshot) = ctx.snapshot.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };
-    let body = match body::read(session, snapshot.server.max_body_bytes).await {
+    let body = match body::read(session, snapshot.server.max_body_bytes, snapshot.server.body_timeout).await {
         Ok(b) => b,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
@@ -178,6 +179,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Err(e) => return respond::error(session, ctx, &e).await,
     };
     let deadline = ctx.started + budget;
+    let mut stop = state.drain.watch();
     let mut last_error: Option<ApiError> = None;
     let mut budget_spent = false;
     'targets: for (i, target) in order.iter().map(|&i| &plan[i]).enumerate() {
@@ -272,6 +274,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                 timeouts,
                 key,
                 traceparent.as_deref(),
+                &mut stop,
                 // When the limits were reserved on a bound of the prompt, the tokenizer counts it
                 // once the request is out, while the provider works.
                 async {
@@ -314,7 +317,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     // larger context window, so read the (small) body to tell.
                     let mut prefetched = None;
                     if status == 400 && !last_target {
-                        match read_whole(session, &mut up).await {
+                        match read_whole(session, &mut up, &mut stop).await {
                             Ok(body) if is_context_length_error(&body) => {
                                 if let Some(a) = ctx.attempts.last_mut() {
                                     a.outcome = AttemptOutcome::Failed("context_length");
@@ -323,6 +326,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                             }
                             Ok(body) => prefetched = Some(body),
                             Err(ReadWhole::ClientGone) => return client_gone(ctx, "while the provider answered"),
+                            Err(ReadWhole::Shutdown) => return shut_down(session, ctx).await,
                             Err(ReadWhole::Failed(e)) => {
                                 last_error = Some(e);
                                 continue 'targets;
@@ -338,10 +342,14 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                             }
                         }
                         ctx.served_by = Some(target.clone());
-                        return relay(
-                            state, session, ctx, &req, target, adapter, &rendered, up, status, prefetched,
-                        )
-                        .await;
+                        let answer = Answer {
+                            target,
+                            adapter,
+                            rendered: &rendered,
+                            status,
+                            prefetched,
+                        };
+                        return relay(state, session, ctx, &req, answer, up, &mut stop).await;
                     }
                     ctx.upstream_time += up.started.elapsed();
                     state
@@ -364,6 +372,12 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     }
                     return client_gone(ctx, "while waiting for the provider");
                 }
+                Err(AttemptError::Shutdown) => {
+                    if let (true, Some(r)) = (probe, runtime) {
+                        r.breaker.abandon_probe(now_ms());
+                    }
+                    return shut_down(session, ctx).await;
+                }
                 Err(e) => {
                     if let Some(r) = runtime {
                         r.breaker.record(false, now_ms());
@@ -381,10 +395,12 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                         AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
                         AttemptError::Connect(m) => ApiError::UpstreamConnect(m),
                         AttemptError::Protocol(m) => ApiError::UpstreamProtocol(m),
-                        AttemptError::Unavailable | AttemptError::ClientGone => ApiError::NoProvider {
-                            model: req.model.clone(),
-                            reason: "no target could be tried".into(),
-                        },
+                        AttemptError::Unavailable | AttemptError::ClientGone | AttemptError::Shutdown => {
+                            ApiError::NoProvider {
+                                model: req.model.clone(),
+                                reason: "no target could be tried".into(),
+                            }
+                        }
                     });
                     backoff(routing.backoff, routing.backoff_max, attempt)
                 }
@@ -401,7 +417,10 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             let slept = Instant::now();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = session.read_body_or_idle(true) => return client_gone(ctx, "during a retry backoff"),
+                why = interrupted(session, &mut stop) => return match why {
+                    Interrupt::ClientGone => client_gone(ctx, "during a retry backoff"),
+                    Interrupt::Shutdown => shut_down(session, ctx).await,
+                },
             }
             ctx.backoff_time += slept.elapsed();
         }
@@ -474,13 +493,21 @@ fn served_attempt_ended(ctx: &mut RequestCtx, started: Instant) {
     }
 }
 
-/// Reads a whole upstream body (bounded), abandoning it if the client leaves.
-async fn read_whole(session: &mut Session, up: &mut Upstream) -> std::result::Result<Bytes, ReadWhole> {
+/// Reads a whole upstream body (bounded), abandoning it if the client leaves or the gateway must
+/// stop.
+async fn read_whole(
+    session: &mut Session,
+    up: &mut Upstream,
+    stop: &mut Stop,
+) -> std::result::Result<Bytes, ReadWhole> {
     let mut buf = BytesMut::new();
     loop {
         let chunk = tokio::select! {
             r = up.session.read_response_body() => r,
-            _ = session.read_body_or_idle(true) => return Err(ReadWhole::ClientGone),
+            why = interrupted(session, stop) => return Err(match why {
+                Interrupt::ClientGone => ReadWhole::ClientGone,
+                Interrupt::Shutdown => ReadWhole::Shutdown,
+            }),
         };
         match chunk {
             Ok(Some(c)) if buf.len() + c.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&c),
@@ -502,22 +529,37 @@ async fn read_whole(session: &mut Session, up: &mut Upstream) -> std::result::Re
 
 enum ReadWhole {
     ClientGone,
+    Shutdown,
     Failed(ApiError),
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The attempt whose answer goes to the client.
+struct Answer<'a> {
+    target: &'a Target,
+    adapter: &'a dyn Adapter,
+    rendered: &'a Rendered,
+    /// The provider's status.
+    status: u16,
+    /// Its body, when it was already read (to tell a context-length 400).
+    prefetched: Option<Bytes>,
+}
+
 async fn relay(
     state: &AppState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     req: &LlmRequest,
-    target: &Target,
-    adapter: &dyn Adapter,
-    rendered: &Rendered,
+    answer: Answer<'_>,
     mut up: Upstream,
-    status: u16,
-    prefetched: Option<Bytes>,
+    stop: &mut Stop,
 ) -> Result<bool> {
+    let Answer {
+        target,
+        adapter,
+        rendered,
+        status,
+        prefetched,
+    } = answer;
     let h2 = session.as_downstream().is_http2();
     let Some(up_header) = up.session.response_header() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no response header".into())).await;
@@ -554,11 +596,15 @@ async fn relay(
     if !is_sse {
         let raw = match prefetched {
             Some(b) => Ok(b),
-            None => read_whole(session, &mut up).await,
+            None => read_whole(session, &mut up, stop).await,
         };
         let raw = match raw {
             Ok(b) => b,
             Err(ReadWhole::ClientGone) => return client_gone(ctx, "while the provider answered"),
+            Err(ReadWhole::Shutdown) => {
+                ctx.upstream_time += up.started.elapsed();
+                return shut_down(session, ctx).await;
+            }
             Err(ReadWhole::Failed(e)) => {
                 ctx.upstream_time += up.started.elapsed();
                 return respond::error(session, ctx, &e).await;
@@ -630,13 +676,19 @@ async fn relay(
             Some(r) => r,
             None => tokio::select! {
                 r = up.session.read_response_body() => r,
-                _ = session.read_body_or_idle(true) => {
-                    ctx.upstream_time += up.started.elapsed();
-                    served_attempt_ended(ctx, up.started);
-                    ctx.usage = relay.usage();
-                    fill_missing_usage(req, ctx, relay.completion_text()).await;
-                    return client_gone(ctx, "mid-stream");
-                }
+                why = interrupted(session, stop) => match why {
+                    Interrupt::ClientGone => {
+                        ctx.upstream_time += up.started.elapsed();
+                        served_attempt_ended(ctx, up.started);
+                        ctx.usage = relay.usage();
+                        fill_missing_usage(req, ctx, relay.completion_text()).await;
+                        return client_gone(ctx, "mid-stream");
+                    }
+                    Interrupt::Shutdown => break Err((
+                        "shutdown",
+                        "The gateway is shutting down; the stream was ended before it was complete.".into(),
+                    )),
+                },
             },
         };
         let out = match chunk {
@@ -725,11 +777,15 @@ async fn relay(
         }
         Err((kind, message)) => {
             ctx.error = Some(kind);
-            state
-                .metrics
-                .upstream_errors
-                .with_label_values(&[&target.provider.name, kind])
-                .inc();
+            if kind == "shutdown" {
+                session.set_keepalive(None);
+            } else {
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&target.provider.name, kind])
+                    .inc();
+            }
             tracing::debug!(provider = %target.provider.name, kind, "stream failed: {message}");
             session
                 .write_response_body(Some(relay.error_event(kind, &message)), true)
@@ -751,6 +807,15 @@ fn poll_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
         std::task::Poll::Ready(v) => Some(v),
         std::task::Poll::Pending => None,
     }
+}
+
+/// The grace period of a shutdown ran out before the provider answered: 503, and the request is
+/// recorded with the error `shutdown`.
+async fn shut_down(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    session.set_keepalive(None);
+    let answered = respond::error(session, ctx, &ApiError::ShuttingDown).await;
+    ctx.error = Some("shutdown");
+    answered
 }
 
 /// The client closed its connection: nothing more can be written. A downstream-sourced error

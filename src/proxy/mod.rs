@@ -3,8 +3,10 @@
 //! (the gateway's own JSON answers), `record` (end-of-request accounting).
 
 pub mod body;
+pub mod conn;
 pub mod count;
 pub mod ctx;
+pub mod drain;
 pub mod head;
 pub mod llm;
 pub mod record;
@@ -40,6 +42,8 @@ pub struct AppState {
     /// Rate limits, concurrency caps and budgets of keys, teams, users and providers (this
     /// node's own, or shared through Redis).
     pub limiter: Arc<crate::limits::gate::Gate>,
+    /// Ends in-flight requests when the shutdown grace runs out.
+    pub drain: Arc<drain::Drain>,
 }
 
 pub struct Gateway {
@@ -53,6 +57,7 @@ impl Gateway {
         sinks: Sinks,
         keys: Arc<crate::limits::keys::KeyStore>,
         limiter: Arc<crate::limits::gate::Gate>,
+        drain: Arc<drain::Drain>,
     ) -> Self {
         let connector = Connector::new(None);
         Gateway {
@@ -63,6 +68,7 @@ impl Gateway {
                 sinks,
                 keys,
                 limiter,
+                drain,
             }),
         }
     }
@@ -145,6 +151,18 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new()
+    }
+
+    /// Receives the request's connection state from `conn::Guard` (which sets it as the
+    /// connection's user context for every request) and marks the request as taken: the header
+    /// deadline stops here; the body deadline and upstream timeouts take over.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        conn: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        conn::request_started(Some(conn));
     }
 
     /// Performs the whole gateway step for the data-plane API: routing, body parsing, the upstream

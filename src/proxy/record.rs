@@ -23,10 +23,6 @@ fn clock() -> &'static Clock {
 
 pub fn finish(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut RequestCtx) {
     let metrics = &state.metrics;
-    if ctx.inflight {
-        metrics.inflight.dec();
-        ctx.inflight = false;
-    }
     // A client that left before any header: record it as 499 (nginx's "client closed request").
     let status = match (ctx.status, session.response_written()) {
         (0, Some(h)) => h.status.as_u16(),
@@ -35,6 +31,13 @@ pub fn finish(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
     };
     if status == 499 && ctx.error.is_none() {
         ctx.error = Some("client_gone");
+    }
+    if ctx.error == Some("request_timeout") {
+        // The body deadline closed the connection (see `body::read`).
+        metrics
+            .connections_closed
+            .with_label_values(&["data", "body_timeout"])
+            .inc();
     }
     let now = Instant::now();
     let rec = build(ctx, status, now);
@@ -64,17 +67,20 @@ pub fn finish(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
     if let (true, Some(tracer)) = (ctx.trace.sampled, &sinks.tracer) {
         tracer.export(spans(ctx, &rec, now));
     }
-    if let Some(log) = &sinks.access_log {
-        match &sinks.ledger {
-            Some(_) => log.submit(rec.clone()),
-            None => {
-                log.submit(rec);
-                return;
-            }
+    match (&sinks.access_log, &sinks.ledger) {
+        (Some(log), Some(ledger)) => {
+            log.submit(rec.clone());
+            ledger.submit(rec);
         }
+        (Some(log), None) => log.submit(rec),
+        (None, Some(ledger)) => ledger.submit(rec),
+        (None, None) => {}
     }
-    if let Some(ledger) = &sinks.ledger {
-        ledger.submit(rec);
+    // Last: the shutdown waits for this count to reach zero before it flushes the sinks, so a
+    // request stops counting only once its record is in them.
+    if ctx.inflight {
+        metrics.inflight.dec();
+        ctx.inflight = false;
     }
 }
 

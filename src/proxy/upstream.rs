@@ -13,6 +13,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 
+use super::drain::{interrupted, Interrupt, Stop};
 use crate::config::{Target, Timeouts};
 use crate::providers::Rendered;
 
@@ -24,6 +25,8 @@ pub enum AttemptError {
     Protocol(String),
     /// The client disconnected while we waited.
     ClientGone,
+    /// The gateway is shutting down and its grace period ran out while we waited.
+    Shutdown,
     /// The provider has no usable address or key (should have been filtered by the plan).
     Unavailable,
 }
@@ -35,6 +38,7 @@ impl AttemptError {
             AttemptError::Timeout(_) => "timeout",
             AttemptError::Protocol(_) => "protocol",
             AttemptError::ClientGone => "client_gone",
+            AttemptError::Shutdown => "shutdown",
             AttemptError::Unavailable => "unavailable",
         }
     }
@@ -123,6 +127,7 @@ pub async fn send<W: std::future::Future<Output = ()>>(
     timeouts: Timeouts,
     key: Option<usize>,
     traceparent: Option<&str>,
+    stop: &mut Stop,
     while_waiting: W,
 ) -> Result<Upstream, AttemptError> {
     let mut while_waiting = Some(while_waiting);
@@ -153,7 +158,10 @@ pub async fn send<W: std::future::Future<Output = ()>>(
         };
         let result = tokio::select! {
             r = exchange => r,
-            _ = client.read_body_or_idle(true) => return Err(AttemptError::ClientGone),
+            why = interrupted(client, stop) => return Err(match why {
+                Interrupt::ClientGone => AttemptError::ClientGone,
+                Interrupt::Shutdown => AttemptError::Shutdown,
+            }),
         };
         match result {
             Ok(()) => return Ok(Upstream { session: up, started }),

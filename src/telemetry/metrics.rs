@@ -37,6 +37,26 @@ pub struct Metrics {
     pub sinks: SinkMetrics,
     /// The shared limits backend (Redis), synced when /metrics is rendered.
     pub limits_backend: LimitsBackendMetrics,
+    /// Open client connections, by listener (`data`, `admin`).
+    pub connections_open: prometheus::IntGaugeVec,
+    /// Client connections closed by the gateway's connection bounds, by listener and reason.
+    pub connections_closed: IntCounterVec,
+}
+
+/// One listener's connection metrics, resolved once (their updates are single atomic ops).
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    /// Refused at accept: `server.max_connections` open already.
+    pub over_capacity: IntCounter,
+    /// The request header did not arrive within `server.header_timeout`.
+    pub header_timeout: IntCounter,
+    /// The request header was larger than `server.max_header_bytes`.
+    pub header_too_large: IntCounter,
+    /// A kept-alive connection waited longer than `server.keepalive_timeout` for a request.
+    pub idle_timeout: IntCounter,
+    /// The request body did not arrive within `server.body_timeout`.
+    pub body_timeout: IntCounter,
 }
 
 /// Cluster mode's link to Redis (its counters are plain atomics in `limits::cluster::Stats`).
@@ -311,6 +331,17 @@ impl Metrics {
         registry.register(Box::new(overhead.clone()))?;
         let sinks = SinkMetrics::new(&registry)?;
         let limits_backend = LimitsBackendMetrics::new(&registry)?;
+        let connections_open = prometheus::IntGaugeVec::new(
+            Opts::new("tollgate_connections_open", "Open client connections by listener"),
+            &["listener"],
+        )?;
+        let connections_closed = vec(
+            "tollgate_connections_closed_total",
+            "Client connections the gateway closed or refused, by listener and reason: over_capacity, header_timeout, header_too_large, idle_timeout, body_timeout",
+            &["listener", "reason"],
+        )?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_closed.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -333,7 +364,22 @@ impl Metrics {
             estimated_usage,
             sinks,
             limits_backend,
+            connections_open,
+            connections_closed,
         })
+    }
+
+    /// The connection metrics of one listener.
+    pub fn connections(&self, listener: &str) -> ConnectionMetrics {
+        let closed = |reason: &str| self.connections_closed.with_label_values(&[listener, reason]);
+        ConnectionMetrics {
+            open: self.connections_open.with_label_values(&[listener]),
+            over_capacity: closed("over_capacity"),
+            header_timeout: closed("header_timeout"),
+            header_too_large: closed("header_too_large"),
+            idle_timeout: closed("idle_timeout"),
+            body_timeout: closed("body_timeout"),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

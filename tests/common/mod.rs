@@ -85,6 +85,11 @@ impl Proc {
         }
     }
 
+    /// Runs `tollgate` with `args` in `dir` without waiting for anything.
+    pub fn start(name: &str, dir: &Path, args: &[&str]) -> Proc {
+        Proc::spawn(name, dir, args, &[])
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -102,6 +107,18 @@ impl Proc {
 
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits for the process to exit on its own; `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 }
 
@@ -339,9 +356,13 @@ impl Gateway {
     }
 
     fn render(addr: &str, admin: &str, server_extra: &str, rest: &str) -> String {
-        format!(
-            "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  shutdown_grace: 0s\n{server_extra}{rest}"
-        )
+        // Tests stop gateways at once unless they set a grace of their own.
+        let grace = if server_extra.contains("shutdown_grace:") {
+            ""
+        } else {
+            "  shutdown_grace: 0s\n"
+        };
+        format!("server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n{grace}{server_extra}{rest}")
     }
 
     /// Rewrites the config file keeping the listeners.
