@@ -73,6 +73,25 @@ impl ConfigStore {
         if a.threads != b.threads {
             restart.push("server.threads");
         }
+        // Read once when the listeners and the shutdown coordinator start.
+        if a.max_connections != b.max_connections {
+            restart.push("server.max_connections");
+        }
+        if a.header_timeout != b.header_timeout {
+            restart.push("server.header_timeout");
+        }
+        if a.max_header_bytes != b.max_header_bytes {
+            restart.push("server.max_header_bytes");
+        }
+        if a.keepalive_timeout != b.keepalive_timeout {
+            restart.push("server.keepalive_timeout");
+        }
+        if a.shutdown_grace != b.shutdown_grace {
+            restart.push("server.shutdown_grace");
+        }
+        if a.reload_poll != b.reload_poll {
+            restart.push("server.reload_poll");
+        }
         if prev.usage != next.usage {
             restart.push("usage");
         }
