@@ -179,7 +179,8 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Err(e) => return respond::error(session, ctx, &e).await,
     };
     let deadline = ctx.started + budget;
-    let mut stop = state.drain.watch();
+    let stopped = std::pin::pin!(state.drain.stopped());
+    let mut stop = Stop::new(stopped);
     let mut last_error: Option<ApiError> = None;
     let mut budget_spent = false;
     'targets: for (i, target) in order.iter().map(|&i| &plan[i]).enumerate() {
@@ -498,7 +499,7 @@ fn served_attempt_ended(ctx: &mut RequestCtx, started: Instant) {
 async fn read_whole(
     session: &mut Session,
     up: &mut Upstream,
-    stop: &mut Stop,
+    stop: &mut Stop<'_>,
 ) -> std::result::Result<Bytes, ReadWhole> {
     let mut buf = BytesMut::new();
     loop {
@@ -551,7 +552,7 @@ async fn relay(
     req: &LlmRequest,
     answer: Answer<'_>,
     mut up: Upstream,
-    stop: &mut Stop,
+    stop: &mut Stop<'_>,
 ) -> Result<bool> {
     let Answer {
         target,

@@ -127,7 +127,7 @@ pub async fn send<W: std::future::Future<Output = ()>>(
     timeouts: Timeouts,
     key: Option<usize>,
     traceparent: Option<&str>,
-    stop: &mut Stop,
+    stop: &mut Stop<'_>,
     while_waiting: W,
 ) -> Result<Upstream, AttemptError> {
     let mut while_waiting = Some(while_waiting);

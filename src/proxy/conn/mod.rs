@@ -79,15 +79,19 @@ impl ConnState {
         }
     }
 
-    /// The phase and its deadline.
-    pub fn phase(&self) -> (Phase, tokio::time::Instant) {
-        let phase = match self.phase.load(Relaxed) {
+    /// The phase.
+    pub fn current(&self) -> Phase {
+        match self.phase.load(Relaxed) {
             0 => Phase::Idle,
             1 => Phase::Header,
             _ => Phase::Request,
-        };
+        }
+    }
+
+    /// The phase and its deadline.
+    pub fn phase(&self) -> (Phase, tokio::time::Instant) {
         let deadline = self.base + Duration::from_micros(self.deadline_us.load(Relaxed));
-        (phase, deadline)
+        (self.current(), deadline)
     }
 
     fn set(&self, phase: Phase, within: Duration) {

@@ -142,10 +142,10 @@ impl AsyncRead for Guarded {
                 k => Err(io::Error::new(k, "the connection was closed by a deadline")),
             });
         }
-        let (phase, deadline) = this.state.phase();
-        if phase == Phase::Request {
+        if this.state.current() == Phase::Request {
             return Pin::new(&mut *this.inner).poll_read(cx, buf);
         }
+        let (phase, deadline) = this.state.phase();
         if phase == Phase::Header && this.header_bytes >= this.shared.limits.max_header_bytes {
             // Pingora reads again only while the header is incomplete.
             return this.fail(cx, phase);
@@ -181,7 +181,7 @@ impl AsyncWrite for Guarded {
         if this.failed.is_some() {
             return Poll::Ready(Ok(buf.len()));
         }
-        if this.replacing.is_none() && this.state.phase().0 != Phase::Request {
+        if this.replacing.is_none() && this.state.current() != Phase::Request {
             // Nothing of ours writes before the proxy has the request: this is Pingora's own
             // error answer (`HTTP/1.1 400 Bad Request…`).
             match canned::status_of(buf) {
@@ -209,7 +209,7 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.failed.is_none() && this.replacing.is_none() && this.state.phase().0 == Phase::Request {
+        if this.failed.is_none() && this.replacing.is_none() && this.state.current() == Phase::Request {
             return Pin::new(&mut *this.inner).poll_write_vectored(cx, bufs);
         }
         // The rare case (an answer being replaced or dropped): one slice at a time.
