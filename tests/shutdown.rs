@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -74,9 +75,14 @@ fn in_flight_requests_are_ended_and_recorded(signal: i32, grace: &str, exits_wit
     };
     let slow_body = json!({"model": "m", "messages": [{"role": "user", "content": "[[mock: latency_ms=60000]]"}]});
     let slow = std::thread::spawn(move || post(&url, &slow_body.to_string(), &[]));
-    // Both are in flight and the stream has sent some tokens.
-    wait_until("two requests in flight", Duration::from_secs(10), || {
-        gw.metric("tollgate_inflight_requests") == 2.0
+    // A third sends its header and only part of its body.
+    let mut uploading = std::net::TcpStream::connect(&gw.addr).unwrap();
+    uploading
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"model\"")
+        .unwrap();
+    // All are in flight and the stream has sent some tokens.
+    wait_until("three requests in flight", Duration::from_secs(10), || {
+        gw.metric("tollgate_inflight_requests") == 3.0
     });
     std::thread::sleep(Duration::from_millis(600));
 
@@ -102,11 +108,15 @@ fn in_flight_requests_are_ended_and_recorded(signal: i32, grace: &str, exits_wit
     let slow = slow.join().unwrap();
     assert_eq!(slow.status, 503, "{}", slow.body);
     assert_eq!(slow.json()["error"]["code"], "shutdown");
+    let mut answer = String::new();
+    let _ = uploading.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"shutdown\""), "{answer}");
 
     // One record per request, in the ledger and in the access log, each saying `shutdown`;
     // the stream's with the tokens it had sent.
     let records = ledger(&gw);
-    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records.len(), 3, "{records:?}");
     for (_, status, error, _) in &records {
         assert_eq!(error.as_deref(), Some("shutdown"), "{records:?}");
         assert!(*status == 200 || *status == 503, "{records:?}");
@@ -114,7 +124,7 @@ fn in_flight_requests_are_ended_and_recorded(signal: i32, grace: &str, exits_wit
     let streamed = records.iter().find(|r| r.1 == 200).unwrap();
     assert!(streamed.3 > 0, "the stream's record counts its tokens: {records:?}");
     let log = access_log(&gw);
-    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log.len(), 3, "{log:?}");
     assert!(log.iter().all(|r| r["error"] == "shutdown"), "{log:?}");
     assert!(sent.elapsed() < exits_within);
 }

@@ -5,16 +5,20 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
+use super::drain::Stop;
 use crate::api::ApiError;
 
 /// Reads the body within `within` (`server.body_timeout`: a trickled upload cannot hold a
-/// connection). A declared `Content-Length` over the limit is refused before reading a byte; a
+/// connection), or until the gateway must stop. A declared `Content-Length` over the limit is refused before reading a byte; a
 /// chunked body is refused as soon as it crosses the limit. On any failure the connection is not
 /// reused: the rest of the body is still on it.
-pub async fn read(session: &mut Session, limit: u64, within: Duration) -> Result<Bytes, ApiError> {
-    let read = match tokio::time::timeout(within, read_all(session, limit)).await {
-        Ok(r) => r,
-        Err(_) => Err(ApiError::RequestTimeout(within.as_millis() as u64)),
+pub async fn read(session: &mut Session, limit: u64, within: Duration, stop: &mut Stop<'_>) -> Result<Bytes, ApiError> {
+    let read = tokio::select! {
+        r = tokio::time::timeout(within, read_all(session, limit)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::RequestTimeout(within.as_millis() as u64)),
+        },
+        _ = stop.stopped() => Err(ApiError::ShuttingDown),
     };
     if read.is_err() {
         session.set_keepalive(None);

@@ -6,7 +6,8 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use super::ctx::RequestCtx;
-use super::{body, respond};
+use super::drain::Stop;
+use super::{body, respond, AppState};
 use crate::api::messages::to_chat;
 use crate::api::ApiError;
 use crate::limits::tokens::estimate_chat;
@@ -16,12 +17,15 @@ use crate::providers::Wire;
 /// Prompts above this size are encoded on a blocking thread, not on the proxy's worker.
 const INLINE_LIMIT: usize = 32 * 1024;
 
-pub async fn handle(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
     ctx.client = Wire::Anthropic;
     let Some(snapshot) = ctx.snapshot.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };
-    let raw = match body::read(session, snapshot.server.max_body_bytes, snapshot.server.body_timeout).await {
+    let stopped = std::pin::pin!(state.drain.stopped());
+    let mut stop = Stop::new(stopped);
+    let (limit, within) = (snapshot.server.max_body_bytes, snapshot.server.body_timeout);
+    let raw = match body::read(session, limit, within, &mut stop).await {
         Ok(b) => b,
         Err(e) => return respond::error(session, ctx, &e).await,
     };

@@ -52,7 +52,11 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     let Some(snapshot) = ctx.snapshot.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };
-    let body = match body::read(session, snapshot.server.max_body_bytes, snapshot.server.body_timeout).await {
+    // The shutdown's stop signal, for every wait of this request (see `drain`).
+    let stopped = std::pin::pin!(state.drain.stopped());
+    let mut stop = Stop::new(stopped);
+    let (limit, within) = (snapshot.server.max_body_bytes, snapshot.server.body_timeout);
+    let body = match body::read(session, limit, within, &mut stop).await {
         Ok(b) => b,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
@@ -179,8 +183,6 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Err(e) => return respond::error(session, ctx, &e).await,
     };
     let deadline = ctx.started + budget;
-    let stopped = std::pin::pin!(state.drain.stopped());
-    let mut stop = Stop::new(stopped);
     let mut last_error: Option<ApiError> = None;
     let mut budget_spent = false;
     'targets: for (i, target) in order.iter().map(|&i| &plan[i]).enumerate() {

@@ -182,7 +182,7 @@ impl ProxyHttp for Gateway {
         let header = session.req_header();
         match route(&header.method, header.uri.path()) {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
-            Route::CountTokens => count::handle(session, ctx).await,
+            Route::CountTokens => count::handle(&self.state, session, ctx).await,
             Route::Models | Route::Model => {
                 // The Anthropic SDKs send `anthropic-version`; they get Anthropic's list shape.
                 if header.headers.contains_key("anthropic-version") {
