@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
+use crate::private_files;
 use crate::usage::UsageRecord;
 
 const CAPACITY: usize = 65_536;
@@ -44,9 +45,13 @@ impl AccessLog {
             Output::Stderr => Box::new(std::io::stderr()),
             Output::File(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
+                    private_files::create_dir_all(dir)?;
                 }
-                Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+                // 0600: the log tells who spent what.
+                Box::new(private_files::open(
+                    std::fs::OpenOptions::new().create(true).append(true),
+                    &path,
+                )?)
             }
         };
         let (tx, rx) = sync_channel(CAPACITY);
