@@ -213,8 +213,9 @@ fn seed_budgets(gateway: &Gateway, sinks: &Sinks) {
     tracing::info!(scopes = seeded, "budgets seeded from the spend ledger");
 }
 
-/// On shutdown, once in-flight requests had their grace period, writes out what the sinks hold
-/// (the ledger's queue goes to the store, or to its spill file when the store is down).
+/// Reopens the access log on SIGHUP; on shutdown, once in-flight requests had their grace period,
+/// writes out what the sinks hold (the ledger's queue goes to the store, or to its spill file
+/// when the store is down).
 struct SinkFlusher {
     sinks: Sinks,
     grace: Duration,
@@ -223,7 +224,7 @@ struct SinkFlusher {
 #[async_trait]
 impl BackgroundService for SinkFlusher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let _ = shutdown.changed().await;
+        self.sinks.reopen_on_hangup(shutdown.changed()).await;
         tokio::time::sleep(self.grace).await;
         let sinks = self.sinks.clone();
         let _ = tokio::task::spawn_blocking(move || sinks.flush(Duration::from_secs(4))).await;

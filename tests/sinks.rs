@@ -119,3 +119,31 @@ fn files_holding_spend_data_and_logs_are_private_under_umask_022() {
     }
     drop(lock);
 }
+
+#[test]
+fn sighup_reopens_the_access_log_after_a_rotation_by_rename() {
+    let mock = Mock::start(&[]);
+    let gw = Gateway::start("", &config(&mock, "  ledger: off\n  access_log: access.log\n"));
+    let path = gw.dir().join("access.log");
+    let rotated = gw.dir().join("access.log.1");
+    let first = request(&gw, 1);
+    wait_until("the first line", Duration::from_secs(10), || {
+        log_ids(&path) == [first.clone()]
+    });
+
+    // logrotate renames the file; until the signal, lines still go to the renamed one.
+    std::fs::rename(&path, &rotated).unwrap();
+    let second = request(&gw, 2);
+    wait_until("the second line, in the renamed file", Duration::from_secs(10), || {
+        log_ids(&rotated).len() == 2
+    });
+    gw.proc.signal(libc::SIGHUP);
+    wait_until("a new access log", Duration::from_secs(10), || path.exists());
+    let third = request(&gw, 3);
+    wait_until("the third line, in the new file", Duration::from_secs(10), || {
+        !log_ids(&path).is_empty()
+    });
+    assert_eq!(log_ids(&rotated), [first, second]);
+    assert_eq!(log_ids(&path), [third]);
+    assert_eq!(mode(&path), 0o600);
+}

@@ -1,5 +1,6 @@
 //! Where finished requests go: the spend ledger, the access log and the trace exporter, each a
-//! background thread fed through a bounded queue. Started once (their settings need a restart).
+//! background thread fed through a bounded queue. Started once (their settings need a restart);
+//! SIGHUP reopens the access log file, for rotation by rename.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -99,6 +100,40 @@ impl Sinks {
             let st = t.stats();
             sync_counter(&s.spans_exported, st.exported.load(Ordering::Relaxed));
             sync_counter(&s.spans_dropped, st.dropped.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Reopens the access log file (after `logrotate` renamed it). Does not wait for the writer
+    /// thread, so it is safe on an event loop.
+    pub fn reopen(&self) {
+        if let Some(a) = &self.access_log {
+            a.reopen();
+        }
+    }
+
+    /// Reopens the access log on every SIGHUP until `until` completes (the config watcher reloads
+    /// on the same signal; tokio delivers it to both).
+    pub async fn reopen_on_hangup<F: std::future::Future>(&self, until: F) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP, the access log is never reopened: {e}");
+                until.await;
+                return;
+            }
+        };
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = &mut until => return,
+                got = hup.recv() => match got {
+                    Some(()) => self.reopen(),
+                    None => {
+                        until.await;
+                        return;
+                    }
+                },
+            }
         }
     }
 
