@@ -70,6 +70,31 @@ impl WriteLock {
     }
 }
 
+/// Puts a regular file where the spill directory was (creating anything under it fails with
+/// ENOTDIR, for root too); `restore` puts the directory back.
+struct BrokenDir<'a> {
+    path: &'a Path,
+    away: std::path::PathBuf,
+}
+
+impl<'a> BrokenDir<'a> {
+    fn break_(path: &'a Path) -> BrokenDir<'a> {
+        let away = path.with_extension("away");
+        std::fs::rename(path, &away).unwrap();
+        std::fs::write(path, "not a directory").unwrap();
+        BrokenDir { path, away }
+    }
+
+    fn restore(self) {
+        std::fs::remove_file(self.path).unwrap();
+        std::fs::rename(&self.away, self.path).unwrap();
+    }
+}
+
+fn count(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| l.contains(line)).count()
+}
+
 #[test]
 fn files_holding_spend_data_and_logs_are_private_under_umask_022() {
     let mock = Mock::start(&[]);
@@ -118,6 +143,71 @@ fn files_holding_spend_data_and_logs_are_private_under_umask_022() {
         assert_eq!(mode(&path), want, "{} is {:o}", path.display(), mode(&path));
     }
     drop(lock);
+}
+
+#[test]
+fn with_the_store_and_the_spill_directory_unwritable_records_wait_in_the_queue_and_all_arrive() {
+    let mock = Mock::start(&[]);
+    let usage = "  ledger: sqlite:data/spend.db\n  spill_dir: data/spill\n  flush_interval: 20ms\n  batch: 5\n  access_log: off\n";
+    let gw = Gateway::start("", &config(&mock, usage));
+    let db = gw.dir().join("data/spend.db");
+    let spill = gw.dir().join("data/spill");
+    let mut ids = vec![request(&gw, 0)];
+    wait_until("the first record in the ledger", Duration::from_secs(10), || {
+        ledger_ids(&db).contains(&ids[0])
+    });
+
+    // Both go away: the records wait in memory, none is dropped, and the metrics say so.
+    let lock = WriteLock::take(&db);
+    let broken = BrokenDir::break_(&spill);
+    for i in 1..=30 {
+        ids.push(request(&gw, i));
+    }
+    wait_until("the store to be marked down", Duration::from_secs(30), || {
+        gw.metric("tollgate_ledger_store_up") == 0.0
+    });
+    // At least one retry of both (the first a second after the failed write).
+    wait_until("a retry of the store (or a drop)", Duration::from_secs(30), || {
+        gw.metric("tollgate_ledger_write_errors_total") >= 2.0 || gw.metric("tollgate_ledger_dropped_total") > 0.0
+    });
+    assert_eq!(gw.metric("tollgate_ledger_dropped_total"), 0.0);
+    assert_eq!(
+        gw.metric("tollgate_ledger_queue_depth"),
+        30.0,
+        "every record waits in memory"
+    );
+    assert_eq!(gw.metric("tollgate_ledger_store_up"), 0.0);
+
+    // The spill directory comes back first: the records go there.
+    broken.restore();
+    wait_until("the records to spill", Duration::from_secs(60), || {
+        gw.metric("tollgate_ledger_spill_pending") == 30.0
+    });
+    assert_eq!(gw.metric("tollgate_ledger_queue_depth"), 0.0);
+
+    // Then the store: the spill is replayed and every request has its record.
+    drop(lock);
+    wait_until("every record in the ledger", Duration::from_secs(60), || {
+        ledger_ids(&db).len() == ids.len()
+    });
+    assert_eq!(ledger_ids(&db), ids.iter().cloned().collect::<BTreeSet<_>>());
+    wait_until("the replay to finish", Duration::from_secs(10), || {
+        gw.metric("tollgate_ledger_spill_pending") == 0.0
+    });
+    assert_eq!(gw.metric("tollgate_ledger_dropped_total"), 0.0);
+    assert_eq!(gw.metric("tollgate_ledger_store_up"), 1.0);
+
+    // Each change of state was logged once: no flapping between "back" and "failed".
+    let log = gw.proc.log_text();
+    for line in [
+        "store write failed",
+        "the store is back",
+        "cannot write spill files",
+        "spill files can be written again",
+    ] {
+        assert_eq!(count(&log, line), 1, "{line:?} in:\n{log}");
+    }
+    assert_eq!(count(&log, "dropping usage records"), 0, "{log}");
 }
 
 #[test]

@@ -83,7 +83,7 @@ impl Sinks {
         let _serial = s.sync.lock();
         if let Some(l) = &self.ledger {
             let st = l.stats();
-            s.ledger_queue_depth.set(st.queue_depth.load(Ordering::Relaxed) as i64);
+            s.ledger_queue_depth.set(st.waiting() as i64);
             s.ledger_spill_pending
                 .set(st.spill_pending.load(Ordering::Relaxed) as i64);
             s.ledger_store_up.set(i64::from(st.store_up.load(Ordering::Relaxed)));
@@ -140,7 +140,10 @@ impl Sinks {
     /// Waits until what was submitted is written (or spilled). Blocking: call off the event loop.
     pub fn flush(&self, timeout: Duration) {
         if let Some(l) = &self.ledger {
-            l.flush(timeout);
+            if !l.flush(timeout) {
+                let waiting = l.stats().waiting();
+                tracing::warn!(store = %l.store_name(), records = waiting, "spend ledger: records neither written nor spilled in time");
+            }
         }
         if let Some(a) = &self.access_log {
             a.flush(timeout);
