@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod limits;
 pub mod mock;
+pub mod private_files;
 pub mod providers;
 pub mod proxy;
 pub mod routing;

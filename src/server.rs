@@ -381,8 +381,8 @@ fn seed_budgets(gateway: &Gateway, sinks: &Sinks) {
     tracing::info!(scopes = seeded, "budgets seeded from the spend ledger");
 }
 
-/// The shutdown, once Pingora stopped accepting (SIGTERM, SIGINT, or SIGQUIT after the
-/// sockets went to the new instance): in-flight requests get `server.shutdown_grace` (none on
+/// Reopens the access log on SIGHUP; then the shutdown, once Pingora stopped accepting (SIGTERM,
+/// SIGINT, or SIGQUIT after the sockets went to the new instance): in-flight requests get `server.shutdown_grace` (none on
 /// SIGINT; a second signal cuts it short); those still running then are ended explicitly
 /// (`Drain::stop_all`: a 503 or a stream's error event, and their usage records); the sinks
 /// write out what they hold; the process exits. With nothing in flight it exits at once.
@@ -418,7 +418,8 @@ impl ShutdownCoordinator {
 impl BackgroundService for ShutdownCoordinator {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         use tokio::signal::unix::{signal, SignalKind};
-        let _ = shutdown.changed().await;
+        // Until the shutdown, SIGHUP also reopens the access log (rotation by rename).
+        self.sinks.reopen_on_hangup(shutdown.changed()).await;
         let fast = self.fast.load(std::sync::atomic::Ordering::Relaxed);
         let grace = if fast { Duration::ZERO } else { self.grace };
         let in_flight = self.metrics.inflight.get();

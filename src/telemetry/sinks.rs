@@ -1,5 +1,6 @@
 //! Where finished requests go: the spend ledger, the access log and the trace exporter, each a
-//! background thread fed through a bounded queue. Started once (their settings need a restart).
+//! background thread fed through a bounded queue. Started once (their settings need a restart);
+//! SIGHUP reopens the access log file, for rotation by rename.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -82,7 +83,7 @@ impl Sinks {
         let _serial = s.sync.lock();
         if let Some(l) = &self.ledger {
             let st = l.stats();
-            s.ledger_queue_depth.set(st.queue_depth.load(Ordering::Relaxed) as i64);
+            s.ledger_queue_depth.set(st.waiting() as i64);
             s.ledger_spill_pending
                 .set(st.spill_pending.load(Ordering::Relaxed) as i64);
             s.ledger_store_up.set(i64::from(st.store_up.load(Ordering::Relaxed)));
@@ -102,10 +103,47 @@ impl Sinks {
         }
     }
 
+    /// Reopens the access log file (after `logrotate` renamed it). Does not wait for the writer
+    /// thread, so it is safe on an event loop.
+    pub fn reopen(&self) {
+        if let Some(a) = &self.access_log {
+            a.reopen();
+        }
+    }
+
+    /// Reopens the access log on every SIGHUP until `until` completes (the config watcher reloads
+    /// on the same signal; tokio delivers it to both).
+    pub async fn reopen_on_hangup<F: std::future::Future>(&self, until: F) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP, the access log is never reopened: {e}");
+                until.await;
+                return;
+            }
+        };
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                _ = &mut until => return,
+                got = hup.recv() => match got {
+                    Some(()) => self.reopen(),
+                    None => {
+                        until.await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
     /// Waits until what was submitted is written (or spilled). Blocking: call off the event loop.
     pub fn flush(&self, timeout: Duration) {
         if let Some(l) = &self.ledger {
-            l.flush(timeout);
+            if !l.flush(timeout) {
+                let waiting = l.stats().waiting();
+                tracing::warn!(store = %l.store_name(), records = waiting, "spend ledger: records neither written nor spilled in time");
+            }
         }
         if let Some(a) = &self.access_log {
             a.flush(timeout);

@@ -77,6 +77,14 @@ impl Proc {
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        // The common umask, whatever the test runner's: tests of file permissions mean something.
+        // SAFETY: umask is async-signal-safe and touches nothing of the parent.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::umask(0o022);
+                Ok(())
+            });
+        }
         let child = cmd.spawn().expect("spawn tollgate");
         Proc {
             child,

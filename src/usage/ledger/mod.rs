@@ -6,8 +6,9 @@
 //! and hands them to a writer thread, which inserts each batch in one transaction. When the store
 //! is down, or the writer falls behind far enough that the queue passes half its capacity, the
 //! spooler appends batches to a spill file instead (`spill`); the writer replays spill files once
-//! the store answers again (retried every `retry_interval`), and at start. Nothing is lost and
-//! nothing blocks; only a full queue drops records, and those are counted.
+//! the store takes writes again (retried with backoff from `retry_interval`), and at start. When
+//! the spill directory cannot be written either, records stay in the queue (`pipeline`). Nothing
+//! is lost and nothing blocks; only a full queue drops records, and those are counted.
 //!
 //! Invariants: inserts are idempotent (`ON CONFLICT (request_id) DO NOTHING`), and the hourly
 //! rollups (`rollup`) are updated in the same transaction, for inserted rows only, so a batch
@@ -15,6 +16,8 @@
 //! query (`query`) reads whole hours from a rollup and the edges from raw records, which equals a
 //! pure raw-table aggregation. Schema migrations run at start (`schema_version`), on both stores.
 
+#[cfg(test)]
+mod outage_tests;
 mod pg;
 mod pipeline;
 mod query;
@@ -27,7 +30,7 @@ mod tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -56,7 +59,7 @@ pub struct LedgerConfig {
     pub flush_interval: Duration,
     /// Where spill files go (a subdirectory per store is made inside).
     pub spill_dir: PathBuf,
-    /// How often a down store is retried.
+    /// How soon a down store is retried (the pause doubles while it stays down, up to 10 s).
     pub retry_interval: Duration,
 }
 
@@ -122,7 +125,7 @@ pub enum LedgerError {
 /// The ledger's counters (exported as metrics).
 #[derive(Debug, Default)]
 pub struct LedgerStats {
-    /// Records in the in-memory queue.
+    /// Records in the in-memory queue (the channel only; see `waiting`).
     pub queue_depth: AtomicU64,
     /// Records committed from the queue (duplicates included: they were handled).
     pub written: AtomicU64,
@@ -157,6 +160,14 @@ pub struct LedgerStatsSnapshot {
 }
 
 impl LedgerStats {
+    /// Records accepted but neither committed, spilled nor dropped yet: the queue plus the
+    /// batches the two threads hold (which, while neither the store nor the spill directory
+    /// takes records, is everything since the outage).
+    pub fn waiting(&self) -> u64 {
+        let resolved = self.resolved.load(Ordering::SeqCst);
+        self.submitted.load(Ordering::SeqCst).saturating_sub(resolved)
+    }
+
     pub fn snapshot(&self) -> LedgerStatsSnapshot {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         LedgerStatsSnapshot {
@@ -178,6 +189,10 @@ pub(crate) trait StoreWriter: Send {
     fn connect(&mut self) -> Result<(), ConnectError>;
     /// Inserts the batch in one transaction; returns how many records were new.
     fn write(&mut self, batch: &[UsageRecord]) -> Result<usize, LedgerError>;
+    /// Commits a tiny write that changes nothing, to learn whether the store takes writes again:
+    /// answering is not enough (an SQLite file is always "connected" but may be locked or on a
+    /// full disk; a reachable PostgreSQL may be read-only).
+    fn probe(&mut self) -> Result<(), LedgerError>;
 }
 
 pub(crate) enum ConnectError {
@@ -201,26 +216,51 @@ pub(crate) struct Shared {
     pub abandon: AtomicBool,
     /// A spill file was closed: the writer should look for files to replay.
     pub spill_dirty: AtomicBool,
-    last_drop_warn_ms: AtomicI64,
+    /// Records are being dropped (logged once when it starts, once when it stops).
+    dropping: AtomicBool,
+    /// Spill files cannot be written (logged once when it starts, once when it stops).
+    spill_failing: AtomicBool,
+    /// The store refuses writes (and probes) while set: simulates a locked or read-only store.
     #[cfg(test)]
     pub fault: AtomicBool,
 }
 
 impl Shared {
-    /// Records lost; warns at most once per 10 s.
+    /// Records lost. Logged when dropping starts, not per record: a full queue under load would
+    /// otherwise log thousands of lines a second.
     pub fn drop_records(&self, n: u64, why: &str) {
         self.stats.dropped.fetch_add(n, Ordering::Relaxed);
         self.stats.resolved.fetch_add(n, Ordering::SeqCst);
-        let now = now_ms();
-        let last = self.last_drop_warn_ms.load(Ordering::Relaxed);
-        if now - last >= 10_000
-            && self
-                .last_drop_warn_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        if !self.dropping.swap(true, Ordering::Relaxed) {
+            tracing::warn!(store = %self.store, waiting = self.stats.waiting(), "spend ledger: dropping usage records: {why}");
+        }
+    }
+
+    /// Records reached the store or a spill file: dropping has stopped once the queue has room.
+    pub fn records_flowing(&self) {
+        if self.dropping.load(Ordering::Relaxed)
+            && self.stats.queue_depth.load(Ordering::Relaxed) < self.high_water
+            && self.dropping.swap(false, Ordering::Relaxed)
         {
             let total = self.stats.dropped.load(Ordering::Relaxed);
-            tracing::warn!(store = %self.store, dropped_total = total, "spend ledger: dropping usage records: {why}");
+            tracing::info!(store = %self.store, dropped_total = total, "spend ledger: the queue has room again; records are no longer dropped");
+        }
+    }
+
+    pub fn spill_failed(&self, dir: &Path, e: &std::io::Error) {
+        if !self.spill_failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                store = %self.store,
+                dir = %dir.display(),
+                error = %e,
+                "spend ledger: cannot write spill files; records wait in memory until the store or the spill directory takes them (dropped only when the queue is full)"
+            );
+        }
+    }
+
+    pub fn spill_ok(&self) {
+        if self.spill_failing.load(Ordering::Relaxed) && self.spill_failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(store = %self.store, "spend ledger: spill files can be written again");
         }
     }
 }
@@ -286,7 +326,8 @@ impl Ledger {
             shutdown: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             spill_dirty: AtomicBool::new(pending > 0),
-            last_drop_warn_ms: AtomicI64::new(i64::MIN / 2),
+            dropping: AtomicBool::new(false),
+            spill_failing: AtomicBool::new(false),
             #[cfg(test)]
             fault: AtomicBool::new(false),
         });

@@ -341,6 +341,24 @@ impl StoreWriter for PgStore {
         Ok(())
     }
 
+    /// Rewrites one `schema_version` row with its own values (PostgreSQL writes a new row
+    /// version even so): fails on a read-only server, a full disk or a lost connection.
+    fn probe(&mut self) -> Result<(), LedgerError> {
+        let Some(mut client) = self.client.take() else {
+            return Err(LedgerError::Unavailable {
+                store: self.display.clone(),
+                reason: "not connected".into(),
+            });
+        };
+        let result = client.batch_execute(
+            "UPDATE schema_version SET applied_ms = applied_ms WHERE version = (SELECT MIN(version) FROM schema_version)",
+        );
+        if !client.is_closed() {
+            self.client = Some(client);
+        }
+        result.map_err(|e| err(&self.display, &e))
+    }
+
     fn write(&mut self, batch: &[UsageRecord]) -> Result<usize, LedgerError> {
         let Some(mut client) = self.client.take() else {
             return Err(LedgerError::Unavailable {

@@ -7,9 +7,19 @@
 //! buffer, so memory stays bounded by `queue_capacity`.
 //!
 //! The writer inserts batches. A failed write marks the store down (`store_up = false`), sends the
-//! batch to a spill file of its own, and retries the store every `retry_interval`. While the store
-//! is up it replays closed spill files in chunks, deleting each file once all its records are
-//! committed, and serves a live batch between chunks.
+//! batch to a spill file of its own, and retries the store with backoff (`retry_interval`, doubled
+//! after each failed retry up to `RETRY_MAX`). The store is back only when it takes a write again
+//! (the batch the writer holds, or `StoreWriter::probe`), not when it merely answers: otherwise an
+//! SQLite file that is locked or on a full disk would be "back" every second and fail again. While
+//! the store is up the writer replays closed spill files in chunks, deleting each file once all
+//! its records are committed, and serves a live batch between chunks.
+//!
+//! When the spill directory cannot be written either, nothing is dropped while the queue has
+//! room: the thread whose batch found nowhere to go keeps it and retries (the writer the store,
+//! then the spill directory; the spooler the spill directory, or the writer once the store is
+//! back) with the same backoff, and takes no more records meanwhile, so the queue fills; only
+//! records that find it full are dropped, and counted. Each change of state (store down / back,
+//! spill failing / writable, dropping / not) is logged once, never per record or per retry.
 //!
 //! Every accepted record is counted in `resolved` exactly once: when committed, when synced to a
 //! spill file, or when dropped. `Ledger::flush` waits on that count.
@@ -29,6 +39,45 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 const SPILL_FILE_MAX_RECORDS: u64 = 100_000;
 /// Spill directory rescans while files are pending, at most this often.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
+/// The longest pause between two retries of a store or spill directory that stays down.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// When to retry something that failed: `base`, doubled after each failure, up to `RETRY_MAX`.
+struct Backoff {
+    base: Duration,
+    delay: Duration,
+    next: Option<Instant>,
+}
+
+impl Backoff {
+    fn new(base: Duration) -> Backoff {
+        Backoff {
+            base,
+            delay: base,
+            next: None,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.next.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Time until the next retry (zero when due).
+    fn wait(&self) -> Duration {
+        self.next
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()))
+    }
+
+    fn failed(&mut self) {
+        self.next = Some(Instant::now() + self.delay);
+        self.delay = (self.delay * 2).min(RETRY_MAX.max(self.base));
+    }
+
+    fn reset(&mut self) {
+        self.delay = self.base;
+        self.next = None;
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Spooler
@@ -39,9 +88,12 @@ struct Spooler {
     writer: SyncSender<Vec<UsageRecord>>,
     batch: Vec<UsageRecord>,
     batch_started: Instant,
-    /// A full batch the writer had no room for yet.
+    /// A full batch the writer had no room for yet (or, while neither the store nor the spill
+    /// directory takes records, the batch waiting for one of them).
     ready: Option<Vec<UsageRecord>>,
     open: Option<SpillFile>,
+    /// Retries of a spill directory that failed.
+    spill_retry: Backoff,
 }
 
 pub(crate) fn run_spooler(
@@ -51,6 +103,7 @@ pub(crate) fn run_spooler(
     writer: SyncSender<Vec<UsageRecord>>,
 ) {
     let batch_size = shared.batch_size;
+    let retry_interval = shared.retry_interval;
     let mut s = Spooler {
         shared,
         spill,
@@ -59,14 +112,20 @@ pub(crate) fn run_spooler(
         batch_started: Instant::now(),
         ready: None,
         open: None,
+        spill_retry: Backoff::new(retry_interval),
     };
     loop {
         let shutting = s.shared.shutdown.load(Ordering::SeqCst);
         if let Some(b) = s.ready.take() {
             if let Some(b) = s.dispatch(b, shutting) {
-                // The writer is busy and the queue still has room: let it absorb the backlog.
+                // The writer is busy and the queue still has room: let it absorb the backlog. Or
+                // nothing takes records: wait for the spill retry, looking at the store meanwhile.
                 s.ready = Some(b);
-                std::thread::sleep(Duration::from_millis(1));
+                let pause = match s.spill_retry.next {
+                    Some(_) => s.spill_retry.wait().clamp(Duration::from_millis(1), IDLE_TICK),
+                    None => Duration::from_millis(1),
+                };
+                std::thread::sleep(pause);
                 continue;
             }
         }
@@ -119,60 +178,77 @@ impl Spooler {
     }
 
     /// Sends the batch to the writer or to a spill file; gives it back when it should wait.
+    /// While shutting down it never gives it back (what nothing takes is dropped).
     fn dispatch(&mut self, b: Vec<UsageRecord>, shutting: bool) -> Option<Vec<UsageRecord>> {
         if !self.shared.stats.store_up.load(Ordering::SeqCst) {
-            self.spill(b);
-            return None;
+            return self.spill_or_keep(b, shutting);
         }
         match self.writer.try_send(b) {
             Ok(()) => None,
             Err(TrySendError::Full(b)) => {
                 let depth = self.shared.stats.queue_depth.load(Ordering::Relaxed);
                 if shutting || depth >= self.shared.high_water {
-                    self.spill(b);
-                    None
+                    self.spill_or_keep(b, shutting)
                 } else {
                     Some(b)
                 }
             }
-            Err(TrySendError::Disconnected(b)) => {
-                self.spill(b);
+            Err(TrySendError::Disconnected(b)) => self.spill_or_keep(b, shutting),
+        }
+    }
+
+    /// Spills the batch; gives it back when the spill directory failed (and its retry is not due
+    /// yet), so that it waits in memory instead of being dropped.
+    fn spill_or_keep(&mut self, b: Vec<UsageRecord>, shutting: bool) -> Option<Vec<UsageRecord>> {
+        if !shutting && !self.spill_retry.due() {
+            return Some(b);
+        }
+        match self.spill(&b) {
+            Ok(()) => {
+                self.spill_retry.reset();
+                self.shared.spill_ok();
+                self.shared.records_flowing();
                 None
+            }
+            Err(e) => {
+                self.shared.spill_failed(self.spill.path(), &e);
+                if shutting {
+                    self.shared.drop_records(
+                        b.len() as u64,
+                        "stopping while neither the store nor the spill directory takes records",
+                    );
+                    return None;
+                }
+                self.spill_retry.failed();
+                Some(b)
             }
         }
     }
 
-    fn spill(&mut self, b: Vec<UsageRecord>) {
+    /// Appends the batch to the open spill file (opening one if needed); Ok when it is durable.
+    fn spill(&mut self, b: &[UsageRecord]) -> std::io::Result<()> {
         let n = b.len() as u64;
-        if self.open.is_none() {
-            match self.spill.create() {
-                Ok(f) => self.open = Some(f),
-                Err(e) => {
-                    tracing::error!(dir = %self.spill.path().display(), error = %e, "spend ledger: cannot create a spill file");
-                    self.shared.drop_records(n, "the spill directory is not writable");
-                    return;
-                }
+        let f = match self.open.as_mut() {
+            Some(f) => f,
+            None => self.open.insert(self.spill.create()?),
+        };
+        if let Err(e) = f.append(b) {
+            // Whatever reached the file is replayed (duplicates are ignored by the store); the
+            // whole batch is tried again.
+            if let Some(f) = self.open.take() {
+                f.abandon();
             }
+            return Err(e);
         }
-        let Some(f) = self.open.as_mut() else { return };
-        match f.append(&b) {
-            Ok(()) => {
-                let st = &self.shared.stats;
-                st.spilled.fetch_add(n, Ordering::Relaxed);
-                st.spill_pending.fetch_add(n, Ordering::Relaxed);
-                st.resolved.fetch_add(n, Ordering::SeqCst);
-                if f.lines() >= SPILL_FILE_MAX_RECORDS {
-                    self.close_spill();
-                }
-            }
-            Err(e) => {
-                tracing::error!(dir = %self.spill.path().display(), error = %e, "spend ledger: cannot write a spill file");
-                if let Some(f) = self.open.take() {
-                    f.abandon();
-                }
-                self.shared.drop_records(n, "a spill file could not be written");
-            }
+        let lines = f.lines();
+        let st = &self.shared.stats;
+        st.spilled.fetch_add(n, Ordering::Relaxed);
+        st.spill_pending.fetch_add(n, Ordering::Relaxed);
+        st.resolved.fetch_add(n, Ordering::SeqCst);
+        if lines >= SPILL_FILE_MAX_RECORDS {
+            self.close_spill();
         }
+        Ok(())
     }
 
     fn close_spill(&mut self) {
@@ -222,9 +298,11 @@ struct Writer {
     spill: Arc<SpillDir>,
     store: Box<dyn StoreWriter>,
     up: bool,
-    next_retry: Instant,
+    retry: Backoff,
     last_scan: Option<Instant>,
     down_since: Option<Instant>,
+    /// A batch neither the store nor the spill directory took: no other is taken before it.
+    held: Option<Vec<UsageRecord>>,
 }
 
 pub(crate) fn run_writer(
@@ -234,33 +312,50 @@ pub(crate) fn run_writer(
     rx: Receiver<Vec<UsageRecord>>,
     ready: SyncSender<Result<(), ConnectError>>,
 ) {
+    let retry = Backoff::new(shared.retry_interval);
     let mut w = Writer {
         shared,
         spill,
         store,
         up: false,
-        next_retry: Instant::now(),
+        retry,
         last_scan: None,
         down_since: None,
+        held: None,
     };
+    // A store that opened (and migrated) at start is taken to be up until a write says otherwise.
     let first = w.connect();
+    match &first {
+        Ok(()) => w.mark_up(),
+        Err(_) => w.retry.failed(),
+    }
     let fatal = matches!(first, Err(ConnectError::Fatal(_)));
     let _ = ready.send(first);
     if fatal {
         return;
     }
     loop {
-        if !w.up && Instant::now() >= w.next_retry && !w.shared.abandon.load(Ordering::SeqCst) {
-            let _ = w.connect();
+        let abandon = w.shared.abandon.load(Ordering::SeqCst);
+        if !w.up && w.retry.due() && !abandon {
+            w.recover();
+        }
+        if let Some(batch) = w.held.take() {
+            if abandon {
+                w.shared.drop_records(
+                    batch.len() as u64,
+                    "stopping while neither the store nor the spill directory takes records",
+                );
+            } else {
+                // Take nothing new meanwhile: the queue is where records wait.
+                w.held = Some(batch);
+                std::thread::sleep(w.retry.wait().clamp(Duration::from_millis(1), IDLE_TICK));
+                continue;
+            }
         }
         if w.up && w.replay_due() {
             w.replay(&rx);
         }
-        let wait = if w.up {
-            IDLE_TICK
-        } else {
-            w.next_retry.saturating_duration_since(Instant::now()).min(IDLE_TICK)
-        };
+        let wait = if w.up { IDLE_TICK } else { w.retry.wait().min(IDLE_TICK) };
         match rx.recv_timeout(wait) {
             Ok(batch) => w.handle(batch),
             Err(RecvTimeoutError::Timeout) => {}
@@ -271,49 +366,85 @@ pub(crate) fn run_writer(
 
 impl Writer {
     fn connect(&mut self) -> Result<(), ConnectError> {
-        #[cfg(test)]
-        if self.shared.fault.load(Ordering::SeqCst) {
-            self.next_retry = Instant::now() + self.shared.retry_interval;
-            return Err(ConnectError::Down(LedgerError::Unavailable {
-                store: self.shared.store.clone(),
-                reason: "fault injected by a test".into(),
-            }));
-        }
-        match self.store.connect() {
-            Ok(()) => {
-                if !self.up {
-                    if let Some(since) = self.down_since.take() {
-                        tracing::info!(store = %self.shared.store, down_for = ?since.elapsed(), "spend ledger: the store is back; replaying spill files");
-                    }
-                    self.up = true;
-                    self.shared.stats.store_up.store(true, Ordering::SeqCst);
-                    self.shared.spill_dirty.store(true, Ordering::SeqCst);
-                }
-                Ok(())
+        self.store.connect().inspect_err(|e| {
+            let (ConnectError::Down(le) | ConnectError::Fatal(le)) = e;
+            if self.down_since.is_none() {
+                self.down_since = Some(Instant::now());
+                tracing::warn!(error = %le, retry_from = ?self.shared.retry_interval, "spend ledger: store unreachable; spilling records until it answers");
+            } else {
+                tracing::debug!(error = %le, "spend ledger: store still unreachable");
             }
-            Err(e) => {
-                self.next_retry = Instant::now() + self.shared.retry_interval;
-                let (ConnectError::Down(le) | ConnectError::Fatal(le)) = &e;
-                if self.down_since.is_none() {
-                    self.down_since = Some(Instant::now());
-                    tracing::warn!(error = %le, retry_every = ?self.shared.retry_interval, "spend ledger: store unreachable; spilling records until it answers");
-                } else {
-                    tracing::debug!(error = %le, "spend ledger: store still unreachable");
-                }
-                Err(e)
-            }
-        }
+        })
     }
 
     fn write(&mut self, batch: &[UsageRecord]) -> Result<usize, LedgerError> {
         #[cfg(test)]
         if self.shared.fault.load(Ordering::SeqCst) {
-            return Err(LedgerError::Unavailable {
-                store: self.shared.store.clone(),
-                reason: "fault injected by a test".into(),
-            });
+            return Err(self.injected_fault());
         }
         self.store.write(batch)
+    }
+
+    fn probe(&mut self) -> Result<(), LedgerError> {
+        #[cfg(test)]
+        if self.shared.fault.load(Ordering::SeqCst) {
+            return Err(self.injected_fault());
+        }
+        self.store.probe()
+    }
+
+    #[cfg(test)]
+    fn injected_fault(&self) -> LedgerError {
+        LedgerError::Unavailable {
+            store: self.shared.store.clone(),
+            reason: "fault injected by a test".into(),
+        }
+    }
+
+    /// The store is down and its retry is due: it is back when it takes a write (the held batch,
+    /// else a probe). While it is not, the held batch tries the spill directory again.
+    fn recover(&mut self) {
+        let result = match self.connect() {
+            Err(_) => Err(None),
+            Ok(()) => match self.held.take() {
+                Some(batch) => match self.write(&batch) {
+                    Ok(_) => {
+                        self.committed(batch.len() as u64);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.held = Some(batch);
+                        Err(Some(e))
+                    }
+                },
+                None => self.probe().map_err(Some),
+            },
+        };
+        match result {
+            Ok(()) => self.mark_up(),
+            Err(write_error) => {
+                if let Some(e) = write_error {
+                    self.shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "spend ledger: store still refuses writes");
+                }
+                self.retry.failed();
+                if let Some(batch) = self.held.take() {
+                    self.spill_or_keep(batch);
+                }
+            }
+        }
+    }
+
+    fn mark_up(&mut self) {
+        if !self.up {
+            if let Some(since) = self.down_since.take() {
+                tracing::info!(store = %self.shared.store, down_for = ?since.elapsed(), "spend ledger: the store is back; replaying spill files");
+            }
+            self.up = true;
+            self.shared.stats.store_up.store(true, Ordering::SeqCst);
+            self.shared.spill_dirty.store(true, Ordering::SeqCst);
+            self.retry.reset();
+        }
     }
 
     fn mark_down(&mut self, e: &LedgerError) {
@@ -322,14 +453,21 @@ impl Writer {
             tracing::warn!(
                 error = %e,
                 spill_dir = %self.spill.path().display(),
-                retry_every = ?self.shared.retry_interval,
-                "spend ledger: store write failed; spilling records until it answers again"
+                retry_from = ?self.shared.retry_interval,
+                "spend ledger: store write failed; spilling records until it takes writes again"
             );
             self.down_since = Some(Instant::now());
         }
         self.up = false;
         self.shared.stats.store_up.store(false, Ordering::SeqCst);
-        self.next_retry = Instant::now() + self.shared.retry_interval;
+        self.retry.reset();
+        self.retry.failed();
+    }
+
+    fn committed(&self, n: u64) {
+        self.shared.stats.written.fetch_add(n, Ordering::Relaxed);
+        self.shared.stats.resolved.fetch_add(n, Ordering::SeqCst);
+        self.shared.records_flowing();
     }
 
     /// A live batch from the spooler.
@@ -337,14 +475,18 @@ impl Writer {
         if self.up && !self.shared.abandon.load(Ordering::SeqCst) {
             match self.write(&batch) {
                 Ok(_) => {
-                    let n = batch.len() as u64;
-                    self.shared.stats.written.fetch_add(n, Ordering::Relaxed);
-                    self.shared.stats.resolved.fetch_add(n, Ordering::SeqCst);
+                    self.committed(batch.len() as u64);
                     return;
                 }
                 Err(e) => self.mark_down(&e),
             }
         }
+        self.spill_or_keep(batch);
+    }
+
+    /// Writes the batch to a spill file of its own; when that fails it is held (see `run_writer`),
+    /// or dropped when the ledger is giving up on shutdown.
+    fn spill_or_keep(&mut self, batch: Vec<UsageRecord>) {
         let n = batch.len() as u64;
         match self.spill.write_file(&batch) {
             Ok(()) => {
@@ -353,10 +495,19 @@ impl Writer {
                 st.spill_pending.fetch_add(n, Ordering::Relaxed);
                 st.resolved.fetch_add(n, Ordering::SeqCst);
                 self.shared.spill_dirty.store(true, Ordering::SeqCst);
+                self.shared.spill_ok();
+                self.shared.records_flowing();
             }
             Err(e) => {
-                tracing::error!(dir = %self.spill.path().display(), error = %e, "spend ledger: cannot write a spill file");
-                self.shared.drop_records(n, "a spill file could not be written");
+                self.shared.spill_failed(self.spill.path(), &e);
+                if self.shared.abandon.load(Ordering::SeqCst) {
+                    self.shared.drop_records(
+                        n,
+                        "stopping while neither the store nor the spill directory takes records",
+                    );
+                } else {
+                    self.held = Some(batch);
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Spill files: usage records that could not reach the store yet, one JSON `UsageRecord` per
-//! line, in the ledger's spill directory (one subdirectory per store).
+//! line, in the ledger's spill directory (one subdirectory per store, 0700; the files are 0600:
+//! they hold spend data).
 //!
 //! A file is written as `NAME.open` while a process holds an exclusive `flock` on it, and renamed
 //! to `NAME.jsonl` when it is closed. Only `.jsonl` files are replayed, and a file is deleted only
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::private_files;
 use crate::usage::UsageRecord;
 
 const OPEN_EXT: &str = "open";
@@ -41,7 +43,7 @@ impl SpillDir {
     /// Creates the directory, adopts files left by a crashed process and returns the number of
     /// records waiting in it.
     pub fn open(dir: PathBuf) -> io::Result<(SpillDir, u64)> {
-        fs::create_dir_all(&dir)?;
+        private_files::own_dir(&dir)?;
         let me = SpillDir {
             dir,
             seq: AtomicU64::new(0),
@@ -64,6 +66,7 @@ impl SpillDir {
         }
         let mut pending = 0;
         for p in me.ready_files()? {
+            private_files::tighten(&p);
             pending += count_lines(&p).unwrap_or(0);
         }
         Ok((me, pending))
@@ -99,7 +102,15 @@ impl SpillDir {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("spill-{ms:013}-{}-{seq:06}.{OPEN_EXT}", std::process::id());
         let path = self.dir.join(name);
-        let file = OpenOptions::new().create_new(true).write(true).open(&path)?;
+        let new_file = || private_files::open(OpenOptions::new().create_new(true).write(true), &path);
+        let file = match new_file() {
+            // Someone removed the directory (a cleanup of the data dir): make it again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                private_files::own_dir(&self.dir)?;
+                new_file()?
+            }
+            r => r?,
+        };
         if !try_lock(&file) {
             return Err(io::Error::other("cannot lock a new spill file"));
         }

@@ -3,6 +3,7 @@
 //! a busy timeout. The writer owns one read-write connection; each reader opens its own
 //! read-only connection, so queries never wait on the writer.
 
+use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::query::{GroupRow, Plan};
 use super::rollup::{to_i64, Rollup, Sums, ROLLUPS};
 use super::{now_ms, LedgerError, StoreWriter};
+use crate::private_files;
 use crate::usage::{GuardrailCounts, UsageRecord};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -155,7 +157,17 @@ impl SqliteStore {
             reason: e.to_string(),
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_err(&e))?;
+            private_files::create_dir_all(parent).map_err(|e| open_err(&e))?;
+        }
+        // The file holds spend data: create it 0600 ourselves, because SQLite would create it
+        // 0644 less the umask. SQLite gives its side files (-wal, -shm, -journal) the mode of the
+        // database file, so they are private too; those left by an earlier run keep theirs, so
+        // they are tightened like the file.
+        private_files::open(OpenOptions::new().read(true).write(true).create(true), path).map_err(|e| open_err(&e))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            private_files::tighten(Path::new(&side));
         }
         let mut conn = Connection::open(path).map_err(|e| open_err(&e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_err(&e))?;
@@ -243,6 +255,21 @@ impl StoreWriter for SqliteStore {
     /// The file stays open; a failed write is simply retried.
     fn connect(&mut self) -> Result<(), super::ConnectError> {
         Ok(())
+    }
+
+    /// Rewrites the header's `user_version` with its own value: a real commit of one page (an
+    /// UPDATE that changes nothing is skipped by SQLite and would prove nothing).
+    fn probe(&mut self) -> Result<(), LedgerError> {
+        let name = self.display.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err(&name, e))?;
+        let v: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| err(&name, e))?;
+        tx.pragma_update(None, "user_version", v).map_err(|e| err(&name, e))?;
+        tx.commit().map_err(|e| err(&name, e))
     }
 
     fn write(&mut self, batch: &[UsageRecord]) -> Result<usize, LedgerError> {

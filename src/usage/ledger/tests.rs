@@ -692,3 +692,26 @@ fn queries_read_the_smallest_rollup_that_has_their_dimensions() {
     assert_eq!(table(vec![GroupBy::Feature, GroupBy::User]), Table::Rollup(&FULL));
     assert_eq!(table(vec![GroupBy::Key]), Table::Rollup(&FULL));
 }
+
+/// SQLite gives a side file the mode of its database file, which the store creates 0600: so a
+/// rollback journal (a database someone switched out of WAL mode) is private too. (The gateway
+/// test in tests/sinks.rs checks -wal and -shm under umask 022.)
+#[test]
+fn the_database_file_and_its_rollback_journal_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db/spend.db");
+    drop(super::sqlite::SqliteStore::open(&path, "test").unwrap());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("db")), 0o700);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let journal: String = conn
+        .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "delete");
+    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO schema_version VALUES (99, 0);")
+        .unwrap();
+    assert_eq!(mode(&dir.path().join("db/spend.db-journal")), 0o600);
+    conn.execute_batch("ROLLBACK").unwrap();
+}

@@ -1,0 +1,132 @@
+//! Files and directories that hold spend data or logs (the SQLite ledger and its side files, the
+//! spill files, the access log): created owner-only, files 0600 and directories 0700, whatever the
+//! process umask (the mode is given at creation, so the common umask 022 cannot widen it).
+//!
+//! Existing ones are not reset to 0600/0700: a file or directory of ours that others (the world)
+//! can read or enter loses those bits, with a warning naming it; its group bits are kept, because
+//! an operator may have granted a log shipper's or a reporting tool's group access on purpose.
+//! Directories that merely contain ours (the working directory, `/var/log`, a shared `/tmp`) are
+//! never touched, and neither is anything that is not a regular file or directory: an access log
+//! configured as `/dev/null`, `/dev/stdout` or a FIFO read by a log shipper is the system's.
+
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Mode of the files we create.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of the directories we create.
+pub const DIR_MODE: u32 = 0o700;
+/// The bits we remove from an existing file or directory of ours.
+const WORLD: u32 = 0o007;
+
+/// Opens with `opts`, creating the file 0600 when it does not exist; an existing file that others
+/// can access is tightened (see the module note).
+pub fn open(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let f = opts.mode(FILE_MODE).open(path)?;
+    let meta = f.metadata()?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.is_file() && mode & WORLD != 0 {
+        let tight = mode & !WORLD;
+        report(path, mode, f.set_permissions(Permissions::from_mode(tight)));
+    }
+    Ok(f)
+}
+
+/// Creates `dir` and its missing parents, each 0700. Existing directories are left alone.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// A directory that is ours alone (a store's spill directory): created like `create_dir_all`, or,
+/// when it exists and others can access it, tightened.
+pub fn own_dir(dir: &Path) -> io::Result<()> {
+    create_dir_all(dir)?;
+    tighten(dir);
+    Ok(())
+}
+
+/// Removes the world bits of an existing file or directory of ours, with a warning. A missing
+/// path is fine; a failure (not our file) is a warning too, never a reason to stop serving.
+pub fn tighten(path: &Path) {
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode() & 0o7777;
+        if (m.is_file() || m.is_dir()) && mode & WORLD != 0 {
+            report(
+                path,
+                mode,
+                std::fs::set_permissions(path, Permissions::from_mode(mode & !WORLD)),
+            );
+        }
+    }
+}
+
+fn report(path: &Path, from: u32, result: io::Result<()>) {
+    let from_mode = format!("{from:04o}");
+    match result {
+        Ok(()) => tracing::warn!(
+            path = %path.display(),
+            from = %from_mode,
+            to = %format!("{:04o}", from & !WORLD),
+            "others could read this file or directory of spend data or logs; removed their access"
+        ),
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            mode = %from_mode,
+            error = %e,
+            "others can read this file or directory of spend data or logs, and its access could not be narrowed"
+        ),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn an_existing_world_readable_file_keeps_its_group_bits_and_loses_the_worlds() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("access.log");
+        std::fs::write(&p, "old line\n").unwrap();
+        std::fs::set_permissions(&p, Permissions::from_mode(0o664)).unwrap();
+        let f = open(OpenOptions::new().append(true).create(true), &p).unwrap();
+        drop(f);
+        assert_eq!(mode(&p), 0o660);
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "old line\n",
+            "appended to, not truncated"
+        );
+
+        let d = dir.path().join("spill/sqlite-x");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, Permissions::from_mode(0o755)).unwrap();
+        own_dir(&d).unwrap();
+        assert_eq!(mode(&d), 0o750);
+        tighten(&dir.path().join("missing"));
+    }
+
+    #[test]
+    fn special_files_are_never_changed() {
+        // A FIFO stands in for `/dev/null` or a log shipper's pipe (changing the real
+        // `/dev/null` would break the machine the test runs on).
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("shipper.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        std::fs::set_permissions(&fifo, Permissions::from_mode(0o666)).unwrap();
+        // Read-write: opening a FIFO so does not wait for the other end (Linux).
+        let f = open(OpenOptions::new().read(true).write(true), &fifo).unwrap();
+        drop(f);
+        assert_eq!(mode(&fifo), 0o666);
+        tighten(&fifo);
+        assert_eq!(mode(&fifo), 0o666);
+    }
+}
