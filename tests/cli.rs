@@ -67,3 +67,57 @@ fn run_refuses_an_invalid_config_with_its_line() {
         "{stderr}"
     );
 }
+
+fn check(path: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(common::BIN)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_lists_every_structural_problem_once_with_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("four.yaml");
+    // Four structural mistakes: a bare number for a duration, two misspelt fields, a wrong type.
+    std::fs::write(
+        &path,
+        "timeouts:\n  connect: 5\nproviders:\n  a:\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n    api_keys: [k]\n    timeout: { idle: 1s }\nmodels:\n  m:\n    targets: [ { provider: a, model: x } ]\n    fallback: [m2]\n  m2:\n    targets: [ { provider: a, model: y } ]\nrouting:\n  retries: many\n",
+    )
+    .unwrap();
+    let (code, stderr) = check(&path);
+    assert_eq!(code, Some(1), "{stderr}");
+    let p = path.display().to_string();
+    for expected in [
+        format!("{p}:2: timeouts.connect: `5` is not a duration: durations need a unit; did you mean `5s`?"),
+        format!("{p}:8: providers.a.timeout: unknown field `timeout`; did you mean `timeouts`?"),
+        format!("{p}:12: models.m.fallback: unknown field `fallback`; did you mean `fallbacks`?"),
+        format!("{p}:16: routing.retries: invalid type: string \"many\""),
+    ] {
+        assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+    // Each path once: serde's own path prefix is not repeated inside the message.
+    for path in [
+        "timeouts.connect",
+        "providers.a.timeout",
+        "models.m.fallback",
+        "routing.retries",
+    ] {
+        assert_eq!(stderr.matches(path).count(), 1, "{path} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_refuses_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [("empty.yaml", ""), ("comments.yaml", "# nothing yet\n")] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, stderr) = check(&path);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        assert!(stderr.contains("the config file is empty"), "{name}: {stderr}");
+    }
+}

@@ -43,12 +43,16 @@ fn resolve_system(host: &str, port: u16) -> Result<SocketAddr, String> {
 struct Ctx<'a> {
     file: &'a Path,
     doc: &'a str,
+    /// Maps a path of `raw` to the file's: items `parse` left out of a sequence moved the later
+    /// ones up.
+    original: &'a dyn Fn(&[Seg]) -> Vec<Seg>,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
 }
 
 impl Ctx<'_> {
     fn error(&mut self, path: &[Seg], message: impl Into<String>) {
+        let path = &(self.original)(path);
         self.errors.push(ConfigError {
             file: self.file.display().to_string(),
             line: line_of(self.doc, path),
@@ -62,10 +66,17 @@ fn key(s: &str) -> Seg {
     Seg::Key(s.to_string())
 }
 
-pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErrors> {
+pub fn compile(
+    raw: RawConfig,
+    file: &Path,
+    doc: &str,
+    env: &Env,
+    original: &dyn Fn(&[Seg]) -> Vec<Seg>,
+) -> Result<Snapshot, ConfigErrors> {
     let mut cx = Ctx {
         file,
         doc,
+        original,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
