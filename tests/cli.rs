@@ -23,6 +23,11 @@ fn check_accepts_the_shipped_config() {
         stderr.contains("OPENAI_API_KEY"),
         "the disabled provider should be warned about: {stderr}"
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("auth not required (requests without a key are served), 0 config keys"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -238,6 +238,7 @@ pub fn compile(
         models_list_body,
         loaded_at: crate::providers::now_secs(),
         source_hash: 0,
+        sections: Vec::new(),
         warnings: cx.warnings,
         usage: usage_settings,
         pricing,
@@ -341,6 +342,7 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         max_body_bytes: s.max_body_bytes,
         shutdown_grace: s.shutdown_grace,
         reload_poll: s.reload_poll,
+        reload_settle: s.reload_settle,
     })
 }
 

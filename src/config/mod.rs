@@ -1,6 +1,7 @@
 //! Configuration: the YAML file (`raw`, read by `parse`, which lists every structural problem),
 //! `${ENV}` secrets (`env`, `secret`), validation into an immutable `Snapshot` (`compile`), and
-//! the `ConfigStore` that swaps snapshots atomically on reload (`store`).
+//! the `ConfigStore` that swaps snapshots atomically on reload (`store`), under the reload policy
+//! (`reload`: what a file change may not do on its own) once the file has settled (`watch`).
 //!
 //! Invariants: a snapshot is only ever built whole and valid; requests hold the `Arc<Snapshot>`
 //! they started with, so a reload never changes a request mid-flight; a failed reload leaves the
@@ -12,9 +13,11 @@ pub mod error;
 pub mod locate;
 mod parse;
 pub mod raw;
+pub mod reload;
 pub mod secret;
 pub mod snapshot;
 pub mod store;
+pub mod watch;
 
 use std::path::Path;
 
@@ -47,6 +50,7 @@ pub fn load_str(path: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErr
     match parsed.raw.map(|raw| compile::compile(raw, path, doc, env, &original)) {
         Some(Ok(mut snap)) if errors.is_empty() => {
             snap.source_hash = content_hash(doc.as_bytes());
+            snap.sections = parsed.sections;
             return Ok(snap);
         }
         Some(Err(semantic)) => {

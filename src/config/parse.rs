@@ -33,6 +33,8 @@ pub(crate) struct Parsed {
     /// Items left out of sequences: (the sequence's path, the item's index), in the file's
     /// numbering. Later items moved up; `original` maps their paths back.
     pub removed: Vec<(Vec<Seg>, usize)>,
+    /// The document's top-level keys.
+    pub sections: Vec<String>,
 }
 
 /// A problem that ends parsing at once (unreadable YAML, an empty document).
@@ -58,11 +60,16 @@ pub(crate) fn parse_document(file: &Path, doc: &str) -> Result<Parsed, ConfigErr
              file being written than a wish to run on defaults (write `{}` for all defaults)",
         ));
     }
+    let sections = match &value {
+        Value::Mapping(m) => m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
     let mut out = Parsed {
         raw: None,
         errors: Vec::new(),
         dropped: Vec::new(),
         removed: Vec::new(),
+        sections,
     };
     let mut err = match deserialize(doc) {
         Ok(raw) => {

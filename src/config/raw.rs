@@ -359,6 +359,10 @@ pub struct RawServer {
     /// How often the config file is checked for changes; 0s disables polling (SIGHUP still works).
     #[serde(default = "default_reload_poll", with = "humantime_serde")]
     pub reload_poll: Duration,
+    /// A changed file is loaded by the watcher only once its content has stayed the same this
+    /// long (a file still being written is never loaded); 0s loads it when first seen.
+    #[serde(default = "default_reload_settle", with = "humantime_serde")]
+    pub reload_settle: Duration,
 }
 
 impl Default for RawServer {
@@ -371,6 +375,7 @@ impl Default for RawServer {
             max_body_bytes: default_max_body_bytes(),
             shutdown_grace: default_grace(),
             reload_poll: default_reload_poll(),
+            reload_settle: default_reload_settle(),
         }
     }
 }
@@ -388,6 +393,9 @@ fn default_grace() -> Duration {
     Duration::from_secs(10)
 }
 fn default_reload_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_reload_settle() -> Duration {
     Duration::from_secs(1)
 }
 

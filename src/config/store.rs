@@ -1,7 +1,8 @@
 //! `ConfigStore`: the live snapshot behind `ArcSwap`, and reload.
 //!
 //! Readers call `current()` (one atomic load and refcount bump, no lock). `reload()` builds a new
-//! snapshot off the request path and swaps it in only if it is valid; the old one stays otherwise.
+//! snapshot off the request path and swaps it in only if it is valid and the reload policy
+//! (`reload`) lets its trigger make the change; the old one stays otherwise.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{load_file, ConfigErrors, Snapshot};
+use super::reload::{guarded_changes, ReloadError, ReloadTrigger};
+use super::{load_file, Snapshot};
 
 pub struct ConfigStore {
     path: PathBuf,
@@ -53,10 +55,19 @@ impl ConfigStore {
     }
 
     /// Re-reads the file (blocking: file I/O and DNS; call it off the request path) and swaps the
-    /// new snapshot in if it is valid.
-    pub fn reload(&self) -> Result<ReloadOutcome, ConfigErrors> {
+    /// new snapshot in if it is valid and `trigger` may make its changes (see `reload`).
+    pub fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadError> {
         let next = load_file(&self.path)?;
         let prev = self.current.load();
+        let guarded = guarded_changes(&prev, &next);
+        if !guarded.is_empty() {
+            if trigger == ReloadTrigger::FileChange {
+                return Err(ReloadError::Refused(guarded));
+            }
+            for g in &guarded {
+                tracing::warn!(trigger = trigger.as_str(), "config reloaded although {g}");
+            }
+        }
         let old: BTreeSet<String> = prev.warnings.iter().cloned().collect();
         log_warnings(&next.warnings, &old);
         let (a, b) = (&prev.server, &next.server);
@@ -72,6 +83,9 @@ impl ConfigStore {
         }
         if a.threads != b.threads {
             restart.push("server.threads");
+        }
+        if a.reload_poll != b.reload_poll {
+            restart.push("server.reload_poll");
         }
         if prev.usage != next.usage {
             restart.push("usage");
