@@ -126,3 +126,90 @@ fn check_refuses_an_empty_file() {
         assert!(stderr.contains("the config file is empty"), "{name}: {stderr}");
     }
 }
+
+/// Kills the gateway it holds when dropped (also when the test fails).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn relative_usage_paths_follow_the_config_file_not_the_working_directory() {
+    use std::time::Duration;
+    let mock = common::Mock::start(&[]);
+    let conf_dir = tempfile::tempdir().unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let (addr, admin) = (
+        format!("127.0.0.1:{}", common::free_port()),
+        format!("127.0.0.1:{}", common::free_port()),
+    );
+    let config = conf_dir.path().join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  shutdown_grace: 0s\nproviders:\n{}models:\n  m:\n    targets: [ {{ provider: mock, model: up-m }} ]\n\
+usage:\n  ledger: sqlite:data/spend.db\n  spill_dir: data/spill\n  access_log: logs/access.log\n  flush_interval: 20ms\n",
+            common::mock_provider("mock", &mock.base_url(), "")
+        ),
+    )
+    .unwrap();
+    // The gateway runs elsewhere than its config (as under systemd, or from a script).
+    let log = std::fs::File::create(run_dir.path().join("gateway.log")).unwrap();
+    let _gw = Child(
+        Command::new(common::BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--runtime-dir")
+            .arg(run_dir.path())
+            .current_dir(run_dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let health = format!("http://{admin}/health");
+    common::wait_until("gateway health", Duration::from_secs(15), || {
+        ureq::get(&health).call().is_ok()
+    });
+    common::wait_until("the data-plane listener", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let r = common::post(
+        &format!("http://{addr}/v1/chat/completions"),
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let access = conf_dir.path().join("logs/access.log");
+    common::wait_until("the access log next to the config", Duration::from_secs(10), || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.lines().count() == 1)
+    });
+    assert!(conf_dir.path().join("data/spend.db").exists());
+    assert!(
+        !run_dir.path().join("data").exists(),
+        "nothing lands in the working directory"
+    );
+    assert!(
+        !run_dir.path().join("logs").exists(),
+        "nothing lands in the working directory"
+    );
+
+    // `tollgate spend` from a third directory reads the same ledger.
+    let requests = || -> u64 {
+        let out = Command::new(common::BIN)
+            .args(["spend", "--json", "--config"])
+            .arg(&config)
+            .current_dir(other_dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["totals"]["requests"].as_u64().unwrap()
+    };
+    common::wait_until("the record in the ledger", Duration::from_secs(10), || requests() == 1);
+}

@@ -85,7 +85,7 @@ pub fn compile(
     let defaults = merge_timeouts(&[key("timeouts")], &raw.timeouts, Timeouts::DEFAULT, &mut cx);
 
     let pricing = usage::compile_pricing(&raw, file, &mut cx);
-    let usage_settings = usage::compile_usage(&raw, env, &mut cx);
+    let usage_settings = usage::compile_usage(&raw, file, env, &mut cx);
     let admin_token = usage::compile_admin_token(&raw, env, &mut cx);
     let tracing = usage::compile_tracing(&raw, env, &mut cx);
     let auth = usage::compile_auth(&raw, env, &mut cx);

@@ -186,7 +186,8 @@ fn default_completion_allowance() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUsage {
-    /// `sqlite:PATH` (relative to the working directory), `postgres://…`, or `off`.
+    /// `sqlite:PATH` (a relative PATH is relative to the config file's directory), `postgres://…`,
+    /// or `off`.
     #[serde(default = "default_ledger")]
     pub ledger: String,
     /// Records held in memory when the store is slow, before they spill to `spill_dir`.
@@ -197,9 +198,11 @@ pub struct RawUsage {
     #[serde(default = "default_ledger_flush", with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Records the store could not take wait here (JSON lines) and are replayed when it is back.
+    /// Relative to the config file's directory.
     #[serde(default = "default_spill_dir")]
     pub spill_dir: String,
-    /// `stdout`, `stderr`, `off`, or a file path: one JSON line per request.
+    /// `stdout`, `stderr`, `off`, or a file path (relative to the config file's directory): one
+    /// JSON line per request.
     #[serde(default = "default_access_log")]
     pub access_log: String,
 }

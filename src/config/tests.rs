@@ -541,3 +541,37 @@ fn an_empty_document_is_an_error() {
     // An explicit empty mapping says "all defaults" on purpose.
     assert!(load("{}\n", &[]).is_ok());
 }
+
+#[test]
+fn relative_usage_paths_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conf/tollgate.yaml");
+    let env = Env {
+        var: &|_| None,
+        resolve: &resolve_local,
+    };
+    let doc = "usage:\n  ledger: sqlite:data/spend.db\n  spill_dir: data/spill\n  access_log: logs/access.log\n";
+    let s = load_str(&path, doc, &env).unwrap();
+    let conf = dir.path().join("conf");
+    assert_eq!(
+        s.usage.ledger.as_ref().unwrap().expose(),
+        format!("sqlite:{}", conf.join("data/spend.db").display())
+    );
+    assert_eq!(s.usage.spill_dir, conf.join("data/spill"));
+    assert_eq!(
+        s.usage.access_log,
+        snapshot::AccessLog::File(conf.join("logs/access.log"))
+    );
+    // Absolute paths and non-file settings are kept as written.
+    let doc = "usage:\n  ledger: sqlite:///var/lib/t/spend.db\n  spill_dir: /var/lib/t/spill\n  access_log: stdout\n";
+    let s = load_str(&path, doc, &env).unwrap();
+    assert_eq!(
+        s.usage.ledger.as_ref().unwrap().expose(),
+        "sqlite:///var/lib/t/spend.db"
+    );
+    assert_eq!(s.usage.spill_dir, Path::new("/var/lib/t/spill"));
+    assert_eq!(s.usage.access_log, snapshot::AccessLog::Stdout);
+    // A config named without a directory resolves against the working directory, made absolute.
+    let s = load_str(Path::new("t.yaml"), "usage: { spill_dir: sp }\n", &env).unwrap();
+    assert_eq!(s.usage.spill_dir, std::env::current_dir().unwrap().join("sp"));
+}
