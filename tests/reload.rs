@@ -242,3 +242,57 @@ fn a_weakening_change_is_refused_on_file_change_and_applied_on_sighup() {
         1.0
     );
 }
+
+#[test]
+fn a_provider_moved_to_a_new_base_url_starts_with_fresh_breakers() {
+    let down = Mock::start(&["--status", "503"]);
+    let fixed = Mock::start(&[]);
+    let backup = Mock::start(&[]);
+    let cfg = |p_url: &str| {
+        format!(
+            "routing:\n  retries: 0\n  breaker: {{ consecutive_failures: 2, cooldown: 60s }}\nproviders:\n{}{}{}models:\n  m:\n    targets: [ {{ provider: p, model: x }}, {{ provider: backup, model: b }} ]\n  n:\n    targets: [ {{ provider: q, model: y }}, {{ provider: backup, model: b }} ]\n",
+            mock_provider("p", p_url, ""),
+            mock_provider("q", &down.base_url(), ""),
+            mock_provider("backup", &backup.base_url(), "")
+        )
+    };
+    let no_poll = "  reload_poll: 0s\n";
+    let gw = Gateway::start(no_poll, &cfg(&down.base_url()));
+    let attempts = |model: &str| {
+        let r = gw.chat(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.header("x-tollgate-attempts").unwrap_or_default().to_string()
+    };
+    // Both p and q fail twice at the same address: their breakers open.
+    for model in ["m", "n"] {
+        attempts(model);
+        attempts(model);
+    }
+    assert_eq!(attempts("m"), "p:breaker_open,backup:200");
+    assert_eq!(attempts("n"), "q:breaker_open,backup:200");
+
+    // p now points somewhere else (q does not): p's breaker for the old address is gone.
+    gw.rewrite(no_poll, &cfg(&fixed.base_url()));
+    gw.proc.signal(libc::SIGHUP);
+    wait_until("the reload", Duration::from_secs(10), || {
+        gw.metric("tollgate_config_reloads_total") == 1.0
+    });
+    assert_eq!(attempts("m"), "p:200");
+    assert_eq!(fixed.requests().len(), 1);
+    assert_eq!(
+        attempts("n"),
+        "q:breaker_open,backup:200",
+        "an unchanged provider keeps its breaker"
+    );
+    let breakers = get(&gw.admin_url("/breakers")).json();
+    let state = |provider: &str| {
+        breakers["breakers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["provider"] == provider)
+            .map(|b| b["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state("p").as_deref(), Some("closed"));
+    assert_eq!(state("q").as_deref(), Some("open"));
+}
