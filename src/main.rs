@@ -109,12 +109,20 @@ fn main() -> ExitCode {
                 for w in &snap.warnings {
                     eprintln!("warning: {w}");
                 }
+                // The access-control posture, so a file that lost its `auth:` or `keys:` (cut
+                // short, say) does not pass unnoticed as merely "ok".
+                let auth = if snap.auth.required {
+                    "required"
+                } else {
+                    "not required (requests without a key are served)"
+                };
                 println!(
-                    "{}: ok ({} providers, {} enabled; {} models)",
+                    "{}: ok ({} providers, {} enabled; {} models; auth {auth}, {} config keys)",
                     config.display(),
                     snap.providers.len(),
                     snap.enabled_providers(),
-                    snap.models.len()
+                    snap.models.len(),
+                    snap.auth.keys.len()
                 );
                 ExitCode::SUCCESS
             }

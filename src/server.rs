@@ -14,6 +14,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::config::reload::{ReloadError, ReloadTrigger};
 use crate::config::store::ReloadOutcome;
 use crate::config::{ConfigError, ConfigErrors, ConfigStore, ServerSettings};
 use crate::mock::{mock_service, MockOptions};
@@ -496,9 +497,10 @@ fn config_keys(snap: &crate::config::Snapshot) -> Vec<(crate::limits::keys::KeyS
 }
 
 impl ConfigWatcher {
-    async fn reload(&self, why: &str) {
+    async fn reload(&self, trigger: ReloadTrigger) {
+        let why = trigger.as_str();
         let store = Arc::clone(&self.store);
-        let result = tokio::task::spawn_blocking(move || store.reload()).await;
+        let result = tokio::task::spawn_blocking(move || store.reload(trigger)).await;
         match result {
             Ok(Ok(outcome)) => {
                 if let Err(e) = self.keys.set_config_keys(config_keys(&self.store.current())) {
@@ -515,9 +517,23 @@ impl ConfigWatcher {
                 }
             }
             // Log first, count second: whoever sees the counter move can read the reason.
-            Ok(Err(errors)) => {
+            Ok(Err(ReloadError::Invalid(errors))) => {
                 for e in &errors.errors {
                     tracing::error!(trigger = why, "config reload rejected, keeping the running config: {e}");
+                }
+                self.metrics.config_reload_errors.inc();
+            }
+            Ok(Err(ReloadError::Refused(changes))) => {
+                for c in &changes {
+                    tracing::error!(
+                        trigger = why,
+                        reason = c.reason(),
+                        "config reload refused, keeping the running config: {c}; if that is intended, send SIGHUP (systemctl reload) to apply it"
+                    );
+                    self.metrics
+                        .config_reload_refused
+                        .with_label_values(&[c.reason()])
+                        .inc();
                 }
                 self.metrics.config_reload_errors.inc();
             }
@@ -556,19 +572,19 @@ impl BackgroundService for ConfigWatcher {
         let path = self.store.path().to_path_buf();
         // The baseline is what the running snapshot was built from, so a change made between the
         // first load and this point is still seen.
-        let mut last = Some(self.store.current().source_hash);
+        let mut settle = crate::config::watch::Settle::new(self.store.current().source_hash);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    last = read_config_bytes(&path).map(|b| crate::config::content_hash(&b));
-                    self.reload("SIGHUP").await;
+                    settle.handled(read_config_bytes(&path).map(|b| crate::config::content_hash(&b)));
+                    self.reload(ReloadTrigger::Signal).await;
                 }
                 _ = tick.tick(), if !self.poll.is_zero() => {
                     let now = read_config_bytes(&path).map(|b| crate::config::content_hash(&b));
-                    if now.is_some() && now != last {
-                        last = now;
-                        self.reload("file change").await;
+                    // Only a change that has settled: a file still being written is never loaded.
+                    if settle.observe(now, std::time::Instant::now(), self.store.current().server.reload_settle) {
+                        self.reload(ReloadTrigger::FileChange).await;
                     }
                 }
             }

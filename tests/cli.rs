@@ -23,6 +23,11 @@ fn check_accepts_the_shipped_config() {
         stderr.contains("OPENAI_API_KEY"),
         "the disabled provider should be warned about: {stderr}"
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("auth not required (requests without a key are served), 0 config keys"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -66,4 +71,145 @@ fn run_refuses_an_invalid_config_with_its_line() {
         stderr.contains(&format!("{}:3", path.display())) && stderr.contains("bogus"),
         "{stderr}"
     );
+}
+
+fn check(path: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(common::BIN)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_lists_every_structural_problem_once_with_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("four.yaml");
+    // Four structural mistakes: a bare number for a duration, two misspelt fields, a wrong type.
+    std::fs::write(
+        &path,
+        "timeouts:\n  connect: 5\nproviders:\n  a:\n    kind: openai\n    base_url: http://127.0.0.1:9/v1\n    api_keys: [k]\n    timeout: { idle: 1s }\nmodels:\n  m:\n    targets: [ { provider: a, model: x } ]\n    fallback: [m2]\n  m2:\n    targets: [ { provider: a, model: y } ]\nrouting:\n  retries: many\n",
+    )
+    .unwrap();
+    let (code, stderr) = check(&path);
+    assert_eq!(code, Some(1), "{stderr}");
+    let p = path.display().to_string();
+    for expected in [
+        format!("{p}:2: timeouts.connect: `5` is not a duration: durations need a unit; did you mean `5s`?"),
+        format!("{p}:8: providers.a.timeout: unknown field `timeout`; did you mean `timeouts`?"),
+        format!("{p}:12: models.m.fallback: unknown field `fallback`; did you mean `fallbacks`?"),
+        format!("{p}:16: routing.retries: invalid type: string \"many\""),
+    ] {
+        assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+    // Each path once: serde's own path prefix is not repeated inside the message.
+    for path in [
+        "timeouts.connect",
+        "providers.a.timeout",
+        "models.m.fallback",
+        "routing.retries",
+    ] {
+        assert_eq!(stderr.matches(path).count(), 1, "{path} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_refuses_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [("empty.yaml", ""), ("comments.yaml", "# nothing yet\n")] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, stderr) = check(&path);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        assert!(stderr.contains("the config file is empty"), "{name}: {stderr}");
+    }
+}
+
+/// Kills the gateway it holds when dropped (also when the test fails).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn relative_usage_paths_follow_the_config_file_not_the_working_directory() {
+    use std::time::Duration;
+    let mock = common::Mock::start(&[]);
+    let conf_dir = tempfile::tempdir().unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let (addr, admin) = (
+        format!("127.0.0.1:{}", common::free_port()),
+        format!("127.0.0.1:{}", common::free_port()),
+    );
+    let config = conf_dir.path().join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: \"{addr}\"\n  admin_listen: \"{admin}\"\n  shutdown_grace: 0s\nproviders:\n{}models:\n  m:\n    targets: [ {{ provider: mock, model: up-m }} ]\n\
+usage:\n  ledger: sqlite:data/spend.db\n  spill_dir: data/spill\n  access_log: logs/access.log\n  flush_interval: 20ms\n",
+            common::mock_provider("mock", &mock.base_url(), "")
+        ),
+    )
+    .unwrap();
+    // The gateway runs elsewhere than its config (as under systemd, or from a script).
+    let log = std::fs::File::create(run_dir.path().join("gateway.log")).unwrap();
+    let _gw = Child(
+        Command::new(common::BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--runtime-dir")
+            .arg(run_dir.path())
+            .current_dir(run_dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let health = format!("http://{admin}/health");
+    common::wait_until("gateway health", Duration::from_secs(15), || {
+        ureq::get(&health).call().is_ok()
+    });
+    common::wait_until("the data-plane listener", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let r = common::post(
+        &format!("http://{addr}/v1/chat/completions"),
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let access = conf_dir.path().join("logs/access.log");
+    common::wait_until("the access log next to the config", Duration::from_secs(10), || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.lines().count() == 1)
+    });
+    assert!(conf_dir.path().join("data/spend.db").exists());
+    assert!(
+        !run_dir.path().join("data").exists(),
+        "nothing lands in the working directory"
+    );
+    assert!(
+        !run_dir.path().join("logs").exists(),
+        "nothing lands in the working directory"
+    );
+
+    // `tollgate spend` from a third directory reads the same ledger.
+    let requests = || -> u64 {
+        let out = Command::new(common::BIN)
+            .args(["spend", "--json", "--config"])
+            .arg(&config)
+            .current_dir(other_dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["totals"]["requests"].as_u64().unwrap()
+    };
+    common::wait_until("the record in the ledger", Duration::from_secs(10), || requests() == 1);
 }

@@ -100,3 +100,199 @@ fn sighup_reloads_and_in_flight_requests_finish_on_their_snapshot() {
         200
     );
 }
+
+fn chat_as(gw: &Gateway, key: Option<&str>) -> Resp {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    post(
+        &gw.url("/v1/chat/completions"),
+        &json!({"model": "one", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        &headers,
+    )
+}
+
+/// A config with authentication on, one virtual key and an admin token, sections in the order of
+/// the shipped config (auth, keys and admin after providers and models).
+fn secured(mock: &Mock, required: bool) -> String {
+    format!(
+        "{}auth:\n  required: {required}\n  key_sync: 100ms\nkeys:\n  - id: app\n    key: \"${{APP_KEY}}\"\nadmin:\n  token: \"${{ADMIN_TOKEN}}\"\n",
+        config(mock, &["one"])
+    )
+}
+
+const SECRETS: &[(&str, &str)] = &[("APP_KEY", "tg-reload-app"), ("ADMIN_TOKEN", "reload-admin-token")];
+
+#[test]
+fn a_file_cut_short_is_refused_on_file_change_and_authentication_stays_on() {
+    let mock = Mock::start(&[]);
+    let watch = "  reload_poll: 100ms\n  reload_settle: 300ms\n";
+    let gw = Gateway::start_env(watch, &secured(&mock, true), SECRETS);
+    assert_eq!(chat_as(&gw, None).status, 401);
+
+    // What an editor or a config tool writing in place leaves for a moment: the file up to its
+    // `auth:` section. It is valid YAML; loading it would switch authentication off.
+    let full = std::fs::read_to_string(&gw.config).unwrap();
+    gw.write_raw(&full[..full.find("auth:").unwrap()]);
+    wait_until("the refusal", Duration::from_secs(10), || {
+        gw.metric("tollgate_config_reload_refused_total{reason=\"auth_disabled\"}") == 1.0
+    });
+    for reason in ["section_removed", "keys_removed", "admin_token_removed"] {
+        let sample = format!("tollgate_config_reload_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(gw.metric(&sample), 1.0, "{reason}");
+    }
+    assert_eq!(gw.metric("tollgate_config_reload_errors_total"), 1.0);
+    assert_eq!(gw.metric("tollgate_config_reloads_total"), 0.0);
+    wait_until("the refusal's log line", Duration::from_secs(5), || {
+        gw.proc.log_text().contains("turns auth.required off")
+    });
+    let log = gw.proc.log_text();
+    assert!(log.contains("removes the section(s) `auth`, `keys`, `admin`"), "{log}");
+    assert!(log.contains("send SIGHUP"), "{log}");
+    assert!(
+        !log.contains("tg-reload-app") && !log.contains("reload-admin-token"),
+        "secrets in the log"
+    );
+
+    // The running config keeps serving: no key, no answer.
+    assert_eq!(chat_as(&gw, None).status, 401);
+    assert_eq!(chat_as(&gw, Some("tg-reload-app")).status, 200);
+}
+
+#[test]
+fn an_empty_file_is_rejected_and_the_running_config_stays() {
+    let mock = Mock::start(&[]);
+    let watch = "  reload_poll: 100ms\n  reload_settle: 300ms\n";
+    let gw = Gateway::start(watch, &config(&mock, &["one", "two"]));
+    gw.write_raw("");
+    wait_until("the reload error", Duration::from_secs(10), || {
+        gw.metric("tollgate_config_reload_errors_total") == 1.0
+    });
+    wait_until("the error's log line", Duration::from_secs(5), || {
+        gw.proc.log_text().contains("the config file is empty")
+    });
+    assert_eq!(gw.metric("tollgate_config_reloads_total"), 0.0);
+    assert_eq!(model_ids(&gw), vec!["one", "two"]);
+}
+
+#[test]
+fn a_file_still_being_written_is_loaded_only_once_it_has_settled() {
+    let mock = Mock::start(&[]);
+    let watch = "  reload_poll: 100ms\n  reload_settle: 2s\n";
+    let gw = Gateway::start(watch, &config(&mock, &["one"]));
+
+    // Written in place in two steps: first a valid prefix (one more alias), then the rest.
+    let full = std::fs::read_to_string(&gw.config)
+        .unwrap()
+        .replace(&config(&mock, &["one"]), &config(&mock, &["one", "two", "three"]));
+    let cut = full.find("  three:").unwrap();
+    std::fs::write(&gw.config, &full[..cut]).unwrap();
+    // Many polls see the half-written file; none may load it.
+    let until = std::time::Instant::now() + Duration::from_millis(700);
+    while std::time::Instant::now() < until {
+        assert_eq!(model_ids(&gw), vec!["one"], "a half-written file was loaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&gw.config, &full).unwrap();
+    wait_until("the finished file", Duration::from_secs(10), || {
+        model_ids(&gw) == vec!["one", "three", "two"]
+    });
+    assert_eq!(
+        gw.metric("tollgate_config_reloads_total"),
+        1.0,
+        "only the finished file is loaded"
+    );
+}
+
+#[test]
+fn a_weakening_change_is_refused_on_file_change_and_applied_on_sighup() {
+    let mock = Mock::start(&[]);
+    let watch = "  reload_poll: 100ms\n  reload_settle: 200ms\n";
+    let gw = Gateway::start_env(watch, &secured(&mock, true), SECRETS);
+    assert_eq!(chat_as(&gw, None).status, 401);
+
+    // A complete file that turns authentication off: the watcher does not apply that on its own.
+    gw.rewrite(watch, &secured(&mock, false));
+    wait_until("the refusal", Duration::from_secs(10), || {
+        gw.metric("tollgate_config_reload_refused_total{reason=\"auth_disabled\"}") == 1.0
+    });
+    assert_eq!(
+        gw.metric("tollgate_config_reload_refused_total{reason=\"section_removed\"}"),
+        0.0
+    );
+    wait_until("the refusal's log line", Duration::from_secs(5), || {
+        gw.proc.log_text().contains("config reload refused")
+    });
+    assert_eq!(chat_as(&gw, None).status, 401);
+
+    // The operator means it: SIGHUP applies it, and the log says what it weakened.
+    gw.proc.signal(libc::SIGHUP);
+    wait_until("the SIGHUP reload", Duration::from_secs(10), || {
+        gw.metric("tollgate_config_reloads_total") == 1.0
+    });
+    wait_until("the warning", Duration::from_secs(5), || {
+        gw.proc
+            .log_text()
+            .contains("config reloaded although it turns auth.required off")
+    });
+    assert_eq!(chat_as(&gw, None).status, 200);
+    // Counted once, not again by the watcher after the SIGHUP.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        gw.metric("tollgate_config_reload_refused_total{reason=\"auth_disabled\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_provider_moved_to_a_new_base_url_starts_with_fresh_breakers() {
+    let down = Mock::start(&["--status", "503"]);
+    let fixed = Mock::start(&[]);
+    let backup = Mock::start(&[]);
+    let cfg = |p_url: &str| {
+        format!(
+            "routing:\n  retries: 0\n  breaker: {{ consecutive_failures: 2, cooldown: 60s }}\nproviders:\n{}{}{}models:\n  m:\n    targets: [ {{ provider: p, model: x }}, {{ provider: backup, model: b }} ]\n  n:\n    targets: [ {{ provider: q, model: y }}, {{ provider: backup, model: b }} ]\n",
+            mock_provider("p", p_url, ""),
+            mock_provider("q", &down.base_url(), ""),
+            mock_provider("backup", &backup.base_url(), "")
+        )
+    };
+    let no_poll = "  reload_poll: 0s\n";
+    let gw = Gateway::start(no_poll, &cfg(&down.base_url()));
+    let attempts = |model: &str| {
+        let r = gw.chat(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.header("x-tollgate-attempts").unwrap_or_default().to_string()
+    };
+    // Both p and q fail twice at the same address: their breakers open.
+    for model in ["m", "n"] {
+        attempts(model);
+        attempts(model);
+    }
+    assert_eq!(attempts("m"), "p:breaker_open,backup:200");
+    assert_eq!(attempts("n"), "q:breaker_open,backup:200");
+
+    // p now points somewhere else (q does not): p's breaker for the old address is gone.
+    gw.rewrite(no_poll, &cfg(&fixed.base_url()));
+    gw.proc.signal(libc::SIGHUP);
+    wait_until("the reload", Duration::from_secs(10), || {
+        gw.metric("tollgate_config_reloads_total") == 1.0
+    });
+    assert_eq!(attempts("m"), "p:200");
+    assert_eq!(fixed.requests().len(), 1);
+    assert_eq!(
+        attempts("n"),
+        "q:breaker_open,backup:200",
+        "an unchanged provider keeps its breaker"
+    );
+    let breakers = get(&gw.admin_url("/breakers")).json();
+    let state = |provider: &str| {
+        breakers["breakers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["provider"] == provider)
+            .map(|b| b["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state("p").as_deref(), Some("closed"));
+    assert_eq!(state("q").as_deref(), Some("open"));
+}

@@ -43,12 +43,16 @@ fn resolve_system(host: &str, port: u16) -> Result<SocketAddr, String> {
 struct Ctx<'a> {
     file: &'a Path,
     doc: &'a str,
+    /// Maps a path of `raw` to the file's: items `parse` left out of a sequence moved the later
+    /// ones up.
+    original: &'a dyn Fn(&[Seg]) -> Vec<Seg>,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
 }
 
 impl Ctx<'_> {
     fn error(&mut self, path: &[Seg], message: impl Into<String>) {
+        let path = &(self.original)(path);
         self.errors.push(ConfigError {
             file: self.file.display().to_string(),
             line: line_of(self.doc, path),
@@ -62,10 +66,17 @@ fn key(s: &str) -> Seg {
     Seg::Key(s.to_string())
 }
 
-pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErrors> {
+pub fn compile(
+    raw: RawConfig,
+    file: &Path,
+    doc: &str,
+    env: &Env,
+    original: &dyn Fn(&[Seg]) -> Vec<Seg>,
+) -> Result<Snapshot, ConfigErrors> {
     let mut cx = Ctx {
         file,
         doc,
+        original,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -74,7 +85,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
     let defaults = merge_timeouts(&[key("timeouts")], &raw.timeouts, Timeouts::DEFAULT, &mut cx);
 
     let pricing = usage::compile_pricing(&raw, file, &mut cx);
-    let usage_settings = usage::compile_usage(&raw, env, &mut cx);
+    let usage_settings = usage::compile_usage(&raw, file, env, &mut cx);
     let admin_token = usage::compile_admin_token(&raw, env, &mut cx);
     let tracing = usage::compile_tracing(&raw, env, &mut cx);
     let auth = usage::compile_auth(&raw, env, &mut cx);
@@ -227,6 +238,7 @@ pub fn compile(raw: RawConfig, file: &Path, doc: &str, env: &Env) -> Result<Snap
         models_list_body,
         loaded_at: crate::providers::now_secs(),
         source_hash: 0,
+        sections: Vec::new(),
         warnings: cx.warnings,
         usage: usage_settings,
         pricing,
@@ -351,6 +363,7 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         max_header_bytes: s.max_header_bytes,
         body_timeout: s.body_timeout,
         keepalive_timeout: s.keepalive_timeout,
+        reload_settle: s.reload_settle,
     })
 }
 

@@ -1,6 +1,7 @@
-//! Configuration: the YAML file (`raw`), `${ENV}` secrets (`env`, `secret`), validation into an
-//! immutable `Snapshot` (`compile`), and the `ConfigStore` that swaps snapshots atomically on
-//! reload (`store`).
+//! Configuration: the YAML file (`raw`, read by `parse`, which lists every structural problem),
+//! `${ENV}` secrets (`env`, `secret`), validation into an immutable `Snapshot` (`compile`), and
+//! the `ConfigStore` that swaps snapshots atomically on reload (`store`), under the reload policy
+//! (`reload`: what a file change may not do on its own) once the file has settled (`watch`).
 //!
 //! Invariants: a snapshot is only ever built whole and valid; requests hold the `Arc<Snapshot>`
 //! they started with, so a reload never changes a request mid-flight; a failed reload leaves the
@@ -10,10 +11,13 @@ pub mod compile;
 pub mod env;
 pub mod error;
 pub mod locate;
+mod parse;
 pub mod raw;
+pub mod reload;
 pub mod secret;
 pub mod snapshot;
 pub mod store;
+pub mod watch;
 
 use std::path::Path;
 
@@ -21,41 +25,6 @@ pub use compile::Env;
 pub use error::{ConfigError, ConfigErrors};
 pub use snapshot::{ModelAlias, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
 pub use store::ConfigStore;
-
-use locate::Seg;
-
-/// Parses YAML text strictly. Errors name the file, line and key path.
-pub fn parse(file: &Path, doc: &str) -> Result<raw::RawConfig, ConfigErrors> {
-    let de = serde_yaml::Deserializer::from_str(doc);
-    serde_path_to_error::deserialize::<_, raw::RawConfig>(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let line = inner.location().map(|l| l.line()).or_else(|| {
-            let segs: Vec<Seg> = path
-                .split('.')
-                .filter(|s| !s.is_empty() && *s != "?")
-                .map(|s| Seg::Key(s.into()))
-                .collect();
-            locate::line_of(doc, &segs)
-        });
-        ConfigErrors {
-            errors: vec![ConfigError {
-                file: file.display().to_string(),
-                line,
-                path: if path == "." { String::new() } else { path },
-                message: strip_location(&inner.to_string()),
-            }],
-        }
-    })
-}
-
-/// serde_yaml appends " at line X column Y"; the line is reported separately.
-fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
-}
 
 /// Reads, parses and compiles a config file against the real environment and DNS.
 pub fn load_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
@@ -75,10 +44,26 @@ pub fn load_file_with(path: &Path, env: &Env) -> Result<Snapshot, ConfigErrors> 
 }
 
 pub fn load_str(path: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErrors> {
-    let raw = parse(path, doc)?;
-    let mut snap = compile::compile(raw, path, doc, env)?;
-    snap.source_hash = content_hash(doc.as_bytes());
-    Ok(snap)
+    let parsed = parse::parse_document(path, doc).map_err(|e| ConfigErrors { errors: vec![e] })?;
+    let mut errors = parsed.errors;
+    let original = |p: &[locate::Seg]| parse::original(p, &parsed.removed);
+    match parsed.raw.map(|raw| compile::compile(raw, path, doc, env, &original)) {
+        Some(Ok(mut snap)) if errors.is_empty() => {
+            snap.source_hash = content_hash(doc.as_bytes());
+            snap.sections = parsed.sections;
+            return Ok(snap);
+        }
+        Some(Err(semantic)) => {
+            // The rest of the file is still checked; what only follows from a part already
+            // reported (and left out) is not reported again.
+            let follows = |e: &ConfigError| parsed.dropped.iter().any(|d| e.message.contains(&format!("{d:?}")));
+            errors.extend(semantic.errors.into_iter().filter(|e| !follows(e)));
+        }
+        Some(Ok(_)) | None => {}
+    }
+    // In file order; whole-file problems last.
+    errors.sort_by_key(|e| (e.line.is_none(), e.line));
+    Err(ConfigErrors { errors })
 }
 
 /// A hash of a config file's bytes: the watcher reloads when the file's hash differs from the one

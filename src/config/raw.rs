@@ -186,7 +186,8 @@ fn default_completion_allowance() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUsage {
-    /// `sqlite:PATH` (relative to the working directory), `postgres://…`, or `off`.
+    /// `sqlite:PATH` (a relative PATH is relative to the config file's directory), `postgres://…`,
+    /// or `off`.
     #[serde(default = "default_ledger")]
     pub ledger: String,
     /// Records held in memory when the store is slow, before they spill to `spill_dir`.
@@ -197,9 +198,11 @@ pub struct RawUsage {
     #[serde(default = "default_ledger_flush", with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Records the store could not take wait here (JSON lines) and are replayed when it is back.
+    /// Relative to the config file's directory.
     #[serde(default = "default_spill_dir")]
     pub spill_dir: String,
-    /// `stdout`, `stderr`, `off`, or a file path: one JSON line per request.
+    /// `stdout`, `stderr`, `off`, or a file path (relative to the config file's directory): one
+    /// JSON line per request.
     #[serde(default = "default_access_log")]
     pub access_log: String,
 }
@@ -376,6 +379,10 @@ pub struct RawServer {
     /// How long a kept-alive connection may wait for its next request before it is closed.
     #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// A changed file is loaded by the watcher only once its content has stayed the same this
+    /// long (a file still being written is never loaded); 0s loads it when first seen.
+    #[serde(default = "default_reload_settle", with = "humantime_serde")]
+    pub reload_settle: Duration,
 }
 
 impl Default for RawServer {
@@ -393,6 +400,7 @@ impl Default for RawServer {
             max_header_bytes: default_max_header_bytes(),
             body_timeout: default_body_timeout(),
             keepalive_timeout: default_keepalive_timeout(),
+            reload_settle: default_reload_settle(),
         }
     }
 }
@@ -428,6 +436,9 @@ fn default_body_timeout() -> Duration {
 /// gateway is not the side that closes a connection the balancer is about to reuse.
 fn default_keepalive_timeout() -> Duration {
     Duration::from_secs(75)
+}
+fn default_reload_settle() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Retries, backoff and the per-request time budget.

@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub loaded_at: u64,
     /// `config::content_hash` of the file this snapshot was built from.
     pub source_hash: u64,
+    /// The file's top-level keys (`server`, `auth`, …): a reload that loses one is suspect.
+    pub sections: Vec<String>,
     /// Non-fatal problems (a provider disabled for lack of a key, …), logged once per load.
     pub warnings: Vec<String>,
     /// Where usage records go (read at start; a change needs a restart).
@@ -123,6 +125,8 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub body_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// How long a changed file must stay unchanged before the watcher loads it.
+    pub reload_settle: Duration,
 }
 
 /// Retries, backoff and the time budget (see `raw::RawRouting`).

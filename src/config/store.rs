@@ -1,7 +1,13 @@
 //! `ConfigStore`: the live snapshot behind `ArcSwap`, and reload.
 //!
 //! Readers call `current()` (one atomic load and refcount bump, no lock). `reload()` builds a new
-//! snapshot off the request path and swaps it in only if it is valid; the old one stays otherwise.
+//! snapshot off the request path and swaps it in only if it is valid and the reload policy
+//! (`reload`) lets its trigger make the change; the old one stays otherwise.
+//!
+//! Live target state (breakers, key cooldowns, latency stats) is kept by provider name across
+//! reloads, except for a provider whose address (base URL) changed: what was learned about the
+//! old address says nothing about the new one, so its state starts fresh. State of providers the
+//! new config no longer has is dropped.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,7 +15,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{load_file, ConfigErrors, Snapshot};
+use super::reload::{guarded_changes, ReloadError, ReloadTrigger};
+use super::{load_file, Snapshot};
 
 pub struct ConfigStore {
     path: PathBuf,
@@ -53,10 +60,19 @@ impl ConfigStore {
     }
 
     /// Re-reads the file (blocking: file I/O and DNS; call it off the request path) and swaps the
-    /// new snapshot in if it is valid.
-    pub fn reload(&self) -> Result<ReloadOutcome, ConfigErrors> {
+    /// new snapshot in if it is valid and `trigger` may make its changes (see `reload`).
+    pub fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadError> {
         let next = load_file(&self.path)?;
         let prev = self.current.load();
+        let guarded = guarded_changes(&prev, &next);
+        if !guarded.is_empty() {
+            if trigger == ReloadTrigger::FileChange {
+                return Err(ReloadError::Refused(guarded));
+            }
+            for g in &guarded {
+                tracing::warn!(trigger = trigger.as_str(), "config reloaded although {g}");
+            }
+        }
         let old: BTreeSet<String> = prev.warnings.iter().cloned().collect();
         log_warnings(&next.warnings, &old);
         let (a, b) = (&prev.server, &next.server);
@@ -101,6 +117,7 @@ impl ConfigStore {
         if prev.limits.redis != next.limits.redis {
             restart.push("limits.backend/limits.redis");
         }
+        self.forget_moved(&prev, &next);
         attach(&next, &self.stats, &self.health);
         self.current.store(Arc::new(next));
         Ok(if restart.is_empty() {
@@ -109,6 +126,31 @@ impl ConfigStore {
             ReloadOutcome::SwappedNeedsRestart(restart)
         })
     }
+
+    /// Drops the live state of providers that are gone or whose address changed, so the new
+    /// snapshot's targets start with closed breakers, rested keys and no latency history.
+    /// Requests still running on the old snapshot keep the state they hold.
+    fn forget_moved(&self, prev: &Snapshot, next: &Snapshot) {
+        for (name, p) in &next.providers {
+            if prev.providers.get(name).is_some_and(|old| endpoint(old) != endpoint(p)) {
+                tracing::info!(provider = %name, "provider address changed: its breakers, key cooldowns and latency stats start fresh");
+                self.health.forget_provider(name);
+                self.stats.forget_provider(name);
+            }
+        }
+        self.health.retain_providers(|name| next.providers.contains_key(name));
+        self.stats.retain_providers(|name| next.providers.contains_key(name));
+    }
+}
+
+/// Where a provider's requests go: scheme (when enabled), host and port, base path.
+fn endpoint(p: &super::Provider) -> (Option<bool>, &[u8], &str) {
+    use pingora::upstreams::peer::Peer;
+    (
+        p.peer.as_ref().map(|peer| peer.tls()),
+        p.host_header.as_bytes(),
+        &p.path_prefix,
+    )
 }
 
 /// Gives a snapshot's targets and providers their live state (kept by target and provider name).

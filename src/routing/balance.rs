@@ -153,6 +153,17 @@ impl Stats {
         }
     }
 
+    /// Forgets `provider`'s targets: the next lookup creates fresh stats (its address changed on
+    /// reload). Requests in flight keep decrementing the stats they hold.
+    pub fn forget_provider(&self, provider: &str) {
+        self.map.retain(|(p, _), _| p != provider);
+    }
+
+    /// Keeps only the targets of providers for which `keep` is true (after a reload).
+    pub fn retain_providers(&self, keep: impl Fn(&str) -> bool) {
+        self.map.retain(|(p, _), _| keep(p));
+    }
+
     /// Number of distinct targets seen.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -526,6 +526,13 @@ impl Health {
         Arc::clone(&entry)
     }
 
+    /// Forgets `provider`'s breakers and key pool: the next lookup creates fresh ones (its address
+    /// changed on reload; holders of the old ones keep them).
+    pub fn forget_provider(&self, provider: &str) {
+        self.breakers.retain(|(p, _), _| p != provider);
+        self.keys.remove(provider);
+    }
+
     /// Drops the state of providers the new config no longer has (call after a reload).
     pub fn retain_providers(&self, keep: impl Fn(&str) -> bool) {
         self.breakers.retain(|(provider, _), _| keep(provider));

@@ -241,6 +241,24 @@ fn health_keeps_state_across_reloads() {
     assert_eq!(h.keys.len(), 0);
 }
 
+#[test]
+fn forgetting_a_provider_gives_it_fresh_breakers_and_keys_and_leaves_the_others() {
+    let h = Health::new();
+    let c = cfg(1, 0.5, 10);
+    let moved = h.breaker("moved", "m", c);
+    moved.record(false, 0);
+    let stays = h.breaker("stays", "m", c);
+    stays.record(false, 0);
+    let pool = h.keys("moved", 2);
+    h.forget_provider("moved");
+    let fresh = h.breaker("moved", "m", c);
+    assert!(!Arc::ptr_eq(&moved, &fresh));
+    assert_eq!(fresh.state(0).as_str(), "closed");
+    assert!(!Arc::ptr_eq(&pool, &h.keys("moved", 2)));
+    assert!(Arc::ptr_eq(&stays, &h.breaker("stays", "m", c)));
+    assert_eq!(stays.state(0).as_str(), "open");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Admit,

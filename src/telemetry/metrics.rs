@@ -14,6 +14,8 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub config_reloads: IntCounter,
     pub config_reload_errors: IntCounter,
+    /// File-change reloads refused by the reload policy, by `reason` (one per guarded change).
+    pub config_reload_refused: IntCounterVec,
     /// Per target: 0 closed, 1 half-open, 2 open (set when /metrics is rendered).
     pub breaker_state: prometheus::IntGaugeVec,
     /// USD by alias, provider and team (teams come from virtual keys: a bounded set).
@@ -267,6 +269,14 @@ impl Metrics {
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_reload_errors.clone()))?;
+        let config_reload_refused = IntCounterVec::new(
+            Opts::new(
+                "tollgate_config_reload_refused_total",
+                "File-change reloads refused as they would remove a section or weaken access control (SIGHUP applies them), by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(config_reload_refused.clone()))?;
         let breaker_state = prometheus::IntGaugeVec::new(
             Opts::new(
                 "tollgate_breaker_state",
@@ -352,6 +362,7 @@ impl Metrics {
             inflight,
             config_reloads,
             config_reload_errors,
+            config_reload_refused,
             breaker_state,
             cost,
             ttft,

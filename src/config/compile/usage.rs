@@ -33,16 +33,41 @@ fn expand_required(raw: &str, env: &Env, path: &[super::Seg], cx: &mut Ctx) -> O
     }
 }
 
-pub(super) fn compile_usage(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> UsageSettings {
+/// The directory relative paths in the config are resolved against: the config file's own, made
+/// absolute, so that every command reading the same file (`run`, `spend`, from any working
+/// directory) finds the same ledger, spill files and access log.
+fn config_dir(file: &Path) -> PathBuf {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// `sqlite:PATH` with a relative PATH made relative to `dir`; other URLs unchanged.
+fn resolve_sqlite(url: &str, dir: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_string();
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (file, suffix) = rest.split_at(end);
+    if file.is_empty() || Path::new(file).is_absolute() {
+        return url.to_string();
+    }
+    format!("sqlite:{}{suffix}", dir.join(file).display())
+}
+
+pub(super) fn compile_usage(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> UsageSettings {
     let u = &raw.usage;
     let path = |f: &str| [key("usage"), key(f)];
+    let dir = config_dir(file);
     // The URL may carry a password from the environment (`postgres://tollgate:${PGPASSWORD}@…`).
     let ledger_url = expand_required(&u.ledger, env, &path("ledger"), cx).unwrap_or_default();
     let ledger = match ledger_url.trim() {
         "off" | "" => None,
-        url if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Some(Secret::new(url))
-        }
+        url if url.starts_with("sqlite:") => Some(Secret::new(resolve_sqlite(url, &dir))),
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => Some(Secret::new(url)),
         other => {
             cx.error(
                 &path("ledger"),
@@ -67,14 +92,14 @@ pub(super) fn compile_usage(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> UsageSe
         "off" | "" => AccessLog::Off,
         "stdout" => AccessLog::Stdout,
         "stderr" => AccessLog::Stderr,
-        file => AccessLog::File(PathBuf::from(file)),
+        file => AccessLog::File(dir.join(file)),
     };
     UsageSettings {
         ledger,
         queue: u.queue.max(1),
         batch: u.batch.max(1),
         flush_interval: u.flush_interval.max(Duration::from_millis(1)),
-        spill_dir: PathBuf::from(&u.spill_dir),
+        spill_dir: dir.join(&u.spill_dir),
         access_log,
     }
 }

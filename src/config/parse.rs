@@ -1,0 +1,366 @@
+//! The YAML document → `RawConfig`, strictly, listing every structural problem of a file in one
+//! run (each once, with a hint where one helps) rather than stopping at the first.
+//!
+//! serde stops at the first error, so after each one the offending node is left out of the
+//! document and it is deserialised again, until it goes through (or nothing more can be left
+//! out). What remains is a `RawConfig` that the semantic pass (`compile`) can still check, so
+//! `tollgate check` also lists the semantic problems of the rest of the file. Left-out sequence
+//! items shift the items after them; paths are mapped back to the file's own numbering.
+//!
+//! An empty document (nothing, or only comments) is an error: a config file that says nothing
+//! is far more likely a truncated write than an intent to run with every default.
+
+use std::path::Path;
+
+use serde_yaml::Value;
+
+use super::error::ConfigError;
+use super::locate::{line_of, render, Seg};
+use super::raw::RawConfig;
+
+/// Bounds the retries on a hostile or badly broken file.
+const MAX_PROBLEMS: usize = 100;
+
+/// What the structural pass made of a document.
+pub(crate) struct Parsed {
+    /// The document with its broken parts left out, when that deserialises.
+    pub raw: Option<RawConfig>,
+    /// Structural problems, in the order found.
+    pub errors: Vec<ConfigError>,
+    /// Providers and model aliases left out whole: semantic problems that only follow from
+    /// their absence (a model naming a dropped provider) are not reported again.
+    pub dropped: Vec<String>,
+    /// Items left out of sequences: (the sequence's path, the item's index), in the file's
+    /// numbering. Later items moved up; `original` maps their paths back.
+    pub removed: Vec<(Vec<Seg>, usize)>,
+    /// The document's top-level keys.
+    pub sections: Vec<String>,
+}
+
+/// A problem that ends parsing at once (unreadable YAML, an empty document).
+pub(crate) fn fatal(file: &Path, line: Option<usize>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.display().to_string(),
+        line,
+        path: String::new(),
+        message: message.into(),
+    }
+}
+
+pub(crate) fn parse_document(file: &Path, doc: &str) -> Result<Parsed, ConfigError> {
+    let value: Value = serde_yaml::from_str(doc).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        fatal(file, line, strip_location(&e.to_string()))
+    })?;
+    if value.is_null() {
+        return Err(fatal(
+            file,
+            None,
+            "the config file is empty (only whitespace or comments): refused, as it is far more likely a \
+             file being written than a wish to run on defaults (write `{}` for all defaults)",
+        ));
+    }
+    let sections = match &value {
+        Value::Mapping(m) => m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Parsed {
+        raw: None,
+        errors: Vec::new(),
+        dropped: Vec::new(),
+        removed: Vec::new(),
+        sections,
+    };
+    let mut err = match deserialize(doc) {
+        Ok(raw) => {
+            out.raw = Some(raw);
+            return Ok(out);
+        }
+        Err(e) => e,
+    };
+    let mut current = value;
+    let mut first = true;
+    for _ in 0..MAX_PROBLEMS {
+        let here = segments(err.path());
+        let inner = err.into_inner();
+        let orig = here.as_ref().map(|h| original(h, &out.removed));
+        let shown = orig.as_ref().map(|o| render(o)).unwrap_or_default();
+        // serde_yaml names the path in the edited document's numbering.
+        let edited = here.as_ref().map(|h| render(h)).unwrap_or_default();
+        let raw_msg = strip_path(&strip_location(&inner.to_string()), &edited);
+        let line = if first {
+            inner.location().map(|l| l.line())
+        } else {
+            None
+        }
+        .or_else(|| orig.as_ref().and_then(|o| line_of(doc, o)));
+        first = false;
+        // A field already reported for its bad value, now reported again as missing.
+        let repeat = missing_field(&raw_msg).is_some_and(|f| {
+            let p = if shown.is_empty() {
+                f.to_string()
+            } else {
+                format!("{shown}.{f}")
+            };
+            out.errors.iter().any(|e| e.path == p)
+        });
+        if !repeat {
+            let value = here.as_ref().and_then(|h| node(&current, h));
+            out.errors.push(ConfigError {
+                file: file.display().to_string(),
+                line,
+                path: shown,
+                message: with_hint(&raw_msg, value),
+            });
+        }
+        let (Some(here), Some(orig)) = (here, orig) else {
+            break;
+        };
+        if here.is_empty() || !remove(&mut current, &here) {
+            break;
+        }
+        if let (Some(Seg::Index(i)), Some(parent)) = (orig.last(), orig.get(..orig.len() - 1)) {
+            out.removed.push((parent.to_vec(), *i));
+        }
+        if let [Seg::Key(section), Seg::Key(name)] = orig.as_slice() {
+            if section == "providers" || section == "models" {
+                out.dropped.push(name.clone());
+            }
+        }
+        let Ok(text) = serde_yaml::to_string(&current) else {
+            break;
+        };
+        match deserialize(&text) {
+            Ok(raw) => {
+                out.raw = Some(raw);
+                break;
+            }
+            Err(e) => err = e,
+        }
+    }
+    Ok(out)
+}
+
+type PathError = serde_path_to_error::Error<serde_yaml::Error>;
+
+fn deserialize(doc: &str) -> Result<RawConfig, PathError> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(doc))
+}
+
+/// The error's path as segments; `None` when it has a step that cannot be followed.
+fn segments(path: &serde_path_to_error::Path) -> Option<Vec<Seg>> {
+    use serde_path_to_error::Segment;
+    let mut out = Vec::new();
+    for s in path.iter() {
+        match s {
+            Segment::Seq { index } => out.push(Seg::Index(*index)),
+            Segment::Map { key } => out.push(Seg::Key(key.clone())),
+            // A variant name is not a node of the document.
+            Segment::Enum { .. } => {}
+            Segment::Unknown => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Maps a path in the edited document back to the file's own numbering.
+pub(crate) fn original(path: &[Seg], removed: &[(Vec<Seg>, usize)]) -> Vec<Seg> {
+    let mut out: Vec<Seg> = Vec::with_capacity(path.len());
+    for seg in path {
+        match seg {
+            Seg::Key(_) => out.push(seg.clone()),
+            Seg::Index(i) => {
+                let mut gone: Vec<usize> = removed.iter().filter(|(p, _)| *p == out).map(|(_, j)| *j).collect();
+                gone.sort_unstable();
+                let mut j = *i;
+                for g in gone {
+                    if g <= j {
+                        j += 1;
+                    }
+                }
+                out.push(Seg::Index(j));
+            }
+        }
+    }
+    out
+}
+
+fn node<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, seg| match seg {
+        Seg::Key(k) => v.as_mapping()?.iter().find(|(key, _)| key_is(key, k)).map(|(_, v)| v),
+        Seg::Index(i) => v.as_sequence()?.get(*i),
+    })
+}
+
+/// Leaves the node at `path` out; false when there is none.
+fn remove(root: &mut Value, path: &[Seg]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    let mut v = root;
+    for seg in parent {
+        let next = match seg {
+            Seg::Key(k) => v
+                .as_mapping_mut()
+                .and_then(|m| m.iter_mut().find(|(key, _)| key_is(key, k)).map(|(_, v)| v)),
+            Seg::Index(i) => v.as_sequence_mut().and_then(|s| s.get_mut(*i)),
+        };
+        match next {
+            Some(n) => v = n,
+            None => return false,
+        }
+    }
+    match last {
+        Seg::Key(k) => {
+            let Some(m) = v.as_mapping_mut() else {
+                return false;
+            };
+            let Some(key) = m.keys().find(|key| key_is(key, k)).cloned() else {
+                return false;
+            };
+            m.remove(&key).is_some()
+        }
+        Seg::Index(i) => match v.as_sequence_mut() {
+            Some(s) if *i < s.len() => {
+                s.remove(*i);
+                true
+            }
+            _ => false,
+        },
+    }
+}
+
+/// A mapping key as serde named it (keys that are not strings are named by their YAML text).
+fn key_is(key: &Value, name: &str) -> bool {
+    match key {
+        Value::String(s) => s == name,
+        other => serde_yaml::to_string(other).is_ok_and(|s| s.trim_end() == name),
+    }
+}
+
+/// serde_yaml appends " at line X column Y"; the line is reported separately.
+pub(crate) fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// serde_yaml starts a message with the path it was at (`timeouts.connect: invalid value…`); the
+/// path is reported in its own field, so say it once.
+fn strip_path(msg: &str, path: &str) -> String {
+    if let Some((head, rest)) = msg.split_once(": ") {
+        let head_is_path = !head.is_empty() && !head.contains(' ') && (path.starts_with(head) || head == ".");
+        if head_is_path {
+            return rest.to_string();
+        }
+    }
+    msg.to_string()
+}
+
+fn missing_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// The message, with a suggestion when the mistake has an obvious fix.
+fn with_hint(msg: &str, value: Option<&Value>) -> String {
+    if msg.contains("expected a duration") {
+        let bare = match value {
+            Some(Value::Number(n)) if n.is_u64() => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        if let Some(n) = bare {
+            return format!(
+                "`{n}` is not a duration: durations need a unit; did you mean `{n}s`? (or `{n}ms`, `{n}m`)"
+            );
+        }
+        return format!("{msg} such as `500ms`, `5s`, `2m`");
+    }
+    for prefix in ["unknown field `", "unknown variant `"] {
+        let Some(rest) = msg.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((given, tail)) = rest.split_once('`') else {
+            continue;
+        };
+        let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        if let Some(best) = nearest(given, &expected) {
+            return format!("{prefix}{given}`; did you mean `{best}`?");
+        }
+    }
+    msg.to_string()
+}
+
+/// The expected name closest to `given`, when it is close enough to be a typo of it.
+fn nearest<'a>(given: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|e| (edit_distance(given, e), *e))
+        .filter(|(d, e)| *d <= (given.chars().count().max(e.chars().count()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, e)| e)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
+            diag = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("fallback", "fallbacks"), 1);
+        assert_eq!(edit_distance("retrys", "retries"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn suggests_only_close_names() {
+        assert_eq!(
+            nearest("fallback", &["targets", "fallbacks", "hidden"]),
+            Some("fallbacks")
+        );
+        assert_eq!(nearest("lisen", &["listen", "admin_listen"]), Some("listen"));
+        assert_eq!(nearest("colour", &["targets", "hidden"]), None);
+    }
+
+    #[test]
+    fn strips_the_repeated_path_only() {
+        assert_eq!(
+            strip_path("timeouts.connect: invalid value: x", "timeouts.connect"),
+            "invalid value: x"
+        );
+        assert_eq!(strip_path("invalid type: string", "a.b"), "invalid type: string");
+    }
+
+    #[test]
+    fn maps_indexes_back_past_removed_items() {
+        let k = |s: &str| Seg::Key(s.into());
+        let removed = vec![(vec![k("keys")], 0), (vec![k("keys")], 2)];
+        // In the edited document item 1 was the file's item 3 (0 and 2 are gone).
+        assert_eq!(
+            original(&[k("keys"), Seg::Index(1), k("id")], &removed),
+            vec![k("keys"), Seg::Index(3), k("id")]
+        );
+        assert_eq!(
+            original(&[k("routes"), Seg::Index(0)], &removed),
+            vec![k("routes"), Seg::Index(0)]
+        );
+    }
+}
