@@ -16,7 +16,7 @@ fn setup(server_extra: &str, provider_extra: &str) -> (Mock, Gateway) {
     let gw = Gateway::start(
         server_extra,
         &format!(
-            "routing:\n  retries: 0\nproviders:\n{}models:\n  demo:\n    targets:\n      - {{ provider: mock, model: mock-gpt }}\n  embed:\n    targets: [ {{ provider: mock, model: mock-embed }} ]\n",
+            "routing:\n  retries: 0\nauth:\n  anonymous_keys: [client-secret-123]\nproviders:\n{}models:\n  demo:\n    targets:\n      - {{ provider: mock, model: mock-gpt }}\n  embed:\n    targets: [ {{ provider: mock, model: mock-embed }} ]\n",
             mock_provider("mock", &mock.base_url(), provider_extra)
         ),
     );

@@ -66,6 +66,8 @@ pub struct LimitSettings {
 pub struct AuthSettings {
     /// Every data-plane request needs a valid virtual key.
     pub required: bool,
+    /// Placeholder keys served anonymously when not `required` (empty when it is).
+    pub anonymous_keys: Vec<String>,
     pub key_sync: Duration,
     /// Keys defined in the file, with their secrets (from the environment).
     pub keys: Vec<(crate::limits::keys::KeySpec, Secret)>,

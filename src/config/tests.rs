@@ -448,3 +448,37 @@ fn the_redis_backend_is_checked_and_its_password_stays_secret() {
     .unwrap_err();
     assert!(e.to_string().contains("on_failure"), "{e}");
 }
+
+#[test]
+fn anonymous_keys_default_to_the_readme_placeholder_and_act_only_without_required_auth() {
+    assert_eq!(load("limits: {}\n", &[]).unwrap().auth.anonymous_keys, ["unused"]);
+    let s = load("auth:\n  anonymous_keys: [sk-none, \"x\"]\n", &[]).unwrap();
+    assert_eq!(s.auth.anonymous_keys, ["sk-none", "x"]);
+    assert!(load("auth:\n  anonymous_keys: []\n", &[])
+        .unwrap()
+        .auth
+        .anonymous_keys
+        .is_empty());
+    // With every request needing a key, a placeholder is just an unknown key.
+    assert!(load("auth:\n  required: true\n", &[])
+        .unwrap()
+        .auth
+        .anonymous_keys
+        .is_empty());
+    let e = load("auth:\n  required: true\n  anonymous_keys: [unused]\n", &[]).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|e| e.path == "auth.anonymous_keys" && e.line == Some(3)),
+        "{e}"
+    );
+    let e = load(
+        "auth:\n  anonymous_keys: [\"ok\", \"has space\", \"\", \"${KEY}\"]\n",
+        &[],
+    )
+    .unwrap_err();
+    for i in 1..=3 {
+        let path = format!("auth.anonymous_keys[{i}]");
+        assert!(e.errors.iter().any(|e| e.path == path), "{path}: {e}");
+    }
+}
