@@ -193,6 +193,34 @@ fn gateway_errors_are_openai_shaped() {
 }
 
 #[test]
+fn a_provider_that_cannot_be_reached_is_named_with_its_url() {
+    let port = free_port();
+    let base = format!("http://operator:${{PASS}}@127.0.0.1:{port}/v1");
+    let gw = Gateway::start_env(
+        "",
+        &format!(
+            "routing:\n  retries: 0\nproviders:\n{}models:\n  demo:\n    targets: [ {{ provider: gone, model: x }} ]\n",
+            mock_provider("gone", &base, "")
+        ),
+        &[("PASS", "url-secret-7")],
+    );
+    let r = gw.chat(&chat_body("hi"));
+    let v = assert_error(&r, 502, "upstream_connect_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`gone`"), "{message}");
+    assert!(message.contains(&format!("http://127.0.0.1:{port}/v1")), "{message}");
+    assert!(
+        !r.body.contains("url-secret-7") && !r.body.contains("key-of-gone"),
+        "{}",
+        r.body
+    );
+    assert!(
+        !gw.proc.log_text().contains("url-secret-7"),
+        "a credential reached the log"
+    );
+}
+
+#[test]
 fn upstream_errors_keep_their_status_body_and_retry_after() {
     let (_mock, gw) = setup("", "");
     let r = gw.chat(&chat_body("[[mock: status=429 retry_after=7]]"));

@@ -26,8 +26,13 @@ pub enum ApiError {
     MethodNotAllowed { allowed: &'static str },
     #[error("No provider is available for model `{model}`: {reason}.")]
     NoProvider { model: String, reason: String },
-    #[error("Could not reach the provider: {0}.")]
-    UpstreamConnect(String),
+    /// `url` is the provider's base URL without credentials (`Provider::display_url`).
+    #[error("Could not reach provider `{provider}` at {url}: {cause}.")]
+    UpstreamConnect {
+        provider: String,
+        url: String,
+        cause: String,
+    },
     #[error("The provider did not answer in time: {0}.")]
     UpstreamTimeout(String),
     #[error("The provider's response could not be read: {0}.")]
@@ -69,7 +74,7 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => 429,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
-            ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
+            ApiError::UpstreamConnect { .. } | ApiError::UpstreamProtocol(_) => 502,
             ApiError::NoProvider { .. } | ApiError::LimitsUnavailable => 503,
             ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } => 504,
         }
@@ -93,7 +98,7 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => "rate_limit_error",
             ApiError::NoProvider { .. }
             | ApiError::LimitsUnavailable
-            | ApiError::UpstreamConnect(_)
+            | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
             | ApiError::BudgetExhausted { .. } => "api_error",
@@ -112,7 +117,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "unknown_url",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NoProvider { .. } => "no_provider_available",
-            ApiError::UpstreamConnect(_) => "upstream_connect_error",
+            ApiError::UpstreamConnect { .. } => "upstream_connect_error",
             ApiError::UpstreamTimeout(_) => "upstream_timeout",
             ApiError::UpstreamProtocol(_) => "upstream_protocol_error",
             ApiError::ClientBody(_) => "request_body_error",
@@ -137,7 +142,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed { .. }
-            | ApiError::UpstreamConnect(_)
+            | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
             | ApiError::ClientBody(_)

@@ -482,3 +482,12 @@ fn anonymous_keys_default_to_the_readme_placeholder_and_act_only_without_require
         assert!(e.errors.iter().any(|e| e.path == path), "{path}: {e}");
     }
 }
+
+#[test]
+fn the_base_url_shown_in_errors_carries_no_credentials() {
+    let doc = "providers:\n  p:\n    kind: openai_compatible\n    base_url: \"http://user:${PASS}@127.0.0.1:8000/v1/\"\n    api_keys: [k]\nmodels:\n  m:\n    targets: [ { provider: p, model: x } ]\n";
+    let s = load(doc, &[("PASS", "hunter2")]).unwrap();
+    assert_eq!(s.providers["p"].display_url, "http://127.0.0.1:8000/v1");
+    let s = load(GOOD, &[("OPENAI_API_KEY", "sk-test")]).unwrap();
+    assert_eq!(s.providers["openai"].display_url, "https://api.openai.com/v1");
+}

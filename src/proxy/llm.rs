@@ -385,7 +385,11 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     tracing::debug!(provider = %target.provider.name, kind = e.kind(), "upstream attempt failed: {e:?}");
                     last_error = Some(match e {
                         AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
-                        AttemptError::Connect(m) => ApiError::UpstreamConnect(m),
+                        AttemptError::Connect(cause) => ApiError::UpstreamConnect {
+                            provider: target.provider.name.clone(),
+                            url: target.provider.display_url.clone(),
+                            cause,
+                        },
                         AttemptError::Protocol(m) => ApiError::UpstreamProtocol(m),
                         AttemptError::Unavailable | AttemptError::ClientGone => ApiError::NoProvider {
                             model: req.model.clone(),
