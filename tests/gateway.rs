@@ -193,6 +193,80 @@ fn gateway_errors_are_openai_shaped() {
 }
 
 #[test]
+fn values_the_gateway_can_see_are_refused_before_the_provider() {
+    let (mock, gw) = setup("", "");
+    let chat = gw.url("/v1/chat/completions");
+    let user = |content: Value| json!([{"role": "user", "content": content}]);
+    for (body, param, code) in [
+        (
+            json!({"model": "demo", "messages": user(json!(42))}),
+            "messages[0].content",
+            "invalid_type",
+        ),
+        (
+            json!({"model": "demo", "messages": [{"role": 7, "content": "x"}]}),
+            "messages[0].role",
+            "invalid_type",
+        ),
+        (
+            json!({"model": "demo", "messages": [{"role": "robot", "content": "x"}]}),
+            "messages[0].role",
+            "invalid_value",
+        ),
+        (
+            json!({"model": "demo", "messages": user(json!([{"text": "x"}]))}),
+            "messages[0].content[0].type",
+            "missing_required_parameter",
+        ),
+        (
+            json!({"model": "demo", "max_tokens": -5, "messages": user(json!("x"))}),
+            "max_tokens",
+            "integer_below_min_value",
+        ),
+        (
+            json!({"model": "demo", "n": 0, "messages": user(json!("x"))}),
+            "n",
+            "integer_below_min_value",
+        ),
+        (
+            json!({"model": "demo", "top_p": "high", "messages": user(json!("x"))}),
+            "top_p",
+            "invalid_type",
+        ),
+    ] {
+        let v = assert_error(&post(&chat, &body.to_string(), &[]), 400, code);
+        assert_eq!(v["error"]["param"], param, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(param), "{v}");
+    }
+    // A number too large for any integer type, written as JSON allows.
+    let huge = r#"{"model":"demo","max_tokens":1e400,"messages":[{"role":"user","content":"x"}]}"#;
+    let v = assert_error(&post(&chat, huge, &[]), 400, "invalid_type");
+    assert_eq!(v["error"]["param"], "max_tokens");
+
+    // /v1/messages (translated to the OpenAI-dialect mock): Anthropic's error shape, the message
+    // naming the field in JSON's words.
+    let r = post(
+        &gw.url("/v1/messages"),
+        &json!({"model": "demo", "max_tokens": -5, "messages": user(json!("x"))}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("'max_tokens'") && !message.contains("u64"),
+        "{message}"
+    );
+    let r = post(
+        &gw.url("/v1/messages"),
+        &json!({"model": "demo", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("messages[0].role"), "{}", r.body);
+    assert!(mock.requests().is_empty(), "no bad request may reach the provider");
+}
+
+#[test]
 fn a_provider_that_cannot_be_reached_is_named_with_its_url() {
     let port = free_port();
     let base = format!("http://operator:${{PASS}}@127.0.0.1:{port}/v1");

@@ -16,6 +16,24 @@ pub enum ApiError {
     MissingField(&'static str),
     #[error("Invalid value for '{field}': {message}")]
     InvalidField { field: &'static str, message: String },
+    /// A body value of the wrong JSON type; `param` is its path (`messages[0].content`).
+    #[error("Invalid type for '{param}': expected {expected}, but got {got} instead.")]
+    InvalidType {
+        param: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// A body value out of range or not among those accepted; `code` is OpenAI's
+    /// (`invalid_value`, `integer_below_min_value`, `decimal_above_max_value`, ...).
+    #[error("Invalid '{param}': {message}")]
+    InvalidValue {
+        param: String,
+        message: String,
+        code: &'static str,
+    },
+    /// A required value inside the body is missing (`messages[0].role`).
+    #[error("Missing required parameter: '{0}'.")]
+    MissingParam(String),
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("Request body is larger than the gateway's limit of {limit} bytes.")]
@@ -66,6 +84,9 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::MissingField(_)
             | ApiError::InvalidField { .. }
+            | ApiError::InvalidType { .. }
+            | ApiError::InvalidValue { .. }
+            | ApiError::MissingParam(_)
             | ApiError::ClientBody(_)
             | ApiError::Unsupported(_) => 400,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
@@ -86,6 +107,9 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::MissingField(_)
             | ApiError::InvalidField { .. }
+            | ApiError::InvalidType { .. }
+            | ApiError::InvalidValue { .. }
+            | ApiError::MissingParam(_)
             | ApiError::ModelNotFound(_)
             | ApiError::ModelNotAllowed { .. }
             | ApiError::PayloadTooLarge { .. }
@@ -111,6 +135,9 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::MissingField(_) => "missing_required_parameter",
             ApiError::InvalidField { .. } => "invalid_value",
+            ApiError::InvalidType { .. } => "invalid_type",
+            ApiError::InvalidValue { code, .. } => code,
+            ApiError::MissingParam(_) => "missing_required_parameter",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::ModelNotAllowed { .. } => "model_not_allowed",
             ApiError::PayloadTooLarge { .. } => "request_too_large",
@@ -131,9 +158,12 @@ impl ApiError {
         }
     }
 
-    pub fn param(&self) -> Option<&'static str> {
+    pub fn param(&self) -> Option<&str> {
         match self {
             ApiError::MissingField(f) | ApiError::InvalidField { field: f, .. } => Some(f),
+            ApiError::InvalidType { param, .. }
+            | ApiError::InvalidValue { param, .. }
+            | ApiError::MissingParam(param) => Some(param),
             ApiError::ModelNotFound(_)
             | ApiError::NoProvider { .. }
             | ApiError::ModelNotAllowed { .. }
