@@ -147,6 +147,24 @@ fn bench_routing(c: &mut Criterion) {
     g.finish();
 }
 
+/// A conversation as agents and coding tools send it: many turns, text with line breaks and quotes
+/// (escapes in JSON), some of it in content parts, about `bytes` long.
+fn conversation_body(bytes: usize) -> Bytes {
+    let line = "    let x = \"value\"; // a line of code\n";
+    let turn: String = line.chars().cycle().take(2_000).collect();
+    let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a coding assistant."})];
+    let mut size = 0;
+    while size < bytes {
+        messages.push(serde_json::json!({"role": "user", "content": [{"type": "text", "text": turn}]}));
+        messages.push(serde_json::json!({"role": "assistant", "content": turn}));
+        size += 2 * turn.len();
+    }
+    Bytes::from(
+        serde_json::json!({"messages": messages, "model": "alias-7", "max_tokens": 1024, "temperature": 0.2})
+            .to_string(),
+    )
+}
+
 fn bench_parse_render(c: &mut Criterion) {
     let snap = snapshot(50);
     let target = snap.model("alias-7").unwrap().targets[0].clone();
@@ -162,6 +180,14 @@ fn bench_parse_render(c: &mut Criterion) {
             })
         });
     }
+    let body = conversation_body(100_000);
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_with_input(BenchmarkId::new("conversation", 100_000), &body, |b, body| {
+        b.iter(|| {
+            let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
+            black_box(adapter.render(&req, &target).unwrap())
+        })
+    });
     g.finish();
 }
 

@@ -203,6 +203,8 @@ server:
   threads: 1
   shutdown_grace: 1s
   reload_poll: 0s
+auth:
+  anonymous_keys: [test]   # the load tools' placeholder key (served anonymously)
 providers:
   mock:
     kind: openai_compatible

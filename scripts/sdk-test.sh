@@ -154,6 +154,8 @@ server:
 timeouts:
   first_byte: 30s
   idle: 30s
+auth:
+  anonymous_keys: [client-key]   # the SDK tests' placeholder key (tests/sdk/conftest.py)
 providers:
 ${providers}models:
 ${models}

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 fn setup() -> (Mock, Gateway) {
     let mock = Mock::start(&[]);
     let rest = format!(
-        "routing:\n  retries: 0\nproviders:\n{}  claude:\n    kind: anthropic\n    base_url: \"{}\"\n    api_keys: [\"key-of-claude\"]\nmodels:\n  gpt:\n    targets: [ {{ provider: oai, model: mock-gpt }} ]\n  claude:\n    targets: [ {{ provider: claude, model: claude-mock-1 }} ]\n",
+        "routing:\n  retries: 0\nauth:\n  anonymous_keys: [client-key-xyz]\nproviders:\n{}  claude:\n    kind: anthropic\n    base_url: \"{}\"\n    api_keys: [\"key-of-claude\"]\nmodels:\n  gpt:\n    targets: [ {{ provider: oai, model: mock-gpt }} ]\n  claude:\n    targets: [ {{ provider: claude, model: claude-mock-1 }} ]\n",
         mock_provider("oai", &mock.base_url(), ""),
         mock.base_url()
     );

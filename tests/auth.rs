@@ -14,9 +14,14 @@ use serde_json::{json, Value};
 const ADMIN: &str = "admin-token-for-auth-tests";
 
 fn config(mock: &Mock, ledger: &str, required: bool) -> String {
+    config_with(mock, ledger, required, "")
+}
+
+/// `auth_extra`: more lines of the `auth:` section.
+fn config_with(mock: &Mock, ledger: &str, required: bool, auth_extra: &str) -> String {
     format!(
         "providers:\n{}models:\n  m:\n    targets: [ {{ provider: mock, model: up-m }} ]\n  other:\n    targets: [ {{ provider: mock, model: up-o }} ]\n\
-auth:\n  required: {required}\n  key_sync: 200ms\n\
+auth:\n  required: {required}\n  key_sync: 200ms\n{auth_extra}\
 keys:\n  - id: app-a\n    key: \"${{APP_A_KEY}}\"\n    team: search\n    tier: pro\n    models: [\"m\"]\n\
 usage:\n  ledger: \"{ledger}\"\n\
 admin:\n  token: \"${{TOLLGATE_ADMIN_TOKEN}}\"\n",
@@ -63,6 +68,8 @@ fn keys_authenticate_attribute_and_restrict_models() {
     let wrong = chat_with(&gw, "m", &[("authorization", "Bearer tg-not-a-key")]);
     assert_eq!(wrong.status, 401);
     assert!(!wrong.body.contains("tg-not-a-key"), "the key is never echoed");
+    // With keys required, the SDK placeholder is just another unknown key.
+    assert_eq!(chat_with(&gw, "m", &[("authorization", "Bearer unused")]).status, 401);
     assert_eq!(
         get(&gw.url("/v1/models")).status,
         401,
@@ -131,20 +138,44 @@ fn keys_authenticate_attribute_and_restrict_models() {
 }
 
 #[test]
-fn without_required_auth_unknown_keys_are_anonymous_and_known_keys_still_count() {
+fn without_required_auth_only_no_key_or_a_placeholder_is_anonymous() {
     let mock = Mock::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let ledger = format!("sqlite:{}", dir.path().join("spend.db").display());
     let gw = Gateway::start_env("", &config(&mock, &ledger, false), &env());
     assert_eq!(chat_with(&gw, "m", &[]).status, 200);
-    assert_eq!(
-        chat_with(&gw, "m", &[("authorization", "Bearer sk-some-sdk-placeholder")]).status,
-        200
-    );
+    // The README's SDK example sends `unused`: the default placeholder, in either header.
+    assert_eq!(chat_with(&gw, "m", &[("authorization", "Bearer unused")]).status, 200);
+    assert_eq!(chat_with(&gw, "m", &[("x-api-key", "unused")]).status, 200);
+    // A key the gateway does not know (a typo of a real one, a provider key) would lose its
+    // limits and attribution if served: it is refused.
+    for key in [
+        "Bearer sk-some-sdk-placeholder",
+        "Bearer tg-app-a-secreT",
+        "Bearer unused2",
+    ] {
+        let r = chat_with(&gw, "m", &[("authorization", key)]);
+        assert_eq!(r.status, 401, "{key}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "invalid_api_key");
+    }
     assert_eq!(
         chat_with(&gw, "other", &[("authorization", "Bearer tg-app-a-secret")]).status,
         403,
         "a known key keeps its restrictions"
+    );
+    assert_eq!(mock.requests().len(), 3, "only the anonymous requests were served");
+
+    // The operator names the placeholders: then only those are served anonymously.
+    let gw = Gateway::start_env(
+        "",
+        &config_with(&mock, &ledger, false, "  anonymous_keys: [sk-none]\n"),
+        &env(),
+    );
+    assert_eq!(chat_with(&gw, "m", &[("authorization", "Bearer sk-none")]).status, 200);
+    assert_eq!(chat_with(&gw, "m", &[("authorization", "Bearer unused")]).status, 401);
+    assert_eq!(
+        chat_with(&gw, "m", &[("authorization", "Bearer tg-app-a-secret")]).status,
+        200
     );
 }
 

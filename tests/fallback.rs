@@ -116,6 +116,99 @@ fn retry_after_is_honoured_up_to_the_cap() {
 }
 
 #[test]
+fn a_429_too_long_to_wait_for_is_relayed_when_nothing_is_left() {
+    // The only target asks for 30 s, more than `max_retry_after`: retrying is pointless and no
+    // other target exists, so the client gets the provider's 429 and its Retry-After, on both
+    // client APIs, at once.
+    let long = Mock::start(&["--status", "429", "--retry-after", "30"]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "{}providers:
+{}models:
+  m:
+    targets: [ {{ provider: long, model: x }} ]
+",
+            routing(
+                "  retries: 2
+  max_retry_after: 5s
+"
+            ),
+            mock_provider("long", &long.base_url(), "")
+        ),
+    );
+    let start = Instant::now();
+    let r = gw.chat(&chat_body("hi"));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("30"));
+    assert_eq!(r.json()["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(r.header("x-tollgate-attempts"), Some("long:429"));
+    assert_eq!(r.header("x-tollgate-provider"), Some("long"));
+    let r = post(
+        &gw.url("/v1/messages"),
+        &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("30"));
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "rate_limit_error");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "waited: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(long.requests().len(), 2, "one call per request, no retry");
+
+    // `retry-after-ms` counts the same way, and is relayed too.
+    let r = gw.chat(&chat_body("[[mock: status=429 retry_after_ms=60000]]"));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("retry-after-ms"), Some("60000"));
+}
+
+#[test]
+fn a_retry_after_the_budget_cannot_wait_for_moves_on_or_is_relayed() {
+    // Within `max_retry_after` but beyond what the request's budget has left: another target is
+    // tried at once; on the last target the provider's 429 is relayed, not a 504 of our own.
+    let busy = Mock::start(&["--status", "429", "--retry-after", "3"]);
+    let next = Mock::start(&[]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "{}providers:
+{}{}models:
+  m:
+    targets: [ {{ provider: busy, model: x }}, {{ provider: next, model: y }} ]
+  last:
+    targets: [ {{ provider: busy, model: x }} ]
+",
+            routing(
+                "  retries: 2
+  max_retry_after: 10s
+"
+            ),
+            mock_provider("busy", &busy.base_url(), ""),
+            mock_provider("next", &next.base_url(), "")
+        ),
+    );
+    let budget = [("x-tollgate-timeout-ms", "1500")];
+    let start = Instant::now();
+    let r = post(&gw.url("/v1/chat/completions"), &chat_body("hi").to_string(), &budget);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-tollgate-attempts"), Some("busy:429,next:200"));
+    let body = json!({"model": "last", "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw.url("/v1/chat/completions"), &body.to_string(), &budget);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("3"));
+    assert_eq!(r.header("x-tollgate-attempts"), Some("busy:429"));
+    assert!(
+        start.elapsed() < Duration::from_millis(2900),
+        "waited: {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn the_budget_bounds_the_whole_request() {
     let hang = Mock::start(&["--latency-ms", "10000"]);
     let also = Mock::start(&["--latency-ms", "10000"]);

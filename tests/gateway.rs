@@ -16,7 +16,7 @@ fn setup(server_extra: &str, provider_extra: &str) -> (Mock, Gateway) {
     let gw = Gateway::start(
         server_extra,
         &format!(
-            "routing:\n  retries: 0\nproviders:\n{}models:\n  demo:\n    targets:\n      - {{ provider: mock, model: mock-gpt }}\n  embed:\n    targets: [ {{ provider: mock, model: mock-embed }} ]\n",
+            "routing:\n  retries: 0\nauth:\n  anonymous_keys: [client-secret-123]\nproviders:\n{}models:\n  demo:\n    targets:\n      - {{ provider: mock, model: mock-gpt }}\n  embed:\n    targets: [ {{ provider: mock, model: mock-embed }} ]\n",
             mock_provider("mock", &mock.base_url(), provider_extra)
         ),
     );
@@ -190,6 +190,108 @@ fn gateway_errors_are_openai_shaped() {
     assert_error(&get(&gw.url("/v1/nothing")), 404, "unknown_url");
     assert_error(&get(&chat), 405, "method_not_allowed");
     assert!(mock.requests().is_empty(), "no bad request may reach the provider");
+}
+
+#[test]
+fn values_the_gateway_can_see_are_refused_before_the_provider() {
+    let (mock, gw) = setup("", "");
+    let chat = gw.url("/v1/chat/completions");
+    let user = |content: Value| json!([{"role": "user", "content": content}]);
+    for (body, param, code) in [
+        (
+            json!({"model": "demo", "messages": user(json!(42))}),
+            "messages[0].content",
+            "invalid_type",
+        ),
+        (
+            json!({"model": "demo", "messages": [{"role": 7, "content": "x"}]}),
+            "messages[0].role",
+            "invalid_type",
+        ),
+        (
+            json!({"model": "demo", "messages": [{"role": "robot", "content": "x"}]}),
+            "messages[0].role",
+            "invalid_value",
+        ),
+        (
+            json!({"model": "demo", "messages": user(json!([{"text": "x"}]))}),
+            "messages[0].content[0].type",
+            "missing_required_parameter",
+        ),
+        (
+            json!({"model": "demo", "max_tokens": -5, "messages": user(json!("x"))}),
+            "max_tokens",
+            "integer_below_min_value",
+        ),
+        (
+            json!({"model": "demo", "n": 0, "messages": user(json!("x"))}),
+            "n",
+            "integer_below_min_value",
+        ),
+        (
+            json!({"model": "demo", "top_p": "high", "messages": user(json!("x"))}),
+            "top_p",
+            "invalid_type",
+        ),
+    ] {
+        let v = assert_error(&post(&chat, &body.to_string(), &[]), 400, code);
+        assert_eq!(v["error"]["param"], param, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(param), "{v}");
+    }
+    // A number too large for any integer type, written as JSON allows.
+    let huge = r#"{"model":"demo","max_tokens":1e400,"messages":[{"role":"user","content":"x"}]}"#;
+    let v = assert_error(&post(&chat, huge, &[]), 400, "invalid_type");
+    assert_eq!(v["error"]["param"], "max_tokens");
+
+    // /v1/messages (translated to the OpenAI-dialect mock): Anthropic's error shape, the message
+    // naming the field in JSON's words.
+    let r = post(
+        &gw.url("/v1/messages"),
+        &json!({"model": "demo", "max_tokens": -5, "messages": user(json!("x"))}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("'max_tokens'") && !message.contains("u64"),
+        "{message}"
+    );
+    let r = post(
+        &gw.url("/v1/messages"),
+        &json!({"model": "demo", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("messages[0].role"), "{}", r.body);
+    assert!(mock.requests().is_empty(), "no bad request may reach the provider");
+}
+
+#[test]
+fn a_provider_that_cannot_be_reached_is_named_with_its_url() {
+    let port = free_port();
+    let base = format!("http://operator:${{PASS}}@127.0.0.1:{port}/v1");
+    let gw = Gateway::start_env(
+        "",
+        &format!(
+            "routing:\n  retries: 0\nproviders:\n{}models:\n  demo:\n    targets: [ {{ provider: gone, model: x }} ]\n",
+            mock_provider("gone", &base, "")
+        ),
+        &[("PASS", "url-secret-7")],
+    );
+    let r = gw.chat(&chat_body("hi"));
+    let v = assert_error(&r, 502, "upstream_connect_error");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`gone`"), "{message}");
+    assert!(message.contains(&format!("http://127.0.0.1:{port}/v1")), "{message}");
+    assert!(
+        !r.body.contains("url-secret-7") && !r.body.contains("key-of-gone"),
+        "{}",
+        r.body
+    );
+    assert!(
+        !gw.proc.log_text().contains("url-secret-7"),
+        "a credential reached the log"
+    );
 }
 
 #[test]

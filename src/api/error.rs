@@ -16,6 +16,24 @@ pub enum ApiError {
     MissingField(&'static str),
     #[error("Invalid value for '{field}': {message}")]
     InvalidField { field: &'static str, message: String },
+    /// A body value of the wrong JSON type; `param` is its path (`messages[0].content`).
+    #[error("Invalid type for '{param}': expected {expected}, but got {got} instead.")]
+    InvalidType {
+        param: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// A body value out of range or not among those accepted; `code` is OpenAI's
+    /// (`invalid_value`, `integer_below_min_value`, `decimal_above_max_value`, ...).
+    #[error("Invalid '{param}': {message}")]
+    InvalidValue {
+        param: String,
+        message: String,
+        code: &'static str,
+    },
+    /// A required value inside the body is missing (`messages[0].role`).
+    #[error("Missing required parameter: '{0}'.")]
+    MissingParam(String),
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("Request body is larger than the gateway's limit of {limit} bytes.")]
@@ -26,8 +44,13 @@ pub enum ApiError {
     MethodNotAllowed { allowed: &'static str },
     #[error("No provider is available for model `{model}`: {reason}.")]
     NoProvider { model: String, reason: String },
-    #[error("Could not reach the provider: {0}.")]
-    UpstreamConnect(String),
+    /// `url` is the provider's base URL without credentials (`Provider::display_url`).
+    #[error("Could not reach provider `{provider}` at {url}: {cause}.")]
+    UpstreamConnect {
+        provider: String,
+        url: String,
+        cause: String,
+    },
     #[error("The provider did not answer in time: {0}.")]
     UpstreamTimeout(String),
     #[error("The provider's response could not be read: {0}.")]
@@ -67,6 +90,9 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::MissingField(_)
             | ApiError::InvalidField { .. }
+            | ApiError::InvalidType { .. }
+            | ApiError::InvalidValue { .. }
+            | ApiError::MissingParam(_)
             | ApiError::ClientBody(_)
             | ApiError::Unsupported(_) => 400,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
@@ -76,7 +102,7 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => 429,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
-            ApiError::UpstreamConnect(_) | ApiError::UpstreamProtocol(_) => 502,
+            ApiError::UpstreamConnect { .. } | ApiError::UpstreamProtocol(_) => 502,
             ApiError::NoProvider { .. } | ApiError::LimitsUnavailable | ApiError::ShuttingDown => 503,
             ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } => 504,
         }
@@ -88,6 +114,9 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::MissingField(_)
             | ApiError::InvalidField { .. }
+            | ApiError::InvalidType { .. }
+            | ApiError::InvalidValue { .. }
+            | ApiError::MissingParam(_)
             | ApiError::ModelNotFound(_)
             | ApiError::ModelNotAllowed { .. }
             | ApiError::PayloadTooLarge { .. }
@@ -102,7 +131,7 @@ impl ApiError {
             ApiError::NoProvider { .. }
             | ApiError::LimitsUnavailable
             | ApiError::ShuttingDown
-            | ApiError::UpstreamConnect(_)
+            | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
             | ApiError::BudgetExhausted { .. } => "api_error",
@@ -115,13 +144,16 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::MissingField(_) => "missing_required_parameter",
             ApiError::InvalidField { .. } => "invalid_value",
+            ApiError::InvalidType { .. } => "invalid_type",
+            ApiError::InvalidValue { code, .. } => code,
+            ApiError::MissingParam(_) => "missing_required_parameter",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::ModelNotAllowed { .. } => "model_not_allowed",
             ApiError::PayloadTooLarge { .. } => "request_too_large",
             ApiError::NotFound { .. } => "unknown_url",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NoProvider { .. } => "no_provider_available",
-            ApiError::UpstreamConnect(_) => "upstream_connect_error",
+            ApiError::UpstreamConnect { .. } => "upstream_connect_error",
             ApiError::UpstreamTimeout(_) => "upstream_timeout",
             ApiError::UpstreamProtocol(_) => "upstream_protocol_error",
             ApiError::ClientBody(_) => "request_body_error",
@@ -137,9 +169,12 @@ impl ApiError {
         }
     }
 
-    pub fn param(&self) -> Option<&'static str> {
+    pub fn param(&self) -> Option<&str> {
         match self {
             ApiError::MissingField(f) | ApiError::InvalidField { field: f, .. } => Some(f),
+            ApiError::InvalidType { param, .. }
+            | ApiError::InvalidValue { param, .. }
+            | ApiError::MissingParam(param) => Some(param),
             ApiError::ModelNotFound(_)
             | ApiError::NoProvider { .. }
             | ApiError::ModelNotAllowed { .. }
@@ -148,7 +183,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed { .. }
-            | ApiError::UpstreamConnect(_)
+            | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
             | ApiError::ClientBody(_)

@@ -1,8 +1,9 @@
 //! Client-facing wire types and routing of the data-plane API: which endpoint a request is
 //! (`route`), the OpenAI-shaped error body (`error`), and the minimal borrowed parse of an OpenAI
-//! request that routing needs (`openai`).
+//! request that routing needs (`openai`), with the value checks made during it (`check`).
 
 pub mod chat;
+mod check;
 pub mod client;
 pub mod embeddings;
 pub mod error;

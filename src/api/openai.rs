@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::chat::{ChatRequest, Usage};
+use super::check::{MessagesShape, Numbers};
 use super::{ApiError, Endpoint};
 use crate::providers::Wire;
 
@@ -26,8 +27,9 @@ struct Peek<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
-    #[serde(borrow, default)]
-    messages: Option<&'a RawValue>,
+    /// Walked, not kept: the shape of each message (`check`).
+    #[serde(default)]
+    messages: Option<MessagesShape>,
     #[serde(borrow, default)]
     prompt: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -40,6 +42,12 @@ struct Peek<'a> {
     max_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_p: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    n: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -82,17 +90,12 @@ impl LlmRequest {
             return Err(ApiError::InvalidJson("the request body must be a JSON object".into()));
         }
         let mut de = serde_json::Deserializer::from_slice(&body);
-        let peek: Peek = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            match known_field(&path) {
-                Some(field) if !inner.is_syntax() && !inner.is_eof() => ApiError::InvalidField {
-                    field,
-                    message: strip_position(&inner.to_string()),
-                },
-                _ => ApiError::InvalidJson(inner.to_string()),
-            }
-        })?;
+        // Tracking the path costs an allocation per object key, so it is only done to name the
+        // field of a body already known to be bad (a second parse, on the error path only).
+        let peek = match Peek::deserialize(&mut de) {
+            Ok(peek) => peek,
+            Err(_) => return Err(peek_error(&body)),
+        };
         de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
 
         let raw_model = peek.model.ok_or(ApiError::MissingField("model"))?;
@@ -109,22 +112,28 @@ impl LlmRequest {
         let start = raw_model.get().as_ptr() as usize - body.as_ptr() as usize;
         let model_span = start..start + raw_model.get().len();
 
-        let required = match endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => peek.messages,
-            Endpoint::Completions => peek.prompt,
-            Endpoint::Embeddings => peek.input,
-        };
-        let field = endpoint.required_field();
-        let required = required.ok_or(ApiError::MissingField(field))?;
-        if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages) && !required.get().starts_with('[') {
-            return Err(ApiError::InvalidField {
-                field,
-                message: "expected an array of messages".into(),
-            });
+        let missing = ApiError::MissingField(endpoint.required_field());
+        match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Messages => peek.messages.ok_or(missing)?.check(endpoint)?,
+            Endpoint::Completions | Endpoint::Embeddings => {
+                let raw = if endpoint == Endpoint::Completions {
+                    peek.prompt
+                } else {
+                    peek.input
+                };
+                if raw.is_none_or(|r| r.get() == "null") {
+                    return Err(missing);
+                }
+            }
         }
-        if required.get() == "null" {
-            return Err(ApiError::MissingField(field));
+        Numbers {
+            max_tokens: peek.max_tokens,
+            max_completion_tokens: peek.max_completion_tokens,
+            temperature: peek.temperature,
+            top_p: peek.top_p,
+            n: peek.n,
         }
+        .check(endpoint)?;
         let stream = peek.stream.unwrap_or(false);
         if stream && endpoint == Endpoint::Embeddings {
             return Err(ApiError::InvalidField {
@@ -166,9 +175,11 @@ impl LlmRequest {
     /// translation of an Anthropic request for `/v1/messages` clients.
     pub fn canonical(&self) -> Result<&ChatRequest, ApiError> {
         let parsed = self.canonical.get_or_init(|| match self.client {
-            Wire::OpenAi => serde_json::from_slice::<ChatRequest>(&self.body).map_err(|e| invalid_body(&e)),
+            Wire::OpenAi => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&self.body))
+                .map_err(invalid_body),
             Wire::Anthropic => {
-                let req = serde_json::from_slice(&self.body).map_err(|e| invalid_body(&e))?;
+                let req = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&self.body))
+                    .map_err(invalid_body)?;
                 super::messages::to_chat(req)
             }
         });
@@ -190,23 +201,71 @@ fn whole_number(raw: &RawValue) -> Option<u64> {
     raw.get().parse().ok()
 }
 
-fn invalid_body(e: &serde_json::Error) -> ApiError {
-    ApiError::InvalidField {
-        field: "messages",
-        message: strip_position(&e.to_string()),
+/// Why `Peek` cannot be read from `body`, naming the field when the problem is a value's.
+fn peek_error(body: &[u8]) -> ApiError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let Err(e) = serde_path_to_error::deserialize::<_, Peek>(&mut de) else {
+        return ApiError::InvalidJson("the request body could not be read".into());
+    };
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    match known_field(&path) {
+        Some(field) if !inner.is_syntax() && !inner.is_eof() => ApiError::InvalidField {
+            field,
+            message: strip_position(&inner.to_string()),
+        },
+        _ => ApiError::InvalidJson(inner.to_string()),
+    }
+}
+
+/// A value the translated routes' full parse refused (`parse` lets through what it does not
+/// check), named by its path in the body.
+fn invalid_body(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    ApiError::InvalidValue {
+        param: if path == "." { "messages".into() } else { path },
+        message: plain_types(&strip_position(&e.into_inner().to_string())),
+        code: "invalid_value",
     }
 }
 
 fn known_field(path: &str) -> Option<&'static str> {
     let top = path.split(['.', '[']).next().unwrap_or_default();
-    ["model", "stream", "stream_options", "messages", "prompt", "input"]
-        .into_iter()
-        .find(|f| *f == top)
+    [
+        "model",
+        "stream",
+        "stream_options",
+        "messages",
+        "prompt",
+        "input",
+        "user",
+        "metadata",
+    ]
+    .into_iter()
+    .find(|f| *f == top)
 }
 
 fn strip_position(msg: &str) -> String {
     msg.find(" at line ")
         .map_or_else(|| msg.to_string(), |i| msg[..i].to_string())
+}
+
+/// serde names Rust types in its messages (`expected u64`); a client knows JSON's.
+fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, json) in [
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected i32", "expected an integer"),
+        ("expected f64", "expected a number"),
+    ] {
+        if out.ends_with(rust) {
+            out.replace_range(out.len() - rust.len().., json);
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -267,16 +326,75 @@ mod tests {
             chat(r#"{"model":5,"messages":[]}"#),
             Err(ApiError::InvalidField { field: "model", .. })
         ));
-        assert!(matches!(
-            chat(r#"{"model":"m","messages":"x"}"#),
-            Err(ApiError::InvalidField { field: "messages", .. })
-        ));
+        assert_eq!(
+            chat(r#"{"model":"m","messages":"x"}"#).unwrap_err().param(),
+            Some("messages")
+        );
         assert!(matches!(
             chat(r#"{"model":"m","messages":[],"stream":"yes"}"#),
             Err(ApiError::InvalidField { field: "stream", .. })
         ));
         assert!(matches!(chat("[]"), Err(ApiError::InvalidJson(_))));
         assert!(matches!(chat(""), Err(ApiError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn values_the_gateway_can_see_are_refused_naming_the_field() {
+        let parse = |e, b: &str| LlmRequest::parse(e, Bytes::from(b.to_string())).unwrap_err();
+        for (body, param, code) in [
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":42}]}"#,
+                "messages[0].content",
+                "invalid_type",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":7,"content":"x"}]}"#,
+                "messages[0].role",
+                "invalid_type",
+            ),
+            (
+                r#"{"model":"m","max_tokens":-5,"messages":[]}"#,
+                "max_tokens",
+                "integer_below_min_value",
+            ),
+            (
+                r#"{"model":"m","max_tokens":1e400,"messages":[]}"#,
+                "max_tokens",
+                "invalid_type",
+            ),
+            (
+                r#"{"model":"m","temperature":9,"messages":[]}"#,
+                "temperature",
+                "decimal_above_max_value",
+            ),
+        ] {
+            let e = parse(Endpoint::ChatCompletions, body);
+            assert_eq!(
+                (e.param(), e.code(), e.status()),
+                (Some(param), code, 400),
+                "{body}: {e}"
+            );
+        }
+        // /v1/messages: the message names the field, in JSON's words, not Rust's.
+        let e = parse(
+            Endpoint::Messages,
+            r#"{"model":"m","max_tokens":-5,"messages":[{"role":"user","content":"x"}]}"#,
+        );
+        assert_eq!(e.param(), Some("max_tokens"));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("'max_tokens'") && !msg.contains("messages") && !msg.contains("u64"),
+            "{msg}"
+        );
+        // What only the full parse of a translated route sees is named by its path too.
+        let r = LlmRequest::parse(
+            Endpoint::Messages,
+            Bytes::from(r#"{"model":"m","top_k":-1,"messages":[{"role":"user","content":"x"}]}"#),
+        )
+        .unwrap();
+        let e = r.canonical().unwrap_err();
+        assert_eq!(e.param(), Some("top_k"));
+        assert!(e.to_string().ends_with("expected a non-negative integer"), "{e}");
     }
 
     #[test]
@@ -297,11 +415,54 @@ mod tests {
         assert_eq!(usage_of(br#"{"usage":null}"#), None);
     }
 
+    /// Any JSON value, nested a little.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            prop_oneof![Just("user".to_string()), Just("type".to_string()), ".{0,8}"].prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![Just("type".to_string()), Just("text".to_string()), "[a-z]{1,4}"],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(s in ".{0,300}") {
             for e in Endpoint::ALL {
                 let _ = LlmRequest::parse(e, Bytes::from(s.clone()));
+            }
+        }
+
+        /// Requests shaped like real ones with any value in the checked places: no panic, in the
+        /// parse or in the canonical form of what it lets through.
+        #[test]
+        fn parse_never_panics_on_any_values(
+            role in json_value(), content in json_value(), part in json_value(), number in json_value()
+        ) {
+            let body = serde_json::json!({
+                "model": "m",
+                "messages": [{"role": role, "content": content}, {"role": "user", "content": [part]}],
+                "max_tokens": number, "temperature": number, "top_p": number, "n": number,
+                "max_completion_tokens": number,
+            })
+            .to_string();
+            for e in Endpoint::ALL {
+                if let Ok(r) = LlmRequest::parse(e, Bytes::from(body.clone())) {
+                    let _ = r.canonical();
+                }
             }
         }
 

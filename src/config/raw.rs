@@ -54,9 +54,14 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     /// `true`: every data-plane request needs a valid virtual key (401 otherwise). `false`: a
-    /// request without a known key is served anonymously (and a known key still applies).
+    /// request without a key, or with one of `anonymous_keys`, is served anonymously; a known key
+    /// still applies and any other key is refused (401).
     #[serde(default)]
     pub required: bool,
+    /// Placeholder keys served anonymously when `required: false` (SDKs insist on sending some
+    /// key). Unset: `["unused"]`. A non-empty list with `required: true` is an error.
+    #[serde(default)]
+    pub anonymous_keys: Option<Vec<String>>,
     /// How often each node re-reads keys created, changed or revoked through the admin API.
     #[serde(default = "default_key_sync", with = "humantime_serde")]
     pub key_sync: Duration,
@@ -66,6 +71,7 @@ impl Default for RawAuth {
     fn default() -> Self {
         RawAuth {
             required: false,
+            anonymous_keys: None,
             key_sync: default_key_sync(),
         }
     }

@@ -68,6 +68,8 @@ pub struct LimitSettings {
 pub struct AuthSettings {
     /// Every data-plane request needs a valid virtual key.
     pub required: bool,
+    /// Placeholder keys served anonymously when not `required` (empty when it is).
+    pub anonymous_keys: Vec<String>,
     pub key_sync: Duration,
     /// Keys defined in the file, with their secrets (from the environment).
     pub keys: Vec<(crate::limits::keys::KeySpec, Secret)>,
@@ -170,6 +172,9 @@ pub struct Provider {
     pub host_header: HeaderValue,
     /// The base URL's path without a trailing slash (`/v1`).
     pub path_prefix: String,
+    /// The base URL as errors show it: without userinfo, query or fragment, which could carry a
+    /// credential (empty when the URL is not usable).
+    pub display_url: String,
     /// The key header (`authorization`, `api-key`, `x-api-key`, by dialect).
     pub auth_header: HeaderName,
     /// Precomputed key header values, one per key, marked sensitive.
@@ -244,6 +249,7 @@ impl Provider {
             peer,
             host_header,
             path_prefix,
+            display_url: String::new(),
             auth_header: kind.auth_header().0,
             auth,
             next_key: AtomicUsize::new(0),

@@ -575,3 +575,46 @@ fn relative_usage_paths_are_relative_to_the_config_file() {
     let s = load_str(Path::new("t.yaml"), "usage: { spill_dir: sp }\n", &env).unwrap();
     assert_eq!(s.usage.spill_dir, std::env::current_dir().unwrap().join("sp"));
 }
+
+#[test]
+fn anonymous_keys_default_to_the_readme_placeholder_and_act_only_without_required_auth() {
+    assert_eq!(load("limits: {}\n", &[]).unwrap().auth.anonymous_keys, ["unused"]);
+    let s = load("auth:\n  anonymous_keys: [sk-none, \"x\"]\n", &[]).unwrap();
+    assert_eq!(s.auth.anonymous_keys, ["sk-none", "x"]);
+    assert!(load("auth:\n  anonymous_keys: []\n", &[])
+        .unwrap()
+        .auth
+        .anonymous_keys
+        .is_empty());
+    // With every request needing a key, a placeholder is just an unknown key.
+    assert!(load("auth:\n  required: true\n", &[])
+        .unwrap()
+        .auth
+        .anonymous_keys
+        .is_empty());
+    let e = load("auth:\n  required: true\n  anonymous_keys: [unused]\n", &[]).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|e| e.path == "auth.anonymous_keys" && e.line == Some(3)),
+        "{e}"
+    );
+    let e = load(
+        "auth:\n  anonymous_keys: [\"ok\", \"has space\", \"\", \"${KEY}\"]\n",
+        &[],
+    )
+    .unwrap_err();
+    for i in 1..=3 {
+        let path = format!("auth.anonymous_keys[{i}]");
+        assert!(e.errors.iter().any(|e| e.path == path), "{path}: {e}");
+    }
+}
+
+#[test]
+fn the_base_url_shown_in_errors_carries_no_credentials() {
+    let doc = "providers:\n  p:\n    kind: openai_compatible\n    base_url: \"http://user:${PASS}@127.0.0.1:8000/v1/\"\n    api_keys: [k]\nmodels:\n  m:\n    targets: [ { provider: p, model: x } ]\n";
+    let s = load(doc, &[("PASS", "hunter2")]).unwrap();
+    assert_eq!(s.providers["p"].display_url, "http://127.0.0.1:8000/v1");
+    let s = load(GOOD, &[("OPENAI_API_KEY", "sk-test")]).unwrap();
+    assert_eq!(s.providers["openai"].display_url, "https://api.openai.com/v1");
+}

@@ -337,7 +337,14 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                         }
                     }
                     let retry = routing.retry_on.contains(&status) || (status == 401 && other_key);
-                    if !retry || final_try {
+                    // A provider that asks to be left alone for longer than the gateway waits
+                    // (`max_retry_after`) or than the budget has left is not tried again.
+                    let provider_wait = up.session.response_header().and_then(retry_after);
+                    let too_long =
+                        provider_wait.is_some_and(|ra| ra > routing.max_retry_after || Instant::now() + ra >= deadline);
+                    // With nothing left to try, the provider's own answer (and its Retry-After)
+                    // tells the client more than any error of the gateway's.
+                    if !retry || final_try || (last_target && too_long) {
                         ctx.inflight_guard = guard;
                         if i > 0 {
                             if let Some(m) = &ctx.model {
@@ -360,11 +367,10 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                         .upstream_errors
                         .with_label_values(&[&target.provider.name, "status"])
                         .inc();
-                    let retry_after = up.session.response_header().and_then(retry_after);
                     drop(up); // not pooled: its body is unread
-                    match retry_after {
+                    match provider_wait {
                         // The provider asks for longer than we wait: go to the next target now.
-                        Some(ra) if ra > routing.max_retry_after => continue 'targets,
+                        Some(_) if too_long => continue 'targets,
                         Some(ra) => ra,
                         None => backoff(routing.backoff, routing.backoff_max, attempt),
                     }
@@ -396,7 +402,11 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
                     tracing::debug!(provider = %target.provider.name, kind = e.kind(), "upstream attempt failed: {e:?}");
                     last_error = Some(match e {
                         AttemptError::Timeout(m) => ApiError::UpstreamTimeout(m),
-                        AttemptError::Connect(m) => ApiError::UpstreamConnect(m),
+                        AttemptError::Connect(cause) => ApiError::UpstreamConnect {
+                            provider: target.provider.name.clone(),
+                            url: target.provider.display_url.clone(),
+                            cause,
+                        },
                         AttemptError::Protocol(m) => ApiError::UpstreamProtocol(m),
                         AttemptError::Unavailable | AttemptError::ClientGone | AttemptError::Shutdown => {
                             ApiError::NoProvider {

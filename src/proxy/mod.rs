@@ -82,14 +82,15 @@ impl Gateway {
 }
 
 /// The virtual key (`Authorization: Bearer` or `x-api-key`): a known key attributes the request
-/// (key, team, user, tier) and brings its limits; a revoked or expired one is refused; an unknown
-/// or missing one is refused when `auth.required`, else the request is served anonymously (clients
-/// whose SDK insists on some key keep working).
+/// (key, team, user, tier) and brings its limits; a revoked, expired or unknown one is refused (a
+/// mistyped key must not silently lose its limits and attribution). Without `auth.required`, a
+/// request with no key or with one of `auth.anonymous_keys` (clients whose SDK insists on some
+/// key) is served anonymously.
 fn authenticate(
     state: &AppState,
     session: &Session,
     ctx: &mut RequestCtx,
-    required: bool,
+    auth: &crate::config::snapshot::AuthSettings,
 ) -> std::result::Result<(), ApiError> {
     let h = &session.req_header().headers;
     let text = |name: http::header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
@@ -112,7 +113,12 @@ fn authenticate(
             ctx.key = Some(key);
             Ok(())
         }
-        Some(Err(crate::limits::keys::KeyError::Unknown)) | None if !required => Ok(()),
+        None if !auth.required => Ok(()),
+        Some(Err(crate::limits::keys::KeyError::Unknown))
+            if presented.is_some_and(|p| crate::limits::keys::is_placeholder(p, &auth.anonymous_keys)) =>
+        {
+            Ok(())
+        }
         Some(Err(_)) | None => Err(ApiError::InvalidApiKey),
     }
 }
@@ -172,11 +178,11 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.config.current();
         identify(&self.state, session, ctx, &snap);
-        let required = snap.auth.required;
-        ctx.snapshot = Some(snap);
         self.state.metrics.inflight.inc();
         ctx.inflight = true;
-        if let Err(e) = authenticate(&self.state, session, ctx, required) {
+        let authenticated = authenticate(&self.state, session, ctx, &snap.auth);
+        ctx.snapshot = Some(snap);
+        if let Err(e) = authenticated {
             return respond::error(session, ctx, &e).await;
         }
         let header = session.req_header();

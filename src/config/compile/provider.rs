@@ -256,6 +256,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
     }
 
     let (mut peer, mut host_header, mut path_prefix) = (None, HeaderValue::from_static(""), String::new());
+    let display_url = parsed.as_ref().map(display_url).unwrap_or_default();
     if let Some(url) = parsed {
         let tls = url.scheme() == "https";
         let host = url
@@ -303,7 +304,20 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         options,
     );
     provider.limits = limits;
+    provider.display_url = display_url;
     provider
+}
+
+/// A base URL fit for an error message: scheme, host, port and path only (a userinfo, query or
+/// fragment could hold a credential), without a trailing slash.
+fn display_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    // Only fails for URLs that cannot have a userinfo (no host), which a base URL always has.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.as_str().trim_end_matches('/').to_string()
 }
 
 /// Bedrock's region and credentials: `(region, credentials, why the provider is disabled)`. A

@@ -273,8 +273,44 @@ pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSett
     }
     AuthSettings {
         required: raw.auth.required,
+        anonymous_keys: compile_anonymous_keys(raw, cx),
         key_sync: raw.auth.key_sync.max(Duration::from_millis(10)),
         keys,
+    }
+}
+
+/// The placeholder served anonymously when the file names none: the README's SDK example sends it.
+const DEFAULT_ANONYMOUS_KEY: &str = "unused";
+
+/// `auth.anonymous_keys`: the placeholders a client may send instead of a key when keys are not
+/// required (`["unused"]` unless the file lists its own). With `required: true` a placeholder is
+/// just an unknown key, so a non-empty list there would do nothing: an error.
+fn compile_anonymous_keys(raw: &RawConfig, cx: &mut Ctx) -> Vec<String> {
+    let path = [key("auth"), key("anonymous_keys")];
+    match &raw.auth.anonymous_keys {
+        None if raw.auth.required => Vec::new(),
+        None => vec![DEFAULT_ANONYMOUS_KEY.to_string()],
+        Some(list) if raw.auth.required => {
+            if !list.is_empty() {
+                cx.error(
+                    &path,
+                    "has no effect with auth.required: true (every request needs a known key); remove it",
+                );
+            }
+            Vec::new()
+        }
+        Some(list) => {
+            for (i, k) in list.iter().enumerate() {
+                let at = [key("auth"), key("anonymous_keys"), super::Seg::Index(i)];
+                if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic()) {
+                    // Clients' keys are compared as sent, without surrounding spaces.
+                    cx.error(&at, "needs 1 or more visible ASCII characters, without spaces");
+                } else if k.contains("${") {
+                    cx.error(&at, "a placeholder is not a secret: write it literally");
+                }
+            }
+            list.clone()
+        }
     }
 }
 

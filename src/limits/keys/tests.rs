@@ -533,6 +533,16 @@ fn presented_key_reads_bearer_then_x_api_key() {
 }
 
 #[test]
+fn placeholders_match_whole_keys_only() {
+    let list = vec!["unused".to_string(), "sk-none".to_string()];
+    assert!(is_placeholder("unused", &list) && is_placeholder("sk-none", &list));
+    for other in ["unuse", "unused2", "UNUSED", "", "sk-non"] {
+        assert!(!is_placeholder(other, &list), "{other}");
+    }
+    assert!(!is_placeholder("unused", &[]));
+}
+
+#[test]
 fn key_hash_equality_and_hex() {
     let a = ring::KeyHash::of("tg-one");
     let b = ring::KeyHash::of("tg-one");
