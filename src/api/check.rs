@@ -17,6 +17,8 @@ use serde_json::value::RawValue;
 
 use super::{ApiError, Endpoint};
 
+mod parts;
+
 /// Roles of OpenAI's chat API.
 const CHAT_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 /// Roles of Anthropic's Messages API (the system prompt is a top-level field there).
@@ -405,13 +407,17 @@ impl Content {
         match kind_of(raw.get()) {
             "a string" => Content::Text,
             "null" => Content::Null,
-            // Only fails on what a skip does not judge (a number out of range as a part's type).
-            "an array" => serde_json::from_str(raw.get()).unwrap_or(Content::Type("an unreadable array")),
+            "an array" => match parts::first_bad_part(raw.get()) {
+                Some(first) => Content::Parts(first),
+                // Only fails on what a skip does not judge (a number out of range as a part's type).
+                None => serde_json::from_str(raw.get()).unwrap_or(Content::Type("an unreadable array")),
+            },
             got => Content::Type(got),
         }
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PartBad {
     NotObject(&'static str),
     TypeMissing,
