@@ -211,3 +211,29 @@ fn a_revocation_on_one_node_stops_the_key_on_another_within_a_second() {
         revoked_at.elapsed()
     );
 }
+
+#[test]
+fn a_refused_key_is_answered_in_the_shape_of_the_clients_api() {
+    let mock = Mock::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = format!("sqlite:{}", dir.path().join("spend.db").display());
+    let gw = Gateway::start_env("", &config(&mock, &ledger, true), &env());
+    let body = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+        for headers in [vec![], vec![("x-api-key", "sk-ant-not-known")]] {
+            let r = post(&gw.url(path), &body, &headers);
+            assert_eq!(r.status, 401, "{path}: {}", r.body);
+            let v = r.json();
+            assert_eq!(v["type"], "error", "{path}: Anthropic's shape: {v}");
+            assert_eq!(v["error"]["type"], "authentication_error", "{path}: {v}");
+        }
+    }
+    let r = get_with(&gw.url("/v1/models"), &[("anthropic-version", "2023-06-01")]);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["type"], "error");
+    // The OpenAI endpoints keep OpenAI's shape.
+    let r = chat_with(&gw, "m", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "invalid_api_key");
+    assert!(mock.requests().is_empty());
+}

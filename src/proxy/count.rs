@@ -12,13 +12,11 @@ use crate::api::messages::to_chat;
 use crate::api::ApiError;
 use crate::limits::tokens::estimate_chat;
 use crate::providers::anthropic::types::MessagesRequest;
-use crate::providers::Wire;
 
 /// Prompts above this size are encoded on a blocking thread, not on the proxy's worker.
 const INLINE_LIMIT: usize = 32 * 1024;
 
 pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-    ctx.client = Wire::Anthropic;
     let Some(snapshot) = ctx.snapshot.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };

@@ -44,11 +44,6 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, endpoint: Endpoint) -> Result<bool> {
     ctx.endpoint = Some(endpoint);
-    ctx.client = if endpoint == Endpoint::Messages {
-        Wire::Anthropic
-    } else {
-        Wire::OpenAi
-    };
     let Some(snapshot) = ctx.snapshot.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };

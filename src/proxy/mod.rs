@@ -24,8 +24,9 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::api::{route, ApiError, Route};
+use crate::api::{route, ApiError, Endpoint, Route};
 use crate::config::ConfigStore;
+use crate::providers::Wire;
 use crate::telemetry::sinks::Sinks;
 use crate::telemetry::trace::{SpanId, TraceId, TraceParent};
 use crate::telemetry::Metrics;
@@ -180,24 +181,29 @@ impl ProxyHttp for Gateway {
         identify(&self.state, session, ctx, &snap);
         self.state.metrics.inflight.inc();
         ctx.inflight = true;
+        let header = session.req_header();
+        let route = route(&header.method, header.uri.path());
+        // Every answer, a refused key's included, is in the shape of the API the client speaks;
+        // the Anthropic SDKs also send `anthropic-version` to `/v1/models`.
+        ctx.client = match route {
+            Route::Llm(Endpoint::Messages) | Route::CountTokens => Wire::Anthropic,
+            Route::Models | Route::Model if header.headers.contains_key("anthropic-version") => Wire::Anthropic,
+            _ => Wire::OpenAi,
+        };
         let authenticated = authenticate(&self.state, session, ctx, &snap.auth);
         ctx.snapshot = Some(snap);
         if let Err(e) = authenticated {
             return respond::error(session, ctx, &e).await;
         }
         let header = session.req_header();
-        match route(&header.method, header.uri.path()) {
+        match route {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
             Route::CountTokens => count::handle(&self.state, session, ctx).await,
             Route::Models | Route::Model => {
-                // The Anthropic SDKs send `anthropic-version`; they get Anthropic's list shape.
-                if header.headers.contains_key("anthropic-version") {
-                    ctx.client = crate::providers::Wire::Anthropic;
-                }
                 let Some(snap) = ctx.snapshot.clone() else {
                     return Ok(false);
                 };
-                let body = match route(&header.method, header.uri.path()) {
+                let body = match route {
                     Route::Model => {
                         let path = header.uri.path();
                         let path = path.strip_prefix("/v1").unwrap_or(path);

@@ -204,6 +204,14 @@ pub fn get(url: &str) -> Resp {
     finish(agent().get(url).call())
 }
 
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    finish(req.call())
+}
+
 pub fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
     let mut req = agent().post(url).set("content-type", "application/json");
     for (k, v) in headers {
