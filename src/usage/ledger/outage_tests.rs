@@ -161,11 +161,17 @@ fn a_full_spill_disk_leaves_no_empty_files_and_logs_once_per_change_of_state() {
     // The disk has room again: the records spill.
     l.set_spill_fault(false);
     wait_until("the records in spill files", &l, |s| s.spilled == 50);
-    let written_again = crate::test_log::lines_with(&ours)
-        .into_iter()
-        .filter(|l| l.contains("spill files can be written again"))
-        .count();
-    assert_eq!(written_again, 1);
+    let written_again = || {
+        crate::test_log::lines_with(&ours)
+            .into_iter()
+            .filter(|l| l.contains("spill files can be written again"))
+            .count()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while written_again() == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(written_again(), 1);
 
     // Full again, while the spooler has a file open holding those records.
     l.set_spill_fault(true);
