@@ -17,4 +17,6 @@ pub mod routing;
 pub mod server;
 pub mod sse;
 pub mod telemetry;
+#[cfg(test)]
+mod test_log;
 pub mod usage;

@@ -187,6 +187,7 @@ fn spend(
         Some(u) => u,
         None => {
             let snap = tollgate::config::load_file(config).map_err(|e| e.to_string())?;
+            tollgate::config::moved::check_file(config, &snap.usage).map_err(|e| e.to_string())?;
             match snap.usage.ledger {
                 Some(u) => u.expose().to_string(),
                 None => return Err(format!("{}: usage.ledger is off", config.display())),

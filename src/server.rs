@@ -37,6 +37,10 @@ pub struct RunOptions {
 /// problem when the config is invalid or a listener's address cannot be bound.
 pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::ConfigErrors> {
     let snapshot = crate::config::load_file(config_path)?;
+    // Before the ledger opens (and would create an empty one where a relative path now points).
+    for w in crate::config::moved::check_file(config_path, &snapshot.usage)? {
+        tracing::warn!("{w}");
+    }
     let settings = snapshot.server.clone();
     // In an upgrade the running instance holds the addresses and hands them over.
     if !opts.upgrade {

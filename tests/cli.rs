@@ -158,6 +158,10 @@ usage:\n  ledger: sqlite:data/spend.db\n  spill_dir: data/spill\n  access_log: l
         ),
     )
     .unwrap();
+    // An access log written there by an earlier version (relative to the working directory):
+    // lines go on in the new place, with a warning; no ledger or spill files there, so it starts.
+    std::fs::create_dir(run_dir.path().join("logs")).unwrap();
+    std::fs::write(run_dir.path().join("logs/access.log"), "old\n").unwrap();
     // The gateway runs elsewhere than its config (as under systemd, or from a script).
     let log = std::fs::File::create(run_dir.path().join("gateway.log")).unwrap();
     let _gw = Child(
@@ -194,10 +198,19 @@ usage:\n  ledger: sqlite:data/spend.db\n  spill_dir: data/spill\n  access_log: l
         !run_dir.path().join("data").exists(),
         "nothing lands in the working directory"
     );
-    assert!(
-        !run_dir.path().join("logs").exists(),
-        "nothing lands in the working directory"
+    assert_eq!(
+        std::fs::read_to_string(run_dir.path().join("logs/access.log")).unwrap(),
+        "old\n"
     );
+    let gateway_log = std::fs::read_to_string(run_dir.path().join("gateway.log")).unwrap();
+    let warned: Vec<_> = gateway_log
+        .lines()
+        .filter(|l| l.contains("usage.access_log") && l.contains("earlier runs wrote"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{gateway_log}");
+    assert!(warned[0].contains(&*access.to_string_lossy()), "{}", warned[0]);
+    let old_log = run_dir.path().join("logs/access.log");
+    assert!(warned[0].contains(&*old_log.to_string_lossy()), "{}", warned[0]);
 
     // `tollgate spend` from a third directory reads the same ledger.
     let requests = || -> u64 {
@@ -212,4 +225,94 @@ usage:\n  ledger: sqlite:data/spend.db\n  spill_dir: data/spill\n  access_log: l
         report["totals"]["requests"].as_u64().unwrap()
     };
     common::wait_until("the record in the ledger", Duration::from_secs(10), || requests() == 1);
+}
+
+/// Runs `tollgate ARGS` in `cwd` and waits (a start that is refused exits at once); a gateway
+/// that does start is killed after `within`.
+fn run_in(cwd: &std::path::Path, args: &[&std::ffi::OsStr], within: std::time::Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(common::BIN)
+        .args(args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// An upgrade from the version whose relative paths followed the working directory: a ledger or
+/// spill files at the old place, with nothing at the new one, stop the start (and `spend`) with
+/// both paths and the fix, instead of a silent new, empty ledger.
+#[test]
+fn a_ledger_or_spill_files_at_the_old_working_directory_path_stop_the_start() {
+    use std::ffi::OsStr;
+    use std::time::Duration;
+    let conf_dir = tempfile::tempdir().unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let config = conf_dir.path().join("tollgate.yaml");
+    let write_config = |usage: &str| {
+        let (addr, admin) = (common::free_port(), common::free_port());
+        std::fs::write(
+            &config,
+            format!("server:\n  listen: \"127.0.0.1:{addr}\"\n  admin_listen: \"127.0.0.1:{admin}\"\nusage:\n{usage}"),
+        )
+        .unwrap();
+    };
+    let run = [
+        OsStr::new("run"),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("--runtime-dir"),
+        run_dir.path().as_os_str(),
+    ];
+    let old_db = run_dir.path().join("data/spend.db");
+    let new_db = conf_dir.path().join("data/spend.db");
+    std::fs::create_dir(run_dir.path().join("data")).unwrap();
+    std::fs::write(&old_db, "").unwrap();
+
+    // The default ledger (sqlite:data/spend.db), as most deployments had it.
+    write_config("  access_log: off\n");
+    let (code, stderr) = run_in(run_dir.path(), &run, Duration::from_secs(20));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(": usage.ledger:"), "{stderr}");
+    assert!(stderr.contains(&*old_db.to_string_lossy()), "{stderr}");
+    assert!(stderr.contains(&*new_db.to_string_lossy()), "{stderr}");
+    assert!(stderr.contains("Make the path absolute"), "{stderr}");
+    assert!(!new_db.exists(), "no new, empty ledger");
+    let spend = [OsStr::new("spend"), OsStr::new("--config"), config.as_os_str()];
+    let (code, stderr) = run_in(run_dir.path(), &spend, Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&*old_db.to_string_lossy()), "{stderr}");
+
+    // The ledger made absolute, the spill directory still relative with records waiting in it.
+    let old_spill = run_dir.path().join("data/spill");
+    std::fs::create_dir_all(old_spill.join("sqlite-0123456789abcdef")).unwrap();
+    std::fs::write(old_spill.join("sqlite-0123456789abcdef/spill-1.jsonl"), "{}\n").unwrap();
+    write_config(&format!("  ledger: sqlite:{}\n  access_log: off\n", old_db.display()));
+    let (code, stderr) = run_in(run_dir.path(), &run, Duration::from_secs(20));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("usage.spill_dir"), "{stderr}");
+    assert!(stderr.contains(&*old_spill.to_string_lossy()), "{stderr}");
+    assert!(
+        stderr.contains(&*conf_dir.path().join("data/spill").to_string_lossy()),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(": usage.ledger:"),
+        "only the spill directory: {stderr}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Where usage records land, on the real gateway: the files holding spend data and logs are
 //! private whatever the umask, the spend ledger keeps records in memory (and loses none) while
-//! both its store and its spill directory refuse them, and SIGHUP reopens a rotated access log.
+//! both its store and its spill directory refuse them, SIGHUP reopens a rotated access log, and an
+//! access log on a FIFO nobody reads yet blocks neither the start nor the reopen.
 //!
 //! The ledger's store is made unwritable by holding SQLite's write lock from the test, and its
 //! spill directory by putting a regular file where the directory was: both work as root too,
@@ -236,4 +237,46 @@ fn sighup_reopens_the_access_log_after_a_rotation_by_rename() {
     assert_eq!(log_ids(&rotated), [first, second]);
     assert_eq!(log_ids(&path), [third]);
     assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn an_access_log_on_a_fifo_without_a_reader_blocks_neither_the_start_nor_sighup() {
+    use std::io::BufRead;
+    let mock = Mock::start(&[]);
+    let pipes = tempfile::tempdir().unwrap();
+    let fifo = pipes.path().join("shipper.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Start waits for the gateway's health: it would time out if opening the FIFO waited for a reader.
+    let usage = format!("  ledger: off\n  access_log: {}\n", fifo.display());
+    let gw = Gateway::start("", &config(&mock, &usage));
+    let first = request(&gw, 1);
+    gw.proc.signal(libc::SIGHUP);
+    wait_until("the reopen", Duration::from_secs(10), || {
+        gw.proc.log_text().contains("access log reopened")
+    });
+    let second = request(&gw, 2);
+
+    // The log shipper comes: both lines waited in the pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let r = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        for line in r.lines() {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if tx.send(v["request_id"].as_str().unwrap().to_string()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(rx.recv_timeout(Duration::from_secs(10)).expect("an access log line"));
+    }
+    assert_eq!(got, [first, second]);
+    // And the next one arrives while the shipper reads.
+    let third = request(&gw, 3);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).expect("a third line"), third);
+    assert_eq!(gw.metric("tollgate_access_log_dropped_total"), 0.0);
 }

@@ -84,6 +84,37 @@ pub struct UsageSettings {
     pub flush_interval: Duration,
     pub spill_dir: PathBuf,
     pub access_log: AccessLog,
+    /// Relative paths that named another place before they followed the config file: `run`
+    /// checks that nothing of an earlier run is left there (`config::moved`).
+    pub moved: Vec<MovedPath>,
+}
+
+/// A relative `usage` path, where it points now (the config file's directory) and where it
+/// pointed before (the working directory's), when the two differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedPath {
+    pub setting: UsagePath,
+    /// As written in the file.
+    pub written: String,
+    pub now: PathBuf,
+    pub before: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsagePath {
+    Ledger,
+    SpillDir,
+    AccessLog,
+}
+
+impl UsagePath {
+    pub fn key(self) -> &'static str {
+        match self {
+            UsagePath::Ledger => "usage.ledger",
+            UsagePath::SpillDir => "usage.spill_dir",
+            UsagePath::AccessLog => "usage.access_log",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

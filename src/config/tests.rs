@@ -562,6 +562,33 @@ fn relative_usage_paths_are_relative_to_the_config_file() {
         s.usage.access_log,
         snapshot::AccessLog::File(conf.join("logs/access.log"))
     );
+    // Where each pointed before (the working directory's), for the check at start.
+    let cwd = std::env::current_dir().unwrap();
+    let moved: Vec<_> = s
+        .usage
+        .moved
+        .iter()
+        .map(|m| (m.setting, m.written.as_str(), m.now.clone(), m.before.clone()))
+        .collect();
+    use snapshot::UsagePath::*;
+    assert_eq!(
+        moved,
+        [
+            (
+                Ledger,
+                "data/spend.db",
+                conf.join("data/spend.db"),
+                cwd.join("data/spend.db")
+            ),
+            (SpillDir, "data/spill", conf.join("data/spill"), cwd.join("data/spill")),
+            (
+                AccessLog,
+                "logs/access.log",
+                conf.join("logs/access.log"),
+                cwd.join("logs/access.log")
+            ),
+        ]
+    );
     // Absolute paths and non-file settings are kept as written.
     let doc = "usage:\n  ledger: sqlite:///var/lib/t/spend.db\n  spill_dir: /var/lib/t/spill\n  access_log: stdout\n";
     let s = load_str(&path, doc, &env).unwrap();
@@ -571,9 +598,15 @@ fn relative_usage_paths_are_relative_to_the_config_file() {
     );
     assert_eq!(s.usage.spill_dir, Path::new("/var/lib/t/spill"));
     assert_eq!(s.usage.access_log, snapshot::AccessLog::Stdout);
+    assert!(s.usage.moved.is_empty(), "{:?}", s.usage.moved);
     // A config named without a directory resolves against the working directory, made absolute.
     let s = load_str(Path::new("t.yaml"), "usage: { spill_dir: sp }\n", &env).unwrap();
     assert_eq!(s.usage.spill_dir, std::env::current_dir().unwrap().join("sp"));
+    assert!(
+        s.usage.moved.is_empty(),
+        "the same place either way: {:?}",
+        s.usage.moved
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@ use super::{key, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::raw::RawConfig;
 use crate::config::secret::Secret;
-use crate::config::snapshot::{AccessLog, AuthSettings, LimitSettings, TracingSettings, UsageSettings};
+use crate::config::snapshot::{
+    AccessLog, AuthSettings, LimitSettings, MovedPath, TracingSettings, UsagePath, UsageSettings,
+};
 use crate::limits::keys::KeySpec;
 use crate::limits::limiter::Limits;
 use crate::usage::pricing::PriceTable;
@@ -44,18 +46,38 @@ fn config_dir(file: &Path) -> PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
-/// `sqlite:PATH` with a relative PATH made relative to `dir`; other URLs unchanged.
-fn resolve_sqlite(url: &str, dir: &Path) -> String {
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        return url.to_string();
-    };
+/// The relative PATH of `sqlite:PATH` (or `sqlite://PATH`), and what follows it (`?mode=…`).
+fn relative_sqlite_file(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     let (file, suffix) = rest.split_at(end);
-    if file.is_empty() || Path::new(file).is_absolute() {
-        return url.to_string();
+    (!file.is_empty() && Path::new(file).is_relative()).then_some((file, suffix))
+}
+
+/// `sqlite:PATH` with a relative PATH made relative to `dir`; other URLs unchanged.
+fn resolve_sqlite(url: &str, dir: &Path) -> String {
+    match relative_sqlite_file(url) {
+        Some((file, suffix)) => format!("sqlite:{}{suffix}", dir.join(file).display()),
+        None => url.to_string(),
     }
-    format!("sqlite:{}{suffix}", dir.join(file).display())
+}
+
+/// `written` (a relative path) as it resolves now, and as it did before relative paths followed
+/// the config file (against the working directory), when the two differ.
+fn moved(setting: UsagePath, written: &str, dir: &Path) -> Option<MovedPath> {
+    let rel = Path::new(written);
+    if rel.as_os_str().is_empty() || rel.is_absolute() {
+        return None;
+    }
+    let now = dir.join(rel);
+    let before = std::path::absolute(rel).ok()?;
+    (now != before).then(|| MovedPath {
+        setting,
+        written: written.to_string(),
+        now,
+        before,
+    })
 }
 
 pub(super) fn compile_usage(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> UsageSettings {
@@ -94,6 +116,15 @@ pub(super) fn compile_usage(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ct
         "stderr" => AccessLog::Stderr,
         file => AccessLog::File(dir.join(file)),
     };
+    let mut moved_paths = Vec::new();
+    if ledger.is_some() {
+        let sqlite_file = relative_sqlite_file(ledger_url.trim()).map(|(file, _)| file);
+        moved_paths.extend(sqlite_file.and_then(|f| moved(UsagePath::Ledger, f, &dir)));
+        moved_paths.extend(moved(UsagePath::SpillDir, &u.spill_dir, &dir));
+    }
+    if let AccessLog::File(_) = access_log {
+        moved_paths.extend(moved(UsagePath::AccessLog, u.access_log.trim(), &dir));
+    }
     UsageSettings {
         ledger,
         queue: u.queue.max(1),
@@ -101,6 +132,7 @@ pub(super) fn compile_usage(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ct
         flush_interval: u.flush_interval.max(Duration::from_millis(1)),
         spill_dir: dir.join(&u.spill_dir),
         access_log,
+        moved: moved_paths,
     }
 }
 

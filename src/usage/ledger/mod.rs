@@ -283,6 +283,8 @@ struct Inner {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     spill_path: PathBuf,
+    #[cfg(test)]
+    spill_fault: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Ledger {
@@ -371,6 +373,8 @@ impl Ledger {
                 shared,
                 threads: Mutex::new(vec![spooler, writer]),
                 spill_path,
+                #[cfg(test)]
+                spill_fault: spill.fault.clone(),
             }),
         })
     }
@@ -462,6 +466,12 @@ impl Ledger {
     #[cfg(test)]
     pub(crate) fn set_fault(&self, on: bool) {
         self.inner.shared.fault.store(on, Ordering::SeqCst);
+    }
+
+    /// Every write to a spill file fails (ENOSPC) while set: a full disk.
+    #[cfg(test)]
+    pub(crate) fn set_spill_fault(&self, on: bool) {
+        self.inner.spill_fault.store(on, Ordering::SeqCst);
     }
 }
 

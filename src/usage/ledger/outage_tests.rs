@@ -120,3 +120,80 @@ fn only_records_that_find_the_queue_full_are_dropped_and_the_rest_land() {
     assert_eq!(stored(dir.path()), 400 - l.stats().snapshot().dropped);
     l.shutdown(Duration::from_secs(5));
 }
+
+fn spill_files(l: &Ledger) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(l.spill_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A full disk under the spill directory (every write to a spill file fails with ENOSPC, files
+/// can still be created): retried every few hundred milliseconds here, it leaves no empty file
+/// behind and logs one error per change of state, not one per retry.
+#[test]
+fn a_full_spill_disk_leaves_no_empty_files_and_logs_once_per_change_of_state() {
+    crate::test_log::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let ours = format!("{}/", dir.path().display());
+    let errors = || {
+        crate::test_log::lines_with(&ours)
+            .into_iter()
+            .filter(|l| l.contains("ERROR"))
+            .collect::<Vec<_>>()
+    };
+    let l = Ledger::start(cfg(dir.path(), 10_000)).unwrap();
+    l.set_fault(true);
+    l.set_spill_fault(true);
+    for i in 0..50 {
+        l.submit(rec(i));
+    }
+    // The writer retries the store, then the spill directory, each time.
+    wait_until("retries of the store and the spill directory", &l, |s| {
+        s.write_errors >= 5
+    });
+    let e = errors();
+    assert_eq!(e.len(), 1, "one error when spilling starts failing: {e:#?}");
+    assert!(e[0].contains("cannot write spill files"), "{e:#?}");
+
+    // The disk has room again: the records spill.
+    l.set_spill_fault(false);
+    wait_until("the records in spill files", &l, |s| s.spilled == 50);
+    let written_again = || {
+        crate::test_log::lines_with(&ours)
+            .into_iter()
+            .filter(|l| l.contains("spill files can be written again"))
+            .count()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while written_again() == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(written_again(), 1);
+
+    // Full again, while the spooler has a file open holding those records.
+    l.set_spill_fault(true);
+    for i in 50..100 {
+        l.submit(rec(i));
+    }
+    let end = Instant::now() + Duration::from_secs(20);
+    while errors().len() < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Retries of the spooler's batch meanwhile: 20 ms, then doubled.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(errors().len(), 2, "failing, writable, failing: {:#?}", errors());
+    assert_eq!(l.stats().snapshot().spilled, 50);
+    l.set_fault(false);
+    l.set_spill_fault(false);
+    wait_until("every record in the store", &l, |s| {
+        s.store_up && s.spill_pending == 0 && s.written + s.replayed == 100
+    });
+    l.shutdown(Duration::from_secs(5));
+    assert_eq!(stored(dir.path()), 100);
+    // The file that held records was closed for replay and replayed; no empty file was left.
+    assert_eq!(spill_files(&l), Vec::<PathBuf>::new());
+    assert_eq!(errors().len(), 2, "{:#?}", errors());
+}

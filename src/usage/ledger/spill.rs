@@ -9,10 +9,15 @@
 //! crashed process: it is renamed to `.jsonl` and replayed. A partial last line (a crash mid-write)
 //! or a corrupt line is skipped with a warning, never a panic.
 //!
+//! A write that fails (a full disk) abandons the file: it is cut back to the records synced into
+//! it and closed for replay, or removed when it holds none, so a spill directory that keeps
+//! failing does not gain an empty file per retry. Failures are returned, not logged here: the
+//! ledger logs the spill directory failing once, when it starts, and once when it recovers.
+//!
 //! `spill_pending` counts complete (newline-terminated) lines in spill files not yet replayed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +32,9 @@ const READY_EXT: &str = "jsonl";
 pub(crate) struct SpillDir {
     dir: PathBuf,
     seq: AtomicU64,
+    /// Every write to a spill file fails while set (see `SpillFile::append`).
+    #[cfg(test)]
+    pub fault: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`: true when this process now holds the lock.
@@ -47,6 +55,8 @@ impl SpillDir {
         let me = SpillDir {
             dir,
             seq: AtomicU64::new(0),
+            #[cfg(test)]
+            fault: Default::default(),
         };
         for p in me.list(OPEN_EXT)? {
             let Ok(f) = OpenOptions::new().read(true).write(true).open(&p) else {
@@ -112,16 +122,21 @@ impl SpillDir {
             r => r?,
         };
         if !try_lock(&file) {
+            let _ = fs::remove_file(&path);
             return Err(io::Error::other("cannot lock a new spill file"));
         }
         Ok(SpillFile {
             w: BufWriter::with_capacity(256 * 1024, file),
             path,
             lines: 0,
+            synced_len: 0,
+            #[cfg(test)]
+            fault: self.fault.clone(),
         })
     }
 
-    /// Writes `recs` to a new file and closes it (ready for replay).
+    /// Writes `recs` to a new file and closes it (ready for replay). On an error the file is
+    /// gone (see `SpillFile::abandon`).
     pub fn write_file(&self, recs: &[UsageRecord]) -> io::Result<()> {
         let mut f = self.create()?;
         match f.append(recs) {
@@ -132,25 +147,43 @@ impl SpillDir {
             }
         }
     }
+
+    #[cfg(test)]
+    pub fn set_fault(&self, on: bool) {
+        self.fault.store(on, Ordering::SeqCst);
+    }
 }
 
 /// An open spill file, locked by this process until it is closed.
 pub(crate) struct SpillFile {
     w: BufWriter<File>,
     path: PathBuf,
+    /// Records synced into the file.
     lines: u64,
+    /// Its length after the last sync: what `abandon` keeps.
+    synced_len: u64,
+    #[cfg(test)]
+    fault: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SpillFile {
     /// Appends one line per record and syncs the file: when this returns Ok the records are
     /// durable.
     pub fn append(&mut self, recs: &[UsageRecord]) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fault.load(Ordering::SeqCst) {
+            // A full disk, for root too: every write to /dev/full fails with ENOSPC.
+            *self.w.get_mut() = OpenOptions::new().write(true).open("/dev/full")?;
+        }
         for r in recs {
             serde_json::to_writer(&mut self.w, r)?;
             self.w.write_all(b"\n")?;
         }
         self.w.flush()?;
-        self.w.get_ref().sync_data()?;
+        let mut file: &File = self.w.get_ref();
+        file.sync_data()?;
+        // Written from the start, never seeked: the position is the length.
+        self.synced_len = file.stream_position()?;
         self.lines += recs.len() as u64;
         Ok(())
     }
@@ -168,12 +201,34 @@ impl SpillFile {
         Ok(ready)
     }
 
-    /// After a failed append: whatever reached the file is kept for replay (a torn last line is
-    /// skipped then), and the file is never appended to again.
+    /// After a failed append (whose batch is tried again whole): the file keeps only the records
+    /// synced before, and is closed for replay; one that holds none is removed. It is never
+    /// appended to again. Nothing is lost either way, so nothing is logged per retry: a file
+    /// holding records that cannot be renamed is adopted at the next start (one warning, once
+    /// per such file), an empty one that cannot be removed is adopted and deleted then.
     pub fn abandon(self) {
-        let path = self.path.clone();
-        if let Err(e) = self.close() {
-            tracing::error!(file = %path.display(), error = %e, "spend ledger: cannot close a spill file");
+        let SpillFile {
+            w,
+            path,
+            lines,
+            synced_len,
+            ..
+        } = self;
+        // The failed batch's bytes still buffered are dropped, not written (`into_parts`); the
+        // lock is held until `file` is dropped, after the rename or removal.
+        let (file, _unwritten) = w.into_parts();
+        if lines == 0 {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::debug!(file = %path.display(), error = %e, "spend ledger: cannot remove an empty spill file");
+            }
+            return;
+        }
+        // Lines of the failed batch that reached the disk (and a torn last one) are cut off;
+        // replay would skip a torn line anyway.
+        let _ = file.set_len(synced_len);
+        let ready = path.with_extension(READY_EXT);
+        if let Err(e) = fs::rename(&path, &ready) {
+            tracing::warn!(file = %path.display(), records = lines, error = %e, "spend ledger: cannot close a spill file; it is replayed after a restart");
         }
     }
 }
@@ -273,5 +328,60 @@ fn count_lines(p: &Path) -> io::Result<u64> {
             return Ok(n);
         }
         n += memchr::memchr_iter(b'\n', &buf[..got]).count() as u64;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rec(i: usize) -> UsageRecord {
+        UsageRecord {
+            request_id: format!("req-{i}"),
+            ..UsageRecord::default()
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_file_nothing_could_be_written_to_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, _) = SpillDir::open(tmp.path().join("spill")).unwrap();
+        dir.set_fault(true);
+        for _ in 0..3 {
+            let e = dir.write_file(&[rec(1), rec(2)]).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        }
+        // The spooler's way: a file kept open across batches, failing on its first.
+        let mut f = dir.create().unwrap();
+        f.append(&[rec(3)]).unwrap_err();
+        f.abandon();
+        assert_eq!(files(dir.path()), Vec::<PathBuf>::new(), "no empty file per retry");
+    }
+
+    #[test]
+    fn a_file_holding_records_is_kept_with_exactly_those_records_and_ready_for_replay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, _) = SpillDir::open(tmp.path().join("spill")).unwrap();
+        let mut f = dir.create().unwrap();
+        f.append(&[rec(1), rec(2)]).unwrap();
+        f.append(&[rec(3)]).unwrap();
+        dir.set_fault(true);
+        f.append(&[rec(4), rec(5)]).unwrap_err();
+        f.abandon();
+        let left = files(dir.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(has_ext(&left[0], READY_EXT), "{left:?}");
+        assert_eq!(count_lines(&left[0]).unwrap(), 3);
+        let mut r = SpillReader::open(&left[0]).unwrap().unwrap();
+        let ids: Vec<_> = r.next_chunk(10).unwrap().into_iter().map(|r| r.request_id).collect();
+        assert_eq!(ids, ["req-1", "req-2", "req-3"]);
+        assert_eq!(r.skipped, 0);
     }
 }
