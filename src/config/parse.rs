@@ -35,6 +35,8 @@ pub(crate) struct Parsed {
     pub removed: Vec<(Vec<Seg>, usize)>,
     /// The document's top-level keys.
     pub sections: Vec<String>,
+    /// The document's key paths under the guarded sections (see `reload`).
+    pub paths: super::reload::DocPaths,
 }
 
 /// A problem that ends parsing at once (unreadable YAML, an empty document).
@@ -70,6 +72,7 @@ pub(crate) fn parse_document(file: &Path, doc: &str) -> Result<Parsed, ConfigErr
         dropped: Vec::new(),
         removed: Vec::new(),
         sections,
+        paths: super::reload::DocPaths::of(&value),
     };
     let mut err = match deserialize(doc) {
         Ok(raw) => {
