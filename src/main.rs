@@ -128,7 +128,15 @@ fn main() -> ExitCode {
             }
             Err(errors) => {
                 eprintln!("{errors}");
-                eprintln!("{}: {} problem(s)", config.display(), errors.errors.len());
+                let problems = errors.errors.iter().filter(|e| !e.is_more_problems()).count();
+                if problems < errors.errors.len() {
+                    eprintln!(
+                        "{}: more than {problems} problems (the first {problems} shown)",
+                        config.display()
+                    );
+                } else {
+                    eprintln!("{}: {problems} problem(s)", config.display());
+                }
                 ExitCode::from(1)
             }
         },

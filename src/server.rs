@@ -1,7 +1,8 @@
 //! Assembles the Pingora server: the data-plane proxy service and the admin listener (each behind
-//! `proxy::conn::Guard`), the optional in-process mock provider, the config watcher (SIGHUP and
-//! file changes → reload), and the shutdown: signals, the grace period for in-flight requests,
-//! the explicit end of those still running, the sinks' flush, exit.
+//! `proxy::conn::Guard`), the optional in-process mock provider, the config watcher (file changes
+//! and SIGHUP → a guarded reload, SIGUSR2 → a confirmed one), and the shutdown: signals, the
+//! grace period for in-flight requests, the explicit end of those still running, the sinks'
+//! flush, exit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct RunOptions {
 /// Loads the config and runs the gateway until a shutdown signal. Returns at once with the
 /// problem when the config is invalid or a listener's address cannot be bound.
 pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::ConfigErrors> {
+    ignore_reload_signals_until_watched();
     let snapshot = crate::config::load_file(config_path)?;
     // Before the ledger opens (and would create an empty one where a relative path now points).
     for w in crate::config::moved::check_file(config_path, &snapshot.usage)? {
@@ -231,6 +233,18 @@ const ADMIN_MAX_CONNECTIONS: usize = 256;
 /// Binds each listener's address once before anything starts, so an address in use (or not
 /// ours to bind) fails the start at once, naming it, instead of a listener thread that retries
 /// for ~25 s and dies while the rest of the process looks healthy.
+/// SIGHUP and SIGUSR2 kill a process by default, and the config watcher installs its handlers
+/// only once the server runs: a reload or a log rotation sent during the start must not end it.
+/// Ignored until then (the watcher's handlers replace the disposition).
+fn ignore_reload_signals_until_watched() {
+    for sig in [libc::SIGHUP, libc::SIGUSR2] {
+        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+}
+
 fn check_listeners(config_path: &Path, s: &ServerSettings) -> Result<(), ConfigErrors> {
     let listeners = [
         ("server.listen", Some(s.listen)),
@@ -483,7 +497,8 @@ impl BackgroundService for LimiterPruner {
     }
 }
 
-/// Reloads the config on SIGHUP and when the file's content changes.
+/// Reloads the config when the file's content changes and settles, on SIGHUP (both refuse
+/// weakening changes: SIGHUP is also logrotate's signal) and on SIGUSR2 (which applies them).
 struct ConfigWatcher {
     store: Arc<ConfigStore>,
     metrics: Arc<Metrics>,
@@ -501,10 +516,15 @@ fn config_keys(snap: &crate::config::Snapshot) -> Vec<(crate::limits::keys::KeyS
 }
 
 impl ConfigWatcher {
-    async fn reload(&self, trigger: ReloadTrigger) {
+    /// Reloads from `content`, the file as read once by the caller (`Err`: it could not be read).
+    async fn reload(&self, trigger: ReloadTrigger, content: Result<Vec<u8>, ConfigErrors>) {
         let why = trigger.as_str();
         let store = Arc::clone(&self.store);
-        let result = tokio::task::spawn_blocking(move || store.reload(trigger)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let content = content.map_err(ReloadError::Invalid)?;
+            store.reload_from(trigger, &content)
+        })
+        .await;
         match result {
             Ok(Ok(outcome)) => {
                 if let Err(e) = self.keys.set_config_keys(config_keys(&self.store.current())) {
@@ -532,7 +552,7 @@ impl ConfigWatcher {
                     tracing::error!(
                         trigger = why,
                         reason = c.reason(),
-                        "config reload refused, keeping the running config: {c}; if that is intended, send SIGHUP (systemctl reload) to apply it"
+                        "config reload refused, keeping the running config: {c}; if that is intended, send SIGUSR2 (`systemctl kill -s USR2 tollgate`) to apply it"
                     );
                     self.metrics
                         .config_reload_refused
@@ -549,20 +569,42 @@ impl ConfigWatcher {
     }
 }
 
-fn read_config_bytes(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path).ok()
+/// The config file's bytes, read once; what a reload loads.
+fn read_config(path: &Path) -> Result<Vec<u8>, ConfigErrors> {
+    std::fs::read(path).map_err(|e| crate::config::unreadable(path, &e))
+}
+
+/// A stream of `kind` signals, or `None` (logged: `what` is then off) when it cannot be had.
+fn listen(kind: tokio::signal::unix::SignalKind, name: &str, what: &str) -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("cannot listen for {name}, {what} is off: {e}");
+            None
+        }
+    }
+}
+
+/// The next signal of `s`; never, when there is no stream (or it ended).
+async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    if let Some(s) = s.as_mut() {
+        if s.recv().await.is_some() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 #[async_trait]
 impl BackgroundService for ConfigWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!("cannot listen for SIGHUP, reload on signal is off: {e}");
-                None
-            }
-        };
+        use tokio::signal::unix::SignalKind;
+        let mut hup = listen(SignalKind::hangup(), "SIGHUP", "reload on SIGHUP");
+        let mut usr2 = listen(
+            SignalKind::user_defined2(),
+            "SIGUSR2",
+            "a confirmed reload (applying weakening changes)",
+        );
         let poll = if self.poll.is_zero() {
             Duration::from_secs(3600 * 24 * 365)
         } else {
@@ -578,20 +620,25 @@ impl BackgroundService for ConfigWatcher {
         // first load and this point is still seen.
         let mut settle = crate::config::watch::Settle::new(self.store.current().source_hash);
         loop {
-            tokio::select! {
+            let trigger = tokio::select! {
                 _ = shutdown.changed() => return,
-                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    settle.handled(read_config_bytes(&path).map(|b| crate::config::content_hash(&b)));
-                    self.reload(ReloadTrigger::Signal).await;
-                }
+                _ = next_signal(&mut hup) => ReloadTrigger::Signal,
+                _ = next_signal(&mut usr2) => ReloadTrigger::Confirmed,
                 _ = tick.tick(), if !self.poll.is_zero() => {
-                    let now = read_config_bytes(&path).map(|b| crate::config::content_hash(&b));
-                    // Only a change that has settled: a file still being written is never loaded.
-                    if settle.observe(now, std::time::Instant::now(), self.store.current().server.reload_settle) {
-                        self.reload(ReloadTrigger::FileChange).await;
+                    // Only a change that has settled: a file still being written is never
+                    // loaded. What settled is what is loaded.
+                    let now = read_config(&path).ok();
+                    if let Some(content) = settle.observe(now, std::time::Instant::now(), self.store.current().server.reload_settle) {
+                        self.reload(ReloadTrigger::FileChange, Ok(content)).await;
                     }
+                    continue;
                 }
-            }
+            };
+            // A signal: the file as it is now, read once; that content counts as handled, so the
+            // watcher does not load (or refuse) it again.
+            let content = read_config(&path);
+            settle.handled(content.as_deref().ok());
+            self.reload(trigger, content).await;
         }
     }
 }

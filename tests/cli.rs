@@ -56,6 +56,31 @@ fn check_lists_every_problem_and_fails() {
 }
 
 #[test]
+fn check_says_when_a_file_has_more_problems_than_it_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let doc: String = (1..=130).map(|i| format!("typo{i}: 1\n")).collect();
+    std::fs::write(&path, doc).unwrap();
+    let out = Command::new(common::BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let p = path.display().to_string();
+    // The file's first 100, in order, then the note.
+    assert!(stderr.contains(&format!("{p}:100: typo100: unknown field")), "{stderr}");
+    assert!(!stderr.contains("typo101"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{p}: more problems follow: only the first 100 are listed; fix them and check again for the rest\n{p}: more than 100 problems (the first 100 shown)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn run_refuses_an_invalid_config_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");

@@ -1,5 +1,6 @@
-//! Hot reload of the real gateway: on file change and on SIGHUP, valid and invalid configs,
-//! and in-flight requests finishing on the snapshot they started with.
+//! Hot reload of the real gateway: on file change, SIGHUP and SIGUSR2, valid and invalid
+//! configs, weakening changes refused unless confirmed, and in-flight requests finishing on the
+//! snapshot they started with.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -147,7 +148,7 @@ fn a_file_cut_short_is_refused_on_file_change_and_authentication_stays_on() {
     });
     let log = gw.proc.log_text();
     assert!(log.contains("removes the section(s) `auth`, `keys`, `admin`"), "{log}");
-    assert!(log.contains("send SIGHUP"), "{log}");
+    assert!(log.contains("send SIGUSR2"), "{log}");
     assert!(
         !log.contains("tg-reload-app") && !log.contains("reload-admin-token"),
         "secrets in the log"
@@ -204,17 +205,16 @@ fn a_file_still_being_written_is_loaded_only_once_it_has_settled() {
 }
 
 #[test]
-fn a_weakening_change_is_refused_on_file_change_and_applied_on_sighup() {
+fn a_weakening_change_is_refused_on_file_change_and_on_sighup_and_applied_on_sigusr2() {
     let mock = Mock::start(&[]);
     let watch = "  reload_poll: 100ms\n  reload_settle: 200ms\n";
     let gw = Gateway::start_env(watch, &secured(&mock, true), SECRETS);
     assert_eq!(chat_as(&gw, None).status, 401);
+    let refused = || gw.metric("tollgate_config_reload_refused_total{reason=\"auth_disabled\"}");
 
     // A complete file that turns authentication off: the watcher does not apply that on its own.
     gw.rewrite(watch, &secured(&mock, false));
-    wait_until("the refusal", Duration::from_secs(10), || {
-        gw.metric("tollgate_config_reload_refused_total{reason=\"auth_disabled\"}") == 1.0
-    });
+    wait_until("the refusal", Duration::from_secs(10), || refused() == 1.0);
     assert_eq!(
         gw.metric("tollgate_config_reload_refused_total{reason=\"section_removed\"}"),
         0.0
@@ -224,23 +224,60 @@ fn a_weakening_change_is_refused_on_file_change_and_applied_on_sighup() {
     });
     assert_eq!(chat_as(&gw, None).status, 401);
 
-    // The operator means it: SIGHUP applies it, and the log says what it weakened.
+    // Nor does SIGHUP, which logrotate sends every night: it is refused the same way, and the
+    // running config keeps serving.
     gw.proc.signal(libc::SIGHUP);
-    wait_until("the SIGHUP reload", Duration::from_secs(10), || {
+    wait_until("the refusal on SIGHUP", Duration::from_secs(10), || refused() == 2.0);
+    wait_until("the SIGHUP refusal's log line", Duration::from_secs(5), || {
+        gw.proc
+            .log_text()
+            .lines()
+            .any(|l| l.contains("SIGHUP") && l.contains("config reload refused") && l.contains("send SIGUSR2"))
+    });
+    assert_eq!(gw.metric("tollgate_config_reloads_total"), 0.0);
+    assert_eq!(chat_as(&gw, None).status, 401);
+
+    // The operator means it: SIGUSR2 applies it, and the log says what it weakened.
+    gw.proc.signal(libc::SIGUSR2);
+    wait_until("the SIGUSR2 reload", Duration::from_secs(10), || {
         gw.metric("tollgate_config_reloads_total") == 1.0
     });
     wait_until("the warning", Duration::from_secs(5), || {
         gw.proc
             .log_text()
-            .contains("config reloaded although it turns auth.required off")
+            .lines()
+            .any(|l| l.contains("SIGUSR2") && l.contains("config reloaded although it turns auth.required off"))
     });
     assert_eq!(chat_as(&gw, None).status, 200);
-    // Counted once, not again by the watcher after the SIGHUP.
+    // Counted once per refusal, not again by the watcher after the signals.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        gw.metric("tollgate_config_reload_refused_total{reason=\"auth_disabled\"}"),
-        1.0
+    assert_eq!(refused(), 2.0);
+}
+
+#[test]
+fn a_file_cut_inside_the_last_key_is_refused_and_its_limit_still_holds() {
+    let mock = Mock::start(&[]);
+    let watch = "  reload_poll: 100ms\n  reload_settle: 200ms\n";
+    // Every section and key id survives the cut below: only the key's `limits:` lines go.
+    let cfg = format!(
+        "{}auth:\n  required: true\n  key_sync: 100ms\nkeys:\n  - id: app\n    key: \"${{APP_KEY}}\"\n    limits:\n      rpm: 1\n",
+        config(&mock, &["one"])
     );
+    let gw = Gateway::start_env(watch, &cfg, SECRETS);
+    assert_eq!(chat_as(&gw, Some("tg-reload-app")).status, 200);
+    assert_eq!(chat_as(&gw, Some("tg-reload-app")).status, 429, "rpm: 1");
+
+    let full = std::fs::read_to_string(&gw.config).unwrap();
+    gw.write_raw(&full[..full.find("    limits:").unwrap()]);
+    wait_until("the refusal", Duration::from_secs(10), || {
+        gw.metric("tollgate_config_reload_refused_total{reason=\"setting_removed\"}") == 1.0
+    });
+    wait_until("the refusal's log line", Duration::from_secs(5), || {
+        gw.proc.log_text().contains("it removes `keys[id=app].limits`")
+    });
+    assert_eq!(gw.metric("tollgate_config_reloads_total"), 0.0);
+    // The limit still holds (rpm 1 refills one request a minute).
+    assert_eq!(chat_as(&gw, Some("tg-reload-app")).status, 429);
 }
 
 #[test]

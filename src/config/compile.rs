@@ -239,6 +239,7 @@ pub fn compile(
         loaded_at: crate::providers::now_secs(),
         source_hash: 0,
         sections: Vec::new(),
+        doc_paths: Default::default(),
         warnings: cx.warnings,
         usage: usage_settings,
         pricing,

@@ -11,6 +11,26 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The message of the note that ends a list cut at `parse::MAX_PROBLEMS`.
+const MORE_PROBLEMS: &str = "more problems follow: only the first ";
+
+impl ConfigError {
+    /// The note that ends a list of the file's first `shown` problems when it has more.
+    pub(crate) fn more_problems(file: &std::path::Path, shown: usize) -> ConfigError {
+        ConfigError {
+            file: file.display().to_string(),
+            line: None,
+            path: String::new(),
+            message: format!("{MORE_PROBLEMS}{shown} are listed; fix them and check again for the rest"),
+        }
+    }
+
+    /// Whether this is that note rather than a problem.
+    pub fn is_more_problems(&self) -> bool {
+        self.line.is_none() && self.path.is_empty() && self.message.starts_with(MORE_PROBLEMS)
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;

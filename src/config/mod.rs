@@ -1,7 +1,7 @@
 //! Configuration: the YAML file (`raw`, read by `parse`, which lists every structural problem),
 //! `${ENV}` secrets (`env`, `secret`), validation into an immutable `Snapshot` (`compile`), and
 //! the `ConfigStore` that swaps snapshots atomically on reload (`store`), under the reload policy
-//! (`reload`: what a file change may not do on its own) once the file has settled (`watch`).
+//! (`reload`: what only a confirmed reload, SIGUSR2, may do) once the file has settled (`watch`).
 //!
 //! Invariants: a snapshot is only ever built whole and valid; requests hold the `Arc<Snapshot>`
 //! they started with, so a reload never changes a request mid-flight; a failed reload leaves the
@@ -33,15 +33,27 @@ pub fn load_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
 }
 
 pub fn load_file_with(path: &Path, env: &Env) -> Result<Snapshot, ConfigErrors> {
-    let doc = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, &e))?;
+    load_bytes(path, &bytes, env)
+}
+
+/// Loads a config from the file's bytes, already read: the watcher decides a change has settled
+/// by these very bytes' hash, and a second read could see another content.
+pub fn load_bytes(path: &Path, bytes: &[u8], env: &Env) -> Result<Snapshot, ConfigErrors> {
+    let doc = std::str::from_utf8(bytes).map_err(|e| unreadable(path, &e))?;
+    load_str(path, doc, env)
+}
+
+/// The file could not be read (or is not text).
+pub fn unreadable(path: &Path, e: &dyn std::fmt::Display) -> ConfigErrors {
+    ConfigErrors {
         errors: vec![ConfigError {
             file: path.display().to_string(),
             line: None,
             path: String::new(),
             message: format!("cannot read the config file: {e}"),
         }],
-    })?;
-    load_str(path, &doc, env)
+    }
 }
 
 pub fn load_str(path: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErrors> {
@@ -52,6 +64,7 @@ pub fn load_str(path: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErr
         Some(Ok(mut snap)) if errors.is_empty() => {
             snap.source_hash = content_hash(doc.as_bytes());
             snap.sections = parsed.sections;
+            snap.doc_paths = parsed.paths;
             return Ok(snap);
         }
         Some(Err(semantic)) => {

@@ -18,8 +18,8 @@ use super::error::ConfigError;
 use super::locate::{line_of, render, Seg};
 use super::raw::RawConfig;
 
-/// Bounds the retries on a hostile or badly broken file.
-const MAX_PROBLEMS: usize = 100;
+/// Bounds the retries on a hostile or badly broken file; past it, a note says more were left.
+pub(crate) const MAX_PROBLEMS: usize = 100;
 
 /// What the structural pass made of a document.
 pub(crate) struct Parsed {
@@ -35,6 +35,8 @@ pub(crate) struct Parsed {
     pub removed: Vec<(Vec<Seg>, usize)>,
     /// The document's top-level keys.
     pub sections: Vec<String>,
+    /// The document's key paths under the guarded sections (see `reload`).
+    pub paths: super::reload::DocPaths,
 }
 
 /// A problem that ends parsing at once (unreadable YAML, an empty document).
@@ -70,6 +72,7 @@ pub(crate) fn parse_document(file: &Path, doc: &str) -> Result<Parsed, ConfigErr
         dropped: Vec::new(),
         removed: Vec::new(),
         sections,
+        paths: super::reload::DocPaths::of(&value),
     };
     let mut err = match deserialize(doc) {
         Ok(raw) => {
@@ -80,7 +83,12 @@ pub(crate) fn parse_document(file: &Path, doc: &str) -> Result<Parsed, ConfigErr
     };
     let mut current = value;
     let mut first = true;
-    for _ in 0..MAX_PROBLEMS {
+    for round in 0..=MAX_PROBLEMS {
+        if round == MAX_PROBLEMS {
+            // `err` is a problem more, not reported: say the list is not the whole of it.
+            out.errors.push(ConfigError::more_problems(file, out.errors.len()));
+            break;
+        }
         let here = segments(err.path());
         let inner = err.into_inner();
         let orig = here.as_ref().map(|h| original(h, &out.removed));
@@ -218,7 +226,9 @@ fn remove(root: &mut Value, path: &[Seg]) -> bool {
             let Some(key) = m.keys().find(|key| key_is(key, k)).cloned() else {
                 return false;
             };
-            m.remove(&key).is_some()
+            // `shift_remove` keeps the order of the keys after it: `remove` would move the last
+            // key into its place, so the next run would find the file's problems out of order.
+            m.shift_remove(&key).is_some()
         }
         Seg::Index(i) => match v.as_sequence_mut() {
             Some(s) if *i < s.len() => {
@@ -362,5 +372,195 @@ mod tests {
             original(&[k("routes"), Seg::Index(0)], &removed),
             vec![k("routes"), Seg::Index(0)]
         );
+    }
+
+    #[test]
+    fn a_file_with_too_many_problems_lists_the_first_ones_in_file_order_and_says_so() {
+        // 120 unknown top-level keys, one per line. Each round leaves the reported key out and
+        // parses again; were the key removed with `swap_remove`, the last key would take its
+        // place and be reported next, so the list would jump to line 120 and never show most
+        // of the file's first 100 problems.
+        let doc: String = (1..=120).map(|i| format!("x{i}: 1\n")).collect();
+        let parsed = parse_document(Path::new("t.yaml"), &doc).unwrap();
+        let (note, problems) = parsed.errors.split_last().unwrap();
+        assert_eq!(problems.len(), MAX_PROBLEMS);
+        for (i, e) in problems.iter().enumerate() {
+            assert_eq!(
+                (e.path.as_str(), e.line),
+                (format!("x{}", i + 1).as_str(), Some(i + 1)),
+                "{e}"
+            );
+        }
+        assert!(note.is_more_problems(), "{note}");
+        assert_eq!(
+            note.to_string(),
+            "t.yaml: more problems follow: only the first 100 are listed; fix them and check again for the rest"
+        );
+        // Exactly at the cap there is nothing more to say.
+        let doc: String = (1..=MAX_PROBLEMS).map(|i| format!("x{i}: 1\n")).collect();
+        let parsed = parse_document(Path::new("t.yaml"), &doc).unwrap();
+        assert_eq!(parsed.errors.len(), MAX_PROBLEMS);
+        assert!(!parsed.errors.iter().any(ConfigError::is_more_problems));
+    }
+
+    #[test]
+    fn left_out_keys_keep_the_order_of_the_rest() {
+        let mut doc: Value = serde_yaml::from_str("a: 1\nb: 2\nc: 3\nd: 4\n").unwrap();
+        assert!(remove(&mut doc, &[Seg::Key("b".into())]));
+        let keys: Vec<&str> = doc.as_mapping().unwrap().keys().filter_map(Value::as_str).collect();
+        assert_eq!(keys, ["a", "c", "d"]);
+    }
+
+    mod fuzz {
+        use std::net::SocketAddr;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::config::{load_str, Env};
+
+        const SHIPPED: &str = include_str!("../../conf/tollgate.yaml");
+        const FILE: &str = "conf/fuzzed.yaml";
+
+        /// One edit of a document: what a bad hand edit or a cut write does to it.
+        #[derive(Debug, Clone)]
+        enum Edit {
+            /// Cut at this byte (a write that stopped).
+            Truncate(usize),
+            DeleteLine(usize),
+            /// Replace what follows the line's first `:` with `junk`.
+            ReplaceValue(usize, String),
+            InsertLine(usize, String),
+            /// Move a line two columns in or out.
+            Indent(usize, bool),
+            /// Rename the key the line starts with (a typo).
+            RenameKey(usize, String),
+        }
+
+        /// Mostly plain scalars (the document stays YAML, with values of the wrong kind), some
+        /// YAML syntax.
+        fn junk() -> impl Strategy<Value = String> {
+            prop_oneof![
+                5 => "[a-z0-9_]{1,8}",
+                1 => "[a-z0-9_:\\[\\]{}, \"'&*!|>#-]{0,24}",
+            ]
+        }
+
+        /// Edits that keep the document YAML (a value of the wrong kind, a misspelt key), so
+        /// that the structural pass, not only the YAML parser, sees many problems at once.
+        fn yaml_edit() -> impl Strategy<Value = Edit> {
+            prop_oneof![
+                (any::<usize>(), "[a-z0-9_]{1,8}").prop_map(|(i, j)| Edit::ReplaceValue(i, j)),
+                (any::<usize>(), "[a-z_]{1,10}").prop_map(|(i, k)| Edit::RenameKey(i, k)),
+            ]
+        }
+
+        fn edit() -> impl Strategy<Value = Edit> {
+            prop_oneof![
+                1 => any::<usize>().prop_map(Edit::Truncate),
+                2 => any::<usize>().prop_map(Edit::DeleteLine),
+                4 => (any::<usize>(), junk()).prop_map(|(i, j)| Edit::ReplaceValue(i, j)),
+                1 => (any::<usize>(), junk()).prop_map(|(i, j)| Edit::InsertLine(i, j)),
+                1 => (any::<usize>(), any::<bool>()).prop_map(|(i, o)| Edit::Indent(i, o)),
+                4 => (any::<usize>(), "[a-z_]{1,10}").prop_map(|(i, k)| Edit::RenameKey(i, k)),
+            ]
+        }
+
+        fn apply(doc: &str, e: &Edit) -> String {
+            let mut lines: Vec<String> = doc.lines().map(str::to_string).collect();
+            let n = lines.len().max(1);
+            match e {
+                Edit::Truncate(at) => {
+                    let mut at = at % (doc.len() + 1);
+                    while !doc.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    return doc[..at].to_string();
+                }
+                Edit::DeleteLine(i) if !lines.is_empty() => {
+                    lines.remove(i % n);
+                }
+                Edit::ReplaceValue(i, junk) if !lines.is_empty() => {
+                    let line = &mut lines[i % n];
+                    // Only a value on the line: a key whose value is the block below stays one.
+                    let scalar = line
+                        .find(':')
+                        .filter(|c| !line[c + 1..].trim().is_empty() && !line.contains(['{', '[']));
+                    if let Some(colon) = scalar {
+                        line.truncate(colon + 1);
+                        line.push(' ');
+                        line.push_str(junk);
+                    }
+                }
+                Edit::InsertLine(i, junk) => lines.insert(i % (lines.len() + 1), junk.clone()),
+                Edit::Indent(i, out) if !lines.is_empty() => {
+                    let line = &mut lines[i % n];
+                    if *out {
+                        line.insert_str(0, "  ");
+                    } else if line.starts_with("  ") {
+                        line.replace_range(..2, "");
+                    }
+                }
+                Edit::RenameKey(i, name) if !lines.is_empty() => {
+                    let line = &mut lines[i % n];
+                    let start = line.len() - line.trim_start_matches([' ', '-']).len();
+                    let key = line[start..]
+                        .find(':')
+                        .filter(|_| !line[start..].starts_with(['#', '{']));
+                    if let Some(colon) = key {
+                        line.replace_range(start..start + colon, name);
+                    }
+                }
+                _ => {}
+            }
+            lines.join("\n") + "\n"
+        }
+
+        fn edited(edits: &[Edit]) -> String {
+            edits.iter().fold(SHIPPED.to_string(), |d, e| apply(&d, e))
+        }
+
+        fn document() -> impl Strategy<Value = String> {
+            prop_oneof![
+                2 => proptest::collection::vec(yaml_edit(), 1..24).prop_map(|e| edited(&e)),
+                2 => proptest::collection::vec(edit(), 1..5).prop_map(|e| edited(&e)),
+                1 => "[a-z_:\\[\\]{}, \\n#0-9\"'&*!|>-]{0,300}",
+            ]
+        }
+
+        /// `tollgate check` as far as the environment allows: parse, then compile with no
+        /// variables set and every host resolving to loopback.
+        fn check(doc: &str) -> Result<(), Vec<ConfigError>> {
+            let var = |_: &str| None;
+            let resolve = |_: &str, port: u16| Ok::<_, String>(SocketAddr::from(([127, 0, 0, 1], port)));
+            let env = Env {
+                var: &var,
+                resolve: &resolve,
+            };
+            load_str(Path::new(FILE), doc, &env).map(drop).map_err(|e| e.errors)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+
+            #[test]
+            fn any_document_is_parsed_without_panic_and_every_problem_names_the_file(doc in document()) {
+                match parse_document(Path::new(FILE), &doc) {
+                    Err(e) => prop_assert_eq!(&e.file, FILE),
+                    Ok(parsed) => {
+                        prop_assert!(parsed.errors.len() <= MAX_PROBLEMS + 1);
+                        for e in &parsed.errors {
+                            prop_assert_eq!(&e.file, FILE, "{}", e);
+                        }
+                    }
+                }
+                if let Err(errors) = check(&doc) {
+                    prop_assert!(!errors.is_empty());
+                    for e in &errors {
+                        prop_assert_eq!(&e.file, FILE, "{}", e);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,16 +1,34 @@
-//! The reload policy: which changes a file change may apply on its own, and which need an
-//! operator's explicit word (SIGHUP, `systemctl reload`).
+//! The reload policy: which changes a reload may apply on its own, and which need an operator's
+//! explicit word (SIGUSR2).
 //!
 //! A file watcher cannot tell a finished edit from a file cut short: an editor or a
 //! config-management tool writing in place leaves, for a moment, a prefix of the file, which is
-//! often valid YAML that simply lacks its last sections. Loading it would silently turn off
-//! whatever those sections held (authentication, keys, limits). So a reload triggered by the file
-//! watcher is refused when it would remove a whole top-level section the running config has, or
-//! weaken access control: turn `auth.required` off, remove `admin.token` (and with it the admin
-//! API, key revocation included) or remove virtual keys. The same change sent with SIGHUP is an
-//! operator's decision: it is applied, with a warning naming what it changed.
+//! often valid YAML that simply lacks its last lines. A crashed write leaves such a prefix for
+//! good. Loading it would silently turn off whatever those lines held (authentication, keys,
+//! limits, guardrails, prices). So a reload is refused when it would weaken security or spend
+//! control:
+//! - remove a whole top-level section the running config has;
+//! - turn `auth.required` off, or remove `admin.token` (and with it the admin API, key
+//!   revocation included);
+//! - remove config-defined virtual keys;
+//! - remove any setting the running document has under the sections that hold access control
+//!   and spend (`GUARDED_SECTIONS`): a key's `limits`, `team`, `models` or `expires_at`, a team, a
+//!   route's `guardrails`, a budget, a price, `limits.per_user`, … (a section emptied or set to
+//!   null removes everything it held). Changing a value or adding one is not guarded.
+//!
+//! SIGHUP (`systemctl reload`) is guarded like a file change: it is also what logrotate sends to
+//! reopen the access log, so it says nothing about whether the file's content is meant; a file a
+//! crashed write left cut short must not become the live config at the next nightly rotation.
+//! SIGUSR2 is the operator's explicit word: it applies such changes, with a warning naming each.
+//!
+//! The guarded settings are compared as key paths of the YAML documents (`DocPaths`, computed once
+//! per load and kept with the snapshot), so the rule needs no knowledge of each field and covers
+//! fields added later; it never runs on the request path.
 
+use std::collections::BTreeSet;
 use std::fmt;
+
+use serde_yaml::Value;
 
 use super::snapshot::Snapshot;
 
@@ -19,8 +37,10 @@ use super::snapshot::Snapshot;
 pub enum ReloadTrigger {
     /// The watcher saw the file's content change (and settle).
     FileChange,
-    /// SIGHUP: an operator asked for this file to be loaded.
+    /// SIGHUP (`systemctl reload`, logrotate's `postrotate`): load the file, under the guard.
     Signal,
+    /// SIGUSR2: the operator confirms the file, weakening changes included.
+    Confirmed,
 }
 
 impl ReloadTrigger {
@@ -28,11 +48,28 @@ impl ReloadTrigger {
         match self {
             ReloadTrigger::FileChange => "file change",
             ReloadTrigger::Signal => "SIGHUP",
+            ReloadTrigger::Confirmed => "SIGUSR2",
+        }
+    }
+
+    /// Whether this trigger applies guarded changes (with a warning) rather than refusing them.
+    pub fn applies_guarded(self) -> bool {
+        match self {
+            ReloadTrigger::FileChange | ReloadTrigger::Signal => false,
+            ReloadTrigger::Confirmed => true,
         }
     }
 }
 
-/// A change a file-watch reload does not apply on its own.
+/// Top-level sections whose settings a reload may not drop unconfirmed: access control (`auth`,
+/// `admin`, `keys`), spend control (`teams`, `limits`, and `pricing`, since an unpriced model
+/// costs 0 and no budget stops it) and the policy table (`routes`: guardrails, allowed models).
+pub const GUARDED_SECTIONS: &[&str] = &["auth", "admin", "keys", "teams", "limits", "routes", "pricing"];
+
+/// Most removed settings named in one refusal message; the rest are counted.
+const MAX_NAMED: usize = 10;
+
+/// A change a reload does not apply unless confirmed with SIGUSR2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuardedChange {
     /// Top-level sections the running config has and the new file lacks.
@@ -43,6 +80,9 @@ pub enum GuardedChange {
     AdminTokenRemoved,
     /// Ids of config-defined virtual keys that are gone.
     KeysRemoved(Vec<String>),
+    /// Settings under `GUARDED_SECTIONS` that are gone (each the outermost one removed, as
+    /// `keys[id=k2].limits`), other than those the variants above already name.
+    SettingsRemoved(Vec<String>),
 }
 
 impl GuardedChange {
@@ -53,13 +93,25 @@ impl GuardedChange {
             GuardedChange::AuthDisabled => "auth_disabled",
             GuardedChange::AdminTokenRemoved => "admin_token_removed",
             GuardedChange::KeysRemoved(_) => "keys_removed",
+            GuardedChange::SettingsRemoved(_) => "setting_removed",
         }
     }
 }
 
 impl fmt::Display for GuardedChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |v: &[String]| v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+        let list = |v: &[String]| {
+            let mut s = v
+                .iter()
+                .take(MAX_NAMED)
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if v.len() > MAX_NAMED {
+                s.push_str(&format!(" and {} more", v.len() - MAX_NAMED));
+            }
+            s
+        };
         match self {
             GuardedChange::SectionsRemoved(s) => write!(f, "it removes the section(s) {}", list(s)),
             GuardedChange::AuthDisabled => write!(
@@ -71,6 +123,7 @@ impl fmt::Display for GuardedChange {
                 "it removes admin.token (the admin API, key revocation included, would be off)"
             ),
             GuardedChange::KeysRemoved(ids) => write!(f, "it removes the virtual key(s) {}", list(ids)),
+            GuardedChange::SettingsRemoved(paths) => write!(f, "it removes {}", list(paths)),
         }
     }
 }
@@ -78,28 +131,163 @@ impl fmt::Display for GuardedChange {
 /// The guarded changes from `prev` to `next` (empty when there are none).
 pub fn guarded_changes(prev: &Snapshot, next: &Snapshot) -> Vec<GuardedChange> {
     let mut out = Vec::new();
+    // What the specific rules below name, so the generic one does not name it again.
+    let mut named: Vec<Vec<Step>> = Vec::new();
     let lost: Vec<String> = prev
         .sections
         .iter()
         .filter(|s| !next.sections.contains(s))
         .cloned()
         .collect();
+    named.extend(lost.iter().map(|s| vec![Step::Key(s.clone())]));
     if !lost.is_empty() {
         out.push(GuardedChange::SectionsRemoved(lost));
     }
     if prev.auth.required && !next.auth.required {
+        named.push(vec![Step::Key("auth".into()), Step::Key("required".into())]);
         out.push(GuardedChange::AuthDisabled);
     }
     if prev.admin_token.is_some() && next.admin_token.is_none() {
+        named.push(vec![Step::Key("admin".into()), Step::Key("token".into())]);
         out.push(GuardedChange::AdminTokenRemoved);
     }
     let ids = |s: &Snapshot| -> Vec<String> { s.auth.keys.iter().filter_map(|(k, _)| k.id.clone()).collect() };
     let kept = ids(next);
     let gone: Vec<String> = ids(prev).into_iter().filter(|id| !kept.contains(id)).collect();
+    named.extend(
+        gone.iter()
+            .map(|id| vec![Step::Key("keys".into()), Step::Item(format!("id={id}"))]),
+    );
     if !gone.is_empty() {
         out.push(GuardedChange::KeysRemoved(gone));
     }
+    let settings: Vec<String> = prev
+        .doc_paths
+        .removed_in(&next.doc_paths)
+        .into_iter()
+        .filter(|p| !named.iter().any(|n| p.starts_with(n)))
+        .map(|p| render(&p))
+        .collect();
+    if !settings.is_empty() {
+        out.push(GuardedChange::SettingsRemoved(settings));
+    }
     out
+}
+
+/// One step of a key path in a config document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    /// A mapping key.
+    Key(String),
+    /// A sequence item, by its `id` or `name` (`id=k2`) when it has one, else by its index, so
+    /// that items reordered keep their paths.
+    Item(String),
+}
+
+/// The key paths (every mapping key and sequence item, at any depth) under `GUARDED_SECTIONS`
+/// of a config document. A key whose value is null (`limits:` with nothing after it) is not set,
+/// so it has no path: a file cut right after a key loses that setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocPaths(BTreeSet<Vec<Step>>);
+
+impl DocPaths {
+    pub fn of(doc: &Value) -> DocPaths {
+        let mut out = BTreeSet::new();
+        if let Value::Mapping(m) = doc {
+            for (k, v) in m {
+                let key = key_text(k);
+                if GUARDED_SECTIONS.contains(&key.as_str()) && !v.is_null() {
+                    collect(v, vec![Step::Key(key)], &mut out);
+                }
+            }
+        }
+        DocPaths(out)
+    }
+
+    /// The paths of `self` that `next` lacks, outermost only: when `keys[id=k2].limits` is gone,
+    /// so is everything under it, which is not listed.
+    fn removed_in(&self, next: &DocPaths) -> Vec<Vec<Step>> {
+        self.0
+            .iter()
+            .filter(|p| !next.0.contains(*p))
+            .filter(|p| match p.split_last() {
+                Some((_, parent)) => parent.is_empty() || next.0.contains(parent),
+                None => false,
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Adds `path` (the node `v` is at) and every path below it.
+fn collect(v: &Value, path: Vec<Step>, out: &mut BTreeSet<Vec<Step>>) {
+    let child = |step: Step| {
+        let mut p = path.clone();
+        p.push(step);
+        p
+    };
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m.iter().filter(|(_, v)| !v.is_null()) {
+                collect(v, child(Step::Key(key_text(k))), out);
+            }
+        }
+        Value::Sequence(s) => {
+            for (i, v) in s.iter().enumerate().filter(|(_, v)| !v.is_null()) {
+                collect(v, child(Step::Item(item_label(v, i))), out);
+            }
+        }
+        Value::Tagged(t) => collect(&t.value, path.clone(), out),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
+    out.insert(path);
+}
+
+/// `id=…` or `name=…` for an item that has one as a scalar, else its index.
+fn item_label(item: &Value, index: usize) -> String {
+    let field = |name: &str| item.as_mapping().and_then(|m| m.get(name)).and_then(scalar_text);
+    match (field("id"), field("name")) {
+        (Some(id), _) => format!("id={id}"),
+        (None, Some(name)) => format!("name={name}"),
+        (None, None) => index.to_string(),
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A mapping key as written (keys that are not strings by their YAML text).
+fn key_text(k: &Value) -> String {
+    scalar_text(k)
+        .or_else(|| serde_yaml::to_string(k).ok().map(|s| s.trim_end().to_string()))
+        .unwrap_or_default()
+}
+
+/// `keys[id=k2].limits`.
+fn render(path: &[Step]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Step::Item(i) => {
+                s.push('[');
+                s.push_str(i);
+                s.push(']');
+            }
+        }
+    }
+    s
 }
 
 /// Why a reload left the running config in place.
@@ -108,8 +296,8 @@ pub enum ReloadError {
     /// The file is not a valid config.
     #[error("{0}")]
     Invalid(#[from] super::ConfigErrors),
-    /// The file is valid, but a file change may not make these changes on its own.
-    #[error("refused on a file change: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    /// The file is valid, but its trigger may not make these changes (only SIGUSR2 may).
+    #[error("refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Refused(Vec<GuardedChange>),
 }
 
@@ -139,6 +327,50 @@ keys:
   - { id: k1, key: \"${K1}\" }
   - { id: k2, key: \"${K2}\" }
 ";
+
+    /// A config with something in every guarded section, its last key's settings in block style
+    /// (so that a cut can fall between them).
+    const RICH: &str = "\
+providers:
+  p: { kind: openai, base_url: http://p, api_keys: [k] }
+models:
+  m: { targets: [ { provider: p, model: x } ] }
+  n: { targets: [ { provider: p, model: y } ], fallbacks: [m] }
+routes:
+  - name: private
+    match: { team: legal }
+    guardrails: { pii: redact, injection: block }
+  - name: batch
+    match: { task: batch }
+limits:
+  per_user: { rpm: 10 }
+teams:
+  backend:
+    limits: { rpm: 100 }
+  legal:
+    limits: { tpm: 1000 }
+auth: { required: true }
+keys:
+  - { id: k1, key: \"${K1}\" }
+  - id: k2
+    key: \"${K2}\"
+    team: backend
+    models: [m, n]
+    expires_at: \"2100-01-01T00:00:00Z\"
+    limits:
+      rpm: 5
+      budgets: [ { usd: 1, period: 1d }, { usd: 10, period: month } ]
+";
+
+    fn settings(prev: &str, next: &str) -> Vec<GuardedChange> {
+        guarded_changes(&load(prev), &load(next))
+    }
+
+    fn removed(paths: &[&str]) -> Vec<GuardedChange> {
+        vec![GuardedChange::SettingsRemoved(
+            paths.iter().map(|p| p.to_string()).collect(),
+        )]
+    }
 
     #[test]
     fn a_file_cut_before_auth_is_guarded_on_every_count() {
@@ -174,5 +406,117 @@ keys:
         let more = load(&format!("{FULL}routes: []\n").replace("reload_poll: 1s", "reload_poll: 2s"));
         assert!(guarded_changes(&prev, &more).is_empty());
         assert!(guarded_changes(&off, &prev).is_empty());
+    }
+
+    #[test]
+    fn a_file_cut_inside_the_last_key_loses_its_settings_and_is_guarded() {
+        // Each cut is a valid config that keeps every section and every key id.
+        let cut_at = |line: &str| RICH[..RICH.find(line).unwrap()].to_string();
+        assert_eq!(
+            settings(RICH, &cut_at("    limits:\n      rpm")),
+            removed(&["keys[id=k2].limits"])
+        );
+        assert_eq!(
+            settings(RICH, &cut_at("      budgets:")),
+            removed(&["keys[id=k2].limits.budgets"])
+        );
+        assert_eq!(
+            settings(RICH, &cut_at("    expires_at:")),
+            removed(&["keys[id=k2].expires_at", "keys[id=k2].limits"])
+        );
+        assert_eq!(
+            settings(RICH, &cut_at("    team: backend")),
+            removed(&[
+                "keys[id=k2].expires_at",
+                "keys[id=k2].limits",
+                "keys[id=k2].models",
+                "keys[id=k2].team"
+            ])
+        );
+        // Cut after `limits:`: the key is there with no value, which is no limits at all.
+        let bare = format!("{}    limits:\n", cut_at("    limits:\n      rpm"));
+        assert_eq!(settings(RICH, &bare), removed(&["keys[id=k2].limits"]));
+        // One budget of two, one model of two: items without an id are named by their index.
+        let one_budget = RICH.replace(", { usd: 10, period: month }", "");
+        assert_eq!(settings(RICH, &one_budget), removed(&["keys[id=k2].limits.budgets[1]"]));
+        let one_model = RICH.replace("models: [m, n]", "models: [m]");
+        assert_eq!(settings(RICH, &one_model), removed(&["keys[id=k2].models[1]"]));
+    }
+
+    #[test]
+    fn emptied_sections_and_lost_route_settings_are_guarded() {
+        let teams = RICH[RICH.find("teams:").unwrap()..RICH.find("auth:").unwrap()].to_string();
+        assert_eq!(
+            settings(RICH, &RICH.replace(&teams, "teams: {}\n")),
+            removed(&["teams.backend", "teams.legal"])
+        );
+        assert_eq!(settings(RICH, &RICH.replace(&teams, "teams:\n")), removed(&["teams"]));
+        assert_eq!(
+            settings(RICH, &RICH.replace("  per_user: { rpm: 10 }\n", "  per_user:\n")),
+            removed(&["limits.per_user"])
+        );
+        let unguarded = RICH.replace("    guardrails: { pii: redact, injection: block }\n", "");
+        assert_eq!(
+            settings(RICH, &unguarded),
+            removed(&["routes[name=private].guardrails"])
+        );
+        let one_route = RICH.replace("  - name: batch\n    match: { task: batch }\n", "");
+        assert_eq!(settings(RICH, &one_route), removed(&["routes[name=batch]"]));
+        // Emptying `keys` is named once, as the keys it removes.
+        let keys = &RICH[RICH.find("\nkeys:").unwrap() + 1..];
+        assert_eq!(
+            settings(RICH, &RICH.replace(keys, "keys: []\n")),
+            vec![GuardedChange::KeysRemoved(vec!["k1".into(), "k2".into()])]
+        );
+    }
+
+    #[test]
+    fn changed_added_and_reordered_settings_are_not_guarded() {
+        const K1: &str = "  - { id: k1, key: \"${K1}\" }\n";
+        const PRIVATE: &str =
+            "  - name: private\n    match: { team: legal }\n    guardrails: { pii: redact, injection: block }\n";
+        const BATCH: &str = "  - name: batch\n    match: { task: batch }\n";
+        const LEGAL: &str = "  legal:\n    limits: { tpm: 1000 }\n";
+        const N: &str = "  n: { targets: [ { provider: p, model: y } ], fallbacks: [m] }\n";
+        let k3 = "  - { id: k3, key: \"${K1}\", team: legal, user: u, tier: pro, limits: { tpm: 9 } }\n";
+        let edits = [
+            // Values changed (a list reordered is its values changed).
+            RICH.replace("rpm: 5\n", "rpm: 50\n")
+                .replace("pii: redact", "pii: off")
+                .replace("{ team: legal }", "{ team: ops }")
+                .replace("models: [m, n]", "models: [n, m]"),
+            // A key added with more fields than the others, a field added to a key, a team added.
+            format!("{RICH}{k3}")
+                .replace(K1, "  - { id: k1, key: \"${K1}\", team: legal }\n")
+                .replace("teams:\n", "teams:\n  ops: { limits: { rpm: 1 } }\n"),
+            // Keys, routes and teams reordered.
+            format!("{}{K1}", RICH.replace(K1, ""))
+                .replace(&format!("{PRIVATE}{BATCH}"), &format!("{BATCH}{PRIVATE}"))
+                .replace(LEGAL, "")
+                .replace("teams:\n", &format!("teams:\n{LEGAL}")),
+            // Outside the guarded sections: a fallback dropped, a model alias removed.
+            RICH.replace(N, "  n: { targets: [ { provider: p, model: y } ] }\n"),
+            RICH.replace(N, ""),
+        ];
+        for next in &edits {
+            assert_ne!(next, RICH);
+            assert_eq!(settings(RICH, next), vec![], "{next}");
+        }
+    }
+
+    #[test]
+    fn the_signals_differ_in_what_they_may_apply() {
+        assert!(!ReloadTrigger::FileChange.applies_guarded());
+        assert!(!ReloadTrigger::Signal.applies_guarded());
+        assert!(ReloadTrigger::Confirmed.applies_guarded());
+        assert_eq!(ReloadTrigger::Confirmed.as_str(), "SIGUSR2");
+    }
+
+    #[test]
+    fn a_long_list_is_cut_in_the_message() {
+        let many: Vec<String> = (0..25).map(|i| format!("teams.t{i}")).collect();
+        let text = GuardedChange::SettingsRemoved(many).to_string();
+        assert!(text.starts_with("it removes `teams.t0`, `teams.t1`"), "{text}");
+        assert!(text.ends_with("and 15 more"), "{text}");
     }
 }

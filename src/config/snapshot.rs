@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub source_hash: u64,
     /// The file's top-level keys (`server`, `auth`, …): a reload that loses one is suspect.
     pub sections: Vec<String>,
+    /// The file's key paths under the sections that hold access control and spend: a reload
+    /// that loses one is suspect (`reload::guarded_changes`).
+    pub doc_paths: super::reload::DocPaths,
     /// Non-fatal problems (a provider disabled for lack of a key, …), logged once per load.
     pub warnings: Vec<String>,
     /// Where usage records go (read at start; a change needs a restart).

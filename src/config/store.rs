@@ -1,8 +1,9 @@
 //! `ConfigStore`: the live snapshot behind `ArcSwap`, and reload.
 //!
-//! Readers call `current()` (one atomic load and refcount bump, no lock). `reload()` builds a new
-//! snapshot off the request path and swaps it in only if it is valid and the reload policy
-//! (`reload`) lets its trigger make the change; the old one stays otherwise.
+//! Readers call `current()` (one atomic load and refcount bump, no lock). `reload_from()` builds a
+//! new snapshot off the request path from the file's content as the caller read it (once: the
+//! watcher loads the very bytes that settled) and swaps it in only if it is valid and the reload
+//! policy (`reload`) lets its trigger make the change; the old one stays otherwise.
 //!
 //! Live target state (breakers, key cooldowns, latency stats) is kept by provider name across
 //! reloads, except for a provider whose address (base URL) changed: what was learned about the
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::reload::{guarded_changes, ReloadError, ReloadTrigger};
-use super::{load_file, Snapshot};
+use super::{load_bytes, Env, Snapshot};
 
 pub struct ConfigStore {
     path: PathBuf,
@@ -59,14 +60,16 @@ impl ConfigStore {
         self.current.load_full()
     }
 
-    /// Re-reads the file (blocking: file I/O and DNS; call it off the request path) and swaps the
-    /// new snapshot in if it is valid and `trigger` may make its changes (see `reload`).
-    pub fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadError> {
-        let next = load_file(&self.path)?;
+    /// Builds a snapshot from `content`, the config file's bytes as the caller read them
+    /// (blocking: DNS; call it off the request path), and swaps it in if it is valid and
+    /// `trigger` may make its changes (see `reload`). Guarded changes a trigger may make are
+    /// applied with a warning naming each.
+    pub fn reload_from(&self, trigger: ReloadTrigger, content: &[u8]) -> Result<ReloadOutcome, ReloadError> {
+        let next = load_bytes(&self.path, content, &Env::system())?;
         let prev = self.current.load();
         let guarded = guarded_changes(&prev, &next);
         if !guarded.is_empty() {
-            if trigger == ReloadTrigger::FileChange {
+            if !trigger.applies_guarded() {
                 return Err(ReloadError::Refused(guarded));
             }
             for g in &guarded {
@@ -172,5 +175,61 @@ fn attach(snap: &Snapshot, stats: &crate::routing::balance::Stats, health: &crat
 fn log_warnings(warnings: &[String], already: &BTreeSet<String>) {
     for w in warnings.iter().filter(|w| !already.contains(*w)) {
         tracing::warn!("{w}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{content_hash, load_file};
+
+    fn doc(alias: &str, required: bool) -> String {
+        format!(
+            "providers:\n  p: {{ kind: openai, base_url: \"http://127.0.0.1:1\", api_keys: [k] }}\nmodels:\n  {alias}: {{ targets: [ {{ provider: p, model: x }} ] }}\nauth: {{ required: {required} }}\n"
+        )
+    }
+
+    fn store_of(dir: &tempfile::TempDir, text: &str) -> ConfigStore {
+        let path = dir.path().join("t.yaml");
+        std::fs::write(&path, text).unwrap();
+        ConfigStore::new(&path, load_file(&path).unwrap())
+    }
+
+    #[test]
+    fn a_reload_loads_the_content_it_is_given_not_what_the_file_holds_by_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of(&dir, &doc("one", true));
+        // The watcher read (and hashed) `two`; a writer has since cut the file short.
+        let settled = doc("two", true);
+        std::fs::write(store.path(), &settled[..20]).unwrap();
+        store
+            .reload_from(ReloadTrigger::FileChange, settled.as_bytes())
+            .unwrap();
+        let snap = store.current();
+        assert!(snap.model("two").is_some() && snap.model("one").is_none());
+        assert_eq!(snap.source_hash, content_hash(settled.as_bytes()));
+    }
+
+    #[test]
+    fn a_weakening_change_is_refused_on_a_file_change_and_sighup_and_applied_on_sigusr2() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of(&dir, &doc("one", true));
+        let open = doc("one", false);
+        for trigger in [ReloadTrigger::FileChange, ReloadTrigger::Signal] {
+            let r = store.reload_from(trigger, open.as_bytes());
+            assert!(matches!(r, Err(ReloadError::Refused(_))), "{trigger:?}: {r:?}");
+            assert!(store.current().auth.required, "{trigger:?}");
+        }
+        store.reload_from(ReloadTrigger::Confirmed, open.as_bytes()).unwrap();
+        assert!(!store.current().auth.required);
+    }
+
+    #[test]
+    fn a_file_that_is_not_text_is_invalid_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of(&dir, &doc("one", true));
+        let r = store.reload_from(ReloadTrigger::Signal, b"auth: \xff\xfe");
+        assert!(matches!(r, Err(ReloadError::Invalid(_))), "{r:?}");
+        assert!(store.current().model("one").is_some());
     }
 }

@@ -272,7 +272,7 @@ impl Metrics {
         let config_reload_refused = IntCounterVec::new(
             Opts::new(
                 "tollgate_config_reload_refused_total",
-                "File-change reloads refused as they would remove a section or weaken access control (SIGHUP applies them), by reason",
+                "Reloads (file change or SIGHUP) refused as they would remove settings or weaken access control (SIGUSR2 applies them), by reason",
             ),
             &["reason"],
         )?;
