@@ -15,7 +15,8 @@ pub mod moved;
 mod parse;
 pub mod raw;
 pub mod reload;
-pub mod secret;
+/// `Secret` lives at the crate root (providers use it too); `config::secret` stays a path to it.
+pub use crate::secret;
 pub mod snapshot;
 pub mod store;
 pub mod watch;

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::upstreams::peer::HttpPeer;
 
-use super::secret::Secret;
 use crate::providers::ProviderKind;
+use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct Snapshot {

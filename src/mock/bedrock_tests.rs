@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::api::chat::ChatChunk;
-use crate::config::secret::Secret;
 use crate::providers::bedrock::request::JsonMode;
 use crate::providers::bedrock::stream::BedrockStream;
 use crate::providers::bedrock::BedrockChunks;
 use crate::providers::{ChunkSource, StreamFault};
+use crate::secret::Secret;
 use crate::sse::eventstream::Decoder;
 
 fn keys() -> AwsKeys {

@@ -9,9 +9,9 @@ use super::{key, merge_timeouts, usage, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::locate::Seg;
 use crate::config::raw::{RawProvider, RawProviderKind};
-use crate::config::secret::Secret;
 use crate::config::snapshot::{AwsCredentials, Provider, ProviderOptions, Timeouts};
 use crate::providers::ProviderKind;
+use crate::secret::Secret;
 
 pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, cx: &mut Ctx) -> Provider {
     let path = |f: &str| vec![key("providers"), key(name), key(f)];
