@@ -6,14 +6,14 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
+use super::anthropic::{
+    stop_reason, AContent, AUsage, Block, ImageSource, MessagesRequest, MessagesResponse, ToolResultContent,
+};
 use super::chat::{
     ChatChunk, ChatRequest, ChatResponse, Content, FunctionCall, FunctionDef, ImageUrl, Message, Part, Stop,
     StreamOptions, Tool, ToolCall, Usage,
 };
 use super::ApiError;
-use crate::providers::anthropic::types::{
-    stop_reason, AContent, AUsage, Block, ImageSource, MessagesRequest, MessagesResponse, ToolResultContent,
-};
 use crate::sse::encode_event;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {

@@ -20,6 +20,8 @@ use http::{HeaderName, HeaderValue};
 use crate::api::chat::{ChatChunk, ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::ApiError;
+/// The wire formats are the client's (`api`); an adapter says which one its provider speaks.
+pub use crate::api::Wire;
 use crate::config::Target;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +75,9 @@ impl ProviderKind {
     }
 }
 
-/// A body format spoken by clients and providers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    OpenAi,
-    Anthropic,
-}
+/// How much completion text is kept for counting (by the relay and by observers): ~256k tokens,
+/// far above any single answer.
+pub const TEXT_LIMIT: usize = 1 << 20;
 
 /// An upstream request ready to send (method is always POST), plus what reading its answer needs.
 #[derive(Debug, Clone)]

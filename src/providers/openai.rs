@@ -319,7 +319,7 @@ fn keep_delta_text(data: &str, text: &mut String) {
         }
         let Some(end) = end else { continue };
         let raw = &data[start + 1..start + 1 + end];
-        if text.len() + raw.len() > crate::proxy::relay::TEXT_LIMIT {
+        if text.len() + raw.len() > super::TEXT_LIMIT {
             return;
         }
         if raw.contains('\\') {

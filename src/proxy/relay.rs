@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::api::chat::{ChatChunk, Usage};
 use crate::api::client::StreamEncoder;
-use crate::providers::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
+use crate::providers::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire, TEXT_LIMIT};
 
 pub enum Relay {
     Pass {
@@ -60,9 +60,6 @@ impl UsageStripper {
         out.freeze()
     }
 }
-
-/// How much completion text is kept for counting: ~256k tokens, far above any single answer.
-pub const TEXT_LIMIT: usize = 1 << 20;
 
 /// Appends a chunk's text to `text`, up to `TEXT_LIMIT`.
 fn keep_text(text: &mut String, c: &ChatChunk) {

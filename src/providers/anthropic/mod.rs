@@ -4,7 +4,6 @@
 pub mod request;
 pub mod response;
 pub mod stream;
-pub mod types;
 
 #[cfg(test)]
 mod tests;
@@ -14,13 +13,13 @@ use http::{HeaderName, HeaderValue};
 use serde_json::json;
 
 use super::{now_secs, observe, Adapter, ChunkSource, Observer, Rendered, SseChunks, StreamFault, Wire};
+use crate::api::anthropic::{AUsage, ErrorBody, MessagesResponse, StreamEvent};
 use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::config::Target;
 use request::JsonMode;
 use stream::AnthropicStream;
-use types::{ErrorBody, MessagesResponse, StreamEvent};
 
 pub struct AnthropicAdapter;
 
@@ -105,7 +104,7 @@ impl Adapter for AnthropicAdapter {
     fn usage_of(&self, body: &[u8]) -> Option<Usage> {
         #[derive(serde::Deserialize)]
         struct U {
-            usage: types::AUsage,
+            usage: AUsage,
         }
         serde_json::from_slice::<U>(body)
             .ok()

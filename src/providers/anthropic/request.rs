@@ -8,7 +8,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::types::{AContent, AMessage, ATool, AToolChoice, Block, ImageSource, MessagesRequest, Metadata, System};
+use crate::api::anthropic::{
+    AContent, AMessage, ATool, AToolChoice, Block, ImageSource, MessagesRequest, Metadata, System,
+};
 use crate::api::chat::{ChatRequest, Content, Message};
 use crate::api::ApiError;
 
@@ -56,7 +58,7 @@ pub fn to_anthropic(
                 let text = m.content.as_ref().map(Content::text).unwrap_or_default();
                 let block = Block::ToolResult {
                     tool_use_id: id,
-                    content: Some(super::types::ToolResultContent::Text(text)),
+                    content: Some(crate::api::anthropic::ToolResultContent::Text(text)),
                     is_error: None,
                     rest: Map::new(),
                 };
