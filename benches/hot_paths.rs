@@ -176,7 +176,7 @@ fn bench_parse_render(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(size), &body, |b, body| {
             b.iter(|| {
                 let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
-                black_box(adapter.render(&req, &target).unwrap())
+                black_box(adapter.render(&req, &target.render_target()).unwrap())
             })
         });
     }
@@ -185,7 +185,7 @@ fn bench_parse_render(c: &mut Criterion) {
     g.bench_with_input(BenchmarkId::new("conversation", 100_000), &body, |b, body| {
         b.iter(|| {
             let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
-            black_box(adapter.render(&req, &target).unwrap())
+            black_box(adapter.render(&req, &target.render_target()).unwrap())
         })
     });
     g.finish();

@@ -91,4 +91,6 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
+mod provider_tests;
+#[cfg(test)]
 mod tests;

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::providers::ProviderKind;
+pub use crate::providers::{AwsCredentials, ProviderOptions};
+use crate::providers::{ProviderKind, RenderTarget};
 use crate::secret::Secret;
 
 #[derive(Debug)]
@@ -220,45 +221,12 @@ pub struct Provider {
     pub pool: std::sync::OnceLock<Arc<crate::routing::breaker::KeyPool>>,
     /// Kept for dialects that sign requests instead of sending a key header.
     pub keys: Vec<Secret>,
+    /// Dialect settings, lent to the adapter with each render (`Target::render_target`).
     pub options: ProviderOptions,
-    /// The provider's own rpm/tpm, so the gateway stays under them.
-    pub limits: Option<Arc<crate::limits::limiter::Limits>>,
-}
-
-/// Dialect-specific provider settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderOptions {
-    pub quirks: crate::providers::presets::Quirks,
-    pub api_version: Option<String>,
-    pub anthropic_version: String,
-    pub default_max_tokens: u64,
-    /// Bedrock: region and credentials requests are signed with (`None` for other kinds).
-    pub aws: Option<AwsCredentials>,
     /// Whose price list applies: the kind (`openai`, `anthropic`, …) or the preset (`groq`, …).
     pub pricing_family: &'static str,
-}
-
-/// Resolved AWS credentials of a `kind: bedrock` provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsCredentials {
-    pub region: String,
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    /// Set for temporary (STS) credentials; sent and signed as `x-amz-security-token`.
-    pub session_token: Option<Secret>,
-}
-
-impl Default for ProviderOptions {
-    fn default() -> Self {
-        ProviderOptions {
-            quirks: Default::default(),
-            api_version: None,
-            anthropic_version: "2023-06-01".into(),
-            default_max_tokens: 4096,
-            aws: None,
-            pricing_family: "",
-        }
-    }
+    /// The provider's own rpm/tpm, so the gateway stays under them.
+    pub limits: Option<Arc<crate::limits::limiter::Limits>>,
 }
 
 impl Provider {
@@ -292,6 +260,7 @@ impl Provider {
             pool: std::sync::OnceLock::new(),
             keys,
             options,
+            pricing_family: "",
             limits: None,
         }
     }
@@ -367,4 +336,20 @@ pub struct Target {
     pub price: Option<crate::usage::pricing::Price>,
     /// Attached when the snapshot is installed (`ConfigStore`).
     pub runtime: std::sync::OnceLock<TargetRuntime>,
+}
+
+impl Target {
+    /// What the provider's adapter renders a request for (borrowed: nothing is copied).
+    pub fn render_target(&self) -> RenderTarget<'_> {
+        let p = &self.provider;
+        RenderTarget {
+            provider: &p.name,
+            kind: p.kind,
+            model: &self.model,
+            model_json: &self.model_json,
+            path_prefix: &p.path_prefix,
+            host: &p.host_header,
+            options: &p.options,
+        }
+    }
 }

@@ -481,7 +481,10 @@ mod wire {
         let snap = load_str(Path::new("mock.yaml"), &doc, &env).unwrap();
         let target = snap.model("m").unwrap().targets[0].clone();
         let req = LlmRequest::parse(endpoint, Bytes::from(body.to_string())).unwrap();
-        let r = ProviderKind::Bedrock.adapter().render(&req, &target).unwrap();
+        let r = ProviderKind::Bedrock
+            .adapter()
+            .render(&req, &target.render_target())
+            .unwrap();
         (r, req)
     }
 

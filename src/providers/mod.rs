@@ -13,6 +13,7 @@ pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod presets;
+mod target;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -22,7 +23,7 @@ use crate::api::openai::LlmRequest;
 use crate::api::ApiError;
 /// The wire formats are the client's (`api`); an adapter says which one its provider speaks.
 pub use crate::api::Wire;
-use crate::config::Target;
+pub use target::{AwsCredentials, ProviderOptions, RenderTarget};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
@@ -140,7 +141,7 @@ pub trait Observer: Send {
 pub trait Adapter: Sync {
     /// The wire format this provider accepts verbatim.
     fn wire(&self) -> Wire;
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError>;
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError>;
     /// A non-streamed success body → canonical (not called for passthrough).
     fn parse_chat(&self, body: &[u8], rendered: &Rendered) -> Result<ChatResponse, StreamFault>;
     /// A streamed success body → canonical chunks (not called for passthrough).

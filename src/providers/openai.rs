@@ -9,11 +9,10 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Adapter, ChunkSource, Observer, ProviderKind, Rendered, StreamFault, Wire};
+use super::{Adapter, ChunkSource, Observer, ProviderKind, RenderTarget, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatChunk, ChatResponse, StreamOptions, Usage};
 use crate::api::openai::{usage_of, LlmRequest};
 use crate::api::{ApiError, Endpoint};
-use crate::config::Target;
 use crate::sse::{SseDecoder, SseEvent};
 
 pub struct OpenAiAdapter;
@@ -22,15 +21,15 @@ pub struct AzureAdapter;
 /// The upstream body for an OpenAI-wire provider: the client's bytes with `model` replaced, or,
 /// for an Anthropic client, the canonical request serialised (usage always requested on streams,
 /// so the gateway can count tokens; the client's encoder decides what the client sees).
-fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiError> {
+fn render_body(req: &LlmRequest, target: &RenderTarget<'_>) -> Result<(Bytes, bool), ApiError> {
     match req.client {
-        Wire::OpenAi => match super::presets::apply(&target.provider.options.quirks, &req.body) {
+        Wire::OpenAi => match super::presets::apply(&target.options.quirks, &req.body) {
             Ok(None) if wants_usage(req, target) => {
-                Ok((with_stream_usage(&req.body_with_model(&target.model_json)), true))
+                Ok((with_stream_usage(&req.body_with_model(target.model_json)), true))
             }
-            Ok(None) => Ok((req.body_with_model(&target.model_json), true)),
+            Ok(None) => Ok((req.body_with_model(target.model_json), true)),
             Ok(Some(mut obj)) => {
-                obj.insert("model".into(), serde_json::Value::String(target.model.clone()));
+                obj.insert("model".into(), serde_json::Value::String(target.model.to_string()));
                 let body = serde_json::to_vec(&obj).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 Ok((Bytes::from(body), true))
             }
@@ -38,7 +37,7 @@ fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiEr
         },
         Wire::Anthropic => {
             let mut chat = req.canonical()?.clone();
-            chat.model = target.model.clone();
+            chat.model = target.model.to_string();
             if chat.stream == Some(true) {
                 chat.stream_options = Some(StreamOptions {
                     include_usage: Some(true),
@@ -54,11 +53,11 @@ fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiEr
 /// Whether to ask OpenAI (or Azure) for the usage of a stream whose client did not: the cost of
 /// a streamed request must come from the provider's count, not an estimate. Only where
 /// `stream_options` is known to be accepted, and only when the client sent none.
-fn wants_usage(req: &LlmRequest, target: &Target) -> bool {
+fn wants_usage(req: &LlmRequest, target: &RenderTarget<'_>) -> bool {
     req.stream
         && !req.include_usage
         && matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
-        && matches!(target.provider.kind, ProviderKind::OpenAi | ProviderKind::Azure)
+        && matches!(target.kind, ProviderKind::OpenAi | ProviderKind::Azure)
         && memchr::memmem::find(&req.body, b"\"stream_options\"").is_none()
 }
 
@@ -91,9 +90,9 @@ impl Adapter for OpenAiAdapter {
         Wire::OpenAi
     }
 
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
         let (body, passthrough) = render_body(req, target)?;
-        let path = format!("{}{}", target.provider.path_prefix, suffix(req));
+        let path = format!("{}{}", target.path_prefix, suffix(req));
         Ok(Rendered {
             path,
             body,
@@ -142,13 +141,12 @@ impl Adapter for AzureAdapter {
 
     /// `{base}/openai/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=V`;
     /// the target's `model` is the deployment name.
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
         let (body, passthrough) = render_body(req, target)?;
-        let p = &target.provider;
-        let version = p.options.api_version.as_deref().unwrap_or_default();
+        let version = target.options.api_version.as_deref().unwrap_or_default();
         let path = format!(
             "{}/openai/deployments/{}{}?api-version={}",
-            p.path_prefix,
+            target.path_prefix,
             target.model,
             suffix(req),
             version

@@ -236,7 +236,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             }
         }
         let adapter = target.provider.kind.adapter();
-        let rendered = match adapter.render(&req, target) {
+        let rendered = match adapter.render(&req, &target.render_target()) {
             Ok(r) => r,
             Err(e) => {
                 // This target cannot serve the request as asked (e.g. `n > 1` on Anthropic); another may.

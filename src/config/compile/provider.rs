@@ -9,8 +9,8 @@ use super::{key, merge_timeouts, usage, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::locate::Seg;
 use crate::config::raw::{RawProvider, RawProviderKind};
-use crate::config::snapshot::{AwsCredentials, Provider, ProviderOptions, Timeouts};
-use crate::providers::ProviderKind;
+use crate::config::snapshot::{Provider, Timeouts};
+use crate::providers::{AwsCredentials, ProviderKind, ProviderOptions};
 use crate::secret::Secret;
 
 pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, cx: &mut Ctx) -> Provider {
@@ -106,7 +106,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
             None
         }
     };
-    options.pricing_family = preset.map_or(kind.as_str(), |pr| pr.name);
+    let pricing_family = preset.map_or(kind.as_str(), |pr| pr.name);
     if let Some(pr) = preset {
         options.quirks = pr.quirks();
     }
@@ -304,6 +304,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         options,
     );
     provider.limits = limits;
+    provider.pricing_family = pricing_family;
     provider.display_url = display_url;
     provider
 }
