@@ -234,5 +234,32 @@ fn bench_sse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_routing, bench_parse_render, bench_sse);
+/// Pingora's `HttpPeer` per upstream attempt: built from the config's plain `Peer` (what the proxy
+/// does) against borrowing a prebuilt one; both hash it for the connection pool as the connector
+/// does.
+fn bench_upstream_peer(c: &mut Criterion) {
+    use pingora::upstreams::peer::Peer as _;
+    let peer = tollgate::config::Peer {
+        addr: SocketAddr::from(([10, 1, 2, 3], 443)),
+        tls: true,
+        sni: "bedrock-runtime.us-east-1.amazonaws.com".into(),
+        connect_timeout: std::time::Duration::from_secs(5),
+        idle_timeout: std::time::Duration::from_secs(90),
+    };
+    let prebuilt = tollgate::proxy::upstream::http_peer(&peer);
+    let mut g = c.benchmark_group("upstream_peer");
+    g.bench_function("borrow_prebuilt", |b| b.iter(|| black_box(&prebuilt).reuse_hash()));
+    g.bench_function("build", |b| {
+        b.iter(|| tollgate::proxy::upstream::http_peer(black_box(&peer)).reuse_hash())
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_routing,
+    bench_parse_render,
+    bench_sse,
+    bench_upstream_peer
+);
 criterion_main!(benches);

@@ -25,7 +25,7 @@ use std::path::Path;
 
 pub use compile::Env;
 pub use error::{ConfigError, ConfigErrors};
-pub use snapshot::{ModelAlias, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
+pub use snapshot::{ModelAlias, Peer, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
 pub use store::ConfigStore;
 
 /// Reads, parses and compiles a config file against the real environment and DNS.

@@ -1,7 +1,7 @@
 //! The compiled, validated config: one immutable `Snapshot` that every request reads through an
-//! `Arc` (see `ConfigStore`). Everything a request needs is precomputed here (resolved peers, the
-//! upstream paths, `Authorization` header values, the `/v1/models` body) so the request path does
-//! no parsing, formatting or DNS.
+//! `Arc` (see `ConfigStore`). Everything a request needs is precomputed here (resolved addresses,
+//! the upstream paths, `Authorization` header values, the `/v1/models` body) so the request path
+//! does no parsing, formatting or DNS. Plain data only: the proxy turns a `Peer` into Pingora's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use pingora::upstreams::peer::HttpPeer;
 
 pub use crate::providers::{AwsCredentials, ProviderOptions};
 use crate::providers::{ProviderKind, RenderTarget};
@@ -194,6 +193,20 @@ impl Timeouts {
     };
 }
 
+/// Where a provider's connections go, resolved at load (the proxy builds Pingora's `HttpPeer`
+/// from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The TLS server name: the base URL's host (without brackets for IPv6).
+    pub sni: String,
+    /// Connecting, TLS included.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+}
+
 /// An upstream provider account: where it is, how to authenticate, how long to wait.
 #[derive(Debug)]
 pub struct Provider {
@@ -202,7 +215,7 @@ pub struct Provider {
     /// `None` when enabled; otherwise why the provider is not used.
     pub disabled: Option<String>,
     /// Resolved address and TLS settings; `None` when disabled.
-    pub peer: Option<HttpPeer>,
+    pub peer: Option<Peer>,
     /// `Host` header value (host, plus the port when it is not the scheme's default).
     pub host_header: HeaderValue,
     /// The base URL's path without a trailing slash (`/v1`).
@@ -235,7 +248,7 @@ impl Provider {
         name: String,
         kind: ProviderKind,
         disabled: Option<String>,
-        peer: Option<HttpPeer>,
+        peer: Option<Peer>,
         host_header: HeaderValue,
         path_prefix: String,
         keys: Vec<Secret>,

@@ -649,7 +649,7 @@ async fn relay(
         header.insert_number(CONTENT_LENGTH, body.len() as u64);
         header.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
         served_attempt_ended(ctx, up.started);
-        release(state, up, target).await;
+        release(state, up).await;
         ctx.status = status;
         if !ok {
             ctx.error = Some("upstream_status");
@@ -780,7 +780,7 @@ async fn relay(
     fill_missing_usage(req, ctx, relay.completion_text()).await;
     match outcome {
         Ok(()) => {
-            release(state, up, target).await;
+            release(state, up).await;
             session.write_response_body(None, true).await?;
         }
         Err((kind, message)) => {
@@ -834,13 +834,9 @@ fn client_gone(ctx: &mut RequestCtx, when: &'static str) -> Result<bool> {
 }
 
 /// Returns a fully read upstream connection to the pool.
-async fn release(state: &AppState, mut up: Upstream, target: &Target) {
-    if let Some(peer) = target.provider.peer.as_ref() {
-        if up.session.response_done() {
-            state
-                .connector
-                .release_http_session(up.session, peer, peer.options.idle_timeout)
-                .await;
-        }
+async fn release(state: &AppState, mut up: Upstream) {
+    if up.session.response_done() {
+        let idle = up.peer.options.idle_timeout;
+        state.connector.release_http_session(up.session, &up.peer, idle).await;
     }
 }

@@ -3,13 +3,12 @@
 //! the AWS credentials of Bedrock.
 
 use http::{HeaderName, HeaderValue};
-use pingora::upstreams::peer::HttpPeer;
 
 use super::{key, merge_timeouts, usage, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::locate::Seg;
 use crate::config::raw::{RawProvider, RawProviderKind};
-use crate::config::snapshot::{Provider, Timeouts};
+use crate::config::snapshot::{Peer, Provider, Timeouts};
 use crate::providers::{AwsCredentials, ProviderKind, ProviderOptions};
 use crate::secret::Secret;
 
@@ -275,11 +274,13 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         if disabled.is_none() {
             match (env.resolve)(&host, port) {
                 Ok(addr) => {
-                    let mut hp = HttpPeer::new(addr, tls, host.clone());
-                    hp.options.connection_timeout = Some(timeouts.connect);
-                    hp.options.total_connection_timeout = Some(timeouts.connect);
-                    hp.options.idle_timeout = Some(std::time::Duration::from_secs(90));
-                    peer = Some(hp);
+                    peer = Some(Peer {
+                        addr,
+                        tls,
+                        sni: host.clone(),
+                        connect_timeout: timeouts.connect,
+                        idle_timeout: std::time::Duration::from_secs(90),
+                    });
                 }
                 Err(e) => {
                     let why = format!("cannot resolve {host}: {e}");
