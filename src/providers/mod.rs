@@ -14,6 +14,7 @@ pub mod gemini;
 pub mod openai;
 pub mod presets;
 mod target;
+pub mod translate;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
