@@ -225,9 +225,9 @@ fn bench_sse(c: &mut Criterion) {
         b.iter(|| {
             let mut o = adapter.observer();
             for p in &pieces {
-                o.push(p);
+                o.push(p).unwrap();
             }
-            o.finish();
+            o.finish().unwrap();
             black_box(o.usage())
         })
     });

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Adapter, ChunkSource, Observer, ProviderKind, RenderTarget, Rendered, StreamFault, Wire};
+use super::{Adapter, ChunkSource, Observer, ProviderKind, RenderTarget, Rendered, StreamFault, Unreadable, Wire};
 use crate::api::chat::{ChatChunk, ChatResponse, StreamOptions, Usage};
 use crate::api::openai::{usage_of, LlmRequest};
 use crate::api::{ApiError, Endpoint};
@@ -343,21 +343,28 @@ impl OpenAiObserver {
 }
 
 impl Observer for OpenAiObserver {
-    fn push(&mut self, bytes: &[u8]) {
-        if !self.broken {
-            let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
-            if let Err(e) = self.decoder.push(bytes, &mut |ev| Self::observe(usage, done, text, ev)) {
-                tracing::warn!(error = %e, "stopped observing an upstream stream");
-                self.broken = true;
-            }
+    /// An oversized event ends observing (the decoder cannot resync); it is reported once.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Unreadable> {
+        if self.broken {
+            return Ok(());
         }
+        let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
+        self.decoder
+            .push(bytes, &mut |ev| Self::observe(usage, done, text, ev))
+            .map_err(|e| {
+                self.broken = true;
+                Unreadable { detail: e.to_string() }
+            })
     }
 
-    fn finish(&mut self) {
-        if !self.broken {
-            let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
-            let _ = self.decoder.finish(&mut |ev| Self::observe(usage, done, text, ev));
+    fn finish(&mut self) -> Result<(), Unreadable> {
+        if self.broken {
+            return Ok(());
         }
+        let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
+        self.decoder
+            .finish(&mut |ev| Self::observe(usage, done, text, ev))
+            .map_err(|e| Unreadable { detail: e.to_string() })
     }
 
     fn completion_text(&self) -> Option<&str> {
@@ -405,12 +412,25 @@ mod tests {
     fn observer_finds_usage_and_done_across_every_split() {
         for cut in 0..STREAM.len() {
             let mut o = OpenAiAdapter.observer();
-            o.push(&STREAM[..cut]);
-            o.push(&STREAM[cut..]);
-            o.finish();
+            o.push(&STREAM[..cut]).unwrap();
+            o.push(&STREAM[cut..]).unwrap();
+            o.finish().unwrap();
             assert_eq!(o.usage(), Some(Usage::new(5, 2)));
             assert!(o.completed());
         }
+    }
+
+    #[test]
+    fn an_oversized_event_is_reported_once_and_ends_observing() {
+        let mut o = OpenAiAdapter.observer();
+        let big = vec![b'x'; crate::sse::DEFAULT_MAX_EVENT + 1];
+        let mut event = b"data: ".to_vec();
+        event.extend_from_slice(&big);
+        let e = o.push(&event).unwrap_err();
+        assert!(e.detail.contains("exceeded"), "{e:?}");
+        assert_eq!(o.push(STREAM), Ok(()), "reported once");
+        assert_eq!(o.finish(), Ok(()));
+        assert_eq!(o.usage(), None);
     }
 
     #[test]

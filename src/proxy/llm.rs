@@ -18,7 +18,7 @@ use pingora::proxy::Session;
 use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
 use super::drain::{interrupted, Interrupt, Stop};
 use super::head::{names, Head};
-use super::relay::Relay;
+use super::relay::{ParseErrors, Relay};
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
 use super::tenant::{
     admit_provider, admit_tenant, attribute, completion_text_of, fill_missing_usage, fits_window, prompt_need,
@@ -671,7 +671,8 @@ async fn relay(
     // Stream: relay as it arrives. Several events often arrive in one read; Pingora hands them
     // back one HTTP chunk at a time, so whatever is already buffered is drained and written
     // together (one write, one packet) instead of one write per event.
-    let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage);
+    let parse_errors = ParseErrors::new(&state.metrics.stream_parse_errors, &target.provider.name);
+    let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage, parse_errors);
     ctx.status = status;
     header.insert_number(
         names::OVERHEAD_US,

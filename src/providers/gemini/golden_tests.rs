@@ -168,9 +168,9 @@ fn observer_sees_usage_and_the_end() {
     let sse = fixture("stream_tools.sse");
     for cut in 0..=sse.len() {
         let mut o = GeminiAdapter.observer();
-        o.push(&sse[..cut]);
-        o.push(&sse[cut..]);
-        o.finish();
+        o.push(&sse[..cut]).unwrap();
+        o.push(&sse[cut..]).unwrap();
+        o.finish().unwrap();
         assert!(o.completed());
         assert_eq!(o.usage().map(|u| u.total_tokens), Some(214));
     }
