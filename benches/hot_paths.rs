@@ -176,7 +176,7 @@ fn bench_parse_render(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(size), &body, |b, body| {
             b.iter(|| {
                 let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
-                black_box(adapter.render(&req, &target).unwrap())
+                black_box(adapter.render(&req, &target.render_target()).unwrap())
             })
         });
     }
@@ -185,7 +185,7 @@ fn bench_parse_render(c: &mut Criterion) {
     g.bench_with_input(BenchmarkId::new("conversation", 100_000), &body, |b, body| {
         b.iter(|| {
             let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
-            black_box(adapter.render(&req, &target).unwrap())
+            black_box(adapter.render(&req, &target.render_target()).unwrap())
         })
     });
     g.finish();
@@ -225,14 +225,41 @@ fn bench_sse(c: &mut Criterion) {
         b.iter(|| {
             let mut o = adapter.observer();
             for p in &pieces {
-                o.push(p);
+                o.push(p).unwrap();
             }
-            o.finish();
+            o.finish().unwrap();
             black_box(o.usage())
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, bench_routing, bench_parse_render, bench_sse);
+/// Pingora's `HttpPeer` per upstream attempt: built from the config's plain `Peer` (what the proxy
+/// does) against borrowing a prebuilt one; both hash it for the connection pool as the connector
+/// does.
+fn bench_upstream_peer(c: &mut Criterion) {
+    use pingora::upstreams::peer::Peer as _;
+    let peer = tollgate::config::Peer {
+        addr: SocketAddr::from(([10, 1, 2, 3], 443)),
+        tls: true,
+        sni: "bedrock-runtime.us-east-1.amazonaws.com".into(),
+        connect_timeout: std::time::Duration::from_secs(5),
+        idle_timeout: std::time::Duration::from_secs(90),
+    };
+    let prebuilt = tollgate::proxy::upstream::http_peer(&peer);
+    let mut g = c.benchmark_group("upstream_peer");
+    g.bench_function("borrow_prebuilt", |b| b.iter(|| black_box(&prebuilt).reuse_hash()));
+    g.bench_function("build", |b| {
+        b.iter(|| tollgate::proxy::upstream::http_peer(black_box(&peer)).reuse_hash())
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_routing,
+    bench_parse_render,
+    bench_sse,
+    bench_upstream_peer
+);
 criterion_main!(benches);

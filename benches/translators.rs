@@ -93,17 +93,17 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("request", name), &body, |b, body| {
             b.iter(|| {
                 let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
-                black_box(adapter.render(&req, &target).unwrap())
+                black_box(adapter.render(&req, &target.render_target()).unwrap())
             })
         });
         let req = LlmRequest::parse(Endpoint::ChatCompletions, body.clone()).unwrap();
-        let rendered = adapter.render(&req, &target).unwrap();
+        let rendered = adapter.render(&req, &target.render_target()).unwrap();
         g.throughput(Throughput::Bytes(response.len() as u64));
         g.bench_with_input(BenchmarkId::new("response", name), response, |b, response| {
             b.iter(|| black_box(adapter.parse_chat(response, &rendered).unwrap()))
         });
         let sreq = LlmRequest::parse(Endpoint::ChatCompletions, request(true)).unwrap();
-        let srendered = adapter.render(&sreq, &target).unwrap();
+        let srendered = adapter.render(&sreq, &target.render_target()).unwrap();
         let pieces: Vec<&[u8]> = stream.chunks(1460).collect();
         g.throughput(Throughput::Bytes(stream.len() as u64));
         g.bench_with_input(BenchmarkId::new("stream", name), &pieces, |b, pieces| {

@@ -14,6 +14,7 @@ pub mod private_files;
 pub mod providers;
 pub mod proxy;
 pub mod routing;
+pub mod secret;
 pub mod server;
 pub mod sse;
 pub mod telemetry;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis::Redis;
-use tollgate::config::secret::Secret;
 use tollgate::limits::cluster::{FailMode, Settings};
 use tollgate::limits::gate::{Gate, Refusal};
 use tollgate::limits::limiter::{Budget, Demand, Limits, Period, RejectReason, Scope, ScopeKind};
+use tollgate::secret::Secret;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

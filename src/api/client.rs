@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use super::chat::{ChatChunk, ChatResponse};
 use super::error::error_body;
 use super::messages::{to_anthropic_error, to_messages_response, AnthropicEncoder};
-use crate::providers::Wire;
+use crate::api::Wire;
 use crate::sse::encode_event;
 
 /// A complete canonical answer in the client's format.

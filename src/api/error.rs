@@ -85,6 +85,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A body value the gateway (or the target's dialect) cannot take: 400 `invalid_value`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::InvalidField {
+            field,
+            message: message.into(),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             ApiError::InvalidJson(_)

@@ -6,22 +6,15 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
+use super::anthropic::{
+    stop_reason, AContent, AUsage, Block, ImageSource, MessagesRequest, MessagesResponse, ToolResultContent,
+};
 use super::chat::{
     ChatChunk, ChatRequest, ChatResponse, Content, FunctionCall, FunctionDef, ImageUrl, Message, Part, Stop,
     StreamOptions, Tool, ToolCall, Usage,
 };
 use super::ApiError;
-use crate::providers::anthropic::types::{
-    stop_reason, AContent, AUsage, Block, ImageSource, MessagesRequest, MessagesResponse, ToolResultContent,
-};
 use crate::sse::encode_event;
-
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field,
-        message: message.into(),
-    }
-}
 
 /// Anthropic request → canonical chat request.
 pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
@@ -40,7 +33,12 @@ pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
         match m.role.as_str() {
             "user" => user_messages(m.content, i, &mut messages)?,
             "assistant" => messages.push(assistant_message(m.content)),
-            other => return Err(invalid("messages", format!("unsupported role {other:?} at index {i}"))),
+            other => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!("unsupported role {other:?} at index {i}"),
+                ))
+            }
         }
     }
     let tools = req.tools.map(|ts| {
@@ -64,7 +62,7 @@ pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
                 "any" => json!("required"),
                 "none" => json!("none"),
                 "tool" => json!({"type": "function", "function": {"name": tc.name.unwrap_or_default()}}),
-                other => return Err(invalid("tool_choice", format!("unknown type {other:?}"))),
+                other => return Err(ApiError::invalid("tool_choice", format!("unknown type {other:?}"))),
             };
             (Some(choice), tc.disable_parallel_tool_use.map(|d| !d))
         }
@@ -113,7 +111,10 @@ fn user_messages(content: AContent, i: usize, out: &mut Vec<Message>) -> Result<
                     ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
                     ImageSource::Url { url } => url,
                     ImageSource::Other(_) => {
-                        return Err(invalid("messages", format!("message {i}: unsupported image source")))
+                        return Err(ApiError::invalid(
+                            "messages",
+                            format!("message {i}: unsupported image source"),
+                        ))
                     }
                 };
                 parts.push(Part {

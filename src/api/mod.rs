@@ -2,6 +2,7 @@
 //! (`route`), the OpenAI-shaped error body (`error`), and the minimal borrowed parse of an OpenAI
 //! request that routing needs (`openai`), with the value checks made during it (`check`).
 
+pub mod anthropic;
 pub mod chat;
 mod check;
 pub mod client;
@@ -12,6 +13,13 @@ pub mod models;
 pub mod openai;
 
 pub use error::ApiError;
+
+/// A body format spoken by clients and providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+}
 
 /// An LLM endpoint whose request carries a `model` and is sent upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::ApiError;
+use crate::api::Wire;
 use crate::config::{ModelAlias, Snapshot};
-use crate::providers::Wire;
 
 fn servable(m: &ModelAlias) -> bool {
     !m.hidden && !m.plan.is_empty()

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::chat::{ChatRequest, Usage};
 use super::check::{MessagesShape, Numbers};
 use super::{ApiError, Endpoint};
-use crate::providers::Wire;
+use crate::api::Wire;
 
 #[derive(Deserialize)]
 struct Peek<'a> {

@@ -128,7 +128,7 @@ pub fn compile(
                         // A config entry naming this very provider wins over the family's price.
                         let price = pricing
                             .lookup(&provider.name, &t.model)
-                            .or_else(|| pricing.lookup(provider.options.pricing_family, &t.model))
+                            .or_else(|| pricing.lookup(provider.pricing_family, &t.model))
                             .cloned();
                         if price.is_none() && provider.is_enabled() {
                             let id = format!("{}/{}", provider.name, t.model);

@@ -15,7 +15,8 @@ pub mod moved;
 mod parse;
 pub mod raw;
 pub mod reload;
-pub mod secret;
+/// `Secret` lives at the crate root (providers use it too); `config::secret` stays a path to it.
+pub use crate::secret;
 pub mod snapshot;
 pub mod store;
 pub mod watch;
@@ -24,7 +25,7 @@ use std::path::Path;
 
 pub use compile::Env;
 pub use error::{ConfigError, ConfigErrors};
-pub use snapshot::{ModelAlias, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
+pub use snapshot::{ModelAlias, Peer, Provider, ProviderOptions, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
 pub use store::ConfigStore;
 
 /// Reads, parses and compiles a config file against the real environment and DNS.
@@ -89,5 +90,7 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+#[cfg(test)]
+mod provider_tests;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The compiled, validated config: one immutable `Snapshot` that every request reads through an
-//! `Arc` (see `ConfigStore`). Everything a request needs is precomputed here (resolved peers, the
-//! upstream paths, `Authorization` header values, the `/v1/models` body) so the request path does
-//! no parsing, formatting or DNS.
+//! `Arc` (see `ConfigStore`). Everything a request needs is precomputed here (resolved addresses,
+//! the upstream paths, `Authorization` header values, the `/v1/models` body) so the request path
+//! does no parsing, formatting or DNS. Plain data only: the proxy turns a `Peer` into Pingora's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use pingora::upstreams::peer::HttpPeer;
 
-use super::secret::Secret;
-use crate::providers::ProviderKind;
+pub use crate::providers::{AwsCredentials, ProviderOptions};
+use crate::providers::{ProviderKind, RenderTarget};
+use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -193,6 +193,20 @@ impl Timeouts {
     };
 }
 
+/// Where a provider's connections go, resolved at load (the proxy builds Pingora's `HttpPeer`
+/// from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The TLS server name: the base URL's host (without brackets for IPv6).
+    pub sni: String,
+    /// Connecting, TLS included.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+}
+
 /// An upstream provider account: where it is, how to authenticate, how long to wait.
 #[derive(Debug)]
 pub struct Provider {
@@ -201,7 +215,7 @@ pub struct Provider {
     /// `None` when enabled; otherwise why the provider is not used.
     pub disabled: Option<String>,
     /// Resolved address and TLS settings; `None` when disabled.
-    pub peer: Option<HttpPeer>,
+    pub peer: Option<Peer>,
     /// `Host` header value (host, plus the port when it is not the scheme's default).
     pub host_header: HeaderValue,
     /// The base URL's path without a trailing slash (`/v1`).
@@ -220,45 +234,12 @@ pub struct Provider {
     pub pool: std::sync::OnceLock<Arc<crate::routing::breaker::KeyPool>>,
     /// Kept for dialects that sign requests instead of sending a key header.
     pub keys: Vec<Secret>,
+    /// Dialect settings, lent to the adapter with each render (`Target::render_target`).
     pub options: ProviderOptions,
-    /// The provider's own rpm/tpm, so the gateway stays under them.
-    pub limits: Option<Arc<crate::limits::limiter::Limits>>,
-}
-
-/// Dialect-specific provider settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderOptions {
-    pub quirks: crate::providers::presets::Quirks,
-    pub api_version: Option<String>,
-    pub anthropic_version: String,
-    pub default_max_tokens: u64,
-    /// Bedrock: region and credentials requests are signed with (`None` for other kinds).
-    pub aws: Option<AwsCredentials>,
     /// Whose price list applies: the kind (`openai`, `anthropic`, …) or the preset (`groq`, …).
     pub pricing_family: &'static str,
-}
-
-/// Resolved AWS credentials of a `kind: bedrock` provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsCredentials {
-    pub region: String,
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    /// Set for temporary (STS) credentials; sent and signed as `x-amz-security-token`.
-    pub session_token: Option<Secret>,
-}
-
-impl Default for ProviderOptions {
-    fn default() -> Self {
-        ProviderOptions {
-            quirks: Default::default(),
-            api_version: None,
-            anthropic_version: "2023-06-01".into(),
-            default_max_tokens: 4096,
-            aws: None,
-            pricing_family: "",
-        }
-    }
+    /// The provider's own rpm/tpm, so the gateway stays under them.
+    pub limits: Option<Arc<crate::limits::limiter::Limits>>,
 }
 
 impl Provider {
@@ -267,7 +248,7 @@ impl Provider {
         name: String,
         kind: ProviderKind,
         disabled: Option<String>,
-        peer: Option<HttpPeer>,
+        peer: Option<Peer>,
         host_header: HeaderValue,
         path_prefix: String,
         keys: Vec<Secret>,
@@ -292,6 +273,7 @@ impl Provider {
             pool: std::sync::OnceLock::new(),
             keys,
             options,
+            pricing_family: "",
             limits: None,
         }
     }
@@ -367,4 +349,20 @@ pub struct Target {
     pub price: Option<crate::usage::pricing::Price>,
     /// Attached when the snapshot is installed (`ConfigStore`).
     pub runtime: std::sync::OnceLock<TargetRuntime>,
+}
+
+impl Target {
+    /// What the provider's adapter renders a request for (borrowed: nothing is copied).
+    pub fn render_target(&self) -> RenderTarget<'_> {
+        let p = &self.provider;
+        RenderTarget {
+            provider: &p.name,
+            kind: p.kind,
+            model: &self.model,
+            model_json: &self.model_json,
+            path_prefix: &p.path_prefix,
+            host: &p.host_header,
+            options: &p.options,
+        }
+    }
 }

@@ -148,9 +148,8 @@ impl ConfigStore {
 
 /// Where a provider's requests go: scheme (when enabled), host and port, base path.
 fn endpoint(p: &super::Provider) -> (Option<bool>, &[u8], &str) {
-    use pingora::upstreams::peer::Peer;
     (
-        p.peer.as_ref().map(|peer| peer.tls()),
+        p.peer.as_ref().map(|peer| peer.tls),
         p.host_header.as_bytes(),
         &p.path_prefix,
     )

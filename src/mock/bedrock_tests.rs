@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::api::chat::ChatChunk;
-use crate::config::secret::Secret;
 use crate::providers::bedrock::request::JsonMode;
 use crate::providers::bedrock::stream::BedrockStream;
 use crate::providers::bedrock::BedrockChunks;
 use crate::providers::{ChunkSource, StreamFault};
+use crate::secret::Secret;
 use crate::sse::eventstream::Decoder;
 
 fn keys() -> AwsKeys {
@@ -481,7 +481,10 @@ mod wire {
         let snap = load_str(Path::new("mock.yaml"), &doc, &env).unwrap();
         let target = snap.model("m").unwrap().targets[0].clone();
         let req = LlmRequest::parse(endpoint, Bytes::from(body.to_string())).unwrap();
-        let r = ProviderKind::Bedrock.adapter().render(&req, &target).unwrap();
+        let r = ProviderKind::Bedrock
+            .adapter()
+            .render(&req, &target.render_target())
+            .unwrap();
         (r, req)
     }
 

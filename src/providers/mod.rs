@@ -13,6 +13,8 @@ pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod presets;
+mod target;
+pub mod translate;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -20,7 +22,9 @@ use http::{HeaderName, HeaderValue};
 use crate::api::chat::{ChatChunk, ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::ApiError;
-use crate::config::Target;
+/// The wire formats are the client's (`api`); an adapter says which one its provider speaks.
+pub use crate::api::Wire;
+pub use target::{AwsCredentials, ProviderOptions, RenderTarget};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
@@ -73,12 +77,9 @@ impl ProviderKind {
     }
 }
 
-/// A body format spoken by clients and providers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    OpenAi,
-    Anthropic,
-}
+/// How much completion text is kept for counting (by the relay and by observers): ~256k tokens,
+/// far above any single answer.
+pub const TEXT_LIMIT: usize = 1 << 20;
 
 /// An upstream request ready to send (method is always POST), plus what reading its answer needs.
 #[derive(Debug, Clone)]
@@ -125,10 +126,24 @@ pub trait ChunkSource: Send {
     fn completed(&self) -> bool;
 }
 
+/// Part of a relayed stream an observer could not read. The bytes reached the client unchanged;
+/// only what the gateway learns from them (usage, the proper end) may be missing, so the caller
+/// counts it and the request's usage may end up estimated.
+///
+/// `detail` is the decoder's or the JSON parser's message. It can quote the provider's output
+/// (serde quotes a value of the wrong type), so whoever logs it caps it (`proxy::relay` logs
+/// at most 120 bytes of it, once per stream); it never holds the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub detail: String,
+}
+
 /// Watches a passthrough stream (relayed unchanged) for usage and its proper end.
 pub trait Observer: Send {
-    fn push(&mut self, bytes: &[u8]);
-    fn finish(&mut self);
+    /// Reads a chunk; `Err` when part of it could not be read (observing goes on where it can).
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Unreadable>;
+    /// The upstream body ended; `Err` when what was held back could not be read.
+    fn finish(&mut self) -> Result<(), Unreadable>;
     fn usage(&self) -> Option<Usage>;
     fn completed(&self) -> bool;
     /// The completion text seen so far, for observers that keep it (to count the tokens of a
@@ -141,7 +156,7 @@ pub trait Observer: Send {
 pub trait Adapter: Sync {
     /// The wire format this provider accepts verbatim.
     fn wire(&self) -> Wire;
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError>;
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError>;
     /// A non-streamed success body → canonical (not called for passthrough).
     fn parse_chat(&self, body: &[u8], rendered: &Rendered) -> Result<ChatResponse, StreamFault>;
     /// A streamed success body → canonical chunks (not called for passthrough).
@@ -224,20 +239,29 @@ impl<T: EventTranslator> ChunkSource for SseChunks<T> {
 }
 
 /// An observer made of a dialect's chunk source: it decodes the relayed stream for usage and its
-/// end, and discards the chunks (a malformed event is not the relay's business).
+/// end, and discards the chunks. A malformed event is reported (`Unreadable`); an error the
+/// provider sent in-band is not: the client receives it as sent, and it is no parse error.
 pub fn observe<S: ChunkSource + 'static>(source: S) -> Box<dyn Observer> {
     struct Observe<S> {
         inner: S,
         scratch: Vec<ChatChunk>,
     }
-    impl<S: ChunkSource> Observer for Observe<S> {
-        fn push(&mut self, bytes: &[u8]) {
-            let _ = self.inner.push(bytes, &mut self.scratch);
-            self.scratch.clear();
+    fn unreadable(r: Result<(), StreamFault>) -> Result<(), Unreadable> {
+        match r {
+            Err(StreamFault::Malformed(detail)) => Err(Unreadable { detail }),
+            Ok(()) | Err(StreamFault::Provider { .. }) => Ok(()),
         }
-        fn finish(&mut self) {
-            let _ = self.inner.finish(&mut self.scratch);
+    }
+    impl<S: ChunkSource> Observer for Observe<S> {
+        fn push(&mut self, bytes: &[u8]) -> Result<(), Unreadable> {
+            let r = self.inner.push(bytes, &mut self.scratch);
             self.scratch.clear();
+            unreadable(r)
+        }
+        fn finish(&mut self) -> Result<(), Unreadable> {
+            let r = self.inner.finish(&mut self.scratch);
+            self.scratch.clear();
+            unreadable(r)
         }
         fn usage(&self) -> Option<Usage> {
             self.inner.usage()

@@ -9,11 +9,10 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Adapter, ChunkSource, Observer, ProviderKind, Rendered, StreamFault, Wire};
+use super::{Adapter, ChunkSource, Observer, ProviderKind, RenderTarget, Rendered, StreamFault, Unreadable, Wire};
 use crate::api::chat::{ChatChunk, ChatResponse, StreamOptions, Usage};
 use crate::api::openai::{usage_of, LlmRequest};
 use crate::api::{ApiError, Endpoint};
-use crate::config::Target;
 use crate::sse::{SseDecoder, SseEvent};
 
 pub struct OpenAiAdapter;
@@ -22,15 +21,15 @@ pub struct AzureAdapter;
 /// The upstream body for an OpenAI-wire provider: the client's bytes with `model` replaced, or,
 /// for an Anthropic client, the canonical request serialised (usage always requested on streams,
 /// so the gateway can count tokens; the client's encoder decides what the client sees).
-fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiError> {
+fn render_body(req: &LlmRequest, target: &RenderTarget<'_>) -> Result<(Bytes, bool), ApiError> {
     match req.client {
-        Wire::OpenAi => match super::presets::apply(&target.provider.options.quirks, &req.body) {
+        Wire::OpenAi => match super::presets::apply(&target.options.quirks, &req.body) {
             Ok(None) if wants_usage(req, target) => {
-                Ok((with_stream_usage(&req.body_with_model(&target.model_json)), true))
+                Ok((with_stream_usage(&req.body_with_model(target.model_json)), true))
             }
-            Ok(None) => Ok((req.body_with_model(&target.model_json), true)),
+            Ok(None) => Ok((req.body_with_model(target.model_json), true)),
             Ok(Some(mut obj)) => {
-                obj.insert("model".into(), serde_json::Value::String(target.model.clone()));
+                obj.insert("model".into(), serde_json::Value::String(target.model.to_string()));
                 let body = serde_json::to_vec(&obj).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 Ok((Bytes::from(body), true))
             }
@@ -38,7 +37,7 @@ fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiEr
         },
         Wire::Anthropic => {
             let mut chat = req.canonical()?.clone();
-            chat.model = target.model.clone();
+            chat.model = target.model.to_string();
             if chat.stream == Some(true) {
                 chat.stream_options = Some(StreamOptions {
                     include_usage: Some(true),
@@ -54,11 +53,11 @@ fn render_body(req: &LlmRequest, target: &Target) -> Result<(Bytes, bool), ApiEr
 /// Whether to ask OpenAI (or Azure) for the usage of a stream whose client did not: the cost of
 /// a streamed request must come from the provider's count, not an estimate. Only where
 /// `stream_options` is known to be accepted, and only when the client sent none.
-fn wants_usage(req: &LlmRequest, target: &Target) -> bool {
+fn wants_usage(req: &LlmRequest, target: &RenderTarget<'_>) -> bool {
     req.stream
         && !req.include_usage
         && matches!(req.endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
-        && matches!(target.provider.kind, ProviderKind::OpenAi | ProviderKind::Azure)
+        && matches!(target.kind, ProviderKind::OpenAi | ProviderKind::Azure)
         && memchr::memmem::find(&req.body, b"\"stream_options\"").is_none()
 }
 
@@ -91,9 +90,9 @@ impl Adapter for OpenAiAdapter {
         Wire::OpenAi
     }
 
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
         let (body, passthrough) = render_body(req, target)?;
-        let path = format!("{}{}", target.provider.path_prefix, suffix(req));
+        let path = format!("{}{}", target.path_prefix, suffix(req));
         Ok(Rendered {
             path,
             body,
@@ -142,13 +141,12 @@ impl Adapter for AzureAdapter {
 
     /// `{base}/openai/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=V`;
     /// the target's `model` is the deployment name.
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
         let (body, passthrough) = render_body(req, target)?;
-        let p = &target.provider;
-        let version = p.options.api_version.as_deref().unwrap_or_default();
+        let version = target.options.api_version.as_deref().unwrap_or_default();
         let path = format!(
             "{}/openai/deployments/{}{}?api-version={}",
-            p.path_prefix,
+            target.path_prefix,
             target.model,
             suffix(req),
             version
@@ -319,7 +317,7 @@ fn keep_delta_text(data: &str, text: &mut String) {
         }
         let Some(end) = end else { continue };
         let raw = &data[start + 1..start + 1 + end];
-        if text.len() + raw.len() > crate::proxy::relay::TEXT_LIMIT {
+        if text.len() + raw.len() > super::TEXT_LIMIT {
             return;
         }
         if raw.contains('\\') {
@@ -345,21 +343,28 @@ impl OpenAiObserver {
 }
 
 impl Observer for OpenAiObserver {
-    fn push(&mut self, bytes: &[u8]) {
-        if !self.broken {
-            let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
-            if let Err(e) = self.decoder.push(bytes, &mut |ev| Self::observe(usage, done, text, ev)) {
-                tracing::warn!(error = %e, "stopped observing an upstream stream");
-                self.broken = true;
-            }
+    /// An oversized event ends observing (the decoder cannot resync); it is reported once.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Unreadable> {
+        if self.broken {
+            return Ok(());
         }
+        let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
+        self.decoder
+            .push(bytes, &mut |ev| Self::observe(usage, done, text, ev))
+            .map_err(|e| {
+                self.broken = true;
+                Unreadable { detail: e.to_string() }
+            })
     }
 
-    fn finish(&mut self) {
-        if !self.broken {
-            let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
-            let _ = self.decoder.finish(&mut |ev| Self::observe(usage, done, text, ev));
+    fn finish(&mut self) -> Result<(), Unreadable> {
+        if self.broken {
+            return Ok(());
         }
+        let (usage, done, text) = (&mut self.usage, &mut self.done, &mut self.text);
+        self.decoder
+            .finish(&mut |ev| Self::observe(usage, done, text, ev))
+            .map_err(|e| Unreadable { detail: e.to_string() })
     }
 
     fn completion_text(&self) -> Option<&str> {
@@ -407,12 +412,25 @@ mod tests {
     fn observer_finds_usage_and_done_across_every_split() {
         for cut in 0..STREAM.len() {
             let mut o = OpenAiAdapter.observer();
-            o.push(&STREAM[..cut]);
-            o.push(&STREAM[cut..]);
-            o.finish();
+            o.push(&STREAM[..cut]).unwrap();
+            o.push(&STREAM[cut..]).unwrap();
+            o.finish().unwrap();
             assert_eq!(o.usage(), Some(Usage::new(5, 2)));
             assert!(o.completed());
         }
+    }
+
+    #[test]
+    fn an_oversized_event_is_reported_once_and_ends_observing() {
+        let mut o = OpenAiAdapter.observer();
+        let big = vec![b'x'; crate::sse::DEFAULT_MAX_EVENT + 1];
+        let mut event = b"data: ".to_vec();
+        event.extend_from_slice(&big);
+        let e = o.push(&event).unwrap_err();
+        assert!(e.detail.contains("exceeded"), "{e:?}");
+        assert_eq!(o.push(STREAM), Ok(()), "reported once");
+        assert_eq!(o.finish(), Ok(()));
+        assert_eq!(o.usage(), None);
     }
 
     #[test]

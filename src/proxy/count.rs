@@ -8,10 +8,10 @@ use serde_json::json;
 use super::ctx::RequestCtx;
 use super::drain::Stop;
 use super::{body, respond, AppState};
+use crate::api::anthropic::MessagesRequest;
 use crate::api::messages::to_chat;
 use crate::api::ApiError;
 use crate::limits::tokens::estimate_chat;
-use crate::providers::anthropic::types::MessagesRequest;
 
 /// Prompts above this size are encoded on a blocking thread, not on the proxy's worker.
 const INLINE_LIMIT: usize = 32 * 1024;

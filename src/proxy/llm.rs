@@ -18,7 +18,7 @@ use pingora::proxy::Session;
 use super::ctx::{Attempt, AttemptOutcome, RequestCtx};
 use super::drain::{interrupted, Interrupt, Stop};
 use super::head::{names, Head};
-use super::relay::Relay;
+use super::relay::{ParseErrors, Relay};
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
 use super::tenant::{
     admit_provider, admit_tenant, attribute, completion_text_of, fill_missing_usage, fits_window, prompt_need,
@@ -236,7 +236,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             }
         }
         let adapter = target.provider.kind.adapter();
-        let rendered = match adapter.render(&req, target) {
+        let rendered = match adapter.render(&req, &target.render_target()) {
             Ok(r) => r,
             Err(e) => {
                 // This target cannot serve the request as asked (e.g. `n > 1` on Anthropic); another may.
@@ -649,7 +649,7 @@ async fn relay(
         header.insert_number(CONTENT_LENGTH, body.len() as u64);
         header.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
         served_attempt_ended(ctx, up.started);
-        release(state, up, target).await;
+        release(state, up).await;
         ctx.status = status;
         if !ok {
             ctx.error = Some("upstream_status");
@@ -671,7 +671,8 @@ async fn relay(
     // Stream: relay as it arrives. Several events often arrive in one read; Pingora hands them
     // back one HTTP chunk at a time, so whatever is already buffered is drained and written
     // together (one write, one packet) instead of one write per event.
-    let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage);
+    let parse_errors = ParseErrors::new(&state.metrics.stream_parse_errors, &target.provider.name);
+    let mut relay = Relay::new(adapter, rendered, req.client, req.include_usage, parse_errors);
     ctx.status = status;
     header.insert_number(
         names::OVERHEAD_US,
@@ -780,7 +781,7 @@ async fn relay(
     fill_missing_usage(req, ctx, relay.completion_text()).await;
     match outcome {
         Ok(()) => {
-            release(state, up, target).await;
+            release(state, up).await;
             session.write_response_body(None, true).await?;
         }
         Err((kind, message)) => {
@@ -834,13 +835,9 @@ fn client_gone(ctx: &mut RequestCtx, when: &'static str) -> Result<bool> {
 }
 
 /// Returns a fully read upstream connection to the pool.
-async fn release(state: &AppState, mut up: Upstream, target: &Target) {
-    if let Some(peer) = target.provider.peer.as_ref() {
-        if up.session.response_done() {
-            state
-                .connector
-                .release_http_session(up.session, peer, peer.options.idle_timeout)
-                .await;
-        }
+async fn release(state: &AppState, mut up: Upstream) {
+    if up.session.response_done() {
+        let idle = up.peer.options.idle_timeout;
+        state.connector.release_http_session(up.session, &up.peer, idle).await;
     }
 }

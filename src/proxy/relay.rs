@@ -1,16 +1,71 @@
 //! The streaming relay's pure part: upstream body bytes in, client bytes out. Either the bytes
 //! pass through unchanged while an observer watches them (same wire format on both sides), or
 //! the provider's stream is decoded into canonical chunks and encoded in the client's format.
+//! What an observer cannot read of a passed-through stream is counted and logged
+//! (`ParseErrors`), never dropped silently.
 
 use bytes::{Bytes, BytesMut};
+use prometheus::IntCounterVec;
 
 use crate::api::chat::{ChatChunk, Usage};
 use crate::api::client::StreamEncoder;
-use crate::providers::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
+use crate::providers::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Unreadable, Wire, TEXT_LIMIT};
 
-pub enum Relay {
+/// Most bytes of an `Unreadable` detail that reach the log: it may quote model output.
+const SAMPLE: usize = 120;
+
+/// Counts the parts of a passed-through stream its observer could not read, by provider
+/// (`tollgate_stream_parse_errors_total`), and logs the first of the stream with its offset and
+/// its detail cut to `SAMPLE` bytes. The detail is the parser's message, which may quote a piece
+/// of the provider's output (never the request or a key): hence the cap, and one line per stream.
+pub struct ParseErrors<'a> {
+    counter: &'a IntCounterVec,
+    provider: &'a str,
+    /// Bytes of the stream observed so far.
+    seen: u64,
+    count: u32,
+}
+
+impl<'a> ParseErrors<'a> {
+    pub fn new(counter: &'a IntCounterVec, provider: &'a str) -> Self {
+        ParseErrors {
+            counter,
+            provider,
+            seen: 0,
+            count: 0,
+        }
+    }
+
+    /// Notes the outcome of observing the next `len` bytes (0 at the end of the stream).
+    fn note(&mut self, outcome: Result<(), Unreadable>, len: usize) {
+        self.seen += len as u64;
+        let Err(e) = outcome else { return };
+        self.count += 1;
+        self.counter.with_label_values(&[self.provider]).inc();
+        if self.count == 1 {
+            tracing::warn!(
+                provider = self.provider,
+                stream_bytes = self.seen,
+                detail = sample(&e.detail),
+                "could not read part of a relayed stream (the client got it unchanged); its usage may be estimated"
+            );
+        }
+    }
+}
+
+/// The first `SAMPLE` bytes of `s`, cut at a character boundary.
+fn sample(s: &str) -> &str {
+    let mut end = s.len().min(SAMPLE);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+pub enum Relay<'a> {
     Pass {
         observer: Box<dyn Observer>,
+        parse_errors: ParseErrors<'a>,
         client: Wire,
         /// Set when the gateway asked for a usage chunk the client did not: events are
         /// re-framed and that chunk is left out.
@@ -61,9 +116,6 @@ impl UsageStripper {
     }
 }
 
-/// How much completion text is kept for counting: ~256k tokens, far above any single answer.
-pub const TEXT_LIMIT: usize = 1 << 20;
-
 /// Appends a chunk's text to `text`, up to `TEXT_LIMIT`.
 fn keep_text(text: &mut String, c: &ChatChunk) {
     for choice in &c.choices {
@@ -87,11 +139,18 @@ fn keep_text(text: &mut String, c: &ChatChunk) {
     }
 }
 
-impl Relay {
-    pub fn new(adapter: &dyn Adapter, rendered: &Rendered, client: Wire, include_usage: bool) -> Relay {
+impl<'a> Relay<'a> {
+    pub fn new(
+        adapter: &dyn Adapter,
+        rendered: &Rendered,
+        client: Wire,
+        include_usage: bool,
+        parse_errors: ParseErrors<'a>,
+    ) -> Relay<'a> {
         if rendered.passthrough {
             Relay::Pass {
                 observer: adapter.observer(),
+                parse_errors,
                 client,
                 strip: rendered.strip_usage.then(UsageStripper::default),
             }
@@ -108,8 +167,13 @@ impl Relay {
     /// One upstream chunk → the bytes for the client (possibly empty).
     pub fn push(&mut self, bytes: Bytes) -> Result<Bytes, StreamFault> {
         match self {
-            Relay::Pass { observer, strip, .. } => {
-                observer.push(&bytes);
+            Relay::Pass {
+                observer,
+                parse_errors,
+                strip,
+                ..
+            } => {
+                parse_errors.note(observer.push(&bytes), bytes.len());
                 Ok(match strip {
                     Some(s) => s.push(&bytes),
                     None => bytes,
@@ -130,8 +194,13 @@ impl Relay {
     /// The upstream body ended: the final bytes. The stream is complete only if `completed()`.
     pub fn finish(&mut self) -> Result<Bytes, StreamFault> {
         match self {
-            Relay::Pass { observer, strip, .. } => {
-                observer.finish();
+            Relay::Pass {
+                observer,
+                parse_errors,
+                strip,
+                ..
+            } => {
+                parse_errors.note(observer.finish(), 0);
                 Ok(strip.as_mut().map_or_else(Bytes::new, UsageStripper::finish))
             }
             Relay::Translate {
@@ -225,6 +294,60 @@ mod tests {
             assert!(text.ends_with("data: [DONE]\n\n"));
             assert!(text.contains("\"finish_reason\":\"stop\""));
         }
+    }
+
+    #[test]
+    fn unreadable_events_of_a_passed_through_stream_are_counted_and_the_first_logged_capped() {
+        crate::test_log::capture();
+        let counter = IntCounterVec::new(prometheus::Opts::new("t", "t"), &["provider"]).unwrap();
+        let provider = "anthropic-unreadable-test";
+        let rendered = Rendered {
+            path: String::new(),
+            body: Bytes::new(),
+            headers: Vec::new(),
+            passthrough: true,
+            json_mode: false,
+            strip_usage: false,
+        };
+        let adapter = crate::providers::ProviderKind::Anthropic.adapter();
+        let mut relay = Relay::new(
+            adapter,
+            &rendered,
+            Wire::Anthropic,
+            false,
+            ParseErrors::new(&counter, provider),
+        );
+        // Not JSON (a `]` where the object goes on): the event cannot be read at all.
+        let text = "model output ".repeat(40);
+        let bad = format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{text}\"}}]\n\n"
+        );
+        let good = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
+        for chunk in [bad.as_str(), good, bad.as_str()] {
+            let out = relay.push(Bytes::copy_from_slice(chunk.as_bytes())).unwrap();
+            assert_eq!(&out[..], chunk.as_bytes(), "the bytes pass unchanged");
+        }
+        relay.finish().unwrap();
+        assert_eq!(counter.with_label_values(&[provider]).get(), 2);
+        let lines = crate::test_log::lines_with(provider);
+        assert_eq!(lines.len(), 1, "one line per stream: {lines:?}");
+        let detail = lines[0].split("detail=").nth(1).unwrap();
+        assert!(detail.len() <= SAMPLE + 2, "{detail}");
+        assert!(!lines[0].contains("model output"), "{}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("stream_bytes={}", bad.len())),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn samples_are_cut_at_a_character_boundary() {
+        let s = "é".repeat(SAMPLE);
+        assert_eq!(sample(&s).len(), SAMPLE);
+        assert_eq!(sample("short"), "short");
+        let odd = format!("a{s}");
+        assert_eq!(sample(&odd).len(), SAMPLE - 1);
     }
 
     #[test]

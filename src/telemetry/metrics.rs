@@ -35,6 +35,8 @@ pub struct Metrics {
     pub unpriced: IntCounterVec,
     /// Requests whose tokens the gateway counted because the provider reported none.
     pub estimated_usage: IntCounterVec,
+    /// Parts of relayed (passthrough) streams the gateway could not read, by provider.
+    pub stream_parse_errors: IntCounterVec,
     /// Background sinks, synced from their own counters when /metrics is rendered.
     pub sinks: SinkMetrics,
     /// The shared limits backend (Redis), synced when /metrics is rendered.
@@ -326,6 +328,11 @@ impl Metrics {
             "Requests whose tokens the gateway counted because the provider reported none",
             &["model", "provider"],
         )?;
+        let stream_parse_errors = vec(
+            "tollgate_stream_parse_errors_total",
+            "Events of relayed (passthrough) streams the gateway could not read, by provider: the client got them unchanged, the usage may be estimated",
+            &["provider"],
+        )?;
         for c in [
             &retries,
             &rate_limited,
@@ -333,6 +340,7 @@ impl Metrics {
             &guardrails,
             &unpriced,
             &estimated_usage,
+            &stream_parse_errors,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -373,6 +381,7 @@ impl Metrics {
             guardrails,
             unpriced,
             estimated_usage,
+            stream_parse_errors,
             sinks,
             limits_backend,
             connections_open,

@@ -3,15 +3,14 @@
 //! the AWS credentials of Bedrock.
 
 use http::{HeaderName, HeaderValue};
-use pingora::upstreams::peer::HttpPeer;
 
 use super::{key, merge_timeouts, usage, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::locate::Seg;
 use crate::config::raw::{RawProvider, RawProviderKind};
-use crate::config::secret::Secret;
-use crate::config::snapshot::{AwsCredentials, Provider, ProviderOptions, Timeouts};
-use crate::providers::ProviderKind;
+use crate::config::snapshot::{Peer, Provider, Timeouts};
+use crate::providers::{AwsCredentials, ProviderKind, ProviderOptions};
+use crate::secret::Secret;
 
 pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, cx: &mut Ctx) -> Provider {
     let path = |f: &str| vec![key("providers"), key(name), key(f)];
@@ -106,7 +105,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
             None
         }
     };
-    options.pricing_family = preset.map_or(kind.as_str(), |pr| pr.name);
+    let pricing_family = preset.map_or(kind.as_str(), |pr| pr.name);
     if let Some(pr) = preset {
         options.quirks = pr.quirks();
     }
@@ -275,11 +274,13 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         if disabled.is_none() {
             match (env.resolve)(&host, port) {
                 Ok(addr) => {
-                    let mut hp = HttpPeer::new(addr, tls, host.clone());
-                    hp.options.connection_timeout = Some(timeouts.connect);
-                    hp.options.total_connection_timeout = Some(timeouts.connect);
-                    hp.options.idle_timeout = Some(std::time::Duration::from_secs(90));
-                    peer = Some(hp);
+                    peer = Some(Peer {
+                        addr,
+                        tls,
+                        sni: host.clone(),
+                        connect_timeout: timeouts.connect,
+                        idle_timeout: std::time::Duration::from_secs(90),
+                    });
                 }
                 Err(e) => {
                     let why = format!("cannot resolve {host}: {e}");
@@ -304,6 +305,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         options,
     );
     provider.limits = limits;
+    provider.pricing_family = pricing_family;
     provider.display_url = display_url;
     provider
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use super::{key, Ctx, Env};
 use crate::config::env::expand_with;
 use crate::config::raw::RawConfig;
-use crate::config::secret::Secret;
 use crate::config::snapshot::{
     AccessLog, AuthSettings, LimitSettings, MovedPath, TracingSettings, UsagePath, UsageSettings,
 };
 use crate::limits::keys::KeySpec;
 use crate::limits::limiter::Limits;
+use crate::secret::Secret;
 use crate::usage::pricing::PriceTable;
 
 /// A setting with `${VAR}`s expanded; every variable it names must be set (else an error at

@@ -81,7 +81,7 @@ impl FailMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// `redis://[user:password@]host:port/db` (`rediss://` for TLS is not built in).
-    pub url: crate::config::secret::Secret,
+    pub url: crate::secret::Secret,
     /// Prefix of every key this gateway writes.
     pub prefix: String,
     /// Connect and reply timeout of each Redis call; a lease that takes longer counts as Redis

@@ -4,7 +4,6 @@
 pub mod request;
 pub mod response;
 pub mod stream;
-pub mod types;
 
 #[cfg(test)]
 mod tests;
@@ -13,14 +12,13 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::json;
 
-use super::{now_secs, observe, Adapter, ChunkSource, Observer, Rendered, SseChunks, StreamFault, Wire};
+use super::{now_secs, observe, Adapter, ChunkSource, Observer, RenderTarget, Rendered, SseChunks, StreamFault, Wire};
+use crate::api::anthropic::{AUsage, ErrorBody, MessagesResponse, StreamEvent};
 use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
-use crate::config::Target;
 use request::JsonMode;
 use stream::AnthropicStream;
-use types::{ErrorBody, MessagesResponse, StreamEvent};
 
 pub struct AnthropicAdapter;
 
@@ -32,15 +30,14 @@ impl Adapter for AnthropicAdapter {
         Wire::Anthropic
     }
 
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
-        let p = &target.provider;
-        let path = format!("{}/messages", p.path_prefix);
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
+        let path = format!("{}/messages", target.path_prefix);
         let mut headers = Vec::with_capacity(2);
         // The client's version and betas win (the SDK knows what it sends); else the configured one.
         let version = req
             .header(&VERSION_HEADER)
             .cloned()
-            .or_else(|| HeaderValue::try_from(p.options.anthropic_version.as_str()).ok());
+            .or_else(|| HeaderValue::try_from(target.options.anthropic_version.as_str()).ok());
         if let Some(v) = version {
             headers.push((VERSION_HEADER, v));
         }
@@ -50,7 +47,7 @@ impl Adapter for AnthropicAdapter {
         match (req.client, req.endpoint) {
             (Wire::Anthropic, _) => Ok(Rendered {
                 path,
-                body: req.body_with_model(&target.model_json),
+                body: req.body_with_model(target.model_json),
                 headers,
                 passthrough: true,
                 json_mode: false,
@@ -58,7 +55,7 @@ impl Adapter for AnthropicAdapter {
             }),
             (Wire::OpenAi, Endpoint::ChatCompletions) => {
                 let (body, json_mode) =
-                    request::to_anthropic(req.canonical()?, &target.model, p.options.default_max_tokens)?;
+                    request::to_anthropic(req.canonical()?, target.model, target.options.default_max_tokens)?;
                 let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 Ok(Rendered {
                     path,
@@ -105,7 +102,7 @@ impl Adapter for AnthropicAdapter {
     fn usage_of(&self, body: &[u8]) -> Option<Usage> {
         #[derive(serde::Deserialize)]
         struct U {
-            usage: types::AUsage,
+            usage: AUsage,
         }
         serde_json::from_slice::<U>(body)
             .ok()

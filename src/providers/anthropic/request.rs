@@ -8,9 +8,12 @@
 
 use serde_json::{json, Map, Value};
 
-use super::types::{AContent, AMessage, ATool, AToolChoice, Block, ImageSource, MessagesRequest, Metadata, System};
+use crate::api::anthropic::{
+    AContent, AMessage, ATool, AToolChoice, Block, ImageSource, MessagesRequest, Metadata, System,
+};
 use crate::api::chat::{ChatRequest, Content, Message};
 use crate::api::ApiError;
+use crate::providers::translate::{self, push, Role, ToolChoiceOf, Turn};
 
 /// The name of the tool that carries a JSON-mode answer.
 pub const JSON_TOOL: &str = "json_response";
@@ -19,20 +22,13 @@ pub const JSON_TOOL: &str = "json_response";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JsonMode(pub bool);
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field,
-        message: message.into(),
-    }
-}
-
 pub fn to_anthropic(
     req: &ChatRequest,
     model: &str,
     default_max_tokens: u64,
 ) -> Result<(MessagesRequest, JsonMode), ApiError> {
     if req.n.is_some_and(|n| n > 1) {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "n",
             "this model's provider (Anthropic) returns one choice; n must be 1",
         ));
@@ -40,15 +36,15 @@ pub fn to_anthropic(
     let mut system: Vec<Block> = Vec::new();
     let mut messages: Vec<AMessage> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
-        match m.role.as_str() {
-            "system" | "developer" => {
+        match translate::role(m, i, &["tool"])? {
+            Role::System => {
                 if let Some(c) = &m.content {
                     system.extend(text_blocks(c));
                 }
             }
-            "user" => push(&mut messages, "user", user_blocks(m, i)?),
-            "assistant" => push(&mut messages, "assistant", assistant_blocks(m, i)?),
-            "tool" => {
+            Role::User => push(&mut messages, "user", user_blocks(m, i)?),
+            Role::Assistant => push(&mut messages, "assistant", assistant_blocks(m, i)?),
+            Role::Tool => {
                 let id = m
                     .tool_call_id
                     .clone()
@@ -56,21 +52,15 @@ pub fn to_anthropic(
                 let text = m.content.as_ref().map(Content::text).unwrap_or_default();
                 let block = Block::ToolResult {
                     tool_use_id: id,
-                    content: Some(super::types::ToolResultContent::Text(text)),
+                    content: Some(crate::api::anthropic::ToolResultContent::Text(text)),
                     is_error: None,
                     rest: Map::new(),
                 };
                 push(&mut messages, "user", vec![block]);
             }
-            other => return Err(invalid("messages", format!("unsupported role {other:?} at index {i}"))),
         }
     }
-    if messages.is_empty() {
-        return Err(invalid(
-            "messages",
-            "at least one user or assistant message is required",
-        ));
-    }
+    let messages = translate::non_empty(messages, "at least one user or assistant message is required")?;
 
     let mut tools: Option<Vec<ATool>> = req.tools.as_ref().map(|ts| {
         ts.iter()
@@ -86,36 +76,18 @@ pub fn to_anthropic(
             })
             .collect()
     });
-    let mut tool_choice = match &req.tool_choice {
+    let mut tool_choice = match req.tool_choice.as_ref().map(translate::tool_choice).transpose()? {
         None => None,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => Some(AToolChoice {
-                kind: "auto".into(),
-                name: None,
-                disable_parallel_tool_use: None,
-            }),
-            "required" => Some(AToolChoice {
-                kind: "any".into(),
-                name: None,
-                disable_parallel_tool_use: None,
-            }),
-            "none" => Some(AToolChoice {
-                kind: "none".into(),
-                name: None,
-                disable_parallel_tool_use: None,
-            }),
-            other => return Err(invalid("tool_choice", format!("unknown value {other:?}"))),
-        },
-        Some(v) => {
-            let name = v.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| {
-                invalid(
-                    "tool_choice",
-                    "expected a string or {\"type\":\"function\",\"function\":{\"name\":..}}",
-                )
-            })?;
+        Some(choice) => {
+            let (kind, name) = match choice {
+                ToolChoiceOf::Auto => ("auto", None),
+                ToolChoiceOf::Required => ("any", None),
+                ToolChoiceOf::None => ("none", None),
+                ToolChoiceOf::Function(name) => ("tool", Some(name.to_string())),
+            };
             Some(AToolChoice {
-                kind: "tool".into(),
-                name: Some(name.to_string()),
+                kind: kind.into(),
+                name,
                 disable_parallel_tool_use: None,
             })
         }
@@ -151,7 +123,7 @@ pub fn to_anthropic(
                 json_mode = JsonMode(true);
                 force_json_tool(&mut tools, &mut tool_choice, schema, description);
             }
-            Some(other) => return Err(invalid("response_format", format!("unknown type {other:?}"))),
+            Some(other) => return Err(ApiError::invalid("response_format", format!("unknown type {other:?}"))),
         }
     }
     if req.seed.is_some() {
@@ -210,24 +182,27 @@ fn force_json_tool(
     });
 }
 
-/// Appends blocks as a turn of `role`, merging with the previous turn when it has the same role
-/// (Anthropic requires alternation; OpenAI allows consecutive turns and separate tool messages).
-fn push(messages: &mut Vec<AMessage>, role: &str, blocks: Vec<Block>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut() {
-        if last.role == role {
-            let mut merged = std::mem::replace(&mut last.content, AContent::Blocks(Vec::new())).into_blocks();
-            merged.extend(blocks);
-            last.content = AContent::Blocks(merged);
-            return;
+/// Anthropic requires alternation; OpenAI allows consecutive turns and separate tool messages, so
+/// turns of one role are merged (`translate::push`).
+impl Turn for AMessage {
+    type Block = Block;
+
+    fn new(role: &str, blocks: Vec<Block>) -> Self {
+        AMessage {
+            role: role.to_string(),
+            content: AContent::Blocks(blocks),
         }
     }
-    messages.push(AMessage {
-        role: role.to_string(),
-        content: AContent::Blocks(blocks),
-    });
+
+    fn role(&self) -> &str {
+        &self.role
+    }
+
+    fn append(&mut self, blocks: Vec<Block>) {
+        let mut merged = std::mem::replace(&mut self.content, AContent::Blocks(Vec::new())).into_blocks();
+        merged.extend(blocks);
+        self.content = AContent::Blocks(merged);
+    }
 }
 
 fn text_blocks(c: &Content) -> Vec<Block> {
@@ -261,10 +236,9 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<Block>, ApiError> {
                 }
             }
             "image_url" => {
-                let url = p
-                    .image_url
-                    .as_ref()
-                    .ok_or_else(|| invalid("messages", format!("message {i}: image_url part without image_url")))?;
+                let url = p.image_url.as_ref().ok_or_else(|| {
+                    ApiError::invalid("messages", format!("message {i}: image_url part without image_url"))
+                })?;
                 let source = match url.as_data() {
                     Some((media, data)) => ImageSource::Base64 {
                         media_type: media.to_string(),
@@ -274,7 +248,7 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<Block>, ApiError> {
                         ImageSource::Url { url: url.url.clone() }
                     }
                     None => {
-                        return Err(invalid(
+                        return Err(ApiError::invalid(
                             "messages",
                             format!("message {i}: image_url must be an http(s) URL or a base64 data URL"),
                         ))
@@ -285,12 +259,7 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<Block>, ApiError> {
                     rest: Map::new(),
                 });
             }
-            other => {
-                return Err(invalid(
-                    "messages",
-                    format!("message {i}: content part type {other:?} is not supported by Anthropic"),
-                ))
-            }
+            other => return Err(translate::unsupported_part(i, other, "Anthropic")),
         }
     }
     Ok(out)
@@ -304,7 +273,7 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<Block>, ApiError> {
     for tc in m.tool_calls.iter().flatten() {
         let input = tc
             .arguments_json()
-            .map_err(|e| invalid("messages", format!("message {i}: {e}")))?;
+            .map_err(|e| ApiError::invalid("messages", format!("message {i}: {e}")))?;
         out.push(Block::ToolUse {
             id: tc.id.clone(),
             name: tc.function.name.clone(),

@@ -3,7 +3,7 @@
 use serde_json::Map;
 
 use super::request::{JsonMode, JSON_TOOL};
-use super::types::{finish_reason, AUsage, Block, MessagesResponse};
+use crate::api::anthropic::{finish_reason, AUsage, Block, MessagesResponse};
 use crate::api::chat::{ChatResponse, Choice, CompletionDetails, FunctionCall, Message, ToolCall, Usage};
 
 /// OpenAI's `prompt_tokens` includes cached tokens; Anthropic reports cache reads and writes

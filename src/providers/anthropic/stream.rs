@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::request::{JsonMode, JSON_TOOL};
 use super::response::usage;
-use super::types::{finish_reason, AUsage, Block, BlockDelta, StreamEvent};
+use crate::api::anthropic::{finish_reason, AUsage, Block, BlockDelta, StreamEvent};
 use crate::api::chat::{ChatChunk, Delta, FunctionDelta, ToolCallDelta, Usage};
 use crate::providers::StreamFault;
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::request::{to_anthropic, JsonMode};
 use super::response::to_openai;
 use super::stream::AnthropicStream;
-use super::types::MessagesResponse;
+use crate::api::anthropic::MessagesResponse;
 use crate::api::chat::{ChatChunk, ChatRequest};
 use crate::sse::SseDecoder;
 

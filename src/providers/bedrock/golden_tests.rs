@@ -2,12 +2,10 @@
 //! documented Converse examples, stream events with Bedrock's `p` padding field) run through the
 //! adapter and compared as parsed JSON. Stream fixtures are JSON lists of events, framed here
 //! with the event-stream encoder; every framed stream is also fed split at every byte offset.
-//! The config the targets come from is compiled for real, so the Bedrock config path is covered.
+//! Targets are built by hand; the config that compiles them is tested in `config`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -16,8 +14,8 @@ use super::*;
 use crate::api::chat::ChatChunk;
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
-use crate::config::{load_str, ConfigErrors, Env, Snapshot, Target};
-use crate::providers::ProviderKind;
+use crate::providers::{AwsCredentials, ProviderKind, ProviderOptions, RenderTarget};
+use crate::secret::Secret;
 use crate::sse::eventstream::Frame;
 
 const CREATED: u64 = 1_700_000_000;
@@ -35,58 +33,52 @@ fn json(name: &str) -> Value {
     serde_json::from_slice(&fixture(name)).unwrap()
 }
 
-const CONFIG: &str = "
-providers:
-  aws:
-    kind: bedrock
-    aws_region: us-east-1
-    aws_access_key_id: ${AWS_ACCESS_KEY_ID}
-    aws_secret_access_key: ${AWS_SECRET_ACCESS_KEY}
-    aws_session_token: ${AWS_SESSION_TOKEN}
-models:
-  claude-sonnet:
-    targets:
-      - { provider: aws, model: anthropic.claude-3-5-sonnet-20240620-v1:0 }
-  titan-embed:
-    targets:
-      - { provider: aws, model: amazon.titan-embed-text-v2:0 }
-  cohere-embed:
-    targets:
-      - { provider: aws, model: cohere.embed-english-v3 }
-";
+const HOST: &str = "bedrock-runtime.us-east-1.amazonaws.com";
 
-fn load(doc: &str, vars: &'static [(&'static str, &'static str)]) -> Result<Snapshot, ConfigErrors> {
-    let resolve = |_: &str, port: u16| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    let var = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
-    let env = Env {
-        var: &var,
-        resolve: &resolve,
-    };
-    load_str(Path::new("bedrock.yaml"), doc, &env)
+/// The upstream model id an alias of the fixtures stands for.
+fn model(alias: &str) -> &'static str {
+    match alias {
+        "claude-sonnet" => SONNET,
+        "titan-embed" => "amazon.titan-embed-text-v2:0",
+        "cohere-embed" => "cohere.embed-english-v3",
+        other => panic!("no fixture alias {other:?}"),
+    }
 }
 
-const CREDS: &[(&str, &str)] = &[
-    ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-    ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-];
-
-fn target(alias: &str) -> Arc<Target> {
-    let snap = load(CONFIG, CREDS).unwrap();
-    let t = snap.model(alias).unwrap().targets[0].clone();
-    assert_eq!(t.provider.kind, ProviderKind::Bedrock);
-    assert!(t.provider.is_enabled());
-    assert!(t.provider.auth.is_empty() && t.provider.next_auth().is_none());
-    t
+fn options(session_token: Option<&str>) -> ProviderOptions {
+    ProviderOptions {
+        aws: Some(AwsCredentials {
+            region: "us-east-1".into(),
+            access_key_id: Secret::new("AKIDEXAMPLE"),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            session_token: session_token.map(Secret::new),
+        }),
+        ..ProviderOptions::default()
+    }
 }
 
 fn request(endpoint: Endpoint, body: Vec<u8>) -> LlmRequest {
     LlmRequest::parse(endpoint, Bytes::from(body)).unwrap()
 }
 
+fn render_with(req: &LlmRequest, alias: &str, options: &ProviderOptions) -> Result<Rendered, ApiError> {
+    let model = model(alias);
+    let model_json = serde_json::to_vec(model).unwrap();
+    let host = http::HeaderValue::from_static(HOST);
+    let target = RenderTarget {
+        provider: "aws",
+        kind: ProviderKind::Bedrock,
+        model,
+        model_json: &model_json,
+        path_prefix: "",
+        host: &host,
+        options,
+    };
+    ProviderKind::Bedrock.adapter().render(req, &target)
+}
+
 fn render(endpoint: Endpoint, body: Vec<u8>, alias: &str) -> Result<Rendered, ApiError> {
-    ProviderKind::Bedrock
-        .adapter()
-        .render(&request(endpoint, body), &target(alias))
+    render_with(&request(endpoint, body), alias, &options(None))
 }
 
 fn header<'a>(r: &'a Rendered, name: &str) -> Option<&'a str> {
@@ -155,13 +147,8 @@ fn anthropic_messages_request_renders_to_converse_stream() {
 
 #[test]
 fn session_tokens_are_sent_and_signed() {
-    let mut vars = CREDS.to_vec();
-    vars.push(("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN"));
-    let vars: &'static [(&str, &str)] = Box::leak(vars.into_boxed_slice());
-    let snap = load(CONFIG, vars).unwrap();
-    let t = snap.model("claude-sonnet").unwrap().targets[0].clone();
     let req = request(Endpoint::ChatCompletions, fixture("chat_request.openai.json"));
-    let r = BedrockAdapter.render(&req, &t).unwrap();
+    let r = render_with(&req, "claude-sonnet", &options(Some("FwoGZXIvYXdzEXAMPLETOKEN"))).unwrap();
     assert_eq!(header(&r, "x-amz-security-token"), Some("FwoGZXIvYXdzEXAMPLETOKEN"));
     assert!(header(&r, "authorization")
         .unwrap()
@@ -470,63 +457,4 @@ fn model_ids_round_trip_through_the_path() {
     ] {
         assert_eq!(model_of(&path("/model", id, "converse")), id);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Config
-
-fn errors(doc: &str, vars: &'static [(&'static str, &'static str)]) -> Vec<String> {
-    match load(doc, vars) {
-        Ok(_) => Vec::new(),
-        Err(e) => e.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect(),
-    }
-}
-
-#[test]
-fn config_defaults_the_base_url_from_the_region() {
-    let t = target("claude-sonnet");
-    assert_eq!(t.provider.host_header, "bedrock-runtime.us-east-1.amazonaws.com");
-    assert_eq!(t.provider.path_prefix, "");
-    let aws = t.provider.options.aws.as_ref().unwrap();
-    assert_eq!(aws.region, "us-east-1");
-    assert_eq!(format!("{aws:?}").matches("***").count(), 2, "secrets never print");
-    assert!(!format!("{aws:?}").contains("EXAMPLEKEY"));
-}
-
-#[test]
-fn config_disables_without_credentials_and_rejects_misuse() {
-    let snap = load(CONFIG, &[]).unwrap();
-    let p = &snap.providers["aws"];
-    assert!(!p.is_enabled());
-    assert_eq!(
-        p.disabled.as_deref(),
-        Some("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY not set")
-    );
-    assert_eq!(snap.warnings.iter().filter(|w| w.contains("\"aws\"")).count(), 1);
-
-    let no_region = "providers:\n  aws:\n    kind: bedrock\n    aws_access_key_id: k\n    aws_secret_access_key: s\n";
-    let e = errors(no_region, &[]);
-    assert!(e.iter().any(|e| e.contains("aws_region")), "{e:?}");
-
-    let bad_region = "providers:\n  aws:\n    kind: bedrock\n    aws_region: US East\n    aws_access_key_id: k\n    aws_secret_access_key: s\n";
-    assert!(errors(bad_region, &[])
-        .iter()
-        .any(|e| e.contains("providers.aws.aws_region")));
-
-    let keys = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_access_key_id: k\n    aws_secret_access_key: s\n    api_keys: [x]\n";
-    assert!(errors(keys, &[]).iter().any(|e| e.contains("api_keys")));
-
-    let elsewhere = "providers:\n  oa:\n    kind: openai\n    base_url: https://api.openai.com/v1\n    api_keys: [k]\n    aws_region: us-east-1\n";
-    assert!(errors(elsewhere, &[])
-        .iter()
-        .any(|e| e.contains("aws_region") && e.contains("only applies")));
-
-    let signed_header = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_access_key_id: k\n    aws_secret_access_key: s\n    headers: {x-amz-date: \"1\"}\n";
-    assert!(errors(signed_header, &[]).iter().any(|e| e.contains("signed")));
-
-    let temporary = "providers:\n  aws:\n    kind: bedrock\n    base_url: https://vpce.example.com/bedrock\n    aws_region: eu-west-3\n    aws_access_key_id: ASIAEXAMPLE\n    aws_secret_access_key: s\n";
-    let snap = load(temporary, &[]).unwrap();
-    let p = &snap.providers["aws"];
-    assert!(p.disabled.as_deref().is_some_and(|d| d.contains("aws_session_token")));
-    assert_eq!(p.path_prefix, "/bedrock");
 }

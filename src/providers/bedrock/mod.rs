@@ -28,11 +28,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{now_secs, Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
+use super::{now_secs, Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatChunk, ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
-use crate::config::Target;
 use crate::sse::eventstream::Decoder;
 use request::JsonMode;
 use stream::BedrockStream;
@@ -88,11 +87,10 @@ impl Adapter for BedrockAdapter {
         Wire::OpenAi
     }
 
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
-        let p = &target.provider;
-        let aws = p.options.aws.as_ref().ok_or_else(|| ApiError::NoProvider {
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
+        let aws = target.options.aws.as_ref().ok_or_else(|| ApiError::NoProvider {
             model: req.model.clone(),
-            reason: format!("provider {:?} has no AWS credentials", p.name),
+            reason: format!("provider {:?} has no AWS credentials", target.provider),
         })?;
         let (op, body, json_mode) = match req.endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages => {
@@ -101,16 +99,16 @@ impl Adapter for BedrockAdapter {
                 let op = if req.stream { "converse-stream" } else { "converse" };
                 (op, Bytes::from(body), json_mode)
             }
-            Endpoint::Embeddings => ("invoke", embeddings::render(&req.body, &target.model)?, JsonMode(false)),
+            Endpoint::Embeddings => ("invoke", embeddings::render(&req.body, target.model)?, JsonMode(false)),
             Endpoint::Completions => {
                 return Err(ApiError::Unsupported(
                     "Bedrock models do not serve the legacy completions endpoint; use /v1/chat/completions".into(),
                 ))
             }
         };
-        let path = path(&p.path_prefix, &target.model, op);
-        let host = p
-            .host_header
+        let path = path(target.path_prefix, target.model, op);
+        let host = target
+            .host
             .to_str()
             .map_err(|_| ApiError::UpstreamProtocol("the provider's host is not valid text".into()))?;
         let creds = sigv4::Credentials {

@@ -17,13 +17,7 @@ use super::types::{
 use crate::api::chat::{ChatRequest, Content, Message};
 use crate::api::ApiError;
 pub use crate::providers::anthropic::request::{JsonMode, JSON_TOOL};
-
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field,
-        message: message.into(),
-    }
-}
+use crate::providers::translate::{self, push, Role, ToolChoiceOf, Turn};
 
 /// Bedrock-native top-level fields a client may send through the OpenAI API; passed as is.
 const NATIVE_FIELDS: [&str; 5] = [
@@ -40,7 +34,7 @@ const MODEL_FIELDS: [&str; 2] = ["thinking", "top_k"];
 
 pub fn to_converse(req: &ChatRequest) -> Result<(ConverseRequest, JsonMode), ApiError> {
     if req.n.is_some_and(|n| n > 1) {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "n",
             "this model's provider (Bedrock) returns one choice; n must be 1",
         ));
@@ -48,15 +42,15 @@ pub fn to_converse(req: &ChatRequest) -> Result<(ConverseRequest, JsonMode), Api
     let mut system = Vec::new();
     let mut messages: Vec<BMessage> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
-        match m.role.as_str() {
-            "system" | "developer" => {
+        match translate::role(m, i, &["tool"])? {
+            Role::System => {
                 if let Some(c) = &m.content {
                     system.extend(texts(c).into_iter().map(SystemBlock::Text));
                 }
             }
-            "user" => push(&mut messages, "user", user_blocks(m, i)?),
-            "assistant" => push(&mut messages, "assistant", assistant_blocks(m, i)?),
-            "tool" => {
+            Role::User => push(&mut messages, "user", user_blocks(m, i)?),
+            Role::Assistant => push(&mut messages, "assistant", assistant_blocks(m, i)?),
+            Role::Tool => {
                 let id = m
                     .tool_call_id
                     .clone()
@@ -76,15 +70,9 @@ pub fn to_converse(req: &ChatRequest) -> Result<(ConverseRequest, JsonMode), Api
                 });
                 push(&mut messages, "user", vec![block]);
             }
-            other => return Err(invalid("messages", format!("unsupported role {other:?} at index {i}"))),
         }
     }
-    if messages.is_empty() {
-        return Err(invalid(
-            "messages",
-            "at least one user or assistant message is required",
-        ));
-    }
+    let messages = translate::non_empty(messages, "at least one user or assistant message is required")?;
     let history_has_tools = messages.iter().any(|m| {
         m.content
             .iter()
@@ -110,26 +98,15 @@ pub fn to_converse(req: &ChatRequest) -> Result<(ConverseRequest, JsonMode), Api
         })
         .collect();
     let mut choice_none = false;
-    let mut tool_choice = match &req.tool_choice {
+    let mut tool_choice = match req.tool_choice.as_ref().map(translate::tool_choice).transpose()? {
         None => None,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => Some(ToolChoice::Auto(Empty {})),
-            "required" => Some(ToolChoice::Any(Empty {})),
-            "none" => {
-                choice_none = true;
-                None
-            }
-            other => return Err(invalid("tool_choice", format!("unknown value {other:?}"))),
-        },
-        Some(v) => {
-            let name = v.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| {
-                invalid(
-                    "tool_choice",
-                    "expected a string or {\"type\":\"function\",\"function\":{\"name\":..}}",
-                )
-            })?;
-            Some(ToolChoice::Tool(NamedTool { name: name.to_string() }))
+        Some(ToolChoiceOf::Auto) => Some(ToolChoice::Auto(Empty {})),
+        Some(ToolChoiceOf::Required) => Some(ToolChoice::Any(Empty {})),
+        Some(ToolChoiceOf::None) => {
+            choice_none = true;
+            None
         }
+        Some(ToolChoiceOf::Function(name)) => Some(ToolChoice::Tool(NamedTool { name: name.to_string() })),
     };
     if choice_none && !history_has_tools {
         // Bedrock has no "none": offering no tools is the faithful translation. With tool blocks
@@ -153,7 +130,7 @@ pub fn to_converse(req: &ChatRequest) -> Result<(ConverseRequest, JsonMode), Api
                     .and_then(Value::as_str)
                     .map(str::to_string),
             )),
-            Some(other) => return Err(invalid("response_format", format!("unknown type {other:?}"))),
+            Some(other) => return Err(ApiError::invalid("response_format", format!("unknown type {other:?}"))),
         };
         if let Some((schema, description)) = schema {
             json_mode = JsonMode(true);
@@ -207,17 +184,23 @@ pub fn to_converse(req: &ChatRequest) -> Result<(ConverseRequest, JsonMode), Api
     Ok((out, json_mode))
 }
 
-/// Appends blocks as a turn of `role`, merging with the previous turn of the same role.
-fn push(messages: &mut Vec<BMessage>, role: &str, blocks: Vec<ContentBlock>) {
-    if blocks.is_empty() {
-        return;
-    }
-    match messages.last_mut() {
-        Some(last) if last.role == role => last.content.extend(blocks),
-        _ => messages.push(BMessage {
+/// Converse requires alternation: turns of one role are merged (`translate::push`).
+impl Turn for BMessage {
+    type Block = ContentBlock;
+
+    fn new(role: &str, blocks: Vec<ContentBlock>) -> Self {
+        BMessage {
             role: role.to_string(),
             content: blocks,
-        }),
+        }
+    }
+
+    fn role(&self) -> &str {
+        &self.role
+    }
+
+    fn append(&mut self, blocks: Vec<ContentBlock>) {
+        self.content.extend(blocks);
     }
 }
 
@@ -257,12 +240,11 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<ContentBlock>, ApiError> {
                 }
             }
             "image_url" => {
-                let url = p
-                    .image_url
-                    .as_ref()
-                    .ok_or_else(|| invalid("messages", format!("message {i}: image_url part without image_url")))?;
+                let url = p.image_url.as_ref().ok_or_else(|| {
+                    ApiError::invalid("messages", format!("message {i}: image_url part without image_url"))
+                })?;
                 let Some((media, data)) = url.as_data() else {
-                    return Err(invalid(
+                    return Err(ApiError::invalid(
                         "messages",
                         format!(
                             "message {i}: Bedrock does not fetch image URLs; send the image inline as a \
@@ -271,7 +253,7 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<ContentBlock>, ApiError> {
                     ));
                 };
                 let format = image_format(media).ok_or_else(|| {
-                    invalid(
+                    ApiError::invalid(
                         "messages",
                         format!("message {i}: image type {media:?} is not supported by Bedrock (png, jpeg, gif, webp)"),
                     )
@@ -281,12 +263,7 @@ fn user_blocks(m: &Message, i: usize) -> Result<Vec<ContentBlock>, ApiError> {
                     source: ImageSource::Bytes(data.to_string()),
                 }));
             }
-            other => {
-                return Err(invalid(
-                    "messages",
-                    format!("message {i}: content part type {other:?} is not supported by Bedrock"),
-                ))
-            }
+            other => return Err(translate::unsupported_part(i, other, "Bedrock")),
         }
     }
     Ok(out)
@@ -308,7 +285,7 @@ fn assistant_blocks(m: &Message, i: usize) -> Result<Vec<ContentBlock>, ApiError
     for tc in m.tool_calls.iter().flatten() {
         let input = tc
             .arguments_json()
-            .map_err(|e| invalid("messages", format!("message {i}: {e}")))?;
+            .map_err(|e| ApiError::invalid("messages", format!("message {i}: {e}")))?;
         out.push(ContentBlock::ToolUse(ToolUseBlock {
             tool_use_id: tc.id.clone(),
             name: tc.function.name.clone(),

@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::config::secret::Secret;
+use crate::secret::Secret;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The service name Bedrock's runtime endpoints sign with.

@@ -12,13 +12,6 @@ use super::types::{BatchEmbedRequest, BatchEmbedResponse, Content, EmbedRequest,
 use crate::api::ApiError;
 use crate::providers::StreamFault;
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field,
-        message: message.into(),
-    }
-}
-
 /// The `batchEmbedContents` body for an OpenAI embeddings body.
 pub fn to_batch(body: &[u8], model: &str) -> Result<BatchEmbedRequest, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
@@ -29,19 +22,24 @@ pub fn to_batch(body: &[u8], model: &str) -> Result<BatchEmbedRequest, ApiError>
             .map(Value::as_str)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| {
-            invalid(
+            ApiError::invalid(
                 "input",
                 "Gemini embeddings take a string or an array of strings (not token ids)",
             )
         })?,
-        _ => return Err(invalid("input", "expected a string or a non-empty array of strings")),
+        _ => {
+            return Err(ApiError::invalid(
+                "input",
+                "expected a string or a non-empty array of strings",
+            ))
+        }
     };
     let dims = match v.get("dimensions") {
         None | Some(Value::Null) => None,
         Some(d) => Some(
             d.as_u64()
                 .filter(|d| *d > 0)
-                .ok_or_else(|| invalid("dimensions", "expected a positive integer"))?,
+                .ok_or_else(|| ApiError::invalid("dimensions", "expected a positive integer"))?,
         ),
     };
     encoding(body)?;
@@ -68,11 +66,12 @@ pub fn encoding(body: &[u8]) -> Result<bool, ApiError> {
         #[serde(default)]
         encoding_format: Option<String>,
     }
-    let f: Format = serde_json::from_slice(body).map_err(|_| invalid("encoding_format", "expected a string"))?;
+    let f: Format =
+        serde_json::from_slice(body).map_err(|_| ApiError::invalid("encoding_format", "expected a string"))?;
     match f.encoding_format.as_deref() {
         None | Some("float") => Ok(false),
         Some("base64") => Ok(true),
-        Some(other) => Err(invalid(
+        Some(other) => Err(ApiError::invalid(
             "encoding_format",
             format!("expected \"float\" or \"base64\", got {other:?}"),
         )),

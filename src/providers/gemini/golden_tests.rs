@@ -3,9 +3,7 @@
 //! parsed JSON; every stream fixture is also fed split at every byte offset.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -14,8 +12,7 @@ use super::*;
 use crate::api::chat::ChatChunk;
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
-use crate::config::{load_str, Env, Target};
-use crate::providers::ProviderKind;
+use crate::providers::{ProviderKind, ProviderOptions, RenderTarget};
 
 const CREATED: u64 = 1_700_000_000;
 
@@ -30,40 +27,32 @@ fn json(name: &str) -> Value {
     serde_json::from_slice(&fixture(name)).unwrap()
 }
 
-const CONFIG: &str = "
-providers:
-  google:
-    kind: gemini
-    base_url: https://generativelanguage.googleapis.com/v1beta
-    api_keys: [test-key]
-models:
-  gemini-flash:
-    targets:
-      - { provider: google, model: gemini-2.5-flash }
-  gemini-pro:
-    targets:
-      - { provider: google, model: gemini-3-pro-preview }
-  embed:
-    targets:
-      - { provider: google, model: gemini-embedding-001 }
-";
-
-fn target(alias: &str) -> Arc<Target> {
-    let resolve = |_: &str, port: u16| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    let env = Env {
-        var: &|_| None,
-        resolve: &resolve,
-    };
-    let snap = load_str(Path::new("gemini.yaml"), CONFIG, &env).unwrap();
-    let t = snap.model(alias).unwrap().targets[0].clone();
-    assert_eq!(t.provider.kind, ProviderKind::Gemini);
-    assert_eq!(t.provider.auth_header.as_str(), "x-goog-api-key");
-    t
+/// The upstream model an alias of the fixtures stands for.
+fn model(alias: &str) -> &'static str {
+    match alias {
+        "gemini-flash" => "gemini-2.5-flash",
+        "gemini-pro" => "gemini-3-pro-preview",
+        "embed" => "gemini-embedding-001",
+        other => panic!("no fixture alias {other:?}"),
+    }
 }
 
 fn render(endpoint: Endpoint, body: Vec<u8>, alias: &str) -> Result<Rendered, ApiError> {
     let req = LlmRequest::parse(endpoint, Bytes::from(body)).unwrap();
-    ProviderKind::Gemini.adapter().render(&req, &target(alias))
+    let model = model(alias);
+    let model_json = serde_json::to_vec(model).unwrap();
+    let host = http::HeaderValue::from_static("generativelanguage.googleapis.com");
+    let options = ProviderOptions::default();
+    let target = RenderTarget {
+        provider: "google",
+        kind: ProviderKind::Gemini,
+        model,
+        model_json: &model_json,
+        path_prefix: "/v1beta",
+        host: &host,
+        options: &options,
+    };
+    ProviderKind::Gemini.adapter().render(&req, &target)
 }
 
 #[test]
@@ -179,9 +168,9 @@ fn observer_sees_usage_and_the_end() {
     let sse = fixture("stream_tools.sse");
     for cut in 0..=sse.len() {
         let mut o = GeminiAdapter.observer();
-        o.push(&sse[..cut]);
-        o.push(&sse[cut..]);
-        o.finish();
+        o.push(&sse[..cut]).unwrap();
+        o.push(&sse[cut..]).unwrap();
+        o.finish().unwrap();
         assert!(o.completed());
         assert_eq!(o.usage().map(|u| u.total_tokens), Some(214));
     }

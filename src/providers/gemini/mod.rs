@@ -22,11 +22,10 @@ use crate::providers::{observe, SseChunks};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{now_secs, Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
+use super::{now_secs, Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
-use crate::config::Target;
 use stream::GeminiStream;
 use types::{ErrorBody, GenerateContentResponse};
 
@@ -51,11 +50,11 @@ impl Adapter for GeminiAdapter {
         Wire::OpenAi
     }
 
-    fn render(&self, req: &LlmRequest, target: &Target) -> Result<Rendered, ApiError> {
-        let base = format!("{}/models/{}", target.provider.path_prefix, target.model);
+    fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
+        let base = format!("{}/models/{}", target.path_prefix, target.model);
         let (path, body) = match req.endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages => {
-                let body = encode(&request::to_gemini(req.canonical()?, &target.model)?)?;
+                let body = encode(&request::to_gemini(req.canonical()?, target.model)?)?;
                 let path = if req.stream {
                     format!("{base}:streamGenerateContent?alt=sse")
                 } else {
@@ -65,7 +64,7 @@ impl Adapter for GeminiAdapter {
             }
             Endpoint::Embeddings => (
                 format!("{base}:batchEmbedContents"),
-                encode(&embeddings::to_batch(&req.body, &target.model)?)?,
+                encode(&embeddings::to_batch(&req.body, target.model)?)?,
             ),
             Endpoint::Completions => {
                 return Err(ApiError::Unsupported(

@@ -22,17 +22,11 @@ use super::types::{
 };
 use crate::api::chat::{ChatRequest, Content as ChatContent, Message, Part as ChatPart};
 use crate::api::ApiError;
+use crate::providers::translate::{self, push, Role, ToolChoiceOf, Turn};
 
 /// The value Google documents for function calls that no Gemini 3 model produced (history from
 /// another model), which skips signature validation.
 pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
-
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        field,
-        message: message.into(),
-    }
-}
 
 /// Whether `model` validates thought signatures on function calls (the Gemini 3 family).
 pub fn requires_signatures(model: &str) -> bool {
@@ -44,11 +38,11 @@ pub fn to_gemini(req: &ChatRequest, model: &str) -> Result<GenerateContentReques
     let mut system: Vec<Part> = Vec::new();
     let mut contents: Vec<Content> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
-        match m.role.as_str() {
-            "system" | "developer" => system.extend(text_parts(m.content.as_ref())),
-            "user" => push(&mut contents, "user", user_parts(m, i)?),
-            "assistant" => push(&mut contents, "model", model_parts(m, i, strict)?),
-            "tool" | "function" => {
+        match translate::role(m, i, &["tool", "function"])? {
+            Role::System => system.extend(text_parts(m.content.as_ref())),
+            Role::User => push(&mut contents, "user", user_parts(m, i)?),
+            Role::Assistant => push(&mut contents, "model", model_parts(m, i, strict)?),
+            Role::Tool => {
                 let name = function_name(&req.messages[..i], m, i)?;
                 let part = Part {
                     function_response: Some(FunctionResponse {
@@ -59,15 +53,12 @@ pub fn to_gemini(req: &ChatRequest, model: &str) -> Result<GenerateContentReques
                 };
                 push(&mut contents, "user", vec![part]);
             }
-            other => return Err(invalid("messages", format!("unsupported role {other:?} at index {i}"))),
         }
     }
-    if contents.is_empty() {
-        return Err(invalid(
-            "messages",
-            "at least one user or assistant message with content is required",
-        ));
-    }
+    let contents = translate::non_empty(
+        contents,
+        "at least one user or assistant message with content is required",
+    )?;
 
     let declarations = match &req.tools {
         None => Vec::new(),
@@ -114,7 +105,7 @@ pub fn to_gemini(req: &ChatRequest, model: &str) -> Result<GenerateContentReques
                 generation.response_mime_type = Some("application/json".into());
                 generation.response_schema = rf.pointer("/json_schema/schema").map(schema::to_schema);
             }
-            Some(other) => return Err(invalid("response_format", format!("unknown type {other:?}"))),
+            Some(other) => return Err(ApiError::invalid("response_format", format!("unknown type {other:?}"))),
         }
     }
 
@@ -178,39 +169,34 @@ fn tool_choice(choice: Option<&Value>) -> Result<Option<ToolConfig>, ApiError> {
             }),
         })
     };
-    Ok(match choice {
+    Ok(match choice.map(translate::tool_choice).transpose()? {
         None => None,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => config("AUTO", None),
-            "required" => config("ANY", None),
-            "none" => config("NONE", None),
-            other => return Err(invalid("tool_choice", format!("unknown value {other:?}"))),
-        },
-        Some(v) => {
-            let name = v.pointer("/function/name").and_then(Value::as_str).ok_or_else(|| {
-                invalid(
-                    "tool_choice",
-                    "expected a string or {\"type\":\"function\",\"function\":{\"name\":..}}",
-                )
-            })?;
-            config("ANY", Some(vec![name.to_string()]))
-        }
+        Some(ToolChoiceOf::Auto) => config("AUTO", None),
+        Some(ToolChoiceOf::Required) => config("ANY", None),
+        Some(ToolChoiceOf::None) => config("NONE", None),
+        Some(ToolChoiceOf::Function(name)) => config("ANY", Some(vec![name.to_string()])),
     })
 }
 
-/// Appends parts as a turn of `role`, merging with the previous turn of the same role (OpenAI
-/// allows consecutive turns and sends parallel tool results as separate messages; Gemini wants
-/// one turn answering all the calls of the turn before).
-fn push(contents: &mut Vec<Content>, role: &str, parts: Vec<Part>) {
-    if parts.is_empty() {
-        return;
-    }
-    match contents.last_mut() {
-        Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
-        _ => contents.push(Content {
+/// OpenAI allows consecutive turns and sends parallel tool results as separate messages; Gemini
+/// wants one turn answering all the calls of the turn before, so turns of one role are merged
+/// (`translate::push`).
+impl Turn for Content {
+    type Block = Part;
+
+    fn new(role: &str, parts: Vec<Part>) -> Self {
+        Content {
             role: Some(role.into()),
             parts,
-        }),
+        }
+    }
+
+    fn role(&self) -> &str {
+        self.role.as_deref().unwrap_or_default()
+    }
+
+    fn append(&mut self, parts: Vec<Part>) {
+        self.parts.extend(parts);
     }
 }
 
@@ -238,10 +224,9 @@ fn user_parts(m: &Message, i: usize) -> Result<Vec<Part>, ApiError> {
         match p.kind.as_str() {
             "text" => out.extend(p.text.as_ref().filter(|t| !t.is_empty()).map(|t| Part::text(t.clone()))),
             "image_url" => {
-                let url = p
-                    .image_url
-                    .as_ref()
-                    .ok_or_else(|| invalid("messages", format!("message {i}: image_url part without image_url")))?;
+                let url = p.image_url.as_ref().ok_or_else(|| {
+                    ApiError::invalid("messages", format!("message {i}: image_url part without image_url"))
+                })?;
                 out.push(url_part(&url.url, i)?);
             }
             "input_audio" => out.push(audio_part(p, i)?),
@@ -260,12 +245,7 @@ fn user_parts(m: &Message, i: usize) -> Result<Vec<Part>, ApiError> {
                     }
                 }
             }
-            other => {
-                return Err(invalid(
-                    "messages",
-                    format!("message {i}: content part type {other:?} is not supported by Gemini"),
-                ))
-            }
+            other => return Err(translate::unsupported_part(i, other, "Gemini")),
         }
     }
     Ok(out)
@@ -295,7 +275,7 @@ fn url_part(url: &str, i: usize) -> Result<Part, ApiError> {
             ..Default::default()
         });
     }
-    Err(invalid(
+    Err(ApiError::invalid(
         "messages",
         format!("message {i}: a media URL must be http(s) or a base64 data URL"),
     ))
@@ -313,7 +293,7 @@ fn audio_part(p: &ChatPart, i: usize) -> Result<Part, ApiError> {
             }),
             ..Default::default()
         }),
-        _ => Err(invalid(
+        _ => Err(ApiError::invalid(
             "messages",
             format!("message {i}: input_audio needs `data` and `format`"),
         )),
@@ -343,9 +323,9 @@ fn model_parts(m: &Message, i: usize, strict: bool) -> Result<Vec<Part>, ApiErro
     for (n, tc) in m.tool_calls.iter().flatten().enumerate() {
         let args = tc
             .arguments_json()
-            .map_err(|e| invalid("messages", format!("message {i}: {e}")))?;
+            .map_err(|e| ApiError::invalid("messages", format!("message {i}: {e}")))?;
         if !args.is_object() {
-            return Err(invalid(
+            return Err(ApiError::invalid(
                 "messages",
                 format!("message {i}: tool call {:?} arguments must be a JSON object", tc.id),
             ));
@@ -383,7 +363,7 @@ fn function_name(earlier: &[Message], m: &Message, i: usize) -> Result<String, A
     }
     match &m.name {
         Some(n) if !n.is_empty() => Ok(n.clone()),
-        _ => Err(invalid(
+        _ => Err(ApiError::invalid(
             "messages",
             format!(
                 "message {i}: tool result {:?} answers no tool call of an earlier assistant message",

@@ -1,5 +1,5 @@
-//! Anthropic Messages API wire types (requests, responses, stream events), shared by the
-//! Anthropic provider adapter and the inbound `/v1/messages` endpoint.
+//! Anthropic Messages API wire types (requests, responses, stream events): what `/v1/messages`
+//! clients send and receive, and what the Anthropic provider adapter speaks upstream.
 //!
 //! Lenient like every wire type here: unknown fields are kept in `rest` and written back.
 

@@ -1,4 +1,6 @@
-//! `Secret`: a resolved credential (provider key, later virtual/admin keys).
+//! `Secret`: a resolved credential (provider keys, AWS credentials, the admin token, ledger and
+//! Redis URLs). A leaf module, below every layer: config resolves secrets, providers sign with
+//! them, and neither needs the other for it.
 //!
 //! Invariant: a secret's value never reaches a log line or an error message. `Debug` and `Display`
 //! print `***`; the only way to the bytes is `expose()`, used where the value goes on the wire.

@@ -1,0 +1,168 @@
+//! Config of the translated dialects (Bedrock, Gemini): what their providers compile to, and
+//! that the render target a compiled target lends its adapter is the one the config describes.
+//! (The adapters themselves are tested in `providers` on hand-built targets.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::api::openai::LlmRequest;
+use crate::api::Endpoint;
+use crate::providers::ProviderKind;
+
+const CONFIG: &str = "
+providers:
+  aws:
+    kind: bedrock
+    aws_region: us-east-1
+    aws_access_key_id: ${AWS_ACCESS_KEY_ID}
+    aws_secret_access_key: ${AWS_SECRET_ACCESS_KEY}
+    aws_session_token: ${AWS_SESSION_TOKEN}
+  google:
+    kind: gemini
+    base_url: https://generativelanguage.googleapis.com/v1beta
+    api_keys: [test-key]
+models:
+  claude-sonnet:
+    targets:
+      - { provider: aws, model: anthropic.claude-3-5-sonnet-20240620-v1:0 }
+  gemini-flash:
+    targets:
+      - { provider: google, model: gemini-2.5-flash }
+";
+
+fn load(doc: &str, vars: &'static [(&'static str, &'static str)]) -> Result<Snapshot, ConfigErrors> {
+    let resolve = |_: &str, port: u16| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    let var = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+    let env = Env {
+        var: &var,
+        resolve: &resolve,
+    };
+    load_str(Path::new("dialects.yaml"), doc, &env)
+}
+
+const CREDS: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+    ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+];
+
+fn target(alias: &str) -> Arc<Target> {
+    let snap = load(CONFIG, CREDS).unwrap();
+    snap.model(alias).unwrap().targets[0].clone()
+}
+
+fn chat(model: &str) -> LlmRequest {
+    let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+    LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(body)).unwrap()
+}
+
+#[test]
+fn a_bedrock_target_lends_its_model_host_and_credentials_to_the_adapter() {
+    let t = target("claude-sonnet");
+    assert_eq!(t.provider.kind, ProviderKind::Bedrock);
+    assert!(t.provider.is_enabled());
+    assert!(t.provider.auth.is_empty() && t.provider.next_auth().is_none());
+    let rt = t.render_target();
+    assert_eq!(rt.provider, "aws");
+    assert_eq!(rt.model, "anthropic.claude-3-5-sonnet-20240620-v1:0");
+    assert_eq!(rt.model_json, b"\"anthropic.claude-3-5-sonnet-20240620-v1:0\"");
+    assert_eq!(rt.host, "bedrock-runtime.us-east-1.amazonaws.com");
+    let r = t.provider.kind.adapter().render(&chat("claude-sonnet"), &rt).unwrap();
+    assert_eq!(r.path, "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse");
+    let auth = r.headers.iter().find(|(k, _)| k == "authorization").unwrap();
+    let auth = auth.1.to_str().unwrap();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+    assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+}
+
+#[test]
+fn a_bedrock_session_token_is_kept_when_its_variable_is_set() {
+    assert!(target("claude-sonnet")
+        .provider
+        .options
+        .aws
+        .as_ref()
+        .unwrap()
+        .session_token
+        .is_none());
+    let mut vars = CREDS.to_vec();
+    vars.push(("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN"));
+    let vars: &'static [(&str, &str)] = Box::leak(vars.into_boxed_slice());
+    let snap = load(CONFIG, vars).unwrap();
+    let aws = snap.providers["aws"].options.aws.clone().unwrap();
+    assert_eq!(aws.session_token.unwrap().expose(), "FwoGZXIvYXdzEXAMPLETOKEN");
+}
+
+#[test]
+fn a_gemini_target_renders_below_its_base_url_with_its_key_header() {
+    let t = target("gemini-flash");
+    assert_eq!(t.provider.kind, ProviderKind::Gemini);
+    assert_eq!(t.provider.auth_header.as_str(), "x-goog-api-key");
+    let r = t
+        .provider
+        .kind
+        .adapter()
+        .render(&chat("gemini-flash"), &t.render_target())
+        .unwrap();
+    assert_eq!(r.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+}
+
+fn errors(doc: &str, vars: &'static [(&'static str, &'static str)]) -> Vec<String> {
+    match load(doc, vars) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect(),
+    }
+}
+
+#[test]
+fn config_defaults_the_base_url_from_the_region() {
+    let t = target("claude-sonnet");
+    assert_eq!(t.provider.host_header, "bedrock-runtime.us-east-1.amazonaws.com");
+    assert_eq!(t.provider.path_prefix, "");
+    let aws = t.provider.options.aws.as_ref().unwrap();
+    assert_eq!(aws.region, "us-east-1");
+    assert_eq!(format!("{aws:?}").matches("***").count(), 2, "secrets never print");
+    assert!(!format!("{aws:?}").contains("EXAMPLEKEY"));
+}
+
+#[test]
+fn config_disables_without_credentials_and_rejects_misuse() {
+    let snap = load(CONFIG, &[]).unwrap();
+    let p = &snap.providers["aws"];
+    assert!(!p.is_enabled());
+    assert_eq!(
+        p.disabled.as_deref(),
+        Some("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY not set")
+    );
+    assert_eq!(snap.warnings.iter().filter(|w| w.contains("\"aws\"")).count(), 1);
+
+    let no_region = "providers:\n  aws:\n    kind: bedrock\n    aws_access_key_id: k\n    aws_secret_access_key: s\n";
+    let e = errors(no_region, &[]);
+    assert!(e.iter().any(|e| e.contains("aws_region")), "{e:?}");
+
+    let bad_region = "providers:\n  aws:\n    kind: bedrock\n    aws_region: US East\n    aws_access_key_id: k\n    aws_secret_access_key: s\n";
+    assert!(errors(bad_region, &[])
+        .iter()
+        .any(|e| e.contains("providers.aws.aws_region")));
+
+    let keys = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_access_key_id: k\n    aws_secret_access_key: s\n    api_keys: [x]\n";
+    assert!(errors(keys, &[]).iter().any(|e| e.contains("api_keys")));
+
+    let elsewhere = "providers:\n  oa:\n    kind: openai\n    base_url: https://api.openai.com/v1\n    api_keys: [k]\n    aws_region: us-east-1\n";
+    assert!(errors(elsewhere, &[])
+        .iter()
+        .any(|e| e.contains("aws_region") && e.contains("only applies")));
+
+    let signed_header = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_access_key_id: k\n    aws_secret_access_key: s\n    headers: {x-amz-date: \"1\"}\n";
+    assert!(errors(signed_header, &[]).iter().any(|e| e.contains("signed")));
+
+    let temporary = "providers:\n  aws:\n    kind: bedrock\n    base_url: https://vpce.example.com/bedrock\n    aws_region: eu-west-3\n    aws_access_key_id: ASIAEXAMPLE\n    aws_secret_access_key: s\n";
+    let snap = load(temporary, &[]).unwrap();
+    let p = &snap.providers["aws"];
+    assert!(p.disabled.as_deref().is_some_and(|d| d.contains("aws_session_token")));
+    assert_eq!(p.path_prefix, "/bedrock");
+}
