@@ -19,4 +19,5 @@ pub mod sse;
 pub mod telemetry;
 #[cfg(test)]
 mod test_log;
+pub mod time;
 pub mod usage;

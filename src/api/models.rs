@@ -18,7 +18,7 @@ fn openai_entry(m: &ModelAlias, created: u64) -> Value {
 }
 
 fn anthropic_entry(m: &ModelAlias, created: u64) -> Value {
-    json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": rfc3339(created)})
+    json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": crate::time::format_rfc3339_secs(created)})
 }
 
 /// The list. OpenAI clients get the body precomputed at config load.
@@ -47,38 +47,4 @@ pub fn retrieve(snapshot: &Snapshot, id: &str, client: Wire) -> Result<Bytes, Ap
         Wire::Anthropic => anthropic_entry(m, snapshot.loaded_at),
     };
     Ok(Bytes::from(v.to_string()))
-}
-
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn formats_known_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_262_964), "2026-11-21T12:09:24Z");
-    }
 }

@@ -236,7 +236,7 @@ pub fn compile(
         models,
         routes,
         models_list_body,
-        loaded_at: crate::providers::now_secs(),
+        loaded_at: crate::time::unix_secs(),
         source_hash: 0,
         sections: Vec::new(),
         doc_paths: Default::default(),

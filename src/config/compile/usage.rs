@@ -281,7 +281,7 @@ pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSett
             }
         };
         if let Some(at) = &k.expires_at {
-            if let Err(e) = crate::usage::ledger::parse_time(at) {
+            if let Err(e) = crate::time::parse_time(at) {
                 cx.error(&path("expires_at"), e);
             }
         }

@@ -9,8 +9,9 @@ use postgres::Client;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::AdminError;
+use crate::time::unix_ms_i64;
 use crate::usage::ledger::shared::{pg_connect_migrated, SqliteStore};
-use crate::usage::ledger::{now_ms, ConnectError, LedgerError};
+use crate::usage::ledger::{ConnectError, LedgerError};
 
 /// One stored key. `hash`/`prev_hash` are SHA-256 hex; the JSON columns are kept as text.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +153,7 @@ impl Db {
     pub fn insert(&mut self, mut row: KeyRow) -> Result<KeyRow, DbError> {
         match self {
             Db::Sqlite { conn, display } => {
-                row.updated_ms = now_ms();
+                row.updated_ms = unix_ms_i64();
                 let ph: Vec<String> = (1..=15).map(|i| format!("?{i}")).collect();
                 let sql = format!(
                     "INSERT INTO virtual_keys ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
@@ -242,7 +243,7 @@ impl Db {
                     return Err(DbError::Admin(AdminError::NotFound(id.to_string())));
                 };
                 edit(&mut row).map_err(DbError::Admin)?;
-                row.updated_ms = now_ms().max(row.updated_ms + 1);
+                row.updated_ms = unix_ms_i64().max(row.updated_ms + 1);
                 let sql = format!(
                     "UPDATE virtual_keys SET {}, updated_ms = ?15 WHERE id = ?1",
                     set_list(|i| format!("?{i}"))

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::routing::routes::Glob;
-use crate::usage::ledger::{format_rfc3339, parse_time};
+use crate::time::{format_rfc3339, parse_time};
 
 pub use ring::KeyRing;
 pub use store::{KeyStore, LimitsCheck, DEFAULT_POLL};

@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use query::{format_rfc3339, parse_time, GroupBy, SpendQuery, SpendReport, SpendRow};
+pub use query::{GroupBy, SpendQuery, SpendReport, SpendRow};
 
 use crate::usage::UsageRecord;
 use pg::{PgReader, PgStore};
@@ -538,11 +538,4 @@ pub(crate) mod shared {
     pub(crate) use super::pg::connect_migrated as pg_connect_migrated;
     pub(crate) use super::sqlite::SqliteStore;
     pub(crate) use super::store_url::{StoreUrl, PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

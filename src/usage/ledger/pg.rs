@@ -16,7 +16,7 @@ use super::query::{GroupRow, Plan};
 use super::rollup::{to_i64, Rollup, Sums, ROLLUPS};
 use super::sqlite::RECORD_COLUMNS;
 use super::store_url::{PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};
-use super::{now_ms, ConnectError, LedgerError, StoreWriter};
+use super::{ConnectError, LedgerError, StoreWriter};
 use crate::usage::{GuardrailCounts, UsageRecord};
 
 /// Serialises schema migrations of nodes that start at the same time (any constant will do).
@@ -402,7 +402,7 @@ fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
             tx.batch_execute(step)?;
             tx.execute(
                 "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
-                &[&version, &now_ms()],
+                &[&version, &crate::time::unix_ms_i64()],
             )?;
             tracing::info!(version, "spend ledger: PostgreSQL schema migrated");
         }

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use super::query::{GroupRow, Plan};
 use super::rollup::{to_i64, Rollup, Sums, ROLLUPS};
-use super::{now_ms, LedgerError, StoreWriter};
+use super::{LedgerError, StoreWriter};
 use crate::private_files;
 use crate::usage::{GuardrailCounts, UsageRecord};
 
@@ -236,7 +236,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             tx.execute_batch(step)?;
             tx.execute(
                 "INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)",
-                params![version, now_ms()],
+                params![version, crate::time::unix_ms_i64()],
             )?;
             tracing::info!(version, "spend ledger: SQLite schema migrated");
         }
