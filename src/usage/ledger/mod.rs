@@ -22,9 +22,11 @@ mod pg;
 mod pipeline;
 mod query;
 mod rollup;
+mod schema;
 mod spill;
 mod sqlite;
 mod store_url;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -536,6 +538,8 @@ impl SpendReader {
 /// For stores that share the ledger's database and its migrations (`crate::limits::keys`).
 pub(crate) mod shared {
     pub(crate) use super::pg::connect_migrated as pg_connect_migrated;
+    pub(crate) use super::schema::{KeyRow, KEYS};
     pub(crate) use super::sqlite::SqliteStore;
     pub(crate) use super::store_url::{StoreUrl, PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};
+    pub(crate) use super::table::{pg_refs, placeholder, Backend, PgParam};
 }
