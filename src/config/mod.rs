@@ -14,6 +14,7 @@ pub mod locate;
 pub mod moved;
 mod parse;
 pub mod raw;
+mod raw_key;
 pub mod reload;
 pub mod secret;
 pub mod snapshot;
