@@ -36,34 +36,41 @@ fn is_fatal(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| matches!(&c.code()[..2], "28" | "3D" | "42"))
 }
 
+/// `error` as a fatal or a passing failure, by the server's answer `e`.
+fn classify(e: &postgres::Error, error: LedgerError) -> ConnectError {
+    if is_fatal(e) {
+        ConnectError::Fatal(error)
+    } else {
+        ConnectError::Down(error)
+    }
+}
+
 fn connect(config: &postgres::Config, display: &str) -> Result<Client, ConnectError> {
     config.connect(NoTls).map_err(|e| {
-        let le = LedgerError::Unavailable {
-            store: display.to_string(),
-            reason: e.to_string(),
-        };
-        if is_fatal(&e) {
-            ConnectError::Fatal(le)
-        } else {
-            ConnectError::Down(le)
-        }
+        let store = display.to_string();
+        classify(
+            &e,
+            LedgerError::Unavailable {
+                store,
+                reason: e.to_string(),
+            },
+        )
     })
 }
 
-/// A connected, migrated client, for another store that shares the database (virtual keys).
-/// Call it on a thread of your own (see the module note).
+/// A connected, migrated client; also for another store that shares the database (virtual
+/// keys). Call it on a thread of your own (see the module note).
 pub(crate) fn connect_migrated(config: &postgres::Config, display: &str) -> Result<Client, ConnectError> {
     let mut client = connect(config, display)?;
     migrate(&mut client).map_err(|e| {
-        let le = LedgerError::Migration {
-            store: display.to_string(),
-            reason: e.to_string(),
-        };
-        if is_fatal(&e) {
-            ConnectError::Fatal(le)
-        } else {
-            ConnectError::Down(le)
-        }
+        let store = display.to_string();
+        classify(
+            &e,
+            LedgerError::Migration {
+                store,
+                reason: e.to_string(),
+            },
+        )
     })?;
     Ok(client)
 }
@@ -131,19 +138,7 @@ impl StoreWriter for PgStore {
             return Ok(());
         }
         self.client = None;
-        let mut client = connect(&self.config, &self.display)?;
-        migrate(&mut client).map_err(|e| {
-            let le = LedgerError::Migration {
-                store: self.display.clone(),
-                reason: e.to_string(),
-            };
-            if is_fatal(&e) {
-                ConnectError::Fatal(le)
-            } else {
-                ConnectError::Down(le)
-            }
-        })?;
-        self.client = Some(client);
+        self.client = Some(connect_migrated(&self.config, &self.display)?);
         Ok(())
     }
 
