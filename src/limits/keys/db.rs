@@ -278,3 +278,32 @@ fn pg_reason(e: &postgres::Error) -> String {
 fn sqlite_err(display: &str, e: rusqlite::Error) -> DbError {
     DbError::Down(format!("{display}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each statement's parameters are the row's values in column order (`id` first), less
+    /// the column the server's clock sets on PostgreSQL.
+    #[test]
+    fn writes_number_parameters_over_the_columns_that_take_one() {
+        assert_eq!(KEYS.columns[0].name, "id");
+        let cols = KEYS.column_list();
+        let n = KEYS.columns.len();
+        let sqlite: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+        assert_eq!(
+            insert_sql(Backend::Sqlite),
+            format!(
+                "INSERT INTO virtual_keys ({cols}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+                sqlite.join(", ")
+            )
+        );
+        assert!(update_sql(Backend::Sqlite).ends_with("updated_ms = ?14, revoked_ms = ?15 WHERE id = ?1"));
+        assert_eq!(pg_params(&KeyRow::default()).len(), n - 1);
+        assert!(insert_sql(Backend::Postgres).ends_with(&format!("$13, {PG_NOW}, $14) ON CONFLICT (id) DO NOTHING")));
+        assert!(update_sql(Backend::Postgres).starts_with("UPDATE virtual_keys SET hash = $2, "));
+        assert!(update_sql(Backend::Postgres).ends_with(&format!(
+            "updated_ms = GREATEST(updated_ms + 1, {PG_NOW}), revoked_ms = $14 WHERE id = $1"
+        )));
+    }
+}
