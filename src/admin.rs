@@ -14,7 +14,8 @@ use serde_json::json;
 use crate::config::ConfigStore;
 use crate::telemetry::sinks::Sinks;
 use crate::telemetry::Metrics;
-use crate::usage::ledger::{parse_time, GroupBy, SpendQuery};
+use crate::time::parse_time;
+use crate::usage::ledger::{GroupBy, SpendQuery};
 
 pub struct AdminApp {
     pub config: Arc<ConfigStore>,
@@ -109,10 +110,7 @@ impl AdminApp {
                 "the spend ledger is off (usage.ledger: off)",
             );
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let q = match spend_query(query, now_ms) {
+        let q = match spend_query(query, crate::time::unix_ms_i64()) {
             Ok(q) => q,
             Err(e) => return error_reply(StatusCode::BAD_REQUEST, "invalid_query", &e),
         };

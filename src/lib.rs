@@ -4,6 +4,7 @@
 //! plain modules that know nothing about Pingora (`config`, `api`, `providers`, `sse`, `routing`,
 //! `telemetry`), so they are testable and benchable without a socket. `mock` is the mock LLM
 //! provider used by tests, benches, load tests and the demo config.
+//! `time` (the clock, the UTC calendar, RFC 3339) is a leaf every layer may use.
 
 pub mod admin;
 pub mod api;
@@ -20,4 +21,5 @@ pub mod sse;
 pub mod telemetry;
 #[cfg(test)]
 mod test_log;
+pub mod time;
 pub mod usage;

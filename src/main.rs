@@ -213,10 +213,7 @@ fn spend(
     let encoded = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(query)
         .finish();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let q = tollgate::admin::spend_query(&encoded, now_ms)?;
+    let q = tollgate::admin::spend_query(&encoded, tollgate::time::unix_ms_i64())?;
     let reader = tollgate::usage::ledger::open_reader(&url).map_err(|e| e.to_string())?;
     let report = reader.spend(&q).map_err(|e| e.to_string())?;
     if json {

@@ -371,7 +371,7 @@ fn seed_budgets(gateway: &Gateway, sinks: &Sinks) {
     let Some(reader) = &sinks.spend else {
         return;
     };
-    let now = crate::proxy::tenant::wall_ms();
+    let now = crate::time::unix_ms();
     let mut seeded = 0usize;
     for period in [Period::Hour, Period::Day, Period::Days30, Period::Month] {
         let (start, _) = period.window(now);
@@ -487,7 +487,7 @@ impl BackgroundService for LimiterPruner {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {
-                    let removed = self.limiter.prune_idle(crate::proxy::tenant::wall_ms());
+                    let removed = self.limiter.prune_idle(crate::time::unix_ms());
                     if removed > 0 {
                         tracing::debug!(removed, "limiter: idle scopes forgotten");
                     }

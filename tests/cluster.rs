@@ -17,13 +17,7 @@ use tollgate::limits::cluster::{FailMode, Settings};
 use tollgate::limits::gate::{Gate, Refusal};
 use tollgate::limits::limiter::{Budget, Demand, Limits, Period, RejectReason, Scope, ScopeKind};
 use tollgate::secret::Secret;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use tollgate::time::unix_ms;
 
 fn node(redis: &Redis, on_failure: FailMode, prefix: &str) -> Arc<Gate> {
     let gate = Gate::redis(Settings {
@@ -84,7 +78,7 @@ async fn a_budget_holds_across_two_nodes() {
                     id: "k",
                     limits: &limits,
                 };
-                match gate.admit(&[scope], demand(10, estimate), now_ms()).await {
+                match gate.admit(&[scope], demand(10, estimate), unix_ms()).await {
                     Ok(t) => {
                         refusals = 0;
                         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -92,7 +86,7 @@ async fn a_budget_holds_across_two_nodes() {
                         let actual = estimate * (6 + (w as i64 % 5)) / 10;
                         spent.fetch_add(actual as u64, Ordering::Relaxed);
                         served.fetch_add(1, Ordering::Relaxed);
-                        t.settle(10, actual, now_ms());
+                        t.settle(10, actual, unix_ms());
                     }
                     Err(Refusal::Limit(r)) => {
                         assert_eq!(r.reason, RejectReason::Budget, "{r}");
@@ -126,7 +120,7 @@ async fn a_budget_holds_across_two_nodes() {
     assert!(local > 0, "no request was served from a lease");
     // Redis holds the cluster-wide spend (leases given back after the idle period).
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let window = Period::Day.window(now_ms()).0;
+    let window = Period::Day.window(unix_ms()).0;
     let in_redis: f64 = redis_cli(&redis, &["GET", &format!("t1:key:1d:{window}:k")])
         .parse()
         .unwrap();
@@ -161,10 +155,10 @@ async fn a_token_rate_holds_across_two_nodes() {
                     id: "team-a",
                     limits: &limits,
                 };
-                match gate.admit(&[scope], demand(100, 0), now_ms()).await {
+                match gate.admit(&[scope], demand(100, 0), unix_ms()).await {
                     Ok(t) => {
                         admitted.fetch_add(1, Ordering::Relaxed);
-                        t.settle(100, 0, now_ms());
+                        t.settle(100, 0, unix_ms());
                     }
                     Err(Refusal::Limit(r)) => {
                         assert_eq!(r.reason, RejectReason::Tokens, "{r}");
@@ -205,19 +199,19 @@ async fn concurrency_is_capped_across_two_nodes() {
     };
     let mut held = Vec::new();
     for gate in [&a, &b, &a, &b] {
-        held.push(gate.admit(&[scope], demand(1, 0), now_ms()).await.unwrap());
+        held.push(gate.admit(&[scope], demand(1, 0), unix_ms()).await.unwrap());
     }
     for gate in [&a, &b] {
-        match gate.admit(&[scope], demand(1, 0), now_ms()).await {
+        match gate.admit(&[scope], demand(1, 0), unix_ms()).await {
             Err(Refusal::Limit(r)) => assert_eq!(r.reason, RejectReason::Concurrency),
             other => panic!("a fifth request in flight: {:?}", other.map(|_| ())),
         }
     }
     // One finishes on node a; node b can use the slot once a gives it back (idle 300 ms).
-    held.pop().unwrap().settle(1, 0, now_ms());
+    held.pop().unwrap().settle(1, 0, unix_ms());
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match b.admit(&[scope], demand(1, 0), now_ms()).await {
+        match b.admit(&[scope], demand(1, 0), unix_ms()).await {
             Ok(t) => {
                 held.push(t);
                 break;
@@ -244,7 +238,7 @@ async fn headers_count_down_exactly_on_one_node() {
         limits: &limits,
     };
     for i in 1..=20u64 {
-        let t = gate.admit(&[scope], demand(50, 0), now_ms()).await.unwrap();
+        let t = gate.admit(&[scope], demand(50, 0), unix_ms()).await.unwrap();
         let h = t.headers();
         assert_eq!(h.limit_requests, Some(100));
         // Drain over the test's milliseconds is under one request (100/min = 1 per 600 ms).
@@ -259,7 +253,7 @@ async fn headers_count_down_exactly_on_one_node() {
             (10_000 - 50 * i..=10_000 - 50 * i + 60).contains(&tokens),
             "request {i}: {tokens} tokens remaining"
         );
-        t.settle(50, 0, now_ms());
+        t.settle(50, 0, unix_ms());
     }
 }
 
@@ -286,8 +280,8 @@ async fn losing_redis_fails_open_or_closed_and_resyncs() {
     let cost: i64 = 10_000_000; // $0.01
     for gate in [&open, &closed] {
         for _ in 0..5 {
-            let t = gate.admit(&[scope], demand(1, cost), now_ms()).await.unwrap();
-            t.settle(1, cost, now_ms());
+            let t = gate.admit(&[scope], demand(1, cost), unix_ms()).await.unwrap();
+            t.settle(1, cost, unix_ms());
         }
     }
     redis.kill();
@@ -299,12 +293,12 @@ async fn losing_redis_fails_open_or_closed_and_resyncs() {
     }
     for _ in 0..3 {
         let t = open
-            .admit(&[scope], demand(1, cost), now_ms())
+            .admit(&[scope], demand(1, cost), unix_ms())
             .await
             .expect("fail open serves");
-        t.settle(1, cost, now_ms());
+        t.settle(1, cost, unix_ms());
         assert!(matches!(
-            closed.admit(&[scope], demand(1, cost), now_ms()).await,
+            closed.admit(&[scope], demand(1, cost), unix_ms()).await,
             Err(Refusal::Unavailable)
         ));
     }
@@ -321,7 +315,7 @@ async fn losing_redis_fails_open_or_closed_and_resyncs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The outage's usage is charged; the window's key is re-created from what the node knew.
-    let key = format!("t5:team:month:{}:t", Period::Month.window(now_ms()).0);
+    let key = format!("t5:team:month:{}:t", Period::Month.window(unix_ms()).0);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let v: f64 = redis_cli(&redis, &["GET", &key]).parse().unwrap_or(0.0);
@@ -333,8 +327,8 @@ async fn losing_redis_fails_open_or_closed_and_resyncs() {
     }
     // Both nodes serve from Redis again.
     for gate in [&open, &closed] {
-        let t = gate.admit(&[scope], demand(1, cost), now_ms()).await.unwrap();
-        t.settle(1, cost, now_ms());
+        let t = gate.admit(&[scope], demand(1, cost), unix_ms()).await.unwrap();
+        t.settle(1, cost, unix_ms());
     }
     let v: f64 = redis_cli(&redis, &["GET", &key]).parse().unwrap();
     // What Redis holds after the restart: the outage's 3 requests, the 2 since, plus whatever
@@ -491,10 +485,10 @@ async fn lower_tiers_are_shed_first_across_two_nodes() {
     let (mut free_served, mut shed) = (0, 0);
     for i in 0..80 {
         let gate = if i % 2 == 0 { &a } else { &b };
-        match gate.admit(&[scope], free, now_ms()).await {
+        match gate.admit(&[scope], free, unix_ms()).await {
             Ok(t) => {
                 free_served += 1;
-                t.settle(1, 0, now_ms());
+                t.settle(1, 0, unix_ms());
             }
             Err(Refusal::Limit(r)) => {
                 assert_eq!(r.reason, RejectReason::Capacity, "{r}");
@@ -509,9 +503,9 @@ async fn lower_tiers_are_shed_first_across_two_nodes() {
     let mut paid_served = 0;
     for i in 0..60 {
         let gate = if i % 2 == 0 { &a } else { &b };
-        if let Ok(t) = gate.admit(&[scope], demand(1, 0), now_ms()).await {
+        if let Ok(t) = gate.admit(&[scope], demand(1, 0), unix_ms()).await {
             paid_served += 1;
-            t.settle(1, 0, now_ms());
+            t.settle(1, 0, unix_ms());
         }
     }
     assert!(
@@ -538,22 +532,22 @@ async fn a_dead_nodes_slots_expire() {
     {
         let doomed = node(&redis, FailMode::Open, "t7");
         let held = [
-            doomed.admit(&[scope], demand(1, 0), now_ms()).await.unwrap(),
-            doomed.admit(&[scope], demand(1, 0), now_ms()).await.unwrap(),
+            doomed.admit(&[scope], demand(1, 0), unix_ms()).await.unwrap(),
+            doomed.admit(&[scope], demand(1, 0), unix_ms()).await.unwrap(),
         ];
         // Dropping the gate ends its link: from here on it neither gives back nor beats.
         drop(doomed);
         std::mem::forget(held);
     }
     assert!(matches!(
-        survivor.admit(&[scope], demand(1, 0), now_ms()).await,
+        survivor.admit(&[scope], demand(1, 0), unix_ms()).await,
         Err(Refusal::Limit(_))
     ));
     let started = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Ok(t) = survivor.admit(&[scope], demand(1, 0), now_ms()).await {
-            t.settle(1, 0, now_ms());
+        if let Ok(t) = survivor.admit(&[scope], demand(1, 0), unix_ms()).await {
+            t.settle(1, 0, unix_ms());
             break;
         }
         assert!(
@@ -590,7 +584,7 @@ async fn a_refusal_is_remembered_briefly() {
     // Requests that asked Redis for a lease (flushes, which also call Redis, are not counted).
     let calls = |g: &Gate| g.cluster().unwrap().stats().leases.load(Ordering::Relaxed);
     let known = |g: &Gate| g.cluster().unwrap().stats().known.load(Ordering::Relaxed);
-    let t0 = now_ms();
+    let t0 = unix_ms();
     let budget_refusal = |r: Result<_, Refusal>| match r {
         Err(Refusal::Limit(r)) => {
             assert_eq!(r.reason, RejectReason::Budget, "{r}");
@@ -598,7 +592,7 @@ async fn a_refusal_is_remembered_briefly() {
             let day_end = Period::Day.window(t0).1;
             assert!(r.retry_after_ms <= day_end - t0 + 1_000, "{}", r.retry_after_ms);
             assert!(
-                r.retry_after_ms + 60_000 >= day_end.saturating_sub(now_ms()),
+                r.retry_after_ms + 60_000 >= day_end.saturating_sub(unix_ms()),
                 "{}",
                 r.retry_after_ms
             );

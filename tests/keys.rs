@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -15,11 +15,8 @@ mod common;
 
 use common::pg::Pg;
 use tollgate::limits::keys::{admin, AdminError, KeyError, KeySpec, KeyStore, DEFAULT_POLL};
+use tollgate::time::unix_ms_i64;
 use tollgate::usage::ledger::{Ledger, LedgerConfig};
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
 
 fn spec(id: &str) -> KeySpec {
     serde_json::from_value(json!({"id": id, "team": "backend", "limits": {"rpm": 10}})).unwrap()
@@ -70,14 +67,14 @@ fn postgres_two_nodes_revocation_rotation_and_outage() {
         rt.block_on(async { admin::handle(&a, "POST", "/admin/keys", br#"{"id": "k1", "team": "backend"}"#) });
     assert_eq!(status, 201, "{body}");
     let s1 = body["secret"].as_str().unwrap().to_string();
-    assert_eq!(a.lookup(&s1, now_ms()).unwrap().team.as_deref(), Some("backend"));
+    assert_eq!(a.lookup(&s1, unix_ms_i64()).unwrap().team.as_deref(), Some("backend"));
     b.sync_now().unwrap();
-    assert!(b.lookup(&s1, now_ms()).is_ok());
+    assert!(b.lookup(&s1, unix_ms_i64()).is_ok());
 
     // Revoke on A: B refuses within one poll (500 ms), without being asked.
     a.revoke("k1").unwrap();
     let took = wait_until(Duration::from_secs(5), || {
-        b.lookup(&s1, now_ms()).err() == Some(KeyError::Revoked)
+        b.lookup(&s1, unix_ms_i64()).err() == Some(KeyError::Revoked)
     })
     .expect("node B still accepts a revoked key");
     eprintln!("revocation reached node B after {took:?}");
@@ -88,17 +85,18 @@ fn postgres_two_nodes_revocation_rotation_and_outage() {
 
     // Rotation with a grace on B: A takes the new secret and keeps the old one until the grace.
     let (_, s2) = a.create(spec("k2")).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || b.lookup(&s2, now_ms()).is_ok()).is_some());
+    assert!(wait_until(Duration::from_secs(5), || b.lookup(&s2, unix_ms_i64()).is_ok()).is_some());
     let (_, s2b) = b.rotate("k2", Duration::from_secs(600)).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || a.lookup(&s2b, now_ms()).is_ok()).is_some());
-    assert!(a.lookup(&s2, now_ms()).is_ok());
-    assert_eq!(a.lookup(&s2, now_ms() + 601_000).unwrap_err(), KeyError::Revoked);
+    assert!(wait_until(Duration::from_secs(5), || a.lookup(&s2b, unix_ms_i64()).is_ok()).is_some());
+    assert!(a.lookup(&s2, unix_ms_i64()).is_ok());
+    assert_eq!(a.lookup(&s2, unix_ms_i64() + 601_000).unwrap_err(), KeyError::Revoked);
 
     // Update limits on B: A sees the new version.
     let patch = serde_json::from_value(json!({"limits": {"rpm": 99}})).unwrap();
     b.update("k2", patch).unwrap();
     assert!(wait_until(Duration::from_secs(5), || {
-        a.lookup(&s2b, now_ms()).is_ok_and(|k| k.limits == json!({"rpm": 99}))
+        a.lookup(&s2b, unix_ms_i64())
+            .is_ok_and(|k| k.limits == json!({"rpm": 99}))
     })
     .is_some());
     assert_eq!(a.create(spec("k2")).unwrap_err(), AdminError::Duplicate("k2".into()));
@@ -108,8 +106,8 @@ fn postgres_two_nodes_revocation_rotation_and_outage() {
     ledger.shutdown(Duration::from_secs(5));
     pg.stop("immediate");
     std::thread::sleep(DEFAULT_POLL * 2);
-    assert!(a.lookup(&s2b, now_ms()).is_ok() && b.lookup(&s2b, now_ms()).is_ok());
-    assert_eq!(b.lookup(&s1, now_ms()).unwrap_err(), KeyError::Revoked);
+    assert!(a.lookup(&s2b, unix_ms_i64()).is_ok() && b.lookup(&s2b, unix_ms_i64()).is_ok());
+    assert_eq!(b.lookup(&s1, unix_ms_i64()).unwrap_err(), KeyError::Revoked);
     assert!(a.sync_now().is_err());
     let (status, body) = admin::handle(&a, "POST", "/admin/keys", b"{}");
     assert_eq!(status, 503, "{body}");
@@ -122,8 +120,8 @@ fn postgres_two_nodes_revocation_rotation_and_outage() {
     let (_, s3) = wait_until(Duration::from_secs(10), || a.sync_now().is_ok())
         .and_then(|_| a.create(spec("k3")).ok())
         .expect("node A did not reconnect");
-    assert!(wait_until(Duration::from_secs(10), || b.lookup(&s3, now_ms()).is_ok()).is_some());
+    assert!(wait_until(Duration::from_secs(10), || b.lookup(&s3, unix_ms_i64()).is_ok()).is_some());
     b.revoke("k3").unwrap();
-    assert!(wait_until(Duration::from_secs(5), || a.lookup(&s3, now_ms()).is_err()).is_some());
+    assert!(wait_until(Duration::from_secs(5), || a.lookup(&s3, unix_ms_i64()).is_err()).is_some());
     drop(rt);
 }

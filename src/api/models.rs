@@ -9,8 +9,10 @@ use super::ApiError;
 use crate::api::Wire;
 use crate::config::{ModelAlias, Snapshot};
 
+/// Listed and found: "the configured model aliases that have an enabled provider" (README), an
+/// enabled provider among the alias's own targets; `hidden` ones are routable but never shown.
 fn servable(m: &ModelAlias) -> bool {
-    !m.hidden && !m.plan.is_empty()
+    !m.hidden && m.targets.iter().any(|t| t.provider.is_enabled())
 }
 
 fn openai_entry(m: &ModelAlias, created: u64) -> Value {
@@ -18,22 +20,34 @@ fn openai_entry(m: &ModelAlias, created: u64) -> Value {
 }
 
 fn anthropic_entry(m: &ModelAlias, created: u64) -> Value {
-    json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": rfc3339(created)})
+    json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": crate::time::format_rfc3339_secs(created)})
 }
 
-/// The list. OpenAI clients get the body precomputed at config load.
+/// The list. OpenAI clients get the body `list_body` made at config load.
 pub fn list(snapshot: &Snapshot, client: Wire) -> Bytes {
     match client {
         Wire::OpenAi => snapshot.models_list_body.clone(),
+        Wire::Anthropic => list_body(snapshot.models.values().map(AsRef::as_ref), snapshot.loaded_at, client),
+    }
+}
+
+/// The list of the servable aliases among `models`, by name, as `created` at this time.
+pub fn list_body<'a>(models: impl IntoIterator<Item = &'a ModelAlias>, created: u64, client: Wire) -> Bytes {
+    let mut ms: Vec<&ModelAlias> = models.into_iter().filter(|m| servable(m)).collect();
+    ms.sort_by(|a, b| a.name.cmp(&b.name));
+    let body = match client {
+        Wire::OpenAi => {
+            let data: Vec<Value> = ms.iter().map(|m| openai_entry(m, created)).collect();
+            json!({"object": "list", "data": data})
+        }
         Wire::Anthropic => {
-            let mut ms: Vec<&std::sync::Arc<ModelAlias>> = snapshot.models.values().filter(|m| servable(m)).collect();
-            ms.sort_by(|a, b| a.name.cmp(&b.name));
-            let data: Vec<Value> = ms.iter().map(|m| anthropic_entry(m, snapshot.loaded_at)).collect();
+            let data: Vec<Value> = ms.iter().map(|m| anthropic_entry(m, created)).collect();
             let first = ms.first().map(|m| m.name.clone());
             let last = ms.last().map(|m| m.name.clone());
-            Bytes::from(json!({"data": data, "has_more": false, "first_id": first, "last_id": last}).to_string())
+            json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
         }
-    }
+    };
+    Bytes::from(body.to_string())
 }
 
 /// One model by alias; hidden and unservable aliases are not found, as in the list.
@@ -49,36 +63,71 @@ pub fn retrieve(snapshot: &Snapshot, id: &str, client: Wire) -> Result<Bytes, Ap
     Ok(Bytes::from(v.to_string()))
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{load_str, Env};
+
+    /// `gpt`'s own provider is disabled (no key) though its fallback is not; every provider of
+    /// `dead` is disabled; `secret` is hidden.
+    const DOC: &str = "\
+providers:
+  openai: { kind: openai, base_url: https://api.openai.com/v1, api_keys: [\"${OPENAI_API_KEY}\"] }
+  local: { kind: openai_compatible, base_url: http://localhost:8000/v1, api_keys: [k] }
+  off: { kind: openai_compatible, base_url: http://localhost:8001/v1, enabled: false }
+models:
+  gpt: { targets: [ { provider: openai, model: gpt-4o } ], fallbacks: [local-model] }
+  local-model: { targets: [ { provider: local, model: llama } ] }
+  mixed: { targets: [ { provider: off, model: a }, { provider: local, model: b } ] }
+  dead: { targets: [ { provider: off, model: c } ] }
+  secret: { hidden: true, targets: [ { provider: local, model: x } ] }
+";
+
+    fn ids(body: &[u8]) -> Vec<String> {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        let data = v["data"].as_array().unwrap();
+        data.iter()
+            .filter_map(|m| m["id"].as_str())
+            .map(str::to_string)
+            .collect()
+    }
 
     #[test]
-    fn formats_known_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_262_964), "2026-11-21T12:09:24Z");
+    fn list_and_retrieve_agree_on_what_is_servable() {
+        let env = Env {
+            var: &|_| None,
+            resolve: &|_, port| Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        };
+        let snap = load_str(Path::new("test.yaml"), DOC, &env).unwrap();
+        for client in [Wire::OpenAi, Wire::Anthropic] {
+            let listed = ids(&list(&snap, client));
+            assert_eq!(listed, ["local-model", "mixed"], "{client:?}");
+            for alias in ["gpt", "local-model", "mixed", "dead", "secret", "nope"] {
+                match retrieve(&snap, alias, client) {
+                    Ok(body) => {
+                        assert!(
+                            listed.iter().any(|l| l == alias),
+                            "{client:?}: {alias} found, not listed"
+                        );
+                        let v: Value = serde_json::from_slice(&body).unwrap();
+                        assert_eq!(v["id"], alias);
+                    }
+                    Err(e) => {
+                        assert!(
+                            !listed.iter().any(|l| l == alias),
+                            "{client:?}: {alias} listed, not found"
+                        );
+                        assert_eq!(e, ApiError::ModelNotFound(alias.to_string()), "as for an unknown alias");
+                    }
+                }
+            }
+        }
+        // The list made at load is the one `list_body` makes; `created` is the snapshot's load time.
+        let openai = list_body(snap.models.values().map(AsRef::as_ref), snap.loaded_at, Wire::OpenAi);
+        assert_eq!(snap.models_list_body, openai);
+        let v: Value = serde_json::from_slice(&openai).unwrap();
+        assert_eq!(v["data"][0]["created"], snap.loaded_at);
     }
 }

@@ -227,7 +227,12 @@ pub fn compile(
             unpriced.join(", ")
         ));
     }
-    let models_list_body = models_list_body(&models);
+    let loaded_at = crate::time::unix_secs();
+    let models_list_body = crate::api::models::list_body(
+        models.values().map(AsRef::as_ref),
+        loaded_at,
+        crate::providers::Wire::OpenAi,
+    );
     Ok(Snapshot {
         path: file.to_path_buf(),
         server,
@@ -236,7 +241,7 @@ pub fn compile(
         models,
         routes,
         models_list_body,
-        loaded_at: crate::providers::now_secs(),
+        loaded_at,
         source_hash: 0,
         sections: Vec::new(),
         doc_paths: Default::default(),
@@ -447,20 +452,4 @@ fn merge_timeouts(path: &[Seg], raw: &RawTimeouts, base: Timeouts, cx: &mut Ctx)
         first_byte: pick("first_byte", raw.first_byte, base.first_byte),
         idle: pick("idle", raw.idle, base.idle),
     }
-}
-
-fn models_list_body(models: &HashMap<Box<str>, Arc<ModelAlias>>) -> Bytes {
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut listed: Vec<&Arc<ModelAlias>> = models
-        .values()
-        .filter(|m| !m.hidden && m.targets.iter().any(|t| t.provider.is_enabled()))
-        .collect();
-    listed.sort_by(|a, b| a.name.cmp(&b.name));
-    let data: Vec<serde_json::Value> = listed
-        .iter()
-        .map(|m| serde_json::json!({"id": m.name, "object": "model", "created": created, "owned_by": "tollgate"}))
-        .collect();
-    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
 }

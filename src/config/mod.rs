@@ -14,6 +14,7 @@ pub mod locate;
 pub mod moved;
 mod parse;
 pub mod raw;
+mod raw_key;
 pub mod reload;
 /// `Secret` lives at the crate root (providers use it too); `config::secret` stays a path to it.
 pub use crate::secret;

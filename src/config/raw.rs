@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::raw_key::RawKey;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -79,33 +81,6 @@ impl Default for RawAuth {
 
 fn default_key_sync() -> Duration {
     Duration::from_millis(500)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawKey {
-    /// Stable id (in records and metrics; never the secret).
-    pub id: String,
-    /// The secret clients send, from the environment: `${TEAM_A_KEY}`.
-    pub key: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub team: Option<String>,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub tier: Option<String>,
-    /// Aliases (or `*` globs) the key may use; empty = all.
-    #[serde(default)]
-    pub models: Vec<String>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    /// RFC 3339 time after which the key stops working.
-    #[serde(default)]
-    pub expires_at: Option<String>,
-    #[serde(default)]
-    pub limits: serde_json::Value,
 }
 
 #[derive(Debug, Default, Deserialize)]

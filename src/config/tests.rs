@@ -651,3 +651,57 @@ fn the_base_url_shown_in_errors_carries_no_credentials() {
     let s = load(GOOD, &[("OPENAI_API_KEY", "sk-test")]).unwrap();
     assert_eq!(s.providers["openai"].display_url, "https://api.openai.com/v1");
 }
+
+/// A `keys:` entry is the admin API's `KeySpec` plus `key`, read by hand (`raw_key`): its
+/// problems read as those of a derived struct with every field, as they always have.
+#[test]
+fn key_entries_report_like_one_strict_struct() {
+    let doc = "\
+models: {}
+keys:
+  - { id: one }
+  - { key: \"${K}\" }
+  - { id: two, key: \"${K}\", tier: [x] }
+  - { id: three, kye: \"${K}\" }
+  - { id: four, key: \"${K}\", tem: backend }
+  - id: five
+    key: \"${K}\"
+    metadata: { a: [1] }
+    models: [a, {b: 1}]
+  - { id: [x], key: \"${K}\" }
+  - { id: six, ky: \"${K}\" }
+  - [1, 2]
+  - { id: seven, key: \"${K}\", team: t, user: u, name: n, models: [\"*\"], metadata: {a: b}, expires_at: \"2030-01-01\", limits: { rpm: 5 } }
+";
+    let e = load(doc, &[("K", "v")]).unwrap_err();
+    let found: Vec<String> = e.errors.iter().map(|e| e.to_string()).collect();
+    let expected = [
+        "test.yaml:3: keys[0]: missing field `key`",
+        "test.yaml:4: keys[1]: missing field `id`",
+        "test.yaml:5: keys[2].tier: invalid type: sequence, expected a string",
+        "test.yaml:6: keys[3].kye: unknown field `kye`, expected one of `id`, `key`, `name`, `team`, `user`, `tier`, \
+         `models`, `metadata`, `expires_at`, `limits`",
+        "test.yaml:6: keys[3]: missing field `key`",
+        "test.yaml:7: keys[4].tem: unknown field `tem`; did you mean `team`?",
+        "test.yaml:10: keys[5].metadata.a: invalid type: sequence, expected a string",
+        "test.yaml:11: keys[5].models[1]: invalid type: map, expected a string",
+        "test.yaml:12: keys[6].id: invalid type: sequence, expected a string",
+        "test.yaml:13: keys[7].ky: unknown field `ky`; did you mean `key`?",
+        "test.yaml:13: keys[7]: missing field `key`",
+        "test.yaml:14: keys[8]: invalid type: sequence, expected struct RawKey",
+    ];
+    assert_eq!(found, expected, "{e}");
+
+    // What the file says reaches the key store as the API's own spec.
+    let doc = "models: {}\nkeys:\n  - { id: seven, key: \"${K}\", team: t, user: u, name: n, models: [\"*\"], \
+               metadata: {a: b}, expires_at: \"2030-01-01\", limits: { rpm: 5 } }\n";
+    let s = load(doc, &[("K", "v")]).unwrap();
+    let api: crate::limits::keys::KeySpec = serde_json::from_value(serde_json::json!({
+        "id": "seven", "team": "t", "user": "u", "name": "n", "models": ["*"], "metadata": {"a": "b"},
+        "expires_at": "2030-01-01", "limits": {"rpm": 5}
+    }))
+    .unwrap();
+    assert_eq!(s.auth.keys.len(), 1);
+    assert_eq!(s.auth.keys[0].0, api);
+    assert_eq!(s.auth.keys[0].1.expose(), "v");
+}

@@ -25,7 +25,6 @@
 //!   `encoding_format: "base64"` returns the little-endian f32 bytes in base64, as OpenAI does.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -35,6 +34,7 @@ use super::behavior::Behavior;
 pub use super::content::{base64_f32, completion_text, embedding_vector, input_tokens, text_tokens, Input, Pieces};
 use super::usage::{Pending, Tokens, UsageMeter};
 use super::{EventSource, Reply, SseEvent};
+use crate::time::unix_secs;
 
 /// Model ids listed by `GET /v1/models`.
 pub const MODELS: [&str; 3] = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
@@ -277,10 +277,6 @@ fn generation(obj: &Map<String, Value>, b: &Behavior, max_keys: &[&str]) -> Resu
     })
 }
 
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
@@ -355,7 +351,7 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
         &json!({
             "id": id,
             "object": "chat.completion",
-            "created": unix_now(),
+            "created": unix_secs(),
             "model": g.model,
             "choices": [{
                 "index": 0,
@@ -436,7 +432,7 @@ pub(crate) fn completions(body: &[u8], seq: u64, b: &Behavior, meter: Option<&Ar
         &json!({
             "id": id,
             "object": "text_completion",
-            "created": unix_now(),
+            "created": unix_secs(),
             "model": g.model,
             "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": g.finish_reason}],
             "usage": usage,
@@ -636,7 +632,7 @@ impl OpenAiStream {
             dialect,
             id,
             model: g.model,
-            created: unix_now(),
+            created: unix_secs(),
             pieces: Pieces::new(b.text.as_deref()),
             chunks: g.chunks,
             next: 0,

@@ -275,10 +275,3 @@ pub fn observe<S: ChunkSource + 'static>(source: S) -> Box<dyn Observer> {
         scratch: Vec::new(),
     })
 }
-
-/// Seconds since the epoch, for `created` fields the gateway fills in.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}

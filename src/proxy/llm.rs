@@ -22,7 +22,7 @@ use super::relay::{ParseErrors, Relay};
 use super::retry::{backoff, client_budget, is_context_length_error, retry_after};
 use super::tenant::{
     admit_provider, admit_tenant, attribute, completion_text_of, fill_missing_usage, fits_window, prompt_need,
-    refine_reservation, rejection_error, wall_ms,
+    refine_reservation, rejection_error,
 };
 use super::upstream::{self, AttemptError, Upstream};
 use super::{body, respond, AppState};
@@ -218,7 +218,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             match admit_provider(state, ctx, &req, &snapshot, plan, scope, &mut demand).await {
                 Ok(a) => {
                     if let Some(previous) = ctx.provider_admission.replace(a) {
-                        previous.settle(0, 0, wall_ms());
+                        previous.settle(0, 0, crate::time::unix_ms());
                     }
                 }
                 Err(crate::limits::gate::Refusal::Limit(r)) => {

@@ -100,9 +100,7 @@ fn authenticate(
         text(http::header::HeaderName::from_static("x-api-key")),
     );
     // Expiry is wall-clock time.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = crate::time::unix_ms_i64();
     match presented.map(|p| state.keys.lookup(p, now_ms)) {
         Some(Ok(key)) => {
             ctx.who.key_id = Some(key.id.clone());

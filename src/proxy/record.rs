@@ -43,7 +43,7 @@ pub fn finish(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
     let rec = build(ctx, status, now);
     // Replace the reservations with what was used (nothing, when no usage came back).
     let used_tokens = rec.prompt_tokens + rec.completion_tokens;
-    let wall = super::tenant::wall_ms();
+    let wall = crate::time::unix_ms();
     if let Some(a) = ctx.admission.take() {
         a.settle(used_tokens, rec.cost_nanos, wall);
     }

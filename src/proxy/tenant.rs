@@ -15,6 +15,7 @@ use crate::limits::gate::{Refusal, Ticket};
 use crate::limits::limiter::{Demand, Limits, RejectReason, Scope, ScopeKind};
 use crate::limits::prompt::Prompt;
 use crate::providers::Wire;
+use crate::time::unix_ms;
 
 /// Prompts above this size are estimated on a blocking thread, not on the proxy's worker.
 const INLINE_ESTIMATE_LIMIT: usize = 32 * 1024;
@@ -88,13 +89,6 @@ pub(super) async fn fill_missing_usage(req: &LlmRequest, ctx: &mut RequestCtx, c
     let completion = completion_text.map_or(0, crate::limits::tokens::count_text);
     ctx.usage = Some(crate::api::chat::Usage::new(prompt, completion));
     ctx.tokens_estimated = true;
-}
-
-/// Wall-clock milliseconds: budget periods are calendar windows.
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A limiter's refusal as the client's 429.
@@ -174,12 +168,12 @@ pub(super) async fn admit_tenant(
         ctx.estimate_pending = !exact;
         return Ok(demand);
     }
-    let mut result = state.limiter.admit(&limits.scopes(&ctx.who), demand, wall_ms()).await;
+    let mut result = state.limiter.admit(&limits.scopes(&ctx.who), demand, unix_ms()).await;
     if !exact && refused_on_size(&result) {
         // The bound did not fit: decide on the tokenizer's count.
         let counted = prompt_need(req, ctx).await.or(need);
         demand = demand_for(snapshot, plan, counted, tier_ceiling);
-        result = state.limiter.admit(&limits.scopes(&ctx.who), demand, wall_ms()).await;
+        result = state.limiter.admit(&limits.scopes(&ctx.who), demand, unix_ms()).await;
     } else {
         ctx.estimate_pending = !exact;
     }
@@ -218,13 +212,13 @@ pub(super) async fn admit_provider(
 ) -> std::result::Result<Ticket, Refusal> {
     let result = state
         .limiter
-        .admit(std::slice::from_ref(&scope), *demand, wall_ms())
+        .admit(std::slice::from_ref(&scope), *demand, unix_ms())
         .await;
     if !(ctx.estimate_pending && refused_on_size(&result)) {
         return result;
     }
     *demand = refine_reservation(req, ctx, snapshot, plan, *demand).await;
-    state.limiter.admit(&[scope], *demand, wall_ms()).await
+    state.limiter.admit(&[scope], *demand, unix_ms()).await
 }
 
 /// Refused for the request's size (tokens, dollars, a tier's share), which the tokenizer's count
@@ -340,7 +334,7 @@ pub(super) async fn refine_reservation(
         return demand;
     };
     let refined = demand_for(snapshot, plan, Some(counted), demand.tier_ceiling);
-    let now = wall_ms();
+    let now = unix_ms();
     for ticket in [ctx.admission.as_mut(), ctx.provider_admission.as_mut()]
         .into_iter()
         .flatten()

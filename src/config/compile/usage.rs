@@ -11,7 +11,6 @@ use crate::config::raw::RawConfig;
 use crate::config::snapshot::{
     AccessLog, AuthSettings, LimitSettings, MovedPath, TracingSettings, UsagePath, UsageSettings,
 };
-use crate::limits::keys::KeySpec;
 use crate::limits::limiter::Limits;
 use crate::secret::Secret;
 use crate::usage::pricing::PriceTable;
@@ -249,18 +248,16 @@ pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSett
     let mut ids: Vec<&str> = Vec::new();
     for (i, k) in raw.keys.iter().enumerate() {
         let path = |f: &str| [key("keys"), super::Seg::Index(i), key(f)];
-        if k.id.is_empty()
-            || k.id.len() > 64
-            || !k.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        let id = k.id();
+        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             cx.error(&path("id"), "needs 1 to 64 letters, digits, '-' or '_'");
             continue;
         }
-        if ids.contains(&k.id.as_str()) {
-            cx.error(&path("id"), format!("duplicate key id {:?}", k.id));
+        if ids.contains(&id) {
+            cx.error(&path("id"), format!("duplicate key id {id:?}"));
             continue;
         }
-        ids.push(&k.id);
+        ids.push(id);
         if !k.key.contains("${") {
             cx.error(
                 &path("key"),
@@ -272,7 +269,7 @@ pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSett
             Ok(e) if e.missing.is_empty() && !e.value.is_empty() => e.value,
             Ok(e) => {
                 cx.warnings
-                    .push(format!("key {:?} is left out: {} not set", k.id, e.missing.join(", ")));
+                    .push(format!("key {id:?} is left out: {} not set", e.missing.join(", ")));
                 continue;
             }
             Err(msg) => {
@@ -280,25 +277,12 @@ pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSett
                 continue;
             }
         };
-        if let Some(at) = &k.expires_at {
-            if let Err(e) = crate::usage::ledger::parse_time(at) {
+        if let Some(at) = &k.spec.expires_at {
+            if let Err(e) = crate::time::parse_time(at) {
                 cx.error(&path("expires_at"), e);
             }
         }
-        keys.push((
-            KeySpec {
-                id: Some(k.id.clone()),
-                name: k.name.clone(),
-                team: k.team.clone(),
-                user: k.user.clone(),
-                tier: k.tier.clone(),
-                models: k.models.clone(),
-                metadata: k.metadata.clone(),
-                expires_at: k.expires_at.clone(),
-                limits: k.limits.clone(),
-            },
-            Secret::new(secret),
-        ));
+        keys.push((k.spec.clone(), Secret::new(secret)));
     }
     if raw.auth.key_sync.is_zero() {
         cx.error(&[key("auth"), key("key_sync")], "must be greater than 0s");
@@ -369,7 +353,7 @@ pub(super) fn parse_limits(v: &serde_json::Value, path: &[super::Seg], cx: &mut 
 /// Teams, per-user limits, tiers, the completion allowance.
 pub(super) fn compile_limits(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> LimitSettings {
     for (i, k) in raw.keys.iter().enumerate() {
-        parse_limits(&k.limits, &[key("keys"), super::Seg::Index(i), key("limits")], cx);
+        parse_limits(&k.spec.limits, &[key("keys"), super::Seg::Index(i), key("limits")], cx);
     }
     let mut teams = std::collections::HashMap::new();
     for (name, t) in &raw.teams {

@@ -20,12 +20,12 @@ pub(super) enum Counter {
     Budget(Period),
 }
 
-pub(super) const MINUTE_MS: u64 = 60_000;
+pub(super) use crate::time::{DAY_MS, MINUTE_MS};
+
 /// How long a refusal from Redis is trusted: a request that would not fit on the level Redis
 /// reported then is refused here without asking again. Shorter than a flush or two, so credit
 /// another node gives back meanwhile is seen soon after.
 pub(super) const KNOWN_REFUSAL_MS: u64 = 100;
-pub(super) const DAY_MS: u64 = 86_400_000;
 
 impl Counter {
     pub(super) const ALL: [Counter; 8] = [

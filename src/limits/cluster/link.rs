@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::account::Counter;
 use super::Inner;
+use crate::time::unix_ms;
 
 const FLUSH_MS: u64 = 100;
 /// Credit unused this long is given back.
@@ -75,7 +76,7 @@ pub(super) struct LeaseRequest {
 
 impl LeaseRequest {
     fn answer(self, reply: Result<LeaseReply, ()>) {
-        let now = super::wall_ms();
+        let now = unix_ms();
         match self.reply {
             Some(tx) => {
                 let _ = tx.send(reply);
@@ -163,7 +164,7 @@ pub(super) fn spawn(
                 conn: None,
                 epoch: None,
                 last_beat_ms: 0,
-                last_prune_ms: super::wall_ms(),
+                last_prune_ms: unix_ms(),
                 restate_slots: false,
             };
             rt.block_on(async move {
@@ -202,7 +203,7 @@ impl Link {
                     } else {
                         self.flush().await;
                     }
-                    let now = super::wall_ms();
+                    let now = unix_ms();
                     if now.saturating_sub(self.last_prune_ms) >= 60_000 {
                         self.last_prune_ms = now;
                         self.inner.prune(now);
@@ -347,7 +348,7 @@ impl Link {
 
     /// Gives back idle credit, charges debts and owed usage, renews slot leases.
     async fn flush(&mut self) {
-        let now = super::wall_ms();
+        let now = unix_ms();
         let beat = now.saturating_sub(self.last_beat_ms) >= HEARTBEAT_MS;
         if beat {
             self.last_beat_ms = now;

@@ -58,6 +58,7 @@ use self::admission::{bit, p_index, HeldScope, Short};
 use self::link::{LeaseItem, LeaseReply, LeaseRequest};
 use self::refusal::{cap_of, Known};
 use super::limiter::{Demand, Limiter, Limits, Period, RateHeaders, Rejection, Scope, ScopeKind};
+use crate::time::unix_ms;
 
 /// What to do with requests while Redis is unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -137,12 +138,6 @@ fn kind_index(kind: ScopeKind) -> usize {
         ScopeKind::User => 2,
         ScopeKind::Provider => 3,
     }
-}
-
-pub(super) fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Inner {
@@ -231,7 +226,7 @@ impl Inner {
 
     /// The local limiter takes over with the cluster-wide spend this node last saw.
     fn seed_local_budgets(&self) {
-        let now = wall_ms();
+        let now = unix_ms();
         for (kind, map) in self.maps() {
             for entry in map.iter() {
                 for period in Period::ALL {
@@ -595,7 +590,7 @@ impl Cluster {
         short: &[Short],
         need: &Need,
     ) -> Result<LeaseReply, ()> {
-        let now = wall_ms();
+        let now = unix_ms();
         let items = short
             .iter()
             .map(|sh| {

@@ -6,49 +6,71 @@
 use std::path::Path;
 
 use postgres::Client;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params_from_iter, OptionalExtension, TransactionBehavior};
 
 use super::AdminError;
-use crate::usage::ledger::shared::{pg_connect_migrated, SqliteStore};
-use crate::usage::ledger::{now_ms, ConnectError, LedgerError};
+use crate::time::unix_ms_i64;
+pub(crate) use crate::usage::ledger::shared::KeyRow;
+use crate::usage::ledger::shared::{pg_connect_migrated, pg_refs, placeholder, Backend, PgParam, SqliteStore, KEYS};
+use crate::usage::ledger::{ConnectError, LedgerError};
 
-/// One stored key. `hash`/`prev_hash` are SHA-256 hex; the JSON columns are kept as text.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct KeyRow {
-    pub id: String,
-    pub hash: String,
-    pub prev_hash: Option<String>,
-    pub prev_valid_until_ms: Option<i64>,
-    pub name: Option<String>,
-    pub team: Option<String>,
-    pub user: Option<String>,
-    pub tier: Option<String>,
-    /// A JSON array of strings.
-    pub models: String,
-    /// A JSON object of strings.
-    pub metadata: String,
-    pub expires_ms: Option<i64>,
-    /// A JSON object or `null`.
-    pub limits: String,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    pub revoked_ms: Option<i64>,
+/// The SQL value each column gets in a write, in column order: its own parameter, numbered over
+/// the columns that take one (`id` is the first), but on PostgreSQL `SERVER_CLOCK` gets
+/// `pg_updated`.
+fn write_values(b: Backend, pg_updated: &str) -> Vec<(&'static str, String)> {
+    let mut n = 0;
+    KEYS.columns
+        .iter()
+        .map(|c| match b {
+            Backend::Postgres if c.name == SERVER_CLOCK => (c.name, pg_updated.to_string()),
+            _ => {
+                n += 1;
+                (c.name, placeholder(b, n))
+            }
+        })
+        .collect()
 }
 
-const COLUMNS: &str = "id, hash, prev_hash, prev_valid_until_ms, name, team, user_id, tier, models, metadata, \
-    expires_ms, limits, created_ms, updated_ms, revoked_ms";
-
-/// Everything but `id` and `updated_ms`, as `SET` assignments numbered from `$2`/`?2`.
-fn set_list(ph: fn(usize) -> String) -> String {
-    let cols: Vec<&str> = COLUMNS.split(", ").collect();
-    cols.iter()
-        .enumerate()
-        .filter(|(_, c)| **c != "id" && **c != "updated_ms")
-        .enumerate()
-        .map(|(n, (_, c))| format!("{c} = {}", ph(n + 2)))
-        .collect::<Vec<_>>()
-        .join(", ")
+fn insert_sql(b: Backend) -> String {
+    let values = write_values(b, PG_NOW);
+    let (cols, vals): (Vec<&str>, Vec<String>) = values.into_iter().unzip();
+    format!(
+        "INSERT INTO virtual_keys ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        cols.join(", "),
+        vals.join(", ")
+    )
 }
+
+/// Sets every column but `id` (the first parameter); `updated_ms` never goes back on PostgreSQL.
+fn update_sql(b: Backend) -> String {
+    let values = write_values(b, &format!("GREATEST(updated_ms + 1, {PG_NOW})"));
+    let sets: Vec<String> = values
+        .iter()
+        .filter(|(c, _)| *c != "id")
+        .map(|(c, v)| format!("{c} = {v}"))
+        .collect();
+    format!(
+        "UPDATE virtual_keys SET {} WHERE id = {}",
+        sets.join(", "),
+        placeholder(b, 1)
+    )
+}
+
+/// The row's values for `write_values(Backend::Postgres, …)`: every column but `SERVER_CLOCK`.
+fn pg_params(row: &KeyRow) -> Vec<PgParam<'_>> {
+    KEYS.columns
+        .iter()
+        .filter(|c| c.name != SERVER_CLOCK)
+        .map(|c| c.pg_value(row))
+        .collect()
+}
+
+fn select_sql(filter: &str) -> String {
+    format!("SELECT {} FROM virtual_keys WHERE {filter}", KEYS.column_list())
+}
+
+/// The column PostgreSQL sets from its own clock.
+const SERVER_CLOCK: &str = "updated_ms";
 
 /// The server's clock in Unix milliseconds, never going back for one row.
 const PG_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
@@ -131,18 +153,17 @@ impl Db {
     /// Rows with `updated_ms >= since`, or every row.
     pub fn rows(&mut self, since: Option<i64>) -> Result<Vec<KeyRow>, DbError> {
         let since = since.unwrap_or(i64::MIN);
-        let sql = |ph: &str| format!("SELECT {COLUMNS} FROM virtual_keys WHERE updated_ms >= {ph}");
         match self {
             Db::Sqlite { conn, display } => {
                 let e = |x: rusqlite::Error| sqlite_err(display, x);
-                let mut stmt = conn.prepare_cached(&sql("?1")).map_err(e)?;
-                let rows = stmt.query_map([since], sqlite_row).map_err(e)?;
+                let mut stmt = conn.prepare_cached(&select_sql("updated_ms >= ?1")).map_err(e)?;
+                let rows = stmt.query_map([since], |r| KEYS.sqlite_read(r)).map_err(e)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(e)
             }
             Db::Postgres { .. } => self.with_pg(|c| {
-                c.query(sql("$1").as_str(), &[&since])?
+                c.query(select_sql("updated_ms >= $1").as_str(), &[&since])?
                     .iter()
-                    .map(pg_row)
+                    .map(|r| KEYS.pg_read(r))
                     .collect::<Result<Vec<_>, _>>()
             }),
         }
@@ -152,33 +173,9 @@ impl Db {
     pub fn insert(&mut self, mut row: KeyRow) -> Result<KeyRow, DbError> {
         match self {
             Db::Sqlite { conn, display } => {
-                row.updated_ms = now_ms();
-                let ph: Vec<String> = (1..=15).map(|i| format!("?{i}")).collect();
-                let sql = format!(
-                    "INSERT INTO virtual_keys ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-                    ph.join(", ")
-                );
+                row.updated_ms = unix_ms_i64();
                 let n = conn
-                    .execute(
-                        &sql,
-                        params![
-                            row.id,
-                            row.hash,
-                            row.prev_hash,
-                            row.prev_valid_until_ms,
-                            row.name,
-                            row.team,
-                            row.user,
-                            row.tier,
-                            row.models,
-                            row.metadata,
-                            row.expires_ms,
-                            row.limits,
-                            row.created_ms,
-                            row.updated_ms,
-                            row.revoked_ms
-                        ],
-                    )
+                    .execute(&insert_sql(Backend::Sqlite), params_from_iter(KEYS.sqlite_values(&row)))
                     .map_err(|e| sqlite_err(display, e))?;
                 if n == 0 {
                     return Err(DbError::Admin(AdminError::Duplicate(row.id)));
@@ -186,36 +183,11 @@ impl Db {
                 Ok(row)
             }
             Db::Postgres { .. } => {
-                // `updated_ms` (the 14th column) is the server's clock; `revoked_ms` is `$14`.
-                let mut vals: Vec<String> = (1..=13).map(|i| format!("${i}")).collect();
-                vals.push(PG_NOW.to_string());
-                vals.push("$14".to_string());
-                let sql = format!(
-                    "INSERT INTO virtual_keys ({COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING RETURNING updated_ms",
-                    vals.join(", ")
-                );
+                let sql = format!("{} RETURNING updated_ms", insert_sql(Backend::Postgres));
                 let r = &row;
                 let updated = self.with_pg(|c| {
-                    c.query_opt(
-                        sql.as_str(),
-                        &[
-                            &r.id,
-                            &r.hash,
-                            &r.prev_hash,
-                            &r.prev_valid_until_ms,
-                            &r.name,
-                            &r.team,
-                            &r.user,
-                            &r.tier,
-                            &r.models,
-                            &r.metadata,
-                            &r.expires_ms,
-                            &r.limits,
-                            &r.created_ms,
-                            &r.revoked_ms,
-                        ],
-                    )
-                    .and_then(|o| o.map(|row| row.try_get::<_, i64>(0)).transpose())
+                    c.query_opt(sql.as_str(), &pg_refs(&pg_params(r)))
+                        .and_then(|o| o.map(|row| row.try_get::<_, i64>(0)).transpose())
                 })?;
                 match updated {
                     Some(ms) => {
@@ -237,78 +209,33 @@ impl Db {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(e)?;
-                let sql = format!("SELECT {COLUMNS} FROM virtual_keys WHERE id = ?1");
-                let Some(mut row) = tx.query_row(&sql, [id], sqlite_row).optional().map_err(e)? else {
+                let found = tx
+                    .query_row(&select_sql("id = ?1"), [id], |r| KEYS.sqlite_read(r))
+                    .optional()
+                    .map_err(e)?;
+                let Some(mut row) = found else {
                     return Err(DbError::Admin(AdminError::NotFound(id.to_string())));
                 };
                 edit(&mut row).map_err(DbError::Admin)?;
-                row.updated_ms = now_ms().max(row.updated_ms + 1);
-                let sql = format!(
-                    "UPDATE virtual_keys SET {}, updated_ms = ?15 WHERE id = ?1",
-                    set_list(|i| format!("?{i}"))
-                );
-                tx.execute(
-                    &sql,
-                    params![
-                        row.id,
-                        row.hash,
-                        row.prev_hash,
-                        row.prev_valid_until_ms,
-                        row.name,
-                        row.team,
-                        row.user,
-                        row.tier,
-                        row.models,
-                        row.metadata,
-                        row.expires_ms,
-                        row.limits,
-                        row.created_ms,
-                        row.revoked_ms,
-                        row.updated_ms
-                    ],
-                )
-                .map_err(e)?;
+                row.updated_ms = unix_ms_i64().max(row.updated_ms + 1);
+                tx.execute(&update_sql(Backend::Sqlite), params_from_iter(KEYS.sqlite_values(&row)))
+                    .map_err(e)?;
                 tx.commit().map_err(e)?;
                 Ok(row)
             }
             Db::Postgres { .. } => {
-                let select = format!("SELECT {COLUMNS} FROM virtual_keys WHERE id = $1 FOR UPDATE");
-                let update = format!(
-                    "UPDATE virtual_keys SET {}, updated_ms = GREATEST(updated_ms + 1, {PG_NOW}) WHERE id = $1 \
-                     RETURNING updated_ms",
-                    set_list(|i| format!("${i}"))
-                );
+                let select = select_sql("id = $1 FOR UPDATE");
+                let update = format!("{} RETURNING updated_ms", update_sql(Backend::Postgres));
                 let out = self.with_pg(|c| {
                     let mut tx = c.transaction()?;
                     let Some(found) = tx.query_opt(select.as_str(), &[&id])? else {
                         return Ok(Err(AdminError::NotFound(id.to_string())));
                     };
-                    let mut row = pg_row(&found)?;
+                    let mut row = KEYS.pg_read(&found)?;
                     if let Err(e) = edit(&mut row) {
                         return Ok(Err(e));
                     }
-                    let r = &row;
-                    let updated: i64 = tx
-                        .query_one(
-                            update.as_str(),
-                            &[
-                                &r.id,
-                                &r.hash,
-                                &r.prev_hash,
-                                &r.prev_valid_until_ms,
-                                &r.name,
-                                &r.team,
-                                &r.user,
-                                &r.tier,
-                                &r.models,
-                                &r.metadata,
-                                &r.expires_ms,
-                                &r.limits,
-                                &r.created_ms,
-                                &r.revoked_ms,
-                            ],
-                        )?
-                        .try_get(0)?;
+                    let updated: i64 = tx.query_one(update.as_str(), &pg_refs(&pg_params(&row)))?.try_get(0)?;
                     tx.commit()?;
                     row.updated_ms = updated;
                     Ok(Ok(row))
@@ -352,42 +279,31 @@ fn sqlite_err(display: &str, e: rusqlite::Error) -> DbError {
     DbError::Down(format!("{display}: {e}"))
 }
 
-fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
-    Ok(KeyRow {
-        id: r.get(0)?,
-        hash: r.get(1)?,
-        prev_hash: r.get(2)?,
-        prev_valid_until_ms: r.get(3)?,
-        name: r.get(4)?,
-        team: r.get(5)?,
-        user: r.get(6)?,
-        tier: r.get(7)?,
-        models: r.get(8)?,
-        metadata: r.get(9)?,
-        expires_ms: r.get(10)?,
-        limits: r.get(11)?,
-        created_ms: r.get(12)?,
-        updated_ms: r.get(13)?,
-        revoked_ms: r.get(14)?,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn pg_row(r: &postgres::Row) -> Result<KeyRow, postgres::Error> {
-    Ok(KeyRow {
-        id: r.try_get(0)?,
-        hash: r.try_get(1)?,
-        prev_hash: r.try_get(2)?,
-        prev_valid_until_ms: r.try_get(3)?,
-        name: r.try_get(4)?,
-        team: r.try_get(5)?,
-        user: r.try_get(6)?,
-        tier: r.try_get(7)?,
-        models: r.try_get(8)?,
-        metadata: r.try_get(9)?,
-        expires_ms: r.try_get(10)?,
-        limits: r.try_get(11)?,
-        created_ms: r.try_get(12)?,
-        updated_ms: r.try_get(13)?,
-        revoked_ms: r.try_get(14)?,
-    })
+    /// Each statement's parameters are the row's values in column order (`id` first), less
+    /// the column the server's clock sets on PostgreSQL.
+    #[test]
+    fn writes_number_parameters_over_the_columns_that_take_one() {
+        assert_eq!(KEYS.columns[0].name, "id");
+        let cols = KEYS.column_list();
+        let n = KEYS.columns.len();
+        let sqlite: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+        assert_eq!(
+            insert_sql(Backend::Sqlite),
+            format!(
+                "INSERT INTO virtual_keys ({cols}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+                sqlite.join(", ")
+            )
+        );
+        assert!(update_sql(Backend::Sqlite).ends_with("updated_ms = ?14, revoked_ms = ?15 WHERE id = ?1"));
+        assert_eq!(pg_params(&KeyRow::default()).len(), n - 1);
+        assert!(insert_sql(Backend::Postgres).ends_with(&format!("$13, {PG_NOW}, $14) ON CONFLICT (id) DO NOTHING")));
+        assert!(update_sql(Backend::Postgres).starts_with("UPDATE virtual_keys SET hash = $2, "));
+        assert!(update_sql(Backend::Postgres).ends_with(&format!(
+            "updated_ms = GREATEST(updated_ms + 1, {PG_NOW}), revoked_ms = $14 WHERE id = $1"
+        )));
+    }
 }

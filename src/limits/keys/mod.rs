@@ -31,13 +31,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::routing::routes::Glob;
-use crate::usage::ledger::{format_rfc3339, parse_time};
+use crate::time::{format_rfc3339, parse_time};
 
 pub use ring::KeyRing;
 pub use store::{KeyStore, LimitsCheck, DEFAULT_POLL};
 
 /// What a client may send (API) or the config may say about a key. Used for `POST /admin/keys`
-/// bodies and config entries.
+/// bodies and config entries (which add the secret: `config::raw::RawKey`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::db::{Db, DbError, Edit, KeyRow};
 use super::ring::{Entry, KeyHash, KeyRing, RingMap};
 use super::{check_spec, new_id, new_secret, AdminError, KeyError, KeyPatch, KeySource, KeySpec, VirtualKey};
-use crate::usage::ledger::now_ms;
+use crate::time::{parse_time, unix_ms_i64};
 use crate::usage::ledger::shared::{StoreUrl, PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};
 
 /// How often each node polls the store for changes (revocations reach every node within this).
@@ -159,7 +159,7 @@ fn compile(row: &KeyRow) -> Result<Compiled, String> {
 
 /// Checks config keys (every problem at once) and compiles them.
 fn compile_config(keys: Vec<(KeySpec, String)>) -> Result<Vec<ConfigKey>, String> {
-    let now = now_ms();
+    let now = unix_ms_i64();
     let mut problems = Vec::new();
     let mut ids = HashSet::new();
     let mut hashes = HashSet::new();
@@ -380,7 +380,7 @@ impl KeyStore {
     pub fn create(&self, spec: KeySpec) -> Result<(VirtualKey, String), AdminError> {
         let checked = check_spec(&spec)?;
         self.check_limits(&spec.limits)?;
-        let now = now_ms();
+        let now = unix_ms_i64();
         if checked.expires_ms.is_some_and(|e| e <= now) {
             return Err(AdminError::invalid("expires_at", "expires_at is in the past"));
         }
@@ -452,7 +452,7 @@ impl KeyStore {
             self.check_limits(l)?;
         }
         if let Some(Some(e)) = &patch.expires_at {
-            if super::parse_time(e).is_ok_and(|ms| ms <= now_ms()) {
+            if parse_time(e).is_ok_and(|ms| ms <= unix_ms_i64()) {
                 return Err(AdminError::invalid("expires_at", "expires_at is in the past"));
             }
         }
@@ -486,7 +486,7 @@ impl KeyStore {
                 if let Some(e) = expires_at {
                     row.expires_ms = e
                         .as_deref()
-                        .map(super::parse_time)
+                        .map(parse_time)
                         .transpose()
                         .map_err(|e| AdminError::invalid("expires_at", e))?;
                 }
@@ -503,7 +503,7 @@ impl KeyStore {
         self.modify(
             id,
             Box::new(|row: &mut KeyRow| {
-                row.revoked_ms.get_or_insert_with(now_ms);
+                row.revoked_ms.get_or_insert_with(unix_ms_i64);
                 Ok(())
             }),
         )
@@ -525,7 +525,7 @@ impl KeyStore {
                 let old = std::mem::replace(&mut row.hash, hash);
                 if grace_ms > 0 {
                     row.prev_hash = Some(old);
-                    row.prev_valid_until_ms = Some(now_ms().saturating_add(grace_ms));
+                    row.prev_valid_until_ms = Some(unix_ms_i64().saturating_add(grace_ms));
                 } else {
                     row.prev_hash = None;
                     row.prev_valid_until_ms = None;

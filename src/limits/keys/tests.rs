@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::usage::ledger::now_ms;
+use crate::time::unix_ms_i64;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -59,7 +59,7 @@ fn create_then_lookup_and_the_secret_is_never_stored_or_listed() {
     assert!(key.id.starts_with("key_") && key.id.len() == 16);
     assert_eq!(key.source, KeySource::Api);
 
-    let found = store.lookup(&secret, now_ms()).unwrap();
+    let found = store.lookup(&secret, unix_ms_i64()).unwrap();
     assert_eq!(found.id, key.id);
     assert_eq!(found.team.as_deref(), Some("backend"));
     assert_eq!(found.user.as_deref(), Some("ana"));
@@ -70,7 +70,7 @@ fn create_then_lookup_and_the_secret_is_never_stored_or_listed() {
     assert!(!found.allows_model("claude-opus") && !found.allows_model("o1"));
     assert_eq!(store.ring().len(), 1);
     assert_eq!(
-        store.lookup(&format!("{secret}x"), now_ms()).unwrap_err(),
+        store.lookup(&format!("{secret}x"), unix_ms_i64()).unwrap_err(),
         KeyError::Unknown
     );
 
@@ -100,14 +100,14 @@ fn create_then_lookup_and_the_secret_is_never_stored_or_listed() {
 
     // A key with no models allows every model.
     let (_, any) = store.create(KeySpec::default()).unwrap();
-    assert!(store.lookup(&any, now_ms()).unwrap().allows_model("anything"));
+    assert!(store.lookup(&any, unix_ms_i64()).unwrap().allows_model("anything"));
 }
 
 #[test]
 fn unknown_revoked_and_expired_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let now = now_ms();
+    let now = unix_ms_i64();
     assert_eq!(store.lookup("tg-nope", now).unwrap_err(), KeyError::Unknown);
     assert_eq!(store.lookup("", now).unwrap_err(), KeyError::Unknown);
 
@@ -151,7 +151,7 @@ fn rotation_keeps_the_old_secret_until_the_grace_ends() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let (_, old) = store.create(spec(json!({"id": "rot", "team": "t"}))).unwrap();
-    let now = now_ms();
+    let now = unix_ms_i64();
     let (key, new) = store.rotate("rot", Duration::from_secs(3600)).unwrap();
     assert_ne!(old, new);
     let until = key.prev_valid_until_ms.unwrap();
@@ -191,7 +191,7 @@ fn update_changes_limits_models_and_metadata() {
     assert_eq!(updated.team.as_deref(), Some("t"));
 
     // The request path sees the new version at once.
-    let seen = store.lookup(&secret, now_ms()).unwrap();
+    let seen = store.lookup(&secret, unix_ms_i64()).unwrap();
     assert_eq!(seen.limits, json!({"rpm": 20, "tpm": 1000}));
     let parsed = seen.parsed_limits.as_deref().unwrap();
     assert_eq!(
@@ -246,7 +246,7 @@ fn config_keys_are_read_only_and_replaced_on_reload() {
         DEFAULT_POLL,
     )
     .unwrap();
-    let k = store.lookup("sk-config-one-0123456789", now_ms()).unwrap();
+    let k = store.lookup("sk-config-one-0123456789", unix_ms_i64()).unwrap();
     assert_eq!((k.id.as_str(), k.source), ("cfg1", KeySource::Config));
     assert_eq!(store.revoke("cfg1").unwrap_err(), AdminError::ReadOnly("cfg1".into()));
     assert_eq!(
@@ -278,7 +278,7 @@ fn config_keys_are_read_only_and_replaced_on_reload() {
             cfg_key("shared", "sk-config-shared-012345"),
         ])
         .unwrap();
-    let now = now_ms();
+    let now = unix_ms_i64();
     assert_eq!(
         store.lookup("sk-config-one-0123456789", now).unwrap_err(),
         KeyError::Unknown
@@ -324,7 +324,7 @@ fn config_keys_are_read_only_and_replaced_on_reload() {
 #[test]
 fn without_a_store_only_config_keys_exist() {
     let store = KeyStore::open(None, vec![cfg_key("c", "sk-config-only-01234567")], DEFAULT_POLL).unwrap();
-    assert!(store.lookup("sk-config-only-01234567", now_ms()).is_ok());
+    assert!(store.lookup("sk-config-only-01234567", unix_ms_i64()).is_ok());
     assert_eq!(store.create(KeySpec::default()).unwrap_err(), AdminError::NoStore);
     assert_eq!(store.list().unwrap().len(), 1);
     assert_eq!(store.get("x").unwrap_err(), AdminError::NotFound("x".into()));
@@ -341,30 +341,30 @@ fn revocation_on_one_node_reaches_the_other() {
     let a = open(dir.path());
     let b = KeyStore::open(Some(&url(dir.path())), Vec::new(), Duration::from_secs(3600)).unwrap();
     let (_, secret) = a.create(spec(json!({"id": "k1"}))).unwrap();
-    assert_eq!(b.lookup(&secret, now_ms()).unwrap_err(), KeyError::Unknown);
+    assert_eq!(b.lookup(&secret, unix_ms_i64()).unwrap_err(), KeyError::Unknown);
     b.sync_now().unwrap();
-    assert!(b.lookup(&secret, now_ms()).is_ok());
+    assert!(b.lookup(&secret, unix_ms_i64()).is_ok());
     a.revoke("k1").unwrap();
-    assert!(b.lookup(&secret, now_ms()).is_ok());
+    assert!(b.lookup(&secret, unix_ms_i64()).is_ok());
     b.sync_now().unwrap();
-    assert_eq!(b.lookup(&secret, now_ms()).unwrap_err(), KeyError::Revoked);
+    assert_eq!(b.lookup(&secret, unix_ms_i64()).unwrap_err(), KeyError::Revoked);
 
     // With the poll thread (default period): within a second, without being asked.
     let c = open(dir.path());
     let (_, s2) = a.create(spec(json!({"id": "k2"}))).unwrap();
-    let seen = wait_until(Duration::from_secs(3), || c.lookup(&s2, now_ms()).is_ok());
+    let seen = wait_until(Duration::from_secs(3), || c.lookup(&s2, unix_ms_i64()).is_ok());
     assert!(seen.is_some(), "node C never saw the new key");
     a.revoke("k2").unwrap();
-    let gone = wait_until(Duration::from_secs(3), || c.lookup(&s2, now_ms()).is_err());
+    let gone = wait_until(Duration::from_secs(3), || c.lookup(&s2, unix_ms_i64()).is_err());
     let gone = gone.expect("node C still accepts a revoked key");
     assert!(gone < Duration::from_millis(1500), "revocation took {gone:?}");
 
     // A rotation on A: C picks up the new secret and keeps the old one for the grace.
     let (_, s3) = a.create(spec(json!({"id": "k3"}))).unwrap();
     let (_, s3b) = a.rotate("k3", Duration::from_secs(60)).unwrap();
-    assert!(wait_until(Duration::from_secs(3), || c.lookup(&s3b, now_ms()).is_ok()).is_some());
-    assert!(c.lookup(&s3, now_ms()).is_ok());
-    assert_eq!(c.lookup(&s3, now_ms() + 61_000).unwrap_err(), KeyError::Revoked);
+    assert!(wait_until(Duration::from_secs(3), || c.lookup(&s3b, unix_ms_i64()).is_ok()).is_some());
+    assert!(c.lookup(&s3, unix_ms_i64()).is_ok());
+    assert_eq!(c.lookup(&s3, unix_ms_i64() + 61_000).unwrap_err(), KeyError::Revoked);
     // And the admin view on C reads through to the store.
     assert_eq!(c.list().unwrap().len(), 3);
 }
@@ -417,7 +417,7 @@ fn admin_api_statuses_and_error_bodies() {
     let secret = created.1["secret"].as_str().unwrap().to_string();
     assert_eq!(created.1["id"], "app");
     assert_eq!(created.1["revoked"], false);
-    assert!(store.lookup(&secret, now_ms()).is_ok());
+    assert!(store.lookup(&secret, unix_ms_i64()).is_ok());
 
     let dup = call(&store, "POST", "/admin/keys", json!({"id": "app"}));
     assert_eq!((dup.0, code(&dup)), (409, "duplicate_key".into()));
@@ -469,7 +469,7 @@ fn admin_api_statuses_and_error_bodies() {
     let new_secret = rotated.1["secret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
     assert!(rotated.1["previous_secret_valid_until"].is_string());
-    assert!(store.lookup(&secret, now_ms()).is_ok() && store.lookup(new_secret, now_ms()).is_ok());
+    assert!(store.lookup(&secret, unix_ms_i64()).is_ok() && store.lookup(new_secret, unix_ms_i64()).is_ok());
     let bad_grace = call(&store, "POST", "/admin/keys/app/rotate", json!({"grace": "a while"}));
     assert_eq!((bad_grace.0, param(&bad_grace)), (400, json!("grace")));
     let no_body_rotate = admin::handle(&store, "POST", "/admin/keys/app/rotate", b"");
@@ -572,8 +572,8 @@ fn an_unreadable_row_is_skipped_not_fatal() {
     )
     .unwrap();
     store.sync_now().unwrap();
-    assert!(store.lookup(&good, now_ms()).is_ok());
-    assert_eq!(store.lookup(&bad, now_ms()).unwrap_err(), KeyError::Unknown);
-    assert_eq!(store.lookup(&bad_limits, now_ms()).unwrap_err(), KeyError::Unknown);
+    assert!(store.lookup(&good, unix_ms_i64()).is_ok());
+    assert_eq!(store.lookup(&bad, unix_ms_i64()).unwrap_err(), KeyError::Unknown);
+    assert_eq!(store.lookup(&bad_limits, unix_ms_i64()).unwrap_err(), KeyError::Unknown);
     assert!(matches!(store.get("bad"), Err(AdminError::Internal(_))));
 }

@@ -34,8 +34,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::config::{Period, DAY_MS};
+use super::config::Period;
 use super::quota::{Denied, Level, Quota, UNSET};
+use crate::time::{DAY_MS, HOUR_MS};
 
 const TAG_BITS: u32 = 6;
 const AMOUNT_BITS: u32 = 64 - TAG_BITS;
@@ -81,7 +82,7 @@ impl BudgetQuota {
     /// a row).
     fn tag(&self, window_start: u64) -> u64 {
         let step = match self.period {
-            Period::Hour => 3_600_000,
+            Period::Hour => HOUR_MS,
             Period::Day => DAY_MS,
             Period::Days30 => 30 * DAY_MS,
             Period::Month => 28 * DAY_MS,

@@ -2,11 +2,11 @@
 //!
 //! Budget windows are fixed and aligned, so every gateway instance (and the spend ledger) agrees
 //! on where a period starts without coordination: the clock hour, the UTC day, 30-day windows
-//! counted from the Unix epoch, and the calendar month in UTC. Month arithmetic is done here by
-//! hand (Howard Hinnant's `days_from_civil` / `civil_from_days`), which is exact for every date a
-//! `u64` of milliseconds can hold.
+//! counted from the Unix epoch, and the calendar month in UTC (`crate::time` does the calendar).
 
 use std::fmt;
+
+use crate::time::{aligned_window, month_window, DAY_MS, HOUR_MS};
 
 /// Limits of one scope (a key, a team, a user or a provider). Every field is optional and they
 /// combine: a request must fit all of them.
@@ -51,10 +51,6 @@ pub enum Period {
 /// The largest budget accepted per period: far above any real one, with room to spare below
 /// what a window's counter holds (2^58 nano-USD, about 288 million USD).
 pub const MAX_BUDGET_USD: f64 = 1e8;
-
-pub(super) const MINUTE_MS: u64 = 60_000;
-const HOUR_MS: u64 = 3_600_000;
-pub(super) const DAY_MS: u64 = 86_400_000;
 
 impl Limits {
     /// Checks values the limiter cannot honour; reports every problem, each naming its field.
@@ -141,18 +137,10 @@ impl Period {
     /// The window holding `now_ms` (Unix epoch milliseconds, UTC): `[start_ms, end_ms)`.
     pub fn window(self, now_ms: u64) -> (u64, u64) {
         match self {
-            Period::Hour => aligned(now_ms, HOUR_MS),
-            Period::Day => aligned(now_ms, DAY_MS),
-            Period::Days30 => aligned(now_ms, 30 * DAY_MS),
-            Period::Month => {
-                // u64::MAX ms is about 2.1e11 days: fits an i64 and every step below.
-                let days = (now_ms / DAY_MS) as i64;
-                let (year, month, _) = civil_from_days(days);
-                let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-                let start = days_from_civil(year, month, 1);
-                let end = days_from_civil(next_year, next_month, 1);
-                (day_ms(start), day_ms(end))
-            }
+            Period::Hour => aligned_window(now_ms, HOUR_MS),
+            Period::Day => aligned_window(now_ms, DAY_MS),
+            Period::Days30 => aligned_window(now_ms, 30 * DAY_MS),
+            Period::Month => month_window(now_ms),
         }
     }
 }
@@ -161,38 +149,4 @@ impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-fn aligned(now_ms: u64, len: u64) -> (u64, u64) {
-    let start = now_ms - now_ms % len;
-    (start, start.saturating_add(len))
-}
-
-fn day_ms(days: i64) -> u64 {
-    u64::try_from(days).unwrap_or(0).saturating_mul(DAY_MS)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (`month` 1..=12).
-pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = (if y >= 0 { y } else { y - 399 }) / 400;
-    let yoe = y - era * 400;
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date `(year, month, day)` of a day count since 1970-01-01.
-pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = (if z >= 0 { z } else { z - 146_096 }) / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }

@@ -1,9 +1,10 @@
 //! One scope's counters and the all-or-nothing reservation across its limits.
 
 use super::budget::BudgetQuota;
-use super::config::{Limits, Period, DAY_MS, MINUTE_MS};
+use super::config::{Limits, Period};
 use super::quota::{Denied, Quota, RateQuota, SlotQuota};
 use super::{Demand, RejectReason, ScopeKind};
+use crate::time::{DAY_MS, MINUTE_MS};
 
 /// What a request asks for, sanitised: a negative cost counts as 0, a NaN ceiling as 1.
 #[derive(Debug, Clone, Copy, PartialEq)]

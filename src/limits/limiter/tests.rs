@@ -1,6 +1,6 @@
-use super::config::{civil_from_days, days_from_civil};
 use super::headers::duration;
 use super::*;
+use crate::time::days_from_civil;
 
 /// 2026-01-01T00:00:00Z.
 const T0: u64 = 1_767_225_600_000;
@@ -305,7 +305,7 @@ fn monthly_budgets_follow_the_calendar() {
     assert!(spend(day_ms(2028, 3, 1)).is_ok());
 }
 
-fn day_ms(year: i64, month: i64, day: i64) -> u64 {
+fn day_ms(year: i64, month: u32, day: u32) -> u64 {
     u64::try_from(days_from_civil(year, month, day)).unwrap() * DAY
 }
 
@@ -346,12 +346,7 @@ fn calendar_months_end_where_they_should() {
         Period::Month.window(1_704_067_199_999),
         (1_701_388_800_000, 1_704_067_200_000)
     );
-    // The two conversions agree for 1970..2400, and the extremes do not panic.
-    for days in (0..157_000).step_by(7) {
-        let (y, m, d) = civil_from_days(days);
-        assert_eq!(days_from_civil(y, m, d), days);
-        assert!((1..=12).contains(&m) && (1..=31).contains(&d));
-    }
+    // The extremes do not panic (the calendar itself is tested in `crate::time`).
     for p in Period::ALL {
         let (s, e) = p.window(u64::MAX);
         assert!(s <= e);

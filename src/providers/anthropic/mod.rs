@@ -12,11 +12,12 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::json;
 
-use super::{now_secs, observe, Adapter, ChunkSource, Observer, RenderTarget, Rendered, SseChunks, StreamFault, Wire};
+use super::{observe, Adapter, ChunkSource, Observer, RenderTarget, Rendered, SseChunks, StreamFault, Wire};
 use crate::api::anthropic::{AUsage, ErrorBody, MessagesResponse, StreamEvent};
 use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
+use crate::time::unix_secs;
 use request::JsonMode;
 use stream::AnthropicStream;
 
@@ -75,11 +76,11 @@ impl Adapter for AnthropicAdapter {
 
     fn parse_chat(&self, body: &[u8], r: &Rendered) -> Result<ChatResponse, StreamFault> {
         let resp: MessagesResponse = serde_json::from_slice(body).map_err(|e| StreamFault::Malformed(e.to_string()))?;
-        Ok(response::to_openai(resp, JsonMode(r.json_mode), now_secs()))
+        Ok(response::to_openai(resp, JsonMode(r.json_mode), unix_secs()))
     }
 
     fn chat_stream(&self, r: &Rendered) -> Box<dyn ChunkSource> {
-        Box::new(SseChunks::new(AnthropicStream::new(JsonMode(r.json_mode), now_secs())))
+        Box::new(SseChunks::new(AnthropicStream::new(JsonMode(r.json_mode), unix_secs())))
     }
 
     fn error_body(&self, status: u16, body: &[u8]) -> Bytes {

@@ -28,11 +28,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{now_secs, Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
+use super::{Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatChunk, ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::sse::eventstream::Decoder;
+use crate::time::unix_secs;
 use request::JsonMode;
 use stream::BedrockStream;
 use types::{BUsage, ConverseResponse, ErrorBody};
@@ -143,7 +144,7 @@ impl Adapter for BedrockAdapter {
             JsonMode(r.json_mode),
             next_id(),
             model_of(&r.path),
-            now_secs(),
+            unix_secs(),
         ))
     }
 
@@ -151,7 +152,7 @@ impl Adapter for BedrockAdapter {
         Box::new(BedrockChunks::new(BedrockStream::new(
             next_id(),
             model_of(&r.path),
-            now_secs(),
+            unix_secs(),
             JsonMode(r.json_mode),
         )))
     }

@@ -9,7 +9,7 @@
 //! * canonical headers are lower-cased, trimmed, with inner runs of spaces collapsed, sorted by
 //!   name; exactly the headers sent are signed (`content-type;host;x-amz-date`, plus
 //!   `x-amz-security-token` with temporary credentials);
-//! * `x-amz-date` is `YYYYMMDDTHHMMSSZ` in UTC, computed here without a date crate.
+//! * `x-amz-date` is `YYYYMMDDTHHMMSSZ` in UTC (the calendar is `crate::time`'s).
 //!
 //! Invariant: the secret key never leaves this module other than as an HMAC key; the
 //! `authorization` and token header values are marked sensitive.
@@ -21,6 +21,7 @@ use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
+use crate::time::Utc;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The service name Bedrock's runtime endpoints sign with.
@@ -63,27 +64,17 @@ pub fn canonical_uri(path: &str) -> String {
     path.split('/').map(uri_encode).collect::<Vec<_>>().join("/")
 }
 
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian
-/// (H. Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// `x-amz-date` for a time: `YYYYMMDDTHHMMSSZ` (UTC). Times before the epoch clamp to it.
 pub fn amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_mul(1000);
+    let u = Utc::from_unix_ms(i64::try_from(ms).unwrap_or(i64::MAX));
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
+    )
 }
 
 /// Lower-case hex SHA-256.
@@ -511,13 +502,7 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates_match_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(16_677), (2015, 8, 30));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(47_481), (2099, 12, 31));
+    fn amz_dates_of_known_times() {
         let at = |s: u64| amz_date(UNIX_EPOCH + Duration::from_secs(s));
         assert_eq!(at(0), "19700101T000000Z");
         assert_eq!(at(951_782_400), "20000229T000000Z");

@@ -22,10 +22,11 @@ use crate::providers::{observe, SseChunks};
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{now_secs, Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
+use super::{Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
+use crate::time::unix_secs;
 use stream::GeminiStream;
 use types::{ErrorBody, GenerateContentResponse};
 
@@ -85,7 +86,7 @@ impl Adapter for GeminiAdapter {
     fn parse_chat(&self, body: &[u8], r: &Rendered) -> Result<ChatResponse, StreamFault> {
         let resp: GenerateContentResponse =
             serde_json::from_slice(body).map_err(|e| StreamFault::Malformed(e.to_string()))?;
-        Ok(response::to_openai(resp, model_of(&r.path), now_secs()))
+        Ok(response::to_openai(resp, model_of(&r.path), unix_secs()))
     }
 
     fn parse_embeddings(&self, req: &LlmRequest, body: &[u8], r: &Rendered) -> Result<Bytes, StreamFault> {
@@ -95,7 +96,7 @@ impl Adapter for GeminiAdapter {
     }
 
     fn chat_stream(&self, r: &Rendered) -> Box<dyn ChunkSource> {
-        Box::new(SseChunks::new(GeminiStream::new(model_of(&r.path), now_secs())))
+        Box::new(SseChunks::new(GeminiStream::new(model_of(&r.path), unix_secs())))
     }
 
     fn error_body(&self, status: u16, body: &[u8]) -> Bytes {

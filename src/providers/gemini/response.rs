@@ -87,7 +87,7 @@ pub fn generated_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
         "chatcmpl-gemini-{}-{}",
-        super::super::now_secs(),
+        crate::time::unix_secs(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }

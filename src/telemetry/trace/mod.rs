@@ -19,4 +19,4 @@ mod span;
 pub use encode::{encode_request, SCOPE_NAME};
 pub use exporter::{Exporter, ExporterStats, OtlpConfig, StatsSnapshot, MAX_PAUSE};
 pub use ids::{SpanId, TraceId, TraceParent};
-pub use span::{unix_nanos_now, AttrValue, Clock, Span, SpanKind};
+pub use span::{AttrValue, Clock, Span, SpanKind};

@@ -4,9 +4,10 @@
 //! `Instant`s, ids, model, usage): there is no live span object, no context propagation machinery
 //! and no per-span allocation beyond the name and attribute values.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use super::ids::{SpanId, TraceId};
+use crate::time::unix_nanos;
 
 /// OTLP `Span.SpanKind`; the encoder writes the enum number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,14 +143,6 @@ impl Span {
     }
 }
 
-/// Wall-clock nanoseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn unix_nanos_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Maps monotonic `Instant`s to Unix nanoseconds through one (Instant, wall clock) anchor, so a
 /// request's spans are timestamped from the `Instant`s its ctx already holds, consistently with each
 /// other, without a clock read per span. Take one per request (or per process, accepting that a
@@ -164,7 +157,7 @@ impl Clock {
     pub fn now() -> Clock {
         Clock {
             anchor_instant: Instant::now(),
-            anchor_unix_nanos: unix_nanos_now(),
+            anchor_unix_nanos: unix_nanos(),
         }
     }
 
@@ -220,7 +213,7 @@ mod tests {
         }
         // Close to the wall clock (2020-01-01 < now, and within a second of a fresh reading).
         assert!(base > 1_577_836_800_000_000_000);
-        assert!(unix_nanos_now().abs_diff(clock.unix_nanos(Instant::now())) < 1_000_000_000);
+        assert!(unix_nanos().abs_diff(clock.unix_nanos(Instant::now())) < 1_000_000_000);
     }
 
     #[test]

@@ -22,9 +22,11 @@ mod pg;
 mod pipeline;
 mod query;
 mod rollup;
+mod schema;
 mod spill;
 mod sqlite;
 mod store_url;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -34,11 +36,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use query::{format_rfc3339, parse_time, GroupBy, SpendQuery, SpendReport, SpendRow};
+pub use query::{GroupBy, SpendQuery, SpendReport, SpendRow};
 
 use crate::usage::UsageRecord;
 use pg::{PgReader, PgStore};
@@ -536,13 +538,8 @@ impl SpendReader {
 /// For stores that share the ledger's database and its migrations (`crate::limits::keys`).
 pub(crate) mod shared {
     pub(crate) use super::pg::connect_migrated as pg_connect_migrated;
+    pub(crate) use super::schema::{KeyRow, KEYS};
     pub(crate) use super::sqlite::SqliteStore;
     pub(crate) use super::store_url::{StoreUrl, PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    pub(crate) use super::table::{pg_refs, placeholder, Backend, PgParam};
 }

@@ -10,125 +10,18 @@ use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::Duration;
 
-use postgres::{Client, IsolationLevel, NoTls, Row, Transaction};
+use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use super::query::{GroupRow, Plan};
-use super::rollup::{to_i64, Rollup, Sums, ROLLUPS};
-use super::sqlite::RECORD_COLUMNS;
+use super::rollup::{Rollup, Sums};
+use super::schema::{insert_records, pending, upsert_rollups, RECORDS};
 use super::store_url::{PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};
-use super::{now_ms, ConnectError, LedgerError, StoreWriter};
-use crate::usage::{GuardrailCounts, UsageRecord};
+use super::table::{pg_refs, Backend};
+use super::{ConnectError, LedgerError, StoreWriter};
+use crate::usage::UsageRecord;
 
 /// Serialises schema migrations of nodes that start at the same time (any constant will do).
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
-
-/// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-/// Version 2 is the virtual keys table (`crate::limits::keys`; see the SQLite twin in `sqlite`).
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE usage_records (
-    request_id         TEXT PRIMARY KEY,
-    client_request_id  TEXT,
-    trace_id           TEXT NOT NULL,
-    ts_ms              BIGINT NOT NULL,
-    endpoint           TEXT NOT NULL,
-    key_id             TEXT,
-    team               TEXT,
-    user_id            TEXT,
-    feature            TEXT,
-    tier               TEXT,
-    route              TEXT,
-    model              TEXT,
-    provider           TEXT,
-    served_model       TEXT,
-    attempts           TEXT NOT NULL,
-    status             INTEGER NOT NULL,
-    error              TEXT,
-    stream             BOOLEAN NOT NULL,
-    prompt_tokens      BIGINT NOT NULL,
-    completion_tokens  BIGINT NOT NULL,
-    cached_tokens      BIGINT NOT NULL,
-    cache_write_tokens BIGINT NOT NULL,
-    reasoning_tokens   BIGINT NOT NULL,
-    tokens_estimated   BOOLEAN NOT NULL,
-    cost_nanos         BIGINT NOT NULL,
-    priced             BOOLEAN NOT NULL,
-    latency_us         BIGINT NOT NULL,
-    ttft_us            BIGINT,
-    overhead_us        BIGINT NOT NULL,
-    cache              TEXT NOT NULL,
-    guard_redactions   INTEGER NOT NULL,
-    guard_injections   INTEGER NOT NULL,
-    guard_blocked      BOOLEAN NOT NULL,
-    ab_arm             TEXT
-);
-CREATE INDEX usage_records_ts ON usage_records (ts_ms);
-CREATE TABLE usage_hourly (
-    hour_ms            BIGINT NOT NULL,
-    gkey               TEXT NOT NULL,
-    team               TEXT,
-    feature            TEXT,
-    model              TEXT,
-    provider           TEXT,
-    key_id             TEXT,
-    user_id            TEXT,
-    tier               TEXT,
-    route              TEXT,
-    requests           BIGINT NOT NULL,
-    errors             BIGINT NOT NULL,
-    prompt_tokens      BIGINT NOT NULL,
-    completion_tokens  BIGINT NOT NULL,
-    cached_tokens      BIGINT NOT NULL,
-    cache_write_tokens BIGINT NOT NULL,
-    reasoning_tokens   BIGINT NOT NULL,
-    cost_nanos         BIGINT NOT NULL,
-    unpriced_requests  BIGINT NOT NULL,
-    estimated_requests BIGINT NOT NULL,
-    PRIMARY KEY (hour_ms, gkey)
-);
-CREATE TABLE usage_hourly_coarse (
-    hour_ms            BIGINT NOT NULL,
-    gkey               TEXT NOT NULL,
-    team               TEXT,
-    feature            TEXT,
-    model              TEXT,
-    provider           TEXT,
-    tier               TEXT,
-    route              TEXT,
-    requests           BIGINT NOT NULL,
-    errors             BIGINT NOT NULL,
-    prompt_tokens      BIGINT NOT NULL,
-    completion_tokens  BIGINT NOT NULL,
-    cached_tokens      BIGINT NOT NULL,
-    cache_write_tokens BIGINT NOT NULL,
-    reasoning_tokens   BIGINT NOT NULL,
-    cost_nanos         BIGINT NOT NULL,
-    unpriced_requests  BIGINT NOT NULL,
-    estimated_requests BIGINT NOT NULL,
-    PRIMARY KEY (hour_ms, gkey)
-);
-"#,
-    r#"
-CREATE TABLE virtual_keys (
-    id                  TEXT PRIMARY KEY,
-    hash                TEXT NOT NULL UNIQUE,
-    prev_hash           TEXT,
-    prev_valid_until_ms BIGINT,
-    name                TEXT,
-    team                TEXT,
-    user_id             TEXT,
-    tier                TEXT,
-    models              TEXT NOT NULL,
-    metadata            TEXT NOT NULL,
-    expires_ms          BIGINT,
-    limits              TEXT NOT NULL,
-    created_ms          BIGINT NOT NULL,
-    updated_ms          BIGINT NOT NULL,
-    revoked_ms          BIGINT
-);
-CREATE INDEX virtual_keys_updated ON virtual_keys (updated_ms);
-"#,
-];
 
 fn err(store: &str, e: &postgres::Error) -> LedgerError {
     LedgerError::Store {
@@ -143,34 +36,41 @@ fn is_fatal(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| matches!(&c.code()[..2], "28" | "3D" | "42"))
 }
 
+/// `error` as a fatal or a passing failure, by the server's answer `e`.
+fn classify(e: &postgres::Error, error: LedgerError) -> ConnectError {
+    if is_fatal(e) {
+        ConnectError::Fatal(error)
+    } else {
+        ConnectError::Down(error)
+    }
+}
+
 fn connect(config: &postgres::Config, display: &str) -> Result<Client, ConnectError> {
     config.connect(NoTls).map_err(|e| {
-        let le = LedgerError::Unavailable {
-            store: display.to_string(),
-            reason: e.to_string(),
-        };
-        if is_fatal(&e) {
-            ConnectError::Fatal(le)
-        } else {
-            ConnectError::Down(le)
-        }
+        let store = display.to_string();
+        classify(
+            &e,
+            LedgerError::Unavailable {
+                store,
+                reason: e.to_string(),
+            },
+        )
     })
 }
 
-/// A connected, migrated client, for another store that shares the database (virtual keys).
-/// Call it on a thread of your own (see the module note).
+/// A connected, migrated client; also for another store that shares the database (virtual
+/// keys). Call it on a thread of your own (see the module note).
 pub(crate) fn connect_migrated(config: &postgres::Config, display: &str) -> Result<Client, ConnectError> {
     let mut client = connect(config, display)?;
     migrate(&mut client).map_err(|e| {
-        let le = LedgerError::Migration {
-            store: display.to_string(),
-            reason: e.to_string(),
-        };
-        if is_fatal(&e) {
-            ConnectError::Fatal(le)
-        } else {
-            ConnectError::Down(le)
-        }
+        let store = display.to_string();
+        classify(
+            &e,
+            LedgerError::Migration {
+                store,
+                reason: e.to_string(),
+            },
+        )
     })?;
     Ok(client)
 }
@@ -187,54 +87,12 @@ pub(crate) struct PgStore {
 impl PgStore {
     /// Does not connect: the writer thread does, so a server that is down at start is no error.
     pub fn new(config: postgres::Config, display: &str) -> PgStore {
-        let types = [
-            "text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text", "text",
-            "text", "text", "int4", "text", "bool", "int8", "int8", "int8", "int8", "int8", "bool", "int8", "bool",
-            "int8", "int8", "int8", "text", "int4", "int4", "bool", "text",
-        ];
-        let arrays: Vec<String> = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("${}::{t}[]", i + 1))
-            .collect();
-        let insert_sql = format!(
-            "INSERT INTO usage_records ({RECORD_COLUMNS}) SELECT * FROM UNNEST({}) \
-             ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-            arrays.join(", ")
-        );
-        let sets: Vec<String> = Sums::COLUMNS
-            .iter()
-            .map(|c| format!("{c} = {{t}}.{c} + EXCLUDED.{c}"))
-            .collect();
-        let rollup_sql = ROLLUPS
-            .iter()
-            .map(|t| {
-                let cols = t.columns();
-                let mut types = vec!["int8", "text"];
-                types.extend(cols.iter().map(|_| "text"));
-                types.extend(Sums::COLUMNS.iter().map(|_| "int8"));
-                let arrays: Vec<String> = types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
-                    .collect();
-                format!(
-                    "INSERT INTO {} (hour_ms, gkey, {}, {}) SELECT * FROM UNNEST({}) \
-                     ON CONFLICT (hour_ms, gkey) DO UPDATE SET {}",
-                    t.name,
-                    cols.join(", "),
-                    Sums::COLUMNS.join(", "),
-                    arrays.join(", "),
-                    sets.join(", ").replace("{t}", t.name)
-                )
-            })
-            .collect();
         PgStore {
             config,
             display: display.to_string(),
             client: None,
-            insert_sql,
-            rollup_sql,
+            insert_sql: insert_records(Backend::Postgres),
+            rollup_sql: upsert_rollups(Backend::Postgres),
         }
     }
 
@@ -242,53 +100,8 @@ impl PgStore {
         // One row per request id: RETURNING then names exactly the records that were inserted.
         let mut seen = HashSet::with_capacity(batch.len());
         let recs: Vec<&UsageRecord> = batch.iter().filter(|r| seen.insert(r.request_id.as_str())).collect();
-        let s = |f: fn(&UsageRecord) -> String| recs.iter().copied().map(f).collect::<Vec<String>>();
-        let o = |f: fn(&UsageRecord) -> Option<String>| recs.iter().copied().map(f).collect::<Vec<Option<String>>>();
-        let i = |f: fn(&UsageRecord) -> i64| recs.iter().copied().map(f).collect::<Vec<i64>>();
-        let i4 = |f: fn(&UsageRecord) -> i32| recs.iter().copied().map(f).collect::<Vec<i32>>();
-        let b = |f: fn(&UsageRecord) -> bool| recs.iter().copied().map(f).collect::<Vec<bool>>();
-        let c = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
-        let p01 = s(|r| r.request_id.clone());
-        let p02 = o(|r| r.client_request_id.clone());
-        let p03 = s(|r| r.trace_id.clone());
-        let p04 = i(|r| r.ts_ms);
-        let p05 = s(|r| r.endpoint.clone());
-        let p06 = o(|r| r.key_id.clone());
-        let p07 = o(|r| r.team.clone());
-        let p08 = o(|r| r.user.clone());
-        let p09 = o(|r| r.feature.clone());
-        let p10 = o(|r| r.tier.clone());
-        let p11 = o(|r| r.route.clone());
-        let p12 = o(|r| r.model.clone());
-        let p13 = o(|r| r.provider.clone());
-        let p14 = o(|r| r.served_model.clone());
-        let p15 = s(|r| r.attempts.clone());
-        let p16 = i4(|r| i32::from(r.status));
-        let p17 = o(|r| r.error.clone());
-        let p18 = b(|r| r.stream);
-        let p19 = i(|r| to_i64(r.prompt_tokens));
-        let p20 = i(|r| to_i64(r.completion_tokens));
-        let p21 = i(|r| to_i64(r.cached_tokens));
-        let p22 = i(|r| to_i64(r.cache_write_tokens));
-        let p23 = i(|r| to_i64(r.reasoning_tokens));
-        let p24 = b(|r| r.tokens_estimated);
-        let p25 = i(|r| r.cost_nanos);
-        let p26 = b(|r| r.priced);
-        let p27 = i(|r| to_i64(r.latency_us));
-        let p28: Vec<Option<i64>> = recs.iter().map(|r| r.ttft_us.map(to_i64)).collect();
-        let p29 = i(|r| to_i64(r.overhead_us));
-        let p30 = s(|r| r.cache.clone());
-        let p31: Vec<i32> = recs.iter().map(|r| c(r.guardrails.redactions)).collect();
-        let p32: Vec<i32> = recs.iter().map(|r| c(r.guardrails.injections)).collect();
-        let p33 = b(|r| r.guardrails.blocked);
-        let p34 = o(|r| r.ab_arm.clone());
-        let rows = tx.query(
-            self.insert_sql.as_str(),
-            &[
-                &p01, &p02, &p03, &p04, &p05, &p06, &p07, &p08, &p09, &p10, &p11, &p12, &p13, &p14, &p15, &p16, &p17,
-                &p18, &p19, &p20, &p21, &p22, &p23, &p24, &p25, &p26, &p27, &p28, &p29, &p30, &p31, &p32, &p33, &p34,
-            ],
-        )?;
+        let arrays: Vec<_> = RECORDS.columns.iter().map(|c| c.pg_array(&recs)).collect();
+        let rows = tx.query(self.insert_sql.as_str(), &pg_refs(&arrays))?;
         let mut inserted: HashSet<String> = HashSet::with_capacity(rows.len());
         for row in &rows {
             inserted.insert(row.try_get::<_, String>(0)?);
@@ -325,19 +138,7 @@ impl StoreWriter for PgStore {
             return Ok(());
         }
         self.client = None;
-        let mut client = connect(&self.config, &self.display)?;
-        migrate(&mut client).map_err(|e| {
-            let le = LedgerError::Migration {
-                store: self.display.clone(),
-                reason: e.to_string(),
-            };
-            if is_fatal(&e) {
-                ConnectError::Fatal(le)
-            } else {
-                ConnectError::Down(le)
-            }
-        })?;
-        self.client = Some(client);
+        self.client = Some(connect_migrated(&self.config, &self.display)?);
         Ok(())
     }
 
@@ -396,23 +197,14 @@ fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
     let current: i32 = tx
         .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
         .try_get(0)?;
-    for (i, step) in MIGRATIONS.iter().enumerate() {
-        let version = i as i32 + 1;
-        if version > current {
-            tx.batch_execute(step)?;
-            tx.execute(
-                "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
-                &[&version, &now_ms()],
-            )?;
-            tracing::info!(version, "spend ledger: PostgreSQL schema migrated");
-        }
-    }
-    if current > MIGRATIONS.len() as i32 {
-        tracing::warn!(
-            current,
-            known = MIGRATIONS.len(),
-            "spend ledger: the database schema is newer than this build"
-        );
+    for (version, step) in pending(Backend::Postgres, current.into()) {
+        let version = i32::try_from(version).unwrap_or(i32::MAX);
+        tx.batch_execute(&step)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
+            &[&version, &crate::time::unix_ms_i64()],
+        )?;
+        tracing::info!(version, "spend ledger: PostgreSQL schema migrated");
     }
     tx.commit()
 }
@@ -550,52 +342,12 @@ fn read_spend(c: &mut Client, plan: &Plan) -> Result<Vec<GroupRow>, postgres::Er
 }
 
 fn read_record_by_id(c: &mut Client, id: &str) -> Result<Option<UsageRecord>, postgres::Error> {
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM usage_records WHERE request_id = $1");
+    let sql = format!(
+        "SELECT {} FROM usage_records WHERE request_id = $1",
+        RECORDS.column_list()
+    );
     match c.query_opt(sql.as_str(), &[&id])? {
-        Some(row) => Ok(Some(record_from_row(&row)?)),
+        Some(row) => Ok(Some(RECORDS.pg_read(&row)?)),
         None => Ok(None),
     }
-}
-
-fn record_from_row(r: &Row) -> Result<UsageRecord, postgres::Error> {
-    let u = |i: usize| -> Result<u64, postgres::Error> { Ok(u64::try_from(r.try_get::<_, i64>(i)?).unwrap_or(0)) };
-    let small = |i: usize| -> Result<u32, postgres::Error> { Ok(u32::try_from(r.try_get::<_, i32>(i)?).unwrap_or(0)) };
-    Ok(UsageRecord {
-        request_id: r.try_get(0)?,
-        client_request_id: r.try_get(1)?,
-        trace_id: r.try_get(2)?,
-        ts_ms: r.try_get(3)?,
-        endpoint: r.try_get(4)?,
-        key_id: r.try_get(5)?,
-        team: r.try_get(6)?,
-        user: r.try_get(7)?,
-        feature: r.try_get(8)?,
-        tier: r.try_get(9)?,
-        route: r.try_get(10)?,
-        model: r.try_get(11)?,
-        provider: r.try_get(12)?,
-        served_model: r.try_get(13)?,
-        attempts: r.try_get(14)?,
-        status: u16::try_from(r.try_get::<_, i32>(15)?).unwrap_or(0),
-        error: r.try_get(16)?,
-        stream: r.try_get(17)?,
-        prompt_tokens: u(18)?,
-        completion_tokens: u(19)?,
-        cached_tokens: u(20)?,
-        cache_write_tokens: u(21)?,
-        reasoning_tokens: u(22)?,
-        tokens_estimated: r.try_get(23)?,
-        cost_nanos: r.try_get(24)?,
-        priced: r.try_get(25)?,
-        latency_us: u(26)?,
-        ttft_us: r.try_get::<_, Option<i64>>(27)?.map(|v| u64::try_from(v).unwrap_or(0)),
-        overhead_us: u(28)?,
-        cache: r.try_get(29)?,
-        guardrails: GuardrailCounts {
-            redactions: small(30)?,
-            injections: small(31)?,
-            blocked: r.try_get(32)?,
-        },
-        ab_arm: r.try_get(33)?,
-    })
 }

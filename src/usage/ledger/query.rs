@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::rollup::{RollupTable, Sums, ROLLUPS};
 use super::LedgerError;
+use crate::time::format_rfc3339;
 use crate::usage::NANOS_PER_USD;
 
-pub(crate) const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const HOUR_MS: i64 = crate::time::HOUR_MS as i64;
 
 /// A dimension to group spend by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -308,138 +308,5 @@ impl Plan {
             totals: SpendRow::new(BTreeMap::new(), &totals),
             groups,
         }
-    }
-}
-
-/// Unix milliseconds from RFC 3339 (`2026-11-21T10:00:00Z`, `2026-11-21T12:00:00.250+02:00`; a
-/// missing offset means UTC), a date (`2026-11-21`, UTC midnight) or Unix seconds (`1795255200`).
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let bad =
-        || format!("invalid time {t:?}: use RFC 3339 (2026-11-21T10:00:00Z), a date (2026-11-21) or Unix seconds");
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let digits = t.strip_prefix('-').unwrap_or(t);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse::<i64>().ok().and_then(|v| v.checked_mul(1000)).ok_or_else(bad);
-    }
-    parse_datetime(t.as_bytes()).ok_or_else(bad)
-}
-
-fn parse_datetime(b: &[u8]) -> Option<i64> {
-    let num = |s: &[u8]| -> Option<i64> {
-        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(s).ok()?.parse().ok()
-    };
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
-        return None;
-    }
-    let mut ms = days_from_civil(y, mo, d) * DAY_MS;
-    let rest = &b[10..];
-    if rest.is_empty() {
-        return Some(ms);
-    }
-    if !matches!(rest[0], b'T' | b't' | b' ') || rest.len() < 6 || rest[3] != b':' {
-        return None;
-    }
-    let (h, mi) = (num(&rest[1..3])?, num(&rest[4..6])?);
-    if h > 23 || mi > 59 {
-        return None;
-    }
-    ms += (h * 3600 + mi * 60) * 1000;
-    let mut rest = &rest[6..];
-    if rest.first() == Some(&b':') {
-        let sec = num(rest.get(1..3)?)?;
-        if sec > 60 {
-            return None;
-        }
-        ms += sec * 1000;
-        rest = &rest[3..];
-        if rest.first() == Some(&b'.') {
-            let n = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
-            if n == 0 {
-                return None;
-            }
-            let frac = &rest[1..1 + n];
-            let mut milli = 0;
-            for i in 0..3 {
-                milli = milli * 10 + frac.get(i).map_or(0, |c| i64::from(c - b'0'));
-            }
-            ms += milli;
-            rest = &rest[1 + n..];
-        }
-    }
-    match rest {
-        [] | [b'Z'] | [b'z'] => Some(ms),
-        [sign @ (b'+' | b'-'), oh1, oh2, tail @ ..] => {
-            let oh = num(&[*oh1, *oh2])?;
-            let om = match tail {
-                [b':', a, b] | [a, b] => num(&[*a, *b])?,
-                [] => 0,
-                _ => return None,
-            };
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let off = (oh * 60 + om) * 60_000;
-            Some(if *sign == b'+' { ms - off } else { ms + off })
-        }
-        _ => None,
-    }
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// RFC 3339 in UTC, with milliseconds only when there are any.
-pub fn format_rfc3339(ms: i64) -> String {
-    let (days, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
-    let (y, m, d) = civil_from_days(days);
-    let secs = in_day / 1000;
-    let (h, mi, s, milli) = (secs / 3600, secs / 60 % 60, secs % 60, in_day % 1000);
-    if milli == 0 {
-        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-    } else {
-        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
     }
 }

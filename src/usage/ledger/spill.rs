@@ -21,7 +21,6 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::private_files;
 use crate::usage::UsageRecord;
@@ -105,10 +104,7 @@ impl SpillDir {
 
     /// A new, locked `.open` file.
     pub fn create(&self) -> io::Result<SpillFile> {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let ms = crate::time::unix_ms();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("spill-{ms:013}-{}-{seq:06}.{OPEN_EXT}", std::process::id());
         let path = self.dir.join(name);

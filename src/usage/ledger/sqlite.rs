@@ -8,131 +8,17 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 use super::query::{GroupRow, Plan};
-use super::rollup::{to_i64, Rollup, Sums, ROLLUPS};
-use super::{now_ms, LedgerError, StoreWriter};
+use super::rollup::{Rollup, Sums};
+use super::schema::{insert_records, pending, upsert_rollups, RECORDS};
+use super::table::Backend;
+use super::{LedgerError, StoreWriter};
 use crate::private_files;
-use crate::usage::{GuardrailCounts, UsageRecord};
+use crate::usage::UsageRecord;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-/// Version 2 is the virtual keys table (`crate::limits::keys`, which shares this database): hashes
-/// only (SHA-256 hex), never secrets; `prev_hash` is a rotated-out secret that works until
-/// `prev_valid_until_ms`; nodes poll rows by `updated_ms`.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE usage_records (
-    request_id         TEXT PRIMARY KEY NOT NULL,
-    client_request_id  TEXT,
-    trace_id           TEXT NOT NULL,
-    ts_ms              INTEGER NOT NULL,
-    endpoint           TEXT NOT NULL,
-    key_id             TEXT,
-    team               TEXT,
-    user_id            TEXT,
-    feature            TEXT,
-    tier               TEXT,
-    route              TEXT,
-    model              TEXT,
-    provider           TEXT,
-    served_model       TEXT,
-    attempts           TEXT NOT NULL,
-    status             INTEGER NOT NULL,
-    error              TEXT,
-    stream             INTEGER NOT NULL,
-    prompt_tokens      INTEGER NOT NULL,
-    completion_tokens  INTEGER NOT NULL,
-    cached_tokens      INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    reasoning_tokens   INTEGER NOT NULL,
-    tokens_estimated   INTEGER NOT NULL,
-    cost_nanos         INTEGER NOT NULL,
-    priced             INTEGER NOT NULL,
-    latency_us         INTEGER NOT NULL,
-    ttft_us            INTEGER,
-    overhead_us        INTEGER NOT NULL,
-    cache              TEXT NOT NULL,
-    guard_redactions   INTEGER NOT NULL,
-    guard_injections   INTEGER NOT NULL,
-    guard_blocked      INTEGER NOT NULL,
-    ab_arm             TEXT
-);
-CREATE INDEX usage_records_ts ON usage_records (ts_ms);
-CREATE TABLE usage_hourly (
-    hour_ms            INTEGER NOT NULL,
-    gkey               TEXT NOT NULL,
-    team               TEXT,
-    feature            TEXT,
-    model              TEXT,
-    provider           TEXT,
-    key_id             TEXT,
-    user_id            TEXT,
-    tier               TEXT,
-    route              TEXT,
-    requests           INTEGER NOT NULL,
-    errors             INTEGER NOT NULL,
-    prompt_tokens      INTEGER NOT NULL,
-    completion_tokens  INTEGER NOT NULL,
-    cached_tokens      INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    reasoning_tokens   INTEGER NOT NULL,
-    cost_nanos         INTEGER NOT NULL,
-    unpriced_requests  INTEGER NOT NULL,
-    estimated_requests INTEGER NOT NULL,
-    PRIMARY KEY (hour_ms, gkey)
-) WITHOUT ROWID;
-CREATE TABLE usage_hourly_coarse (
-    hour_ms            INTEGER NOT NULL,
-    gkey               TEXT NOT NULL,
-    team               TEXT,
-    feature            TEXT,
-    model              TEXT,
-    provider           TEXT,
-    tier               TEXT,
-    route              TEXT,
-    requests           INTEGER NOT NULL,
-    errors             INTEGER NOT NULL,
-    prompt_tokens      INTEGER NOT NULL,
-    completion_tokens  INTEGER NOT NULL,
-    cached_tokens      INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    reasoning_tokens   INTEGER NOT NULL,
-    cost_nanos         INTEGER NOT NULL,
-    unpriced_requests  INTEGER NOT NULL,
-    estimated_requests INTEGER NOT NULL,
-    PRIMARY KEY (hour_ms, gkey)
-) WITHOUT ROWID;
-"#,
-    r#"
-CREATE TABLE virtual_keys (
-    id                  TEXT PRIMARY KEY NOT NULL,
-    hash                TEXT NOT NULL UNIQUE,
-    prev_hash           TEXT,
-    prev_valid_until_ms INTEGER,
-    name                TEXT,
-    team                TEXT,
-    user_id             TEXT,
-    tier                TEXT,
-    models              TEXT NOT NULL,
-    metadata            TEXT NOT NULL,
-    expires_ms          INTEGER,
-    limits              TEXT NOT NULL,
-    created_ms          INTEGER NOT NULL,
-    updated_ms          INTEGER NOT NULL,
-    revoked_ms          INTEGER
-);
-CREATE INDEX virtual_keys_updated ON virtual_keys (updated_ms);
-"#,
-];
-
-/// The record columns, in the order of every insert and select.
-pub(crate) const RECORD_COLUMNS: &str = "request_id, client_request_id, trace_id, ts_ms, endpoint, key_id, team, \
-    user_id, feature, tier, route, model, provider, served_model, attempts, status, error, stream, prompt_tokens, \
-    completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, tokens_estimated, cost_nanos, priced, \
-    latency_us, ttft_us, overhead_us, cache, guard_redactions, guard_injections, guard_blocked, ab_arm";
 
 fn err(store: &str, e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Store {
@@ -184,35 +70,11 @@ impl SqliteStore {
             store: display.to_string(),
             reason: e.to_string(),
         })?;
-        let ph: Vec<String> = (1..=34).map(|i| format!("?{i}")).collect();
-        let insert_sql = format!(
-            "INSERT INTO usage_records ({RECORD_COLUMNS}) VALUES ({}) ON CONFLICT (request_id) DO NOTHING",
-            ph.join(", ")
-        );
-        let sets: Vec<String> = Sums::COLUMNS
-            .iter()
-            .map(|c| format!("{c} = {c} + excluded.{c}"))
-            .collect();
-        let rollup_sql = ROLLUPS
-            .iter()
-            .map(|t| {
-                let cols = t.columns();
-                let n = 2 + cols.len() + Sums::COLUMNS.len();
-                format!(
-                    "INSERT INTO {} (hour_ms, gkey, {}, {}) VALUES ({}) ON CONFLICT (hour_ms, gkey) DO UPDATE SET {}",
-                    t.name,
-                    cols.join(", "),
-                    Sums::COLUMNS.join(", "),
-                    (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "),
-                    sets.join(", ")
-                )
-            })
-            .collect();
         Ok(SqliteStore {
             conn,
             display: display.to_string(),
-            insert_sql,
-            rollup_sql,
+            insert_sql: insert_records(Backend::Sqlite),
+            rollup_sql: upsert_rollups(Backend::Sqlite),
         })
     }
 }
@@ -230,23 +92,13 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     )?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
-    for (i, step) in MIGRATIONS.iter().enumerate() {
-        let version = i as i64 + 1;
-        if version > current {
-            tx.execute_batch(step)?;
-            tx.execute(
-                "INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)",
-                params![version, now_ms()],
-            )?;
-            tracing::info!(version, "spend ledger: SQLite schema migrated");
-        }
-    }
-    if current > MIGRATIONS.len() as i64 {
-        tracing::warn!(
-            current,
-            known = MIGRATIONS.len(),
-            "spend ledger: the database schema is newer than this build"
-        );
+    for (version, step) in pending(Backend::Sqlite, current) {
+        tx.execute_batch(&step)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_ms) VALUES (?1, ?2)",
+            params![version, crate::time::unix_ms_i64()],
+        )?;
+        tracing::info!(version, "spend ledger: SQLite schema migrated");
     }
     tx.commit()
 }
@@ -284,42 +136,7 @@ impl StoreWriter for SqliteStore {
             let mut ins = tx.prepare_cached(&self.insert_sql).map_err(|e| err(&name, e))?;
             for r in batch {
                 let n = ins
-                    .execute(params![
-                        r.request_id,
-                        r.client_request_id,
-                        r.trace_id,
-                        r.ts_ms,
-                        r.endpoint,
-                        r.key_id,
-                        r.team,
-                        r.user,
-                        r.feature,
-                        r.tier,
-                        r.route,
-                        r.model,
-                        r.provider,
-                        r.served_model,
-                        r.attempts,
-                        r.status,
-                        r.error,
-                        r.stream,
-                        to_i64(r.prompt_tokens),
-                        to_i64(r.completion_tokens),
-                        to_i64(r.cached_tokens),
-                        to_i64(r.cache_write_tokens),
-                        to_i64(r.reasoning_tokens),
-                        r.tokens_estimated,
-                        r.cost_nanos,
-                        r.priced,
-                        to_i64(r.latency_us),
-                        r.ttft_us.map(to_i64),
-                        to_i64(r.overhead_us),
-                        r.cache,
-                        r.guardrails.redactions,
-                        r.guardrails.injections,
-                        r.guardrails.blocked,
-                        r.ab_arm,
-                    ])
+                    .execute(params_from_iter(RECORDS.sqlite_values(r)))
                     .map_err(|e| err(&name, e))?;
                 if n == 1 {
                     inserted += 1;
@@ -388,8 +205,11 @@ impl SqliteReader {
 
     pub fn record(&self, request_id: &str) -> Result<Option<UsageRecord>, LedgerError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM usage_records WHERE request_id = ?1");
-        conn.query_row(&sql, [request_id], read_record)
+        let sql = format!(
+            "SELECT {} FROM usage_records WHERE request_id = ?1",
+            RECORDS.column_list()
+        );
+        conn.query_row(&sql, [request_id], |r| RECORDS.sqlite_read(r))
             .optional()
             .map_err(|x| err(&self.display, x))
     }
@@ -405,46 +225,4 @@ fn group_row(row: &Row<'_>, n: usize) -> rusqlite::Result<GroupRow> {
         *v = row.get(n + j)?;
     }
     Ok((key, Sums::from_array(a)))
-}
-
-fn read_record(r: &Row<'_>) -> rusqlite::Result<UsageRecord> {
-    let u = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
-    Ok(UsageRecord {
-        request_id: r.get(0)?,
-        client_request_id: r.get(1)?,
-        trace_id: r.get(2)?,
-        ts_ms: r.get(3)?,
-        endpoint: r.get(4)?,
-        key_id: r.get(5)?,
-        team: r.get(6)?,
-        user: r.get(7)?,
-        feature: r.get(8)?,
-        tier: r.get(9)?,
-        route: r.get(10)?,
-        model: r.get(11)?,
-        provider: r.get(12)?,
-        served_model: r.get(13)?,
-        attempts: r.get(14)?,
-        status: r.get(15)?,
-        error: r.get(16)?,
-        stream: r.get(17)?,
-        prompt_tokens: u(18)?,
-        completion_tokens: u(19)?,
-        cached_tokens: u(20)?,
-        cache_write_tokens: u(21)?,
-        reasoning_tokens: u(22)?,
-        tokens_estimated: r.get(23)?,
-        cost_nanos: r.get(24)?,
-        priced: r.get(25)?,
-        latency_us: u(26)?,
-        ttft_us: r.get::<_, Option<i64>>(27)?.map(|v| u64::try_from(v).unwrap_or(0)),
-        overhead_us: u(28)?,
-        cache: r.get(29)?,
-        guardrails: GuardrailCounts {
-            redactions: r.get(30)?,
-            injections: r.get(31)?,
-            blocked: r.get(32)?,
-        },
-        ab_arm: r.get(33)?,
-    })
 }
