@@ -9,7 +9,6 @@ pub mod client;
 pub mod embeddings;
 pub mod error;
 pub mod messages;
-pub mod models;
 pub mod openai;
 
 pub use error::ApiError;

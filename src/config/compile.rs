@@ -228,7 +228,7 @@ pub fn compile(
         ));
     }
     let loaded_at = crate::time::unix_secs();
-    let models_list_body = crate::api::models::list_body(
+    let models_list_body = crate::config::models::list_body(
         models.values().map(AsRef::as_ref),
         loaded_at,
         crate::providers::Wire::OpenAi,

@@ -11,6 +11,7 @@ pub mod compile;
 pub mod env;
 pub mod error;
 pub mod locate;
+pub mod models;
 pub mod moved;
 mod parse;
 pub mod raw;

@@ -206,9 +206,9 @@ impl ProxyHttp for Gateway {
                         let path = header.uri.path();
                         let path = path.strip_prefix("/v1").unwrap_or(path);
                         let id = path.strip_prefix("/models/").unwrap_or_default().to_string();
-                        crate::api::models::retrieve(&snap, &id, ctx.client)
+                        crate::config::models::retrieve(&snap, &id, ctx.client)
                     }
-                    _ => Ok(crate::api::models::list(&snap, ctx.client)),
+                    _ => Ok(crate::config::models::list(&snap, ctx.client)),
                 };
                 match body {
                     Ok(b) => respond::json(session, ctx, 200, b, &[]).await,

@@ -5,12 +5,12 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::ApiError;
-use crate::api::Wire;
-use crate::config::{ModelAlias, Snapshot};
+use super::{ModelAlias, Snapshot};
+use crate::api::{ApiError, Wire};
 
-/// Listed and found: "the configured model aliases that have an enabled provider" (README), an
-/// enabled provider among the alias's own targets; `hidden` ones are routable but never shown.
+/// Listed and found: "the configured model aliases that have an enabled provider among their own
+/// targets" (README). A fallback's does not count: an alias listed as `gpt-4o` should be one a
+/// client can get GPT-4o from, not only its stand-in. `hidden` ones are routable, never shown.
 fn servable(m: &ModelAlias) -> bool {
     !m.hidden && m.targets.iter().any(|t| t.provider.is_enabled())
 }
