@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::chat::Usage;
 use crate::api::Endpoint;
-use crate::config::{Snapshot, Target};
+use crate::config::Target;
 use crate::providers::Wire;
 use crate::telemetry::trace::{SpanId, TraceId, TraceParent};
 
@@ -93,7 +93,9 @@ pub enum AttemptOutcome {
 #[derive(Debug)]
 pub struct RequestCtx {
     pub started: Instant,
-    pub snapshot: Option<Arc<Snapshot>>,
+    /// The config snapshot the request runs on, with its targets' live state (breakers, key
+    /// pools, stats).
+    pub live: Option<Arc<crate::routing::live::Live>>,
     pub endpoint: Option<Endpoint>,
     /// The client's wire format: gateway errors are written in it.
     pub client: Wire,
@@ -158,7 +160,7 @@ impl RequestCtx {
     pub fn new() -> Self {
         RequestCtx {
             started: Instant::now(),
-            snapshot: None,
+            live: None,
             endpoint: None,
             client: Wire::OpenAi,
             model: None,

@@ -44,9 +44,10 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, endpoint: Endpoint) -> Result<bool> {
     ctx.endpoint = Some(endpoint);
-    let Some(snapshot) = ctx.snapshot.clone() else {
+    let Some(live) = ctx.live.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };
+    let snapshot = &live.snapshot;
     // The shutdown's stop signal, for every wait of this request (see `drain`).
     let stopped = std::pin::pin!(state.drain.stopped());
     let mut stop = Stop::new(stopped);
@@ -153,7 +154,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Some(m) if m.own > 1 => {
             let stats: Vec<&crate::routing::balance::TargetStats> = plan[..m.own]
                 .iter()
-                .filter_map(|t| t.runtime.get().map(|r| &*r.stats))
+                .filter_map(|t| live.target(t).map(|r| &*r.stats))
                 .collect();
             let mut o = if stats.len() == m.own {
                 crate::routing::balance::order(pinned.unwrap_or(m.strategy), m.own, m.weighted.as_ref(), &stats)
@@ -182,7 +183,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     let mut budget_spent = false;
     'targets: for (i, target) in order.iter().map(|&i| &plan[i]).enumerate() {
         let last_target = i + 1 == plan.len();
-        let runtime = target.runtime.get();
+        let runtime = live.target(target);
         // A target whose breaker is open is skipped; after the cooldown one request probes it.
         let probe = match runtime.map(|r| r.breaker.admit(now_ms())) {
             Some(Admission::Rejected) => {
@@ -256,7 +257,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             let mut timeouts = target.provider.timeouts;
             timeouts.connect = timeouts.connect.min(remaining);
             timeouts.first_byte = timeouts.first_byte.min(remaining);
-            let pool = target.provider.pool.get();
+            let pool = runtime.map(|r| &*r.keys);
             let key = pool.and_then(|p| p.pick(now_ms()));
             let guard = runtime.map(|r| r.stats.start());
             let sent_at = Instant::now();

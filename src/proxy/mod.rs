@@ -36,6 +36,8 @@ pub use ctx::RequestCtx;
 /// where finished requests go.
 pub struct AppState {
     pub config: Arc<ConfigStore>,
+    /// The installed snapshot with its targets' live state (breakers, key pools, stats).
+    pub routing: Arc<crate::routing::live::Registry>,
     pub metrics: Arc<Metrics>,
     pub connector: Connector,
     pub sinks: Sinks,
@@ -54,6 +56,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         config: Arc<ConfigStore>,
+        routing: Arc<crate::routing::live::Registry>,
         metrics: Arc<Metrics>,
         sinks: Sinks,
         keys: Arc<crate::limits::keys::KeyStore>,
@@ -64,6 +67,7 @@ impl Gateway {
         Gateway {
             state: Arc::new(AppState {
                 config,
+                routing,
                 metrics,
                 connector,
                 sinks,
@@ -177,7 +181,8 @@ impl ProxyHttp for Gateway {
     /// every route served today); `Err` means the client connection failed and nothing more can
     /// be written to it.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let snap = self.state.config.current();
+        let live = self.state.routing.current();
+        let snap = &live.snapshot;
         identify(&self.state, session, ctx, &snap);
         self.state.metrics.inflight.inc();
         ctx.inflight = true;
@@ -191,7 +196,7 @@ impl ProxyHttp for Gateway {
             _ => Wire::OpenAi,
         };
         let authenticated = authenticate(&self.state, session, ctx, &snap.auth);
-        ctx.snapshot = Some(snap);
+        ctx.live = Some(live);
         if let Err(e) = authenticated {
             return respond::error(session, ctx, &e).await;
         }
@@ -200,7 +205,7 @@ impl ProxyHttp for Gateway {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
             Route::CountTokens => count::handle(&self.state, session, ctx).await,
             Route::Models | Route::Model => {
-                let Some(snap) = ctx.snapshot.clone() else {
+                let Some(snap) = ctx.live.as_ref().map(|l| Arc::clone(&l.snapshot)) else {
                     return Ok(false);
                 };
                 let body = match route {

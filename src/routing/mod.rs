@@ -7,6 +7,7 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod live;
 pub mod routes;
 
 use std::sync::Arc;
