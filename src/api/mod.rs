@@ -9,6 +9,7 @@ pub mod embeddings;
 pub mod error;
 pub mod messages;
 pub mod models;
+pub mod observe;
 pub mod openai;
 
 pub use error::ApiError;

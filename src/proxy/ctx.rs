@@ -10,42 +10,7 @@ use crate::config::Target;
 use crate::providers::Wire;
 use crate::telemetry::trace::{SpanId, TraceId, TraceParent};
 
-/// One upstream attempt, as reported in the usage record, the headers and the trace.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub target: Arc<Target>,
-    /// The upstream status, or the kind of failure (`connect`, `timeout`, `protocol`).
-    pub outcome: AttemptOutcome,
-    /// When the attempt went to the network (`None`: skipped before any call, e.g. breaker open).
-    pub started: Option<Instant>,
-    /// How long it took (for the served attempt: until its body ended).
-    pub elapsed: Duration,
-    /// Its span in the trace (the parent the provider saw in `traceparent`).
-    pub span: Option<SpanId>,
-}
-
-impl Attempt {
-    /// A target passed over without a call.
-    pub fn skipped(target: &Arc<Target>, why: &'static str) -> Attempt {
-        Attempt {
-            target: Arc::clone(target),
-            outcome: AttemptOutcome::Failed(why),
-            started: None,
-            elapsed: Duration::ZERO,
-            span: None,
-        }
-    }
-
-    pub fn sent(target: &Arc<Target>, outcome: AttemptOutcome, started: Instant, span: SpanId) -> Attempt {
-        Attempt {
-            target: Arc::clone(target),
-            outcome,
-            started: Some(started),
-            elapsed: started.elapsed(),
-            span: Some(span),
-        }
-    }
-}
+pub use crate::routing::attempts::{Attempt, AttemptOutcome};
 
 /// Who a request is attributed to in the usage record.
 #[derive(Debug, Clone, Default)]
@@ -82,12 +47,6 @@ impl TraceCtx {
                 .map(|p| TraceParent::header_value(self.trace_id, p, self.parent_sampled))
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Status(u16),
-    Failed(&'static str),
 }
 
 #[derive(Debug)]
@@ -142,7 +101,7 @@ pub struct RequestCtx {
     pub tokens_estimated: bool,
     /// The prompt's token estimate and completion cap, once computed (limits, context-window
     /// checks, cost routing, missing usage).
-    pub prompt_need: Option<super::tenant::PromptNeed>,
+    pub prompt_need: Option<crate::limits::tokens::PromptNeed>,
     /// The limits were reserved on an upper bound of the prompt: the first attempt counts it
     /// while it waits for the provider, and shrinks the reservations to the count.
     pub estimate_pending: bool,
@@ -215,19 +174,7 @@ impl RequestCtx {
 impl RequestCtx {
     /// The attempts as `provider:outcome,…` (`openai:429,anthropic:200`), for logs and headers.
     pub fn attempts_summary(&self) -> String {
-        let mut s = String::new();
-        for (i, a) in self.attempts.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(&a.target.provider.name);
-            s.push(':');
-            match &a.outcome {
-                AttemptOutcome::Status(code) => s.push_str(&code.to_string()),
-                AttemptOutcome::Failed(kind) => s.push_str(kind),
-            }
-        }
-        s
+        crate::routing::attempts::summary(&self.attempts)
     }
 }
 

@@ -2,6 +2,8 @@
 //! that does the work: `llm` (the unified LLM endpoints, run inside `request_filter`), `respond`
 //! (the gateway's own JSON answers), `record` (end-of-request accounting).
 
+pub mod answer;
+pub mod attempts;
 pub mod body;
 pub mod conn;
 pub mod count;
@@ -12,7 +14,6 @@ pub mod llm;
 pub mod record;
 pub mod relay;
 pub mod respond;
-pub mod retry;
 pub mod tenant;
 pub mod upstream;
 
@@ -183,7 +184,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let live = self.state.routing.current();
         let snap = &live.snapshot;
-        identify(&self.state, session, ctx, &snap);
+        identify(&self.state, session, ctx, snap);
         self.state.metrics.inflight.inc();
         ctx.inflight = true;
         let header = session.req_header();

@@ -1,20 +1,21 @@
 //! The streaming relay's pure part: upstream body bytes in, client bytes out. Either the bytes
 //! pass through unchanged while an observer watches them (same wire format on both sides), or
 //! the provider's stream is decoded into canonical chunks and encoded in the client's format.
+//! Either way the usage is counted here, the one place that sees the provider's usage fields;
+//! what goes to the client then runs through the relay's observers (`api::observe`), of which
+//! `UsageStripper` is one.
 
 use bytes::{Bytes, BytesMut};
 
 use crate::api::chat::{ChatChunk, Usage};
 use crate::api::client::StreamEncoder;
+use crate::api::observe::ResponseObserver;
 use crate::providers::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Wire};
 
 pub enum Relay {
     Pass {
         observer: Box<dyn Observer>,
         client: Wire,
-        /// Set when the gateway asked for a usage chunk the client did not: events are
-        /// re-framed and that chunk is left out.
-        strip: Option<UsageStripper>,
     },
     Translate {
         source: Box<dyn ChunkSource>,
@@ -27,7 +28,8 @@ pub enum Relay {
 }
 
 /// Re-frames an OpenAI stream's events (`data: …` lines only, so nothing is lost) and leaves
-/// out the usage-only chunk (`"choices":[]` with `usage`).
+/// out the usage-only chunk (`"choices":[]` with `usage`): the observer for a passthrough stream
+/// whose usage chunk the gateway asked for and the client did not (`Rendered::strip_usage`).
 #[derive(Default)]
 pub struct UsageStripper {
     decoder: crate::sse::SseDecoder,
@@ -58,6 +60,16 @@ impl UsageStripper {
         let mut out = BytesMut::new();
         let _ = self.decoder.finish(&mut |ev| Self::emit(&mut out, ev));
         out.freeze()
+    }
+}
+
+impl ResponseObserver for UsageStripper {
+    fn body(&mut self, bytes: Bytes) -> Bytes {
+        self.push(&bytes)
+    }
+
+    fn end(&mut self, _complete: bool) -> Bytes {
+        self.finish()
     }
 }
 
@@ -93,7 +105,6 @@ impl Relay {
             Relay::Pass {
                 observer: adapter.observer(),
                 client,
-                strip: rendered.strip_usage.then(UsageStripper::default),
             }
         } else {
             Relay::Translate {
@@ -108,12 +119,9 @@ impl Relay {
     /// One upstream chunk → the bytes for the client (possibly empty).
     pub fn push(&mut self, bytes: Bytes) -> Result<Bytes, StreamFault> {
         match self {
-            Relay::Pass { observer, strip, .. } => {
+            Relay::Pass { observer, .. } => {
                 observer.push(&bytes);
-                Ok(match strip {
-                    Some(s) => s.push(&bytes),
-                    None => bytes,
-                })
+                Ok(bytes)
             }
             Relay::Translate {
                 source,
@@ -130,9 +138,9 @@ impl Relay {
     /// The upstream body ended: the final bytes. The stream is complete only if `completed()`.
     pub fn finish(&mut self) -> Result<Bytes, StreamFault> {
         match self {
-            Relay::Pass { observer, strip, .. } => {
+            Relay::Pass { observer, .. } => {
                 observer.finish();
-                Ok(strip.as_mut().map_or_else(Bytes::new, UsageStripper::finish))
+                Ok(Bytes::new())
             }
             Relay::Translate {
                 source,

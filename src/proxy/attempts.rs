@@ -1,0 +1,336 @@
+//! The attempts' I/O. The attempt policy (`routing::attempts`) decides; this module does what it
+//! says (checks a target against the request, sends the request, reads an answer's body, waits)
+//! and reports how it went, until there is an answer to relay or nothing is left.
+//!
+//! While the first call waits for the provider, the tokenizer refines the limits' reservation
+//! and the client's response header is begun, so neither is on the request's latency.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use super::answer::{begin_head, read_whole, ReadWhole};
+use super::ctx::RequestCtx;
+use super::drain::{interrupted, Interrupt, Stop};
+use super::tenant::{admit_provider, fits_window, refine_reservation, rejection_error, wall_ms};
+use super::upstream::{self, AttemptError, Upstream};
+use super::AppState;
+use crate::api::openai::LlmRequest;
+use crate::api::ApiError;
+use crate::config::{Snapshot, Target};
+use crate::limits::gate::Refusal;
+use crate::limits::limiter::{Demand, Scope, ScopeKind};
+use crate::providers::Rendered;
+use crate::routing::attempts::{retry_after, Attempts, Call, Skip, Step, Verdict};
+use crate::routing::live::{Live, TargetLive};
+use crate::telemetry::trace::SpanId;
+
+/// What the attempts are over: the plan's targets in the order to try them.
+pub(super) struct Plan<'p> {
+    pub snapshot: &'p Snapshot,
+    pub live: &'p Live,
+    pub targets: &'p [Arc<Target>],
+    pub order: Vec<usize>,
+    /// The request's time budget, from its start.
+    pub budget: Duration,
+}
+
+/// How the attempts ended.
+// One per request, moved a couple of times: boxing the answer would allocate on the hot path.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Ran<'p> {
+    /// An answer to relay: a success, or the provider's own error when nothing was left.
+    Answer(Answer<'p>),
+    /// Nothing was left to try: the client gets this error.
+    GaveUp(ApiError),
+    /// The client left, or the gateway's shutdown grace ran out (and when).
+    Interrupted(Interrupt, &'static str),
+}
+
+/// The answer the policy chose to relay.
+pub(super) struct Answer<'p> {
+    pub target: &'p Arc<Target>,
+    pub rendered: Rendered,
+    /// The provider's status.
+    pub status: u16,
+    /// Its body, when it was already read (to tell a context-length 400).
+    pub prefetched: Option<Bytes>,
+    pub up: Upstream,
+}
+
+/// Tries the plan's targets until one answers. The attempts made end up in `ctx.attempts`,
+/// however the request ends.
+pub(super) async fn run<'p>(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    req: &'p LlmRequest,
+    plan: Plan<'p>,
+    demand: Demand,
+    stop: &mut Stop<'_>,
+) -> Ran<'p> {
+    let log = std::mem::take(&mut ctx.attempts);
+    let routing = &plan.snapshot.routing;
+    let mut tries = Attempts::new(
+        plan.targets,
+        plan.order.clone(),
+        plan.live,
+        routing,
+        &req.model,
+        plan.budget,
+        ctx.started,
+        log,
+    );
+    let ran = drive(state, session, ctx, req, &plan, &mut tries, demand, stop).await;
+    match &ran {
+        Ran::Interrupted(..) => tries.abandon(Instant::now()),
+        Ran::Answer(_) if tries.fell_back() => {
+            if let Some(m) = &ctx.model {
+                state.metrics.fallbacks.with_label_values(&[m]).inc();
+            }
+        }
+        Ran::Answer(_) | Ran::GaveUp(_) => {}
+    }
+    ctx.attempts = tries.into_log();
+    ran
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive<'p>(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    plan: &Plan<'p>,
+    tries: &mut Attempts<'p>,
+    mut demand: Demand,
+    stop: &mut Stop<'_>,
+) -> Ran<'p> {
+    let mut rendered: Option<Rendered> = None;
+    loop {
+        match tries.next(Instant::now()) {
+            Step::Consider(target) => match prepare(state, ctx, req, plan, target, &mut demand).await {
+                Ok(r) => {
+                    rendered = Some(r);
+                    tries.ready();
+                }
+                Err(why) => tries.skip(Instant::now(), why),
+            },
+            Step::Send {
+                target,
+                live,
+                key,
+                remaining,
+            } => {
+                let Some(r) = rendered.take() else {
+                    return Ran::GaveUp(ApiError::UpstreamProtocol("no request was rendered".into()));
+                };
+                let to = To {
+                    target,
+                    live,
+                    key,
+                    remaining,
+                    rendered: &r,
+                };
+                match send(state, session, ctx, req, plan, tries, to, &mut demand, stop).await {
+                    Sent::Answer(status, prefetched, up) => {
+                        let answer = Answer {
+                            target,
+                            rendered: r,
+                            status,
+                            prefetched,
+                            up,
+                        };
+                        return Ran::Answer(answer);
+                    }
+                    Sent::Next => rendered = Some(r),
+                    Sent::Interrupted(why, when) => return Ran::Interrupted(why, when),
+                }
+            }
+            Step::Wait(wait) => {
+                if let Err(why) = back_off(state, session, ctx, tries, wait, stop).await {
+                    return Ran::Interrupted(why, "during a retry backoff");
+                }
+            }
+            Step::GiveUp(e) => return Ran::GaveUp(e),
+        }
+    }
+}
+
+/// A target's checks against the request before any call: its context window, its provider's
+/// limits (reserved for this attempt), and rendering the request in its dialect.
+async fn prepare(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    plan: &Plan<'_>,
+    target: &Target,
+    demand: &mut Demand,
+) -> Result<Rendered, Skip> {
+    if let Some(window) = target.context_window {
+        if !fits_window(req, ctx, window).await {
+            return Err(Skip::ContextWindow);
+        }
+    }
+    if let Some(limits) = &target.provider.limits {
+        let scope = Scope {
+            kind: ScopeKind::Provider,
+            id: &target.provider.name,
+            limits,
+        };
+        match admit_provider(state, ctx, req, plan.snapshot, plan.targets, scope, demand).await {
+            Ok(a) => {
+                if let Some(previous) = ctx.provider_admission.replace(a) {
+                    previous.settle(0, 0, wall_ms());
+                }
+            }
+            Err(Refusal::Limit(r)) => {
+                state.metrics.rate_limited.with_label_values(&[r.reason.label()]).inc();
+                return Err(Skip::ProviderLimit(rejection_error(&r)));
+            }
+            Err(Refusal::Unavailable) => {
+                ctx.retry_after_ms = Some(1_000);
+                return Err(Skip::LimitsUnavailable);
+            }
+        }
+    }
+    target
+        .provider
+        .kind
+        .adapter()
+        .render(req, target)
+        .map_err(Skip::Unsupported)
+}
+
+/// Where `Step::Send` sends.
+struct To<'a> {
+    target: &'a Arc<Target>,
+    live: Option<&'a TargetLive>,
+    key: Option<usize>,
+    /// What is left of the budget: no wait may outlive it.
+    remaining: Duration,
+    rendered: &'a Rendered,
+}
+
+/// How one call ended.
+#[allow(clippy::large_enum_variant)] // (as `Ran`)
+enum Sent {
+    /// The answer to relay (its body, when the policy had it read).
+    Answer(u16, Option<Bytes>, Upstream),
+    /// No answer to relay: ask the policy what is next.
+    Next,
+    Interrupted(Interrupt, &'static str),
+}
+
+/// One call: sends, reports the answer or the failure, reads the answer's body if the policy asks.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    plan: &Plan<'_>,
+    tries: &mut Attempts<'_>,
+    to: To<'_>,
+    demand: &mut Demand,
+    stop: &mut Stop<'_>,
+) -> Sent {
+    let provider = &to.target.provider;
+    let mut timeouts = provider.timeouts;
+    timeouts.connect = timeouts.connect.min(to.remaining);
+    timeouts.first_byte = timeouts.first_byte.min(to.remaining);
+    let guard = to.live.map(|l| l.stats.start());
+    // Each call is a child span of this request; the provider sees it as its parent.
+    let call = Call {
+        started: Instant::now(),
+        span: SpanId::random(),
+    };
+    let traceparent = ctx.trace.upstream_header(call.span);
+    let sent = upstream::send(
+        &state.connector,
+        session,
+        to.target,
+        to.rendered,
+        req.stream,
+        timeouts,
+        to.key,
+        traceparent.as_deref(),
+        stop,
+        // When the limits were reserved on a bound of the prompt, the tokenizer counts it once
+        // the request is out, while the provider works.
+        async {
+            *demand = refine_reservation(req, ctx, plan.snapshot, plan.targets, *demand).await;
+            ctx.head = begin_head(ctx).ok();
+        },
+    )
+    .await;
+    // (A no-op once done; a connection that failed before the request went out did not.)
+    *demand = refine_reservation(req, ctx, plan.snapshot, plan.targets, *demand).await;
+    let mut up = match sent {
+        Ok(up) => up,
+        Err(AttemptError::Interrupted(why)) => return Sent::Interrupted(why, "while waiting for the provider"),
+        Err(AttemptError::Failed(failure)) => {
+            ctx.upstream_time += call.started.elapsed();
+            let kind = failure.kind();
+            state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&provider.name, kind])
+                .inc();
+            tracing::debug!(provider = %provider.name, kind, "upstream attempt failed: {failure:?}");
+            tries.failed(Instant::now(), call, failure);
+            return Sent::Next;
+        }
+    };
+    let header = up.session.response_header();
+    let status = header.map_or(0, |h| h.status.as_u16());
+    let wait = header.and_then(|h| retry_after(&h.headers));
+    let answered = Call {
+        started: up.started,
+        ..call
+    };
+    let mut verdict = tries.answered(Instant::now(), answered, status, wait);
+    let mut prefetched = None;
+    if verdict == Verdict::ReadBody {
+        verdict = match read_whole(session, &mut up, stop).await {
+            Ok(body) => tries.body(Instant::now(), Ok(&prefetched.insert(body)[..])),
+            Err(ReadWhole::Interrupted(why)) => return Sent::Interrupted(why, "while the provider answered"),
+            Err(ReadWhole::Failed(e)) => tries.body(Instant::now(), Err(e)),
+        };
+    }
+    if verdict == Verdict::Relay {
+        ctx.inflight_guard = guard;
+        ctx.served_by = Some(Arc::clone(to.target));
+        return Sent::Answer(status, prefetched, up);
+    }
+    ctx.upstream_time += up.started.elapsed();
+    state
+        .metrics
+        .upstream_errors
+        .with_label_values(&[&provider.name, "status"])
+        .inc();
+    Sent::Next // (the connection is not pooled: its body may be unread)
+}
+
+/// Waits before another try of the same target, unless the client leaves or the gateway stops.
+async fn back_off(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    tries: &Attempts<'_>,
+    wait: Duration,
+    stop: &mut Stop<'_>,
+) -> Result<(), Interrupt> {
+    if let Some(target) = tries.target() {
+        state.metrics.retries.with_label_values(&[&target.provider.name]).inc();
+    }
+    let slept = Instant::now();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        why = interrupted(session, stop) => return Err(why),
+    }
+    ctx.backoff_time += slept.elapsed();
+    Ok(())
+}
