@@ -32,6 +32,7 @@ pub(super) struct Plan<'p> {
     pub snapshot: &'p Snapshot,
     pub live: &'p Live,
     pub targets: &'p [Arc<Target>],
+    /// The order to try them in (indices into `targets`; the policy takes it).
     pub order: Vec<usize>,
     /// The request's time budget, from its start.
     pub budget: Duration,
@@ -67,7 +68,7 @@ pub(super) async fn run<'p>(
     session: &mut Session,
     ctx: &mut RequestCtx,
     req: &'p LlmRequest,
-    plan: Plan<'p>,
+    mut plan: Plan<'p>,
     demand: Demand,
     stop: &mut Stop<'_>,
 ) -> Ran<'p> {
@@ -75,7 +76,7 @@ pub(super) async fn run<'p>(
     let routing = &plan.snapshot.routing;
     let mut tries = Attempts::new(
         plan.targets,
-        plan.order.clone(),
+        std::mem::take(&mut plan.order),
         plan.live,
         routing,
         &req.model,
