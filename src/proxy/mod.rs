@@ -1,6 +1,9 @@
 //! The data plane's `ProxyHttp` implementation. Each phase is a few lines that call into a module
-//! that does the work: `llm` (the unified LLM endpoints, run inside `request_filter`), `respond`
-//! (the gateway's own JSON answers), `record` (end-of-request accounting).
+//! that does the work: `llm` (the unified LLM endpoints, run inside `request_filter`, as the
+//! request path's stages), `respond` (the gateway's own JSON answers), `record` (end-of-request
+//! accounting). The Pingora side of the stages: `body` (reading the request), `tenant` (who is
+//! asking, their limits), `attempts` and `upstream` (the calls the attempt policy asks for),
+//! `answer` and `relay` (the answer to the client).
 
 pub mod answer;
 pub mod attempts;

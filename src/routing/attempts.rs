@@ -384,8 +384,12 @@ impl<'p> Attempts<'p> {
                 }
                 State::Send | State::Sent => {
                     let remaining = self.deadline.saturating_duration_since(now);
-                    let Some(c) = self.current.as_mut().filter(|_| !remaining.is_zero()) else {
+                    if remaining.is_zero() {
                         self.state = State::BudgetSpent;
+                        continue;
+                    }
+                    let Some(c) = self.current.as_mut() else {
+                        self.state = State::Seek;
                         continue;
                     };
                     c.key = c.live.and_then(|l| l.keys.pick(ms_at(now)));
@@ -404,7 +408,11 @@ impl<'p> Attempts<'p> {
                     self.state = State::Send;
                     return Step::Wait(d);
                 }
-                State::ReadingBody(_) | State::Relayed | State::BudgetSpent => return Step::GiveUp(self.final_error()),
+                // (After `Verdict::Relay`, or with a body awaited, there is nothing to do but
+                // what was said; asked anyway, the machine gives up.)
+                State::ReadingBody(_) | State::Relayed | State::BudgetSpent => {
+                    return Step::GiveUp(self.final_error())
+                }
             }
         }
     }
