@@ -181,3 +181,33 @@ pub async fn send<W: std::future::Future<Output = ()>>(
     }
     Err(failed(Failure::Protocol("stale pooled connection".into())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pingoras_errors_are_classified_as_before() {
+        for (etype, kind) in [
+            (ErrorType::ConnectTimedout, "timeout"),
+            (ErrorType::ReadTimedout, "timeout"),
+            (ErrorType::WriteTimedout, "timeout"),
+            (ErrorType::ConnectRefused, "connect"),
+            (ErrorType::TLSHandshakeFailure, "connect"),
+            (ErrorType::TLSHandshakeTimedout, "connect"),
+            (ErrorType::InvalidCert, "connect"),
+            (ErrorType::ConnectionClosed, "protocol"),
+            (ErrorType::ReadError, "protocol"),
+            (ErrorType::InvalidHTTPHeader, "protocol"),
+            (ErrorType::H2Error, "protocol"),
+            (ErrorType::InternalError, "protocol"),
+        ] {
+            let failure = classify(&Error::new(etype.clone()));
+            assert_eq!(failure.kind(), kind, "{etype:?}");
+        }
+        assert_eq!(
+            classify(&Error::new(ErrorType::ConnectRefused)),
+            Failure::Connect("ConnectRefused".into())
+        );
+    }
+}

@@ -410,9 +410,7 @@ impl<'p> Attempts<'p> {
                 }
                 // (After `Verdict::Relay`, or with a body awaited, there is nothing to do but
                 // what was said; asked anyway, the machine gives up.)
-                State::ReadingBody(_) | State::Relayed | State::BudgetSpent => {
-                    return Step::GiveUp(self.final_error())
-                }
+                State::ReadingBody(_) | State::Relayed | State::BudgetSpent => return Step::GiveUp(self.final_error()),
             }
         }
     }
