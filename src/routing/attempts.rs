@@ -20,9 +20,10 @@
 //! - With nothing left (the last target's last try, or a wait too long there), the provider's own
 //!   answer is relayed: it tells the client more than any error of the gateway's would.
 //! - No try starts, and no wait is begun, that the request's budget cannot see through: the
-//!   client then gets 504 `budget_exhausted` listing the attempts. Otherwise, when every target
-//!   was passed over or failed, it gets the first reason a target was passed over, or the last
-//!   error of a call.
+//!   client then gets 504 `budget_exhausted` listing the attempts. Otherwise, when nothing is
+//!   left to try, it gets the error of the last call that got no answer (a connect error names
+//!   the provider), else the first reason a target was passed over (an open breaker: 503
+//!   `no_provider_available`).
 //! - Once an answer is relayed nothing is tried again: a failure after the first byte ends the
 //!   stream with an explicit error event (`Cut`).
 //!
