@@ -23,17 +23,17 @@ use crate::config::{Snapshot, Target};
 use crate::limits::gate::Refusal;
 use crate::limits::limiter::{Demand, Scope, ScopeKind};
 use crate::providers::Rendered;
-use crate::routing::attempts::{retry_after, Attempts, Call, Skip, Step, Verdict};
+use crate::routing::attempts::{retry_after, Attempts, Call, Failure, Skip, Step, Verdict};
+use crate::routing::balance::InflightGuard;
 use crate::routing::live::{Live, TargetLive};
 use crate::telemetry::trace::SpanId;
 
-/// What the attempts are over: the plan's targets in the order to try them.
+/// What the attempts are over.
 pub(super) struct Plan<'p> {
     pub snapshot: &'p Snapshot,
     pub live: &'p Live,
+    /// The plan's targets (`order` says in what order they are tried).
     pub targets: &'p [Arc<Target>],
-    /// The order to try them in (indices into `targets`; the policy takes it).
-    pub order: Vec<usize>,
     /// The request's time budget, from its start.
     pub budget: Duration,
 }
@@ -61,56 +61,36 @@ pub(super) struct Answer<'p> {
     pub up: Upstream,
 }
 
-/// Tries the plan's targets until one answers. The attempts made end up in `ctx.attempts`,
-/// however the request ends.
+/// Tries the plan's targets in `order` (indices into `plan.targets`) until one answers. The
+/// attempts made end up in `ctx.attempts`, however the request ends.
+///
+/// (One loop rather than nested calls: every level of `async fn` nesting adds its locals to the
+/// request's future, which Pingora moves into a box per request.)
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run<'p>(
     state: &AppState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     req: &'p LlmRequest,
-    mut plan: Plan<'p>,
-    demand: Demand,
+    plan: &Plan<'p>,
+    order: Vec<usize>,
+    mut demand: Demand,
     stop: &mut Stop<'_>,
 ) -> Ran<'p> {
     let log = std::mem::take(&mut ctx.attempts);
-    let routing = &plan.snapshot.routing;
+    let (routing, model) = (&plan.snapshot.routing, &req.model);
     let mut tries = Attempts::new(
         plan.targets,
-        std::mem::take(&mut plan.order),
+        order,
         plan.live,
         routing,
-        &req.model,
+        model,
         plan.budget,
         ctx.started,
         log,
     );
-    let ran = drive(state, session, ctx, req, &plan, &mut tries, demand, stop).await;
-    match &ran {
-        Ran::Interrupted(..) => tries.abandon(Instant::now()),
-        Ran::Answer(_) if tries.fell_back() => {
-            if let Some(m) = &ctx.model {
-                state.metrics.fallbacks.with_label_values(&[m]).inc();
-            }
-        }
-        Ran::Answer(_) | Ran::GaveUp(_) => {}
-    }
-    ctx.attempts = tries.into_log();
-    ran
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn drive<'p>(
-    state: &AppState,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    req: &LlmRequest,
-    plan: &Plan<'p>,
-    tries: &mut Attempts<'p>,
-    mut demand: Demand,
-    stop: &mut Stop<'_>,
-) -> Ran<'p> {
     let mut rendered: Option<Rendered> = None;
-    loop {
+    let ran = loop {
         match tries.next(Instant::now()) {
             Step::Consider(target) => match prepare(state, ctx, req, plan, target, &mut demand).await {
                 Ok(r) => {
@@ -126,7 +106,7 @@ async fn drive<'p>(
                 remaining,
             } => {
                 let Some(r) = rendered.take() else {
-                    return Ran::GaveUp(ApiError::UpstreamProtocol("no request was rendered".into()));
+                    break Ran::GaveUp(ApiError::UpstreamProtocol("no request was rendered".into()));
                 };
                 let to = To {
                     target,
@@ -135,7 +115,7 @@ async fn drive<'p>(
                     remaining,
                     rendered: &r,
                 };
-                match send(state, session, ctx, req, plan, tries, to, &mut demand, stop).await {
+                match send(state, session, ctx, req, plan, &mut tries, to, &mut demand, stop).await {
                     Sent::Answer(status, prefetched, up) => {
                         let answer = Answer {
                             target,
@@ -144,20 +124,31 @@ async fn drive<'p>(
                             prefetched,
                             up,
                         };
-                        return Ran::Answer(answer);
+                        break Ran::Answer(answer);
                     }
                     Sent::Next => rendered = Some(r),
-                    Sent::Interrupted(why, when) => return Ran::Interrupted(why, when),
+                    Sent::Interrupted(why, when) => break Ran::Interrupted(why, when),
                 }
             }
             Step::Wait(wait) => {
-                if let Err(why) = back_off(state, session, ctx, tries, wait, stop).await {
-                    return Ran::Interrupted(why, "during a retry backoff");
+                if let Err(why) = back_off(state, session, ctx, &tries, wait, stop).await {
+                    break Ran::Interrupted(why, "during a retry backoff");
                 }
             }
-            Step::GiveUp(e) => return Ran::GaveUp(e),
+            Step::GiveUp(e) => break Ran::GaveUp(e),
         }
+    };
+    match &ran {
+        Ran::Interrupted(..) => tries.abandon(Instant::now()),
+        Ran::Answer(_) if tries.fell_back() => {
+            if let Some(m) = &ctx.model {
+                state.metrics.fallbacks.with_label_values(&[m]).inc();
+            }
+        }
+        Ran::Answer(_) | Ran::GaveUp(_) => {}
     }
+    ctx.attempts = tries.into_log();
+    ran
 }
 
 /// A target's checks against the request before any call: its context window, its provider's
@@ -267,32 +258,67 @@ async fn send(
         },
     )
     .await;
-    // (A no-op once done; a connection that failed before the request went out did not.)
+    // (Taken apart before the next await, so that the call's future and the answer's connection
+    // do not both take room in the request's future.)
+    let heard = match sent {
+        Ok(up) => Ok(up),
+        Err(AttemptError::Failed(failure)) => Err(failure),
+        Err(AttemptError::Interrupted(why)) => return Sent::Interrupted(why, "while waiting for the provider"),
+    };
+    let call = Heard {
+        target: to.target,
+        guard,
+        call,
+    };
+    outcome(state, session, ctx, req, plan, tries, call, heard, demand, stop).await
+}
+
+/// A call that came back.
+struct Heard<'a> {
+    target: &'a Arc<Target>,
+    /// Counts the call in its target's in-flight number (until the request ends, if relayed).
+    guard: Option<InflightGuard>,
+    call: Call,
+}
+
+/// A call's outcome, reported to the policy: an answer's body is read if the policy asks, then
+/// the answer is kept for the relay or dropped.
+#[allow(clippy::too_many_arguments)]
+async fn outcome(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    plan: &Plan<'_>,
+    tries: &mut Attempts<'_>,
+    heard: Heard<'_>,
+    sent: Result<Upstream, Failure>,
+    demand: &mut Demand,
+    stop: &mut Stop<'_>,
+) -> Sent {
+    // (A no-op when it ran while the provider worked, which it did unless the connection failed
+    // before the request went out.)
     *demand = refine_reservation(req, ctx, plan.snapshot, plan.targets, *demand).await;
+    let provider = &heard.target.provider.name;
     let mut up = match sent {
         Ok(up) => up,
-        Err(AttemptError::Interrupted(why)) => return Sent::Interrupted(why, "while waiting for the provider"),
-        Err(AttemptError::Failed(failure)) => {
-            ctx.upstream_time += call.started.elapsed();
+        Err(failure) => {
+            ctx.upstream_time += heard.call.started.elapsed();
             let kind = failure.kind();
-            state
-                .metrics
-                .upstream_errors
-                .with_label_values(&[&provider.name, kind])
-                .inc();
-            tracing::debug!(provider = %provider.name, kind, "upstream attempt failed: {failure:?}");
-            tries.failed(Instant::now(), call, failure);
+            state.metrics.upstream_errors.with_label_values(&[provider, kind]).inc();
+            tracing::debug!(provider = %provider, kind, "upstream attempt failed: {failure:?}");
+            tries.failed(Instant::now(), heard.call, failure);
             return Sent::Next;
         }
     };
     let header = up.session.response_header();
     let status = header.map_or(0, |h| h.status.as_u16());
     let wait = header.and_then(|h| retry_after(&h.headers));
-    let answered = Call {
+    let call = Call {
         started: up.started,
-        ..call
+        ..heard.call
     };
-    let mut verdict = tries.answered(Instant::now(), answered, status, wait);
+    let mut verdict = tries.answered(Instant::now(), call, status, wait);
     let mut prefetched = None;
     if verdict == Verdict::ReadBody {
         verdict = match read_whole(session, &mut up, stop).await {
@@ -302,15 +328,15 @@ async fn send(
         };
     }
     if verdict == Verdict::Relay {
-        ctx.inflight_guard = guard;
-        ctx.served_by = Some(Arc::clone(to.target));
+        ctx.inflight_guard = heard.guard;
+        ctx.served_by = Some(Arc::clone(heard.target));
         return Sent::Answer(status, prefetched, up);
     }
     ctx.upstream_time += up.started.elapsed();
     state
         .metrics
         .upstream_errors
-        .with_label_values(&[&provider.name, "status"])
+        .with_label_values(&[provider, "status"])
         .inc();
     Sent::Next // (the connection is not pooled: its body may be unread)
 }

@@ -75,10 +75,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         snapshot,
         live: &live,
         targets: plan.targets,
-        order,
         budget,
     };
-    match attempts::run(state, session, ctx, &req, plan, demand, &mut stop).await {
+    match attempts::run(state, session, ctx, &req, &plan, order, demand, &mut stop).await {
         // Relay: through the translator and the response observers, to the client.
         Ran::Answer(a) => answer::relay(state, session, ctx, &req, a, &mut stop).await,
         Ran::GaveUp(e) => respond::error(session, ctx, &e).await,
