@@ -127,7 +127,7 @@ async fn whole(
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     mut served: Served<'_>,
-    mut up: Upstream,
+    mut up: Box<Upstream>,
     prefetched: Option<Bytes>,
     mut header: Head,
     stop: &mut Stop<'_>,
@@ -216,7 +216,7 @@ async fn stream(
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     mut served: Served<'_>,
-    mut up: Upstream,
+    mut up: Box<Upstream>,
     mut header: Head,
     stop: &mut Stop<'_>,
 ) -> Result<bool> {
@@ -490,7 +490,8 @@ pub(super) fn client_gone(ctx: &mut RequestCtx, when: &'static str) -> Result<bo
 }
 
 /// Returns a fully read upstream connection to the pool.
-async fn release(state: &AppState, mut up: Upstream, target: &Target) {
+async fn release(state: &AppState, up: Box<Upstream>, target: &Target) {
+    let mut up = *up;
     if let Some(peer) = target.provider.peer.as_ref() {
         if up.session.response_done() {
             state

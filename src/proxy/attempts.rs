@@ -39,8 +39,6 @@ pub(super) struct Plan<'p> {
 }
 
 /// How the attempts ended.
-// One per request, moved a couple of times: boxing the answer would allocate on the hot path.
-#[allow(clippy::large_enum_variant)]
 pub(super) enum Ran<'p> {
     /// An answer to relay: a success, or the provider's own error when nothing was left.
     Answer(Answer<'p>),
@@ -58,7 +56,10 @@ pub(super) struct Answer<'p> {
     pub status: u16,
     /// Its body, when it was already read (to tell a context-length 400).
     pub prefetched: Option<Bytes>,
-    pub up: Upstream,
+    /// (Boxed once it answered: the connection is large, and a value held across an await takes
+    /// room in the request's future, which Pingora moves once per request; one allocation costs
+    /// less than moving it from stage to stage.)
+    pub up: Box<Upstream>,
 }
 
 /// Tries the plan's targets in `order` (indices into `plan.targets`) until one answers. The
@@ -105,7 +106,7 @@ pub(super) async fn run<'p>(
                 key,
                 remaining,
             } => {
-                let Some(r) = rendered.take() else {
+                let Some(r) = rendered.as_ref() else {
                     break Ran::GaveUp(ApiError::UpstreamProtocol("no request was rendered".into()));
                 };
                 let to = To {
@@ -113,20 +114,23 @@ pub(super) async fn run<'p>(
                     live,
                     key,
                     remaining,
-                    rendered: &r,
+                    rendered: r,
                 };
                 match send(state, session, ctx, req, plan, &mut tries, to, &mut demand, stop).await {
                     Sent::Answer(status, prefetched, up) => {
+                        let Some(rendered) = rendered.take() else {
+                            break Ran::GaveUp(ApiError::UpstreamProtocol("no request was rendered".into()));
+                        };
                         let answer = Answer {
                             target,
-                            rendered: r,
+                            rendered,
                             status,
                             prefetched,
                             up,
                         };
                         break Ran::Answer(answer);
                     }
-                    Sent::Next => rendered = Some(r),
+                    Sent::Next => {}
                     Sent::Interrupted(why, when) => break Ran::Interrupted(why, when),
                 }
             }
@@ -210,7 +214,7 @@ struct To<'a> {
 #[allow(clippy::large_enum_variant)] // (as `Ran`)
 enum Sent {
     /// The answer to relay (its body, when the policy had it read).
-    Answer(u16, Option<Bytes>, Upstream),
+    Answer(u16, Option<Bytes>, Box<Upstream>),
     /// No answer to relay: ask the policy what is next.
     Next,
     Interrupted(Interrupt, &'static str),
@@ -261,7 +265,7 @@ async fn send(
     // (Taken apart before the next await, so that the call's future and the answer's connection
     // do not both take room in the request's future.)
     let heard = match sent {
-        Ok(up) => Ok(up),
+        Ok(up) => Ok(Box::new(up)),
         Err(AttemptError::Failed(failure)) => Err(failure),
         Err(AttemptError::Interrupted(why)) => return Sent::Interrupted(why, "while waiting for the provider"),
     };
@@ -292,7 +296,7 @@ async fn outcome(
     plan: &Plan<'_>,
     tries: &mut Attempts<'_>,
     heard: Heard<'_>,
-    sent: Result<Upstream, Failure>,
+    sent: Result<Box<Upstream>, Failure>,
     demand: &mut Demand,
     stop: &mut Stop<'_>,
 ) -> Sent {

@@ -36,7 +36,12 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     let mut stop = Stop::new(stopped);
 
     // Parse: the whole body (routing needs `model`, which OpenAI clients send after `messages`).
-    let req = match parse(session, ctx, snapshot, endpoint, &mut stop).await {
+    let (limit, within) = (snapshot.server.max_body_bytes, snapshot.server.body_timeout);
+    let body = match body::read(session, limit, within, &mut stop).await {
+        Ok(b) => b,
+        Err(e) => return respond::error(session, ctx, &e).await,
+    };
+    let req = match parse(session, ctx, endpoint, body) {
         Ok(r) => r,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
@@ -87,17 +92,14 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     // Record: `logging` closes every request, however it ended (`record::finish`).
 }
 
-/// Reads and parses the body in the client's format; an Anthropic client's version and beta
-/// headers go with it to Anthropic targets.
-async fn parse(
-    session: &mut Session,
+/// The body in the client's format; an Anthropic client's version and beta headers go with it
+/// to Anthropic targets.
+fn parse(
+    session: &Session,
     ctx: &mut RequestCtx,
-    snapshot: &Snapshot,
     endpoint: Endpoint,
-    stop: &mut Stop<'_>,
+    body: bytes::Bytes,
 ) -> std::result::Result<LlmRequest, ApiError> {
-    let (limit, within) = (snapshot.server.max_body_bytes, snapshot.server.body_timeout);
-    let body = body::read(session, limit, within, stop).await?;
     let mut req = LlmRequest::parse(endpoint, body)?;
     if req.client == Wire::Anthropic {
         for name in [VERSION_HEADER, BETA_HEADER] {
