@@ -116,11 +116,9 @@ pub(super) async fn run<'p>(
                     remaining,
                     rendered: r,
                 };
-                match send(state, session, ctx, req, plan, &mut tries, to, &mut demand, stop).await {
-                    Sent::Answer(status, prefetched, up) => {
-                        let Some(rendered) = rendered.take() else {
-                            break Ran::GaveUp(ApiError::UpstreamProtocol("no request was rendered".into()));
-                        };
+                let sent = send(state, session, ctx, req, plan, &mut tries, to, &mut demand, stop).await;
+                match (sent, rendered.take()) {
+                    (Sent::Answer(status, prefetched, up), Some(rendered)) => {
                         let answer = Answer {
                             target,
                             rendered,
@@ -130,8 +128,9 @@ pub(super) async fn run<'p>(
                         };
                         break Ran::Answer(answer);
                     }
-                    Sent::Next => {}
-                    Sent::Interrupted(why, when) => break Ran::Interrupted(why, when),
+                    (Sent::Interrupted(why, when), _) => break Ran::Interrupted(why, when),
+                    // The next try sends the same request (to this target or, re-rendered, another).
+                    (_, r) => rendered = r,
                 }
             }
             Step::Wait(wait) => {
