@@ -17,6 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::api::chat::Usage;
 use tollgate::config::{load_str, Env};
 use tollgate::proxy::ctx::{Attempt, AttemptOutcome, RequestCtx};
+use tollgate::routing::attempts::Call;
 use tollgate::telemetry::access_log::{AccessLog, Output};
 use tollgate::telemetry::trace::SpanId;
 use tollgate::usage::ledger::{Ledger, LedgerConfig};
@@ -40,17 +41,25 @@ fn finished_ctx() -> RequestCtx {
     ctx.who.team = Some("growth".into());
     ctx.stream = true;
     ctx.usage = Some(Usage::with_cache(900, 250, 1024, 0));
+    let call = Call {
+        started: Instant::now(),
+        span: SpanId::random(),
+    };
     ctx.attempts.push(Attempt::sent(
         &target,
         AttemptOutcome::Status(429),
+        call,
         Instant::now(),
-        SpanId::random(),
     ));
+    let call = Call {
+        started: Instant::now(),
+        span: SpanId::random(),
+    };
     ctx.attempts.push(Attempt::sent(
         &target,
         AttemptOutcome::Status(200),
+        call,
         Instant::now(),
-        SpanId::random(),
     ));
     ctx.served_by = Some(target);
     ctx.first_byte = Some(Instant::now());

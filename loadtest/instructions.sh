@@ -97,7 +97,7 @@ SPLIT = {
     "request_filter": r"ProxyHttp>::request_filter::\{\{closure\}\}$",
     "handle": r"^tollgate::proxy::llm::handle::\{\{closure\}\}$",
     "upstream": r"^tollgate::proxy::upstream::send::\{\{closure\}\}$",
-    "relay": r"^tollgate::proxy::llm::relay::\{\{closure\}\}$",
+    "relay": r"^tollgate::proxy::answer::relay::\{\{closure\}\}$",
     "logging": r"ProxyHttp>::logging::\{\{closure\}\}$",
 }
 def load(path):

@@ -19,6 +19,8 @@ use crate::usage::ledger::{GroupBy, SpendQuery};
 
 pub struct AdminApp {
     pub config: Arc<ConfigStore>,
+    /// The targets' live state (breakers).
+    pub routing: Arc<crate::routing::live::Registry>,
     pub metrics: Arc<Metrics>,
     pub sinks: Sinks,
     pub keys: Arc<crate::limits::keys::KeyStore>,
@@ -214,7 +216,7 @@ impl AdminApp {
             "/metrics" => {
                 self.sinks.sync_metrics(&self.metrics);
                 self.metrics.limits_backend.sync(self.limiter.cluster());
-                for b in self.config.health.snapshot(crate::routing::breaker::now_ms()) {
+                for b in self.routing.breakers(crate::routing::breaker::now_ms()) {
                     let v = match b.state {
                         "open" => 2,
                         "half_open" => 1,
@@ -232,7 +234,7 @@ impl AdminApp {
                 )
             }
             "/breakers" => {
-                let rows = self.config.health.snapshot(crate::routing::breaker::now_ms());
+                let rows = self.routing.breakers(crate::routing::breaker::now_ms());
                 json_reply(StatusCode::OK, json!({ "breakers": rows }))
             }
             _ => json_reply(

@@ -138,8 +138,11 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     };
     let limiter = Arc::new(limiter);
     let drain = Arc::new(Drain::new());
+    // Breakers, key cooldowns and latency stats, kept beside the config across reloads.
+    let routing = crate::routing::live::Registry::attach(&store);
     let gateway = Gateway::new(
         Arc::clone(&store),
+        Arc::clone(&routing),
         Arc::clone(&metrics),
         sinks.clone(),
         Arc::clone(&keys),
@@ -169,6 +172,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     };
     let admin_app = AdminApp {
         config: Arc::clone(&store),
+        routing,
         metrics: Arc::clone(&metrics),
         sinks: sinks.clone(),
         keys: Arc::clone(&keys),

@@ -9,6 +9,7 @@ pub mod client;
 pub mod embeddings;
 pub mod error;
 pub mod messages;
+pub mod observe;
 pub mod openai;
 
 pub use error::ApiError;

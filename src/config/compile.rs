@@ -100,6 +100,7 @@ pub fn compile(
 
     // First pass: each alias's own targets.
     let mut own: BTreeMap<&str, Vec<Arc<Target>>> = BTreeMap::new();
+    let mut slots = 0;
     for (alias, m) in &raw.models {
         let path = [key("models"), key(alias)];
         if alias.is_empty() {
@@ -138,7 +139,10 @@ pub fn compile(
                         }
                         price
                     },
-                    runtime: std::sync::OnceLock::new(),
+                    slot: {
+                        slots += 1;
+                        slots - 1
+                    },
                 })),
                 None => cx.error(
                     &tpath("provider"),

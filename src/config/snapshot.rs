@@ -230,8 +230,6 @@ pub struct Provider {
     next_key: AtomicUsize,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub timeouts: Timeouts,
-    /// The key pool's cooldown state, attached when the snapshot is installed (it outlives reloads).
-    pub pool: std::sync::OnceLock<Arc<crate::routing::breaker::KeyPool>>,
     /// Kept for dialects that sign requests instead of sending a key header.
     pub keys: Vec<Secret>,
     /// Dialect settings, lent to the adapter with each render (`Target::render_target`).
@@ -270,7 +268,6 @@ impl Provider {
             next_key: AtomicUsize::new(0),
             headers,
             timeouts,
-            pool: std::sync::OnceLock::new(),
             keys,
             options,
             pricing_family: "",
@@ -326,13 +323,6 @@ pub struct AbSplit {
     pub sticky_user: bool,
 }
 
-/// A target's live state, kept across reloads and attached to each new snapshot.
-#[derive(Debug)]
-pub struct TargetRuntime {
-    pub stats: Arc<crate::routing::balance::TargetStats>,
-    pub breaker: Arc<crate::routing::breaker::Breaker>,
-}
-
 /// Longest plan: a larger fallback graph is cut here.
 pub const MAX_PLAN: usize = 16;
 
@@ -347,8 +337,9 @@ pub struct Target {
     pub context_window: Option<u64>,
     /// From the pricing table; `None` when the model is not in it (cost 0, flagged).
     pub price: Option<crate::usage::pricing::Price>,
-    /// Attached when the snapshot is installed (`ConfigStore`).
-    pub runtime: std::sync::OnceLock<TargetRuntime>,
+    /// Its index among the snapshot's targets (each target has its own): state kept beside the
+    /// snapshot, such as routing's live target state, is found by it without hashing.
+    pub slot: usize,
 }
 
 impl Target {

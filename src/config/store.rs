@@ -5,14 +5,13 @@
 //! watcher loads the very bytes that settled) and swaps it in only if it is valid and the reload
 //! policy (`reload`) lets its trigger make the change; the old one stays otherwise.
 //!
-//! Live target state (breakers, key cooldowns, latency stats) is kept by provider name across
-//! reloads, except for a provider whose address (base URL) changed: what was learned about the
-//! old address says nothing about the new one, so its state starts fresh. State of providers the
-//! new config no longer has is dropped.
+//! A snapshot is pure configuration. State kept beside it (routing's live target state:
+//! breakers, key cooldowns, latency stats) follows it through `Install` hooks, told of each
+//! snapshot just before it becomes current.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
 
@@ -22,11 +21,16 @@ use super::{load_bytes, Env, Snapshot};
 pub struct ConfigStore {
     path: PathBuf,
     current: ArcSwap<Snapshot>,
-    /// Live per-target statistics, breakers and key pools: they outlive snapshots, and each new
-    /// snapshot's targets and providers get handles to them when it is installed (so requests
-    /// never look them up).
-    pub stats: crate::routing::balance::Stats,
-    pub health: crate::routing::breaker::Health,
+    /// Told of every snapshot before it becomes current. Taken for reading by a reload and for
+    /// writing by `on_install`, so a hook added while a reload runs misses no snapshot. Never
+    /// taken on the request path.
+    hooks: RwLock<Vec<Arc<dyn Install>>>,
+}
+
+/// Keeps state beside the config (routing's live target state) in step with it: `install` runs
+/// for each snapshot just before it becomes current, off the request path.
+pub trait Install: Send + Sync {
+    fn install(&self, snapshot: &Arc<Snapshot>);
 }
 
 /// What a reload did.
@@ -40,15 +44,18 @@ pub enum ReloadOutcome {
 impl ConfigStore {
     pub fn new(path: &Path, initial: Snapshot) -> Self {
         log_warnings(&initial.warnings, &BTreeSet::new());
-        let stats = crate::routing::balance::Stats::new();
-        let health = crate::routing::breaker::Health::new();
-        attach(&initial, &stats, &health);
         ConfigStore {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(initial),
-            stats,
-            health,
+            hooks: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Adds a hook: it installs the current snapshot now and every later one.
+    pub fn on_install(&self, hook: Arc<dyn Install>) {
+        let mut hooks = self.hooks.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        hook.install(&self.current.load_full());
+        hooks.push(hook);
     }
 
     pub fn path(&self) -> &Path {
@@ -120,53 +127,18 @@ impl ConfigStore {
         if prev.limits.redis != next.limits.redis {
             restart.push("limits.backend/limits.redis");
         }
-        self.forget_moved(&prev, &next);
-        attach(&next, &self.stats, &self.health);
-        self.current.store(Arc::new(next));
+        let next = Arc::new(next);
+        let hooks = self.hooks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for hook in hooks.iter() {
+            hook.install(&next);
+        }
+        self.current.store(next);
+        drop(hooks);
         Ok(if restart.is_empty() {
             ReloadOutcome::Swapped
         } else {
             ReloadOutcome::SwappedNeedsRestart(restart)
         })
-    }
-
-    /// Drops the live state of providers that are gone or whose address changed, so the new
-    /// snapshot's targets start with closed breakers, rested keys and no latency history.
-    /// Requests still running on the old snapshot keep the state they hold.
-    fn forget_moved(&self, prev: &Snapshot, next: &Snapshot) {
-        for (name, p) in &next.providers {
-            if prev.providers.get(name).is_some_and(|old| endpoint(old) != endpoint(p)) {
-                tracing::info!(provider = %name, "provider address changed: its breakers, key cooldowns and latency stats start fresh");
-                self.health.forget_provider(name);
-                self.stats.forget_provider(name);
-            }
-        }
-        self.health.retain_providers(|name| next.providers.contains_key(name));
-        self.stats.retain_providers(|name| next.providers.contains_key(name));
-    }
-}
-
-/// Where a provider's requests go: scheme (when enabled), host and port, base path.
-fn endpoint(p: &super::Provider) -> (Option<bool>, &[u8], &str) {
-    (
-        p.peer.as_ref().map(|peer| peer.tls),
-        p.host_header.as_bytes(),
-        &p.path_prefix,
-    )
-}
-
-/// Gives a snapshot's targets and providers their live state (kept by target and provider name).
-fn attach(snap: &Snapshot, stats: &crate::routing::balance::Stats, health: &crate::routing::breaker::Health) {
-    for p in snap.providers.values() {
-        let _ = p.pool.set(health.keys(&p.name, p.auth.len()));
-    }
-    for m in snap.models.values() {
-        for t in &m.targets {
-            let _ = t.runtime.set(super::snapshot::TargetRuntime {
-                stats: stats.get(&t.provider.name, &t.model),
-                breaker: health.breaker(&t.provider.name, &t.model, snap.routing.breaker),
-            });
-        }
     }
 }
 
@@ -221,6 +193,31 @@ mod tests {
         }
         store.reload_from(ReloadTrigger::Confirmed, open.as_bytes()).unwrap();
         assert!(!store.current().auth.required);
+    }
+
+    #[test]
+    fn a_hook_installs_the_current_snapshot_and_each_swapped_one_before_it_is_current() {
+        struct Seen(std::sync::Mutex<Vec<bool>>, std::sync::Weak<ConfigStore>);
+        impl Install for Seen {
+            fn install(&self, snapshot: &Arc<Snapshot>) {
+                // Before the swap: the store still serves the previous snapshot (but the first).
+                let store = self.1.upgrade().unwrap();
+                let seen = &mut self.0.lock().unwrap();
+                assert_eq!(Arc::ptr_eq(&store.current(), snapshot), seen.is_empty());
+                seen.push(snapshot.model("two").is_some());
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store_of(&dir, &doc("one", true)));
+        let hook = Arc::new(Seen(Default::default(), Arc::downgrade(&store)));
+        store.on_install(Arc::clone(&hook) as Arc<dyn Install>);
+        store
+            .reload_from(ReloadTrigger::FileChange, doc("two", true).as_bytes())
+            .unwrap();
+        // A refused reload installs nothing.
+        let r = store.reload_from(ReloadTrigger::FileChange, doc("two", false).as_bytes());
+        assert!(r.is_err());
+        assert_eq!(*hook.0.lock().unwrap(), [false, true]);
     }
 
     #[test]

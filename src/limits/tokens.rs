@@ -107,6 +107,13 @@ pub fn estimate_chat(req: &ChatRequest) -> u64 {
     estimate(&Prompt::of_chat(req))
 }
 
+/// A chat request's prompt tokens by the tokenizer, and its own cap on the completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptNeed {
+    pub prompt: u64,
+    pub max_output: Option<u64>,
+}
+
 /// Estimated prompt tokens of a chat request: messages, tool definitions and the response format.
 pub fn estimate(p: &Prompt<'_>) -> u64 {
     let mut n = REPLY_PRIMING;

@@ -17,7 +17,7 @@ use crate::limits::tokens::estimate_chat;
 const INLINE_LIMIT: usize = 32 * 1024;
 
 pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-    let Some(snapshot) = ctx.snapshot.clone() else {
+    let Some(snapshot) = ctx.live.as_ref().map(|l| std::sync::Arc::clone(&l.snapshot)) else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
     };
     let stopped = std::pin::pin!(state.drain.stopped());

@@ -6,46 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::api::chat::Usage;
 use crate::api::Endpoint;
-use crate::config::{Snapshot, Target};
+use crate::config::Target;
 use crate::providers::Wire;
 use crate::telemetry::trace::{SpanId, TraceId, TraceParent};
 
-/// One upstream attempt, as reported in the usage record, the headers and the trace.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub target: Arc<Target>,
-    /// The upstream status, or the kind of failure (`connect`, `timeout`, `protocol`).
-    pub outcome: AttemptOutcome,
-    /// When the attempt went to the network (`None`: skipped before any call, e.g. breaker open).
-    pub started: Option<Instant>,
-    /// How long it took (for the served attempt: until its body ended).
-    pub elapsed: Duration,
-    /// Its span in the trace (the parent the provider saw in `traceparent`).
-    pub span: Option<SpanId>,
-}
-
-impl Attempt {
-    /// A target passed over without a call.
-    pub fn skipped(target: &Arc<Target>, why: &'static str) -> Attempt {
-        Attempt {
-            target: Arc::clone(target),
-            outcome: AttemptOutcome::Failed(why),
-            started: None,
-            elapsed: Duration::ZERO,
-            span: None,
-        }
-    }
-
-    pub fn sent(target: &Arc<Target>, outcome: AttemptOutcome, started: Instant, span: SpanId) -> Attempt {
-        Attempt {
-            target: Arc::clone(target),
-            outcome,
-            started: Some(started),
-            elapsed: started.elapsed(),
-            span: Some(span),
-        }
-    }
-}
+pub use crate::routing::attempts::{Attempt, AttemptOutcome};
 
 /// Who a request is attributed to in the usage record.
 #[derive(Debug, Clone, Default)]
@@ -84,16 +49,12 @@ impl TraceCtx {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Status(u16),
-    Failed(&'static str),
-}
-
 #[derive(Debug)]
 pub struct RequestCtx {
     pub started: Instant,
-    pub snapshot: Option<Arc<Snapshot>>,
+    /// The config snapshot the request runs on, with its targets' live state (breakers, key
+    /// pools, stats).
+    pub live: Option<Arc<crate::routing::live::Live>>,
     pub endpoint: Option<Endpoint>,
     /// The client's wire format: gateway errors are written in it.
     pub client: Wire,
@@ -140,7 +101,7 @@ pub struct RequestCtx {
     pub tokens_estimated: bool,
     /// The prompt's token estimate and completion cap, once computed (limits, context-window
     /// checks, cost routing, missing usage).
-    pub prompt_need: Option<super::tenant::PromptNeed>,
+    pub prompt_need: Option<crate::limits::tokens::PromptNeed>,
     /// The limits were reserved on an upper bound of the prompt: the first attempt counts it
     /// while it waits for the provider, and shrinks the reservations to the count.
     pub estimate_pending: bool,
@@ -158,7 +119,7 @@ impl RequestCtx {
     pub fn new() -> Self {
         RequestCtx {
             started: Instant::now(),
-            snapshot: None,
+            live: None,
             endpoint: None,
             client: Wire::OpenAi,
             model: None,
@@ -213,19 +174,7 @@ impl RequestCtx {
 impl RequestCtx {
     /// The attempts as `provider:outcome,…` (`openai:429,anthropic:200`), for logs and headers.
     pub fn attempts_summary(&self) -> String {
-        let mut s = String::new();
-        for (i, a) in self.attempts.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(&a.target.provider.name);
-            s.push(':');
-            match &a.outcome {
-                AttemptOutcome::Status(code) => s.push_str(&code.to_string()),
-                AttemptOutcome::Failed(kind) => s.push_str(kind),
-            }
-        }
-        s
+        crate::routing::attempts::summary(&self.attempts)
     }
 }
 

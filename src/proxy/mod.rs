@@ -1,7 +1,12 @@
 //! The data plane's `ProxyHttp` implementation. Each phase is a few lines that call into a module
-//! that does the work: `llm` (the unified LLM endpoints, run inside `request_filter`), `respond`
-//! (the gateway's own JSON answers), `record` (end-of-request accounting).
+//! that does the work: `llm` (the unified LLM endpoints, run inside `request_filter`, as the
+//! request path's stages), `respond` (the gateway's own JSON answers), `record` (end-of-request
+//! accounting). The Pingora side of the stages: `body` (reading the request), `tenant` (who is
+//! asking, their limits), `attempts` and `upstream` (the calls the attempt policy asks for),
+//! `answer` and `relay` (the answer to the client).
 
+pub mod answer;
+pub mod attempts;
 pub mod body;
 pub mod conn;
 pub mod count;
@@ -12,7 +17,6 @@ pub mod llm;
 pub mod record;
 pub mod relay;
 pub mod respond;
-pub mod retry;
 pub mod tenant;
 pub mod upstream;
 
@@ -36,6 +40,8 @@ pub use ctx::RequestCtx;
 /// where finished requests go.
 pub struct AppState {
     pub config: Arc<ConfigStore>,
+    /// The installed snapshot with its targets' live state (breakers, key pools, stats).
+    pub routing: Arc<crate::routing::live::Registry>,
     pub metrics: Arc<Metrics>,
     pub connector: Connector,
     pub sinks: Sinks,
@@ -54,6 +60,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         config: Arc<ConfigStore>,
+        routing: Arc<crate::routing::live::Registry>,
         metrics: Arc<Metrics>,
         sinks: Sinks,
         keys: Arc<crate::limits::keys::KeyStore>,
@@ -64,6 +71,7 @@ impl Gateway {
         Gateway {
             state: Arc::new(AppState {
                 config,
+                routing,
                 metrics,
                 connector,
                 sinks,
@@ -175,8 +183,9 @@ impl ProxyHttp for Gateway {
     /// every route served today); `Err` means the client connection failed and nothing more can
     /// be written to it.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let snap = self.state.config.current();
-        identify(&self.state, session, ctx, &snap);
+        let live = self.state.routing.current();
+        let snap = &live.snapshot;
+        identify(&self.state, session, ctx, snap);
         self.state.metrics.inflight.inc();
         ctx.inflight = true;
         let header = session.req_header();
@@ -189,7 +198,7 @@ impl ProxyHttp for Gateway {
             _ => Wire::OpenAi,
         };
         let authenticated = authenticate(&self.state, session, ctx, &snap.auth);
-        ctx.snapshot = Some(snap);
+        ctx.live = Some(live);
         if let Err(e) = authenticated {
             return respond::error(session, ctx, &e).await;
         }
@@ -198,7 +207,7 @@ impl ProxyHttp for Gateway {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
             Route::CountTokens => count::handle(&self.state, session, ctx).await,
             Route::Models | Route::Model => {
-                let Some(snap) = ctx.snapshot.clone() else {
+                let Some(snap) = ctx.live.as_ref().map(|l| Arc::clone(&l.snapshot)) else {
                     return Ok(false);
                 };
                 let body = match route {

@@ -1,6 +1,9 @@
 //! The streaming relay's pure part: upstream body bytes in, client bytes out. Either the bytes
 //! pass through unchanged while an observer watches them (same wire format on both sides), or
 //! the provider's stream is decoded into canonical chunks and encoded in the client's format.
+//! Either way the usage is counted here, the one place that sees the provider's usage fields;
+//! what goes to the client then runs through the relay's observers (`api::observe`), of which
+//! `UsageStripper` is one.
 //! What an observer cannot read of a passed-through stream is counted and logged
 //! (`ParseErrors`), never dropped silently.
 
@@ -9,6 +12,7 @@ use prometheus::IntCounterVec;
 
 use crate::api::chat::{ChatChunk, Usage};
 use crate::api::client::StreamEncoder;
+use crate::api::observe::ResponseObserver;
 use crate::providers::{Adapter, ChunkSource, Observer, Rendered, StreamFault, Unreadable, Wire, TEXT_LIMIT};
 
 /// Most bytes of an `Unreadable` detail that reach the log: it may quote model output.
@@ -67,9 +71,6 @@ pub enum Relay<'a> {
         observer: Box<dyn Observer>,
         parse_errors: ParseErrors<'a>,
         client: Wire,
-        /// Set when the gateway asked for a usage chunk the client did not: events are
-        /// re-framed and that chunk is left out.
-        strip: Option<UsageStripper>,
     },
     Translate {
         source: Box<dyn ChunkSource>,
@@ -82,7 +83,8 @@ pub enum Relay<'a> {
 }
 
 /// Re-frames an OpenAI stream's events (`data: …` lines only, so nothing is lost) and leaves
-/// out the usage-only chunk (`"choices":[]` with `usage`).
+/// out the usage-only chunk (`"choices":[]` with `usage`): the observer for a passthrough stream
+/// whose usage chunk the gateway asked for and the client did not (`Rendered::strip_usage`).
 #[derive(Default)]
 pub struct UsageStripper {
     decoder: crate::sse::SseDecoder,
@@ -113,6 +115,16 @@ impl UsageStripper {
         let mut out = BytesMut::new();
         let _ = self.decoder.finish(&mut |ev| Self::emit(&mut out, ev));
         out.freeze()
+    }
+}
+
+impl ResponseObserver for UsageStripper {
+    fn body(&mut self, bytes: Bytes) -> Bytes {
+        self.push(&bytes)
+    }
+
+    fn end(&mut self, _complete: bool) -> Bytes {
+        self.finish()
     }
 }
 
@@ -152,7 +164,6 @@ impl<'a> Relay<'a> {
                 observer: adapter.observer(),
                 parse_errors,
                 client,
-                strip: rendered.strip_usage.then(UsageStripper::default),
             }
         } else {
             Relay::Translate {
@@ -168,16 +179,10 @@ impl<'a> Relay<'a> {
     pub fn push(&mut self, bytes: Bytes) -> Result<Bytes, StreamFault> {
         match self {
             Relay::Pass {
-                observer,
-                parse_errors,
-                strip,
-                ..
+                observer, parse_errors, ..
             } => {
                 parse_errors.note(observer.push(&bytes), bytes.len());
-                Ok(match strip {
-                    Some(s) => s.push(&bytes),
-                    None => bytes,
-                })
+                Ok(bytes)
             }
             Relay::Translate {
                 source,
@@ -195,13 +200,10 @@ impl<'a> Relay<'a> {
     pub fn finish(&mut self) -> Result<Bytes, StreamFault> {
         match self {
             Relay::Pass {
-                observer,
-                parse_errors,
-                strip,
-                ..
+                observer, parse_errors, ..
             } => {
                 parse_errors.note(observer.finish(), 0);
-                Ok(strip.as_mut().map_or_else(Bytes::new, UsageStripper::finish))
+                Ok(Bytes::new())
             }
             Relay::Translate {
                 source,

@@ -1,6 +1,7 @@
-//! Who is asking and what they may use: attribution (user, feature, team), the tokenizer's
-//! estimates (context-window checks, usage a provider did not report), and the tenant's limits
-//! reserved before any call.
+//! Who is asking and what they may use: attribution (user, feature, team) and the key's models,
+//! the tokenizer's estimates (context-window checks, cost ordering, usage a provider did not
+//! report), and the limits reserved before any call (the tenant's) and per attempt (the
+//! provider's).
 
 use std::sync::Arc;
 
@@ -14,18 +15,12 @@ use crate::config::Target;
 use crate::limits::gate::{Refusal, Ticket};
 use crate::limits::limiter::{Demand, Limits, RejectReason, Scope, ScopeKind};
 use crate::limits::prompt::Prompt;
+use crate::limits::tokens::PromptNeed;
 use crate::providers::Wire;
 use crate::time::unix_ms;
 
 /// Prompts above this size are estimated on a blocking thread, not on the proxy's worker.
 const INLINE_ESTIMATE_LIMIT: usize = 32 * 1024;
-
-/// A chat request's prompt tokens by the tokenizer, and its own cap on the completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PromptNeed {
-    pub prompt: u64,
-    pub max_output: Option<u64>,
-}
 
 /// Tokens a chat request needs: the estimated prompt plus its completion budget. `None` when it
 /// cannot be estimated (not a chat request).
@@ -347,10 +342,22 @@ pub(super) async fn refine_reservation(
     refined
 }
 
+/// Who is asking, completed from the request (`attribute`: the key, team and tier come from the
+/// virtual key, see `authenticate`), and whether their key may use the model asked for.
+pub(super) fn who_is_asking(session: &Session, req: &LlmRequest, ctx: &mut RequestCtx) -> Result<(), ApiError> {
+    attribute(session, req, ctx);
+    if ctx.key.as_ref().is_some_and(|k| !k.allows_model(&req.model)) {
+        return Err(ApiError::ModelNotAllowedForKey {
+            model: req.model.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Who the request is for: the `user` field or `x-tollgate-user`, the feature from
-/// `x-tollgate-feature` or `metadata.feature`, the team from `x-tollgate-team`. (Virtual keys,
-/// when they come, set key, team and tier from the key and win over headers.)
-pub(super) fn attribute(session: &Session, req: &LlmRequest, ctx: &mut RequestCtx) {
+/// `x-tollgate-feature` or `metadata.feature`, the team from `x-tollgate-team`. A virtual key's
+/// user, team and tier win over headers.
+fn attribute(session: &Session, req: &LlmRequest, ctx: &mut RequestCtx) {
     let h = &session.req_header().headers;
     let header = |name: &str| {
         h.get(name)

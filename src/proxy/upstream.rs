@@ -17,51 +17,57 @@ use pingora::{Error, ErrorType};
 use super::drain::{interrupted, Interrupt, Stop};
 use crate::config::{Peer, Target, Timeouts};
 use crate::providers::Rendered;
+use crate::routing::attempts::Failure;
 
-/// Why an attempt produced no response header.
+/// Why `send` got no response header.
 #[derive(Debug)]
 pub enum AttemptError {
-    Connect(String),
-    Timeout(String),
-    Protocol(String),
-    /// The client disconnected while we waited.
-    ClientGone,
-    /// The gateway is shutting down and its grace period ran out while we waited.
-    Shutdown,
-    /// The provider has no usable address or key (should have been filtered by the plan).
-    Unavailable,
+    /// The call failed; the attempt policy decides what follows.
+    Failed(Failure),
+    /// The client disconnected, or the gateway's shutdown grace ran out, while we waited.
+    Interrupted(Interrupt),
 }
 
-impl AttemptError {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AttemptError::Connect(_) => "connect",
-            AttemptError::Timeout(_) => "timeout",
-            AttemptError::Protocol(_) => "protocol",
-            AttemptError::ClientGone => "client_gone",
-            AttemptError::Shutdown => "shutdown",
-            AttemptError::Unavailable => "unavailable",
-        }
-    }
-
-    pub fn from_pingora(e: &Error) -> AttemptError {
-        let msg = e.etype().as_str().to_string();
-        match e.etype() {
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                AttemptError::Timeout(msg)
-            }
-            ErrorType::ConnectRefused
-            | ErrorType::ConnectNoRoute
-            | ErrorType::ConnectError
-            | ErrorType::ConnectProxyFailure
-            | ErrorType::TLSHandshakeFailure
-            | ErrorType::TLSHandshakeTimedout
-            | ErrorType::InvalidCert
-            | ErrorType::HandshakeError
-            | ErrorType::BindError
-            | ErrorType::SocketError => AttemptError::Connect(msg),
-            _ => AttemptError::Protocol(msg),
-        }
+/// Pingora's error as the attempt policy sees it. Every error type is named, so a new one in a
+/// Pingora upgrade is a compile error here, not a silent guess.
+pub fn classify(e: &Error) -> Failure {
+    let msg = e.etype().as_str().to_string();
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Failure::Timeout(msg),
+        // (A TLS handshake that timed out is reported as a connect failure, as it always was.)
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError
+        | ErrorType::BindError
+        | ErrorType::SocketError => Failure::Connect(msg),
+        // The connection broke, or the provider spoke something that is not HTTP, before the
+        // header was read.
+        ErrorType::ConnectionClosed
+        | ErrorType::ReadError
+        | ErrorType::WriteError
+        | ErrorType::InvalidHTTPHeader
+        | ErrorType::H1Error
+        | ErrorType::H2Error
+        | ErrorType::H2Downgrade
+        | ErrorType::InvalidH2 => Failure::Protocol(msg),
+        // Not raised by the client side of a connection (or, for the X.509 lookup, not by
+        // rustls); a protocol failure if one ever is.
+        ErrorType::TLSWantX509Lookup
+        | ErrorType::AcceptError
+        | ErrorType::HTTPStatus(_)
+        | ErrorType::FileOpenError
+        | ErrorType::FileCreateError
+        | ErrorType::FileReadError
+        | ErrorType::FileWriteError
+        | ErrorType::InternalError
+        | ErrorType::UnknownError
+        | ErrorType::Custom(_)
+        | ErrorType::CustomCode(_, _) => Failure::Protocol(msg),
     }
 }
 
@@ -145,20 +151,21 @@ pub async fn send<W: std::future::Future<Output = ()>>(
     while_waiting: W,
 ) -> Result<Upstream, AttemptError> {
     let mut while_waiting = Some(while_waiting);
-    let peer = http_peer(target.provider.peer.as_ref().ok_or(AttemptError::Unavailable)?);
+    let failed = |f| AttemptError::Failed(f);
+    let peer = http_peer(target.provider.peer.as_ref().ok_or(failed(Failure::Unavailable))?);
     let mut header =
-        request_header(target, rendered, stream, key).map_err(|e| AttemptError::Protocol(e.to_string()))?;
+        request_header(target, rendered, stream, key).map_err(|e| failed(Failure::Protocol(e.to_string())))?;
     if let Some(tp) = traceparent {
         header
             .insert_header("traceparent", tp)
-            .map_err(|e| AttemptError::Protocol(e.to_string()))?;
+            .map_err(|e| failed(Failure::Protocol(e.to_string())))?;
     }
     let started = Instant::now();
     for fresh_try in [false, true] {
         let (mut up, reused) = connector
             .get_http_session(&peer)
             .await
-            .map_err(|e| AttemptError::from_pingora(&e))?;
+            .map_err(|e| failed(classify(&e)))?;
         up.set_write_timeout(Some(timeouts.first_byte));
         up.set_read_timeout(Some(timeouts.first_byte));
         let exchange = async {
@@ -172,10 +179,7 @@ pub async fn send<W: std::future::Future<Output = ()>>(
         };
         let result = tokio::select! {
             r = exchange => r,
-            why = interrupted(client, stop) => return Err(match why {
-                Interrupt::ClientGone => AttemptError::ClientGone,
-                Interrupt::Shutdown => AttemptError::Shutdown,
-            }),
+            why = interrupted(client, stop) => return Err(AttemptError::Interrupted(why)),
         };
         match result {
             Ok(()) => {
@@ -186,16 +190,46 @@ pub async fn send<W: std::future::Future<Output = ()>>(
                 })
             }
             Err(e) => {
-                let err = AttemptError::from_pingora(&e);
+                let failure = classify(&e);
                 // A stale pooled connection: try once more on a new one.
-                let stale = reused && !fresh_try && !matches!(err, AttemptError::Timeout(_));
+                let stale = reused && !fresh_try && !matches!(failure, Failure::Timeout(_));
                 if !stale {
-                    return Err(err);
+                    return Err(failed(failure));
                 }
             }
         }
     }
-    Err(AttemptError::Protocol("stale pooled connection".into()))
+    Err(failed(Failure::Protocol("stale pooled connection".into())))
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn pingoras_errors_are_classified_as_before() {
+        for (etype, kind) in [
+            (ErrorType::ConnectTimedout, "timeout"),
+            (ErrorType::ReadTimedout, "timeout"),
+            (ErrorType::WriteTimedout, "timeout"),
+            (ErrorType::ConnectRefused, "connect"),
+            (ErrorType::TLSHandshakeFailure, "connect"),
+            (ErrorType::TLSHandshakeTimedout, "connect"),
+            (ErrorType::InvalidCert, "connect"),
+            (ErrorType::ConnectionClosed, "protocol"),
+            (ErrorType::ReadError, "protocol"),
+            (ErrorType::InvalidHTTPHeader, "protocol"),
+            (ErrorType::H2Error, "protocol"),
+            (ErrorType::InternalError, "protocol"),
+        ] {
+            let failure = classify(&Error::new(etype.clone()));
+            assert_eq!(failure.kind(), kind, "{etype:?}");
+        }
+        assert_eq!(
+            classify(&Error::new(ErrorType::ConnectRefused)),
+            Failure::Connect("ConnectRefused".into())
+        );
+    }
 }
 
 #[cfg(test)]

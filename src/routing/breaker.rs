@@ -11,9 +11,11 @@
 //! - A probe cannot wedge the breaker: the caller should `record` it or `abandon_probe` it, and a
 //!   probe that is neither expires after `cooldown`, after which the next caller probes again.
 //!
-//! What counts as a failure is the caller's decision: a connect error, a timeout, a 5xx or a 429
-//! are failures; any other 4xx is a *success* because the target answered (the request was bad,
-//! not the target), and must not push a healthy target towards open.
+//! What counts as a failure is the caller's decision (`routing::attempts`): a call that got no
+//! answer, a 5xx or another status the routing retries is a failure; any other 4xx is a *success*
+//! because the target answered (the request was bad, not the target), and must not push a healthy
+//! target towards open. A 429 is neither: it is the provider's rate limit, not its health, and
+//! the key pool's business (a probe that got one is abandoned, not recorded).
 
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
@@ -26,8 +28,15 @@ use dashmap::DashMap;
 /// Milliseconds since the first call in this process, from a monotonic clock: the `now_ms` every
 /// function of this module takes.
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `now_ms()` at the instant `t` (0 for an instant before the clock started).
+pub fn ms_at(t: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    let ms = START.get_or_init(Instant::now).elapsed().as_millis();
+    let ms = t
+        .saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_millis();
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
