@@ -234,23 +234,26 @@ fn bench_sse(c: &mut Criterion) {
     g.finish();
 }
 
-/// Pingora's `HttpPeer` per upstream attempt: built from the config's plain `Peer` (what the proxy
-/// does) against borrowing a prebuilt one; both hash it for the connection pool as the connector
-/// does.
+/// Pingora's `HttpPeer` for an upstream attempt: the one kept in the address's slot (what the
+/// proxy does) against building a fresh one from the config's plain `Peer`; both hash it for the
+/// connection pool as the connector does.
 fn bench_upstream_peer(c: &mut Criterion) {
     use pingora::upstreams::peer::Peer as _;
-    let peer = tollgate::config::Peer {
+    let peer = |built| tollgate::config::Peer {
         addr: SocketAddr::from(([10, 1, 2, 3], 443)),
         tls: true,
         sni: "bedrock-runtime.us-east-1.amazonaws.com".into(),
         connect_timeout: std::time::Duration::from_secs(5),
         idle_timeout: std::time::Duration::from_secs(90),
+        built,
     };
-    let prebuilt = tollgate::proxy::upstream::http_peer(&peer);
+    let kept = peer(Default::default());
     let mut g = c.benchmark_group("upstream_peer");
-    g.bench_function("borrow_prebuilt", |b| b.iter(|| black_box(&prebuilt).reuse_hash()));
+    g.bench_function("kept", |b| {
+        b.iter(|| tollgate::proxy::upstream::peer_of(black_box(&kept)).reuse_hash())
+    });
     g.bench_function("build", |b| {
-        b.iter(|| tollgate::proxy::upstream::http_peer(black_box(&peer)).reuse_hash())
+        b.iter(|| tollgate::proxy::upstream::peer_of(black_box(&peer(Default::default()))).reuse_hash())
     });
     g.finish();
 }

@@ -8,6 +8,7 @@
 //! running snapshot untouched.
 
 pub mod compile;
+pub mod doc_paths;
 pub mod env;
 pub mod error;
 pub mod locate;

@@ -36,7 +36,7 @@ pub(crate) struct Parsed {
     /// The document's top-level keys.
     pub sections: Vec<String>,
     /// The document's key paths under the guarded sections (see `reload`).
-    pub paths: super::reload::DocPaths,
+    pub paths: super::doc_paths::DocPaths,
 }
 
 /// A problem that ends parsing at once (unreadable YAML, an empty document).
@@ -72,7 +72,7 @@ pub(crate) fn parse_document(file: &Path, doc: &str) -> Result<Parsed, ConfigErr
         dropped: Vec::new(),
         removed: Vec::new(),
         sections,
-        paths: super::reload::DocPaths::of(&value),
+        paths: super::doc_paths::DocPaths::of(&value),
     };
     let mut err = match deserialize(doc) {
         Ok(raw) => {

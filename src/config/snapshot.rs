@@ -36,7 +36,7 @@ pub struct Snapshot {
     pub sections: Vec<String>,
     /// The file's key paths under the sections that hold access control and spend: a reload
     /// that loses one is suspect (`reload::guarded_changes`).
-    pub doc_paths: super::reload::DocPaths,
+    pub doc_paths: super::doc_paths::DocPaths,
     /// Non-fatal problems (a provider disabled for lack of a key, …), logged once per load.
     pub warnings: Vec<String>,
     /// Where usage records go (read at start; a change needs a restart).
@@ -194,7 +194,7 @@ impl Timeouts {
 }
 
 /// Where a provider's connections go, resolved at load (the proxy builds Pingora's `HttpPeer`
-/// from it).
+/// from it, once per snapshot, and keeps it in `built`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub addr: SocketAddr,
@@ -205,6 +205,47 @@ pub struct Peer {
     pub connect_timeout: Duration,
     /// How long an idle pooled connection is kept.
     pub idle_timeout: Duration,
+    /// The connecting layer's own form of this address, made on first use.
+    pub built: Built,
+}
+
+/// A slot where the layer that connects keeps its own built form of an address (the proxy:
+/// Pingora's `HttpPeer`): made by the first request that needs it and dropped with the snapshot,
+/// so a request borrows it instead of building one per attempt (an allocation and a few hundred
+/// bytes copied as it moves). Config stays free of that layer's types. Clones start empty;
+/// equality ignores it.
+#[derive(Default)]
+pub struct Built(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Built {
+    /// The built form, made by `make` the first time; `None` only if the slot holds another type.
+    pub fn get_or_init<T: std::any::Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(make())).downcast_ref::<T>()
+    }
+}
+
+impl Clone for Built {
+    fn clone(&self) -> Self {
+        Built::default()
+    }
+}
+
+impl PartialEq for Built {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Built {}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Built(made)"
+        } else {
+            "Built(empty)"
+        })
+    }
 }
 
 /// An upstream provider account: where it is, how to authenticate, how long to wait.

@@ -15,7 +15,6 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::attempts::Answer;
 use super::ctx::RequestCtx;
 use super::drain::{interrupted, Interrupt, Stop};
 use super::head::{names, Head};
@@ -30,6 +29,20 @@ use crate::api::{client, ApiError, Endpoint};
 use crate::config::Target;
 use crate::providers::{Adapter, Rendered};
 use crate::routing::attempts::Cut;
+
+/// The answer the attempt policy chose to relay: the input of this stage.
+pub(super) struct Answer<'p> {
+    pub target: &'p Arc<Target>,
+    pub rendered: Rendered,
+    /// The provider's status.
+    pub status: u16,
+    /// Its body, when it was already read (to tell a context-length 400).
+    pub prefetched: Option<Bytes>,
+    /// (Boxed once it answered: the connection is large, and a value held across an await takes
+    /// room in the request's future, which Pingora moves once per request; one allocation costs
+    /// less than moving it from stage to stage.)
+    pub up: Box<Upstream>,
+}
 
 /// A whole (non-streamed) response body larger than this is refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -160,7 +173,7 @@ async fn whole(
     header.insert_number(CONTENT_LENGTH, body.len() as u64);
     header.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
     served_attempt_ended(ctx, up.started);
-    release(state, up).await;
+    release(state, up, served.target).await;
     ctx.status = status;
     if !ok {
         ctx.error = Some("upstream_status");
@@ -291,7 +304,7 @@ async fn stream(
     attempt_ended(req, ctx, &up, relay.usage(), relay.completion_text()).await;
     match outcome {
         Ok(()) => {
-            release(state, up).await;
+            release(state, up, served.target).await;
             session.write_response_body(None, true).await?;
         }
         Err(cut) => {
@@ -496,11 +509,14 @@ pub(super) fn client_gone(ctx: &mut RequestCtx, when: &'static str) -> Result<bo
     Err(Error::explain(ErrorType::ConnectionClosed, format!("client went away {when}")).into_down())
 }
 
-/// Returns a fully read upstream connection to the pool.
-async fn release(state: &AppState, up: Box<Upstream>) {
+/// Returns a fully read upstream connection to the pool of the peer it was taken for.
+async fn release(state: &AppState, up: Box<Upstream>, target: &Target) {
     let mut up = *up;
-    if up.session.response_done() {
-        let idle = up.peer.options.idle_timeout;
-        state.connector.release_http_session(up.session, &up.peer, idle).await;
+    if let Some(p) = target.provider.peer.as_ref() {
+        if up.session.response_done() {
+            let peer = super::upstream::peer_of(p);
+            let idle = peer.options.idle_timeout;
+            state.connector.release_http_session(up.session, &*peer, idle).await;
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pingora::proxy::Session;
 
-use super::answer::{begin_head, read_whole, ReadWhole};
+use super::answer::{begin_head, read_whole, Answer, ReadWhole};
 use super::ctx::RequestCtx;
 use super::drain::{interrupted, Interrupt, Stop};
 use super::tenant::{admit_provider, fits_window, refine_reservation, rejection_error};
@@ -46,20 +46,6 @@ pub(super) enum Ran<'p> {
     GaveUp(ApiError),
     /// The client left, or the gateway's shutdown grace ran out (and when).
     Interrupted(Interrupt, &'static str),
-}
-
-/// The answer the policy chose to relay.
-pub(super) struct Answer<'p> {
-    pub target: &'p Arc<Target>,
-    pub rendered: Rendered,
-    /// The provider's status.
-    pub status: u16,
-    /// Its body, when it was already read (to tell a context-length 400).
-    pub prefetched: Option<Bytes>,
-    /// (Boxed once it answered: the connection is large, and a value held across an await takes
-    /// room in the request's future, which Pingora moves once per request; one allocation costs
-    /// less than moving it from stage to stage.)
-    pub up: Box<Upstream>,
 }
 
 /// Tries the plan's targets in `order` (indices into `plan.targets`) until one answers. The

@@ -280,6 +280,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
                         sni: host.clone(),
                         connect_timeout: timeouts.connect,
                         idle_timeout: std::time::Duration::from_secs(90),
+                        built: Default::default(),
                     });
                 }
                 Err(e) => {
