@@ -16,6 +16,7 @@
 //! query (`query`) reads whole hours from a rollup and the edges from raw records, which equals a
 //! pure raw-table aggregation. Schema migrations run at start (`schema_version`), on both stores.
 
+mod group;
 #[cfg(test)]
 mod outage_tests;
 mod pg;

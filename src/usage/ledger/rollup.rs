@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use super::query::{GroupBy, HOUR_MS};
+use super::group::{GroupBy, HOUR_MS};
 use crate::usage::UsageRecord;
 
 /// The summed columns, in the order used by every query and every rollup statement.
