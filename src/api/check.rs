@@ -596,11 +596,16 @@ fn integer(param: &'static str, raw: Option<&RawValue>, min: i64) -> Result<(), 
     } else {
         return Ok(());
     };
-    Err(ApiError::InvalidValue {
+    Err(out_of_range(param, code, &limit, raw))
+}
+
+/// The 400 for a number outside its range, worded as OpenAI's.
+fn out_of_range(param: &'static str, code: &'static str, limit: &str, raw: &str) -> ApiError {
+    ApiError::InvalidValue {
         param: param.into(),
         message: format!("{limit}, but got {} instead.", excerpt(raw)),
         code,
-    })
+    }
 }
 
 /// `null`, or a number in `0..=max`.
@@ -634,11 +639,7 @@ fn decimal(param: &'static str, raw: Option<&RawValue>, max: f64) -> Result<(), 
     } else {
         return Ok(());
     };
-    Err(ApiError::InvalidValue {
-        param: param.into(),
-        message: format!("{limit}, but got {} instead.", excerpt(raw)),
-        code,
-    })
+    Err(out_of_range(param, code, &limit, raw))
 }
 
 #[cfg(test)]
