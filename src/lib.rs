@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod guard;
 pub mod limits;
 pub mod mock;
 pub mod private_files;
