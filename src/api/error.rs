@@ -82,6 +82,13 @@ pub enum ApiError {
     /// Limits are shared through Redis, which is unreachable, and `on_failure: closed`.
     #[error("Rate limits are enforced across the cluster and their store is unreachable; retry shortly.")]
     LimitsUnavailable,
+    /// A guardrail refused the request or the answer: the message names the entity types (or
+    /// the injection family), never a value.
+    #[error("{0}")]
+    ContentBlocked(String),
+    /// The route asks the external PII analyzer, which failed, and `on_failure: closed`.
+    #[error("The PII analyzer this route requires is unavailable ({0}); the request was not sent.")]
+    GuardrailUnavailable(String),
 }
 
 impl ApiError {
@@ -102,6 +109,7 @@ impl ApiError {
             | ApiError::InvalidValue { .. }
             | ApiError::MissingParam(_)
             | ApiError::ClientBody(_)
+            | ApiError::ContentBlocked(_)
             | ApiError::Unsupported(_) => 400,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
             ApiError::RequestTimeout(_) => 408,
@@ -111,7 +119,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UpstreamConnect { .. } | ApiError::UpstreamProtocol(_) => 502,
-            ApiError::NoProvider { .. } | ApiError::LimitsUnavailable | ApiError::ShuttingDown => 503,
+            ApiError::NoProvider { .. }
+            | ApiError::LimitsUnavailable
+            | ApiError::ShuttingDown
+            | ApiError::GuardrailUnavailable(_) => 503,
             ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } => 504,
         }
     }
@@ -133,11 +144,13 @@ impl ApiError {
             | ApiError::ClientBody(_)
             | ApiError::RequestTimeout(_)
             | ApiError::ModelNotAllowedForKey { .. }
+            | ApiError::ContentBlocked(_)
             | ApiError::Unsupported(_) => "invalid_request_error",
             ApiError::InvalidApiKey => "authentication_error",
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => "rate_limit_error",
             ApiError::NoProvider { .. }
             | ApiError::LimitsUnavailable
+            | ApiError::GuardrailUnavailable(_)
             | ApiError::ShuttingDown
             | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
@@ -174,6 +187,8 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limit_exceeded",
             ApiError::BudgetExceeded(_) => "budget_exceeded",
             ApiError::LimitsUnavailable => "limits_unavailable",
+            ApiError::ContentBlocked(_) => "content_blocked",
+            ApiError::GuardrailUnavailable(_) => "guardrail_unavailable",
         }
     }
 
@@ -202,6 +217,8 @@ impl ApiError {
             | ApiError::InvalidApiKey
             | ApiError::RateLimited(_)
             | ApiError::LimitsUnavailable
+            | ApiError::ContentBlocked(_)
+            | ApiError::GuardrailUnavailable(_)
             | ApiError::BudgetExceeded(_) => None,
         }
     }

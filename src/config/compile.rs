@@ -12,6 +12,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::{line_of, render, Seg};
 use super::raw::{RawConfig, RawTimeouts};
 use super::snapshot::{ModelAlias, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
+mod guard;
 mod provider;
 mod usage;
 
@@ -216,7 +217,8 @@ pub fn compile(
         );
     }
 
-    let routes = compile_routes(&raw, &mut cx);
+    let guard = guard::compile_guard(&raw, env, &mut cx);
+    let routes = compile_routes(&raw, guard.as_ref(), &mut cx);
     if !cx.errors.is_empty() {
         return Err(ConfigErrors { errors: cx.errors });
     }
@@ -256,6 +258,7 @@ pub fn compile(
         tracing,
         auth,
         limits,
+        guard,
     })
 }
 
@@ -377,7 +380,11 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
     })
 }
 
-fn compile_routes(raw: &RawConfig, cx: &mut Ctx) -> Vec<crate::routing::routes::Route> {
+fn compile_routes(
+    raw: &RawConfig,
+    guard: Option<&super::snapshot::GuardSettings>,
+    cx: &mut Ctx,
+) -> Vec<crate::routing::routes::Route> {
     use crate::routing::routes::{Glob, Route};
     let mut names: Vec<&str> = Vec::new();
     let mut out = Vec::with_capacity(raw.routes.len());
@@ -404,7 +411,7 @@ fn compile_routes(raw: &RawConfig, cx: &mut Ctx) -> Vec<crate::routing::routes::
             strategy: r.strategy,
             allowed: r.allowed_models.iter().map(|g| Glob::new(g)).collect(),
             cache: r.cache,
-            guardrails: r.guardrails,
+            guardrails: guard.and_then(|g| g.routes.get(i).cloned().flatten()),
         });
     }
     out

@@ -50,6 +50,10 @@ pub struct RawConfig {
     /// Limits that are not a key's or a team's: per user, per tier, defaults.
     #[serde(default)]
     pub limits: RawLimits,
+    /// PII, secret and injection guardrails: custom entities, restricted patterns, the Presidio
+    /// analyzer, and the default policy of routes that set none.
+    #[serde(default)]
+    pub guardrails: crate::guard::policy::RawGuardrails,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,7 +300,7 @@ pub struct RawRoute {
     pub cache: Option<crate::routing::routes::CachePolicy>,
     /// The guardrail policy of matching requests (applied by the guardrails).
     #[serde(default)]
-    pub guardrails: Option<crate::routing::routes::GuardPolicy>,
+    pub guardrails: Option<crate::guard::policy::RawPolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]

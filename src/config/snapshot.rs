@@ -51,6 +51,19 @@ pub struct Snapshot {
     pub auth: AuthSettings,
     /// Team, user and tier limits.
     pub limits: LimitSettings,
+    /// The guardrails (`None`: no route and no default asks for any).
+    pub guard: Option<GuardSettings>,
+}
+
+/// The guardrails of a config: the detector and scorer, the analyzer's address, the default
+/// policy, and each route's policy (by route index; also in `Route::guardrails`).
+#[derive(Debug, Clone)]
+pub struct GuardSettings {
+    pub guard: Arc<crate::guard::Guard>,
+    pub presidio_peer: Option<Peer>,
+    /// The policy of requests whose route sets none (`guardrails.defaults`), when it does anything.
+    pub default: Option<Arc<crate::guard::policy::Policy>>,
+    pub routes: Vec<Option<Arc<crate::guard::policy::Policy>>>,
 }
 
 #[derive(Debug, Clone, Default)]

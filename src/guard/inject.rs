@@ -35,7 +35,10 @@ impl Scorer {
     }
     pub fn score(&self, text: &str, _source: Source) -> Verdict {
         if text.to_lowercase().contains("ignore previous instructions") {
-            Verdict { score: 0.9, family: Some(Family::InstructionOverride) }
+            Verdict {
+                score: 0.9,
+                family: Some(Family::InstructionOverride),
+            }
         } else {
             Verdict::default()
         }

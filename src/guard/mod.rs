@@ -1,17 +1,51 @@
 //! Guardrails: what the gateway finds in a request's text and in the model's answer, and what it
 //! does about it (redact and restore, mask, block, log; prompt-injection scoring). Plain Rust: no
-//! Pingora, no I/O except the optional Presidio analyzer's client (`presidio`).
+//! Pingora and no I/O (the optional Presidio analyzer is called by `proxy::guard`, which hands
+//! its findings in as `request::External`).
 //!
 //! - `entity`: the vocabulary every part shares (entity kinds, findings, classes).
 //! - `detect`: the one-pass detector (built-in PII and secret detectors with their validators,
 //!   custom entities from the config).
 //! - `inject`: the prompt-injection scorer.
-//! - `redact`: the request side: placeholders in, a vault of originals kept for the answer.
+//! - `policy`: the config's policies, resolved per route to an action per kind.
+//! - `request`: the request-side stage: scan every text of the body once, then redact, mask,
+//!   block or log; score injection; the audit of what was done.
+//! - `redact`: placeholders in, a vault of originals kept for the answer.
 //! - `restore`: the answer side: placeholders back to originals in whole JSON answers and in
 //!   the streams of both client dialects (an `api::observe::ResponseObserver`).
+//! - `presidio`: the analyzer's wire format (request body, findings back to byte ranges).
+//!
+//! Invariant: no raw value found by a detector is logged or recorded anywhere; audits carry
+//! kinds and counts only.
 
 pub mod detect;
 pub mod entity;
 pub mod inject;
+pub mod policy;
+pub mod presidio;
 pub mod redact;
+pub mod request;
 pub mod restore;
+
+/// The guardrails of one config: the detector (built-in, custom and analyzer kinds), the
+/// injection scorer and the analyzer's settings. Built once per load, shared by every request.
+pub struct Guard {
+    pub detector: detect::Detector,
+    pub scorer: inject::Scorer,
+    pub presidio: Option<presidio::Settings>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("kinds", &self.detector.catalog().len())
+            .field("presidio", &self.presidio.is_some())
+            .finish()
+    }
+}
+
+impl Guard {
+    pub fn catalog(&self) -> &entity::Catalog {
+        self.detector.catalog()
+    }
+}

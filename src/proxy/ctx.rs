@@ -111,8 +111,10 @@ pub struct RequestCtx {
     pub cache: &'static str,
     /// The matched route's cache and guardrail policies, for the cache and the guardrails.
     pub cache_policy: Option<crate::routing::routes::CachePolicy>,
-    pub guard_policy: Option<crate::routing::routes::GuardPolicy>,
+    pub guard_policy: Option<std::sync::Arc<crate::guard::policy::Policy>>,
     pub guardrails: crate::usage::GuardrailCounts,
+    /// The originals the guardrails replaced with placeholders, for the answer's restoration.
+    pub guard_vault: Option<std::sync::Arc<crate::guard::redact::Vault>>,
 }
 
 impl RequestCtx {
@@ -159,6 +161,7 @@ impl RequestCtx {
             cache_policy: None,
             guard_policy: None,
             guardrails: Default::default(),
+            guard_vault: None,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The unified LLM endpoints, run inside `request_filter` ("handler mode", see DESIGN.md).
 //! `handle` is the request path as its stages, each a call into the module that owns it:
 //!
-//! parse → who is asking → policy route, A/B arm and plan → admission → (guardrails, cache
-//! lookup) → attempts → relay → record.
+//! parse → who is asking → policy route, A/B arm and plan → admission → guardrails → (cache
+//! lookup) → attempts → relay (restoring what the guardrails redacted) → record.
 //!
 //! Fallback to another target happens only before anything was written to the client (the
 //! attempt policy, `routing::attempts`); once the response header went out, a failure ends the
@@ -70,10 +70,13 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Ok(b) => b,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
-    // The request-side guardrails (redact, block, flag) and the cache lookup go here, as calls
-    // into `guard` and `cache` under the route's policies (`ctx.guard_policy`, `ctx.cache_policy`):
-    // after admission, so a refused request costs nothing; before any call, so the provider sees
-    // only the redacted prompt and a cache hit makes none.
+    // Guardrails: after admission, so a refused request costs nothing; before any call, so the
+    // provider sees only the redacted prompt. (The cache lookup goes after it, under
+    // `ctx.cache_policy`: a hit makes no call.)
+    let req = match super::guard::request(state, ctx, req, snapshot.guard.as_ref()).await {
+        Ok(r) => r,
+        Err(e) => return respond::error(session, ctx, &e).await,
+    };
 
     // Attempts: the policy decides, `attempts` does the I/O.
     let plan = attempts::Plan {
@@ -134,10 +137,14 @@ fn route<'s>(
     if let Some(alias) = choice.asked {
         ctx.model = Some(alias.name.clone());
     }
+    // A route's own guardrails, else the defaults (`guardrails.defaults`).
+    ctx.guard_policy = match choice.route.and_then(|r| r.guardrails.as_ref()) {
+        Some(p) => Some(std::sync::Arc::clone(p)),
+        None => snapshot.guard.as_ref().and_then(|g| g.default.clone()),
+    };
     if let Some(r) = choice.route {
         ctx.route = Some(r.name.clone());
         ctx.cache_policy = r.cache;
-        ctx.guard_policy = r.guardrails;
         if r.cache.is_some_and(|c| c.mode == CacheMode::Off) {
             ctx.cache = "bypass";
         }

@@ -12,6 +12,7 @@ pub mod conn;
 pub mod count;
 pub mod ctx;
 pub mod drain;
+pub mod guard;
 pub mod head;
 pub mod llm;
 pub mod record;

@@ -128,7 +128,7 @@ pub fn build(ctx: &RequestCtx, status: u16, now: Instant) -> UsageRecord {
             .map(|t| t.saturating_duration_since(ctx.started).as_micros() as u64),
         overhead_us: total.saturating_sub(ctx.upstream_time + ctx.backoff_time).as_micros() as u64,
         cache: ctx.cache.to_string(),
-        guardrails: ctx.guardrails,
+        guardrails: ctx.guardrails.clone(),
         ab_arm: ctx.ab_arm.map(str::to_string),
     }
 }

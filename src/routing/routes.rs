@@ -63,36 +63,6 @@ pub enum CacheMode {
     Semantic,
 }
 
-/// A route's guardrail policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GuardPolicy {
-    #[serde(default)]
-    pub pii: PiiMode,
-    #[serde(default)]
-    pub injection: InjectionMode,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PiiMode {
-    #[default]
-    Off,
-    /// Replace PII with reversible placeholders and restore them in the answer.
-    Redact,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InjectionMode {
-    #[default]
-    Off,
-    /// Record detections (audit) and let the request through.
-    Flag,
-    /// Refuse requests that look like prompt injection.
-    Block,
-}
-
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
@@ -111,7 +81,7 @@ pub struct Route {
     pub allowed: Vec<Glob>,
     /// Policies the cache and the guardrails apply to matching requests.
     pub cache: Option<CachePolicy>,
-    pub guardrails: Option<GuardPolicy>,
+    pub guardrails: Option<std::sync::Arc<crate::guard::policy::Policy>>,
 }
 
 /// What a request offers to the table.

@@ -317,7 +317,11 @@ impl Metrics {
             &["reason"],
         )?;
         let cache = vec("tollgate_cache_total", "Cache lookups by outcome", &["outcome"])?;
-        let guardrails = vec("tollgate_guardrail_actions_total", "Guardrail actions", &["action"])?;
+        let guardrails = vec(
+            "tollgate_guardrail_actions_total",
+            "Guardrail actions by entity type (or `injection`) and action",
+            &["type", "action"],
+        )?;
         let unpriced = vec(
             "tollgate_unpriced_requests_total",
             "Served requests whose model is not in the pricing table (cost recorded as 0)",

@@ -79,12 +79,31 @@ pub struct UsageRecord {
     pub ab_arm: Option<String>,
 }
 
-/// Guardrail events: counts only, never the values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The guardrails' audit of one request: entity types with counts, the action taken, the
+/// injection verdict. Never a value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GuardrailCounts {
+    /// Values replaced in the request (redacted or masked) and in the answer (masked).
     pub redactions: u32,
+    /// 1 when the request scored at or above the route's injection threshold.
     pub injections: u32,
+    /// The request, or its answer, was refused by a guardrail.
     pub blocked: bool,
+    /// Entity types found in the request, with counts: `CARD:1,EMAIL:2` (sorted by type).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entities: String,
+    /// Entity types found in the answer (output checks), the same way.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_entities: String,
+    /// The strongest action taken: `log`, `flag`, `mask`, `redact` or `block` (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub action: String,
+    /// The strongest injection family matched, when the route scores injection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection_family: Option<String>,
+    /// The injection score (0–1), when the route scores injection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection_score: Option<f32>,
 }
 
 impl UsageRecord {

@@ -1,0 +1,196 @@
+//! The request-side guardrail stage: every text of the body scanned once (the detector, plus
+//! what an external analyzer found), each finding handled by the route's action for its kind
+//! (redact to a placeholder kept in the vault, mask, block, log), and the user and tool texts
+//! scored for prompt injection. The result is the body to send (only when something was
+//! replaced), the vault for the answer, and the audit: kinds, counts and actions, never a value.
+//!
+//! Cost: a body with nothing to find is walked once, with no allocation per clean string; the
+//! rewrite (a new body, and a re-parse of it by the caller) happens only when a value was replaced.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::entity::{Finding, Kind};
+use super::inject::{Source, Verdict};
+use super::policy::{Action, InjectionMode, Policy};
+use super::redact::{self, Vault};
+use super::Guard;
+use crate::api::Wire;
+
+/// An external analyzer's findings for each text of the body, in the walk's order
+/// (`redact::for_each_string`).
+#[derive(Debug, Default, Clone)]
+pub struct External {
+    pub per_text: Vec<Vec<Finding>>,
+}
+
+/// What the stage found and did: the audit event's content.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Audit {
+    /// Each kind found in the request, with its count and the action applied.
+    pub found: Vec<(Kind, u32, Action)>,
+    /// Values replaced (redacted or masked).
+    pub replaced: u32,
+    /// The strongest injection verdict, when the route scores injection.
+    pub injection: Option<Verdict>,
+    /// The injection verdict reached the threshold: `flag` or `block` was applied.
+    pub injection_hit: bool,
+}
+
+impl Audit {
+    /// The strongest action applied (`None`: nothing found).
+    pub fn action(&self) -> Option<&'static str> {
+        let entities = self.found.iter().map(|(_, _, a)| *a).max_by_key(|a| a.strength());
+        let injection = self.injection_hit.then_some(());
+        match (entities, injection) {
+            (Some(Action::Block), _) => Some("block"),
+            (_, Some(())) => Some("flag"),
+            (Some(a), None) if a != Action::Off => Some(a.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// The stage's verdict.
+#[derive(Debug)]
+pub enum Checked {
+    /// Go on: with this body instead of the client's (when something was replaced) and the vault
+    /// of the originals to restore in the answer (when something was redacted).
+    Pass {
+        body: Option<Vec<u8>>,
+        vault: Option<Vault>,
+        audit: Audit,
+    },
+    /// Refuse: the kinds whose action is `block` (never the values), or an injection.
+    Block { kinds: Vec<Kind>, audit: Audit },
+}
+
+/// Runs the stage over a request body (already parsed, so valid JSON).
+pub fn check(guard: &Guard, policy: &Policy, client: Wire, body: &[u8], external: Option<&External>) -> Checked {
+    let mut audit = Audit::default();
+    if policy.injection != InjectionMode::Off {
+        let verdict = injection(guard, client, body);
+        audit.injection_hit = verdict.score >= policy.threshold;
+        audit.injection = Some(verdict);
+    }
+    let scans_entities = policy.actions.iter().any(|a| *a != Action::Off);
+    let mut vault = policy.actions.contains(&Action::Redact).then(|| Vault::new(body));
+    let mut blocked: Vec<Kind> = Vec::new();
+    let mut rewritten = None;
+    if scans_entities {
+        let catalog = guard.catalog();
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut index = 0;
+        rewritten = redact::rewrite_strings(body, &mut |text| {
+            findings.clear();
+            guard.detector.scan(text, &mut findings);
+            if let Some(ext) = external.and_then(|e| e.per_text.get(index)) {
+                merge(&mut findings, ext);
+            }
+            index += 1;
+            findings.retain(|f| policy.action(f.kind) != Action::Off);
+            for f in &findings {
+                let action = policy.action(f.kind);
+                match audit.found.iter_mut().find(|(k, _, _)| *k == f.kind) {
+                    Some(entry) => entry.1 += 1,
+                    None => audit.found.push((f.kind, 1, action)),
+                }
+                if action == Action::Block && !blocked.contains(&f.kind) {
+                    blocked.push(f.kind);
+                }
+            }
+            if !blocked.is_empty() {
+                return None;
+            }
+            let replaced = &mut audit.replaced;
+            redact::apply(text, &findings, &mut |f: &Finding, value: &str| {
+                let name = catalog.name(f.kind);
+                let with: Cow<'static, str> = match (policy.action(f.kind), vault.as_mut()) {
+                    (Action::Redact, Some(v)) => Cow::Owned(v.placeholder(name, value).to_owned()),
+                    (Action::Mask, _) => Cow::Owned(format!("[{name}]")),
+                    _ => return None,
+                };
+                *replaced += 1;
+                Some(with)
+            })
+        });
+        audit.found.sort_by_key(|(k, _, _)| *k);
+    }
+    if !blocked.is_empty() || (audit.injection_hit && policy.injection == InjectionMode::Block) {
+        blocked.sort();
+        return Checked::Block { kinds: blocked, audit };
+    }
+    Checked::Pass {
+        body: rewritten,
+        vault: vault.filter(|v| !v.is_empty()),
+        audit,
+    }
+}
+
+/// Adds the analyzer's findings that overlap none of the detector's (the detector's validated
+/// finding wins a tie), keeping the list sorted.
+fn merge(findings: &mut Vec<Finding>, external: &[Finding]) {
+    for e in external {
+        if !findings.iter().any(|f| f.start < e.end && e.start < f.end) {
+            findings.push(e.clone());
+        }
+    }
+    findings.sort_by_key(|f| f.start);
+}
+
+/// The strongest injection verdict over the texts an attacker writes: user turns (and a legacy
+/// completion's prompt) as `User`, tool results as `Tool`. The application's own system and
+/// developer prompts, and earlier assistant turns, are not scored.
+fn injection(guard: &Guard, client: Wire, body: &[u8]) -> Verdict {
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow, default)]
+        messages: Vec<Message<'a>>,
+        #[serde(borrow, default)]
+        prompt: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        role: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        content: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Block<'a> {
+        #[serde(borrow, default, rename = "type")]
+        kind: Option<Cow<'a, str>>,
+    }
+    let Ok(parsed) = serde_json::from_slice::<Body>(body) else {
+        return Verdict::default();
+    };
+    let mut verdict = Verdict::default();
+    let mut score = |raw: &RawValue, source: Source| {
+        redact::for_each_string(raw.get().as_bytes(), &mut |text| {
+            verdict = verdict.max(guard.scorer.score(text, source));
+        });
+    };
+    if let Some(p) = parsed.prompt {
+        score(p, Source::User);
+    }
+    for m in parsed.messages {
+        let Some(content) = m.content else { continue };
+        match m.role.as_deref() {
+            Some("tool" | "function") => score(content, Source::Tool),
+            Some("user") if client == Wire::Anthropic && content.get().starts_with('[') => {
+                // Anthropic carries tool results as blocks of the user turn.
+                let blocks: Vec<&RawValue> = serde_json::from_str(content.get()).unwrap_or_default();
+                for b in blocks {
+                    let tool =
+                        serde_json::from_str::<Block>(b.get()).is_ok_and(|k| k.kind.as_deref() == Some("tool_result"));
+                    score(b, if tool { Source::Tool } else { Source::User });
+                }
+            }
+            Some("user") => score(content, Source::User),
+            _ => {}
+        }
+    }
+    verdict
+}

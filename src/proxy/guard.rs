@@ -1,0 +1,186 @@
+//! The guardrail stage of the request path (`guard::request` decides; this runs it): the
+//! external analyzer's call when the route asks for one, the redacted body swapped in, the
+//! audit noted for the record, the metrics and the trace, and the vault kept for the answer's
+//! restoration (`answer::observers`).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use pingora::http::RequestHeader;
+
+use super::ctx::RequestCtx;
+use super::AppState;
+use crate::api::openai::LlmRequest;
+use crate::api::ApiError;
+use crate::config::snapshot::{GuardSettings, Peer};
+use crate::guard::entity::Catalog;
+use crate::guard::policy::{InjectionMode, OnFailure, Policy};
+use crate::guard::presidio::{Batch, Settings};
+use crate::guard::request::{self, Audit, Checked, External};
+use crate::guard::{redact, Guard};
+
+/// The most an analyzer's answer may hold.
+const MAX_ANALYZER_ANSWER: usize = 4 * 1024 * 1024;
+
+/// Runs the route's request-side guardrails. Returns the request to send (redacted when the
+/// policy says so), or the error to answer with.
+pub(super) async fn request(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    req: LlmRequest,
+    settings: Option<&GuardSettings>,
+) -> Result<LlmRequest, ApiError> {
+    let (Some(policy), Some(settings)) = (ctx.guard_policy.clone(), settings) else {
+        return Ok(req);
+    };
+    if !policy.checks_input() {
+        return Ok(req);
+    }
+    let guard = &settings.guard;
+    let external = match (&guard.presidio, &settings.presidio_peer) {
+        (Some(p), Some(peer)) if policy.presidio => analyzer(state, guard, p, peer, &req.body).await?,
+        _ => None,
+    };
+    let checked = request::check(guard, &policy, req.client, &req.body, external.as_ref());
+    match checked {
+        Checked::Block { kinds, audit } => {
+            note(state, ctx, guard.catalog(), &policy, &audit, true);
+            let catalog = guard.catalog();
+            let message = if kinds.is_empty() {
+                let family = audit.injection.and_then(|v| v.family).map_or("unknown", |f| f.as_str());
+                format!(
+                    "The request was blocked by the gateway's guardrails: it looks like prompt injection ({family})."
+                )
+            } else {
+                let names: Vec<&str> = kinds.iter().map(|k| catalog.name(*k)).collect();
+                format!(
+                    "The request was blocked by the gateway's guardrails: it contains {} (values are not shown).",
+                    names.join(", ")
+                )
+            };
+            Err(ApiError::ContentBlocked(message))
+        }
+        Checked::Pass { body, vault, audit } => {
+            note(state, ctx, guard.catalog(), &policy, &audit, false);
+            ctx.guard_vault = vault.map(Arc::new);
+            match body {
+                None => Ok(req),
+                Some(body) => {
+                    let forward = req.forward;
+                    let mut redacted = LlmRequest::parse(req.endpoint, Bytes::from(body))?;
+                    redacted.forward = forward;
+                    Ok(redacted)
+                }
+            }
+        }
+    }
+}
+
+/// The audit of the request side: into the record (`ctx.guardrails`) and the metrics.
+fn note(state: &AppState, ctx: &mut RequestCtx, catalog: &Catalog, policy: &Policy, audit: &Audit, blocked: bool) {
+    let g = &mut ctx.guardrails;
+    g.redactions += audit.replaced;
+    g.blocked |= blocked;
+    g.entities = audit
+        .found
+        .iter()
+        .map(|(k, n, _)| format!("{}:{n}", catalog.name(*k)))
+        .collect::<Vec<_>>()
+        .join(",");
+    if let Some(a) = audit.action() {
+        g.action = a.to_string();
+    }
+    for (k, n, a) in &audit.found {
+        state
+            .metrics
+            .guardrails
+            .with_label_values(&[catalog.name(*k), a.as_str()])
+            .inc_by(u64::from(*n));
+    }
+    if let Some(v) = audit.injection {
+        g.injection_score = Some((v.score * 1000.0).round() / 1000.0);
+        g.injection_family = v.family.map(|f| f.as_str().to_string());
+        if audit.injection_hit {
+            g.injections = 1;
+            state
+                .metrics
+                .guardrails
+                .with_label_values(&["injection", policy.injection.as_str()])
+                .inc();
+            if policy.injection == InjectionMode::Block {
+                g.action = "block".into();
+            }
+        }
+    }
+}
+
+/// The analyzer's findings for the body's texts; on failure, none (`on_failure: open`) or the
+/// request's refusal (`closed`).
+async fn analyzer(
+    state: &AppState,
+    guard: &Guard,
+    settings: &Settings,
+    peer: &Peer,
+    body: &[u8],
+) -> Result<Option<External>, ApiError> {
+    let mut batch = Batch::default();
+    redact::for_each_string(body, &mut |text| batch.push(text));
+    if batch.is_blank() {
+        return Ok(None);
+    }
+    let answer = tokio::time::timeout(settings.timeout, call(state, settings, peer, batch.body(settings))).await;
+    let result = match answer {
+        Ok(Ok(bytes)) => batch.findings(&bytes, settings, guard.catalog()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {} ms", settings.timeout.as_millis())),
+    };
+    match result {
+        Ok(found) => Ok(Some(found)),
+        Err(why) => {
+            state
+                .metrics
+                .guardrails
+                .with_label_values(&["analyzer", "failed"])
+                .inc();
+            match settings.on_failure {
+                OnFailure::Open => {
+                    tracing::warn!(why = %why, "guardrails: the PII analyzer failed; going on without it (on_failure: open)");
+                    Ok(None)
+                }
+                OnFailure::Closed => Err(ApiError::GuardrailUnavailable(why)),
+            }
+        }
+    }
+}
+
+/// One `POST /analyze` on a pooled connection.
+async fn call(state: &AppState, settings: &Settings, peer: &Peer, body: Vec<u8>) -> Result<Bytes, String> {
+    let peer = super::upstream::peer_of(peer);
+    let failed = |e: Box<pingora::Error>| e.to_string();
+    let (mut up, _) = state.connector.get_http_session(&*peer).await.map_err(failed)?;
+    let mut header = RequestHeader::build("POST", settings.path.as_bytes(), Some(4)).map_err(failed)?;
+    header.insert_header(HOST, settings.host.as_str()).map_err(failed)?;
+    header.insert_header(CONTENT_TYPE, "application/json").map_err(failed)?;
+    header.insert_header(CONTENT_LENGTH, body.len()).map_err(failed)?;
+    up.write_request_header(Box::new(header)).await.map_err(failed)?;
+    up.write_request_body(Bytes::from(body), true).await.map_err(failed)?;
+    up.finish_request_body().await.map_err(failed)?;
+    up.read_response_header().await.map_err(failed)?;
+    let status = up.response_header().map_or(0, |h| h.status.as_u16());
+    let mut answer = BytesMut::new();
+    while let Some(chunk) = up.read_response_body().await.map_err(failed)? {
+        if answer.len() + chunk.len() > MAX_ANALYZER_ANSWER {
+            return Err("the analyzer's answer is too large".into());
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    if !(200..300).contains(&status) {
+        return Err(format!("the analyzer answered {status}"));
+    }
+    if up.response_done() {
+        let idle = peer.options.idle_timeout;
+        state.connector.release_http_session(up, &*peer, idle).await;
+    }
+    Ok(answer.freeze())
+}
