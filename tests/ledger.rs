@@ -314,6 +314,11 @@ fn postgres_migrations_grouping_rollup_and_tokio_callers() {
             redactions: 3,
             injections: 1,
             blocked: true,
+            entities: "CARD:1,EMAIL:2".into(),
+            output_entities: "API_KEY:1".into(),
+            action: "block".into(),
+            injection_family: Some("instruction_override".into()),
+            injection_score: Some(0.75),
         },
         ab_arm: Some("b".into()),
     };

@@ -395,17 +395,65 @@ fn routes_carry_cache_and_guardrail_policies() {
         "{base}  - name: private\n    match: {{ team: legal }}\n    cache: {{ mode: off }}\n    guardrails: {{ pii: redact, injection: block }}\n  - name: cached\n    cache: {{ mode: semantic, ttl: 10m }}\n"
     );
     let s = load(&doc, &[]).unwrap();
-    use crate::routing::routes::{CacheMode, InjectionMode, PiiMode};
+    use crate::guard::policy::{Action, InjectionMode};
+    use crate::routing::routes::CacheMode;
     let private = &s.routes[0];
     assert_eq!(private.cache.unwrap().mode, CacheMode::Off);
-    let g = private.guardrails.unwrap();
-    assert_eq!((g.pii, g.injection), (PiiMode::Redact, InjectionMode::Block));
+    let g = private.guardrails.as_ref().unwrap();
+    let catalog = s.guard.as_ref().unwrap().guard.catalog();
+    let email = catalog.kind("EMAIL").unwrap();
+    assert_eq!((g.action(email), g.injection), (Action::Redact, InjectionMode::Block));
+    assert!(s.routes[1].guardrails.is_none());
     let cached = s.routes[1].cache.unwrap();
     assert_eq!(cached.mode, CacheMode::Semantic);
     assert_eq!(cached.ttl, Some(std::time::Duration::from_secs(600)));
     let bad = format!("{base}  - name: x\n    guardrails: {{ pii: scramble }}\n");
     let e = load(&bad, &[]).unwrap_err();
     assert!(e.to_string().contains("scramble"), "{e}");
+}
+
+#[test]
+fn guardrail_sections_are_checked_and_errors_name_their_keys() {
+    let base = "providers:\n  p: { kind: openai, base_url: http://p, api_keys: [k] }\nmodels:\n  m: { targets: [ { provider: p, model: x } ] }\n";
+    let doc = format!(
+        "{base}guardrails:\n  defaults: {{ pii: log, secrets: block }}\n  entities:\n    - {{ name: PROJECT, regex: 'PRJ-[0-9]{{4}}' }}\n    - {{ name: CODENAME, words: [Bluebird], class: secret }}\nroutes:\n  - name: legal\n    match: {{ team: legal }}\n    guardrails: {{ pii: redact, entities: {{ PROJECT: block }} }}\n  - name: rest\n"
+    );
+    let s = load(&doc, &[]).unwrap();
+    let g = s.guard.as_ref().unwrap();
+    let c = g.guard.catalog();
+    let (email, project, code, key) = (
+        c.kind("EMAIL").unwrap(),
+        c.kind("PROJECT").unwrap(),
+        c.kind("CODENAME").unwrap(),
+        c.kind("API_KEY").unwrap(),
+    );
+    use crate::guard::policy::Action;
+    let legal = s.routes[0].guardrails.as_ref().unwrap();
+    assert_eq!(
+        [
+            legal.action(email),
+            legal.action(project),
+            legal.action(code),
+            legal.action(key)
+        ],
+        [Action::Redact, Action::Block, Action::Block, Action::Block]
+    );
+    // A route without its own policy, and a request no route matches, get the defaults.
+    assert!(s.routes[1].guardrails.is_none());
+    let d = g.default.as_ref().unwrap();
+    assert_eq!((d.action(email), d.action(code)), (Action::Log, Action::Block));
+
+    let bad = format!(
+        "{base}guardrails:\n  entities:\n    - {{ name: PROJECT, regex: 'x', words: [y] }}\n  presidio: {{ url: 'ftp://x' }}\nroutes:\n  - name: r\n    guardrails:\n      entities: {{ NOPE: block }}\n      output: redact\n"
+    );
+    let e = load(&bad, &[]).unwrap_err();
+    let paths: Vec<(&str, Option<usize>)> = e.errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert!(paths.contains(&("guardrails.entities[0]", Some(7))), "{e}");
+    assert!(paths.contains(&("guardrails.presidio.url", Some(8))), "{e}");
+    assert!(paths.contains(&("routes[0].guardrails.entities.NOPE", Some(12))), "{e}");
+    assert!(paths.contains(&("routes[0].guardrails.output", Some(13))), "{e}");
+    let typo = format!("{base}routes:\n  - name: r\n    guardrails: {{ pii: redact, pi: log }}\n");
+    assert!(load(&typo, &[]).unwrap_err().to_string().contains("pi"));
 }
 
 #[test]

@@ -226,6 +226,23 @@ fn spans(ctx: &RequestCtx, rec: &UsageRecord, now: Instant) -> Vec<Span> {
     if let Some(ttft) = rec.ttft_us {
         attributes.push(("tollgate.ttft_us", ttft.into()));
     }
+    // The guardrails' audit: kinds, counts, action and injection verdict, never a value.
+    let g = &rec.guardrails;
+    for (name, value) in [
+        ("tollgate.guardrails.action", &g.action),
+        ("tollgate.guardrails.entities", &g.entities),
+        ("tollgate.guardrails.output_entities", &g.output_entities),
+    ] {
+        if !value.is_empty() {
+            attributes.push((name, value.as_str().into()));
+        }
+    }
+    if let Some(family) = &g.injection_family {
+        attributes.push(("tollgate.guardrails.injection_family", family.as_str().into()));
+    }
+    if let Some(score) = g.injection_score {
+        attributes.push(("tollgate.guardrails.injection_score", f64::from(score).into()));
+    }
     let error = (rec.status >= 500 || rec.error.is_some()).then(|| rec.error.clone().unwrap_or_default());
     let mut out = Vec::with_capacity(2 + ctx.attempts.len());
     let first_call = ctx.attempts.iter().find_map(|a| a.started);

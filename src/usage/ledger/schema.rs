@@ -113,8 +113,58 @@ pub(crate) static RECORDS: Table<UsageRecord> = Table {
             Field::Bool(|r| r.guardrails.blocked, |r, v| r.guardrails.blocked = v),
         ),
         Column::new("ab_arm", Field::OptText(|r| r.ab_arm.as_deref(), |r, v| r.ab_arm = v)),
+        // Version 3: the guardrails' audit (kinds with counts, action, injection verdict).
+        Column::added(
+            3,
+            "guard_entities",
+            Field::OptText(
+                |r| non_empty(&r.guardrails.entities),
+                |r, v| r.guardrails.entities = v.unwrap_or_default(),
+            ),
+        ),
+        Column::added(
+            3,
+            "guard_output_entities",
+            Field::OptText(
+                |r| non_empty(&r.guardrails.output_entities),
+                |r, v| r.guardrails.output_entities = v.unwrap_or_default(),
+            ),
+        ),
+        Column::added(
+            3,
+            "guard_action",
+            Field::OptText(
+                |r| non_empty(&r.guardrails.action),
+                |r, v| r.guardrails.action = v.unwrap_or_default(),
+            ),
+        ),
+        Column::added(
+            3,
+            "guard_injection_family",
+            Field::OptText(
+                |r| r.guardrails.injection_family.as_deref(),
+                |r, v| r.guardrails.injection_family = v,
+            ),
+        ),
+        // The score in thousandths (0–1000).
+        Column::added(
+            3,
+            "guard_injection_score",
+            Field::OptBigInt(
+                |r| {
+                    r.guardrails
+                        .injection_score
+                        .map(|s| (f64::from(s) * 1000.0).round() as i64)
+                },
+                |r, v| r.guardrails.injection_score = v.map(|m| m as f32 / 1000.0),
+            ),
+        ),
     ],
 };
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
 
 /// One stored virtual key. `hash`/`prev_hash` are SHA-256 hex (never a secret); `prev_hash` is
 /// a rotated-out secret that works until `prev_valid_until_ms`; nodes poll rows by `updated_ms`.
@@ -243,7 +293,7 @@ fn create_rollup(b: Backend, t: &RollupTable) -> String {
 }
 
 /// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-pub(crate) fn migrations(b: Backend) -> [String; 2] {
+pub(crate) fn migrations(b: Backend) -> [String; 3] {
     let rollups: String = ROLLUPS.iter().map(|t| create_rollup(b, t)).collect();
     [
         format!(
@@ -254,6 +304,7 @@ pub(crate) fn migrations(b: Backend) -> [String; 2] {
             "{}CREATE INDEX virtual_keys_updated ON virtual_keys (updated_ms);\n",
             KEYS.create(b)
         ),
+        RECORDS.add_columns(b, 3),
     ]
 }
 
@@ -279,12 +330,13 @@ mod tests {
     use super::*;
 
     /// The steps as released (each less the blank line its Rust string began with).
-    const RELEASED: [(Backend, [&str; 2]); 2] = [
+    const RELEASED: [(Backend, [&str; 3]); 2] = [
         (
             Backend::Sqlite,
             [
                 include_str!("../../../tests/fixtures/ledger/v1.sqlite.sql"),
                 include_str!("../../../tests/fixtures/ledger/v2.sqlite.sql"),
+                include_str!("../../../tests/fixtures/ledger/v3.sqlite.sql"),
             ],
         ),
         (
@@ -292,6 +344,7 @@ mod tests {
             [
                 include_str!("../../../tests/fixtures/ledger/v1.pg.sql"),
                 include_str!("../../../tests/fixtures/ledger/v2.pg.sql"),
+                include_str!("../../../tests/fixtures/ledger/v3.pg.sql"),
             ],
         ),
     ];
@@ -303,6 +356,58 @@ mod tests {
                 assert_eq!(made, text, "{b:?} step {}: a released step never changes", i + 1);
             }
         }
+    }
+
+    #[test]
+    fn a_version_2_database_gains_the_audit_columns_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY NOT NULL, applied_ms INTEGER NOT NULL);",
+            )
+            .unwrap();
+            for (i, step) in RELEASED[0].1[..2].iter().enumerate() {
+                conn.execute_batch(step).unwrap();
+                conn.execute("INSERT INTO schema_version VALUES (?1, 0)", [i as i64 + 1])
+                    .unwrap();
+            }
+            // A row written by a version-2 build: the columns of step 1 only.
+            let v1: Vec<&str> = RECORDS.columns.iter().take(34).map(|c| c.name).collect();
+            assert_eq!(v1.last(), Some(&"ab_arm"));
+            let old = UsageRecord {
+                request_id: "old".into(),
+                ..UsageRecord::default()
+            };
+            let values: Vec<_> = RECORDS.columns.iter().take(34).map(|c| c.sqlite_value(&old)).collect();
+            conn.execute(
+                &format!(
+                    "INSERT INTO usage_records ({}) VALUES ({})",
+                    v1.join(", "),
+                    placeholders(Backend::Sqlite, 34).join(", ")
+                ),
+                rusqlite::params_from_iter(values),
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path, "v2").unwrap();
+        let new = UsageRecord {
+            request_id: "new".into(),
+            guardrails: crate::usage::GuardrailCounts {
+                entities: "EMAIL:1".into(),
+                action: "redact".into(),
+                injection_family: Some("prompt_leak".into()),
+                injection_score: Some(0.625),
+                ..Default::default()
+            },
+            ..UsageRecord::default()
+        };
+        assert_eq!(store.write(std::slice::from_ref(&new)).unwrap(), 1);
+        let reader = SqliteReader::open(&path, "v2").unwrap();
+        assert_eq!(reader.record("new").unwrap(), Some(new));
+        let old = reader.record("old").unwrap().unwrap();
+        assert_eq!(old.guardrails, crate::usage::GuardrailCounts::default());
     }
 
     #[test]
@@ -331,6 +436,9 @@ mod tests {
                 redactions: 3,
                 injections: 0,
                 blocked: true,
+                entities: "EMAIL:3".into(),
+                action: "redact".into(),
+                ..Default::default()
             },
             ..UsageRecord::default()
         };

@@ -119,6 +119,9 @@ pub(crate) struct Column<T> {
     pub name: &'static str,
     pub field: Field<T>,
     key: Key,
+    /// The schema version that added the column: 1 for the table's `CREATE TABLE`, later ones
+    /// by an `ALTER TABLE … ADD COLUMN` step (`Table::add_columns`).
+    since: u8,
 }
 
 impl<T> Column<T> {
@@ -127,6 +130,7 @@ impl<T> Column<T> {
             name,
             field,
             key: Key::No,
+            since: 1,
         }
     }
 
@@ -135,6 +139,7 @@ impl<T> Column<T> {
             name,
             field,
             key: Key::Primary,
+            since: 1,
         }
     }
 
@@ -144,6 +149,18 @@ impl<T> Column<T> {
             name,
             field,
             key: Key::Unique,
+            since: 1,
+        }
+    }
+
+    /// A column added by migration step `version` (> 1). It must be nullable (`Opt…`): rows
+    /// written before it have no value.
+    pub const fn added(version: u8, name: &'static str, field: Field<T>) -> Column<T> {
+        Column {
+            name,
+            field,
+            key: Key::No,
+            since: version,
         }
     }
 
@@ -255,9 +272,22 @@ pub(crate) struct Table<T: 'static> {
 }
 
 impl<T: Default> Table<T> {
+    /// The table as its first step made it (the columns of version 1).
     pub fn create(&self, b: Backend) -> String {
-        let defs: Vec<ColumnDef<'_>> = self.columns.iter().map(Column::def).collect();
+        let defs: Vec<ColumnDef<'_>> = self.columns.iter().filter(|c| c.since <= 1).map(Column::def).collect();
         create_table(b, self.name, &defs, None)
+    }
+
+    /// The `ALTER TABLE … ADD COLUMN` statements of migration step `version`.
+    pub fn add_columns(&self, b: Backend, version: u8) -> String {
+        self.columns
+            .iter()
+            .filter(|c| c.since == version)
+            .map(|c| {
+                let d = c.def();
+                format!("ALTER TABLE {} ADD COLUMN {} {};\n", self.name, d.name, d.ty.ddl(b))
+            })
+            .collect()
     }
 
     /// `a, b, c`: every column, in order (every select and insert lists them so).

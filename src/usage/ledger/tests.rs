@@ -139,6 +139,11 @@ fn records_land_with_every_field() {
             redactions: 3,
             injections: 1,
             blocked: true,
+            entities: "CARD:1,EMAIL:2".into(),
+            output_entities: "API_KEY:1".into(),
+            action: "block".into(),
+            injection_family: Some("instruction_override".into()),
+            injection_score: Some(0.75),
         },
         ab_arm: Some("b".into()),
     };
@@ -497,7 +502,7 @@ fn migrations_run_once_and_restart_is_idempotent() {
         .unwrap()
         .map(|v| v.unwrap())
         .collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let n: i64 = conn
