@@ -7,8 +7,18 @@ use serde_yaml::Value;
 
 /// Top-level sections whose settings a reload may not drop unconfirmed: access control (`auth`,
 /// `admin`, `keys`), spend control (`teams`, `limits`, and `pricing`, since an unpriced model
-/// costs 0 and no budget stops it) and the policy table (`routes`: guardrails, allowed models).
-pub const GUARDED_SECTIONS: &[&str] = &["auth", "admin", "keys", "teams", "limits", "routes", "pricing"];
+/// costs 0 and no budget stops it), the policy table (`routes`: guardrails, allowed models) and
+/// the guardrails' own section (custom entities, the analyzer, the defaults).
+pub const GUARDED_SECTIONS: &[&str] = &[
+    "auth",
+    "admin",
+    "keys",
+    "teams",
+    "limits",
+    "routes",
+    "pricing",
+    "guardrails",
+];
 
 /// One step of a key path in a config document.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

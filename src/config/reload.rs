@@ -78,6 +78,9 @@ pub enum GuardedChange {
     /// Settings under `GUARDED_SECTIONS` that are gone (each the outermost one removed, as
     /// `keys[id=k2].limits`), other than those the variants above already name.
     SettingsRemoved(Vec<String>),
+    /// Guardrail actions lowered (`routes[name=legal] EMAIL redact -> log`), by route and for
+    /// requests no route's own policy covers (`defaults`).
+    GuardrailsWeakened(Vec<String>),
 }
 
 impl GuardedChange {
@@ -89,6 +92,7 @@ impl GuardedChange {
             GuardedChange::AdminTokenRemoved => "admin_token_removed",
             GuardedChange::KeysRemoved(_) => "keys_removed",
             GuardedChange::SettingsRemoved(_) => "setting_removed",
+            GuardedChange::GuardrailsWeakened(_) => "guardrails_weakened",
         }
     }
 }
@@ -119,6 +123,7 @@ impl fmt::Display for GuardedChange {
             ),
             GuardedChange::KeysRemoved(ids) => write!(f, "it removes the virtual key(s) {}", list(ids)),
             GuardedChange::SettingsRemoved(paths) => write!(f, "it removes {}", list(paths)),
+            GuardedChange::GuardrailsWeakened(changes) => write!(f, "it weakens guardrails: {}", list(changes)),
         }
     }
 }
@@ -163,8 +168,65 @@ pub fn guarded_changes(prev: &Snapshot, next: &Snapshot) -> Vec<GuardedChange> {
         .filter(|p| !named.iter().any(|n| p.starts_with(n)))
         .map(|p| render(&p))
         .collect();
+    let weakened = guardrails_weakened(prev, next, &settings);
     if !settings.is_empty() {
         out.push(GuardedChange::SettingsRemoved(settings));
+    }
+    if !weakened.is_empty() {
+        out.push(GuardedChange::GuardrailsWeakened(weakened));
+    }
+    out
+}
+
+/// Each route's effective guardrail policy (its own, else the defaults), and the defaults, from
+/// `prev` to `next`: the actions lowered. A route that is gone is the removed-settings rule's.
+fn guardrails_weakened(prev: &Snapshot, next: &Snapshot, removed: &[String]) -> Vec<String> {
+    let Some(pg) = &prev.guard else {
+        return Vec::new();
+    };
+    let none = crate::guard::policy::Policy {
+        actions: Vec::new(),
+        output: Default::default(),
+        injection: Default::default(),
+        threshold: 1.0,
+        presidio: false,
+    };
+    let ng = next.guard.as_ref();
+    let empty = crate::guard::entity::Catalog::default();
+    let next_catalog = ng.map_or(&empty, |g| g.guard.catalog());
+    let effective = |s: &Snapshot, route: Option<&crate::routing::routes::Route>| {
+        route
+            .and_then(|r| r.guardrails.clone())
+            .or_else(|| s.guard.as_ref().and_then(|g| g.default.clone()))
+    };
+    let mut out = Vec::new();
+    // A policy whose settings were removed is named by that rule already.
+    let section_lost =
+        prev.sections.iter().any(|s| s == "guardrails") && !next.sections.iter().any(|s| s == "guardrails");
+    let lost = |at: &str| section_lost || removed.iter().any(|p| p.starts_with(at));
+    let mut compare = |label: String, before: Option<std::sync::Arc<crate::guard::policy::Policy>>, after| {
+        let at = match label.as_str() {
+            "defaults" => "guardrails.defaults".to_string(),
+            route => format!("{route}.guardrails"),
+        };
+        let Some(before) = before.filter(|_| !lost(&at)) else {
+            return;
+        };
+        let after: Option<std::sync::Arc<crate::guard::policy::Policy>> = after;
+        let after = after.as_deref().unwrap_or(&none);
+        for change in before.weakened_by(pg.guard.catalog(), after, next_catalog) {
+            out.push(format!("{label} {change}"));
+        }
+    };
+    compare("defaults".into(), effective(prev, None), effective(next, None));
+    for r in &prev.routes {
+        if let Some(n) = next.routes.iter().find(|n| n.name == r.name) {
+            compare(
+                format!("routes[name={}]", r.name),
+                effective(prev, Some(r)),
+                effective(next, Some(n)),
+            );
+        }
     }
     out
 }
@@ -359,9 +421,10 @@ keys:
         const N: &str = "  n: { targets: [ { provider: p, model: y } ], fallbacks: [m] }\n";
         let k3 = "  - { id: k3, key: \"${K1}\", team: legal, user: u, tier: pro, limits: { tpm: 9 } }\n";
         let edits = [
-            // Values changed (a list reordered is its values changed).
+            // Values changed (a list reordered is its values changed; a guardrail made stricter:
+            // lowering one is guarded, see below).
             RICH.replace("rpm: 5\n", "rpm: 50\n")
-                .replace("pii: redact", "pii: off")
+                .replace("pii: redact", "pii: block")
                 .replace("{ team: legal }", "{ team: ops }")
                 .replace("models: [m, n]", "models: [n, m]"),
             // A key added with more fields than the others, a field added to a key, a team added.
@@ -381,6 +444,39 @@ keys:
             assert_ne!(next, RICH);
             assert_eq!(settings(RICH, next), vec![], "{next}");
         }
+    }
+
+    #[test]
+    fn lowered_guardrail_actions_are_guarded_and_raised_ones_are_not() {
+        let with = |route: &str, defaults: &str| {
+            format!(
+                "{}guardrails:\n  defaults: {defaults}\nroutes:\n  - name: legal\n    match: {{ team: legal }}\n    guardrails: {route}\n  - name: rest\n",
+                RICH.split("routes:").next().unwrap()
+            )
+        };
+        let before = with("{ pii: redact, injection: block }", "{ secrets: block }");
+        let weaker = with("{ pii: log, injection: block }", "{ secrets: mask }");
+        let stronger = with(
+            "{ pii: block, injection: block, output: mask }",
+            "{ secrets: block, pii: log }",
+        );
+        let changes = settings(&before, &weaker);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let GuardedChange::GuardrailsWeakened(list) = &changes[0] else {
+            panic!("{changes:?}")
+        };
+        assert!(
+            list.contains(&"routes[name=legal] EMAIL redact -> log".to_string()),
+            "{list:?}"
+        );
+        assert!(list.contains(&"defaults API_KEY block -> mask".to_string()), "{list:?}");
+        // The route without its own policy follows the defaults.
+        assert!(
+            list.contains(&"routes[name=rest] API_KEY block -> mask".to_string()),
+            "{list:?}"
+        );
+        assert_eq!(changes[0].reason(), "guardrails_weakened");
+        assert!(settings(&before, &stronger).is_empty());
     }
 
     #[test]

@@ -309,13 +309,17 @@ impl Policy {
         self.output != Action::Off
     }
 
-    /// The changes from `self` to `new` that lower protection, in words (empty: none).
-    pub fn weakened_by(&self, new: &Policy, catalog: &Catalog) -> Vec<String> {
+    /// The changes from `self` (under `catalog`) to `new` (under `new_catalog`) that lower
+    /// protection, in words (empty: none). Kinds are compared by name; a kind `new_catalog`
+    /// lacks is the removal of its definition, which the config's removed-settings rule names.
+    pub fn weakened_by(&self, catalog: &Catalog, new: &Policy, new_catalog: &Catalog) -> Vec<String> {
         let mut out = Vec::new();
         for k in catalog.kinds() {
-            let (a, b) = (self.action(k), new.action(k));
+            let name = catalog.name(k);
+            let Some(nk) = new_catalog.kind(name) else { continue };
+            let (a, b) = (self.action(k), new.action(nk));
             if b.strength() < a.strength() {
-                out.push(format!("{} {} -> {}", catalog.name(k), a.as_str(), b.as_str()));
+                out.push(format!("{name} {} -> {}", a.as_str(), b.as_str()));
             }
         }
         if new.output.strength() < self.output.strength() {
@@ -411,10 +415,10 @@ mod tests {
             false,
         )
         .unwrap();
-        assert!(strong.weakened_by(&masked, &c).is_empty());
+        assert!(strong.weakened_by(&c, &masked, &c).is_empty());
         let weak = Policy::resolve(&raw("{ pii: log, secrets: block, injection: flag }"), &c, false).unwrap();
         assert_eq!(
-            strong.weakened_by(&weak, &c),
+            strong.weakened_by(&c, &weak, &c),
             ["EMAIL redact -> log", "output mask -> off", "injection block -> flag"]
         );
     }
