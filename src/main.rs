@@ -116,13 +116,25 @@ fn main() -> ExitCode {
                 } else {
                     "not required (requests without a key are served)"
                 };
+                // And the guardrails' reach: which routes check anything, and the defaults.
+                let guarded = |p: Option<&std::sync::Arc<tollgate::guard::policy::Policy>>| {
+                    p.is_some_and(|p| p.checks_input() || p.checks_output())
+                };
+                let default = snap.guard.as_ref().and_then(|g| g.default.as_ref());
+                let routes = snap
+                    .routes
+                    .iter()
+                    .filter(|r| guarded(r.guardrails.as_ref().or(default)))
+                    .count();
+                let defaults = if guarded(default) { "on" } else { "off" };
                 println!(
-                    "{}: ok ({} providers, {} enabled; {} models; auth {auth}, {} config keys)",
+                    "{}: ok ({} providers, {} enabled; {} models; auth {auth}, {} config keys; guardrails on {routes} of {} routes, defaults {defaults})",
                     config.display(),
                     snap.providers.len(),
                     snap.enabled_providers(),
                     snap.models.len(),
-                    snap.auth.keys.len()
+                    snap.auth.keys.len(),
+                    snap.routes.len(),
                 );
                 ExitCode::SUCCESS
             }
