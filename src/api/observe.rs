@@ -25,6 +25,12 @@ pub trait ResponseObserver: Send {
     /// last; on an incomplete end the relay ends the stream with an error event instead and
     /// drops it.
     fn end(&mut self, complete: bool) -> Bytes;
+
+    /// The observer refuses the answer (an output guardrail's `block`): a whole answer becomes
+    /// this error instead; a stream ends with it as its error event after what was let out.
+    fn refusal(&self) -> Option<super::ApiError> {
+        None
+    }
 }
 
 /// The chain, in the order the observers were pushed.
@@ -41,6 +47,11 @@ impl Observers {
         self.0
             .iter_mut()
             .fold(bytes, |b, o| if b.is_empty() { b } else { o.body(b) })
+    }
+
+    /// The first observer's refusal of the answer, if any.
+    pub fn refusal(&self) -> Option<super::ApiError> {
+        self.0.iter().find_map(|o| o.refusal())
     }
 
     /// Ends every observer; what one held back goes through the ones after it before they end.

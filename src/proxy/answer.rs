@@ -170,6 +170,13 @@ async fn whole(
     };
     let body = served.observers.body(body);
     let body = join(body, served.observers.end(ok));
+    if let Some(refused) = served.observers.refusal() {
+        // An output guardrail refused the answer: the call was made (its usage counts), the
+        // client gets the refusal instead.
+        served_attempt_ended(ctx, up.started);
+        release(state, up, served.target).await;
+        return respond::error(session, ctx, &refused).await;
+    }
     header.insert_number(CONTENT_LENGTH, body.len() as u64);
     header.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
     served_attempt_ended(ctx, up.started);
@@ -274,6 +281,9 @@ async fn stream(
                     if !tail.is_empty() {
                         session.write_response_body(Some(tail), false).await?;
                     }
+                    if let Some(refused) = observers.refusal() {
+                        break Err(Cut::Blocked(refused.to_string()));
+                    }
                     break if complete { Ok(()) } else { Err(Cut::Incomplete) };
                 }
                 Err(fault) => break Err(Cut::Malformed(fault.message())),
@@ -289,6 +299,13 @@ async fn stream(
             Ok(bytes) => observers.body(bytes),
             Err(fault) => break Err(Cut::Malformed(fault.message())),
         };
+        if let Some(refused) = observers.refusal() {
+            // An output guardrail refused the rest: what it let out goes, then the error event.
+            if !bytes.is_empty() {
+                session.write_response_body(Some(bytes), false).await?;
+            }
+            break Err(Cut::Blocked(refused.to_string()));
+        }
         if bytes.is_empty() {
             continue;
         }
@@ -308,8 +325,9 @@ async fn stream(
             session.write_response_body(None, true).await?;
         }
         Err(cut) => {
-            if cut != Cut::Incomplete {
-                // (An incomplete stream's observers heard its end above.)
+            let blocked = matches!(cut, Cut::Blocked(_));
+            if cut != Cut::Incomplete && !blocked {
+                // (An incomplete stream's observers heard its end above; a refusing one is done.)
                 let _ = observers.end(false);
             }
             let provider = &served.target.provider.name;
@@ -318,7 +336,7 @@ async fn stream(
             ctx.error = Some(kind);
             if shutdown {
                 session.set_keepalive(None);
-            } else {
+            } else if !blocked {
                 state.metrics.upstream_errors.with_label_values(&[provider, kind]).inc();
             }
             tracing::debug!(provider = %provider, kind, "stream failed: {message}");

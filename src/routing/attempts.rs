@@ -248,6 +248,8 @@ pub enum Cut {
     Malformed(String),
     /// The gateway's shutdown grace ran out.
     Shutdown,
+    /// An output guardrail refused the rest of the answer (the message names the types).
+    Blocked(String),
 }
 
 impl Cut {
@@ -268,6 +270,7 @@ impl Cut {
                 "shutdown",
                 "The gateway is shutting down; the stream was ended before it was complete.".into(),
             ),
+            Cut::Blocked(message) => ("content_blocked", message),
         }
     }
 }
