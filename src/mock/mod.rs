@@ -28,9 +28,11 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod behavior;
 pub mod content;
+pub mod echo;
 pub mod gemini;
 mod io;
 pub mod openai;
+pub mod presidio;
 pub mod record;
 pub mod usage;
 
@@ -149,6 +151,9 @@ impl MockOptions {
             text: None,
             tool: None,
             context_window: self.context_window,
+            echo: false,
+            tool_echo: false,
+            piece: behavior::DEFAULT_PIECE,
         }
     }
 }
@@ -205,6 +210,8 @@ enum Route {
     Bedrock(bedrock::Call),
     Models,
     Model(String),
+    /// The fake Presidio analyzer (`presidio`).
+    Analyze,
 }
 
 impl Route {
@@ -268,7 +275,9 @@ impl MockApp {
             Err(reply) => return write_reply(session, reply, &self.defaults, Some(seq)).await,
         };
         let header = req.headers.get(behavior::HEADER).map(|v| v.as_bytes());
-        let mut b = match behavior::resolve(&self.defaults, header, &body) {
+        // The analyzer's body is a prompt: its markers are meant for the LLM, not for it.
+        let markers: &[u8] = if route == Route::Analyze { b"" } else { &body };
+        let mut b = match behavior::resolve(&self.defaults, header, markers) {
             Ok(b) => b,
             Err(e) => {
                 let reply = openai::error_reply(
@@ -288,6 +297,9 @@ impl MockApp {
         {
             b.status = None;
         }
+        if let Some(reply) = unsupported(&route, &b) {
+            return write_reply(session, reply, &self.defaults, Some(seq)).await;
+        }
         if b.close_after == Some(0) {
             return Flow::Close;
         }
@@ -305,6 +317,8 @@ impl MockApp {
             gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref()).into()
         } else if let Route::Bedrock(call) = &route {
             bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws).into()
+        } else if route == Route::Analyze {
+            presidio::analyze(&body, &b).into()
         } else if let Some(status) = b.forced_status() {
             openai::forced_error(status, &b).into()
         } else if let Some(denied) = self.check_auth(session.req_header(), &route) {
@@ -324,6 +338,7 @@ impl MockApp {
                 Route::Bedrock(call) => bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws).into(),
                 Route::Models => openai::list_models().into(),
                 Route::Model(id) => openai::retrieve_model(id).into(),
+                Route::Analyze => presidio::analyze(&body, &b).into(),
             }
         };
         let flow = write_reply(session, reply, &b, Some(seq)).await;
@@ -400,6 +415,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/v1/embeddings" => (Route::Embeddings, Method::POST),
         "/v1/messages" => (Route::Messages, Method::POST),
         "/v1/models" => (Route::Models, Method::GET),
+        "/analyze" => (Route::Analyze, Method::POST),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),
             _ => match path
@@ -458,6 +474,32 @@ fn azure(
         Route::Embeddings => openai::embeddings(body, meter),
         _ => openai::chat_completions(body, seq, b, meter),
     }
+}
+
+/// The 400 of a bad directive for `echo`/`tool_echo` where the dialect does not implement them
+/// (Gemini, Bedrock), so a test expecting an echo fails loudly.
+fn unsupported(route: &Route, b: &Behavior) -> Option<Reply> {
+    let dialect = match route {
+        Route::Gemini(_) => "Gemini",
+        Route::Bedrock(_) => "Bedrock",
+        _ => return None,
+    };
+    let key = if b.tool_echo {
+        "tool_echo"
+    } else if b.echo {
+        "echo"
+    } else {
+        return None;
+    };
+    Some(openai::error_reply(
+        400,
+        format!(
+            "mock directive `{key}` is not implemented for the {dialect} endpoints (only OpenAI, Azure and Anthropic)"
+        ),
+        "invalid_request_error",
+        None,
+        Some("invalid_mock_directive"),
+    ))
 }
 
 fn not_found(method: &Method, path: &str) -> Reply {
@@ -585,6 +627,14 @@ mod tests {
         assert_eq!(status(route(&Method::GET, "/v1/chat/completions")), 405);
         assert_eq!(status(route(&Method::POST, "/v1/nope")), 404);
         assert_eq!(status(route(&Method::GET, "/v1/models/")), 404);
+        assert_eq!(route(&Method::POST, "/analyze").ok(), Some(Route::Analyze));
+        assert_eq!(status(route(&Method::GET, "/analyze")), 405);
+        let echo = Behavior {
+            echo: true,
+            ..Behavior::default()
+        };
+        assert!(unsupported(&Route::Chat, &echo).is_none());
+        assert!(unsupported(&Route::Messages, &echo).is_none());
     }
 
     #[test]

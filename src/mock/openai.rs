@@ -32,6 +32,7 @@ use serde_json::{json, Map, Value};
 
 use super::behavior::Behavior;
 pub use super::content::{base64_f32, completion_text, embedding_vector, input_tokens, text_tokens, Input, Pieces};
+use super::echo::{last_user_text, prompt_text, Echo, TOOL_NAME};
 use super::usage::{Pending, Tokens, UsageMeter};
 use super::Reply;
 use crate::time::unix_secs;
@@ -302,11 +303,14 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
             .into();
         }
     }
-    let g = match generation(&obj, b, &["max_completion_tokens", "max_tokens"]) {
+    let mut g = match generation(&obj, b, &["max_completion_tokens", "max_tokens"]) {
         Ok(g) => g,
         Err(r) => return r.into(),
     };
-    if let Some(tool) = &b.tool {
+    let echo = Echo::new(b, || last_user_text(messages));
+    if let Some(e) = &echo {
+        (g.chunks, g.finish_reason) = (e.count(), "stop");
+    } else if let Some(tool) = &b.tool {
         if !declares_tool(&obj, tool) {
             return invalid(
                 format!("mock directive tool={tool}: the request declares no such tool"),
@@ -329,19 +333,30 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
     let pending = meter.map(|m| Pending::new(m, &g.model, usage.tokens()));
     let id = format!("chatcmpl-mock-{seq}");
     if g.stream {
-        let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, usage, pending);
-        stream.tool = b.tool.clone();
+        let with_tool = echo.is_none();
+        let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, (usage, pending), echo);
+        if with_tool {
+            stream.tool = b.tool.clone();
+        }
         return Reply::Sse(Box::new(stream)).into();
     }
-    let (message, finish) = match &b.tool {
-        Some(tool) => (
+    let (message, finish) = match (echo, &b.tool) {
+        (Some(e), _) if e.tool => (
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": MOCK_TOOL_CALL_ID, "type": "function",
+                "function": {"name": TOOL_NAME, "arguments": e.payload()}
+            }]}),
+            "tool_calls",
+        ),
+        (Some(e), _) => (json!({"role": "assistant", "content": e.text}), "stop"),
+        (None, Some(tool)) => (
             json!({"role": "assistant", "content": null, "tool_calls": [{
                 "id": MOCK_TOOL_CALL_ID, "type": "function",
                 "function": {"name": tool, "arguments": MOCK_TOOL_ARGS.concat()}
             }]}),
             "tool_calls",
         ),
-        None => (
+        (None, None) => (
             json!({"role": "assistant", "content": completion_text(g.chunks, b.text.as_deref())}),
             g.finish_reason,
         ),
@@ -416,17 +431,32 @@ pub(crate) fn completions(body: &[u8], seq: u64, b: &Behavior, meter: Option<&Ar
         )
         .into();
     };
-    let g = match generation(&obj, b, &["max_tokens"]) {
+    let mut g = match generation(&obj, b, &["max_tokens"]) {
         Ok(g) => g,
         Err(r) => return r.into(),
     };
+    if b.tool_echo {
+        return invalid(
+            "mock directive `tool_echo`: legacy completions have no tool calls",
+            None,
+        )
+        .into();
+    }
+    let echo = Echo::new(b, || prompt_text(obj.get("prompt")));
+    if let Some(e) = &echo {
+        (g.chunks, g.finish_reason) = (e.count(), "stop");
+    }
     let usage = Usage::new(input_tokens(&prompt), u64::from(g.chunks));
     let pending = meter.map(|m| Pending::new(m, &g.model, usage.tokens()));
     let id = format!("cmpl-mock-{seq}");
     if g.stream {
-        return Reply::Sse(Box::new(OpenAiStream::new(Dialect::Text, id, g, b, usage, pending))).into();
+        let stream = OpenAiStream::new(Dialect::Text, id, g, b, (usage, pending), echo);
+        return Reply::Sse(Box::new(stream)).into();
     }
-    let text = completion_text(g.chunks, b.text.as_deref());
+    let text = match echo {
+        Some(e) => e.text,
+        None => completion_text(g.chunks, b.text.as_deref()),
+    };
     let reply = json_reply(
         200,
         &json!({

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::super::behavior::Behavior;
+use super::super::echo::{Echo, TOOL_NAME};
 use super::super::usage::Pending;
 use super::super::{EventSource, SseEvent};
 use super::{Generation, Pieces, Usage, DONE, MOCK_TOOL_ARGS, MOCK_TOOL_CALL_ID};
@@ -85,18 +86,38 @@ pub(crate) struct OpenAiStream {
     finish_reason: &'static str,
     /// Stream a call to this tool instead of text (chat only).
     pub(super) tool: Option<String>,
+    /// The tool call's argument pieces.
+    tool_args: Vec<String>,
     /// The meter entry: marked sent when the usage event has been written, counted on drop.
     pending: Option<Pending>,
 }
 
 impl OpenAiStream {
-    pub(super) fn new(dialect: Dialect, id: String, g: Generation, b: &Behavior, usage: Usage, pending: Option<Pending>) -> Self {
+    /// A stream of `g.chunks` pieces of the default content, or of `echo`'s pieces (then
+    /// `g.chunks` is their number).
+    pub(super) fn new(
+        dialect: Dialect,
+        id: String,
+        g: Generation,
+        b: &Behavior,
+        (usage, pending): (Usage, Option<Pending>),
+        echo: Option<Echo>,
+    ) -> Self {
+        let (pieces, tool, tool_args) = match echo {
+            Some(e) if e.tool => (Pieces::new(None), Some(TOOL_NAME.to_string()), e.pieces),
+            Some(e) => (Pieces::given(e.pieces), None, Vec::new()),
+            None => (
+                Pieces::new(b.text.as_deref()),
+                None,
+                MOCK_TOOL_ARGS.map(String::from).to_vec(),
+            ),
+        };
         OpenAiStream {
             dialect,
             id,
             model: g.model,
             created: unix_secs(),
-            pieces: Pieces::new(b.text.as_deref()),
+            pieces,
             chunks: g.chunks,
             next: 0,
             phase: match dialect {
@@ -106,7 +127,8 @@ impl OpenAiStream {
             include_usage: g.include_usage,
             usage,
             finish_reason: g.finish_reason,
-            tool: None,
+            tool,
+            tool_args,
             pending,
         }
     }
@@ -118,7 +140,7 @@ impl OpenAiStream {
                 json!([{"index": 0, "id": MOCK_TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": ""}}])
             }
             (_, n) => {
-                json!([{"index": 0, "function": {"arguments": MOCK_TOOL_ARGS.get(n as usize - 1).copied().unwrap_or("")}}])
+                json!([{"index": 0, "function": {"arguments": self.tool_args.get((n as usize).saturating_sub(1)).map_or("", String::as_str)}}])
             }
         };
         self.envelope(
@@ -198,7 +220,7 @@ impl EventSource for OpenAiStream {
             Phase::Content if self.tool.is_some() => {
                 let data = self.tool_event(self.next);
                 self.next += 1;
-                if self.next as usize > MOCK_TOOL_ARGS.len() {
+                if self.next as usize > self.tool_args.len() {
                     self.phase = Phase::Finish;
                 }
                 (data, true)
