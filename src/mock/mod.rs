@@ -2,21 +2,26 @@
 //! integration tests, benches, load tests and the demo config.
 //!
 //! This file owns the app: reading a request, recording it (`record`), routing by method and
-//! path, resolving the behaviour directives (`behavior`), authentication, and writing replies,
-//! including timed SSE streams, dropped connections and hangs. What a reply *contains* is the
-//! dialect's business (`openai`; later Anthropic, Gemini, Bedrock), as a pure function of the
-//! body, the sequence number and the behaviour.
+//! path, resolving the behaviour directives (`behavior`) and authentication; `io` writes the
+//! replies, including timed SSE streams, dropped connections and hangs. What a reply *contains*
+//! is the dialect's business (`openai`, `anthropic`, `gemini`, `bedrock`; the fake analyzer
+//! `presidio`), as a pure function of the body, the sequence number and the behaviour; `content`
+//! and `echo` hold what the dialects share (the default pieces; the `echo`/`tool_echo` answers
+//! made of the last user message, markers removed, in `piece`-byte pieces).
 //!
 //! Order of work for one request: read the whole body (≤ 64 MiB, else 413 and close) → `/_mock/*`
 //! admin calls are answered and not recorded → record → route (404/405) → resolve directives
-//! (400 naming the bad one) → `close_after=0` drops the connection → `hang` waits for shutdown or
+//! (400 naming the bad one; `/analyze` reads the header only, as its body is a prompt; `echo`
+//! and `tool_echo` to Gemini or Bedrock are a bad directive too) → `close_after=0` drops the connection → `hang` waits for shutdown or
 //! the client leaving → `latency_ms` → forced `status` → `Authorization: Bearer` (401) → the
 //! dialect's reply. Only normally completed responses return the connection for keep-alive.
 //!
 //! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
 //! `GET /v1/models[/{id}]`; Gemini (`gemini`): `POST /v1beta/models/{model}:{generateContent,
 //! streamGenerateContent,batchEmbedContents,embedContent}`; Bedrock (`bedrock`, SigV4-verified):
-//! `POST /model/{modelId}/{converse,converse-stream,invoke}`; admin: `GET|DELETE /_mock/requests`,
+//! `POST /model/{modelId}/{converse,converse-stream,invoke}`; Anthropic (`anthropic`):
+//! `POST /v1/messages`; Azure: `POST /openai/deployments/{dep}/{chat/completions,completions,
+//! embeddings}`; a fake Presidio analyzer (`presidio`): `POST /analyze`; admin: `GET|DELETE /_mock/requests`,
 //! `GET|DELETE /_mock/usage` (the usage handed out, per model: `usage`), `GET /_mock/health`.
 //! Every recorded request's response carries `x-mock-seq: <seq>` (the `seq` of its record).
 //!

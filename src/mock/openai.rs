@@ -20,6 +20,11 @@
 //!   * completions / embeddings: the sum over inputs of `text_tokens(string)`, or the length of a
 //!     token-id array. See [`input_tokens`].
 //!   * `completion_tokens` = number of content pieces; `total_tokens` = the sum.
+//! * **`echo` / `tool_echo`** (see [`super::echo`]): the content is the last user message's text
+//!   (legacy completions: the prompt), or one call of the tool `record` with the arguments
+//!   `{"note": text}` (`finish_reason: "tool_calls"`; not on legacy completions: 400), streamed
+//!   in `piece`-byte pieces; they win over `chunks`, `text`, `tool` and `max_tokens`, and
+//!   `completion_tokens` is the number of pieces.
 //! * **Embeddings** ([`embedding_vector`]): a splitmix64 stream seeded by the FNV-1a hash of the
 //!   input, mapped to [-1, 1) and L2-normalised; dimension = `dimensions` or 8 (1..=4096).
 //!   `encoding_format: "base64"` returns the little-endian f32 bytes in base64, as OpenAI does.
