@@ -6,6 +6,10 @@
 //! Streams follow Anthropic's event sequence: `message_start`, `content_block_start`, `ping`,
 //! `content_block_delta`×N, `content_block_stop`, `message_delta` (stop reason, output tokens),
 //! `message_stop`. Token counts use the same formula as the OpenAI dialect (`content`).
+//!
+//! `echo` / `tool_echo` (see `echo`): the text block, or a `tool_use` block of the tool `record`
+//! with `input: {"note": text}` (`stop_reason: "tool_use"`), streamed as `text_delta`s or
+//! `input_json_delta`s of `piece` bytes; they win over `tool=`, `chunks` and `max_tokens`.
 
 use bytes::Bytes;
 use pingora::http::RequestHeader;
@@ -13,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::behavior::Behavior;
 use super::content::{text_tokens, Pieces};
+use super::echo::{last_user_text, Echo, TOOL_NAME};
 use super::openai::MOCK_TOOL_ARGS;
 use super::{EventSource, Reply, SseEvent};
 
@@ -225,7 +230,13 @@ pub(crate) fn messages(req: &RequestHeader, body: &[u8], seq: u64, b: &Behavior,
     if let Err(r) = validate(&obj) {
         return r;
     }
-    if let Some(tool) = &b.tool {
+    let echo = Echo::new(b, || {
+        obj.get("messages")
+            .and_then(Value::as_array)
+            .map(|ms| last_user_text(ms))
+            .unwrap_or_default()
+    });
+    if let (None, Some(tool)) = (&echo, &b.tool) {
         let declared = obj
             .get("tools")
             .and_then(Value::as_array)
@@ -238,7 +249,10 @@ pub(crate) fn messages(req: &RequestHeader, body: &[u8], seq: u64, b: &Behavior,
     let max_tokens = obj.get("max_tokens").and_then(Value::as_u64).unwrap_or(1);
     let mut chunks = b.chunks.max(1);
     let mut stop = "end_turn";
-    if b.tool.is_some() {
+    if let Some(e) = &echo {
+        chunks = e.count();
+        stop = if e.tool { "tool_use" } else { "end_turn" };
+    } else if b.tool.is_some() {
         chunks = MOCK_TOOL_ARGS.len() as u32;
         stop = "tool_use";
     } else if max_tokens < u64::from(chunks) {
@@ -248,20 +262,34 @@ pub(crate) fn messages(req: &RequestHeader, body: &[u8], seq: u64, b: &Behavior,
     let input = input_tokens(&obj);
     let id = format!("msg_mock_{seq}");
     if obj.get("stream").and_then(Value::as_bool) == Some(true) {
+        let (pieces, tool, tool_args) = match echo {
+            Some(e) if e.tool => (Pieces::new(None), Some(TOOL_NAME.to_string()), e.pieces),
+            Some(e) => (Pieces::given(e.pieces), None, Vec::new()),
+            None => (
+                Pieces::new(b.text.as_deref()),
+                b.tool.clone(),
+                MOCK_TOOL_ARGS.map(String::from).to_vec(),
+            ),
+        };
         return Reply::Sse(Box::new(AnthropicStream {
             id,
             model,
             input,
-            pieces: Pieces::new(b.text.as_deref()),
+            pieces,
             chunks,
-            tool: b.tool.clone(),
+            tool,
+            tool_args,
             stop,
             step: 0,
         }));
     }
-    let content = match &b.tool {
-        Some(name) => json!([{"type": "tool_use", "id": TOOL_USE_ID, "name": name, "input": {"q": "mock"}}]),
-        None => {
+    let content = match (echo, &b.tool) {
+        (Some(e), _) if e.tool => {
+            json!([{"type": "tool_use", "id": TOOL_USE_ID, "name": TOOL_NAME, "input": e.input()}])
+        }
+        (Some(e), _) => json!([{"type": "text", "text": e.text}]),
+        (None, Some(name)) => json!([{"type": "tool_use", "id": TOOL_USE_ID, "name": name, "input": {"q": "mock"}}]),
+        (None, None) => {
             let pieces = Pieces::new(b.text.as_deref());
             let text: String = (0..chunks).map(|i| pieces.get(i)).collect();
             json!([{"type": "text", "text": text}])
@@ -286,6 +314,8 @@ struct AnthropicStream {
     pieces: Pieces,
     chunks: u32,
     tool: Option<String>,
+    /// The tool call's `partial_json` pieces.
+    tool_args: Vec<String>,
     stop: &'static str,
     step: u32,
 }
@@ -328,7 +358,7 @@ impl EventSource for AnthropicStream {
                 let i = s - 3;
                 let delta = match &self.tool {
                     Some(_) => {
-                        json!({"type": "input_json_delta", "partial_json": MOCK_TOOL_ARGS.get(i as usize).copied().unwrap_or("")})
+                        json!({"type": "input_json_delta", "partial_json": self.tool_args.get(i as usize).map_or("", String::as_str)})
                     }
                     None => json!({"type": "text_delta", "text": self.pieces.get(i)}),
                 };

@@ -1,6 +1,7 @@
 //! Behaviour directives: how a test steers one response of the mock provider.
 //!
-//! A directive list is `key=value` pairs (or a bare flag word: `hang`, `ratelimit_headers`)
+//! A directive list is `key=value` pairs (or a bare flag word: `hang`, `ratelimit_headers`,
+//! `echo`, `tool_echo`)
 //! separated by spaces or commas.
 //! It comes from three places, later ones winning **per key**:
 //!
@@ -23,6 +24,17 @@
 //! | `hang` | bare, or `true`/`false` | read the request, never answer |
 //! | `text` | a word | the content pieces are this word instead of the default sentence |
 //! | `ratelimit_headers` | bare, or `true`/`false` | a non-streamed chat answer carries OpenAI's six `x-ratelimit-*` headers, as OpenAI sends them (see [`super::openai::ratelimit_headers`]) |
+//! | `tool` | a tool name | answer with a call to this tool (the request must declare it), arguments `{"q":"mock"}` |
+//! | `context_window` | tokens | reject longer chat prompts with OpenAI's `context_length_exceeded` 400 |
+//! | `echo` | bare, or `true`/`false` | the answer's text is the last user message's text, `[[mock: ...]]` markers removed (see [`super::echo`]); streamed in `piece`-byte pieces; overrides `chunks`, `text`, `tool` and `max_tokens` |
+//! | `tool_echo` | bare, or `true`/`false` | the answer is one call of the tool `record` with the arguments `{"note": <echoed text>}`, streamed in `piece`-byte pieces of the arguments text; wins over `echo` and `tool` |
+//! | `piece` | 1..=4096 | `echo`/`tool_echo`: the stream piece size in bytes (default 4), cut on UTF-8 character boundaries |
+//!
+//! `echo` and `tool_echo` are answered by the OpenAI (chat, completions, Azure) and Anthropic
+//! endpoints; Gemini and Bedrock answer them with the 400 of a bad directive, and legacy
+//! completions answer `tool_echo` so (they have no tool calls). Embeddings and models ignore
+//! them, as they ignore `chunks`. The fake Presidio analyzer (`POST /analyze`) reads directives
+//! from the header only: its body is a prompt, whose markers are meant for the LLM.
 //!
 //! Invariant: anything unknown or out of range is an error naming the directive, never ignored,
 //! so a typo in a test is loud.
@@ -45,9 +57,14 @@ pub const MAX_DELAY_MS: u64 = 3_600_000;
 pub const MAX_RETRY_AFTER_S: u64 = 86_400;
 /// Longest `text` word, in characters.
 pub const MAX_TEXT_CHARS: usize = 256;
+/// Default `piece` (bytes per echoed stream piece).
+pub const DEFAULT_PIECE: u32 = 4;
+/// Largest `piece`.
+pub const MAX_PIECE: u32 = 4096;
 
 const KNOWN_KEYS: &str = "status, retry_after, retry_after_ms, latency_ms, first_chunk_ms, \
-                          chunk_delay_ms, chunks, close_after, hang, text, ratelimit_headers";
+                          chunk_delay_ms, chunks, close_after, hang, text, ratelimit_headers, tool, \
+                          context_window, echo, tool_echo, piece";
 
 /// The fully resolved behaviour of one response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +86,12 @@ pub struct Behavior {
     pub tool: Option<String>,
     /// Reject prompts of more tokens than this with OpenAI's `context_length_exceeded` 400.
     pub context_window: Option<u64>,
+    /// Answer the last user message's text (`echo`).
+    pub echo: bool,
+    /// Answer a `record` tool call whose `note` is the last user message's text (`tool_echo`).
+    pub tool_echo: bool,
+    /// Bytes per streamed echo piece (`piece`).
+    pub piece: u32,
 }
 
 impl Default for Behavior {
@@ -87,6 +110,9 @@ impl Default for Behavior {
             ratelimit_headers: false,
             tool: None,
             context_window: None,
+            echo: false,
+            tool_echo: false,
+            piece: DEFAULT_PIECE,
         }
     }
 }
@@ -138,6 +164,15 @@ impl Behavior {
         if let Some(v) = o.context_window {
             self.context_window = Some(v);
         }
+        if let Some(v) = o.echo {
+            self.echo = v;
+        }
+        if let Some(v) = o.tool_echo {
+            self.tool_echo = v;
+        }
+        if let Some(v) = o.piece {
+            self.piece = v;
+        }
     }
 }
 
@@ -157,6 +192,9 @@ pub struct Overrides {
     pub tool: Option<String>,
     pub context_window: Option<u64>,
     pub text: Option<String>,
+    pub echo: Option<bool>,
+    pub tool_echo: Option<bool>,
+    pub piece: Option<u32>,
 }
 
 /// A directive that cannot be understood.
@@ -239,22 +277,28 @@ impl Overrides {
             ratelimit_headers,
             text,
             tool,
-            context_window
+            context_window,
+            echo,
+            tool_echo,
+            piece
         );
     }
 
     fn set(&mut self, key: &str, value: Option<&str>) -> Result<(), DirectiveError> {
-        if key == "hang" || key == "ratelimit_headers" {
+        let flag = match key {
+            "hang" => Some(&mut self.hang),
+            "ratelimit_headers" => Some(&mut self.ratelimit_headers),
+            "echo" => Some(&mut self.echo),
+            "tool_echo" => Some(&mut self.tool_echo),
+            _ => None,
+        };
+        if let Some(flag) = flag {
             let on = match value {
                 None | Some("true") | Some("1") => true,
                 Some("false") | Some("0") => false,
                 Some(v) => return Err(bad(key, v, "nothing, `true` or `false`")),
             };
-            if key == "hang" {
-                self.hang = Some(on);
-            } else {
-                self.ratelimit_headers = Some(on);
-            }
+            *flag = Some(on);
             return Ok(());
         }
         if !is_known(key) {
@@ -282,6 +326,7 @@ impl Overrides {
                 self.text = Some(v.to_string());
             }
             "context_window" => self.context_window = Some(num(key, v, 1, 10_000_000, "a token count 1..=10000000")?),
+            "piece" => self.piece = Some(num(key, v, 1, u64::from(MAX_PIECE), "a byte count 1..=4096")?),
             "tool" => {
                 if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 {
@@ -309,6 +354,7 @@ fn is_known(key: &str) -> bool {
             | "tool"
             | "context_window"
             | "text"
+            | "piece"
     )
 }
 
@@ -403,7 +449,8 @@ mod tests {
     fn all_keys_parse() {
         let o = Overrides::parse(
             "status=503 retry_after=1 retry_after_ms=1500 latency_ms=5 first_chunk_ms=6 \
-             chunk_delay_ms=7 chunks=8 close_after=0 text=héllo ratelimit_headers",
+             chunk_delay_ms=7 chunks=8 close_after=0 text=héllo ratelimit_headers echo tool_echo=1 \
+             piece=3",
         )
         .unwrap();
         let mut b = Behavior::default();
@@ -424,6 +471,9 @@ mod tests {
                 ratelimit_headers: true,
                 tool: None,
                 context_window: None,
+                echo: true,
+                tool_echo: true,
+                piece: 3,
             }
         );
         assert_eq!(b.forced_status(), Some(503));
@@ -446,6 +496,12 @@ mod tests {
             ("hang=maybe", "hang"),
             ("ratelimit_headers=2", "ratelimit_headers"),
             ("text=", "text"),
+            ("echo=yes", "echo"),
+            ("tool_echo=2", "tool_echo"),
+            ("piece=0", "piece"),
+            ("piece=4097", "piece"),
+            ("piece", "piece"),
+            ("echoo", "echoo"),
             ("bogus", "bogus"),
         ];
         for (spec, key) in cases {

@@ -36,26 +36,46 @@ pub fn input_tokens(inputs: &[Input<'_>]) -> u64 {
         .sum()
 }
 
-/// The content pieces of a response: the default sentence's words, or one repeated word.
+/// The content pieces of a response: the default sentence's words, one repeated word, or given
+/// pieces (an `echo`, see `echo`).
 #[derive(Debug, Clone)]
 pub struct Pieces {
-    word: Option<(String, String)>,
+    kind: PieceKind,
+}
+
+#[derive(Debug, Clone)]
+enum PieceKind {
+    Sentence,
+    /// The word, and the word after a space.
+    Word(String, String),
+    Given(Vec<String>),
 }
 
 impl Pieces {
     pub fn new(word: Option<&str>) -> Self {
         Pieces {
-            word: word.map(|w| (w.to_string(), format!(" {w}"))),
+            kind: match word {
+                Some(w) => PieceKind::Word(w.to_string(), format!(" {w}")),
+                None => PieceKind::Sentence,
+            },
+        }
+    }
+
+    /// Exactly these pieces (past the last one: empty).
+    pub fn given(pieces: Vec<String>) -> Self {
+        Pieces {
+            kind: PieceKind::Given(pieces),
         }
     }
 
     /// Piece `i` (0-based): no leading space on the first, one on every later piece.
     pub fn get(&self, i: u32) -> &str {
-        match (&self.word, i) {
-            (Some((first, _)), 0) => first,
-            (Some((_, later)), _) => later,
-            (None, 0) => DEFAULT_FIRST,
-            (None, i) => DEFAULT_LATER[i as usize % DEFAULT_LATER.len()],
+        match (&self.kind, i) {
+            (PieceKind::Given(p), i) => p.get(i as usize).map_or("", String::as_str),
+            (PieceKind::Word(first, _), 0) => first,
+            (PieceKind::Word(_, later), _) => later,
+            (PieceKind::Sentence, 0) => DEFAULT_FIRST,
+            (PieceKind::Sentence, i) => DEFAULT_LATER[i as usize % DEFAULT_LATER.len()],
         }
     }
 }

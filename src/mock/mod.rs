@@ -2,21 +2,26 @@
 //! integration tests, benches, load tests and the demo config.
 //!
 //! This file owns the app: reading a request, recording it (`record`), routing by method and
-//! path, resolving the behaviour directives (`behavior`), authentication, and writing replies,
-//! including timed SSE streams, dropped connections and hangs. What a reply *contains* is the
-//! dialect's business (`openai`; later Anthropic, Gemini, Bedrock), as a pure function of the
-//! body, the sequence number and the behaviour.
+//! path, resolving the behaviour directives (`behavior`) and authentication; `io` writes the
+//! replies, including timed SSE streams, dropped connections and hangs. What a reply *contains*
+//! is the dialect's business (`openai`, `anthropic`, `gemini`, `bedrock`; the fake analyzer
+//! `presidio`), as a pure function of the body, the sequence number and the behaviour; `content`
+//! and `echo` hold what the dialects share (the default pieces; the `echo`/`tool_echo` answers
+//! made of the last user message, markers removed, in `piece`-byte pieces).
 //!
 //! Order of work for one request: read the whole body (≤ 64 MiB, else 413 and close) → `/_mock/*`
 //! admin calls are answered and not recorded → record → route (404/405) → resolve directives
-//! (400 naming the bad one) → `close_after=0` drops the connection → `hang` waits for shutdown or
+//! (400 naming the bad one; `/analyze` reads the header only, as its body is a prompt; `echo`
+//! and `tool_echo` to Gemini or Bedrock are a bad directive too) → `close_after=0` drops the connection → `hang` waits for shutdown or
 //! the client leaving → `latency_ms` → forced `status` → `Authorization: Bearer` (401) → the
 //! dialect's reply. Only normally completed responses return the connection for keep-alive.
 //!
 //! Endpoints: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
 //! `GET /v1/models[/{id}]`; Gemini (`gemini`): `POST /v1beta/models/{model}:{generateContent,
 //! streamGenerateContent,batchEmbedContents,embedContent}`; Bedrock (`bedrock`, SigV4-verified):
-//! `POST /model/{modelId}/{converse,converse-stream,invoke}`; admin: `GET|DELETE /_mock/requests`,
+//! `POST /model/{modelId}/{converse,converse-stream,invoke}`; Anthropic (`anthropic`):
+//! `POST /v1/messages`; Azure: `POST /openai/deployments/{dep}/{chat/completions,completions,
+//! embeddings}`; a fake Presidio analyzer (`presidio`): `POST /analyze`; admin: `GET|DELETE /_mock/requests`,
 //! `GET|DELETE /_mock/usage` (the usage handed out, per model: `usage`), `GET /_mock/health`.
 //! Every recorded request's response carries `x-mock-seq: <seq>` (the `seq` of its record).
 //!
@@ -28,8 +33,11 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod behavior;
 pub mod content;
+pub mod echo;
 pub mod gemini;
+mod io;
 pub mod openai;
+pub mod presidio;
 pub mod record;
 pub mod usage;
 
@@ -38,18 +46,18 @@ mod server_tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::Method;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::apps::{HttpServerApp, ReusedHttpStream};
+use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
 
 use behavior::{Behavior, DEFAULT_CHUNKS, MAX_CHUNKS, MAX_DELAY_MS};
+use io::{finish, hang, read_body, sleep_ms, write_reply};
 use openai::Answer;
 use record::{Record, Recorder};
 use usage::UsageMeter;
@@ -148,6 +156,9 @@ impl MockOptions {
             text: None,
             tool: None,
             context_window: self.context_window,
+            echo: false,
+            tool_echo: false,
+            piece: behavior::DEFAULT_PIECE,
         }
     }
 }
@@ -204,6 +215,8 @@ enum Route {
     Bedrock(bedrock::Call),
     Models,
     Model(String),
+    /// The fake Presidio analyzer (`presidio`).
+    Analyze,
 }
 
 impl Route {
@@ -267,7 +280,9 @@ impl MockApp {
             Err(reply) => return write_reply(session, reply, &self.defaults, Some(seq)).await,
         };
         let header = req.headers.get(behavior::HEADER).map(|v| v.as_bytes());
-        let mut b = match behavior::resolve(&self.defaults, header, &body) {
+        // The analyzer's body is a prompt: its markers are meant for the LLM, not for it.
+        let markers: &[u8] = if route == Route::Analyze { b"" } else { &body };
+        let mut b = match behavior::resolve(&self.defaults, header, markers) {
             Ok(b) => b,
             Err(e) => {
                 let reply = openai::error_reply(
@@ -287,6 +302,9 @@ impl MockApp {
         {
             b.status = None;
         }
+        if let Some(reply) = unsupported(&route, &b) {
+            return write_reply(session, reply, &self.defaults, Some(seq)).await;
+        }
         if b.close_after == Some(0) {
             return Flow::Close;
         }
@@ -304,6 +322,8 @@ impl MockApp {
             gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref()).into()
         } else if let Route::Bedrock(call) = &route {
             bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws).into()
+        } else if route == Route::Analyze {
+            presidio::analyze(&body, &b).into()
         } else if let Some(status) = b.forced_status() {
             openai::forced_error(status, &b).into()
         } else if let Some(denied) = self.check_auth(session.req_header(), &route) {
@@ -323,6 +343,7 @@ impl MockApp {
                 Route::Bedrock(call) => bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws).into(),
                 Route::Models => openai::list_models().into(),
                 Route::Model(id) => openai::retrieve_model(id).into(),
+                Route::Analyze => presidio::analyze(&body, &b).into(),
             }
         };
         let flow = write_reply(session, reply, &b, Some(seq)).await;
@@ -399,6 +420,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/v1/embeddings" => (Route::Embeddings, Method::POST),
         "/v1/messages" => (Route::Messages, Method::POST),
         "/v1/models" => (Route::Models, Method::GET),
+        "/analyze" => (Route::Analyze, Method::POST),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),
             _ => match path
@@ -459,6 +481,32 @@ fn azure(
     }
 }
 
+/// The 400 of a bad directive for `echo`/`tool_echo` where the dialect does not implement them
+/// (Gemini, Bedrock), so a test expecting an echo fails loudly.
+fn unsupported(route: &Route, b: &Behavior) -> Option<Reply> {
+    let dialect = match route {
+        Route::Gemini(_) => "Gemini",
+        Route::Bedrock(_) => "Bedrock",
+        _ => return None,
+    };
+    let key = if b.tool_echo {
+        "tool_echo"
+    } else if b.echo {
+        "echo"
+    } else {
+        return None;
+    };
+    Some(openai::error_reply(
+        400,
+        format!(
+            "mock directive `{key}` is not implemented for the {dialect} endpoints (only OpenAI, Azure and Anthropic)"
+        ),
+        "invalid_request_error",
+        None,
+        Some("invalid_mock_directive"),
+    ))
+}
+
 fn not_found(method: &Method, path: &str) -> Reply {
     openai::error_reply(
         404,
@@ -481,149 +529,6 @@ fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> Reply {
         headers.push(("allow", allowed.to_string()));
     }
     reply
-}
-
-async fn sleep_ms(ms: u64) {
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
-
-/// Wait until the server shuts down or the client goes away.
-async fn hang(session: &mut ServerSession, shutdown: &ShutdownWatch) {
-    let mut watch = shutdown.clone();
-    let shut = async move {
-        loop {
-            if *watch.borrow_and_update() || watch.changed().await.is_err() {
-                return;
-            }
-        }
-    };
-    tokio::pin!(shut);
-    tokio::select! {
-        _ = &mut shut => {}
-        // With the body fully read this only returns when the client closes or misbehaves.
-        r = session.read_body_or_idle(true) => {
-            if r.is_ok() {
-                shut.await;
-            }
-        }
-    }
-}
-
-/// Read the whole request body. `Err` if the connection broke; `Ok((partial, true))` if the body
-/// exceeds [`MAX_BODY_BYTES`].
-async fn read_body(session: &mut ServerSession) -> Result<(Bytes, bool), ()> {
-    let mut first: Option<Bytes> = None;
-    let mut more: Option<BytesMut> = None;
-    let mut total = 0usize;
-    while let Some(chunk) = session.read_request_body().await.map_err(|_| ())? {
-        total += chunk.len();
-        if total > MAX_BODY_BYTES {
-            let partial = more.map(BytesMut::freeze).or(first).unwrap_or_default();
-            return Ok((partial, true));
-        }
-        match (&mut first, &mut more) {
-            (None, None) => first = Some(chunk),
-            (Some(f), None) => {
-                let mut buf = BytesMut::with_capacity(f.len() + chunk.len());
-                buf.extend_from_slice(f);
-                buf.extend_from_slice(&chunk);
-                more = Some(buf);
-            }
-            (_, Some(buf)) => buf.extend_from_slice(&chunk),
-        }
-    }
-    Ok((more.map(BytesMut::freeze).or(first).unwrap_or_default(), false))
-}
-
-async fn write_reply(session: &mut ServerSession, reply: Reply, b: &Behavior, seq: Option<u64>) -> Flow {
-    let res = match reply {
-        Reply::Json { status, body, headers } => write_json(session, status, body, &headers, seq).await,
-        Reply::Sse(events) => return write_sse(session, events, b, seq).await,
-    };
-    match res {
-        Ok(()) => Flow::Finished,
-        Err(_) => Flow::Close,
-    }
-}
-
-type PResult<T> = pingora::Result<T>;
-
-async fn write_json(
-    session: &mut ServerSession,
-    status: u16,
-    body: Bytes,
-    extra: &[(&'static str, String)],
-    seq: Option<u64>,
-) -> PResult<()> {
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
-    h.insert_header("content-type", "application/json")?;
-    h.insert_header("content-length", body.len().to_string())?;
-    if let Some(seq) = seq {
-        h.insert_header("x-mock-seq", seq.to_string())?;
-    }
-    for (k, v) in extra {
-        h.insert_header(*k, v.as_str())?;
-    }
-    session.write_response_header(Box::new(h)).await?;
-    session.write_response_body(body, true).await
-}
-
-async fn write_sse(
-    session: &mut ServerSession,
-    mut events: Box<dyn EventSource>,
-    b: &Behavior,
-    seq: Option<u64>,
-) -> Flow {
-    let content_type = events.content_type();
-    let head = async {
-        let mut h = ResponseHeader::build(200, Some(5))?;
-        h.insert_header("content-type", content_type)?;
-        h.insert_header("cache-control", "no-cache")?;
-        if !session.is_http2() {
-            h.insert_header("transfer-encoding", "chunked")?;
-        }
-        if let Some(seq) = seq {
-            h.insert_header("x-mock-seq", seq.to_string())?;
-        }
-        session.write_response_header(Box::new(h)).await
-    };
-    if head.await.is_err() {
-        return Flow::Close;
-    }
-    let mut written = 0usize;
-    let mut content = 0u32;
-    while let Some(ev) = events.next_event() {
-        sleep_ms(if written == 0 {
-            b.first_chunk_ms
-        } else {
-            b.chunk_delay_ms
-        })
-        .await;
-        if session.write_response_body(ev.data, false).await.is_err() {
-            return Flow::Close;
-        }
-        written += 1;
-        if ev.content {
-            content += 1;
-            if b.close_after == Some(content) {
-                return Flow::Close;
-            }
-        }
-    }
-    match session.write_response_body(Bytes::new(), true).await {
-        Ok(()) => Flow::Finished,
-        Err(_) => Flow::Close,
-    }
-}
-
-async fn finish(session: ServerSession) -> Option<ReusedHttpStream> {
-    let settings = HttpPersistentSettings::for_session(&session);
-    match session.finish().await {
-        Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-        _ => None,
-    }
 }
 
 #[async_trait]
@@ -727,6 +632,14 @@ mod tests {
         assert_eq!(status(route(&Method::GET, "/v1/chat/completions")), 405);
         assert_eq!(status(route(&Method::POST, "/v1/nope")), 404);
         assert_eq!(status(route(&Method::GET, "/v1/models/")), 404);
+        assert_eq!(route(&Method::POST, "/analyze").ok(), Some(Route::Analyze));
+        assert_eq!(status(route(&Method::GET, "/analyze")), 405);
+        let echo = Behavior {
+            echo: true,
+            ..Behavior::default()
+        };
+        assert!(unsupported(&Route::Chat, &echo).is_none());
+        assert!(unsupported(&Route::Messages, &echo).is_none());
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //!   * completions / embeddings: the sum over inputs of `text_tokens(string)`, or the length of a
 //!     token-id array. See [`input_tokens`].
 //!   * `completion_tokens` = number of content pieces; `total_tokens` = the sum.
+//! * **`echo` / `tool_echo`** (see [`super::echo`]): the content is the last user message's text
+//!   (legacy completions: the prompt), or one call of the tool `record` with the arguments
+//!   `{"note": text}` (`finish_reason: "tool_calls"`; not on legacy completions: 400), streamed
+//!   in `piece`-byte pieces; they win over `chunks`, `text`, `tool` and `max_tokens`, and
+//!   `completion_tokens` is the number of pieces.
 //! * **Embeddings** ([`embedding_vector`]): a splitmix64 stream seeded by the FNV-1a hash of the
 //!   input, mapped to [-1, 1) and L2-normalised; dimension = `dimensions` or 8 (1..=4096).
 //!   `encoding_format: "base64"` returns the little-endian f32 bytes in base64, as OpenAI does.
@@ -32,8 +37,9 @@ use serde_json::{json, Map, Value};
 
 use super::behavior::Behavior;
 pub use super::content::{base64_f32, completion_text, embedding_vector, input_tokens, text_tokens, Input, Pieces};
+use super::echo::{last_user_text, prompt_text, Echo, TOOL_NAME};
 use super::usage::{Pending, Tokens, UsageMeter};
-use super::{EventSource, Reply, SseEvent};
+use super::Reply;
 use crate::time::unix_secs;
 
 /// Model ids listed by `GET /v1/models`.
@@ -302,11 +308,14 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
             .into();
         }
     }
-    let g = match generation(&obj, b, &["max_completion_tokens", "max_tokens"]) {
+    let mut g = match generation(&obj, b, &["max_completion_tokens", "max_tokens"]) {
         Ok(g) => g,
         Err(r) => return r.into(),
     };
-    if let Some(tool) = &b.tool {
+    let echo = Echo::new(b, || last_user_text(messages));
+    if let Some(e) = &echo {
+        (g.chunks, g.finish_reason) = (e.count(), "stop");
+    } else if let Some(tool) = &b.tool {
         if !declares_tool(&obj, tool) {
             return invalid(
                 format!("mock directive tool={tool}: the request declares no such tool"),
@@ -329,19 +338,30 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
     let pending = meter.map(|m| Pending::new(m, &g.model, usage.tokens()));
     let id = format!("chatcmpl-mock-{seq}");
     if g.stream {
-        let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, usage, pending);
-        stream.tool = b.tool.clone();
+        let with_tool = echo.is_none();
+        let mut stream = OpenAiStream::new(Dialect::Chat, id, g, b, (usage, pending), echo);
+        if with_tool {
+            stream.tool = b.tool.clone();
+        }
         return Reply::Sse(Box::new(stream)).into();
     }
-    let (message, finish) = match &b.tool {
-        Some(tool) => (
+    let (message, finish) = match (echo, &b.tool) {
+        (Some(e), _) if e.tool => (
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": MOCK_TOOL_CALL_ID, "type": "function",
+                "function": {"name": TOOL_NAME, "arguments": e.payload()}
+            }]}),
+            "tool_calls",
+        ),
+        (Some(e), _) => (json!({"role": "assistant", "content": e.text}), "stop"),
+        (None, Some(tool)) => (
             json!({"role": "assistant", "content": null, "tool_calls": [{
                 "id": MOCK_TOOL_CALL_ID, "type": "function",
                 "function": {"name": tool, "arguments": MOCK_TOOL_ARGS.concat()}
             }]}),
             "tool_calls",
         ),
-        None => (
+        (None, None) => (
             json!({"role": "assistant", "content": completion_text(g.chunks, b.text.as_deref())}),
             g.finish_reason,
         ),
@@ -416,17 +436,32 @@ pub(crate) fn completions(body: &[u8], seq: u64, b: &Behavior, meter: Option<&Ar
         )
         .into();
     };
-    let g = match generation(&obj, b, &["max_tokens"]) {
+    let mut g = match generation(&obj, b, &["max_tokens"]) {
         Ok(g) => g,
         Err(r) => return r.into(),
     };
+    if b.tool_echo {
+        return invalid(
+            "mock directive `tool_echo`: legacy completions have no tool calls",
+            None,
+        )
+        .into();
+    }
+    let echo = Echo::new(b, || prompt_text(obj.get("prompt")));
+    if let Some(e) = &echo {
+        (g.chunks, g.finish_reason) = (e.count(), "stop");
+    }
     let usage = Usage::new(input_tokens(&prompt), u64::from(g.chunks));
     let pending = meter.map(|m| Pending::new(m, &g.model, usage.tokens()));
     let id = format!("cmpl-mock-{seq}");
     if g.stream {
-        return Reply::Sse(Box::new(OpenAiStream::new(Dialect::Text, id, g, b, usage, pending))).into();
+        let stream = OpenAiStream::new(Dialect::Text, id, g, b, (usage, pending), echo);
+        return Reply::Sse(Box::new(stream)).into();
     }
-    let text = completion_text(g.chunks, b.text.as_deref());
+    let text = match echo {
+        Some(e) => e.text,
+        None => completion_text(g.chunks, b.text.as_deref()),
+    };
     let reply = json_reply(
         200,
         &json!({
@@ -546,241 +581,9 @@ pub(crate) fn retrieve_model(id: &str) -> Reply {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Streaming
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    /// `chat.completion.chunk` events with `delta`, opened by a role chunk.
-    Chat,
-    /// `text_completion` events with `text`.
-    Text,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Role,
-    Content,
-    Finish,
-    Usage,
-    Done,
-    End,
-}
-
-#[derive(Serialize)]
-struct Envelope<'a, C> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: &'a [C],
-    /// Absent without `include_usage`; `null` on every chunk but the usage chunk with it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<Usage>>,
-}
-
-#[derive(Serialize)]
-struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Value>,
-}
-
-#[derive(Serialize)]
-struct ChatChoice<'a> {
-    index: u32,
-    delta: Delta<'a>,
-    logprobs: Option<()>,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct TextChoice<'a> {
-    text: &'a str,
-    index: u32,
-    logprobs: Option<()>,
-    finish_reason: Option<&'static str>,
-}
-
-/// The OpenAI SSE event sequence of one streamed response:
-/// `[role chunk (chat only)] content×N finish [usage (include_usage only)] [DONE]`.
-/// Every event is one `data: <json>\n\n` with the same id, created and model.
-pub(crate) struct OpenAiStream {
-    dialect: Dialect,
-    id: String,
-    model: String,
-    created: u64,
-    pieces: Pieces,
-    chunks: u32,
-    next: u32,
-    phase: Phase,
-    include_usage: bool,
-    usage: Usage,
-    finish_reason: &'static str,
-    /// Stream a call to this tool instead of text (chat only).
-    tool: Option<String>,
-    /// The meter entry: marked sent when the usage event has been written, counted on drop.
-    pending: Option<Pending>,
-}
-
-impl OpenAiStream {
-    fn new(dialect: Dialect, id: String, g: Generation, b: &Behavior, usage: Usage, pending: Option<Pending>) -> Self {
-        OpenAiStream {
-            dialect,
-            id,
-            model: g.model,
-            created: unix_secs(),
-            pieces: Pieces::new(b.text.as_deref()),
-            chunks: g.chunks,
-            next: 0,
-            phase: match dialect {
-                Dialect::Chat => Phase::Role,
-                Dialect::Text => Phase::Content,
-            },
-            include_usage: g.include_usage,
-            usage,
-            finish_reason: g.finish_reason,
-            tool: None,
-            pending,
-        }
-    }
-
-    /// A tool-call delta: the first carries id and name, the next ones argument pieces.
-    fn tool_event(&self, piece: u32) -> Bytes {
-        let call = match (&self.tool, piece) {
-            (Some(name), 0) => {
-                json!([{"index": 0, "id": MOCK_TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": ""}}])
-            }
-            (_, n) => {
-                json!([{"index": 0, "function": {"arguments": MOCK_TOOL_ARGS.get(n as usize - 1).copied().unwrap_or("")}}])
-            }
-        };
-        self.envelope(
-            &[ChatChoice {
-                index: 0,
-                delta: Delta {
-                    role: None,
-                    content: None,
-                    tool_calls: Some(call),
-                },
-                logprobs: None,
-                finish_reason: None,
-            }],
-            None,
-        )
-    }
-
-    fn envelope<C: Serialize>(&self, choices: &[C], usage: Option<Usage>) -> Bytes {
-        let object = match self.dialect {
-            Dialect::Chat => "chat.completion.chunk",
-            Dialect::Text => "text_completion",
-        };
-        let env = Envelope {
-            id: &self.id,
-            object,
-            created: self.created,
-            model: &self.model,
-            choices,
-            usage: self.include_usage.then_some(usage),
-        };
-        let mut out = Vec::with_capacity(192 + self.model.len());
-        out.extend_from_slice(b"data: ");
-        if serde_json::to_writer(&mut out, &env).is_err() {
-            out.truncate(6);
-            out.extend_from_slice(br#"{"error":{"message":"mock failed to serialise a chunk","type":"server_error","param":null,"code":"server_error"}}"#);
-        }
-        out.extend_from_slice(b"\n\n");
-        Bytes::from(out)
-    }
-
-    /// A chunk with one choice: `content`/`text` if given, else the role or finish delta.
-    fn choice_event(&self, role: bool, content: Option<&str>, finish: Option<&'static str>) -> Bytes {
-        match self.dialect {
-            Dialect::Chat => self.envelope(
-                &[ChatChoice {
-                    index: 0,
-                    delta: Delta {
-                        role: role.then_some("assistant"),
-                        content,
-                        tool_calls: None,
-                    },
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
-                None,
-            ),
-            Dialect::Text => self.envelope(
-                &[TextChoice {
-                    text: content.unwrap_or(""),
-                    index: 0,
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
-                None,
-            ),
-        }
-    }
-}
-
-impl EventSource for OpenAiStream {
-    fn next_event(&mut self) -> Option<SseEvent> {
-        let (data, content) = match self.phase {
-            Phase::Role => {
-                self.phase = Phase::Content;
-                (self.choice_event(true, Some(""), None), false)
-            }
-            Phase::Content if self.tool.is_some() => {
-                let data = self.tool_event(self.next);
-                self.next += 1;
-                if self.next as usize > MOCK_TOOL_ARGS.len() {
-                    self.phase = Phase::Finish;
-                }
-                (data, true)
-            }
-            Phase::Content => {
-                let data = self.choice_event(false, Some(self.pieces.get(self.next)), None);
-                self.next += 1;
-                if self.next >= self.chunks {
-                    self.phase = Phase::Finish;
-                }
-                (data, true)
-            }
-            Phase::Finish => {
-                self.phase = if self.include_usage { Phase::Usage } else { Phase::Done };
-                let finish = if self.tool.is_some() {
-                    "tool_calls"
-                } else {
-                    self.finish_reason
-                };
-                (self.choice_event(false, None, Some(finish)), false)
-            }
-            Phase::Usage => {
-                self.phase = Phase::Done;
-                let data = match self.dialect {
-                    Dialect::Chat => self.envelope::<ChatChoice>(&[], Some(self.usage)),
-                    Dialect::Text => self.envelope::<TextChoice>(&[], Some(self.usage)),
-                };
-                (data, false)
-            }
-            Phase::Done => {
-                // The writer asks for the next event only once the previous one is written, so
-                // being here with `include_usage` means the usage event went out.
-                if self.include_usage {
-                    if let Some(p) = &mut self.pending {
-                        p.sent();
-                    }
-                }
-                self.phase = Phase::End;
-                (Bytes::from_static(DONE), false)
-            }
-            Phase::End => return None,
-        };
-        Some(SseEvent { data, content })
-    }
-}
+#[path = "openai_stream.rs"]
+mod stream;
+use stream::{Dialect, OpenAiStream};
 
 #[cfg(test)]
 #[path = "openai_tests.rs"]

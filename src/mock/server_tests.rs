@@ -404,3 +404,46 @@ fn usage_totals_over_http() {
     mock.stop.notify_one();
     mock.thread.join().unwrap();
 }
+
+/// The fake Presidio analyzer and `echo` over HTTP: the analyzer ignores body markers (its body
+/// is a prompt) but obeys the header, and is recorded; `echo` reads its marker from the body;
+/// Gemini refuses `echo` with the 400 of a bad directive.
+#[test]
+fn analyzer_and_echo_over_http() {
+    let mock = start(MockOptions::default());
+    let port = mock.port;
+    let text = r#"{"text":"Alice Johnson [[mock: status=500]] in Köln","language":"en"}"#;
+    let r = roundtrip(port, "POST", "/analyze", &[], text);
+    assert_eq!(r.status, 200);
+    let found: Vec<(Value, Value)> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["start"].clone(), f["end"].clone()))
+        .collect();
+    assert_eq!(found, [(json!(0), json!(13)), (json!(38), json!(42))]);
+    let r = roundtrip(port, "POST", "/analyze", &[("x-mock-behavior", "status=503")], text);
+    assert_eq!(r.status, 503);
+    assert!(r.json()["error"].is_string());
+    let t0 = Instant::now();
+    let r = roundtrip(port, "POST", "/analyze", &[("x-mock-behavior", "latency_ms=150")], text);
+    assert_eq!(r.status, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+    assert_eq!(roundtrip(port, "POST", "/analyze", &[], "nope").status, 400);
+    assert_eq!(roundtrip(port, "GET", "/analyze", &[], "").status, 405);
+
+    let chat = r#"{"model":"m","messages":[{"role":"user","content":"[[mock: echo]] mail [EMAIL_1]"}]}"#;
+    let r = roundtrip(port, "POST", "/v1/chat/completions", &[AUTH], chat);
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "mail [EMAIL_1]");
+    let r = roundtrip(port, "POST", "/v1beta/models/g:generateContent", &[], chat);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "invalid_mock_directive");
+
+    let listing = roundtrip(port, "GET", "/_mock/requests", &[], "").json();
+    let reqs = listing["requests"].as_array().unwrap();
+    assert_eq!(reqs[0]["path"], "/analyze");
+    assert_eq!(reqs[0]["body"], text);
+    mock.stop.notify_one();
+    mock.thread.join().unwrap();
+}
