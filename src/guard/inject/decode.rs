@@ -91,11 +91,12 @@ pub(super) fn candidates(text: &str) -> impl Iterator<Item = String> + '_ {
     .take(MAX_CANDIDATES)
 }
 
-/// Whether the text announces rot13 (then the whole text is worth reading rotated).
-pub(super) fn announces_rot13(normalized: &str) -> bool {
-    memchr::memmem::find(normalized.as_bytes(), b"rot13").is_some()
-        || memchr::memmem::find(normalized.as_bytes(), b"rot-13").is_some()
-        || memchr::memmem::find(normalized.as_bytes(), b"rot 13").is_some()
+/// Whether the raw text announces rot13 (then the whole text is worth reading rotated). Checked
+/// on the raw text: leetspeak folding would turn "rot13" into "rotie".
+pub(super) fn announces_rot13(raw: &str) -> bool {
+    raw.as_bytes().windows(5).any(|w| {
+        w[..3].eq_ignore_ascii_case(b"rot") && (w[3..] == *b"13" || (matches!(w[3], b'-' | b' ') && w[4] == b'1'))
+    })
 }
 
 /// `text` with ASCII letters rotated by 13.

@@ -215,7 +215,7 @@ impl Scorer {
         let mut score = acc.score();
         let mut family = acc.family;
         if flags.any() {
-            if score >= DEFAULT_THRESHOLD {
+            if score >= DEFAULT_THRESHOLD && family != Some(Family::EncodingTrick) {
                 score = (score + OBFUSCATION_BONUS).min(1.0);
                 family = Some(Family::Obfuscation);
             } else if score < OBFUSCATION_ALONE {
@@ -246,6 +246,6 @@ impl Scorer {
                 acc.add(w, rule.family);
             }
         }
-        (flags, decode::announces_rot13(norm))
+        (flags, decode::announces_rot13(text))
     }
 }

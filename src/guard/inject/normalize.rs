@@ -6,7 +6,7 @@
 //! alphanumerics to ASCII; lowercase; curly quotes to ASCII quotes. Per word: fold Cyrillic and
 //! Greek look-alikes to Latin only in words that also hold an ASCII letter (a mixed-script word;
 //! plain Russian or Greek text is left alone so its own rules still match); fold leetspeak digits
-//! (0 1 3 4 5 7) only in words that also hold a letter; collapse a letter repeated three or more
+//! (0 1 3 4 5 7) only in words of at most 15 characters that also hold a letter; collapse a letter repeated three or more
 //! times to one. Across words: join runs of single letters split by one repeated separator
 //! (`i g n o r e`, `i.g.n.o.r.e`, `i-g-n-o-r-e`, `i_g_n_o_r_e`); a longer gap ends the run.
 //!
@@ -91,6 +91,9 @@ pub(super) fn fold_homoglyph(c: char) -> Option<char> {
     })
 }
 
+/// The longest word leetspeak folding applies to.
+const MAX_LEET_WORD: usize = 15;
+
 fn fold_leet(c: char) -> Option<char> {
     Some(match c {
         '0' => 'o',
@@ -144,11 +147,14 @@ impl Pass<'_> {
             return;
         }
         let fold_glyphs = self.has_ascii_letter && self.has_homoglyph;
-        let fold_digits = self.has_leet_digit && (self.has_ascii_letter || fold_glyphs);
+        // Leetspeak is a word's worth of letters; longer runs are identifiers, hashes or base64.
+        let fold_digits = self.has_leet_digit
+            && (self.has_ascii_letter || fold_glyphs)
+            && self.word_chars <= MAX_LEET_WORD;
         let single = self.word_chars == 1;
         // Join a single letter to the previous one across exactly one separator of the run's kind.
         if single {
-            let joinable = self.last_single_end == Some(self.out.len())
+            let joinable = self.last_single_end.map(|e| e + 1) == Some(self.out.len())
                 && self.gap == 1
                 && is_join_separator(self.gap_char)
                 && self.run_sep.is_none_or(|s| s == self.gap_char);

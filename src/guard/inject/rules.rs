@@ -37,6 +37,8 @@ const STRONG: &str = r"(?:all|your|any|previous|prior|above|earlier|preceding|or
 const NOUN: &str = r"(?:instructions?|rules?|directions?|directives?|guidelines?|guidance|prompts?|commands?|constraints?|restrictions?|programming|polic(?:y|ies)|filters?|system message|context|training|limitations?|safeguards?|guardrails?|task|messages?|orders)";
 // Ways to say "the assistant".
 const AI: &str = r"(?:ai|assistant|ai assistant|ai model|language model|llm|chatbot|claude|chatgpt|gpt|gemini|copilot|bot|agent|model)";
+// The markers that are rarely anything but a chat template (`<system>` is also plain XML).
+const MARK_BARE: &str = r"(?:<\|im_start\|>\s*system|<\|system\|>|<\|start_header_id\|>\s*system|<<sys>>|<<system>>|\[system\]|\[inst\]|#{2,}\s*system\s*#{2,}|#{2,}\s*(?:system|instructions?)\s*:|<\|endoftext\|>)";
 // What follows a fake role marker when it is really an instruction.
 const FOLLOW: &str = r"(?:you|your|all|the (?:assistant|user|ai|model)|new|ignore|disregard|forget|from now|reveal|print|output|comply|obey|answer|respond|disable|always|never|do not)";
 // Verbs that ask for the model's instructions.
@@ -97,17 +99,17 @@ pub(super) fn rules() -> Vec<Rule> {
         r(RoleImpersonation, 0.45, s(r"\b(?:without|with no)\s+(?:any\s+)?(?:restrictions|limits|filters|filtering|censorship|rules)\b|\bno limits\b")),
         r(RoleImpersonation, 0.7, s(r"\b(?:jailbreak|jailbroken|dan|unrestricted|uncensored|unfiltered|evil)\s+mode\b")),
         r(RoleImpersonation, 0.3, s(r"\bdeveloper\s+mode\b")),
-        r(RoleImpersonation, 0.65, s(r"\b(?:developer|god|dan|debug|sudo|admin)\s+mode\s+(?:enabled|activated|engaged|on)\b|\bin\s+developer\s+mode\s*,?\s+you\b")),
+        r(RoleImpersonation, 0.65, s(r"\b(?:developer|god|dan|debug|sudo|admin)\s+mode\s+(?:enabled|activated|engaged)\b|\bin\s+developer\s+mode\s*,?\s+you\b")),
         r(RoleImpersonation, 0.6, s(r"\byou\s+are\s+(?:now\s+)?in\s+(?:\w+\s+)?mode\b")),
         r(RoleImpersonation, 0.7, s(r"\b(?:safety|content|ethical)\s+(?:rules?\s+|filters?\s+|protocols?\s+|guidelines?\s+|polic(?:y|ies)\s+)?(?:is\s+|are\s+)?(?:now\s+)?(?:off|disabled|lifted|suspended|removed|deactivated)\b")),
         r(RoleImpersonation, 0.6, s(r"\bsystem\s+override\b")),
         r(RoleImpersonation, 0.7, s(r"\byou\s+are\s+no\s+longer\s+(?:chatgpt|claude|an? ai|an assistant|bound|restricted|limited|a language model)")),
-        r(RoleImpersonation, 0.45, s(MARK)),
+        r(RoleImpersonation, 0.45, s(MARK_BARE)),
         r(RoleImpersonation, 0.8, format!(r"{MARK}\s*(?:system\s*:)?\s*(?:<<sys>>\s*)?{FOLLOW}\b")),
         r(RoleImpersonation, 0.8, format!(r"(?m)^\s*(?:system|sys|system prompt|system message)\s*:\s*{FOLLOW}\b")),
         r(RoleImpersonation, 0.55, s(r#""role"\s*:\s*"system""#)),
         // --- delimiter tricks ---
-        r(DelimiterTrick, 0.55, s(r"</(?:user|human|input|document|context|data|text|content|query|message|instructions|email|article|prompt)>\s*(?:\S{0,20}\s*)?<(?:system|instructions?|new_instructions|admin|developer|sys)>")),
+        r(DelimiterTrick, 0.45, s(r"</(?:user|human|input|document|context|data|text|content|query|message|instructions|email|article|prompt)>\s*(?:\S{0,20}\s*)?<(?:system|instructions?|new_instructions|admin|developer|sys)>")),
         r(DelimiterTrick, 0.35, s(r"\bend\s+of\s+(?:the\s+)?(?:user\s+)?(?:input|prompt|conversation|text|document|message|instructions|context|data)\b|\b(?:input|text|document|message|prompt|summarize)\s+ends\s+here\b|<<end>>|#{2,}\s*end\s*#{2,}")),
         r(DelimiterTrick, 0.8, s(r"(?s)(?:\bend\s+of\s+(?:the\s+)?(?:user\s+)?(?:input|prompt|conversation|text|document|message|context|data)\b|\bends\s+here\b|<<end>>|#{2,}\s*end\s*#{2,}).{0,80}?(?:\b(?:begin|start)(?:ning)?\s+(?:of\s+)?(?:new\s+)?(?:system\s+|admin\s+|developer\s+)?(?:instructions?|prompt|message)|\bsystem\s+(?:prompt|message|instructions?)|\bnew\s+(?:system\s+)?(?:prompt|instructions?)|\badmin\s+instructions|<<system>>|#{2,}\s*system|\bsystem\s*:)")),
         r(DelimiterTrick, 0.7, s(r"\bnew\s+system\s+(?:prompt|message|instructions?)\b|-{3,}\s*(?:begin\s+)?(?:new\s+)?system\s+(?:prompt|message)")),
@@ -133,10 +135,12 @@ pub(super) fn rules() -> Vec<Rule> {
         r(EncodingTrick, 0.4, s(r"\b(?:follow|execute|obey)\s+the\s+instructions\s+(?:in|inside|encoded|hidden)\b")),
         // --- prompt leak ---
         r(PromptLeak, 0.8, format!(r"\b{LEAKV}\b[^.?\n]{{0,40}}?\b(?:your|the|its)\s+(?:[\w-]+\s+){{0,2}}?(?:system\s+(?:prompt|message|instructions?)|pre-?prompt|system-prompt|systemprompt)")),
-        r(PromptLeak, 0.8, format!(r"\b{LEAKV}\b[^.?\n]{{0,40}}?\byour\s+(?:[\w-]+\s+){{0,2}}?(?:prompt|instructions|rules|configuration|directives|guidelines|context window|initial prompt)\b")),
-        r(PromptLeak, 0.75, format!(r"\b{LEAKV}\b[^.?\n]{{0,40}}?\bthe\s+(?:hidden|secret|confidential|internal|initial|original)\s+(?:prompt|instructions|rules|message)\b")),
+        r(PromptLeak, 0.8, format!(r"\b{LEAKV}\b[^.?\n]{{0,40}}?\byour\s+(?:[\w-]+\s+){{0,2}}?(?:prompt|instructions|rules|configuration|directives|guidelines|initial prompt)\b")),
+        r(PromptLeak, 0.75, format!(r"\b{LEAKV}\b[^.?\n]{{0,40}}?\bthe\s+(?:hidden|secret|confidential|internal)\s+(?:prompt|instructions|rules|message)\b")),
         r(PromptLeak, 0.8, format!(r"\b{LEAKV}\b[^.?\n]{{0,40}}?\b(?:rules|instructions|guidelines|prompt)\s+(?:that\s+)?you(?:'ve| have)?\s+(?:were|been)\s+(?:given|told|provided)")),
         r(PromptLeak, 0.75, s(r"\b(?:print|repeat|output|copy|show|echo|write|return|paste|reproduce)\s+(?:out\s+|back\s+)?(?:everything|all(?: the text)?|the (?:text|words|content|messages?)|all text)\s+(?:above|before|preceding|prior)\b")),
+        r(PromptLeak, 0.75, s(r"\b(?:copy|print|repeat|dump|output|show|paste|echo)\b[^.?\n]{0,30}\byour\s+context(?:\s+window)?\b")),
+        r(PromptLeak, 0.7, s(r"\bleak\s+(?:the|your)\s+(?:\w+\s+)?(?:prompt|instructions|system)")),
         r(PromptLeak, 0.7, s(r"\b(?:echo|repeat|print|show|output)\s+(?:back\s+)?(?:the\s+)?(?:very\s+)?(?:first|initial)\s+(?:message|prompt|instruction)")),
         r(PromptLeak, 0.75, s(r"\bwhat\s+did\s+(?:the|your)\s+(?:developers?|creators?|admin\w*|operators?|system)\s+(?:tell|say to|instruct|give)\s+you")),
         r(PromptLeak, 0.8, s(r"\b(?:wiederhole|zeige|zeig|gib|nenne|répète|repete|affiche|montre|donne|muestra|repite|dime|mostra|ripeti|dimmi|mostre|repita|покажи|выведи|повтори)\b[^.\n]{0,40}(?:systemprompt|system-prompt|prompt\s+(?:del|di|du|do)\s+(?:sistema|système)|instructions\s+initiales|instrucciones\s+iniciales|istruzioni\s+iniziali|системн\w*\s+(?:промпт|инструкци)|anfangsanweisungen)")),

@@ -10,12 +10,14 @@ fn norm(s: &str) -> (String, Flags) {
     (out, flags)
 }
 
+static SCORER: std::sync::LazyLock<Scorer> = std::sync::LazyLock::new(Scorer::new);
+
 fn user(s: &str) -> Verdict {
-    Scorer::new().score(s, Source::User)
+    SCORER.score(s, Source::User)
 }
 
 fn tool(s: &str) -> Verdict {
-    Scorer::new().score(s, Source::Tool)
+    SCORER.score(s, Source::Tool)
 }
 
 fn flags(s: &str) -> bool {
@@ -225,12 +227,12 @@ const ATTACKS: &str = include_str!("../../../tests/fixtures/guard/injection_atta
 const BENIGN: &str = include_str!("../../../tests/fixtures/guard/injection_benign.txt");
 
 /// Committed floors and ceilings (measured, with a little margin).
-const MIN_DETECTION: f64 = 0.0;
-const MAX_FALSE_POSITIVES: f64 = 1.0;
+const MIN_DETECTION: f64 = 0.97;
+const MAX_FALSE_POSITIVES: f64 = 0.02;
 
 #[test]
 fn fixture_rates() {
-    let scorer = Scorer::new();
+    let scorer = &*SCORER;
     let attacks = load(ATTACKS, true);
     let benign = load(BENIGN, false);
     assert!(attacks.len() >= 150 && benign.len() >= 150);
@@ -274,7 +276,7 @@ fn fixture_rates() {
 proptest::proptest! {
     #[test]
     fn score_never_panics_and_stays_in_range(text in "\\PC*", tool_source in proptest::bool::ANY) {
-        let scorer = Scorer::new();
+        let scorer = &*SCORER;
         let source = if tool_source { Source::Tool } else { Source::User };
         let v = scorer.score(&text, source);
         proptest::prop_assert!((0.0..=1.0).contains(&v.score));
