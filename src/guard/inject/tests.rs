@@ -230,16 +230,16 @@ const BENIGN: &str = include_str!("../../../tests/fixtures/guard/injection_benig
 const MIN_DETECTION: f64 = 0.97;
 const MAX_FALSE_POSITIVES: f64 = 0.02;
 
-#[test]
-fn fixture_rates() {
+type Case = (String, Source, String);
+
+/// Print the per-family table, the misses and the false positives; return (detection, fp rate).
+fn evaluate(attacks: &[Case], benign: &[Case]) -> (f64, f64) {
     let scorer = &*SCORER;
-    let attacks = load(ATTACKS, true);
-    let benign = load(BENIGN, false);
-    assert!(attacks.len() >= 150 && benign.len() >= 150);
     let mut per: Vec<(String, usize, usize)> = Vec::new();
     let mut missed = Vec::new();
-    for (label, source, text) in &attacks {
-        let hit = scorer.score(text, *source).score >= DEFAULT_THRESHOLD;
+    for (label, source, text) in attacks {
+        let v = scorer.score(text, *source);
+        let hit = v.score >= DEFAULT_THRESHOLD;
         match per.iter_mut().find(|p| &p.0 == label) {
             Some(p) => {
                 p.1 += usize::from(hit);
@@ -248,11 +248,11 @@ fn fixture_rates() {
             None => per.push((label.clone(), usize::from(hit), 1)),
         }
         if !hit {
-            missed.push(format!("{:.2} {label}: {text}", scorer.score(text, *source).score));
+            missed.push(format!("{:.2} {label}: {text}", v.score));
         }
     }
     let mut fps = Vec::new();
-    for (_, source, text) in &benign {
+    for (_, source, text) in benign {
         let v = scorer.score(text, *source);
         if v.score >= DEFAULT_THRESHOLD {
             fps.push(format!("{:.2} {:?}: {text}", v.score, v.family));
@@ -269,8 +269,31 @@ fn fixture_rates() {
     println!("| **false positives** | {}/{} | {:.1}% |", fps.len(), benign.len(), 100.0 * fp);
     println!("missed:\n  {}", missed.join("\n  "));
     println!("false positives:\n  {}", fps.join("\n  "));
+    (detection, fp)
+}
+
+#[test]
+fn fixture_rates() {
+    let attacks = load(ATTACKS, true);
+    let benign = load(BENIGN, false);
+    assert!(attacks.len() >= 150 && benign.len() >= 150);
+    let (detection, fp) = evaluate(&attacks, &benign);
     assert!(detection >= MIN_DETECTION, "detection {detection:.3} < {MIN_DETECTION}");
     assert!(fp <= MAX_FALSE_POSITIVES, "false positives {fp:.3} > {MAX_FALSE_POSITIVES}");
+}
+
+const HOLDOUT: &str = include_str!("../../../tests/fixtures/guard/injection_holdout.txt");
+/// Committed floors for the held-out set (never used to adjust the rules).
+const HOLDOUT_MIN_DETECTION: f64 = 0.38;
+const HOLDOUT_MAX_FALSE_POSITIVES: f64 = 0.03;
+
+#[test]
+fn holdout_rates() {
+    let (benign, attacks): (Vec<Case>, Vec<Case>) =
+        load(HOLDOUT, true).into_iter().partition(|c| c.0 == "benign");
+    let (detection, fp) = evaluate(&attacks, &benign);
+    assert!(detection >= HOLDOUT_MIN_DETECTION, "detection {detection:.3}");
+    assert!(fp <= HOLDOUT_MAX_FALSE_POSITIVES, "false positives {fp:.3}");
 }
 
 proptest::proptest! {
