@@ -30,7 +30,9 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(clean.len() as u64));
     g.bench_function("clean_2k", |b| b.iter(|| scorer.score(black_box(&clean), Source::User)));
     g.throughput(Throughput::Bytes(attack.len() as u64));
-    g.bench_function("attack_1_7k", |b| b.iter(|| scorer.score(black_box(&attack), Source::User)));
+    g.bench_function("attack_1_7k", |b| {
+        b.iter(|| scorer.score(black_box(&attack), Source::User))
+    });
     g.finish();
 }
 

@@ -51,7 +51,11 @@ fn decode_run(run: &str) -> Option<String> {
     }
     let trimmed = run.trim_end_matches('=');
     // A length of 4n+1 cannot be base64; drop the stray last character.
-    let trimmed = if trimmed.len() % 4 == 1 { &trimmed[..trimmed.len() - 1] } else { trimmed };
+    let trimmed = if trimmed.len() % 4 == 1 {
+        &trimmed[..trimmed.len() - 1]
+    } else {
+        trimmed
+    };
     let engine = if trimmed.contains(['-', '_']) { &B64_URL } else { &B64 };
     engine.decode(trimmed).ok().and_then(readable)
 }

@@ -142,7 +142,11 @@ struct Acc {
 
 impl Acc {
     fn new() -> Acc {
-        Acc { not: 1.0, best: 0.0, family: None }
+        Acc {
+            not: 1.0,
+            best: 0.0,
+            family: None,
+        }
     }
 
     fn add(&mut self, w: f32, family: Family) {
@@ -163,8 +167,10 @@ impl Scorer {
     /// Compile the rules. A rule that fails to compile is left out (a test checks none does).
     pub fn new() -> Scorer {
         let all = rules::rules();
-        let rules: Vec<rules::Rule> =
-            all.into_iter().filter(|r| regex::Regex::new(&r.pattern).is_ok()).collect();
+        let rules: Vec<rules::Rule> = all
+            .into_iter()
+            .filter(|r| regex::Regex::new(&r.pattern).is_ok())
+            .collect();
         let build = |rules: &[rules::Rule]| {
             RegexSetBuilder::new(rules.iter().map(|r| r.pattern.as_str()))
                 .size_limit(64 << 20)
@@ -175,7 +181,10 @@ impl Scorer {
             Ok(set) => Scorer { set, rules },
             // Only reachable if the size limits are exceeded: score with no rules rather than
             // refuse to start (a test checks the full set builds).
-            Err(_) => Scorer { set: RegexSet::empty(), rules: Vec::new() },
+            Err(_) => Scorer {
+                set: RegexSet::empty(),
+                rules: Vec::new(),
+            },
         }
     }
 
@@ -223,7 +232,10 @@ impl Scorer {
                 family = Some(Family::Obfuscation);
             }
         }
-        Verdict { score: score.clamp(0.0, 1.0), family }
+        Verdict {
+            score: score.clamp(0.0, 1.0),
+            family,
+        }
     }
 
     /// Normalise into `norm` and add every matching rule to `acc`. Returns the normalisation

@@ -148,9 +148,8 @@ impl Pass<'_> {
         }
         let fold_glyphs = self.has_ascii_letter && self.has_homoglyph;
         // Leetspeak is a word's worth of letters; longer runs are identifiers, hashes or base64.
-        let fold_digits = self.has_leet_digit
-            && (self.has_ascii_letter || fold_glyphs)
-            && self.word_chars <= MAX_LEET_WORD;
+        let fold_digits =
+            self.has_leet_digit && (self.has_ascii_letter || fold_glyphs) && self.word_chars <= MAX_LEET_WORD;
         let single = self.word_chars == 1;
         // Join a single letter to the previous one across exactly one separator of the run's kind.
         if single {

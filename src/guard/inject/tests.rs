@@ -163,8 +163,14 @@ fn tool_results_weigh_addressing_the_assistant_higher() {
 
 #[test]
 fn verdict_max_and_family_names() {
-    let a = Verdict { score: 0.2, family: None };
-    let b = Verdict { score: 0.7, family: Some(Family::PromptLeak) };
+    let a = Verdict {
+        score: 0.2,
+        family: None,
+    };
+    let b = Verdict {
+        score: 0.7,
+        family: Some(Family::PromptLeak),
+    };
     assert_eq!(a.max(b), b);
     assert_eq!(b.max(a), b);
     assert_eq!(Family::InstructionOverride.as_str(), "instruction_override");
@@ -265,8 +271,17 @@ fn evaluate(attacks: &[Case], benign: &[Case]) -> (f64, f64) {
     for (label, hit, n) in &per {
         println!("| {label} | {hit}/{n} | {:.1}% |", 100.0 * *hit as f64 / *n as f64);
     }
-    println!("| **all attacks** | {detected}/{} | {:.1}% |", attacks.len(), 100.0 * detection);
-    println!("| **false positives** | {}/{} | {:.1}% |", fps.len(), benign.len(), 100.0 * fp);
+    println!(
+        "| **all attacks** | {detected}/{} | {:.1}% |",
+        attacks.len(),
+        100.0 * detection
+    );
+    println!(
+        "| **false positives** | {}/{} | {:.1}% |",
+        fps.len(),
+        benign.len(),
+        100.0 * fp
+    );
     println!("missed:\n  {}", missed.join("\n  "));
     println!("false positives:\n  {}", fps.join("\n  "));
     (detection, fp)
@@ -279,7 +294,10 @@ fn fixture_rates() {
     assert!(attacks.len() >= 150 && benign.len() >= 150);
     let (detection, fp) = evaluate(&attacks, &benign);
     assert!(detection >= MIN_DETECTION, "detection {detection:.3} < {MIN_DETECTION}");
-    assert!(fp <= MAX_FALSE_POSITIVES, "false positives {fp:.3} > {MAX_FALSE_POSITIVES}");
+    assert!(
+        fp <= MAX_FALSE_POSITIVES,
+        "false positives {fp:.3} > {MAX_FALSE_POSITIVES}"
+    );
 }
 
 const HOLDOUT: &str = include_str!("../../../tests/fixtures/guard/injection_holdout.txt");
@@ -289,8 +307,7 @@ const HOLDOUT_MAX_FALSE_POSITIVES: f64 = 0.03;
 
 #[test]
 fn holdout_rates() {
-    let (benign, attacks): (Vec<Case>, Vec<Case>) =
-        load(HOLDOUT, true).into_iter().partition(|c| c.0 == "benign");
+    let (benign, attacks): (Vec<Case>, Vec<Case>) = load(HOLDOUT, true).into_iter().partition(|c| c.0 == "benign");
     let (detection, fp) = evaluate(&attacks, &benign);
     assert!(detection >= HOLDOUT_MIN_DETECTION, "detection {detection:.3}");
     assert!(fp <= HOLDOUT_MAX_FALSE_POSITIVES, "false positives {fp:.3}");
