@@ -32,11 +32,38 @@
 //! `cargo test --lib guard::inject::tests::fixture_rates -- --nocapture`), at
 //! `DEFAULT_THRESHOLD`:
 //!
-//! EVAL-TABLE
+//! | family | main fixtures | held-out set |
+//! |---|---|---|
+//! | instruction_override (incl. 22 indirect, `tool:`) | 82/82 (100%) | 1/14 (7%) |
+//! | role_impersonation | 28/28 (100%) | 1/5 (20%) |
+//! | delimiter_trick | 20/20 (100%) | 2/3 |
+//! | fake_tool_result | 18/18 (100%) | 3/3 |
+//! | encoding_trick | 18/18 (100%) | 3/3 |
+//! | obfuscation | 24/24 (100%) | 3/4 |
+//! | prompt_leak | 24/24 (100%) | 2/5 |
+//! | **detection** | **214/214 (100%)** | **15/37 (40.5%)** |
+//! | **false positives** | **1/212 (0.5%)** | **0/36 (0%)** |
+//!
+//! Read the main-fixture column as a regression floor, not a generalisation estimate: those
+//! fixtures were written before the scorer, but the rules were written with them in view, and six
+//! rule edits plus two normaliser/decoder fixes followed the first run. The held-out set
+//! (`tests/fixtures/guard/injection_holdout.txt`, reproduce with
+//! `cargo test --lib guard::inject::tests::holdout_rates -- --nocapture`) was written after the
+//! rules and never used to change them; its misses are paraphrases with no listed verb/target
+//! pair ("overlook whatever you were instructed", "none of your prior constraints apply"),
+//! languages beyond the listed verb forms, and role-play without a listed jailbreak word. The
+//! remaining main-fixture false positive is meta-discussion quoting an attack.
 //!
 //! Speed (`cargo bench --bench guard_inject`, release, 2 shared cores):
 //!
-//! BENCH-TABLE
+//! | case | median | throughput |
+//! |---|---|---|
+//! | clean 2 KB prompt | 34.8 µs | 59 MB/s |
+//! | attack, 1.7 KB (override, leetspeak, base64) | 35.7 µs | 47 MB/s |
+//!
+//! Far from the few-microsecond goal: the one `RegexSet` over 75 rules with bounded gaps
+//! dominates (normalisation is a single char pass). The next step is an aho-corasick prefilter
+//! over each rule's required literals, running the set only when a literal hits.
 
 mod decode;
 mod normalize;
@@ -249,13 +276,16 @@ impl Scorer {
         acc: &mut Acc,
     ) -> (normalize::Flags, bool) {
         let flags = normalize::normalize_into(text, norm, word);
-        for i in self.set.matches(norm).iter() {
-            if let Some(rule) = self.rules.get(i) {
-                let w = match source {
-                    Source::User => rule.user,
-                    Source::Tool => rule.tool,
-                };
-                acc.add(w, rule.family);
+        // Most texts match nothing: the earliest-stop search is cheaper than collecting matches.
+        if self.set.is_match(norm) {
+            for i in self.set.matches(norm).iter() {
+                if let Some(rule) = self.rules.get(i) {
+                    let w = match source {
+                        Source::User => rule.user,
+                        Source::Tool => rule.tool,
+                    };
+                    acc.add(w, rule.family);
+                }
             }
         }
         (flags, decode::announces_rot13(text))
