@@ -1,0 +1,293 @@
+//! The prompt-injection scorer: how likely a text of a request (a user turn, or a tool result the
+//! model will read) is an attempt to take over the model's instructions. Plain Rust, no I/O.
+//!
+//! Owns: the attack families (`Family`), the verdict of one text (`Verdict`, combined across the
+//! texts of a request with `Verdict::max`) and the scorer (`Scorer`, built once, `Send + Sync`).
+//!
+//! How a text is scored:
+//! 1. `normalize` folds it once: lowercase, invisible characters dropped, fullwidth and
+//!    mathematical letters to ASCII, Cyrillic/Greek look-alikes and leetspeak digits folded in
+//!    mixed words, tripled letters collapsed, spaced-out letters joined.
+//! 2. One `RegexSet` of `rules` runs over the folded text. Each rule is a family signal with a
+//!    weight per source; signals combine with a noisy-OR (`1 - Π(1 - w)`), so one strong signal
+//!    flags, two weak ones flag, and one weak one does not. The verdict's family is the family
+//!    of the strongest signal.
+//! 3. When normalisation undid an obfuscation and the score already flags, the score rises by
+//!    `OBFUSCATION_BONUS` and the family becomes `Obfuscation` (hiding the words is the tell).
+//!    Obfuscation alone scores `OBFUSCATION_ALONE` (below any threshold).
+//! 4. `decode` finds base64 and hex runs (≥ 16 characters) and rot13 announced as such; each
+//!    decoded text is scored (one level deep) and a flagging payload counts as an
+//!    `EncodingTrick` signal of its score plus `ENCODED_BONUS`.
+//!
+//! Sources: `Source::Tool` uses each rule's tool weight — the user weight plus 0.10, or a rule's
+//! own pair for text that addresses the assistant (see `rules`): "Assistant, ignore the user"
+//! scores 0.45 in a user turn and 0.85 in a tool result.
+//!
+//! Invariants: `score` never panics and returns a score in `0.0..=1.0`; the scorer holds no
+//! per-request state (the normalisation buffers are thread-local and reused, so a plain text
+//! costs no allocation after the first call on a thread).
+//!
+//! Evaluation (`tests/fixtures/guard/injection_{attacks,benign}.txt`, written before the
+//! scorer; reproduce with
+//! `cargo test --lib guard::inject::tests::fixture_rates -- --nocapture`), at
+//! `DEFAULT_THRESHOLD`:
+//!
+//! | family | main fixtures | held-out set |
+//! |---|---|---|
+//! | instruction_override (incl. 22 indirect, `tool:`) | 82/82 (100%) | 1/14 (7%) |
+//! | role_impersonation | 28/28 (100%) | 1/5 (20%) |
+//! | delimiter_trick | 20/20 (100%) | 2/3 |
+//! | fake_tool_result | 18/18 (100%) | 3/3 |
+//! | encoding_trick | 18/18 (100%) | 3/3 |
+//! | obfuscation | 24/24 (100%) | 3/4 |
+//! | prompt_leak | 24/24 (100%) | 2/5 |
+//! | **detection** | **214/214 (100%)** | **15/37 (40.5%)** |
+//! | **false positives** | **1/212 (0.5%)** | **0/36 (0%)** |
+//!
+//! Read the main-fixture column as a regression floor, not a generalisation estimate: those
+//! fixtures were written before the scorer, but the rules were written with them in view, and six
+//! rule edits plus two normaliser/decoder fixes followed the first run. The held-out set
+//! (`tests/fixtures/guard/injection_holdout.txt`, reproduce with
+//! `cargo test --lib guard::inject::tests::holdout_rates -- --nocapture`) was written after the
+//! rules and never used to change them; its misses are paraphrases with no listed verb/target
+//! pair ("overlook whatever you were instructed", "none of your prior constraints apply"),
+//! languages beyond the listed verb forms, and role-play without a listed jailbreak word. The
+//! remaining main-fixture false positive is meta-discussion quoting an attack.
+//!
+//! Speed (`cargo bench --bench guard_inject`, release, 2 shared cores):
+//!
+//! | case | median | throughput |
+//! |---|---|---|
+//! | clean 2 KB prompt | 34.8 µs | 59 MB/s |
+//! | attack, 1.7 KB (override, leetspeak, base64) | 35.7 µs | 47 MB/s |
+//!
+//! Far from the few-microsecond goal: the one `RegexSet` over 75 rules with bounded gaps
+//! dominates (normalisation is a single char pass). The next step is an aho-corasick prefilter
+//! over each rule's required literals, running the set only when a literal hits.
+
+mod decode;
+mod normalize;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+
+use regex::{RegexSet, RegexSetBuilder};
+
+/// Where a text comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Content a user or the system wrote (a user/system turn).
+    User,
+    /// A tool or function result the model will read (indirect injection lives here).
+    Tool,
+}
+
+/// The known attack families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    InstructionOverride,
+    RoleImpersonation,
+    DelimiterTrick,
+    FakeToolResult,
+    EncodingTrick,
+    Obfuscation,
+    PromptLeak,
+}
+
+impl Family {
+    /// The snake_case name (metric labels, logs, the block message).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::InstructionOverride => "instruction_override",
+            Family::RoleImpersonation => "role_impersonation",
+            Family::DelimiterTrick => "delimiter_trick",
+            Family::FakeToolResult => "fake_tool_result",
+            Family::EncodingTrick => "encoding_trick",
+            Family::Obfuscation => "obfuscation",
+            Family::PromptLeak => "prompt_leak",
+        }
+    }
+}
+
+/// The verdict on one text (or, combined with `max`, on a request).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Verdict {
+    /// 0.0 (nothing suspicious) ..= 1.0 (a known attack).
+    pub score: f32,
+    /// The family of the strongest signal, if any fired.
+    pub family: Option<Family>,
+}
+
+impl Verdict {
+    /// The stronger of two verdicts (the verdict of a request is the max over its texts).
+    pub fn max(self, other: Verdict) -> Verdict {
+        if other.score > self.score {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// The route's `block`/`flag` threshold default.
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
+
+/// Added to a flagging score when normalisation undid an obfuscation.
+const OBFUSCATION_BONUS: f32 = 0.05;
+/// The score of an obfuscation with no other signal.
+const OBFUSCATION_ALONE: f32 = 0.2;
+/// Added to a decoded payload's score (hiding the instruction is itself a signal).
+const ENCODED_BONUS: f32 = 0.1;
+/// Decoded payloads scoring below this are ignored.
+const ENCODED_FLOOR: f32 = 0.3;
+
+thread_local! {
+    /// The normalised text and the word scratch, reused across calls on this thread.
+    static BUFFERS: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+}
+
+/// The compiled rules. Built once (`Scorer::new`), shared by every request.
+pub struct Scorer {
+    set: RegexSet,
+    rules: Vec<rules::Rule>,
+}
+
+impl Default for Scorer {
+    fn default() -> Self {
+        Scorer::new()
+    }
+}
+
+/// Signals combined so far.
+struct Acc {
+    not: f32,
+    best: f32,
+    family: Option<Family>,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            not: 1.0,
+            best: 0.0,
+            family: None,
+        }
+    }
+
+    fn add(&mut self, w: f32, family: Family) {
+        let w = w.clamp(0.0, 1.0);
+        self.not *= 1.0 - w;
+        if w > self.best {
+            self.best = w;
+            self.family = Some(family);
+        }
+    }
+
+    fn score(&self) -> f32 {
+        (1.0 - self.not).clamp(0.0, 1.0)
+    }
+}
+
+impl Scorer {
+    /// Compile the rules. A rule that fails to compile is left out (a test checks none does).
+    pub fn new() -> Scorer {
+        let all = rules::rules();
+        let rules: Vec<rules::Rule> = all
+            .into_iter()
+            .filter(|r| regex::Regex::new(&r.pattern).is_ok())
+            .collect();
+        let build = |rules: &[rules::Rule]| {
+            RegexSetBuilder::new(rules.iter().map(|r| r.pattern.as_str()))
+                .size_limit(64 << 20)
+                .dfa_size_limit(16 << 20)
+                .build()
+        };
+        match build(&rules) {
+            Ok(set) => Scorer { set, rules },
+            // Only reachable if the size limits are exceeded: score with no rules rather than
+            // refuse to start (a test checks the full set builds).
+            Err(_) => Scorer {
+                set: RegexSet::empty(),
+                rules: Vec::new(),
+            },
+        }
+    }
+
+    /// How many rules are active (all of them unless one failed to compile).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Score one text from `source`.
+    pub fn score(&self, text: &str, source: Source) -> Verdict {
+        self.score_depth(text, source, 0)
+    }
+
+    fn score_depth(&self, text: &str, source: Source, depth: u8) -> Verdict {
+        let mut acc = Acc::new();
+        let scan = BUFFERS.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => {
+                let (norm, word) = &mut *bufs;
+                self.scan(text, norm, word, source, &mut acc)
+            }
+            Err(_) => self.scan(text, &mut String::new(), &mut String::new(), source, &mut acc),
+        });
+        let (flags, rot13) = match scan {
+            Ok(r) => r,
+            // Thread-local storage is being torn down: score without the shared buffers.
+            Err(_) => self.scan(text, &mut String::new(), &mut String::new(), source, &mut acc),
+        };
+        if depth == 0 {
+            let decoded = decode::candidates(text).chain(rot13.then(|| decode::rot13(text)));
+            for payload in decoded {
+                let inner = self.score_depth(&payload, source, depth + 1);
+                if inner.score >= ENCODED_FLOOR {
+                    acc.add(inner.score + ENCODED_BONUS, Family::EncodingTrick);
+                }
+            }
+        }
+        let mut score = acc.score();
+        let mut family = acc.family;
+        if flags.any() {
+            if score >= DEFAULT_THRESHOLD && family != Some(Family::EncodingTrick) {
+                score = (score + OBFUSCATION_BONUS).min(1.0);
+                family = Some(Family::Obfuscation);
+            } else if score < OBFUSCATION_ALONE {
+                score = OBFUSCATION_ALONE;
+                family = Some(Family::Obfuscation);
+            }
+        }
+        Verdict {
+            score: score.clamp(0.0, 1.0),
+            family,
+        }
+    }
+
+    /// Normalise into `norm` and add every matching rule to `acc`. Returns the normalisation
+    /// flags and whether the text announces rot13.
+    fn scan(
+        &self,
+        text: &str,
+        norm: &mut String,
+        word: &mut String,
+        source: Source,
+        acc: &mut Acc,
+    ) -> (normalize::Flags, bool) {
+        let flags = normalize::normalize_into(text, norm, word);
+        // Most texts match nothing: the earliest-stop search is cheaper than collecting matches.
+        if self.set.is_match(norm) {
+            for i in self.set.matches(norm).iter() {
+                if let Some(rule) = self.rules.get(i) {
+                    let w = match source {
+                        Source::User => rule.user,
+                        Source::Tool => rule.tool,
+                    };
+                    acc.add(w, rule.family);
+                }
+            }
+        }
+        (flags, decode::announces_rot13(text))
+    }
+}
