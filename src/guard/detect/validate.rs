@@ -197,6 +197,7 @@ pub fn card(text: &str, s: usize, e: usize) -> Option<usize> {
     let mut digits = [0u8; 19];
     let mut nd = 0usize;
     let mut best = None;
+    let mut best_digits = 0usize;
     let mut group = 0usize;
     for (i, &c) in b.iter().enumerate() {
         if c.is_ascii_digit() {
@@ -216,13 +217,17 @@ pub fn card(text: &str, s: usize, e: usize) -> Option<usize> {
                 let d = &digits[..nd];
                 if nd >= 12 && card_network(d) && luhn_digits(d) {
                     best = Some(s + i + 1);
+                    best_digits = nd;
                 }
             }
         } else if Some(c) != sep {
             return None;
         }
     }
-    best
+    // A prefix may shed a short trailing group (`… 1111 12/25`), not a whole 4-digit group: a
+    // 16-digit order number whose first 12 digits happen to pass is not a card.
+    let total = b.iter().filter(|c| c.is_ascii_digit()).count();
+    best.filter(|_| total - best_digits <= 3)
 }
 
 fn luhn_digits(d: &[u8]) -> bool {
@@ -321,6 +326,17 @@ pub fn phone(text: &str, s: usize, e: usize) -> bool {
     let first = v.bytes().next();
     let prev = text.get(..s).and_then(|p| p.bytes().last());
     if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'+') {
+        return false;
+    }
+    // A digit group right before (`#4189 0939 3285 1166`): the tail of a longer number.
+    let prev2 = s.checked_sub(2).and_then(|i| text.as_bytes().get(i)).copied();
+    if prev == Some(b' ') && prev2.is_some_and(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    // `00` starts an international prefix, not an area code; `ddd-dd-dddd` is an SSN's shape.
+    let b = v.as_bytes();
+    let ssn_shape = b.len() == 11 && b[3] == b'-' && b[6] == b'-';
+    if v.starts_with("00") || v.starts_with("(00") || ssn_shape {
         return false;
     }
     match first {
