@@ -173,7 +173,21 @@ pub(super) const ROWS: &[Builtin] = &[
         "PASSWORD",
         Secret,
         C::Password,
-        r#"\b[A-Za-z0-9_]*(?i:password|passwd|passwort|kennwort|pwd|mot de passe|contraseña|senha)[ \t]*(?:[:=]|=>)[ \t]*["']?(?P<v>[^\s"'<>,;]{1,128})"#,
+        r#"\b(?:[A-Za-z0-9_]*(?i:password|passwd|passwort|kennwort|pwd)|(?i:pass|mot de passe|contraseña|senha))[ \t]*(?:=|=>)[ \t]*["']?(?P<v>[^\s"'<>,;]{1,128})"#,
+    ),
+    // `password: word` is often prose ("password: see the vault"); the value must look like one.
+    row(
+        "PASSWORD",
+        Secret,
+        C::PasswordProse,
+        r#"\b(?:[A-Za-z0-9_]*(?i:password|passwd|passwort|kennwort|pwd)|(?i:pass|mot de passe|contraseña|senha))[ \t]*:[ \t]*["']?(?P<v>[^\s"'<>,;]{1,128})"#,
+    ),
+    // Credentials in a URL: `scheme://user:secret@host`.
+    row(
+        "PASSWORD",
+        Secret,
+        C::Password,
+        r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]+:(?P<v>[^\s:/@]{1,128})@",
     ),
     row(
         "PASSWORD",
@@ -187,7 +201,12 @@ pub(super) const ROWS: &[Builtin] = &[
         C::Email,
         r"\b[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
     ),
-    row("IBAN", Pii, C::Iban, r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,32}\b"),
+    row(
+        "IBAN",
+        Pii,
+        C::Iban,
+        r"\b[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]){11,32}\b",
+    ),
     row("SSN", Pii, C::Ssn, r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"),
     row("SSN", Pii, C::Ssn, r"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"),
     row(

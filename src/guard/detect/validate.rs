@@ -151,7 +151,11 @@ pub fn iban_len(cc: &[u8]) -> Option<usize> {
 /// (the candidate may run into a following word; the IBAN must end at a non-alphanumeric).
 pub fn iban(text: &str, s: usize, e: usize) -> Option<usize> {
     let b = text.as_bytes();
-    let want = iban_len(b.get(s..s + 2)?)?;
+    let cc = b.get(s..s + 2)?;
+    // All capitals or all lower case (a pasted lower-case IBAN), not `De89…`.
+    let lower = cc.iter().all(u8::is_ascii_lowercase);
+    let want = iban_len(&[cc[0].to_ascii_uppercase(), cc[1].to_ascii_uppercase()])?;
+
     let mut got = 0;
     let mut end = s;
     for (i, &c) in b.get(s..e)?.iter().enumerate() {
@@ -163,7 +167,14 @@ pub fn iban(text: &str, s: usize, e: usize) -> Option<usize> {
             }
         }
     }
-    if got != want || b.get(end).is_some_and(u8::is_ascii_alphanumeric) {
+    let mixed = |c: &u8| {
+        if lower {
+            c.is_ascii_uppercase()
+        } else {
+            c.is_ascii_lowercase()
+        }
+    };
+    if got != want || b.get(end).is_some_and(u8::is_ascii_alphanumeric) || b[s..end].iter().any(mixed) {
         return None;
     }
     mod97(text.get(s..end)?).then_some(end)
@@ -293,8 +304,11 @@ pub fn after_version_word(text: &str, s: usize) -> bool {
         .rposition(|b| !b.is_ascii_alphabetic())
         .map_or(0, |i| i + 1);
     let word = &before[word_start..];
+    // Version words, and software whose four-part versions come up in prompts.
     [
-        "v", "ver", "version", "versión", "release", "build", "firmware", "rev", "revision",
+        "v", "ver", "version", "versión", "release", "build", "firmware", "rev", "revision", "python", "chrome",
+        "chromium", "firefox", "safari", "edge", "node", "windows", "macos", "ios", "android", "java", "jdk", "kernel",
+        "linux", "ruby", "php", "perl", "go", "dotnet",
     ]
     .iter()
     .any(|w| word.eq_ignore_ascii_case(w))
@@ -331,6 +345,9 @@ pub fn phone(text: &str, s: usize, e: usize) -> bool {
     // A digit group right before (`#4189 0939 3285 1166`): the tail of a longer number.
     let prev2 = s.checked_sub(2).and_then(|i| text.as_bytes().get(i)).copied();
     if prev == Some(b' ') && prev2.is_some_and(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    if id_context(text, s) {
         return false;
     }
     // `00` starts an international prefix, not an area code; `ddd-dd-dddd` is an SSN's shape.
@@ -532,4 +549,24 @@ pub fn email(v: &str) -> bool {
         && domain
             .split('.')
             .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+}
+
+/// Whether the words just before `s` (same line, up to 32 bytes) name an identifier rather than a
+/// phone: `Artikelnummer 0815-4711-42`, `order no. 030 …`, unless a phone word is there too
+/// (`Telefonnummer`).
+pub fn id_context(text: &str, s: usize) -> bool {
+    let mut from = s.saturating_sub(32);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    let before = text.get(from..s).unwrap_or("");
+    let line = before.rsplit('\n').next().unwrap_or("").to_ascii_lowercase();
+    const ID: &[&str] = &[
+        "artikel", "sku", "order", "bestell", "invoice", "rechnung", "kunden", "customer", "serial", "account",
+        "konto", "ticket", "tracking", "item", "part no", "case", "ref", "commande", "pedido", "factura", "facture",
+    ];
+    const PHONE: &[&str] = &[
+        "tel", "phone", "fon", "handy", "mobil", "fax", "ruf", "call", "appel", "tél", "llam", "whatsapp",
+    ];
+    ID.iter().any(|w| line.contains(w)) && !PHONE.iter().any(|w| line.contains(w))
 }
