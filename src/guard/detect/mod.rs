@@ -29,7 +29,7 @@
 //! | input                                   | median   | throughput |
 //! |-----------------------------------------|----------|------------|
 //! | 2 KB clean prose (numbers, versions)    | 5.5 µs   | 354 MiB/s  |
-//! | 2 KB with several entities (~14 found)  | 17.0 µs  | 115 MiB/s  |
+//! | 2 KB with several entities (~a dozen)   | 17.0 µs  | 115 MiB/s  |
 //! | 64 KB mixed (prose, entities, DE, ZH)   | 390 µs   | 160 MiB/s  |
 //! | 2 KB German and Chinese                 | 5.3 µs   | 367 MiB/s  |
 //!
