@@ -1,0 +1,388 @@
+//! The one-pass PII and secret detector: built-in entities (`patterns`), their validators
+//! (`validate`) and the operator's custom entities (regexes with an optional checksum, word
+//! lists), all compiled into one multi-pattern automaton (`regex_automata::meta::Regex`, the
+//! engine `regex` is built on, used directly for its pattern ids and anchored per-pattern
+//! searches).
+//!
+//! How `scan` works: one leftmost-first search over the text yields the next candidate and the
+//! pattern that produced it; its check runs (checksum, ranges, context). A candidate that fails
+//! does not hide what else its text may be: the lower-priority patterns are tried anchored at the
+//! same start (a 12-digit run that fails Luhn can still be a phone number), then the search
+//! resumes one character later. Context patterns (`password: x`, `born on <date>`) carry a
+//! capture group `v`; captures are only computed for those, after the match is known.
+//!
+//! Invariants:
+//! - findings are appended sorted by start, non-overlapping, non-empty, on char boundaries;
+//! - scanning text with no candidate allocates nothing (the engine's per-thread cache is reused;
+//!   the captures buffer is created only when a context pattern matches);
+//! - placeholders such as `[EMAIL_1]` are never findings, whatever the patterns;
+//! - all built-in patterns use ASCII classes and ASCII word boundaries, so the lazy DFA runs on
+//!   non-ASCII text at full speed. Custom regexes are compiled as written (a Unicode `\b` in one
+//!   makes the DFA give way to a slower engine on non-ASCII text; `(?-u:\b)` avoids it).
+//! - AZURE_CONNECTION_STRING covers the key's value (after `AccountKey=` / `SharedAccessKey=`),
+//!   not the whole connection string: the endpoint and account name are not secrets, and a
+//!   placeholder in their place would break the string for the model's answer.
+//!
+//! Measured with `cargo bench --bench guard -- --warm-up-time 1 --measurement-time 3` (release,
+//! 2 shared cores with other builds running, criterion medians):
+//!
+//! | input                                   | median   | throughput |
+//! |-----------------------------------------|----------|------------|
+//! | 2 KB clean prose (numbers, versions)    | 5.5 µs   | 354 MiB/s  |
+//! | 2 KB with several entities (~a dozen)   | 17.0 µs  | 115 MiB/s  |
+//! | 64 KB mixed (prose, entities, DE, ZH)   | 390 µs   | 160 MiB/s  |
+//! | 2 KB German and Chinese                 | 5.3 µs   | 367 MiB/s  |
+//!
+//! The regex approach meets the single-digit-µs target for a clean 2 KB prompt, so there is no
+//! hand-rolled prefilter. Text full of entities costs more per byte: each candidate runs its
+//! check, context patterns run a captures search on their match, and a failed candidate retries
+//! the lower-priority patterns anchored at its start.
+
+mod patterns;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use regex_automata::meta;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input, MatchKind, PatternID};
+
+use crate::guard::entity::{Catalog, Class, Finding, Kind};
+use patterns::Check;
+
+/// The checksum a custom regex's matches must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validator {
+    None,
+    /// Luhn over the match's digits (separators ignored).
+    Luhn,
+    /// ISO 7064 mod 97-10 as in IBANs (first four characters moved to the end).
+    Mod97,
+}
+
+/// How a custom entity is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomPattern {
+    /// A regex (Rust `regex` syntax). A group named `v`, if present, is the value the finding
+    /// covers; otherwise the whole match is.
+    Regex { pattern: String, validator: Validator },
+    /// Words or phrases, matched case-insensitively (Unicode case folding) as whole words.
+    Words(Vec<String>),
+}
+
+/// An operator-defined entity from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomEntity {
+    pub name: String,
+    pub class: Class,
+    pub pattern: CustomPattern,
+}
+
+/// Why a detector could not be built; each names the entity at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("entity {name}: bad regex: {message}")]
+    BadRegex { name: String, message: String },
+    #[error("entity {name:?}: bad name: must match [A-Z][A-Z0-9_]*")]
+    BadName { name: String },
+    #[error("entity {name}: the name is already used by a built-in entity")]
+    DuplicatesBuiltin { name: String },
+    #[error("entity {name}: the name is defined more than once")]
+    Duplicate { name: String },
+    #[error("entity {name}: the word list is empty (or has only blank words)")]
+    EmptyWords { name: String },
+    #[error("the combined detector pattern could not be built: {message}")]
+    Build { message: String },
+}
+
+/// What a pattern of the automaton stands for.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    kind: Kind,
+    check: RuleCheck,
+    /// The capture index of the group `v`, for context patterns.
+    value_group: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RuleCheck {
+    Builtin(Check),
+    Custom(Validator),
+    Words,
+}
+
+/// The compiled detector: built once per config, shared by `Arc`.
+#[derive(Debug)]
+pub struct Detector {
+    re: meta::Regex,
+    rules: Vec<Rule>,
+    catalog: Catalog,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    b.next().is_some_and(|c| c.is_ascii_uppercase())
+        && b.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+}
+
+impl Detector {
+    /// The built-in entities only.
+    pub fn builtin() -> Detector {
+        match Detector::new(&[], &[]) {
+            Ok(d) => d,
+            // The built-in patterns are fixed and covered by tests; this arm cannot run.
+            Err(e) => unreachable!("built-in detector patterns: {e}"),
+        }
+    }
+
+    /// Built-ins plus custom entities; `external` are extra kind names with no pattern (entities
+    /// an external analyzer such as Presidio reports: PERSON, LOCATION, ORGANIZATION), added to
+    /// the catalog as `Class::Pii`. An external name equal to a built-in shares its kind; one
+    /// equal to a custom entity is a `Duplicate`.
+    pub fn new(custom: &[CustomEntity], external: &[&str]) -> Result<Detector, DetectError> {
+        let mut catalog = Catalog::default();
+        for (name, class) in patterns::KINDS {
+            catalog.add(name, *class);
+        }
+        let builtin_count = catalog.len();
+        let mut sources: Vec<String> = Vec::new();
+        let mut checks: Vec<(Kind, RuleCheck)> = Vec::new();
+        for row in patterns::ROWS {
+            let kind = catalog.add(row.name, row.class);
+            sources.push(ascii_boundaries(row.regex));
+            checks.push((kind, RuleCheck::Builtin(row.check)));
+        }
+        let dob = catalog.add("DOB", Class::Pii);
+        sources.push(ascii_boundaries(&patterns::dob_regex()));
+        checks.push((dob, RuleCheck::Builtin(Check::Dob)));
+
+        for entity in custom {
+            let name = entity.name.as_str();
+            if !valid_name(name) {
+                return Err(DetectError::BadName { name: name.to_owned() });
+            }
+            if let Some(k) = catalog.kind(name) {
+                return Err(if usize::from(k.0) < builtin_count {
+                    DetectError::DuplicatesBuiltin { name: name.to_owned() }
+                } else {
+                    DetectError::Duplicate { name: name.to_owned() }
+                });
+            }
+            let (source, check) = custom_source(entity)?;
+            let kind = catalog.add(name, entity.class);
+            sources.push(source);
+            checks.push((kind, check));
+        }
+        for &name in external {
+            if !valid_name(name) {
+                return Err(DetectError::BadName { name: name.to_owned() });
+            }
+            if let Some(k) = catalog.kind(name) {
+                if usize::from(k.0) >= builtin_count {
+                    return Err(DetectError::Duplicate { name: name.to_owned() });
+                }
+            }
+            catalog.add(name, Class::Pii);
+        }
+
+        let re = meta::Regex::builder()
+            .configure(
+                meta::Config::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .utf8_empty(true)
+                    .nfa_size_limit(Some(64 << 20)),
+            )
+            .build_many(&sources)
+            .map_err(|e| DetectError::Build { message: e.to_string() })?;
+        let rules = checks
+            .into_iter()
+            .enumerate()
+            .map(|(i, (kind, check))| Rule {
+                kind,
+                check,
+                value_group: PatternID::new(i).ok().and_then(|p| re.group_info().to_index(p, "v")),
+            })
+            .collect();
+        Ok(Detector { re, rules, catalog })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Appends what `text` holds: non-overlapping findings sorted by start, ranges on char
+    /// boundaries, covering the sensitive value only.
+    pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
+        let mut caps: Option<Captures> = None;
+        let mut pos = 0;
+        while pos < text.len() {
+            let Some(m) = self.re.search(&Input::new(text).range(pos..)) else {
+                break;
+            };
+            let s = m.start();
+            let pid = m.pattern().as_usize();
+            let mut hit = self.accept(text, pid, s, m.end(), &mut caps);
+            if hit.is_none() {
+                // The lower-priority patterns may still match here (leftmost-first only
+                // reported the first); try each anchored at the same start.
+                for j in pid + 1..self.rules.len() {
+                    let Ok(p) = PatternID::new(j) else { break };
+                    let input = Input::new(text).range(s..).anchored(Anchored::Pattern(p));
+                    if let Some(m2) = self.re.search(&input) {
+                        hit = self.accept(text, j, s, m2.end(), &mut caps);
+                        if hit.is_some() {
+                            break;
+                        }
+                    }
+                }
+            }
+            match hit {
+                Some((kind, vs, ve)) => {
+                    out.push(Finding {
+                        kind,
+                        start: vs,
+                        end: ve,
+                    });
+                    pos = ve;
+                }
+                None => pos = s + text[s..].chars().next().map_or(1, char::len_utf8),
+            }
+        }
+    }
+
+    /// Checks the candidate of pattern `pid` matched at `text[s..e]`; returns the finding's kind
+    /// and value range.
+    fn accept(
+        &self,
+        text: &str,
+        pid: usize,
+        s: usize,
+        e: usize,
+        caps: &mut Option<Captures>,
+    ) -> Option<(Kind, usize, usize)> {
+        let rule = self.rules.get(pid)?;
+        let (vs, ve) = match rule.value_group {
+            Some(g) => self.value_span(text, pid, s, g, caps)?,
+            None => (s, e),
+        };
+        let v = text.get(vs..ve)?;
+        let (vs, ve) = match rule.check {
+            RuleCheck::Builtin(check) => builtin_check(check, text, vs, ve, v)?,
+            RuleCheck::Custom(Validator::None) => (vs, ve),
+            RuleCheck::Custom(Validator::Luhn) => validate::luhn(v).then_some((vs, ve))?,
+            RuleCheck::Custom(Validator::Mod97) => validate::mod97(v).then_some((vs, ve))?,
+            RuleCheck::Words => validate::whole_word(text, vs, ve).then_some((vs, ve))?,
+        };
+        if ve <= vs || validate::in_placeholder(text, vs, ve) {
+            return None;
+        }
+        Some((rule.kind, vs, ve))
+    }
+
+    /// The span of group `g` of pattern `pid` matched at `s` (captures run on that match only).
+    fn value_span(
+        &self,
+        text: &str,
+        pid: usize,
+        s: usize,
+        g: usize,
+        caps: &mut Option<Captures>,
+    ) -> Option<(usize, usize)> {
+        let caps = caps.get_or_insert_with(|| self.re.create_captures());
+        let p = PatternID::new(pid).ok()?;
+        let input = Input::new(text).range(s..).anchored(Anchored::Pattern(p));
+        self.re.search_captures(&input, caps);
+        let span = caps.get_group(g)?;
+        Some((span.start, span.end))
+    }
+}
+
+/// The built-in checks; returns the (possibly narrowed or extended) value range.
+fn builtin_check(check: Check, text: &str, s: usize, e: usize, v: &str) -> Option<(usize, usize)> {
+    use validate as val;
+    let ok = |b: bool| b.then_some((s, e));
+    match check {
+        Check::Plain => Some((s, e)),
+        Check::PrivateKey => Some((s, val::pem_end(text, e))),
+        Check::AwsSecret => {
+            let next = text.as_bytes().get(e).copied();
+            let run_on = next.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'/' || c == b'+');
+            let mixed = v.bytes().any(|c| c.is_ascii_uppercase()) && v.bytes().any(|c| c.is_ascii_lowercase());
+            ok(!run_on && mixed && val::varied(v, 15))
+        }
+        Check::ApiKey => ok(val::varied(v.get(3..).unwrap_or(""), 10)),
+        Check::Password | Check::PasswordProse => {
+            let e = val::trim_trailing_punct(text, s, e);
+            let v = text.get(s..e)?;
+            let good = if check == Check::Password {
+                val::password_value(v)
+            } else {
+                val::password_like(v)
+            };
+            good.then_some((s, e))
+        }
+        Check::Email => ok(val::email(v)),
+        Check::Iban => val::iban(text, s, e).map(|end| (s, end)),
+        Check::Card => {
+            let end = val::card(text, s, e)?;
+            (!val::embedded_in_number(text, s, end)).then_some((s, end))
+        }
+        Check::Ssn => ok(val::ssn(v) && !val::embedded_in_number(text, s, e)),
+        Check::Phone => ok(val::phone(text, s, e)),
+        Check::Ipv4 => {
+            let b = text.as_bytes();
+            let dotted_on = b.get(e) == Some(&b'.') && b.get(e + 1).is_some_and(u8::is_ascii_digit);
+            let dotted_before = s >= 2 && b.get(s - 1) == Some(&b'.') && b.get(s - 2).is_some_and(u8::is_ascii_digit);
+            ok(val::ipv4(v) && !dotted_on && !dotted_before && !val::after_version_word(text, s))
+        }
+        Check::Ipv6 => {
+            let b = text.as_bytes();
+            let glued =
+                |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b':' | b'.' | b'_'));
+            if s > 0 && glued(b.get(s - 1)) {
+                return None;
+            }
+            let end = val::ipv6(text, s, e)?;
+            (!glued(b.get(end)) || b.get(end) == Some(&b'.') && !b.get(end + 1).is_some_and(u8::is_ascii_digit))
+                .then_some((s, end))
+        }
+        Check::Dob => ok(val::birth_date(v)),
+    }
+}
+
+/// Rewrites `\b` to the ASCII word boundary (see the module's invariants).
+fn ascii_boundaries(re: &str) -> String {
+    re.replace(r"\b", r"(?-u:\b)")
+}
+
+/// The automaton source and check of a custom entity, after validating it on its own (so a bad
+/// regex is reported with `regex`'s message and the entity's name).
+fn custom_source(entity: &CustomEntity) -> Result<(String, RuleCheck), DetectError> {
+    let name = entity.name.clone();
+    match &entity.pattern {
+        CustomPattern::Regex { pattern, validator } => {
+            let single = regex::Regex::new(pattern).map_err(|e| DetectError::BadRegex {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
+            if single.is_match("") {
+                return Err(DetectError::BadRegex {
+                    name,
+                    message: "matches the empty string".into(),
+                });
+            }
+            Ok((format!("(?:{pattern})"), RuleCheck::Custom(*validator)))
+        }
+        CustomPattern::Words(words) => {
+            let mut words: Vec<&str> = words.iter().map(|w| w.trim()).filter(|w| !w.is_empty()).collect();
+            if words.is_empty() {
+                return Err(DetectError::EmptyWords { name });
+            }
+            // Longest first, so "Anna Maria" wins over "Anna" at the same start.
+            words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+            let alts: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
+            Ok((format!("(?i:{})", alts.join("|")), RuleCheck::Words))
+        }
+    }
+}

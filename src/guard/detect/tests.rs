@@ -1,0 +1,461 @@
+use super::validate::*;
+use super::*;
+use proptest::prelude::*;
+
+fn det() -> &'static Detector {
+    static D: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
+    D.get_or_init(Detector::builtin)
+}
+
+/// (kind name, value) of every finding.
+fn found(d: &Detector, text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    d.scan(text, &mut out);
+    out.iter()
+        .map(|f| (d.catalog().name(f.kind).to_owned(), text[f.start..f.end].to_owned()))
+        .collect()
+}
+
+fn one(text: &str, kind: &str, value: &str) {
+    let got = found(det(), text);
+    assert!(
+        got.iter().any(|(k, v)| k == kind && v == value),
+        "{text:?}: wanted {kind} {value:?}, got {got:?}"
+    );
+}
+
+fn none_of(text: &str, kind: &str) {
+    let got = found(det(), text);
+    assert!(
+        !got.iter().any(|(k, _)| k == kind),
+        "{text:?}: unexpected {kind} in {got:?}"
+    );
+}
+
+fn nothing(text: &str) {
+    let got = found(det(), text);
+    assert!(got.is_empty(), "{text:?}: unexpected {got:?}");
+}
+
+#[test]
+fn luhn_and_networks() {
+    assert!(luhn("4111111111111111"));
+    assert!(luhn("4111 1111 1111 1111"));
+    assert!(!luhn("4111111111111112"));
+    assert!(!luhn("0"));
+    assert!(card_network(b"4111111111111111"));
+    assert!(card_network(b"5555555555554444"));
+    assert!(card_network(b"2223003122003222"));
+    assert!(card_network(b"378282246310005"));
+    assert!(card_network(b"6011111111111117"));
+    assert!(card_network(b"3530111333300000"));
+    assert!(card_network(b"36227206271667"));
+    assert!(card_network(b"6200000000000005"));
+    assert!(card_network(b"6759649826438453"));
+    assert!(!card_network(b"1234567812345670"));
+    assert!(!card_network(b"411111111111111")); // Visa with 15 digits
+}
+
+#[test]
+fn mod97_and_iban_table() {
+    assert!(mod97("DE89370400440532013000"));
+    assert!(mod97("GB82 WEST 1234 5698 7654 32"));
+    assert!(!mod97("DE89370400440532013001"));
+    assert!(!mod97("DE8"));
+    assert_eq!(iban_len(b"DE"), Some(22));
+    assert_eq!(iban_len(b"NO"), Some(15));
+    assert_eq!(iban_len(b"ZZ"), None);
+}
+
+#[test]
+fn ssn_rules() {
+    assert!(ssn("123-45-6789"));
+    assert!(!ssn("000-45-6789"));
+    assert!(!ssn("666-45-6789"));
+    assert!(!ssn("900-45-6789"));
+    assert!(!ssn("123-00-6789"));
+    assert!(!ssn("123-45-0000"));
+    assert!(!ssn("123-45-67890"));
+}
+
+#[test]
+fn ip_parsers() {
+    assert!(ipv4("192.168.1.1"));
+    assert!(ipv4("0.0.0.0"));
+    assert!(!ipv4("256.1.1.1"));
+    assert!(!ipv4("01.2.3.4"));
+    assert!(!ipv4("1.2.3"));
+    assert_eq!(ipv6("2001:db8::1", 0, 11), Some(11));
+    assert_eq!(ipv6("fe80::1:", 0, 8), Some(7));
+    assert_eq!(ipv6("12:30:45", 0, 8), None);
+    assert_eq!(ipv6("00:1A:2B:3C:4D:5E", 0, 17), None);
+}
+
+#[test]
+fn dates() {
+    assert!(birth_date("12.03.1985"));
+    assert!(birth_date("1985-03-12"));
+    assert!(birth_date("03/12/85"));
+    assert!(birth_date("12 March 1985"));
+    assert!(birth_date("March 12, 1985"));
+    assert!(!birth_date("32.13.1985"));
+    assert!(!birth_date("12.03.1785"));
+}
+
+#[test]
+fn placeholders() {
+    assert!(in_placeholder("x [EMAIL_1] y", 3, 10));
+    assert!(in_placeholder("[CARD_12]", 0, 9));
+    assert!(!in_placeholder("[note] EMAIL_1", 7, 14));
+    nothing("Write to [EMAIL_1] or call [PHONE_2]; card [CARD_12], key [API_KEY_3].");
+    nothing("password: [PASSWORD_1] and \"password\": \"[PASSWORD_2]\"");
+}
+
+#[test]
+fn emails() {
+    one(
+        "mail me at john.doe+tag@example.co.uk.",
+        "EMAIL",
+        "john.doe+tag@example.co.uk",
+    );
+    one("Kontakt: müller@beispiel.de", "EMAIL", "ller@beispiel.de"); // ASCII local parts only
+    none_of("user@localhost and .@x", "EMAIL");
+}
+
+#[test]
+fn phones() {
+    one("Call (555) 123-4567 today", "PHONE", "(555) 123-4567");
+    one("call 555-123-4567", "PHONE", "555-123-4567");
+    one("Tel: +44 20 7946 0958", "PHONE", "+44 20 7946 0958");
+    one("UK mobile 07700 900123.", "PHONE", "07700 900123");
+    one("Ruf an: 030 12345678", "PHONE", "030 12345678");
+    one("Handy +49 151 23456789", "PHONE", "+49 151 23456789");
+    one("Appelez le 01 23 45 67 89", "PHONE", "01 23 45 67 89");
+    one("mobile: 06.12.34.56.78", "PHONE", "06.12.34.56.78");
+    one("+1-800-555-0199", "PHONE", "+1-800-555-0199");
+    none_of("Order 12345 shipped 2024-01-15, total 1234.56", "PHONE");
+    none_of("the date 01.02.2023 and 0123456789", "PHONE");
+}
+
+#[test]
+fn cards() {
+    one("card 4111 1111 1111 1111 exp 12/25", "CARD", "4111 1111 1111 1111");
+    one("4111-1111-1111-1111", "CARD", "4111-1111-1111-1111");
+    one("amex 3782 822463 10005", "CARD", "3782 822463 10005");
+    one("mc 2223003122003222", "CARD", "2223003122003222");
+    none_of("order 4111 1111 1111 1112", "CARD");
+    none_of("tracking 1234567812345670", "CARD"); // Luhn-valid, no network
+    none_of("ISBN 978-3-16-148410-0", "CARD");
+}
+
+#[test]
+fn failed_card_can_be_a_phone() {
+    // Twelve digits in phone groups: the card pattern matches first and fails.
+    one("ring +44 7700 900 123", "PHONE", "+44 7700 900 123");
+    one("ring 030 123 456 789", "PHONE", "030 123 456 789");
+}
+
+#[test]
+fn ibans() {
+    one(
+        "IBAN: DE89 3704 0044 0532 0130 00 EUR",
+        "IBAN",
+        "DE89 3704 0044 0532 0130 00",
+    );
+    one("GB82WEST12345698765432", "IBAN", "GB82WEST12345698765432");
+    one("FR1420041010050500013M02606", "IBAN", "FR1420041010050500013M02606");
+    none_of("DE89 3704 0044 0532 0130 01", "IBAN");
+}
+
+#[test]
+fn ssns() {
+    one("SSN 123-45-6789", "SSN", "123-45-6789");
+    one("ssn: 123456789", "SSN", "123456789");
+    one("my social security number is 123 45 6789", "SSN", "123 45 6789");
+    none_of("id 123456789", "SSN");
+    none_of("666-12-3456 and 000-12-3456", "SSN");
+}
+
+#[test]
+fn ips() {
+    one("server at 192.168.0.12:8080", "IP_ADDRESS", "192.168.0.12");
+    one(
+        "ip 2001:db8:85a3::8a2e:370:7334 ok",
+        "IP_ADDRESS",
+        "2001:db8:85a3::8a2e:370:7334",
+    );
+    one("loopback ::1 here", "IP_ADDRESS", "::1");
+    none_of("version 1.2.3.4", "IP_ADDRESS");
+    none_of("v1.2.3.4 and 1.2.3.4.5 and 999.1.1.1", "IP_ADDRESS");
+    none_of("at 12:30:45 the MAC 00:1A:2B:3C:4D:5E", "IP_ADDRESS");
+}
+
+#[test]
+fn dobs() {
+    one("I was born on 12 March 1985.", "DOB", "12 March 1985");
+    one("DOB: 03/12/1985", "DOB", "03/12/1985");
+    one("Date of birth 1985-03-12", "DOB", "1985-03-12");
+    one("geboren am 12.03.1985 in Köln", "DOB", "12.03.1985");
+    one("Geburtsdatum: 3. März 1985", "DOB", "3. März 1985");
+    one("née le 5 août 1990", "DOB", "5 août 1990");
+    one("nacido el 12 de marzo de 1985", "DOB", "12 de marzo de 1985");
+    none_of("The meeting is on 12 March 2024.", "DOB");
+    none_of("released 2021-05-04", "DOB");
+}
+
+#[test]
+fn secrets() {
+    one("key AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE");
+    one(
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "AWS_SECRET_KEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    );
+    one(
+        r#""private_key_id": "0123456789abcdef0123456789abcdef01234567""#,
+        "GCP_KEY",
+        "0123456789abcdef0123456789abcdef01234567",
+    );
+    one(
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==;EndpointSuffix=core.windows.net",
+        "AZURE_CONNECTION_STRING",
+        "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==",
+    );
+    one(
+        "OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv",
+        "API_KEY",
+        "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv",
+    );
+    one(
+        "sk-ant-api03-Xy7Zq2Wv9Rt4Lp0Mn8Bc6Dd",
+        "API_KEY",
+        "sk-ant-api03-Xy7Zq2Wv9Rt4Lp0Mn8Bc6Dd",
+    );
+    none_of("sk-this-is-not-a-real-key-at-all", "API_KEY");
+    one(
+        "ghp_1234567890abcdefghijABCDEFGHIJ123456",
+        "GITHUB_TOKEN",
+        "ghp_1234567890abcdefghijABCDEFGHIJ123456",
+    );
+    one(
+        "glpat-xY12zW34vU56tS78rQ90",
+        "GITLAB_TOKEN",
+        "glpat-xY12zW34vU56tS78rQ90",
+    );
+    one(
+        "xoxb-123456789012-abcdefABCDEF",
+        "SLACK_TOKEN",
+        "xoxb-123456789012-abcdefABCDEF",
+    );
+    one(
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "STRIPE_KEY",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    );
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    one(&format!("Bearer {jwt}"), "JWT", jwt);
+}
+
+#[test]
+fn private_keys() {
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
+    one(&format!("key:\n{pem}\nthanks"), "PRIVATE_KEY", pem);
+    let escaped = r"-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----\n";
+    let json = format!(r#"{{"private_key": "{escaped}"}}"#);
+    one(
+        &json,
+        "PRIVATE_KEY",
+        r"-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----",
+    );
+    one(
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQ",
+        "PRIVATE_KEY",
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQ",
+    );
+}
+
+#[test]
+fn passwords() {
+    one("password=hunter2", "PASSWORD", "hunter2");
+    one("Password: Tr0ub4dor&3.", "PASSWORD", "Tr0ub4dor&3");
+    one(r#"{"db_password": "s3cr3t pass"}"#, "PASSWORD", "s3cr3t pass");
+    one("Passwort: geheim123", "PASSWORD", "geheim123");
+    one("DB_PASSWORD=Xq9!zz", "PASSWORD", "Xq9!zz");
+    one("my password is Summer2024!", "PASSWORD", "Summer2024!");
+    none_of("the password is incorrect, reset your password", "PASSWORD");
+    none_of("password: ${DB_PASSWORD} and pwd=****", "PASSWORD");
+    none_of("Enter your password in the field below.", "PASSWORD");
+}
+
+#[test]
+fn non_ascii_text() {
+    one(
+        "Bitte überweisen Sie an DE89370400440532013000 – danke, Jürgen",
+        "IBAN",
+        "DE89370400440532013000",
+    );
+    one("请联系 zhang.wei@example.cn 谢谢", "EMAIL", "zhang.wei@example.cn");
+    nothing("这是一个没有敏感信息的句子。Größe: 12 Stück, Preis 19,99 €.");
+}
+
+fn custom(name: &str, pattern: CustomPattern) -> CustomEntity {
+    CustomEntity {
+        name: name.into(),
+        class: Class::Pii,
+        pattern,
+    }
+}
+
+fn regex(p: &str, validator: Validator) -> CustomPattern {
+    CustomPattern::Regex {
+        pattern: p.into(),
+        validator,
+    }
+}
+
+#[test]
+fn custom_regexes_with_validators() {
+    let d = Detector::new(
+        &[
+            custom("EMPLOYEE_ID", regex(r"(?-u:\b)EMP-[0-9]{6}(?-u:\b)", Validator::None)),
+            custom(
+                "LOYALTY_CARD",
+                regex(r"(?-u:\b)LC(?P<v>[0-9]{10})(?-u:\b)", Validator::Luhn),
+            ),
+            custom(
+                "ACCOUNT_REF",
+                regex(r"(?-u:\b)[A-Z]{2}[0-9]{2}[A-Z0-9]{8,20}(?-u:\b)", Validator::Mod97),
+            ),
+        ],
+        &["PERSON", "LOCATION"],
+    )
+    .unwrap();
+    assert_eq!(
+        found(&d, "id EMP-123456."),
+        [("EMPLOYEE_ID".into(), "EMP-123456".into())]
+    );
+    assert_eq!(found(&d, "LC4111111111 x"), vec![] as Vec<(String, String)>);
+    assert_eq!(
+        found(&d, "LC0000000018"),
+        [("LOYALTY_CARD".into(), "0000000018".into())]
+    );
+    assert_eq!(
+        found(&d, "ref NO9386011117947"),
+        [("IBAN".into(), "NO9386011117947".into())]
+    );
+    let k = d.catalog().kind("PERSON").unwrap();
+    assert_eq!(d.catalog().class(k), Class::Pii);
+    assert!(d.catalog().kind("LOCATION").is_some());
+}
+
+#[test]
+fn custom_mod97_without_builtin_overlap() {
+    let d = Detector::new(
+        &[custom(
+            "REF",
+            regex(r"(?-u:\b)RF[0-9]{2}[A-Z0-9]{1,21}(?-u:\b)", Validator::Mod97),
+        )],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        found(&d, "pay ref RF18539007547034"),
+        [("REF".into(), "RF18539007547034".into())]
+    );
+    assert!(found(&d, "pay ref RF19539007547034").is_empty());
+}
+
+#[test]
+fn word_lists() {
+    let words = CustomPattern::Words(vec!["Project Falcon".into(), "Müller".into(), "ACME".into()]);
+    let d = Detector::new(&[custom("CODENAME", words)], &[]).unwrap();
+    let got = found(&d, "project falcon at acme, with MÜLLER; not acmes or Müllers or xacme");
+    let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["project falcon", "acme", "MÜLLER"]);
+    assert!(found(&d, "[CODENAME_1]").is_empty());
+}
+
+#[test]
+fn errors_name_the_entity() {
+    let err = |c: CustomEntity| Detector::new(&[c], &[]).unwrap_err().to_string();
+    let e = err(custom("BAD", regex("(unclosed", Validator::None)));
+    assert!(e.starts_with("entity BAD: bad regex:") && e.contains("unclosed"), "{e}");
+    let e = err(custom("EMPTY_OK", regex("a*", Validator::None)));
+    assert!(e.contains("EMPTY_OK") && e.contains("empty string"), "{e}");
+    let e = err(custom("lower", regex("x", Validator::None)));
+    assert_eq!(e, "entity \"lower\": bad name: must match [A-Z][A-Z0-9_]*");
+    let e = err(custom("EMAIL", regex("x", Validator::None)));
+    assert_eq!(e, "entity EMAIL: the name is already used by a built-in entity");
+    let e = err(custom("WORDS", CustomPattern::Words(vec![" ".into()])));
+    assert_eq!(e, "entity WORDS: the word list is empty (or has only blank words)");
+    let twice = [
+        custom("X", regex("x", Validator::None)),
+        custom("X", regex("y", Validator::None)),
+    ];
+    assert_eq!(
+        Detector::new(&twice, &[]).unwrap_err().to_string(),
+        "entity X: the name is defined more than once"
+    );
+    let e = Detector::new(&[custom("X", regex("x", Validator::None))], &["X"])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "entity X: the name is defined more than once");
+    assert!(Detector::new(&[], &["EMAIL"]).is_ok());
+    assert!(Detector::new(&[], &["bad name"]).is_err());
+}
+
+#[test]
+fn detector_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Detector>();
+}
+
+#[test]
+fn several_entities_in_order() {
+    let text = "Hi, I'm at jane@corp.io or +1 (415) 555-0123; card 4111111111111111, ip 10.0.0.1.";
+    let got = found(det(), text);
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["EMAIL", "PHONE", "CARD", "IP_ADDRESS"], "{got:?}");
+}
+
+fn check_invariants(text: &str, out: &[Finding]) {
+    let mut last = 0;
+    for f in out {
+        assert!(f.start < f.end && f.end <= text.len());
+        assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+        assert!(f.start >= last, "overlap or unsorted: {out:?}");
+        last = f.end;
+    }
+}
+
+proptest! {
+    #[test]
+    fn scan_keeps_its_invariants(text in "\\PC{0,200}") {
+        let mut out = Vec::new();
+        det().scan(&text, &mut out);
+        check_invariants(&text, &out);
+    }
+
+    #[test]
+    fn scan_keeps_its_invariants_near_entities(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("4111 1111 1111 1111".to_owned()),
+                Just("a@b.co".to_owned()),
+                Just("+44 20 7946 0958".to_owned()),
+                Just("password: x".to_owned()),
+                Just("born ".to_owned()),
+                Just("-----BEGIN PRIVATE KEY-----".to_owned()),
+                Just("::".to_owned()),
+                "[0-9 .:-]{1,12}",
+                "\\PC{0,8}",
+            ],
+            0..12,
+        )
+    ) {
+        let text = parts.concat();
+        let mut out = Vec::new();
+        det().scan(&text, &mut out);
+        check_invariants(&text, &out);
+    }
+}
