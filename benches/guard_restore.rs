@@ -67,7 +67,9 @@ fn redact(text: &str, vault: &mut Vault) -> Option<String> {
         return None;
     }
     apply(text, &findings, &mut |f, v| {
-        Some(Cow::Owned(vault.placeholder(LABELS[usize::from(f.kind.0)], v).to_string()))
+        Some(Cow::Owned(
+            vault.placeholder(LABELS[usize::from(f.kind.0)], v).to_string(),
+        ))
     })
 }
 
@@ -90,7 +92,10 @@ fn stream(with_placeholders: bool) -> Vec<Bytes> {
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("guard_redact");
-    for (name, with) in [("rewrite_strings_2kb_no_findings", false), ("rewrite_strings_2kb_three_findings", true)] {
+    for (name, with) in [
+        ("rewrite_strings_2kb_no_findings", false),
+        ("rewrite_strings_2kb_three_findings", true),
+    ] {
         let b = body(with);
         g.throughput(Throughput::Bytes(b.len() as u64));
         g.bench_function(name, |bench| {
@@ -111,7 +116,10 @@ fn benches(c: &mut Criterion) {
     }
     let vault = Arc::new(vault);
     let mut g = c.benchmark_group("guard_restore");
-    for (name, with) in [("stream_100_events", true), ("stream_100_events_no_placeholders", false)] {
+    for (name, with) in [
+        ("stream_100_events", true),
+        ("stream_100_events_no_placeholders", false),
+    ] {
         let pieces = stream(with);
         g.throughput(Throughput::Bytes(pieces.iter().map(|p| p.len() as u64).sum()));
         g.bench_function(name, |bench| {

@@ -13,7 +13,10 @@
 //! arguments) is JSON-escaped, so the arguments stay valid JSON; whatever holds no known
 //! placeholder goes out unchanged, byte for byte.
 //!
-//! Bench (`cargo bench --bench guard_restore`): not yet measured.
+//! Bench (`cargo bench --bench guard_restore -- --quick`, 2 shared cores, medians): the stream
+//! restorer over a 100-event OpenAI stream fed one event per piece, 49.0 µs with placeholders
+//! in a tenth of the events (one split across two events), 13.8 µs without any (the events
+//! pass unparsed).
 
 pub mod frame;
 pub mod hold;

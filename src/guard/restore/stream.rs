@@ -52,7 +52,8 @@ pub trait FieldFilter: Send {
     /// The next piece of `field`'s text: appends what goes out now to `out` (holding back what
     /// must wait for the next piece). `json_text`: the field holds JSON text.
     fn push(&mut self, field: FieldKey, text: &str, json_text: bool, out: &mut String);
-    /// `field` ended: appends whatever it held back.
+    /// `field` ended: appends whatever it held back. Called only for fields pushed while the
+    /// filter was `holding`, or since.
     fn finish(&mut self, field: FieldKey, json_text: bool, out: &mut String);
     /// Whether any field holds text back.
     fn holding(&self) -> bool;
@@ -196,6 +197,11 @@ impl<F: FieldFilter> StreamFilter<F> {
         }
         self.scratch.clear();
         self.filter.push(open.key, text, open.json_text, &mut self.scratch);
+        if !self.filter.holding() {
+            // Nothing held anywhere: no field needs ending, so the list stays as short as what
+            // is held (a stream of a thousand blocks does not make it grow).
+            self.open.clear();
+        }
         if self.scratch == *text {
             return false;
         }

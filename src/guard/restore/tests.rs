@@ -233,6 +233,21 @@ fn openai_held_text_is_merged_into_the_finish_chunk_or_synthesised_before_done()
         (Some("c1"), Some("m"), Some(7))
     );
     assert_eq!(evs[2].1, "[DONE]");
+    // Held tool-call arguments go into the finish chunk as a tool call of the same index.
+    let s = format!(
+        "{}{}",
+        chunk(
+            json!({"tool_calls":[{"index":2,"function":{"arguments":"{\"a\":\"[NAME"}}]}),
+            None
+        ),
+        chunk(json!({}), Some("tool_calls"))
+    );
+    let evs = events(&run_pieces(Wire::OpenAi, &[s.as_bytes()], true));
+    let last: Value = serde_json::from_str(&evs[1].1).unwrap();
+    assert_eq!(
+        last["choices"][0]["delta"]["tool_calls"],
+        json!([{"index":2,"function":{"arguments":"[NAME"}}])
+    );
     // A clean end with no [DONE] flushes too; an unclean one drops.
     let s = chunk(json!({"content":"to [NAME"}), None);
     assert_eq!(
