@@ -37,7 +37,10 @@ fn setup(guardrails: &str, extra: &str) -> (Mock, Gateway) {
 fn received(mock: &Mock) -> String {
     let reqs = mock.requests();
     let last = reqs.last().expect("the provider got a request");
-    last["body"].as_str().map(str::to_string).unwrap_or_else(|| last["body"].to_string())
+    last["body"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| last["body"].to_string())
 }
 
 fn assert_no_value(text: &str) {
@@ -60,10 +63,7 @@ fn sse_text(events: &[Received], anthropic: bool) -> (String, String) {
             }
         } else if let Some(d) = v["choices"][0]["delta"].as_object() {
             text.push_str(d.get("content").and_then(Value::as_str).unwrap_or(""));
-            if let Some(a) = d
-                .get("tool_calls")
-                .and_then(|t| t[0]["function"]["arguments"].as_str())
-            {
+            if let Some(a) = d.get("tool_calls").and_then(|t| t[0]["function"]["arguments"].as_str()) {
                 args.push_str(a);
             }
         }
@@ -71,9 +71,35 @@ fn sse_text(events: &[Received], anthropic: bool) -> (String, String) {
     (text, args)
 }
 
+/// An OpenAI chat body: a system prompt and the user's `PROMPT` with mock directives.
 fn user(model: &str, marker: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "max_tokens": 200,
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": format!("{PROMPT} [[mock: {marker}]]")}]})
+}
+
+/// The same as an Anthropic Messages body.
+fn anthropic(model: &str, marker: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "max_tokens": 200, "system": "Be brief.",
+        "messages": [{"role": "user", "content": format!("{PROMPT} [[mock: {marker}]]")}]})
+}
+
+/// POSTs the body for `marker` in the client's dialect.
+fn ask(gw: &Gateway, model: &str, marker: &str, anthropic_client: bool) -> Resp {
+    match anthropic_client {
+        true => post(
+            &gw.url("/v1/messages"),
+            &anthropic(model, marker, false).to_string(),
+            &[],
+        ),
+        false => gw.chat(&user(model, marker, false)),
+    }
+}
+
+fn ask_stream(gw: &Gateway, model: &str, marker: &str, anthropic_client: bool) -> (Resp, Vec<Received>) {
+    match anthropic_client {
+        true => post_stream(&gw.url("/v1/messages"), &anthropic(model, marker, true).to_string()),
+        false => post_stream(&gw.url("/v1/chat/completions"), &user(model, marker, true).to_string()),
+    }
 }
 
 #[test]
@@ -95,16 +121,14 @@ fn redacted_values_never_reach_the_provider_and_come_back_in_json_and_streams_of
     // client dialect and each provider dialect (two of the four pairs are translated).
     for piece in [1, 3, 7] {
         for (model, anthropic_client) in [("gpt", false), ("claude", false), ("gpt", true), ("claude", true)] {
-            let marker = format!("echo piece={piece}");
-            let (r, events) = if anthropic_client {
-                post_stream(&gw.url("/v1/messages"), &user(model, &marker, true).to_string())
-            } else {
-                post_stream(&gw.url("/v1/chat/completions"), &user(model, &marker, true).to_string())
-            };
+            let (r, events) = ask_stream(&gw, model, &format!("echo piece={piece}"), anthropic_client);
             assert_eq!(r.status, 200, "{model} {anthropic_client}: {}", r.body);
             assert_no_value(&received(&mock));
             let (text, _) = sse_text(&events, anthropic_client);
-            assert_eq!(text, PROMPT, "piece {piece}, model {model}, anthropic client {anthropic_client}");
+            assert_eq!(
+                text, PROMPT,
+                "piece {piece}, model {model}, anthropic client {anthropic_client}"
+            );
         }
     }
 }
@@ -114,25 +138,31 @@ fn tool_call_arguments_come_back_restored_and_valid_whole_and_streamed() {
     let (mock, gw) = setup("{ pii: redact, secrets: redact }", "");
     for (model, anthropic_client) in [("gpt", false), ("claude", false), ("gpt", true), ("claude", true)] {
         // Whole.
-        let body = user(model, "tool_echo", false).to_string();
-        let path = if anthropic_client { "/v1/messages" } else { "/v1/chat/completions" };
-        let r = post(&gw.url(path), &body, &[]);
+        let r = ask(&gw, model, "tool_echo", anthropic_client);
         assert_eq!(r.status, 200, "{}", r.body);
         assert_no_value(&received(&mock));
         let v = r.json();
         let note = if anthropic_client {
-            let block = v["content"].as_array().unwrap().iter().find(|b| b["type"] == "tool_use").unwrap().clone();
+            let block = v["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["type"] == "tool_use")
+                .unwrap()
+                .clone();
             block["input"]["note"].as_str().unwrap().to_string()
         } else {
             let args: Value = serde_json::from_str(
-                v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap(),
+                v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .unwrap(),
             )
             .unwrap();
             args["note"].as_str().unwrap().to_string()
         };
         assert_eq!(note, PROMPT, "{model} {anthropic_client}");
         // Streamed in 5-byte pieces of arguments.
-        let (r, events) = post_stream(&gw.url(path), &user(model, "tool_echo piece=5", true).to_string());
+        let (r, events) = ask_stream(&gw, model, "tool_echo piece=5", anthropic_client);
         assert_eq!(r.status, 200);
         let (_, args) = sse_text(&events, anthropic_client);
         let args: Value = serde_json::from_str(&args).unwrap_or_else(|e| panic!("{e}: {args}"));
@@ -150,12 +180,15 @@ fn blocked_requests_name_the_types_and_never_the_values_in_both_dialects() {
     let message = e["error"]["message"].as_str().unwrap();
     assert!(message.contains("CARD"), "{message}");
     assert!(!r.body.contains("4111"), "{}", r.body);
-    let r = post(&gw.url("/v1/messages"), &user("claude", "echo", false).to_string(), &[]);
+    let r = ask(&gw, "claude", "echo", true);
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["type"], "error");
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("CARD"));
     assert!(mock.requests().is_empty(), "a blocked request reached the provider");
-    assert_eq!(gw.metric("tollgate_guardrail_actions_total{action=\"block\",type=\"CARD\"}"), 2.0);
+    assert_eq!(
+        gw.metric("tollgate_guardrail_actions_total{action=\"block\",type=\"CARD\"}"),
+        2.0
+    );
 }
 
 #[test]
@@ -169,7 +202,10 @@ fn the_audit_reaches_the_record_the_metrics_and_never_a_log_line_with_a_value() 
     let r = gw.chat(&user("gpt", "echo", false));
     assert_eq!(r.status, 200, "{}", r.body);
     // The secret was masked (irreversibly): the client sees the label, not the key.
-    let content = r.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let content = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(content.contains("Key [AWS_ACCESS_KEY]."), "{content}");
     assert!(content.contains("jane.doe@example.com"), "{content}");
     let flagged = gw.chat(&json!({"model": "gpt", "messages": [{"role": "user",
@@ -182,7 +218,14 @@ fn the_audit_reaches_the_record_the_metrics_and_never_a_log_line_with_a_value() 
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let g = &lines[0]["guardrails"];
-    assert_eq!(g["entities"], "EMAIL:2,PHONE:1,CARD:1,IBAN:1,AWS_ACCESS_KEY:1".split(',').collect::<Vec<_>>().join(","), "{g}");
+    assert_eq!(
+        g["entities"],
+        "EMAIL:2,PHONE:1,CARD:1,IBAN:1,AWS_ACCESS_KEY:1"
+            .split(',')
+            .collect::<Vec<_>>()
+            .join(","),
+        "{g}"
+    );
     assert_eq!(g["redactions"], 6, "{g}");
     assert_eq!(g["action"], "redact", "{g}");
     let f = &lines[1]["guardrails"];
@@ -190,9 +233,18 @@ fn the_audit_reaches_the_record_the_metrics_and_never_a_log_line_with_a_value() 
     assert_eq!(f["action"], "flag", "{f}");
     assert!(f["injection_family"].is_string(), "{f}");
     assert!(f["injection_score"].as_f64().unwrap() >= 0.5, "{f}");
-    assert_eq!(gw.metric("tollgate_guardrail_actions_total{action=\"redact\",type=\"EMAIL\"}"), 2.0);
-    assert_eq!(gw.metric("tollgate_guardrail_actions_total{action=\"mask\",type=\"AWS_ACCESS_KEY\"}"), 1.0);
-    assert_eq!(gw.metric("tollgate_guardrail_actions_total{action=\"flag\",type=\"injection\"}"), 1.0);
+    assert_eq!(
+        gw.metric("tollgate_guardrail_actions_total{action=\"redact\",type=\"EMAIL\"}"),
+        2.0
+    );
+    assert_eq!(
+        gw.metric("tollgate_guardrail_actions_total{action=\"mask\",type=\"AWS_ACCESS_KEY\"}"),
+        1.0
+    );
+    assert_eq!(
+        gw.metric("tollgate_guardrail_actions_total{action=\"flag\",type=\"injection\"}"),
+        1.0
+    );
     // Trace-level logs, the access log: no value anywhere.
     let logs = format!("{}{}", gw.proc.log_text(), text);
     for v in VALUES {
@@ -209,7 +261,10 @@ fn prompt_injection_is_blocked_and_benign_look_alikes_pass() {
     let r = gw.chat(&attack);
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "content_blocked");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("prompt injection"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("prompt injection"));
     // Indirect: the instruction arrives in a tool result.
     let indirect = json!({"model": "gpt", "messages": [
         {"role": "user", "content": "Summarise the page."},
@@ -229,10 +284,16 @@ fn output_checks_mask_or_block_secrets_the_model_writes() {
     let r = gw.chat(&user("gpt", "echo", false));
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "content_blocked");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("AWS_ACCESS_KEY"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("AWS_ACCESS_KEY"));
     assert!(!r.body.contains("AKIA"));
     // Streamed: what went out before the key did, then the error event; never the key.
-    let (r, events) = post_stream(&gw.url("/v1/chat/completions"), &user("gpt", "echo piece=2", true).to_string());
+    let (r, events) = post_stream(
+        &gw.url("/v1/chat/completions"),
+        &user("gpt", "echo piece=2", true).to_string(),
+    );
     assert_eq!(r.status, 200);
     let raw: String = events.iter().map(|e| e.data.clone()).collect();
     assert!(!raw.contains("AKIA"), "{raw}");
@@ -240,7 +301,8 @@ fn output_checks_mask_or_block_secrets_the_model_writes() {
     assert_eq!(last["error"]["code"], "content_blocked", "{last}");
 
     let (_mock2, gw2) = setup("{ output: mask }", "");
-    let (_, events) = post_stream(&gw2.url("/v1/messages"), &user("claude", "echo piece=3", true).to_string());
+    let (r, events) = ask_stream(&gw2, "claude", "echo piece=3", true);
+    assert_eq!(r.status, 200, "{}", r.body);
     let (text, _) = sse_text(&events, true);
     assert_eq!(text, PROMPT.replace("AKIAIOSFODNN7EXAMPLE", "[AWS_ACCESS_KEY]"));
 }
@@ -267,11 +329,17 @@ fn the_presidio_analyzer_adds_names_and_its_failure_follows_on_failure() {
     for v in ["Alice Johnson", "Zoë Dupont", "Köln", "alice@example.org"] {
         assert!(!sent.contains(v), "{v} reached the provider: {sent}");
     }
-    assert!(sent.contains("[PERSON_1]") && sent.contains("[PERSON_2]") && sent.contains("[LOCATION_1]"), "{sent}");
+    assert!(
+        sent.contains("[PERSON_1]") && sent.contains("[PERSON_2]") && sent.contains("[LOCATION_1]"),
+        "{sent}"
+    );
 
     // An analyzer that is down: closed refuses (503), open goes on with the built-in detectors.
     let down = format!("http://127.0.0.1:{}", free_port());
-    let (_m3, closed) = setup("{ pii: redact }", &format!("guardrails:\n  presidio: {{ url: \"{down}\" }}\n"));
+    let (_m3, closed) = setup(
+        "{ pii: redact }",
+        &format!("guardrails:\n  presidio: {{ url: \"{down}\" }}\n"),
+    );
     let r = closed.chat(&body);
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "guardrail_unavailable");

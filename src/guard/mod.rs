@@ -13,6 +13,8 @@
 //! - `redact`: placeholders in, a vault of originals kept for the answer.
 //! - `restore`: the answer side: placeholders back to originals in whole JSON answers and in
 //!   the streams of both client dialects (an `api::observe::ResponseObserver`).
+//! - `output`: the output checks (secrets and restricted patterns in the answer: log, mask,
+//!   block), whole and streamed.
 //! - `presidio`: the analyzer's wire format (request body, findings back to byte ranges).
 //!
 //! Invariant: no raw value found by a detector is logged or recorded anywhere; audits carry
@@ -21,6 +23,7 @@
 pub mod detect;
 pub mod entity;
 pub mod inject;
+pub mod output;
 pub mod policy;
 pub mod presidio;
 pub mod redact;

@@ -121,7 +121,12 @@ impl Checks {
 
 /// The observers that check the answer, when the policy checks output: one for a whole answer,
 /// one for a stream in the client's dialect.
-pub fn observer(guard: Arc<Guard>, policy: &Policy, client: Wire, stream: bool) -> Option<(Box<dyn ResponseObserver>, SharedAudit)> {
+pub fn observer(
+    guard: Arc<Guard>,
+    policy: &Policy,
+    client: Wire,
+    stream: bool,
+) -> Option<(Box<dyn ResponseObserver>, SharedAudit)> {
     if !policy.checks_output() {
         return None;
     }
@@ -134,7 +139,13 @@ pub fn observer(guard: Arc<Guard>, policy: &Policy, client: Wire, stream: bool) 
         refused: Vec::new(),
     };
     let observer: Box<dyn ResponseObserver> = match stream {
-        true => Box::new(StreamFilter::new(Streamed { checks, held: Vec::new() }, client)),
+        true => Box::new(StreamFilter::new(
+            Streamed {
+                checks,
+                held: Vec::new(),
+            },
+            client,
+        )),
         false => Box::new(Whole(checks)),
     };
     Some((observer, audit))

@@ -42,7 +42,15 @@ pub struct Audit {
 impl Audit {
     /// The strongest action applied (`None`: nothing found).
     pub fn action(&self) -> Option<&'static str> {
-        let entities = self.found.iter().map(|(_, _, a)| *a).max_by_key(|a| a.strength());
+        // Block, then redact, mask, log (redact before mask: the stronger promise to the client).
+        let rank = |a: &Action| match a {
+            Action::Off => 0,
+            Action::Log => 1,
+            Action::Mask => 2,
+            Action::Redact => 3,
+            Action::Block => 4,
+        };
+        let entities = self.found.iter().map(|(_, _, a)| *a).max_by_key(rank);
         let injection = self.injection_hit.then_some(());
         match (entities, injection) {
             (Some(Action::Block), _) => Some("block"),

@@ -50,12 +50,31 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Most bytes coalesced into one client write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-/// The observers the client's body goes through (see `api::observe`). The next ones (PII
-/// restoration, output checks, the cache's write) are pushed here.
-fn observers(rendered: &Rendered, stream: bool) -> Observers {
+/// The observers the client's body goes through (see `api::observe`), in order: the usage chunk
+/// the client did not ask for left out; the output checks (on what the model wrote, before any
+/// restoration, so the client's own values coming back are never flagged); the restoration of
+/// what the guardrails redacted. (The cache's write goes here next.)
+fn observers(ctx: &mut RequestCtx, client: crate::api::Wire, rendered: &Rendered, stream: bool) -> Observers {
     let mut chain = Observers::default();
     if stream && rendered.strip_usage {
         chain.push(Box::new(UsageStripper::default()));
+    }
+    let guard = ctx
+        .live
+        .as_ref()
+        .and_then(|l| l.snapshot.guard.as_ref())
+        .map(|g| &g.guard);
+    if let (Some(guard), Some(policy)) = (guard, ctx.guard_policy.as_deref()) {
+        if let Some((check, audit)) = crate::guard::output::observer(Arc::clone(guard), policy, client, stream) {
+            chain.push(check);
+            ctx.guard_output = Some(audit);
+        }
+    }
+    if let Some(vault) = &ctx.guard_vault {
+        chain.push(match stream {
+            true => crate::guard::restore::observer(Arc::clone(vault), client),
+            false => crate::guard::restore::whole_observer(Arc::clone(vault)),
+        });
     }
     chain
 }
@@ -113,7 +132,7 @@ pub(super) async fn relay(
         target,
         adapter: target.provider.kind.adapter(),
         rendered: &rendered,
-        observers: observers(&rendered, is_sse),
+        observers: observers(ctx, req.client, &rendered, is_sse),
         status,
     };
     if is_sse {

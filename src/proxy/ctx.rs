@@ -115,6 +115,8 @@ pub struct RequestCtx {
     pub guardrails: crate::usage::GuardrailCounts,
     /// The originals the guardrails replaced with placeholders, for the answer's restoration.
     pub guard_vault: Option<std::sync::Arc<crate::guard::redact::Vault>>,
+    /// What the output checks found in the answer, read when the request is recorded.
+    pub guard_output: Option<crate::guard::output::SharedAudit>,
 }
 
 impl RequestCtx {
@@ -162,6 +164,7 @@ impl RequestCtx {
             guard_policy: None,
             guardrails: Default::default(),
             guard_vault: None,
+            guard_output: None,
         }
     }
 

@@ -115,6 +115,44 @@ fn note(state: &AppState, ctx: &mut RequestCtx, catalog: &Catalog, policy: &Poli
     }
 }
 
+/// The audit of the answer side (the output checks), into the record and the metrics: once,
+/// when the request is recorded.
+pub(super) fn note_output(state: &AppState, ctx: &mut RequestCtx) {
+    let Some(shared) = ctx.guard_output.take() else {
+        return;
+    };
+    let Some(settings) = ctx.live.as_ref().and_then(|l| l.snapshot.guard.as_ref()) else {
+        return;
+    };
+    let catalog = settings.guard.catalog();
+    let audit = std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()));
+    if audit.found.is_empty() {
+        return;
+    }
+    let action = ctx.guard_policy.as_ref().map_or("log", |p| p.output.as_str());
+    let g = &mut ctx.guardrails;
+    g.redactions += audit.masked;
+    g.blocked |= audit.blocked;
+    let mut found = audit.found;
+    found.sort_by_key(|(k, _)| *k);
+    g.output_entities = found
+        .iter()
+        .map(|(k, n)| format!("{}:{n}", catalog.name(*k)))
+        .collect::<Vec<_>>()
+        .join(",");
+    if g.action.is_empty() || (audit.blocked && g.action != "block") {
+        g.action = format!("output_{action}");
+    }
+    let label = format!("output_{action}");
+    for (k, n) in &found {
+        state
+            .metrics
+            .guardrails
+            .with_label_values(&[catalog.name(*k), &label])
+            .inc_by(u64::from(*n));
+    }
+}
+
 /// The analyzer's findings for the body's texts; on failure, none (`on_failure: open`) or the
 /// request's refusal (`closed`).
 async fn analyzer(

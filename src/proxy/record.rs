@@ -39,6 +39,7 @@ pub fn finish(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
             .with_label_values(&["data", "body_timeout"])
             .inc();
     }
+    super::guard::note_output(state, ctx);
     let now = Instant::now();
     let rec = build(ctx, status, now);
     // Replace the reservations with what was used (nothing, when no usage came back).

@@ -59,6 +59,10 @@ pub trait FieldFilter: Send {
     fn holding(&self) -> bool;
     /// The stream broke: forget whatever is held.
     fn drop_held(&mut self);
+    /// The filter refuses the rest of the answer (an output check's `block`).
+    fn refusal(&self) -> Option<crate::api::ApiError> {
+        None
+    }
 }
 
 /// A field seen in this stream, with what a synthesised event for it needs.
@@ -433,6 +437,10 @@ fn anthropic_deltas(held: Vec<(Open, String)>, out: &mut Vec<u8>) {
 impl<F: FieldFilter> ResponseObserver for StreamFilter<F> {
     fn body(&mut self, bytes: Bytes) -> Bytes {
         self.run(bytes, false)
+    }
+
+    fn refusal(&self) -> Option<crate::api::ApiError> {
+        self.filter.refusal()
     }
 
     fn end(&mut self, complete: bool) -> Bytes {
