@@ -350,3 +350,59 @@ fn the_presidio_analyzer_adds_names_and_its_failure_follows_on_failure() {
     assert_eq!(open.chat(&body).status, 200);
     assert!(!received(&m4).contains("alice@example.org"));
 }
+
+/// The labelled corpus (`tests/fixtures/guard/corpus.jsonl`) through the gateway with every kind
+/// redacted: the provider receives none of its values, and the client gets every prompt back
+/// exactly (the mock echoes the last user message; each request carries a batch of prompts).
+#[test]
+fn no_corpus_value_reaches_the_provider_and_every_prompt_comes_back() {
+    let (mock, gw) = setup("{ pii: redact, secrets: redact }", "");
+    let corpus = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/guard/corpus.jsonl"
+    ))
+    .unwrap();
+    let items: Vec<Value> = corpus.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let labelled: Vec<&Value> = items
+        .iter()
+        .filter(|i| !i["entities"].as_array().unwrap().is_empty())
+        .collect();
+    assert!(labelled.len() > 1000, "{}", labelled.len());
+    let mut leaks = Vec::new();
+    for batch in labelled.chunks(25) {
+        let mut messages: Vec<Value> = batch
+            .iter()
+            .map(|i| json!({"role": "user", "content": i["text"]}))
+            .collect();
+        let last = batch.last().unwrap()["text"].as_str().unwrap();
+        messages.last_mut().unwrap()["content"] = json!(format!("{last} [[mock: echo]]"));
+        let r = gw.chat(&json!({"model": "gpt", "messages": messages}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        // The echo of the last prompt: restored exactly.
+        assert_eq!(
+            r.json()["choices"][0]["message"]["content"].as_str().unwrap(),
+            last.trim()
+        );
+        let sent: Value = serde_json::from_str(&received(&mock)).unwrap();
+        let texts: Vec<&str> = sent["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap())
+            .collect();
+        for item in batch {
+            for e in item["entities"].as_array().unwrap() {
+                let value = e["value"].as_str().unwrap();
+                if texts.iter().any(|t| t.contains(value)) {
+                    leaks.push(format!("{}: {value}", e["type"]));
+                }
+            }
+        }
+        mock.clear();
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} values reached the provider: {leaks:?}",
+        leaks.len()
+    );
+}

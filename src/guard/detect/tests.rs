@@ -459,3 +459,17 @@ proptest! {
         check_invariants(&text, &out);
     }
 }
+
+#[test]
+fn an_identifier_word_in_an_earlier_sentence_does_not_hide_a_phone() {
+    let d = Detector::builtin();
+    let text = "Our team handled 340 tickets in March. My number is 0151 89171695 if needed.";
+    let mut out = Vec::new();
+    d.scan(text, &mut out);
+    let found: Vec<&str> = out.iter().map(|f| &text[f.start..f.end]).collect();
+    assert_eq!(found, ["0151 89171695"]);
+    // The identifier word in the same sentence still wins.
+    let mut out = Vec::new();
+    d.scan("Ticket number 0151 89171695 is closed.", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+}

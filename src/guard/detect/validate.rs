@@ -560,7 +560,15 @@ pub fn id_context(text: &str, s: usize) -> bool {
         from += 1;
     }
     let before = text.get(from..s).unwrap_or("");
-    let line = before.rsplit('\n').next().unwrap_or("").to_ascii_lowercase();
+    let line = before.rsplit('\n').next().unwrap_or("");
+    // Only the sentence the number is in: `… 340 tickets in March. My number is 0151 …` is a
+    // phone (a sentence ends at `. ` before a capital; `order no. 030` does not end one).
+    let b = line.as_bytes();
+    let sentence = (1..b.len().saturating_sub(1))
+        .rev()
+        .find(|&i| matches!(b[i - 1], b'.' | b'!' | b'?' | b';') && b[i] == b' ' && b[i + 1].is_ascii_uppercase())
+        .map_or(line, |i| &line[i + 1..]);
+    let line = sentence.to_ascii_lowercase();
     const ID: &[&str] = &[
         "artikel", "sku", "order", "bestell", "invoice", "rechnung", "kunden", "customer", "serial", "account",
         "konto", "ticket", "tracking", "item", "part no", "case", "ref", "commande", "pedido", "factura", "facture",
