@@ -67,5 +67,47 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The whole request-side stage (`guard::request::check`) on a 2 KB chat body: every string of
+/// the body walked, scanned and (with entities) redacted into a new body, and the user text
+/// scored for injection; with PII and secrets redacted and injection flagged.
+fn stage(c: &mut Criterion) {
+    use tollgate::api::Wire;
+    use tollgate::guard::{inject::Scorer, policy::Policy, request, Guard};
+    let guard = Guard {
+        detector: Detector::builtin(),
+        scorer: Scorer::new(),
+        presidio: None,
+    };
+    let raw = serde_yaml::from_str("{ pii: redact, secrets: redact, injection: flag }").unwrap();
+    let policy = Policy::resolve(&raw, guard.catalog(), false).unwrap();
+    let no_injection = Policy::resolve(
+        &serde_yaml::from_str("{ pii: redact, secrets: redact }").unwrap(),
+        guard.catalog(),
+        false,
+    )
+    .unwrap();
+    let body = |user: &str| {
+        serde_json::to_vec(&serde_json::json!({"model": "demo", "max_tokens": 64, "messages": [
+            {"role": "system", "content": "You are a concise support assistant. Answer in two sentences."},
+            {"role": "user", "content": user}]}))
+        .unwrap()
+    };
+    let inputs = [
+        ("clean_2k", body(&fill(&[PROSE], 1900))),
+        ("entities_2k", body(&fill(&[PROSE, ENTITIES], 1900))),
+    ];
+    let mut g = c.benchmark_group("guard_stage");
+    for (name, body) in &inputs {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(*name, |b| {
+            b.iter(|| black_box(request::check(&guard, &policy, Wire::OpenAi, black_box(body), None)))
+        });
+        g.bench_function(format!("{name}_no_injection"), |b| {
+            b.iter(|| black_box(request::check(&guard, &no_injection, Wire::OpenAi, black_box(body), None)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, stage);
 criterion_main!(benches);

@@ -10,6 +10,8 @@
 #
 #   bash loadtest/instructions.sh                            # the release build
 #   TOLLGATE_BIN=/tmp/tollgate-old bash loadtest/instructions.sh
+#   AB_GUARD='{ pii: redact, secrets: redact }' BODY=loadtest/body-pii.json bash loadtest/instructions.sh
+#       # B differs by a guardrail policy instead of limits (see ab_config in lib.sh)
 #
 # Slow (valgrind runs the gateway ~50x slower): about a minute per key. Loopback only.
 set -euo pipefail
@@ -61,7 +63,7 @@ measure() {
         "$BIN" run --config "$WORK/gw.yaml" --runtime-dir "$WORK/rt-$1-$2" >"$WORK/gateway-$1-$2.log" 2>&1 &
     GW_PID=$!
     wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway (valgrind)" "$WORK/gateway-$1-$2.log"
-    python3 - "$GW_PORT" "$1" "$2" "$HERE/body-json.json" <<'PY' || die "requests to the gateway failed"
+    python3 - "$GW_PORT" "$1" "$2" "${BODY:-$HERE/body-json.json}" <<'PY' || die "requests to the gateway failed"
 import http.client, json, sys
 port, key, n, body_file = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 body = json.load(open(body_file))
@@ -90,7 +92,7 @@ for key in tg-plain tg-limited; do
 done
 
 python3 - "$WORK" "$N1" "$N2" <<'PY'
-import re, subprocess, sys
+import os, re, subprocess, sys
 work, n1, n2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 SPLIT = {
     "total": None,
@@ -123,7 +125,8 @@ for key in ("tg-plain", "tg-limited"):
     per[key] = d
 rows = ["total", "request_filter", "pre", "upstream", "relay", "logging"]
 print(f"instructions per request ({n2 - n1} requests of each key, callgrind)")
-print(f"{'':16s} {'A (no limits)':>14s} {'B (limited)':>12s} {'B - A':>8s}")
+b_name = "B (guarded)" if os.environ.get("AB_GUARD") else "B (limited)"
+print(f"{'':16s} {'A (no limits)':>14s} {b_name:>12s} {'B - A':>8s}")
 for r in rows:
     a, b = per["tg-plain"][r], per["tg-limited"][r]
     if a is None or b is None:

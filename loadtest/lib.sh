@@ -124,7 +124,14 @@ AB_LIMITS='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 10
 # ab_config WRITER [LIMITS_EXTRA]: prints the A/B's gateway config on $GW_PORT / $ADMIN_PORT in
 # front of the mock on $MOCK_PORT (one worker thread, no ledger, no access log); the keys' secrets
 # come from $KEY_A and $KEY_B in the gateway's environment. LIMITS_EXTRA: more `limits:` lines.
+# With AB_GUARD set (a guardrail policy, e.g. `{ pii: redact, secrets: redact }`), B differs from
+# A by that policy instead of by limits: B's team gets a route with it, and no limits.
 ab_config() {
+    local limits=$AB_LIMITS routes=""
+    if [[ -n ${AB_GUARD:-} ]]; then
+        limits="{}"
+        routes=$'routes:\n  - name: guarded\n    match: { team: limited }\n    guardrails: '"$AB_GUARD"
+    fi
     cat <<EOF
 # Written by loadtest/$1.
 server:
@@ -152,12 +159,13 @@ auth:
   required: true
 keys:
   - { id: plain, key: "\${KEY_A}", team: plain }
-  - { id: limited, key: "\${KEY_B}", team: limited, limits: $AB_LIMITS }
+  - { id: limited, key: "\${KEY_B}", team: limited, limits: $limits }
 teams:
   plain: {}
-  limited: { limits: $AB_LIMITS }
+  limited: { limits: $limits }
 limits:
   default_completion_tokens: 64
 ${2:-}
+$routes
 EOF
 }
