@@ -103,7 +103,15 @@ fn stage(c: &mut Criterion) {
             b.iter(|| black_box(request::check(&guard, &policy, Wire::OpenAi, black_box(body), None)))
         });
         g.bench_function(format!("{name}_no_injection"), |b| {
-            b.iter(|| black_box(request::check(&guard, &no_injection, Wire::OpenAi, black_box(body), None)))
+            b.iter(|| {
+                black_box(request::check(
+                    &guard,
+                    &no_injection,
+                    Wire::OpenAi,
+                    black_box(body),
+                    None,
+                ))
+            })
         });
     }
     g.finish();

@@ -11,7 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::{Catalog, Finding};
 use super::policy::OnFailure;
-use super::request::External;
+
+/// An external analyzer's findings for each text of the body, in the walk's order
+/// (`redact::for_each_string`).
+#[derive(Debug, Default, Clone)]
+pub struct External {
+    pub per_text: Vec<Vec<Finding>>,
+}
 
 /// The analyzer's settings, resolved from `guardrails.presidio`.
 #[derive(Debug, Clone)]

@@ -15,16 +15,10 @@ use serde_json::value::RawValue;
 use super::entity::{Finding, Kind};
 use super::inject::{Source, Verdict};
 use super::policy::{Action, InjectionMode, Policy};
+pub use super::presidio::External;
 use super::redact::{self, Vault};
 use super::Guard;
 use crate::api::Wire;
-
-/// An external analyzer's findings for each text of the body, in the walk's order
-/// (`redact::for_each_string`).
-#[derive(Debug, Default, Clone)]
-pub struct External {
-    pub per_text: Vec<Vec<Finding>>,
-}
 
 /// What the stage found and did: the audit event's content.
 #[derive(Debug, Default, Clone, PartialEq)]
