@@ -66,7 +66,8 @@ free_port() {
 # wait_ready URL PID NAME LOG: poll URL until it answers 2xx; die with the log if PID exits.
 wait_ready() {
     local url=$1 pid=$2 name=$3 log=$4 i
-    for ((i = 0; i < 150; i++)); do
+    # READY_WAIT: tenths of a second (a gateway under valgrind on a busy machine needs longer).
+    for ((i = 0; i < ${READY_WAIT:-150}; i++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "--- $name log ($log) ---" >&2
             cat "$log" >&2 || true
