@@ -95,6 +95,8 @@ fn stage(c: &mut Criterion) {
     let inputs = [
         ("clean_2k", body(&fill(&[PROSE], 1900))),
         ("entities_2k", body(&fill(&[PROSE, ENTITIES], 1900))),
+        // The load runner's body (an email and a phone in 500 bytes).
+        ("loadtest_body", include_bytes!("../loadtest/body-pii.json").to_vec()),
     ];
     let mut g = c.benchmark_group("guard_stage");
     for (name, body) in &inputs {

@@ -128,11 +128,14 @@ if [[ $BACKEND == redis ]]; then
 fi
 
 config() { ab_config limits-ab.sh "$BACKEND_CONF"; }
+# B carries x-ratelimit-* headers unless it differs from A by a guardrail policy instead.
+B_LIMITED=1 B_DESC="limits on key and team: $AB_LIMITS"
+[[ -z ${AB_GUARD:-} ]] || { B_LIMITED=0; B_DESC="guardrails $AB_GUARD, no limits"; }
 
 # wrk_ab SECONDS OUT [PORT]: the A/B load against the gateway (or the control on PORT).
 wrk_ab() {
     local rc=0
-    BODY_FILE=${BODY:-$HERE/body-json.json} KEY_A=$KEY_A KEY_B=$KEY_B VARY=$VARY \
+    BODY_FILE=${BODY:-$HERE/body-json.json} KEY_A=$KEY_A KEY_B=$KEY_B VARY=$VARY B_LIMITED=$B_LIMITED \
         "${LOAD_PIN[@]}" wrk -t 1 -c 1 -d "${1}s" --timeout 30s -s "$HERE/ab.lua" \
         "http://127.0.0.1:${3:-$GW_PORT}/v1/chat/completions" >"$2" 2>&1 || rc=$?
     ((rc == 0)) || { cat "$2" >&2; die "wrk exited with $rc"; }
@@ -194,7 +197,7 @@ echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), kernel $(uname -r)"
 echo "- tollgate: $BIN_SHOWN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
-echo "- load: wrk, 1 connection alternating keys A (no limits) and B (${AB_GUARD:+guardrails $AB_GUARD, no limits}${AB_GUARD:-limits on key and team: $AB_LIMITS}), ${BODY:-body-json.json}, VARY=$VARY, ${DURATION}s per round after ${WARMUP}s warm-up, $ROUNDS round(s), limits.backend $BACKEND"
+echo "- load: wrk, 1 connection alternating keys A (no limits) and B ($B_DESC), ${BODY:-body-json.json}, VARY=$VARY, ${DURATION}s per round after ${WARMUP}s warm-up, $ROUNDS round(s), limits.backend $BACKEND"
 echo "- pinning: $PINNING"
 ((CONTROL)) && echo "- control: nginx on the gateway's CPU, the same A/B for ${DURATION}s after each round; B's answers differ from A's only by the six x-ratelimit-* headers"
 echo

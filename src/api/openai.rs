@@ -166,6 +166,26 @@ impl LlmRequest {
         })
     }
 
+    /// The request with `body` in place of the client's: the same request with string values
+    /// rewritten (the guardrails' redaction), so nothing routing read changes; only the `model`
+    /// value's span moves (`model_span`). The canonical form is parsed again from `body` on use.
+    pub fn with_body(&self, body: Bytes, model_span: Range<usize>) -> LlmRequest {
+        LlmRequest {
+            endpoint: self.endpoint,
+            client: self.client,
+            forward: self.forward.clone(),
+            canonical: OnceLock::new(),
+            body,
+            model: self.model.clone(),
+            model_span,
+            stream: self.stream,
+            include_usage: self.include_usage,
+            user: self.user.clone(),
+            metadata: self.metadata.clone(),
+            max_output: self.max_output,
+        }
+    }
+
     /// A forwarded client header.
     pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
         self.forward.iter().find(|(k, _)| k == name).map(|(_, v)| v)

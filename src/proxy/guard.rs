@@ -61,16 +61,21 @@ pub(super) async fn request(
             };
             Err(ApiError::ContentBlocked(message))
         }
-        Checked::Pass { body, vault, audit } => {
+        Checked::Pass {
+            body,
+            shifts,
+            vault,
+            audit,
+        } => {
             note(state, ctx, guard.catalog(), &policy, &audit, false);
             ctx.guard_vault = vault.map(Arc::new);
             match body {
                 None => Ok(req),
                 Some(body) => {
-                    let forward = req.forward;
-                    let mut redacted = LlmRequest::parse(req.endpoint, Bytes::from(body))?;
-                    redacted.forward = forward;
-                    Ok(redacted)
+                    // `model` is never rewritten: its value only moves (no second parse).
+                    let span = &req.model_span;
+                    let start = redact::shifted(span.start, &shifts);
+                    Ok(req.with_body(Bytes::from(body), start..start + span.len()))
                 }
             }
         }

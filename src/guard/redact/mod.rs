@@ -21,7 +21,7 @@ pub mod walk;
 use std::borrow::Cow;
 
 pub use vault::Vault;
-pub use walk::{for_each_string, rewrite_strings};
+pub use walk::{for_each_string, rewrite_strings, rewrite_strings_noting, shifted};
 
 use super::entity::Finding;
 

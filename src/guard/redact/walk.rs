@@ -67,7 +67,24 @@ struct Frame {
 /// Calls `edit` with the decoded text of every string value outside structural keys; returns
 /// the body with each string `edit` replaced re-encoded (None: nothing replaced, or not JSON).
 pub fn rewrite_strings(body: &[u8], edit: &mut dyn FnMut(&str) -> Option<String>) -> Option<Vec<u8>> {
-    walk(body, true, &mut |_, s| edit(s))
+    walk_shifting(body, true, &mut |_, s| edit(s), None)
+}
+
+/// `rewrite_strings`, also noting each replacement as (its start in `body`, the change of
+/// length), in order: a byte offset of `body` outside the replaced strings moves by the sum of
+/// the changes before it (`shifted`).
+pub fn rewrite_strings_noting(
+    body: &[u8],
+    edit: &mut dyn FnMut(&str) -> Option<String>,
+    shifts: &mut Vec<(usize, isize)>,
+) -> Option<Vec<u8>> {
+    walk_shifting(body, true, &mut |_, s| edit(s), Some(shifts))
+}
+
+/// Where `offset` of the body (outside every replaced string) is in the rewritten body.
+pub fn shifted(offset: usize, shifts: &[(usize, isize)]) -> usize {
+    let by: isize = shifts.iter().take_while(|(at, _)| *at < offset).map(|(_, d)| d).sum();
+    offset.saturating_add_signed(by)
 }
 
 /// Calls `f` with the decoded text of every string value outside structural keys.
@@ -83,6 +100,15 @@ pub(crate) fn walk(
     body: &[u8],
     skip_structural: bool,
     edit: &mut dyn FnMut(Ctx, &str) -> Option<String>,
+) -> Option<Vec<u8>> {
+    walk_shifting(body, skip_structural, edit, None)
+}
+
+fn walk_shifting(
+    body: &[u8],
+    skip_structural: bool,
+    edit: &mut dyn FnMut(Ctx, &str) -> Option<String>,
+    mut shifts: Option<&mut Vec<(usize, isize)>>,
 ) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
     let b = body;
@@ -143,9 +169,13 @@ pub(crate) fn walk(
                         if let Some(new) = edit(ctx, &decoded) {
                             let o = out.get_or_insert_with(|| Vec::with_capacity(b.len() + 64));
                             o.extend_from_slice(&b[copied..i]);
+                            let before = o.len();
                             o.push(b'"');
                             escape_into(&new, o);
                             o.push(b'"');
+                            if let Some(s) = shifts.as_deref_mut() {
+                                s.push((i, (o.len() - before) as isize - (end - i) as isize));
+                            }
                             copied = end;
                         }
                     }

@@ -71,7 +71,10 @@ pub fn restore_text(text: &str, vault: &Vault) -> Option<String> {
 /// inside JSON-text strings (`function.arguments`) the originals go in JSON-escaped. None:
 /// nothing to restore, or not JSON.
 pub fn restore_json(body: &[u8], vault: &Vault) -> Option<Vec<u8>> {
-    if vault.is_empty() || memchr::memchr(b'[', body).is_none() {
+    // Only a `[` before a capital (or an escape) can open a placeholder; JSON arrays' `[` cannot.
+    let opens =
+        memchr::memchr_iter(b'[', body).any(|i| body.get(i + 1).is_some_and(|&c| c.is_ascii_uppercase() || c == b'\\'));
+    if vault.is_empty() || !opens {
         return None;
     }
     walk(body, false, &mut |ctx, s| restore_into(s, vault, ctx.json_text))
