@@ -60,6 +60,41 @@ fn decode_run(run: &str) -> Option<String> {
     engine.decode(trimmed).ok().and_then(readable)
 }
 
+/// Whether a base64-alphabet run is long enough and unlike a plain word, so worth decoding.
+fn worth_decoding(run: &str) -> bool {
+    let letters = run.bytes().filter(u8::is_ascii_alphabetic).count();
+    // Ordinary long words ("internationalization") pass the length test; they fail to decode to
+    // readable text, but skip the obvious ones: all-lowercase letter runs.
+    let plain_word = run.bytes().all(|b| b.is_ascii_lowercase());
+    run.len() >= MIN_RUN && run.len() <= MAX_RUN && letters > 0 && !plain_word
+}
+
+/// Whether `text` might hold a run `candidates` would try to decode: no decoding, no allocation,
+/// and never false when `candidates` would try one (it may be true when it would not).
+pub(super) fn has_candidate_run(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_b64(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut letters, mut all_lower) = (false, true);
+        while i < bytes.len() && is_b64(bytes[i]) {
+            letters |= bytes[i].is_ascii_alphabetic();
+            all_lower &= bytes[i].is_ascii_lowercase();
+            i += 1;
+        }
+        let padded = bytes.get(i) == Some(&b'=');
+        // `candidates` adds up to two `=` to the run, which also makes it no plain word.
+        if letters && (i - start) + 2 >= MIN_RUN && (!all_lower || padded) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Decoded texts of the base64 and hex runs in `text`, in order, at most `MAX_CANDIDATES`.
 pub(super) fn candidates(text: &str) -> impl Iterator<Item = String> + '_ {
     let bytes = text.as_bytes();
@@ -80,11 +115,7 @@ pub(super) fn candidates(text: &str) -> impl Iterator<Item = String> + '_ {
             }
             end = end.max(i);
             let run = &text[start..end];
-            let letters = run.bytes().filter(u8::is_ascii_alphabetic).count();
-            // Ordinary long words ("internationalization") pass the length test; they fail to
-            // decode to readable text, but skip the obvious ones: all-lowercase letter runs.
-            let plain_word = run.bytes().all(|b| b.is_ascii_lowercase());
-            if run.len() >= MIN_RUN && run.len() <= MAX_RUN && letters > 0 && !plain_word {
+            if worth_decoding(run) {
                 if let Some(decoded) = decode_run(run) {
                     return Some(decoded);
                 }

@@ -67,7 +67,9 @@
 
 mod decode;
 mod normalize;
+mod prefilter;
 mod rules;
+mod rules_intl;
 #[cfg(test)]
 mod tests;
 
@@ -152,6 +154,7 @@ thread_local! {
 pub struct Scorer {
     set: RegexSet,
     rules: Vec<rules::Rule>,
+    triggers: prefilter::Triggers,
 }
 
 impl Default for Scorer {
@@ -204,13 +207,19 @@ impl Scorer {
                 .dfa_size_limit(16 << 20)
                 .build()
         };
+        let triggers = prefilter::Triggers::new(&rules::triggers());
         match build(&rules) {
-            Ok(set) => Scorer { set, rules },
+            Ok(set) => Scorer {
+                set,
+                rules,
+                triggers,
+            },
             // Only reachable if the size limits are exceeded: score with no rules rather than
             // refuse to start (a test checks the full set builds).
             Err(_) => Scorer {
                 set: RegexSet::empty(),
                 rules: Vec::new(),
+                triggers,
             },
         }
     }
@@ -222,27 +231,45 @@ impl Scorer {
 
     /// Score one text from `source`.
     pub fn score(&self, text: &str, source: Source) -> Verdict {
-        self.score_depth(text, source, 0)
+        if self.is_clean(text) {
+            return Verdict::default();
+        }
+        self.score_depth(text, source, 0, true)
     }
 
-    fn score_depth(&self, text: &str, source: Source, depth: u8) -> Verdict {
+    /// The verdict without the prefilter (tests check both paths agree).
+    #[cfg(test)]
+    fn score_unfiltered(&self, text: &str, source: Source) -> Verdict {
+        self.score_depth(text, source, 0, false)
+    }
+
+    /// The prefilter on the raw text: nothing to normalise, nothing to decode, no trigger, so no
+    /// rule can match and the verdict is the default (see `prefilter`). Allocates nothing.
+    fn is_clean(&self, text: &str) -> bool {
+        !prefilter::needs_normalising(text)
+            && !decode::announces_rot13(text)
+            && !decode::has_candidate_run(text)
+            && !self.triggers.hits(text)
+    }
+
+    fn score_depth(&self, text: &str, source: Source, depth: u8, filter: bool) -> Verdict {
         let mut acc = Acc::new();
         let scan = BUFFERS.try_with(|cell| match cell.try_borrow_mut() {
             Ok(mut bufs) => {
                 let (norm, word) = &mut *bufs;
-                self.scan(text, norm, word, source, &mut acc)
+                self.scan(text, norm, word, source, &mut acc, filter)
             }
-            Err(_) => self.scan(text, &mut String::new(), &mut String::new(), source, &mut acc),
+            Err(_) => self.scan(text, &mut String::new(), &mut String::new(), source, &mut acc, filter),
         });
         let (flags, rot13) = match scan {
             Ok(r) => r,
             // Thread-local storage is being torn down: score without the shared buffers.
-            Err(_) => self.scan(text, &mut String::new(), &mut String::new(), source, &mut acc),
+            Err(_) => self.scan(text, &mut String::new(), &mut String::new(), source, &mut acc, filter),
         };
         if depth == 0 {
             let decoded = decode::candidates(text).chain(rot13.then(|| decode::rot13(text)));
             for payload in decoded {
-                let inner = self.score_depth(&payload, source, depth + 1);
+                let inner = self.score_depth(&payload, source, depth + 1, filter);
                 if inner.score >= ENCODED_FLOOR {
                     acc.add(inner.score + ENCODED_BONUS, Family::EncodingTrick);
                 }
@@ -274,10 +301,12 @@ impl Scorer {
         word: &mut String,
         source: Source,
         acc: &mut Acc,
+        filter: bool,
     ) -> (normalize::Flags, bool) {
         let flags = normalize::normalize_into(text, norm, word);
-        // Most texts match nothing: the earliest-stop search is cheaper than collecting matches.
-        if self.set.is_match(norm) {
+        // No trigger in the normalised text: no rule can match (see `prefilter`). Otherwise most
+        // texts still match nothing, and the earliest-stop search is cheaper than collecting.
+        if (!filter || self.triggers.hits(norm)) && self.set.is_match(norm) {
             for i in self.set.matches(norm).iter() {
                 if let Some(rule) = self.rules.get(i) {
                     let w = match source {
