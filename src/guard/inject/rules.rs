@@ -107,7 +107,14 @@ pub(super) fn rules() -> Vec<Rule> {
         r(
             InstructionOverride,
             0.6,
-            format!(r"\b{NOUN}\s+(?:above\s+|before\s+)?(?:do not|don't|no longer)\s+apply"),
+            format!(r"\b{NOUN}\s+(?:above|before)\s+(?:do not|don't|no longer)\s+apply"),
+        ),
+        // "The rules no longer apply" is as often about tax law: weak unless something points at
+        // the model's own rules (the rule above, or "your/previous … no longer apply" below).
+        r(
+            InstructionOverride,
+            0.4,
+            format!(r"\b{NOUN}\s+(?:do not|don't|no longer)\s+apply"),
         ),
         r(
             InstructionOverride,
@@ -218,10 +225,18 @@ pub(super) fn rules() -> Vec<Rule> {
                 r"\b(?:developer|god|dan|debug|sudo|admin)\s+mode\s+(?:enabled|activated|engaged)\b|\bin\s+developer\s+mode\s*,?\s+you\b",
             ),
         ),
+        // Any mode is weak ("you are in presentation mode"); the jailbreak modes are not.
         r(
             RoleImpersonation,
-            0.6,
+            0.45,
             s(r"\byou\s+are\s+(?:now\s+)?in\s+(?:\w+\s+)?mode\b"),
+        ),
+        r(
+            RoleImpersonation,
+            0.7,
+            s(
+                r"\byou\s+are\s+(?:now\s+)?in\s+(?:developer|god|dan|debug|sudo|admin|root|jailbreak|jailbroken|unrestricted|uncensored|unfiltered|evil|chaos|maintenance|test|testing|override|superuser)\s+mode\b",
+            ),
         ),
         r(
             RoleImpersonation,
@@ -480,7 +495,7 @@ pub(super) fn rules() -> Vec<Rule> {
             InstructionOverride,
             0.6,
             format!(
-                r"\b(?:your|previous|prior|earlier|original|old|initial)\s+(?:[\w-]+\s+){{0,2}}?{NOUN}\s+(?:no longer|don't|do not|doesn't|does not|won't|will not|shall not)\s+(?:appl(?:y|ies)|matter|count|bind|restrict|hold)"
+                r"\b(?:your|previous|prior|earlier|original|initial)\s+(?:[\w-]+\s+){{0,2}}?{NOUN}\s+(?:no longer|don't|do not|doesn't|does not|won't|will not|shall not)\s+(?:appl(?:y|ies)|matter|count|bind|restrict|hold)"
             ),
         ),
         r(

@@ -71,13 +71,13 @@ pub(super) fn rules() -> Vec<Rule> {
         r(
             InstructionOverride,
             0.85,
-            s(r"(?:talimat|kural)\w*[^.\n]{0,20}(?:yok say|görmezden gel|unut)"),
+            s(r"(?:talimat|kural)\w*[^.\n]{0,20}(?:yok say(?:ın)?|görmezden gel(?:in)?|unut(?:un)?)\b"),
         ),
         r(
             InstructionOverride,
             0.85,
             s(
-                r"(?:忽略|无视|忘记|忘掉|忽視|無視)[^。\n]{0,12}(?:指令|指示|提示|规则|規則|说明)|(?:指示|命令|ルール|プロンプト)[^。\n]{0,10}(?:無視|忘れ)",
+                r"(?:^|[^我])(?:忽略|无视|忘记|忘掉|忽視|無視)(?:[^了。\n][^。\n]{0,11})?(?:指令|指示|提示|规则|規則|说明)|(?:指示|命令|ルール|プロンプト)[^。\n]{0,10}(?:無視(?:して|しろ|しなさい|する)|忘れ(?:て|ろ|なさい))",
             ),
         ),
         r(
@@ -127,7 +127,7 @@ pub(super) fn rules() -> Vec<Rule> {
             InstructionOverride,
             0.85,
             s(
-                r"\b(?:ignora\w*|dimentica\w*|trascura\w*|tralascia\w*|non (?:seguire|rispettare|considerare)|lascia perdere)\b[^.\n]{0,40}\b(?:istruzioni|regole|direttive|indicazioni|vincoli|restrizioni|limitazioni)",
+                r"\b(?:ignora(?:te|re)?|dimentica(?:te|re)?|trascura(?:te|re)?|tralascia(?:te|re)?|non (?:seguire|rispettare|considerare)|lascia perdere)\b[^.\n]{0,40}\b(?:istruzioni|regole|direttive|indicazioni|vincoli|restrizioni|limitazioni)",
             ),
         ),
         r(
@@ -167,21 +167,21 @@ pub(super) fn rules() -> Vec<Rule> {
             InstructionOverride,
             0.85,
             s(
-                r"(?:忽略|无视|忘记|忘掉|忽視|無視|忘記|不要遵守|不要遵循|不要理会|不用管|别管|跳过|抛开|拋開|放弃|放棄)[^。\n]{0,12}(?:指令|指示|提示|规则|規則|说明|說明|限制|设定|設定|要求|约束|約束|规定|規定)",
+                r"(?:^|[^我])(?:忽略|无视|忘记|忘掉|忽視|無視|忘記|不要遵守|不要遵循|不要理会|不用管|别管|跳过|抛开|拋開|放弃|放棄)(?:[^了。\n][^。\n]{0,11})?(?:指令|指示|提示|规则|規則|说明|說明|限制|设定|設定|要求|约束|約束|规定|規定)",
             ),
         ),
         r(
             InstructionOverride,
             0.85,
             s(
-                r"(?:指示|命令|ルール|規則|制限|制約|設定|プロンプト)[^。\n]{0,10}(?:無視|忘れ|従わな|従う必要はありません|破棄|取り消)",
+                r"(?:指示|命令|ルール|規則|制限|制約|設定|プロンプト)[^。\n]{0,10}(?:無視(?:して|しろ|しなさい|する)|忘れ(?:て|ろ|なさい)|従わな(?:いで|くてい)|従う必要はありません|破棄して|取り消して)",
             ),
         ),
         r(
             InstructionOverride,
             0.85,
             s(
-                r"(?:talimat|kural|yönerge|komut|kısıtlama|sınırlama|direktif)\w*[^.\n]{0,30}(?:yok say|görmezden gel|unut|dikkate alma|boşver|uyma|atla)",
+                r"(?:talimat|kural|yönerge|komut|kısıtlama|sınırlama|direktif)\w*[^.\n]{0,30}(?:yok say(?:ın)?|görmezden gel(?:in)?|unut(?:un)?|dikkate alma(?:yın)?|boşver(?:in)?|uyma(?:yın)?|atla(?:yın)?)\b",
             ),
         ),
         // --- role-play with no restrictions ---

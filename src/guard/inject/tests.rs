@@ -302,7 +302,7 @@ fn fixture_rates() {
 
 const HOLDOUT: &str = include_str!("../../../tests/fixtures/guard/injection_holdout.txt");
 /// Committed floors for the held-out set (never used to adjust the rules).
-const HOLDOUT_MIN_DETECTION: f64 = 0.38;
+const HOLDOUT_MIN_DETECTION: f64 = 0.64;
 const HOLDOUT_MAX_FALSE_POSITIVES: f64 = 0.03;
 
 #[test]
@@ -316,7 +316,7 @@ fn holdout_rates() {
 const HOLDOUT2: &str = include_str!("../../../tests/fixtures/guard/injection_holdout2.txt");
 /// Committed floors for the second held-out set (written after the generalisation pass, before
 /// it was scored, and never used to adjust the rules).
-const HOLDOUT2_MIN_DETECTION: f64 = 0.0;
+const HOLDOUT2_MIN_DETECTION: f64 = 0.50;
 const HOLDOUT2_MAX_FALSE_POSITIVES: f64 = 0.03;
 
 #[test]
