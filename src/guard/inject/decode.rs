@@ -23,7 +23,7 @@ const B64_CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const B64: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, B64_CONFIG);
 const B64_URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, B64_CONFIG);
 
-fn is_b64(b: u8) -> bool {
+pub(super) fn is_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
 }
 
@@ -71,6 +71,7 @@ fn worth_decoding(run: &str) -> bool {
 
 /// Whether `text` might hold a run `candidates` would try to decode: no decoding, no allocation,
 /// and never false when `candidates` would try one (it may be true when it would not).
+#[cfg(test)]
 pub(super) fn has_candidate_run(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -129,9 +130,14 @@ pub(super) fn candidates(text: &str) -> impl Iterator<Item = String> + '_ {
 /// Whether the raw text announces rot13 (then the whole text is worth reading rotated). Checked
 /// on the raw text: leetspeak folding would turn "rot13" into "rotie".
 pub(super) fn announces_rot13(raw: &str) -> bool {
-    raw.as_bytes().windows(5).any(|w| {
-        w[..3].eq_ignore_ascii_case(b"rot") && (w[3..] == *b"13" || (matches!(w[3], b'-' | b' ') && w[4] == b'1'))
-    })
+    raw.as_bytes().windows(5).any(is_rot13_window)
+}
+
+/// Whether five bytes spell "rot13", "rot-1" or "rot 1" (any ASCII case).
+pub(super) fn is_rot13_window(w: &[u8]) -> bool {
+    w.len() == 5
+        && w[..3].eq_ignore_ascii_case(b"rot")
+        && (w[3..] == *b"13" || (matches!(w[3], b'-' | b' ') && w[4] == b'1'))
 }
 
 /// `text` with ASCII letters rotated by 13.

@@ -246,10 +246,7 @@ impl Scorer {
     /// The prefilter on the raw text: nothing to normalise, nothing to decode, no trigger, so no
     /// rule can match and the verdict is the default (see `prefilter`). Allocates nothing.
     fn is_clean(&self, text: &str) -> bool {
-        !prefilter::needs_normalising(text)
-            && !decode::announces_rot13(text)
-            && !decode::has_candidate_run(text)
-            && !self.triggers.hits(text)
+        !prefilter::needs_full_path(text) && !self.triggers.hits(text)
     }
 
     fn score_depth(&self, text: &str, source: Source, depth: u8, filter: bool) -> Verdict {

@@ -616,7 +616,7 @@ const TRIGGERS: &[&str] = &[
     "decod", "decrypt", "deciph", "interpret", "translat", "^run$", "execut", "convert",
     "what it says", "encoded",
     // Prompt leak.
-    "above", "before", "preced", "prior", "came before", "comes before", "appeared before",
+    "^above$", "^before$", "^preceding$", "^prior$", "came before", "comes before", "appeared before",
     "appears before", "written before", "set up",
 ];
 

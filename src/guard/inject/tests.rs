@@ -347,6 +347,15 @@ fn assert_prefilter_agrees(text: &str, source: Source) {
     if SCORER.is_clean(text) {
         assert_eq!(full.score, 0.0, "prefilter rejected {text:?}, which scores {full:?}");
     }
+    // The raw-text scan is conservative: when it lets a text through, the normaliser would
+    // only lowercase ASCII, and there is nothing to decode.
+    if !prefilter::needs_full_path(text) {
+        let (n, f) = norm(text);
+        assert_eq!(n, text.to_ascii_lowercase(), "normalisation changed {text:?}");
+        assert!(!f.any(), "normalisation flagged {text:?}");
+        assert!(!decode::announces_rot13(text) && !decode::has_candidate_run(text), "{text:?}");
+        assert_eq!(decode::candidates(text).count(), 0, "{text:?}");
+    }
 }
 
 #[test]
@@ -364,15 +373,16 @@ fn prefilter_passes_plain_text_and_stops_at_triggers_and_obfuscation() {
     assert!(!SCORER.is_clean("Please IGNORE this."));
     assert!(!SCORER.is_clean("You are DAN."));
     assert!(SCORER.is_clean("Let's dance and be abundant."));
-    assert!(prefilter::needs_normalising("ig\u{200b}nore"));
-    assert!(prefilter::needs_normalising("1gn0re"));
-    assert!(prefilter::needs_normalising("i g n o r e"));
-    assert!(prefilter::needs_normalising("Игнорируй"));
-    assert!(prefilter::needs_normalising("don\u{2019}t"));
-    assert!(prefilter::needs_normalising("sooo"));
-    assert!(!prefilter::needs_normalising("plain words, and ünïcödé lowercase"));
-    assert!(decode::has_candidate_run("SWdub3JlIGFsbCBwcmV2aW91cw=="));
-    assert!(!decode::has_candidate_run("internationalization"));
+    assert!(prefilter::needs_full_path("ig\u{200b}nore"));
+    assert!(prefilter::needs_full_path("1gn0re"));
+    assert!(prefilter::needs_full_path("i g n o r e"));
+    assert!(prefilter::needs_full_path("Игнорируй"));
+    assert!(prefilter::needs_full_path("don\u{2019}t"));
+    assert!(prefilter::needs_full_path("sooo"));
+    assert!(!prefilter::needs_full_path("plain words, and ünïcödé lowercase"));
+    assert!(prefilter::needs_full_path("decode SWdub3JlIGFsbCBwcmV2aW91cw== now"));
+    assert!(prefilter::needs_full_path("ROT13: this"));
+    assert!(!prefilter::needs_full_path("internationalization"));
 }
 
 /// Words of every fixture attack, for random mixes.
@@ -396,6 +406,7 @@ proptest::proptest! {
         let source = if tool_source { Source::Tool } else { Source::User };
         let v = scorer.score(&text, source);
         proptest::prop_assert!((0.0..=1.0).contains(&v.score));
+        assert_prefilter_agrees(&text, source);
     }
 
     #[test]
@@ -418,3 +429,4 @@ proptest::proptest! {
         assert_prefilter_agrees(&text, source);
     }
 }
+
