@@ -65,7 +65,9 @@ impl Set {
         let word = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
         ac.find_overlapping_iter(text).any(|m| {
             let (left, right) = self.bounds.get(m.pattern().as_usize()).copied().unwrap_or_default();
-            !(left && m.start() > 0 && word(m.start() - 1)) && !(right && word(m.end()))
+            let left_fails = left && m.start() > 0 && word(m.start() - 1);
+            let right_fails = right && word(m.end());
+            !left_fails && !right_fails
         })
     }
 }
@@ -81,8 +83,7 @@ impl Triggers {
     /// Build from literals in the `rules::TRIGGERS` syntax (`^` and `$` ask for word boundaries).
     /// If an automaton cannot be built every text counts as a hit (slower, never less safe).
     pub(super) fn new(literals: &[String]) -> Triggers {
-        let (ascii, other): (Vec<&str>, Vec<&str>) =
-            literals.iter().map(String::as_str).partition(|l| l.is_ascii());
+        let (ascii, other): (Vec<&str>, Vec<&str>) = literals.iter().map(String::as_str).partition(|l| l.is_ascii());
         Triggers {
             ascii: Set::new(&ascii, Some(AhoCorasickKind::DFA)),
             other: Set::new(&other, None),
@@ -93,7 +94,6 @@ impl Triggers {
     pub(super) fn hits(&self, text: &str) -> bool {
         self.ascii.hits(text) || (!text.is_ascii() && self.other.hits(text))
     }
-
 }
 
 /// Curly quotes and guillemets the normaliser folds to ASCII quotes.

@@ -343,7 +343,11 @@ fn all_fixture_cases() -> Vec<Case> {
 /// clean scores 0 on the full path.
 fn assert_prefilter_agrees(text: &str, source: Source) {
     let full = SCORER.score_unfiltered(text, source);
-    assert_eq!(SCORER.score(text, source), full, "prefilter changed the verdict of {text:?}");
+    assert_eq!(
+        SCORER.score(text, source),
+        full,
+        "prefilter changed the verdict of {text:?}"
+    );
     if SCORER.is_clean(text) {
         assert_eq!(full.score, 0.0, "prefilter rejected {text:?}, which scores {full:?}");
     }
@@ -353,7 +357,10 @@ fn assert_prefilter_agrees(text: &str, source: Source) {
         let (n, f) = norm(text);
         assert_eq!(n, text.to_ascii_lowercase(), "normalisation changed {text:?}");
         assert!(!f.any(), "normalisation flagged {text:?}");
-        assert!(!decode::announces_rot13(text) && !decode::has_candidate_run(text), "{text:?}");
+        assert!(
+            !decode::announces_rot13(text) && !decode::has_candidate_run(text),
+            "{text:?}"
+        );
         assert_eq!(decode::candidates(text).count(), 0, "{text:?}");
     }
 }
@@ -429,4 +436,3 @@ proptest::proptest! {
         assert_prefilter_agrees(&text, source);
     }
 }
-
