@@ -23,7 +23,7 @@ const B64_CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const B64: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, B64_CONFIG);
 const B64_URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, B64_CONFIG);
 
-fn is_b64(b: u8) -> bool {
+pub(super) fn is_b64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
 }
 
@@ -60,6 +60,42 @@ fn decode_run(run: &str) -> Option<String> {
     engine.decode(trimmed).ok().and_then(readable)
 }
 
+/// Whether a base64-alphabet run is long enough and unlike a plain word, so worth decoding.
+fn worth_decoding(run: &str) -> bool {
+    let letters = run.bytes().filter(u8::is_ascii_alphabetic).count();
+    // Ordinary long words ("internationalization") pass the length test; they fail to decode to
+    // readable text, but skip the obvious ones: all-lowercase letter runs.
+    let plain_word = run.bytes().all(|b| b.is_ascii_lowercase());
+    run.len() >= MIN_RUN && run.len() <= MAX_RUN && letters > 0 && !plain_word
+}
+
+/// Whether `text` might hold a run `candidates` would try to decode: no decoding, no allocation,
+/// and never false when `candidates` would try one (it may be true when it would not).
+#[cfg(test)]
+pub(super) fn has_candidate_run(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_b64(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut letters, mut all_lower) = (false, true);
+        while i < bytes.len() && is_b64(bytes[i]) {
+            letters |= bytes[i].is_ascii_alphabetic();
+            all_lower &= bytes[i].is_ascii_lowercase();
+            i += 1;
+        }
+        let padded = bytes.get(i) == Some(&b'=');
+        // `candidates` adds up to two `=` to the run, which also makes it no plain word.
+        if letters && (i - start) + 2 >= MIN_RUN && (!all_lower || padded) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Decoded texts of the base64 and hex runs in `text`, in order, at most `MAX_CANDIDATES`.
 pub(super) fn candidates(text: &str) -> impl Iterator<Item = String> + '_ {
     let bytes = text.as_bytes();
@@ -80,11 +116,7 @@ pub(super) fn candidates(text: &str) -> impl Iterator<Item = String> + '_ {
             }
             end = end.max(i);
             let run = &text[start..end];
-            let letters = run.bytes().filter(u8::is_ascii_alphabetic).count();
-            // Ordinary long words ("internationalization") pass the length test; they fail to
-            // decode to readable text, but skip the obvious ones: all-lowercase letter runs.
-            let plain_word = run.bytes().all(|b| b.is_ascii_lowercase());
-            if run.len() >= MIN_RUN && run.len() <= MAX_RUN && letters > 0 && !plain_word {
+            if worth_decoding(run) {
                 if let Some(decoded) = decode_run(run) {
                     return Some(decoded);
                 }
@@ -98,9 +130,14 @@ pub(super) fn candidates(text: &str) -> impl Iterator<Item = String> + '_ {
 /// Whether the raw text announces rot13 (then the whole text is worth reading rotated). Checked
 /// on the raw text: leetspeak folding would turn "rot13" into "rotie".
 pub(super) fn announces_rot13(raw: &str) -> bool {
-    raw.as_bytes().windows(5).any(|w| {
-        w[..3].eq_ignore_ascii_case(b"rot") && (w[3..] == *b"13" || (matches!(w[3], b'-' | b' ') && w[4] == b'1'))
-    })
+    raw.as_bytes().windows(5).any(is_rot13_window)
+}
+
+/// Whether five bytes spell "rot13", "rot-1" or "rot 1" (any ASCII case).
+pub(super) fn is_rot13_window(w: &[u8]) -> bool {
+    w.len() == 5
+        && w[..3].eq_ignore_ascii_case(b"rot")
+        && (w[3..] == *b"13" || (matches!(w[3], b'-' | b' ') && w[4] == b'1'))
 }
 
 /// `text` with ASCII letters rotated by 13.

@@ -233,7 +233,11 @@ pub(super) fn normalize_into(src: &str, out: &mut String, word: &mut String) -> 
         }
         let c = match fold_compat(raw) {
             Some(f) => {
-                p.flags.compat = true;
+                // Fullwidth punctuation is ordinary CJK typography; only folded letters and
+                // digits are an obfuscation.
+                if f.is_ascii_alphanumeric() {
+                    p.flags.compat = true;
+                }
                 f
             }
             None => raw,

@@ -28,13 +28,15 @@ pub(super) struct Rule {
 }
 
 // Verbs that throw instructions away.
-const OV: &str = r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overwrite|discard|skip|bypass|abandon|cancel|erase|set aside|pay no attention to|do not follow|don't follow|dont follow|stop following|stop obeying|no longer follow|no longer obey|neglect|circumvent|throw away|throw out|get rid of|ignorer)";
+const OV: &str = r"(?:ignor(?:e|es|ed|ing)|ignorer|disregard\w*|forg[eo]t\w*|overrid\w*|overrode|overwrit\w*|discard\w*|skip\w*|bypass\w*|abandon\w*|cancel\w*|eras(?:e|es|ed|ing)|set(?:ting)? aside|put(?:ting)? aside|pay(?:ing)? no (?:attention|heed|mind) to|(?:do not|don't|dont|stop|never|no longer|cease to) (?:follow\w*|obey\w*|adher\w* to|compl\w* with|abid\w* by|heed\w*|respect\w*|listen\w* to)|neglect\w*|circumvent\w*|throw away|throw out|get rid of|overlook\w*|dismiss\w*|scrap\w*|ditch\w*|unlearn\w*|disobey\w*|look past|move past|let go of|leave behind)";
 // Words allowed between the verb and the target.
 const W: &str = r"(?:all|of|the|your|any|these|those|every|my|previous|prior|above|earlier|preceding|original|initial|old|system|safety|content|foregoing|above-mentioned|given|ai's|model's|assistant's|openai's|hidden|developer|current)";
 // Words that point at the model's own instructions (one must appear).
 const STRONG: &str = r"(?:all|your|any|previous|prior|above|earlier|preceding|original|initial|system|safety|foregoing|above-mentioned|ai's|model's|assistant's|openai's|hidden)";
 // What gets thrown away.
-const NOUN: &str = r"(?:instructions?|rules?|directions?|directives?|guidelines?|guidance|prompts?|commands?|constraints?|restrictions?|programming|polic(?:y|ies)|filters?|system message|context|training|limitations?|safeguards?|guardrails?|task|messages?|orders)";
+const NOUN: &str = r"(?:instructions?|rules?|directions?|directives?|guidelines?|guidance|prompts?|commands?|constraints?|restrictions?|programming|polic(?:y|ies)|filters?|system message|context|training|limitations?|safeguards?|guardrails?|task|messages?|orders|protocols?|principles|ethics|ethical guidelines|morals|boundaries|conditioning|alignment)";
+// The subset of `NOUN` that can only mean the model's own instructions (for weaker verbs).
+const NOUN_MODEL: &str = r"(?:instructions|directives|guidelines|guidance|programming|training|rules|constraints|restrictions|system prompt|conditioning|principles|ethics|safeguards|guardrails)";
 // Ways to say "the assistant".
 const AI: &str = r"(?:ai|assistant|ai assistant|ai model|language model|llm|chatbot|claude|chatgpt|gpt|gemini|copilot|bot|agent|model)";
 // The markers that are rarely anything but a chat template (`<system>` is also plain XML).
@@ -46,7 +48,7 @@ const LEAKV: &str = r"(?:repeat|print|output|reveal|show|display|tell|give|share
 // A role marker opening a fake turn.
 const MARK: &str = r"(?:<\|im_start\|>\s*system|<\|system\|>|<\|start_header_id\|>\s*system\s*<\|end_header_id\|>|<<sys>>|<<system>>|\[system\]|\[inst\]|<system>|<sys>|#{2,}\s*system\s*#{2,}|#{2,}\s*(?:system|instructions?)\s*:|<\|endoftext\|>)";
 
-fn r(family: Family, w: f32, pattern: String) -> Rule {
+pub(super) fn r(family: Family, w: f32, pattern: String) -> Rule {
     Rule {
         family,
         user: w,
@@ -64,14 +66,14 @@ fn rt(family: Family, user: f32, tool: f32, pattern: String) -> Rule {
     }
 }
 
-fn s(p: &str) -> String {
+pub(super) fn s(p: &str) -> String {
     p.to_string()
 }
 
 /// Every rule, in no particular order.
 pub(super) fn rules() -> Vec<Rule> {
     use Family::*;
-    vec![
+    let mut v = vec![
         // --- instruction override ---
         r(
             InstructionOverride,
@@ -92,7 +94,7 @@ pub(super) fn rules() -> Vec<Rule> {
             InstructionOverride,
             0.85,
             format!(
-                r"\b{OV}\s+(?:everything|anything|all(?: of)?(?: that| this| the text)?|what(?:ever)?)\s+(?:[\w']+\s+){{0,3}}?(?:above|before|previous(?:ly)?|prior|earlier|you(?:'ve| have)?\s+(?:been|were)\s+(?:told|given|instructed)|so far|until now)"
+                r"\b{OV}\s+(?:everything|anything|all(?: of)?(?: that| this| the text)?|what(?:ever)?|the things?|the stuff)\s+(?:[\w']+\s+){{0,3}}?(?:above|before|previous(?:ly)?|prior|earlier|you(?:'ve| have| had)?\s+(?:been\s+|were\s+|was\s+)?(?:told|given|instructed|taught|trained|programmed|asked|ordered)|so far|until now|up to now|up to this point)"
             ),
         ),
         r(
@@ -105,7 +107,14 @@ pub(super) fn rules() -> Vec<Rule> {
         r(
             InstructionOverride,
             0.6,
-            format!(r"\b{NOUN}\s+(?:above\s+|before\s+)?(?:do not|don't|no longer)\s+apply"),
+            format!(r"\b{NOUN}\s+(?:above|before)\s+(?:do not|don't|no longer)\s+apply"),
+        ),
+        // "The rules no longer apply" is as often about tax law: weak unless something points at
+        // the model's own rules (the rule above, or "your/previous … no longer apply" below).
+        r(
+            InstructionOverride,
+            0.4,
+            format!(r"\b{NOUN}\s+(?:do not|don't|no longer)\s+apply"),
         ),
         r(
             InstructionOverride,
@@ -165,86 +174,13 @@ pub(super) fn rules() -> Vec<Rule> {
             ),
         ),
         r(InstructionOverride, 0.25, s(r"\bfrom now on\b")),
-        // Other languages: verb and target within a short span.
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*|übergeh\w*|verwirf)\b[^.\n]{0,40}\b(?:anweisung\w*|instruktion\w*|regeln|vorgaben|befehle|richtlinien|systemprompt\w*)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"\b(?:ignore|ignorez|oublie|oubliez)\s+(?:toutes?\s+|tout\s+)?(?:les|tes|vos|ces)\s+(?:\w+\s+){0,2}?(?:instructions|consignes|règles|directives)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"\b(?:ignora|ignore|ignoren|olvida|olvide|olviden|omite|descarta|haz caso omiso de)\s+(?:todas?\s+|todos\s+)?(?:las|los|tus|sus)\s+(?:\w+\s+){0,2}?(?:instrucciones|reglas|normas|indicaciones|órdenes|directrices)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"\b(?:ignora|ignorate|dimentica|dimenticate|trascura)\s+(?:tutte\s+)?(?:le|tue)\s+(?:\w+\s+){0,2}?(?:istruzioni|regole|direttive|indicazioni)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"\b(?:ignore|ignora|esqueça|esqueca|desconsidere|descarte)\s+(?:todas?\s+|todos\s+)?(?:as|os|suas|tuas)\s+(?:\w+\s+){0,2}?(?:instruções|instrucoes|regras|diretrizes|ordens)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"\b(?:negeer|vergeet)\s+(?:alle\s+)?(?:de\s+|je\s+|uw\s+)?(?:\w+\s+){0,2}?(?:instructies|regels|aanwijzingen|opdrachten)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(r"\b(?:zignoruj|ignoruj|zapomnij)\b[^.\n]{0,30}(?:instrukcj|polece|zasad)"),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте|не обращай внимания на)[^.\n]{0,40}(?:инструкци|правил|указани|промпт)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(r"(?:talimat|kural)\w*[^.\n]{0,20}(?:yok say|görmezden gel|unut)"),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"(?:忽略|无视|忘记|忘掉|忽視|無視)[^。\n]{0,12}(?:指令|指示|提示|规则|規則|说明)|(?:指示|命令|ルール|プロンプト)[^。\n]{0,10}(?:無視|忘れ)",
-            ),
-        ),
-        r(
-            InstructionOverride,
-            0.85,
-            s(
-                r"\b(?:ignorer|ignorera|glem|glöm)\s+(?:alle\s+|alla\s+)?(?:\w+\s+){0,2}?(?:instruksjoner|instruktioner|instruktionerna|regler|reglerna)",
-            ),
-        ),
+        // Other languages: see `rules_intl`.
         // --- role / system impersonation ---
         r(
             RoleImpersonation,
             0.85,
             s(
-                r"\byou\s+are\s+(?:now\s+)?(?:dan|stan|dude|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|unchained|amoral)\b)",
+                r"\byou\s+are\s+(?:now\s+)?(?:(?:dan|stan|dude)\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|unchained|amoral)\b)",
             ),
         ),
         r(
@@ -289,10 +225,18 @@ pub(super) fn rules() -> Vec<Rule> {
                 r"\b(?:developer|god|dan|debug|sudo|admin)\s+mode\s+(?:enabled|activated|engaged)\b|\bin\s+developer\s+mode\s*,?\s+you\b",
             ),
         ),
+        // Any mode is weak ("you are in presentation mode"); the jailbreak modes are not.
         r(
             RoleImpersonation,
-            0.6,
+            0.45,
             s(r"\byou\s+are\s+(?:now\s+)?in\s+(?:\w+\s+)?mode\b"),
+        ),
+        r(
+            RoleImpersonation,
+            0.7,
+            s(
+                r"\byou\s+are\s+(?:now\s+)?in\s+(?:developer|god|dan|debug|sudo|admin|root|jailbreak|jailbroken|unrestricted|uncensored|unfiltered|evil|chaos|maintenance|test|testing|override|superuser)\s+mode\b",
+            ),
         ),
         r(
             RoleImpersonation,
@@ -520,17 +464,331 @@ pub(super) fn rules() -> Vec<Rule> {
         ),
         r(
             PromptLeak,
-            0.8,
-            s(
-                r"\b(?:wiederhole|zeige|zeig|gib|nenne|répète|repete|affiche|montre|donne|muestra|repite|dime|mostra|ripeti|dimmi|mostre|repita|покажи|выведи|повтори)\b[^.\n]{0,40}(?:systemprompt|system-prompt|prompt\s+(?:del|di|du|do)\s+(?:sistema|système)|instructions\s+initiales|instrucciones\s+iniciales|istruzioni\s+iniziali|системн\w*\s+(?:промпт|инструкци)|anfangsanweisungen)",
-            ),
-        ),
-        r(
-            PromptLeak,
             0.45,
             s(
                 r"\b(?:print|show|dump|reveal|output|list)\s+(?:me\s+)?(?:all\s+)?(?:the\s+|your\s+)?(?:secrets?|passwords?|api keys?|credentials|session tokens?)\b",
             ),
         ),
-    ]
+        // --- generalisation: paraphrases without a listed verb/target pair ---
+        r(
+            InstructionOverride,
+            0.6,
+            format!(
+                r"\b(?:drop|remove|delete|clear|reset|wipe|suspend|lift|shed|strip)\w*\s+(?:all\s+(?:of\s+)?)?your\s+(?:[\w-]+\s+){{0,2}}?{NOUN_MODEL}\b"
+            ),
+        ),
+        r(
+            InstructionOverride,
+            0.8,
+            s(
+                r"\b(?:everything|anything|all|whatever|what)\s+(?:[\w']+\s+){0,2}?you(?:'ve| have| had)?\s+(?:been\s+|were\s+|was\s+)?(?:told|given|instructed|taught|trained|programmed)\b[^.\n]{0,30}?\b(?:is|are|was|were)\s+(?:now\s+|hereby\s+)?(?:irrelevant|void|invalid|cancell?ed|obsolete|meaningless|null|no longer (?:valid|relevant|applicable)|superseded|overridden|not important)",
+            ),
+        ),
+        r(
+            InstructionOverride,
+            0.7,
+            format!(
+                r"\bnone\s+of\s+(?:the\s+|your\s+|my\s+)?(?:[\w-]+\s+){{0,2}}?{NOUN}\s+(?:\w+\s+)?(?:appl(?:y|ies)|matters?|counts?|holds?|(?:is|are) in effect|(?:is|are) valid)\b"
+            ),
+        ),
+        r(
+            InstructionOverride,
+            0.6,
+            format!(
+                r"\b(?:your|previous|prior|earlier|original|initial)\s+(?:[\w-]+\s+){{0,2}}?{NOUN}\s+(?:no longer|don't|do not|doesn't|does not|won't|will not|shall not)\s+(?:appl(?:y|ies)|matter|count|bind|restrict|hold)"
+            ),
+        ),
+        r(
+            InstructionOverride,
+            0.8,
+            format!(
+                r"\b(?:treat|consider|regard)\s+(?:all\s+)?(?:the\s+|your\s+|any\s+)?(?:previous|preceding|prior|earlier|above|original|initial|old|existing)\s+(?:\w+\s+)?{NOUN}\s+as\s+(?:if\s+they\s+(?:never|did not|didn't|don't|do not)|void|irrelevant|non-?existent|optional|suggestions|invalid|cancell?ed|obsolete|null)"
+            ),
+        ),
+        r(
+            RoleImpersonation,
+            0.75,
+            s(
+                r"\b(?:pretend|imagine|suppose|assume|act as if|behave as if|roleplay|role-play)\b[^.\n]{0,40}?\b(?:you|you're|you are|you have|you've)\s+(?:\w+\s+){0,2}?(?:no|without|free (?:of|from)|not bound by|unbound by|exempt from)\s+(?:any\s+)?(?:\w+\s+)?(?:restrictions|rules|filters|limits|limitations|guidelines|constraints|boundaries|ethics|morals|censorship|content polic(?:y|ies)|safety)",
+            ),
+        ),
+        r(
+            RoleImpersonation,
+            0.45,
+            s(
+                r"\bfrom now on,?\s+you\s+(?:will|shall|are going to|must|should)\s+(?:\w+\s+)?(?:answer|respond|reply|act|speak|behave|talk|write)\s+(?:only\s+)?(?:as|like)\b",
+            ),
+        ),
+        r(
+            RoleImpersonation,
+            0.45,
+            s(r"\b(?:stay|remain|keep)\s+in\s+character\b|\b(?:never|don't|do not)\s+break\s+character\b"),
+        ),
+        r(
+            RoleImpersonation,
+            0.4,
+            s(
+                r"\b(?:unrestricted|unfiltered|uncensored|jailbroken|unaligned|unbound|unshackled|unchained|uninhibited|lawless|amoral|unethical)\s+(?:\w+\s+)?(?:ai|assistant|model|chatbot|bot|mode|persona|character|entity|llm|gpt)\b",
+            ),
+        ),
+        r(
+            RoleImpersonation,
+            0.7,
+            s(
+                r"\b(?:answer|respond to|reply to)\s+(?:any|every|all)\s+(?:\w+\s+)?(?:questions?|requests?|prompts?)\s+(?:\w+\s+){0,2}?without\s+(?:any\s+)?(?:refus\w*|restrictions?|filter\w*|censor\w*|moral\w*|ethic\w*|warnings?|disclaimers?|hesitation|judge?ment)",
+            ),
+        ),
+        r(
+            RoleImpersonation,
+            0.5,
+            s(
+                r"\b(?:that|who|which)\s+(?:has|have|had)\s+no\s+(?:\w+\s+)?(?:constraints|limitations|ethics|censorship|content polic(?:y|ies)|safety (?:rules|guidelines)|moral (?:compass|code))",
+            ),
+        ),
+        r(
+            PromptLeak,
+            0.75,
+            s(
+                r"\bwhat\s+(?:exact\s+)?(?:\w+\s+)?(?:instructions|rules|guidelines|directives|prompt|constraints)\s+(?:were|have)\s+you\s+(?:been\s+)?(?:given|told|provided|programmed|trained|configured)",
+            ),
+        ),
+        r(
+            PromptLeak,
+            0.7,
+            s(
+                r"\b(?:text|words|message|content|instructions)\s+(?:that\s+)?(?:came before|comes before|appeared before|appears before|was written before)\s+(?:this|my|the user|our)\b",
+            ),
+        ),
+        r(
+            PromptLeak,
+            0.6,
+            s(r"\bhow\s+(?:were|have)\s+you\s+(?:been\s+)?(?:instructed|configured|prompted|programmed|set up)\b"),
+        ),
+        r(
+            PromptLeak,
+            0.75,
+            s(
+                r"\b(?:reveal|disclose|leak|expose|share|output|print|dump)\b[^.?\n]{0,30}\b(?:your|the)\s+(?:\w+\s+){0,2}?(?:system|initial|original|hidden|secret|internal|developer|pre-?)\s*(?:prompt|instructions|message|configuration|directives)",
+            ),
+        ),
+    ];
+    v.extend(super::rules_intl::rules());
+    v
+}
+
+/// Literals at least one of which every English rule needs in the normalised text (the prefilter,
+/// see `prefilter`): for each rule, the alternatives of one part it cannot match without. `^`
+/// before a literal asks for a word boundary before it, `$` after it one after it (for short
+/// words that are common inside longer ones: "dan" in "dance"). A literal holding a space is
+/// only listed where the rule spells that space as a single literal space.
+const TRIGGERS: &[&str] = &[
+    // `OV` (the rule "ignore everything above" needs nothing else listed here).
+    "ignor",
+    "disregard",
+    "forget",
+    "forgot",
+    "overrid",
+    "overrode",
+    "overwrit",
+    "discard",
+    "skip",
+    "bypass",
+    "abandon",
+    "cancel",
+    "eras",
+    "aside",
+    "pay no ",
+    "paying no ",
+    "neglect",
+    "circumvent",
+    "throw away",
+    "throw out",
+    "rid of",
+    "overlook",
+    "dismiss",
+    "scrap",
+    "ditch",
+    "unlearn",
+    "disobey",
+    "look past",
+    "move past",
+    "let go of",
+    "leave behind",
+    // `NOUN` and the other targets.
+    "instruc",
+    "rule",
+    "direction",
+    "directive",
+    "guideline",
+    "guidance",
+    "prompt",
+    "command",
+    "constrain",
+    "restrict",
+    "programm",
+    "polic",
+    "filter",
+    "context",
+    "training",
+    "limit",
+    "safeguard",
+    "guardrail",
+    "task",
+    "messag",
+    "order",
+    "protocol",
+    "principle",
+    "ethic",
+    "moral",
+    "boundar",
+    "conditioning",
+    "alignment",
+    "goal",
+    "^job",
+    "purpose",
+    "role",
+    "objective",
+    "mission",
+    "configur",
+    "safety",
+    "censor",
+    "moderation",
+    "content",
+    "secret",
+    "password",
+    "api key",
+    "credential",
+    "token",
+    // "you no longer have to follow", "never refuse", "do anything now".
+    "longer",
+    "don't",
+    "do not",
+    "never",
+    "refus",
+    "do anything now",
+    // "everything you were told is void".
+    "irrelevant",
+    "void",
+    "invalid",
+    "obsolete",
+    "meaningless",
+    "null",
+    "supersed",
+    "not important",
+    // Modes, personas and jailbreak words.
+    "^dan$",
+    "^stan$",
+    "^dude$",
+    "unrestrict",
+    "unfilter",
+    "uncensor",
+    "jailbr",
+    "evil",
+    "rogue",
+    "unchain",
+    "amoral",
+    "unalign",
+    "unethic",
+    "unbound",
+    "unshackl",
+    "uninhibit",
+    "lawless",
+    "^mode",
+    "^sys",
+    "developer",
+    "creator",
+    "^admin",
+    "operator",
+    "owner",
+    "programmer",
+    "maker",
+    "character",
+    "from now on",
+    "warning",
+    "disclaimer",
+    "hesitation",
+    "judgement",
+    "judgment",
+    // Chat-template markers, fake turns and tool results.
+    "<|",
+    "<sys",
+    "[inst]",
+    "</",
+    "^end$",
+    "^ends$",
+    "<tool_",
+    "<function_",
+    "<search_",
+    "observation",
+    "[tool_",
+    "result",
+    "output",
+    "respons",
+    "return",
+    "^ai$",
+    "^ais$",
+    "^bot$",
+    "^bots$",
+    "^gpt$",
+    "^gpts$",
+    "^agent$",
+    "^agents$",
+    "^model$",
+    "^models$",
+    "^llm$",
+    "^llms$",
+    "assistant",
+    "chatbot",
+    "claude",
+    "chatgpt",
+    "gemini",
+    "copilot",
+    // Indirect injection and exfiltration.
+    "user",
+    "mention",
+    "telling",
+    "^send$",
+    "^forward$",
+    "^email$",
+    "^post$",
+    "^upload$",
+    "exfiltrat",
+    "^transmit$",
+    "^leak$",
+    "://",
+    // Encodings.
+    "decod",
+    "decrypt",
+    "deciph",
+    "interpret",
+    "translat",
+    "^run$",
+    "execut",
+    "convert",
+    "what it says",
+    "encoded",
+    // Prompt leak.
+    "^above$",
+    "^before$",
+    "^preceding$",
+    "^prior$",
+    "came before",
+    "comes before",
+    "appeared before",
+    "appears before",
+    "written before",
+    "set up",
+];
+
+/// Every trigger literal, English and the other languages, with the negated-obey phrases spelled
+/// out ("stop following", "never obey", …).
+pub(super) fn triggers() -> Vec<String> {
+    let mut out: Vec<String> = TRIGGERS.iter().map(|t| t.to_string()).collect();
+    for neg in ["not", "t", "stop", "never", "longer", "cease to"] {
+        for verb in ["follow", "obey", "adher", "compl", "abid", "heed", "respect", "listen"] {
+            out.push(format!("{neg} {verb}"));
+        }
+    }
+    out.extend(super::rules_intl::TRIGGERS.iter().map(|t| t.to_string()));
+    out
 }

@@ -302,7 +302,7 @@ fn fixture_rates() {
 
 const HOLDOUT: &str = include_str!("../../../tests/fixtures/guard/injection_holdout.txt");
 /// Committed floors for the held-out set (never used to adjust the rules).
-const HOLDOUT_MIN_DETECTION: f64 = 0.38;
+const HOLDOUT_MIN_DETECTION: f64 = 0.64;
 const HOLDOUT_MAX_FALSE_POSITIVES: f64 = 0.03;
 
 #[test]
@@ -313,6 +313,99 @@ fn holdout_rates() {
     assert!(fp <= HOLDOUT_MAX_FALSE_POSITIVES, "false positives {fp:.3}");
 }
 
+const HOLDOUT2: &str = include_str!("../../../tests/fixtures/guard/injection_holdout2.txt");
+/// Committed floors for the second held-out set (written after the generalisation pass, before
+/// it was scored, and never used to adjust the rules).
+const HOLDOUT2_MIN_DETECTION: f64 = 0.50;
+const HOLDOUT2_MAX_FALSE_POSITIVES: f64 = 0.03;
+
+#[test]
+fn holdout2_rates() {
+    let (benign, attacks): (Vec<Case>, Vec<Case>) = load(HOLDOUT2, true).into_iter().partition(|c| c.0 == "benign");
+    assert!(attacks.len() >= 35 && benign.len() >= 35);
+    let (detection, fp) = evaluate(&attacks, &benign);
+    assert!(detection >= HOLDOUT2_MIN_DETECTION, "detection {detection:.3}");
+    assert!(fp <= HOLDOUT2_MAX_FALSE_POSITIVES, "false positives {fp:.3}");
+}
+
+// --- prefilter ---
+
+/// Every fixture text, attacks and benign, with its source.
+fn all_fixture_cases() -> Vec<Case> {
+    let mut all = load(ATTACKS, true);
+    all.extend(load(BENIGN, false));
+    all.extend(load(HOLDOUT, true));
+    all.extend(load(HOLDOUT2, true));
+    all
+}
+
+/// The prefilter changes nothing: the same verdict with and without it, and a text it calls
+/// clean scores 0 on the full path.
+fn assert_prefilter_agrees(text: &str, source: Source) {
+    let full = SCORER.score_unfiltered(text, source);
+    assert_eq!(
+        SCORER.score(text, source),
+        full,
+        "prefilter changed the verdict of {text:?}"
+    );
+    if SCORER.is_clean(text) {
+        assert_eq!(full.score, 0.0, "prefilter rejected {text:?}, which scores {full:?}");
+    }
+    // The raw-text scan is conservative: when it lets a text through, the normaliser would
+    // only lowercase ASCII, and there is nothing to decode.
+    if !prefilter::needs_full_path(text) {
+        let (n, f) = norm(text);
+        assert_eq!(n, text.to_ascii_lowercase(), "normalisation changed {text:?}");
+        assert!(!f.any(), "normalisation flagged {text:?}");
+        assert!(
+            !decode::announces_rot13(text) && !decode::has_candidate_run(text),
+            "{text:?}"
+        );
+        assert_eq!(decode::candidates(text).count(), 0, "{text:?}");
+    }
+}
+
+#[test]
+fn prefilter_never_rejects_a_fixture_that_scores() {
+    for (_, source, text) in all_fixture_cases() {
+        assert_prefilter_agrees(&text, source);
+        assert_prefilter_agrees(&text, Source::Tool);
+    }
+}
+
+#[test]
+fn prefilter_passes_plain_text_and_stops_at_triggers_and_obfuscation() {
+    let clean = "Our team is planning the quarterly roadmap. Please summarise the notes below.";
+    assert!(SCORER.is_clean(clean));
+    assert!(!SCORER.is_clean("Please IGNORE this."));
+    assert!(!SCORER.is_clean("You are DAN."));
+    assert!(SCORER.is_clean("Let's dance and be abundant."));
+    assert!(prefilter::needs_full_path("ig\u{200b}nore"));
+    assert!(prefilter::needs_full_path("1gn0re"));
+    assert!(prefilter::needs_full_path("i g n o r e"));
+    assert!(prefilter::needs_full_path("Игнорируй"));
+    assert!(prefilter::needs_full_path("don\u{2019}t"));
+    assert!(prefilter::needs_full_path("sooo"));
+    assert!(!prefilter::needs_full_path("plain words, and ünïcödé lowercase"));
+    assert!(prefilter::needs_full_path("decode SWdub3JlIGFsbCBwcmV2aW91cw== now"));
+    assert!(prefilter::needs_full_path("ROT13: this"));
+    assert!(!prefilter::needs_full_path("internationalization"));
+}
+
+/// Words of every fixture attack, for random mixes.
+static ATTACK_WORDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    let mut words: Vec<String> = [ATTACKS, HOLDOUT, HOLDOUT2]
+        .iter()
+        .flat_map(|src| load(src, true))
+        .filter(|c| c.0 != "benign")
+        .flat_map(|c| c.2.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    words.extend(rules::triggers().iter().map(|t| t.trim_matches(['^', '$']).to_string()));
+    words.sort();
+    words.dedup();
+    words
+});
+
 proptest::proptest! {
     #[test]
     fn score_never_panics_and_stays_in_range(text in "\\PC*", tool_source in proptest::bool::ANY) {
@@ -320,5 +413,26 @@ proptest::proptest! {
         let source = if tool_source { Source::Tool } else { Source::User };
         let v = scorer.score(&text, source);
         proptest::prop_assert!((0.0..=1.0).contains(&v.score));
+        assert_prefilter_agrees(&text, source);
+    }
+
+    #[test]
+    fn prefilter_never_rejects_a_mix_that_scores(
+        picks in proptest::collection::vec((proptest::num::usize::ANY, 0u8..6), 1..14),
+        tool_source in proptest::bool::ANY,
+    ) {
+        let words = &*ATTACK_WORDS;
+        let mut text = String::new();
+        for (i, style) in picks {
+            let w = &words[i % words.len()];
+            match style {
+                0 => text.push_str(&w.to_uppercase()),
+                1 => text.push_str(&w.to_lowercase()),
+                _ => text.push_str(w),
+            }
+            text.push_str(match style { 3 => "\n", 4 => ", ", _ => " " });
+        }
+        let source = if tool_source { Source::Tool } else { Source::User };
+        assert_prefilter_agrees(&text, source);
     }
 }
