@@ -55,8 +55,10 @@ impl Audit {
     }
 }
 
-/// The stage's verdict.
+/// The stage's verdict. (Returned once per request and taken apart at once: boxing the larger
+/// variant would cost an allocation for nothing.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Checked {
     /// Go on: with this body instead of the client's (when something was replaced) and the vault
     /// of the originals to restore in the answer (when something was redacted).
