@@ -10,7 +10,6 @@
 //! (its number is skipped), so restoring cannot turn the user's own `[EMAIL_1]` into someone's
 //! address; `Debug` prints the counts per label only, never a value.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// Longest label kept (longer ones are cut).
@@ -42,6 +41,15 @@ pub fn placeholder_end(s: &[u8], i: usize) -> Option<usize> {
     ok.then_some(i + close + 1)
 }
 
+/// Already a label as `label` would make it (catalog names are: the detector checks them).
+fn is_label(name: &str) -> bool {
+    name.len() <= MAX_LABEL
+        && name.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// A catalog name as a placeholder label: upper-cased, other bytes than `[A-Z0-9_]` as `_`, a
 /// leading digit or `_` prefixed with `X`, cut to `MAX_LABEL` bytes.
 pub fn label(name: &str) -> String {
@@ -64,32 +72,32 @@ pub fn label(name: &str) -> String {
 }
 
 struct Entry {
+    /// Index into `labels`.
+    label: usize,
     placeholder: Box<str>,
     value: Box<str>,
 }
 
-/// The originals of one request.
+/// The originals of one request. A request holds a handful of values, so lookups are linear
+/// scans of one vector (no hashing, one allocation per value kept: measured cheaper than maps
+/// in the gateway, where the vault is built once per request and dropped with it).
 #[derive(Default)]
 pub struct Vault {
     entries: Vec<Entry>,
-    /// Placeholder → index in `entries`.
-    by_placeholder: HashMap<Box<str>, usize>,
-    /// (label, value) → index in `entries`.
-    by_value: HashMap<(Box<str>, Box<str>), usize>,
-    /// Per label: the last number handed out, and how many values it stands for.
+    /// Per label: its text, the last number handed out, and how many values it stands for.
     labels: Vec<(Box<str>, u32, u32)>,
     /// Placeholder-shaped texts found literally in the request: never handed out.
-    taken: HashSet<Box<str>>,
+    taken: Vec<Box<str>>,
 }
 
 impl Vault {
     /// A vault for the request `body` (its placeholder-shaped texts are noted, not kept).
     pub fn new(body: &[u8]) -> Self {
-        let mut taken = HashSet::new();
+        let mut taken = Vec::new();
         for i in memchr::memchr_iter(b'[', body) {
             if let Some(end) = placeholder_end(body, i) {
                 if let Ok(p) = std::str::from_utf8(&body[i..end]) {
-                    taken.insert(p.into());
+                    taken.push(p.into());
                 }
             }
         }
@@ -102,43 +110,47 @@ impl Vault {
     /// The placeholder standing for `value` under `label` (a catalog name; normalised by
     /// `label`): the one it already has in this request, else the label's next free number.
     pub fn placeholder(&mut self, label: &str, value: &str) -> &str {
-        let label = self::label(label);
-        let key = (Box::<str>::from(label.as_str()), Box::<str>::from(value));
-        let idx = match self.by_value.get(&key) {
-            Some(&i) => i,
+        let normal = is_label(label);
+        let owned;
+        let label: &str = if normal {
+            label
+        } else {
+            owned = self::label(label);
+            &owned
+        };
+        let slot = match self.labels.iter().position(|(l, _, _)| **l == *label) {
+            Some(s) => s,
             None => {
-                let slot = match self.labels.iter().position(|(l, _, _)| **l == *label) {
-                    Some(s) => s,
-                    None => {
-                        self.labels.push((label.as_str().into(), 0, 0));
-                        self.labels.len() - 1
-                    }
-                };
-                let placeholder = loop {
-                    let n = &mut self.labels[slot].1;
-                    *n = n.saturating_add(1);
-                    let p = format!("[{label}_{n}]");
-                    if !self.taken.contains(p.as_str()) || *n == u32::MAX {
-                        break p;
-                    }
-                };
-                self.labels[slot].2 += 1;
-                let i = self.entries.len();
-                self.entries.push(Entry {
-                    placeholder: placeholder.as_str().into(),
-                    value: key.1.clone(),
-                });
-                self.by_placeholder.insert(placeholder.into(), i);
-                self.by_value.insert(key, i);
-                i
+                self.labels.push((label.into(), 0, 0));
+                self.labels.len() - 1
             }
         };
-        &self.entries[idx].placeholder
+        if let Some(i) = self.entries.iter().position(|e| e.label == slot && *e.value == *value) {
+            return &self.entries[i].placeholder;
+        }
+        let placeholder = loop {
+            let n = &mut self.labels[slot].1;
+            *n = n.saturating_add(1);
+            let p = format!("[{label}_{n}]");
+            if !self.taken.iter().any(|t| **t == *p) || *n == u32::MAX {
+                break p;
+            }
+        };
+        self.labels[slot].2 += 1;
+        self.entries.push(Entry {
+            label: slot,
+            placeholder: placeholder.into(),
+            value: value.into(),
+        });
+        &self.entries[self.entries.len() - 1].placeholder
     }
 
     /// The original a placeholder stands for (None: not one of this request's).
     pub fn original(&self, placeholder: &str) -> Option<&str> {
-        self.by_placeholder.get(placeholder).map(|&i| &*self.entries[i].value)
+        self.entries
+            .iter()
+            .find(|e| *e.placeholder == *placeholder)
+            .map(|e| &*e.value)
     }
 
     /// Whether `prefix` (starting with `[`) is the start, not the whole, of one of this
