@@ -406,3 +406,49 @@ fn no_corpus_value_reaches_the_provider_and_every_prompt_comes_back() {
         leaks.len()
     );
 }
+
+/// A slow analyzer is given up on at `timeout`, and an analyzer answering an error counts as a
+/// failure too: `closed` refuses (503, nothing sent), `open` goes on with the built-in detectors.
+#[test]
+fn a_slow_or_failing_analyzer_is_a_failure_within_its_timeout() {
+    let slow = Mock::start(&["--latency-ms", "3000"]);
+    let broken = Mock::start(&["--status", "500"]);
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "Alice Johnson, alice@example.org [[mock: echo]]"}]});
+    for (analyzer, what) in [(&slow, "no answer within 200 ms"), (&broken, "500")] {
+        let url = format!("http://{}", analyzer.addr);
+        let (m, closed) = setup(
+            "{ pii: redact }",
+            &format!("guardrails:\n  presidio: {{ url: \"{url}\", timeout: 200ms }}\n"),
+        );
+        let started = std::time::Instant::now();
+        let r = closed.chat(&body);
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(2500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(r.json()["error"]["code"], "guardrail_unavailable");
+        assert!(
+            r.json()["error"]["message"].as_str().unwrap().contains(what),
+            "{}",
+            r.body
+        );
+        assert!(
+            m.requests().is_empty(),
+            "the provider got a request the analyzer never checked"
+        );
+        assert!(closed.metric("tollgate_guardrail_actions_total{action=\"failed\",type=\"analyzer\"}") >= 1.0);
+        let (m2, open) = setup(
+            "{ pii: redact }",
+            &format!("guardrails:\n  presidio: {{ url: \"{url}\", timeout: 200ms, on_failure: open }}\n"),
+        );
+        let r = open.chat(&body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.json()["choices"][0]["message"]["content"],
+            "Alice Johnson, alice@example.org"
+        );
+        assert!(!received(&m2).contains("alice@example.org"));
+    }
+}
