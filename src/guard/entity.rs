@@ -67,4 +67,24 @@ impl Catalog {
     pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
         (0..self.names.len()).map(|i| Kind(i as u16))
     }
+
+    /// What a mask puts in a value's place: `[EMAIL]`.
+    pub fn mask(&self, kind: Kind) -> String {
+        format!("[{}]", self.name(kind))
+    }
+
+    /// Kinds with their counts, as the audit writes them: `CARD:1,EMAIL:2`.
+    pub fn counted(&self, counts: impl IntoIterator<Item = (Kind, u32)>) -> String {
+        let parts: Vec<String> = counts
+            .into_iter()
+            .map(|(k, n)| format!("{}:{n}", self.name(k)))
+            .collect();
+        parts.join(",")
+    }
+
+    /// Kinds by name, for a message: `CARD, EMAIL`.
+    pub fn named(&self, kinds: &[Kind]) -> String {
+        let names: Vec<&str> = kinds.iter().map(|k| self.name(*k)).collect();
+        names.join(", ")
+    }
 }

@@ -52,3 +52,12 @@ impl Guard {
         self.detector.catalog()
     }
 }
+
+/// The 400 `content_blocked` of a refused request or answer (`what`): it names the kinds found,
+/// never a value.
+pub fn blocked(what: &str, catalog: &entity::Catalog, kinds: &[entity::Kind]) -> crate::api::ApiError {
+    crate::api::ApiError::ContentBlocked(format!(
+        "The {what} was blocked by the gateway's guardrails: it contains {} (values are not shown).",
+        catalog.named(kinds)
+    ))
+}

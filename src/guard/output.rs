@@ -98,9 +98,7 @@ impl Checks {
                             continue;
                         }
                         out.push_str(&text[at..f.start]);
-                        out.push('[');
-                        out.push_str(catalog.name(f.kind));
-                        out.push(']');
+                        out.push_str(&catalog.mask(f.kind));
                         at = f.end;
                         audit.masked += 1;
                     }
@@ -115,15 +113,7 @@ impl Checks {
     }
 
     fn refusal(&self) -> Option<ApiError> {
-        if self.refused.is_empty() {
-            return None;
-        }
-        let catalog = self.guard.catalog();
-        let names: Vec<&str> = self.refused.iter().map(|k| catalog.name(*k)).collect();
-        Some(ApiError::ContentBlocked(format!(
-            "The answer was blocked by the gateway's guardrails: it contains {} (values are not shown).",
-            names.join(", ")
-        )))
+        (!self.refused.is_empty()).then(|| super::blocked("answer", self.guard.catalog(), &self.refused))
     }
 }
 

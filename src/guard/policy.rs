@@ -229,7 +229,8 @@ pub struct Policy {
     pub output: Action,
     pub injection: InjectionMode,
     pub threshold: f32,
-    /// Ask the Presidio analyzer.
+    /// Ask the Presidio analyzer (one is set, the policy does not turn it off, and it acts on
+    /// some personal-data kind).
     pub presidio: bool,
 }
 
@@ -286,12 +287,17 @@ impl Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // The analyzer finds personal data only: a policy that acts on none does not call it
+        // (a route that only scores injection must not fail when the analyzer is down).
+        let acts_on_pii = catalog
+            .kinds()
+            .any(|k| catalog.class(k) == Class::Pii && actions[usize::from(k.0)] != Action::Off);
         Ok(Policy {
             actions,
             output,
             injection: raw.injection.unwrap_or_default(),
             threshold,
-            presidio: has_presidio && raw.presidio != Some(false),
+            presidio: has_presidio && raw.presidio != Some(false) && acts_on_pii,
         })
     }
 
@@ -398,6 +404,17 @@ mod tests {
             "{}",
             errs[0].message
         );
+    }
+
+    #[test]
+    fn the_analyzer_is_asked_only_by_policies_that_act_on_personal_data() {
+        let c = catalog();
+        let ask = |yaml: &str| Policy::resolve(&raw(yaml), &c, true).unwrap().presidio;
+        assert!(ask("{ pii: log }"));
+        assert!(ask("{ entities: { EMAIL: redact } }"));
+        assert!(!ask("{ pii: redact, presidio: false }"));
+        assert!(!ask("{ secrets: block, injection: block }"));
+        assert!(!Policy::resolve(&raw("{ pii: redact }"), &c, false).unwrap().presidio);
     }
 
     #[test]

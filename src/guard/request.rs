@@ -119,7 +119,7 @@ pub fn check(guard: &Guard, policy: &Policy, client: Wire, body: &[u8], external
                     let name = catalog.name(f.kind);
                     let with: Cow<'static, str> = match (policy.action(f.kind), vault.as_mut()) {
                         (Action::Redact, Some(v)) => Cow::Owned(v.placeholder(name, value).to_owned()),
-                        (Action::Mask, _) => Cow::Owned(format!("[{name}]")),
+                        (Action::Mask, _) => Cow::Owned(catalog.mask(f.kind)),
                         _ => return None,
                     };
                     *replaced += 1;

@@ -87,12 +87,7 @@ fn note(state: &AppState, ctx: &mut RequestCtx, catalog: &Catalog, policy: &Poli
     let g = &mut ctx.guardrails;
     g.redactions += audit.replaced;
     g.blocked |= blocked;
-    g.entities = audit
-        .found
-        .iter()
-        .map(|(k, n, _)| format!("{}:{n}", catalog.name(*k)))
-        .collect::<Vec<_>>()
-        .join(",");
+    g.entities = catalog.counted(audit.found.iter().map(|(k, n, _)| (*k, *n)));
     if let Some(a) = audit.action() {
         g.action = a.to_string();
     }
@@ -140,11 +135,7 @@ pub(super) fn note_output(state: &AppState, ctx: &mut RequestCtx) {
     g.blocked |= audit.blocked;
     let mut found = audit.found;
     found.sort_by_key(|(k, _)| *k);
-    g.output_entities = found
-        .iter()
-        .map(|(k, n)| format!("{}:{n}", catalog.name(*k)))
-        .collect::<Vec<_>>()
-        .join(",");
+    g.output_entities = catalog.counted(found.iter().copied());
     if g.action.is_empty() || (audit.blocked && g.action != "block") {
         g.action = format!("output_{action}");
     }

@@ -77,6 +77,7 @@
 mod decode;
 mod normalize;
 mod prefilter;
+mod rule;
 mod rules;
 mod rules_intl;
 #[cfg(test)]
@@ -162,7 +163,7 @@ thread_local! {
 /// The compiled rules. Built once (`Scorer::new`), shared by every request.
 pub struct Scorer {
     set: RegexSet,
-    rules: Vec<rules::Rule>,
+    rules: Vec<rule::Rule>,
     triggers: prefilter::Triggers,
 }
 
@@ -206,11 +207,11 @@ impl Scorer {
     /// Compile the rules. A rule that fails to compile is left out (a test checks none does).
     pub fn new() -> Scorer {
         let all = rules::rules();
-        let rules: Vec<rules::Rule> = all
+        let rules: Vec<rule::Rule> = all
             .into_iter()
             .filter(|r| regex::Regex::new(&r.pattern).is_ok())
             .collect();
-        let build = |rules: &[rules::Rule]| {
+        let build = |rules: &[rule::Rule]| {
             RegexSetBuilder::new(rules.iter().map(|r| r.pattern.as_str()))
                 .size_limit(64 << 20)
                 .dfa_size_limit(16 << 20)

@@ -15,17 +15,8 @@
 //! turn (0.35–0.5, people talk about assistants) and strong in a tool result (0.75–0.85, the
 //! indirect-injection signature).
 
+use super::rule::{r, rt, s, Rule};
 use super::Family;
-
-/// How much a rule's weight rises when the text is a tool result, unless the rule says otherwise.
-pub(super) const TOOL_LIFT: f32 = 0.10;
-
-pub(super) struct Rule {
-    pub family: Family,
-    pub user: f32,
-    pub tool: f32,
-    pub pattern: String,
-}
 
 // Verbs that throw instructions away.
 const OV: &str = r"(?:ignor(?:e|es|ed|ing)|ignorer|disregard\w*|forg[eo]t\w*|overrid\w*|overrode|overwrit\w*|discard\w*|skip\w*|bypass\w*|abandon\w*|cancel\w*|eras(?:e|es|ed|ing)|set(?:ting)? aside|put(?:ting)? aside|pay(?:ing)? no (?:attention|heed|mind) to|(?:do not|don't|dont|stop|never|no longer|cease to) (?:follow\w*|obey\w*|adher\w* to|compl\w* with|abid\w* by|heed\w*|respect\w*|listen\w* to)|neglect\w*|circumvent\w*|throw away|throw out|get rid of|overlook\w*|dismiss\w*|scrap\w*|ditch\w*|unlearn\w*|disobey\w*|look past|move past|let go of|leave behind)";
@@ -47,28 +38,6 @@ const FOLLOW: &str = r"(?:you|your|all|the (?:assistant|user|ai|model)|new|ignor
 const LEAKV: &str = r"(?:repeat|print|output|reveal|show|display|tell|give|share|dump|list|echo|recite|write out|copy|paste|summari[sz]e|read|leak|spell out|type out|disclose|provide|what(?:'s| is| are| were| was)|what)";
 // A role marker opening a fake turn.
 const MARK: &str = r"(?:<\|im_start\|>\s*system|<\|system\|>|<\|start_header_id\|>\s*system\s*<\|end_header_id\|>|<<sys>>|<<system>>|\[system\]|\[inst\]|<system>|<sys>|#{2,}\s*system\s*#{2,}|#{2,}\s*(?:system|instructions?)\s*:|<\|endoftext\|>)";
-
-pub(super) fn r(family: Family, w: f32, pattern: String) -> Rule {
-    Rule {
-        family,
-        user: w,
-        tool: (w + TOOL_LIFT).min(1.0),
-        pattern,
-    }
-}
-
-fn rt(family: Family, user: f32, tool: f32, pattern: String) -> Rule {
-    Rule {
-        family,
-        user,
-        tool,
-        pattern,
-    }
-}
-
-pub(super) fn s(p: &str) -> String {
-    p.to_string()
-}
 
 /// Every rule, in no particular order.
 pub(super) fn rules() -> Vec<Rule> {

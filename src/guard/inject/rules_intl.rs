@@ -7,7 +7,7 @@
 //! Languages: German, French, Spanish, Italian, Portuguese, Dutch, Polish, Russian, Chinese,
 //! Japanese, Turkish, Norwegian/Swedish (override only).
 
-use super::rules::{r, s, Rule};
+use super::rule::{r, s, Rule};
 use super::Family;
 
 /// Every rule of this file.
