@@ -28,6 +28,27 @@ fn check_accepts_the_shipped_config() {
         stdout.contains("auth not required (requests without a key are served), 0 config keys"),
         "{stdout}"
     );
+    // The guardrails' reach: the shipped defaults check nothing, and no route is guarded.
+    assert!(stdout.contains("guardrails on 0 of 0 routes, defaults off"), "{stdout}");
+}
+
+#[test]
+fn check_prints_which_routes_the_guardrails_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("g.yaml");
+    std::fs::write(
+        &config,
+        "guardrails:\n  defaults: { secrets: block }\nroutes:\n  - name: a\n    guardrails: { pii: off, secrets: off }\n  - name: b\n  - name: c\n    guardrails: { pii: redact }\n",
+    )
+    .unwrap();
+    let out = Command::new(common::BIN)
+        .args(["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `a` turns everything off; `b` follows the defaults; `c` redacts (and keeps the defaults').
+    assert!(stdout.contains("guardrails on 2 of 3 routes, defaults on"), "{stdout}");
 }
 
 #[test]
