@@ -56,16 +56,19 @@ free_port
 ADMIN_PORT=$REPLY
 ab_config instructions.sh >"$WORK/gw.yaml"
 
-# measure KEY N: callgrind output of a gateway that served 50 + N requests with KEY.
+# measure KEY N: callgrind output of a gateway that served 50 + N requests with KEY, counting
+# from after the 50th (start-up, config compilation and warm-up are not counted: their cost
+# varies by millions of instructions from run to run, hash seeds and all).
 measure() {
     local out=$WORK/cg-$1-$2.out
-    KEY_A=tg-plain KEY_B=tg-limited NO_COLOR=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
+    KEY_A=tg-plain KEY_B=tg-limited NO_COLOR=1 valgrind --tool=callgrind \
+        --callgrind-out-file="$out" \
         "$BIN" run --config "$WORK/gw.yaml" --runtime-dir "$WORK/rt-$1-$2" >"$WORK/gateway-$1-$2.log" 2>&1 &
     GW_PID=$!
     wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway (valgrind)" "$WORK/gateway-$1-$2.log"
-    python3 - "$GW_PORT" "$1" "$2" "${BODY:-$HERE/body-json.json}" <<'PY' || die "requests to the gateway failed"
-import http.client, json, sys
-port, key, n, body_file = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    python3 - "$GW_PORT" "$1" "$2" "${BODY:-$HERE/body-json.json}" "$GW_PID" <<'PY' || die "requests to the gateway failed"
+import http.client, json, subprocess, sys
+port, key, n, body_file, pid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 body = json.load(open(body_file))
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 def send(i):
@@ -78,7 +81,10 @@ def send(i):
     r.read()
     if r.status != 200:
         sys.exit(f"status {r.status}")
-for i in range(50 + n):
+for i in range(50):
+    send(i)
+subprocess.run(["callgrind_control", "--zero", pid], check=True, capture_output=True)
+for i in range(50, 50 + n):
     send(i)
 PY
     stop_pid "$GW_PID"

@@ -70,16 +70,29 @@ impl Catalog {
 
     /// What a mask puts in a value's place: `[EMAIL]`.
     pub fn mask(&self, kind: Kind) -> String {
-        format!("[{}]", self.name(kind))
+        let mut s = String::new();
+        self.mask_into(kind, &mut s);
+        s
+    }
+
+    /// Appends `mask(kind)` to `out`.
+    pub fn mask_into(&self, kind: Kind, out: &mut String) {
+        out.push('[');
+        out.push_str(self.name(kind));
+        out.push(']');
     }
 
     /// Kinds with their counts, as the audit writes them: `CARD:1,EMAIL:2`.
     pub fn counted(&self, counts: impl IntoIterator<Item = (Kind, u32)>) -> String {
-        let parts: Vec<String> = counts
-            .into_iter()
-            .map(|(k, n)| format!("{}:{n}", self.name(k)))
-            .collect();
-        parts.join(",")
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (k, n) in counts {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            let _ = write!(out, "{}:{n}", self.name(k));
+        }
+        out
     }
 
     /// Kinds by name, for a message: `CARD, EMAIL`.

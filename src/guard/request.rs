@@ -115,15 +115,14 @@ pub fn check(guard: &Guard, policy: &Policy, client: Wire, body: &[u8], external
                     return None;
                 }
                 let replaced = &mut audit.replaced;
-                redact::apply(text, &findings, &mut |f: &Finding, value: &str| {
-                    let name = catalog.name(f.kind);
-                    let with: Cow<'static, str> = match (policy.action(f.kind), vault.as_mut()) {
-                        (Action::Redact, Some(v)) => Cow::Owned(v.placeholder(name, value).to_owned()),
-                        (Action::Mask, _) => Cow::Owned(catalog.mask(f.kind)),
-                        _ => return None,
-                    };
+                redact::apply(text, &findings, &mut |f: &Finding, value: &str, out: &mut String| {
+                    match (policy.action(f.kind), vault.as_mut()) {
+                        (Action::Redact, Some(v)) => out.push_str(v.placeholder(catalog.name(f.kind), value)),
+                        (Action::Mask, _) => catalog.mask_into(f.kind, out),
+                        _ => return false,
+                    }
                     *replaced += 1;
-                    Some(with)
+                    true
                 })
             },
             &mut shifts,

@@ -71,6 +71,31 @@ pub fn label(name: &str) -> String {
     out
 }
 
+/// `[LABEL_N]`, built in one allocation of the exact size (no formatting machinery: this runs
+/// for every redacted value).
+fn format_placeholder(label: &str, n: u32) -> String {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut p = String::with_capacity(label.len() + 3 + digits.len() - i);
+    p.push('[');
+    p.push_str(label);
+    p.push('_');
+    for &d in &digits[i..] {
+        p.push(char::from(d));
+    }
+    p.push(']');
+    p
+}
+
 struct Entry {
     /// Index into `labels`.
     label: usize,
@@ -131,7 +156,7 @@ impl Vault {
         let placeholder = loop {
             let n = &mut self.labels[slot].1;
             *n = n.saturating_add(1);
-            let p = format!("[{label}_{n}]");
+            let p = format_placeholder(label, *n);
             if !self.taken.iter().any(|t| **t == *p) || *n == u32::MAX {
                 break p;
             }
@@ -232,6 +257,13 @@ mod tests {
         assert_eq!(label(&"a".repeat(50)).len(), MAX_LABEL);
         let mut v = Vault::new(b"");
         assert_eq!(v.placeholder("employee id", "7"), "[EMPLOYEE_ID_1]");
+    }
+
+    #[test]
+    fn placeholder_numbers_print_in_decimal() {
+        for n in [1, 9, 10, 99, 100, 4_294_967_295] {
+            assert_eq!(format_placeholder("EMAIL", n), format!("[EMAIL_{n}]"));
+        }
     }
 
     #[test]

@@ -203,7 +203,8 @@ fn is_structural(key: &str, parent: Option<Frame>) -> bool {
     if key == NAME {
         return !parent.is_some_and(|p| p.message);
     }
-    STRUCTURAL.contains(&key)
+    // Most keys are short user-facing ones ("content", "text"): rule them out by length first.
+    STRUCTURAL.iter().any(|k| k.len() == key.len() && *k == key)
 }
 
 /// A key's text (decoded only when it has escapes, which real keys never do).
@@ -276,28 +277,46 @@ fn hex4(s: &str) -> Option<u32> {
     u32::from_str_radix(s.get(..4)?, 16).ok()
 }
 
-/// Appends `s` JSON-escaped (without quotes): `"`, `\` and control characters.
+/// Bytes JSON strings must escape: `"`, `\\` and the control characters.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Appends `s` JSON-escaped (without quotes): `"`, `\\` and control characters. Runs without
+/// any are copied whole (one table lookup per byte: the rewritten texts are mostly plain).
 pub fn escape_into(s: &str, out: &mut Vec<u8>) {
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
     let mut start = 0;
-    for (i, &c) in s.as_bytes().iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&s.as_bytes()[start..i]);
-        if esc.is_empty() {
-            out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
-        } else {
-            out.extend_from_slice(esc);
+    for (i, &c) in b.iter().enumerate() {
+        if !NEEDS_ESCAPE[usize::from(c)] {
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 15)]);
+            }
         }
         start = i + 1;
     }
-    out.extend_from_slice(&s.as_bytes()[start..]);
+    out.extend_from_slice(&b[start..]);
 }
 
 /// `s` JSON-escaped (without quotes), borrowed when nothing needs escaping.

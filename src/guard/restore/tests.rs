@@ -1,7 +1,6 @@
 //! Tests of the restorers: whole answers, both stream dialects at every split, and the
 //! redact → restore round trip as a property.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -379,10 +378,9 @@ fn findings(raw: &[(usize, usize, u16)]) -> Vec<Finding> {
 
 /// Redacts `text` with findings from `raw` (ranges snapped to char boundaries by `apply`).
 fn redact(text: &str, raw: &[(usize, usize, u16)], vault: &mut Vault) -> String {
-    apply(text, &findings(raw), &mut |f, v| {
-        Some(Cow::Owned(
-            vault.placeholder(LABELS[usize::from(f.kind.0)], v).to_string(),
-        ))
+    apply(text, &findings(raw), &mut |f, v, out| {
+        out.push_str(vault.placeholder(LABELS[usize::from(f.kind.0)], v));
+        true
     })
     .unwrap_or_else(|| text.to_string())
 }
@@ -424,8 +422,9 @@ proptest! {
         let (content, args) = openai_text(&out);
         prop_assert_eq!(&content, &text);
         // In JSON-text mode the originals go in JSON-escaped.
-        let escaped_text = apply(&text, &findings(&raw), &mut |_, v| {
-            Some(Cow::Owned(crate::guard::redact::walk::escaped(v).into_owned()))
+        let escaped_text = apply(&text, &findings(&raw), &mut |_, v, out| {
+            out.push_str(&crate::guard::redact::walk::escaped(v));
+            true
         })
         .unwrap_or_else(|| text.clone());
         prop_assert_eq!(&args, &escaped_text);
