@@ -399,6 +399,15 @@ fn compile_routes(
                 cx.error(&path("model"), format!("unknown model alias {m:?}"));
             }
         }
+        if r.cache
+            .is_some_and(|c| c.mode != crate::routing::routes::CacheMode::Off)
+        {
+            // Said, not silently ignored, until the cache's lookup stage lands.
+            cx.warnings.push(format!(
+                "routes[{i}].cache (route {:?}): the response cache is not built yet; answers are neither served from nor stored in a cache",
+                r.name
+            ));
+        }
         out.push(Route {
             name: r.name.clone(),
             model: r.when.model.as_deref().map(Glob::new),

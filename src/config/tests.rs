@@ -407,6 +407,10 @@ fn routes_carry_cache_and_guardrail_policies() {
     let cached = s.routes[1].cache.unwrap();
     assert_eq!(cached.mode, CacheMode::Semantic);
     assert_eq!(cached.ttl, Some(std::time::Duration::from_secs(600)));
+    // Until the cache acts, a route asking for it is told so (`mode: off` needs no warning).
+    let cache_warnings: Vec<&String> = s.warnings.iter().filter(|w| w.contains(".cache")).collect();
+    assert_eq!(cache_warnings.len(), 1, "{:?}", s.warnings);
+    assert!(cache_warnings[0].contains("routes[1].cache") && cache_warnings[0].contains("not built yet"));
     let bad = format!("{base}  - name: x\n    guardrails: {{ pii: scramble }}\n");
     let e = load(&bad, &[]).unwrap_err();
     assert!(e.to_string().contains("scramble"), "{e}");
