@@ -75,7 +75,7 @@ fn stage(c: &mut Criterion) {
     use tollgate::guard::{inject::Scorer, policy::Policy, request, Guard};
     let guard = Guard {
         detector: Detector::builtin(),
-        scorer: Scorer::new(),
+        scorer: Scorer::shared(),
         presidio: None,
     };
     let raw = serde_yaml::from_str("{ pii: redact, secrets: redact, injection: flag }").unwrap();

@@ -20,7 +20,7 @@ use tollgate::guard::{detect::Detector, inject::Scorer, policy::Policy, request,
 fn cold(c: &mut Criterion) {
     let guard = Guard {
         detector: Detector::builtin(),
-        scorer: Scorer::new(),
+        scorer: Scorer::shared(),
         presidio: None,
     };
     let raw = serde_yaml::from_str("{ pii: redact, secrets: redact }").unwrap();

@@ -417,6 +417,16 @@ fn routes_carry_cache_and_guardrail_policies() {
 }
 
 #[test]
+fn snapshots_share_the_one_injection_scorer() {
+    // Building the scorer costs ~0.4 s of CPU: a reload must not pay it again.
+    let doc = "providers:\n  p: { kind: openai, base_url: http://p, api_keys: [k] }\nmodels:\n  m: { targets: [ { provider: p, model: x } ] }\nguardrails:\n  defaults: { injection: flag }\n";
+    let a = load(doc, &[]).unwrap();
+    let b = load(doc, &[]).unwrap();
+    let (ga, gb) = (&a.guard.as_ref().unwrap().guard, &b.guard.as_ref().unwrap().guard);
+    assert!(std::sync::Arc::ptr_eq(&ga.scorer, &gb.scorer));
+}
+
+#[test]
 fn guardrail_sections_are_checked_and_errors_name_their_keys() {
     let base = "providers:\n  p: { kind: openai, base_url: http://p, api_keys: [k] }\nmodels:\n  m: { targets: [ { provider: p, model: x } ] }\n";
     let doc = format!(

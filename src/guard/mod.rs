@@ -34,7 +34,8 @@ pub mod restore;
 /// injection scorer and the analyzer's settings. Built once per load, shared by every request.
 pub struct Guard {
     pub detector: detect::Detector,
-    pub scorer: inject::Scorer,
+    /// Shared by every snapshot (`Scorer::shared`).
+    pub scorer: std::sync::Arc<inject::Scorer>,
     pub presidio: Option<presidio::Settings>,
 }
 

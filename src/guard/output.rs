@@ -277,7 +277,7 @@ mod tests {
         };
         Arc::new(Guard {
             detector: crate::guard::detect::Detector::new(&[restricted], &[]).unwrap(),
-            scorer: Scorer::new(),
+            scorer: Scorer::shared(),
             presidio: None,
         })
     }

@@ -221,7 +221,7 @@ mod tests {
     fn guard() -> Guard {
         Guard {
             detector: Detector::builtin(),
-            scorer: Scorer::new(),
+            scorer: Scorer::shared(),
             presidio: None,
         }
     }

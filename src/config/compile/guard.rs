@@ -93,7 +93,7 @@ pub(super) fn compile_guard(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<
     };
     let guard = Guard {
         detector,
-        scorer: crate::guard::inject::Scorer::new(),
+        scorer: crate::guard::inject::Scorer::shared(),
         presidio,
     };
     let defaults = g.defaults.clone().unwrap_or_default();
