@@ -8,6 +8,7 @@ mod check;
 pub mod client;
 pub mod embeddings;
 pub mod error;
+pub mod json_str;
 pub mod messages;
 pub mod observe;
 pub mod openai;

@@ -35,8 +35,7 @@ use crate::api::{ApiError, Wire};
 const NEUTRAL: &[&str] = &["stream", "stream_options", "user", "metadata", "store"];
 
 /// Which requests share entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Partition {
     /// Per virtual key.
     Key,
@@ -64,13 +63,7 @@ pub struct Key(pub [u8; 32]);
 impl Key {
     /// Lower-case hex, for logs, admin answers and Redis keys.
     pub fn hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        s
+        hex::encode(self.0)
     }
 }
 

@@ -66,20 +66,6 @@ pub fn apply(
     Some(o)
 }
 
-/// Redacts one text: each finding replaced by its vault placeholder (`name` gives the label of a
-/// finding's kind). None: nothing found.
-pub fn redact_text(
-    text: &str,
-    findings: &[Finding],
-    vault: &mut Vault,
-    name: &dyn Fn(&Finding) -> String,
-) -> Option<String> {
-    apply(text, findings, &mut |f, value, out| {
-        out.push_str(vault.placeholder(&name(f), value));
-        true
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +115,10 @@ mod tests {
         });
         assert_eq!(masked.as_deref(), Some("[EMAIL] and [EMAIL] and [EMAIL]"));
         let mut vault = Vault::new(text.as_bytes());
-        let red = redact_text(text, &findings, &mut vault, &|_| "EMAIL".into());
+        let red = apply(text, &findings, &mut |_, value, o| {
+            o.push_str(vault.placeholder("EMAIL", value));
+            true
+        });
         assert_eq!(red.as_deref(), Some("[EMAIL_1] and [EMAIL_1] and [EMAIL_2]"));
     }
 }

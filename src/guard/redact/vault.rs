@@ -74,24 +74,13 @@ pub fn label(name: &str) -> String {
 /// `[LABEL_N]`, built in one allocation of the exact size (no formatting machinery: this runs
 /// for every redacted value).
 fn format_placeholder(label: &str, n: u32) -> String {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut p = String::with_capacity(label.len() + 3 + digits.len() - i);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    let mut p = String::with_capacity(label.len() + digits.len() + 3);
     p.push('[');
     p.push_str(label);
     p.push('_');
-    for &d in &digits[i..] {
-        p.push(char::from(d));
-    }
+    p.push_str(digits);
     p.push(']');
     p
 }

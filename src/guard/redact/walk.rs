@@ -1,7 +1,7 @@
 //! One pass over a raw JSON body's string values, for the guardrails' scans and edits.
 //!
-//! Owns the list of structural keys whose values never hold user text (`STRUCTURAL`), and the
-//! JSON string codec the edits use (`decode`, `escape_into`).
+//! Owns the list of structural keys whose values never hold user text (`STRUCTURAL`); the JSON
+//! string codec the edits use is `api::json_str`.
 //!
 //! Invariants: every byte outside a replaced string is kept as it was (key order, numbers,
 //! whitespace, escapes of the strings left alone); a string without escapes reaches the callback
@@ -9,6 +9,8 @@
 //! not stack; a malformed body is left alone (the walk returns None), never a panic.
 
 use std::borrow::Cow;
+
+use crate::api::json_str::{decode, escape_into};
 
 /// Keys whose values (and everything under them) are structure, not user text: editing them
 /// would break the request, and scanning them wastes time. One place, with the reason.
@@ -203,8 +205,7 @@ fn is_structural(key: &str, parent: Option<Frame>) -> bool {
     if key == NAME {
         return !parent.is_some_and(|p| p.message);
     }
-    // Most keys are short user-facing ones ("content", "text"): rule them out by length first.
-    STRUCTURAL.iter().any(|k| k.len() == key.len() && *k == key)
+    STRUCTURAL.contains(&key)
 }
 
 /// A key's text (decoded only when it has escapes, which real keys never do).
@@ -230,103 +231,6 @@ fn string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
         escaped = true;
         j = k + 2;
     }
-}
-
-/// Decodes the inside of a JSON string (escapes; a lone surrogate becomes U+FFFD). None: a
-/// malformed escape.
-pub fn decode(raw: &str) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(p) = rest.find('\\') {
-        out.push_str(&rest[..p]);
-        let esc = rest.as_bytes().get(p + 1)?;
-        rest = &rest[p + 2..];
-        match esc {
-            b'"' => out.push('"'),
-            b'\\' => out.push('\\'),
-            b'/' => out.push('/'),
-            b'b' => out.push('\u{8}'),
-            b'f' => out.push('\u{c}'),
-            b'n' => out.push('\n'),
-            b'r' => out.push('\r'),
-            b't' => out.push('\t'),
-            b'u' => {
-                let hi = hex4(rest)?;
-                rest = &rest[4..];
-                let c = if (0xD800..0xDC00).contains(&hi) {
-                    match rest.strip_prefix("\\u").and_then(hex4) {
-                        Some(lo) if (0xDC00..0xE000).contains(&lo) => {
-                            rest = &rest[6..];
-                            char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
-                        }
-                        _ => None,
-                    }
-                } else {
-                    char::from_u32(hi)
-                };
-                out.push(c.unwrap_or('\u{FFFD}'));
-            }
-            _ => return None,
-        }
-    }
-    out.push_str(rest);
-    Some(out)
-}
-
-fn hex4(s: &str) -> Option<u32> {
-    u32::from_str_radix(s.get(..4)?, 16).ok()
-}
-
-/// Bytes JSON strings must escape: `"`, `\\` and the control characters.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        t[c] = true;
-        c += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
-/// Appends `s` JSON-escaped (without quotes): `"`, `\\` and control characters. Runs without
-/// any are copied whole (one table lookup per byte: the rewritten texts are mostly plain).
-pub fn escape_into(s: &str, out: &mut Vec<u8>) {
-    let b = s.as_bytes();
-    out.reserve(b.len() + 2);
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if !NEEDS_ESCAPE[usize::from(c)] {
-            continue;
-        }
-        out.extend_from_slice(&b[start..i]);
-        match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(c >> 4)]);
-                out.push(HEX[usize::from(c & 15)]);
-            }
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
-}
-
-/// `s` JSON-escaped (without quotes), borrowed when nothing needs escaping.
-pub fn escaped(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
-        return Cow::Borrowed(s);
-    }
-    let mut v = Vec::with_capacity(s.len() + 8);
-    escape_into(s, &mut v);
-    Cow::Owned(String::from_utf8(v).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -412,15 +316,5 @@ mod tests {
             },
         );
         assert_eq!(seen, [(false, "a".to_string()), (true, "{}".to_string())]);
-    }
-
-    #[test]
-    fn escaping_round_trips_through_serde() {
-        let s = "a\"b\\c\nd\u{0}e\u{1f}f😀";
-        let mut v = b"\"".to_vec();
-        escape_into(s, &mut v);
-        v.push(b'"');
-        assert_eq!(serde_json::from_slice::<String>(&v).unwrap(), s);
-        assert_eq!(escaped("plain"), Cow::Borrowed("plain"));
     }
 }

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::redact::vault::{placeholder_end, Vault};
-use super::redact::walk::{escaped, walk};
+use super::redact::walk::walk;
+use crate::api::json_str::escaped;
 use crate::api::observe::ResponseObserver;
 
 pub use hold::{observer, Restorer};

@@ -423,7 +423,7 @@ proptest! {
         prop_assert_eq!(&content, &text);
         // In JSON-text mode the originals go in JSON-escaped.
         let escaped_text = apply(&text, &findings(&raw), &mut |_, v, out| {
-            out.push_str(&crate::guard::redact::walk::escaped(v));
+            out.push_str(&crate::api::json_str::escaped(v));
             true
         })
         .unwrap_or_else(|| text.clone());

@@ -1,0 +1,149 @@
+//! The JSON string codec: a string's inside decoded (`decode`) and text escaped into one
+//! (`escape_into`, `escaped`), without building a `serde_json::Value`. Used where bytes are
+//! edited in place (the guardrails' body walk and restorers) and where JSON is written by hand
+//! (the trace exporter): one codec, so every JSON the gateway writes escapes alike.
+//!
+//! Invariants: `decode` of what `escape_into` wrote is the text again (a property test below);
+//! `escape_into` writes valid JSON for any `&str`; `decode` never panics, a malformed escape is
+//! None.
+
+use std::borrow::Cow;
+
+/// Decodes the inside of a JSON string (escapes; a lone surrogate becomes U+FFFD). None: a
+/// malformed escape.
+pub fn decode(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(p) = rest.find('\\') {
+        out.push_str(&rest[..p]);
+        let esc = rest.as_bytes().get(p + 1)?;
+        rest = &rest[p + 2..];
+        match esc {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let hi = hex4(rest)?;
+                rest = &rest[4..];
+                let c = if (0xD800..0xDC00).contains(&hi) {
+                    match rest.strip_prefix("\\u").and_then(hex4) {
+                        Some(lo) if (0xDC00..0xE000).contains(&lo) => {
+                            rest = &rest[6..];
+                            char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                        }
+                        _ => None,
+                    }
+                } else {
+                    char::from_u32(hi)
+                };
+                out.push(c.unwrap_or('\u{FFFD}'));
+            }
+            _ => return None,
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn hex4(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.get(..4)?, 16).ok()
+}
+
+/// Bytes JSON strings must escape: `"`, `\\` and the control characters.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Appends `s` JSON-escaped (without quotes): `"`, `\\` and control characters. Runs without
+/// any are copied whole (one table lookup per byte: the rewritten texts are mostly plain).
+pub fn escape_into(s: &str, out: &mut Vec<u8>) {
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if !NEEDS_ESCAPE[usize::from(c)] {
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 15)]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
+/// `s` JSON-escaped (without quotes), borrowed when nothing needs escaping.
+pub fn escaped(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|c| NEEDS_ESCAPE[usize::from(c)]) {
+        return Cow::Borrowed(s);
+    }
+    let mut v = Vec::with_capacity(s.len() + 8);
+    escape_into(s, &mut v);
+    Cow::Owned(String::from_utf8(v).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn escaping_round_trips_through_serde() {
+        let s = "a\"b\\c\nd\u{0}e\u{1f}f\u{8}\u{c}😀";
+        let mut v = b"\"".to_vec();
+        escape_into(s, &mut v);
+        v.push(b'"');
+        assert_eq!(serde_json::from_slice::<String>(&v).unwrap(), s);
+        assert!(String::from_utf8(v).unwrap().contains("\\b\\f"));
+        assert_eq!(escaped("plain"), Cow::Borrowed("plain"));
+    }
+
+    #[test]
+    fn decode_handles_every_escape_and_refuses_bad_ones() {
+        assert_eq!(
+            decode(r#"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"#).as_deref(),
+            Some("a\"\\/\u{8}\u{c}\n\r\té😀")
+        );
+        assert_eq!(decode(r"\ud83d x").as_deref(), Some("\u{FFFD} x"));
+        assert_eq!(decode(r"\q"), None);
+        assert_eq!(decode(r"\u12"), None);
+        assert_eq!(decode("\\"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_escape(s in "\\PC{0,40}|[\\x00-\\x20\"\\\\a-z]{0,40}") {
+            let mut v = Vec::new();
+            escape_into(&s, &mut v);
+            let inside = String::from_utf8(v).unwrap();
+            prop_assert_eq!(decode(&inside), Some(s.clone()));
+            prop_assert_eq!(serde_json::from_str::<String>(&format!("\"{inside}\"")).unwrap(), s);
+        }
+    }
+}
