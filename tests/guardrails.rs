@@ -189,6 +189,21 @@ fn blocked_requests_name_the_types_and_never_the_values_in_both_dialects() {
         gw.metric("tollgate_guardrail_actions_total{action=\"block\",type=\"CARD\"}"),
         2.0
     );
+    // Each refused request leaves exactly one record, marked blocked, with no value in it.
+    let log = gw.dir().join("access.log");
+    wait_until("two access-log lines", std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for l in &lines {
+        assert_eq!(l["status"], 400, "{l}");
+        assert_eq!(l["guardrails"]["blocked"], true, "{l}");
+        assert_eq!(l["guardrails"]["action"], "block", "{l}");
+    }
+    assert_no_value(&text);
 }
 
 #[test]
