@@ -2,12 +2,15 @@
 //!
 //! - `key`: the exact cache's key: the canonical request hashed with its tenant, so that no
 //!   answer is served across tenants or across any parameter that changes it.
+//! - `replay`: a stored (canonical) answer written in the client's format, whole or as a
+//!   stream, by the encoders live answers use.
 //! - `store`: the in-process store (bounded by bytes, fresh / stale / gone per entry, purges by
 //!   key, tenant, model or all).
 //!
-//! Status: the key and the store are built and tested here; the lookup stage, the write
-//! observer and the replay are not wired into the request path yet, so routes' `cache:`
-//! settings still have no effect (the config warns).
+//! Status: the key, the store and the replay are built and tested here; the lookup stage and
+//! the write observer are not wired into the request path yet, so routes' `cache:` settings
+//! still have no effect (the config warns).
 
 pub mod key;
+pub mod replay;
 pub mod store;
