@@ -1,6 +1,8 @@
 //! The response cache (issue 16), Pingora-free like every deciding layer.
 //!
 //! - `assemble`: a streamed answer's chunks put back together (what a streamed miss stores).
+//! - `capture`: the write observer: a copy of the client's answer read back into the canonical
+//!   answer after a clean end (before the restoration of redacted values).
 //! - `flight`: coalescing of identical misses (one call, the others wait a bounded time) and
 //!   the one-refresh-per-key rule of stale-while-revalidate.
 //! - `key`: the exact cache's key: the canonical request hashed with its tenant, so that no
@@ -10,11 +12,12 @@
 //! - `store`: the in-process store (bounded by bytes, fresh / stale / gone per entry, purges by
 //!   key, tenant, model or all).
 //!
-//! Status: the key, the store, the replay, the assembly and the coalescing are built and tested here; the lookup stage and
-//! the write observer are not wired into the request path yet, so routes' `cache:` settings
-//! still have no effect (the config warns).
+//! Status: these parts are built and tested; the lookup stage is not wired into the request
+//! path yet (nor the write observer into the relay), so routes' `cache:` settings still have no
+//! effect (the config warns).
 
 pub mod assemble;
+pub mod capture;
 pub mod flight;
 pub mod key;
 pub mod replay;
