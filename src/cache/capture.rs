@@ -36,6 +36,20 @@ struct Streamed {
     assembler: Assembler,
 }
 
+impl Streamed {
+    /// Reads `bytes` (None: `end` of the stream) into the assembler; false: unreadable.
+    fn feed(&mut self, bytes: Option<&[u8]>) -> bool {
+        let read = match bytes {
+            Some(b) => self.source.push(b, &mut self.chunks),
+            None => self.source.finish(&mut self.chunks),
+        };
+        for c in self.chunks.drain(..) {
+            self.assembler.push(&c);
+        }
+        read.is_ok()
+    }
+}
+
 /// The write observer of one answer.
 pub struct Capture {
     client: Wire,
@@ -93,19 +107,10 @@ impl Capture {
         match &mut self.read {
             Read::Whole(buf) => reader(self.client).adapter().parse_chat(buf, &plain()).ok(),
             Read::Stream(st) => {
-                let Streamed {
-                    source,
-                    chunks,
-                    assembler,
-                } = &mut **st;
-                source.finish(chunks).ok()?;
-                for c in chunks.drain(..) {
-                    assembler.push(&c);
-                }
-                if !source.completed() {
+                if !st.feed(None) || !st.source.completed() {
                     return None;
                 }
-                std::mem::take(assembler).finish()
+                std::mem::take(&mut st.assembler).finish()
             }
         }
     }
@@ -120,21 +125,7 @@ impl ResponseObserver for Capture {
         }
         match &mut self.read {
             Read::Whole(buf) => buf.extend_from_slice(&bytes),
-            Read::Stream(st) => {
-                let Streamed {
-                    source,
-                    chunks,
-                    assembler,
-                } = &mut **st;
-                match source.push(&bytes, chunks) {
-                    Ok(()) => {
-                        for c in chunks.drain(..) {
-                            assembler.push(&c);
-                        }
-                    }
-                    Err(_) => self.spoiled = true,
-                }
-            }
+            Read::Stream(st) => self.spoiled = !st.feed(Some(&bytes)),
         }
         bytes
     }

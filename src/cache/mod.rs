@@ -21,4 +21,6 @@ pub mod capture;
 pub mod flight;
 pub mod key;
 pub mod replay;
+#[cfg(test)]
+mod sample;
 pub mod store;

@@ -1,41 +1,12 @@
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::api::chat::{Choice, Content, FunctionCall, Message, ToolCall, Usage};
+use crate::api::chat::Content;
 use crate::cache::replay;
 
 fn answer() -> ChatResponse {
-    ChatResponse {
-        id: "chatcmpl-1".into(),
-        object: "chat.completion".into(),
-        created: 1_700_000_000,
-        model: "gpt".into(),
-        choices: vec![Choice {
-            index: 0,
-            message: Message {
-                role: "assistant".into(),
-                content: Some(Content::Text("Refunds under $50: at once. ".repeat(30) + "Ünïcödé ✓")),
-                tool_calls: Some(vec![ToolCall {
-                    id: "call_7".into(),
-                    kind: "function".into(),
-                    function: FunctionCall {
-                        name: "refund".into(),
-                        arguments: r#"{"order":"A-17"}"#.into(),
-                    },
-                }]),
-                ..Message::default()
-            },
-            finish_reason: Some("tool_calls".into()),
-            logprobs: None,
-        }],
-        usage: Some(Usage {
-            prompt_tokens: 12,
-            completion_tokens: 34,
-            total_tokens: 46,
-            ..Usage::default()
-        }),
-        ..ChatResponse::default()
-    }
+    let text = "Refunds under $50: at once. ".repeat(30) + "Ünïcödé ✓";
+    crate::cache::sample::answer(&text, &[("call_7", "refund", r#"{"order":"A-17"}"#)])
 }
 
 /// Runs `bytes` through a capture in pieces of `step` bytes; what the sink got.
