@@ -25,6 +25,7 @@ pub struct AdminApp {
     pub sinks: Sinks,
     pub keys: Arc<crate::limits::keys::KeyStore>,
     pub limiter: Arc<crate::limits::gate::Gate>,
+    pub cache: Arc<crate::cache::Cache>,
 }
 
 /// Compares a presented bearer token with the configured one in time independent of where
@@ -216,6 +217,9 @@ impl AdminApp {
             "/metrics" => {
                 self.sinks.sync_metrics(&self.metrics);
                 self.metrics.limits_backend.sync(self.limiter.cluster());
+                let held = self.cache.store.stats();
+                self.metrics.cache_entries.set(i64::try_from(held.entries).unwrap_or(i64::MAX));
+                self.metrics.cache_bytes.set(i64::try_from(held.bytes).unwrap_or(i64::MAX));
                 for b in self.routing.breakers(crate::routing::breaker::now_ms()) {
                     let v = match b.state {
                         "open" => 2,

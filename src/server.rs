@@ -138,6 +138,8 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     };
     let limiter = Arc::new(limiter);
     let drain = Arc::new(Drain::new());
+    // The response cache: its size is read at start; entries outlive reloads.
+    let cache = Arc::new(crate::cache::Cache::new(store.current().cache.max_bytes));
     // Breakers, key cooldowns and latency stats, kept beside the config across reloads.
     let routing = crate::routing::live::Registry::attach(&store);
     let gateway = Gateway::new(
@@ -148,6 +150,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         Arc::clone(&keys),
         Arc::clone(&limiter),
         Arc::clone(&drain),
+        Arc::clone(&cache),
     );
     seed_budgets(&gateway, &sinks);
     let data_limits = ConnLimits {
@@ -177,6 +180,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         sinks: sinks.clone(),
         keys: Arc::clone(&keys),
         limiter: Arc::clone(&limiter),
+        cache,
     };
     let mut admin = Service::new(
         "tollgate admin".to_string(),

@@ -266,7 +266,7 @@ fn postgres_migrations_grouping_rollup_and_tokio_callers() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
 
     // A server that answers but refuses us is a configuration error at start (a server that is
     // down is not: see the outage test); the password never shows.
@@ -310,6 +310,7 @@ fn postgres_migrations_grouping_rollup_and_tokio_callers() {
         ttft_us: Some(120_000),
         overhead_us: 321,
         cache: "miss".into(),
+        cache_saved_nanos: 7_654_321,
         guardrails: GuardrailCounts {
             redactions: 3,
             injections: 1,

@@ -89,6 +89,10 @@ pub enum ApiError {
     /// The route asks the external PII analyzer, which failed, and `on_failure: closed`.
     #[error("The PII analyzer this route requires is unavailable ({0}); the request was not sent.")]
     GuardrailUnavailable(String),
+    /// `x-tollgate-cache: only-if-cached` (or `Cache-Control: only-if-cached`) and no answer is
+    /// cached: 504, as HTTP caches answer it.
+    #[error("No cached answer for this request, and the request asked for a cached answer only (only-if-cached).")]
+    NotCached,
 }
 
 impl ApiError {
@@ -123,7 +127,7 @@ impl ApiError {
             | ApiError::LimitsUnavailable
             | ApiError::ShuttingDown
             | ApiError::GuardrailUnavailable(_) => 503,
-            ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } => 504,
+            ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } | ApiError::NotCached => 504,
         }
     }
 
@@ -145,6 +149,7 @@ impl ApiError {
             | ApiError::RequestTimeout(_)
             | ApiError::ModelNotAllowedForKey { .. }
             | ApiError::ContentBlocked(_)
+            | ApiError::NotCached
             | ApiError::Unsupported(_) => "invalid_request_error",
             ApiError::InvalidApiKey => "authentication_error",
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => "rate_limit_error",
@@ -189,6 +194,7 @@ impl ApiError {
             ApiError::LimitsUnavailable => "limits_unavailable",
             ApiError::ContentBlocked(_) => "content_blocked",
             ApiError::GuardrailUnavailable(_) => "guardrail_unavailable",
+            ApiError::NotCached => "not_cached",
         }
     }
 
@@ -219,6 +225,7 @@ impl ApiError {
             | ApiError::LimitsUnavailable
             | ApiError::ContentBlocked(_)
             | ApiError::GuardrailUnavailable(_)
+            | ApiError::NotCached
             | ApiError::BudgetExceeded(_) => None,
         }
     }

@@ -55,11 +55,14 @@ impl Observers {
     }
 
     /// Ends every observer; what one held back goes through the ones after it before they end.
+    /// An answer an observer refused did not end cleanly: the ones after it hear `false`.
     pub fn end(&mut self, complete: bool) -> Bytes {
         let mut pending = Bytes::new();
+        let mut refused = false;
         for o in &mut self.0 {
             let passed = if pending.is_empty() { pending } else { o.body(pending) };
-            let tail = o.end(complete);
+            let tail = o.end(complete && !refused);
+            refused = refused || o.refusal().is_some();
             pending = if tail.is_empty() {
                 passed
             } else if passed.is_empty() {

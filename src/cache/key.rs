@@ -35,7 +35,8 @@ use crate::api::{ApiError, Wire};
 const NEUTRAL: &[&str] = &["stream", "stream_options", "user", "metadata", "store"];
 
 /// Which requests share entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Partition {
     /// Per virtual key.
     Key,
@@ -67,21 +68,22 @@ impl Key {
     }
 }
 
-/// The key of `req` for `tenant`; `volatile` are the route's patterns for text that changes
+/// The key of `req` for `tenant`, served by the model alias `alias` (after the route's rewrite
+/// and the A/B split: two arms of an experiment never share an answer); `volatile` are the route's patterns for text that changes
 /// from request to request without changing the question (timestamps, request ids), removed
 /// from every message text before hashing. An error: the body is not a request the gateway can
 /// read (the same error the request itself gets).
-pub fn exact(req: &LlmRequest, tenant: &str, volatile: &[Regex]) -> Result<Key, ApiError> {
+pub fn exact(req: &LlmRequest, tenant: &str, alias: &str, volatile: &[Regex]) -> Result<Key, ApiError> {
     let canonical = req.canonical()?;
     let residue = match req.client {
         Wire::Anthropic => anthropic_residue(&req.body),
         Wire::OpenAi => Value::Null,
     };
-    Ok(of_parts(canonical, &residue, tenant, volatile))
+    Ok(of_parts(canonical, &residue, tenant, alias, volatile))
 }
 
 /// The key of a canonical request with its residue (see the module doc).
-pub fn of_parts(canonical: &ChatRequest, residue: &Value, tenant: &str, volatile: &[Regex]) -> Key {
+pub fn of_parts(canonical: &ChatRequest, residue: &Value, tenant: &str, alias: &str, volatile: &[Regex]) -> Key {
     let mut doc = serde_json::to_value(canonical).unwrap_or(Value::Null);
     if let Value::Object(top) = &mut doc {
         normalise(top, volatile);
@@ -90,6 +92,8 @@ pub fn of_parts(canonical: &ChatRequest, residue: &Value, tenant: &str, volatile
     // A version byte: a change of the canonical form must not reuse old entries.
     h.update(b"tollgate-cache-key/1\0");
     h.update(tenant.as_bytes());
+    h.update(b"\0");
+    h.update(alias.as_bytes());
     h.update(b"\0");
     hash_value(&mut h, &doc);
     hash_value(&mut h, residue);

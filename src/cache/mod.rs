@@ -12,15 +12,104 @@
 //! - `store`: the in-process store (bounded by bytes, fresh / stale / gone per entry, purges by
 //!   key, tenant, model or all).
 //!
-//! Status: these parts are built and tested; the lookup stage is not wired into the request
-//! path yet (nor the write observer into the relay), so routes' `cache:` settings still have no
-//! effect (the config warns).
+//! - `policy`: the `cache:` section and the routes' policies, raw and compiled.
+//!
+//! `Cache` is the process's cache: the store and the flights, shared by every request and kept
+//! across reloads. The Pingora side (the lookup stage, the hit's replay, the write observer in the
+//! relay's chain) is `proxy::cache`.
 
 pub mod assemble;
 pub mod capture;
 pub mod flight;
 pub mod key;
+pub mod policy;
 pub mod replay;
 #[cfg(test)]
 mod sample;
 pub mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::chat::ChatResponse;
+use crate::api::Wire;
+use crate::usage::pricing::Price;
+
+/// The process's cache.
+pub struct Cache {
+    pub store: store::Local,
+    /// Identical misses in progress (coalescing).
+    pub flights: flight::Flights<store::Entry>,
+}
+
+impl Cache {
+    /// A cache whose store holds at most `max_bytes`.
+    pub fn new(max_bytes: u64) -> Cache {
+        Cache {
+            store: store::Local::new(max_bytes),
+            flights: flight::Flights::default(),
+        }
+    }
+}
+
+/// A miss whose answer is to be stored: under which key, for whom, for how long; and the flight
+/// it leads, if identical requests wait for it.
+pub struct Pending {
+    pub key: key::Key,
+    pub tenant: Box<str>,
+    /// The model alias asked for (purges by model name it).
+    pub model: Box<str>,
+    pub ttl: Duration,
+    /// Answers larger than this (in the client's format) are not stored.
+    pub max_bytes: usize,
+    pub leader: Option<flight::Leader<store::Entry>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("key", &self.key.hex())
+            .field("tenant", &self.tenant)
+            .field("leads", &self.leader.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// The write observer of a pending miss: once the answer ended cleanly, it is stored (the
+    /// canonical answer as JSON, with what the call cost at `price`) and handed to the flight's
+    /// followers. An answer that is not stored releases them with nothing.
+    pub fn capture(self: &Arc<Self>, pending: Pending, client: Wire, stream: bool, price: Option<Price>) -> capture::Capture {
+        let cache = Arc::clone(self);
+        let Pending {
+            key,
+            tenant,
+            model,
+            ttl,
+            max_bytes,
+            leader,
+        } = pending;
+        let sink: capture::Sink = Box::new(move |resp: ChatResponse| {
+            let Ok(body) = serde_json::to_vec(&resp) else { return };
+            let cost = match (price, &resp.usage) {
+                (Some(p), Some(u)) => u64::try_from(p.cost_nanos(u)).unwrap_or(0),
+                _ => 0,
+            };
+            let now = Instant::now();
+            let entry = Arc::new(store::Entry {
+                tenant,
+                model,
+                stored_at: now,
+                fresh_until: now + ttl,
+                keep_until: now + ttl,
+                body: body.into(),
+                cost_nanousd: cost,
+            });
+            cache.store.put(key, Arc::clone(&entry));
+            if let Some(l) = leader {
+                l.publish(entry);
+            }
+        });
+        capture::Capture::new(client, stream, max_bytes, sink)
+    }
+}

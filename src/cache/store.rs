@@ -120,8 +120,8 @@ impl Local {
         }
     }
 
-    pub fn put(&self, key: Key, entry: Entry) {
-        self.cache.insert(key, Arc::new(entry));
+    pub fn put(&self, key: Key, entry: Arc<Entry>) {
+        self.cache.insert(key, entry);
     }
 
     /// Removes what `what` names.

@@ -12,6 +12,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::{line_of, render, Seg};
 use super::raw::{RawConfig, RawTimeouts};
 use super::snapshot::{ModelAlias, ServerSettings, Snapshot, Target, Timeouts, MAX_PLAN};
+mod cache;
 mod guard;
 mod provider;
 mod usage;
@@ -218,7 +219,8 @@ pub fn compile(
     }
 
     let guard = guard::compile_guard(&raw, env, &mut cx);
-    let routes = compile_routes(&raw, guard.as_ref(), &mut cx);
+    let (cache, cache_routes) = cache::compile_cache(&raw, &mut cx);
+    let routes = compile_routes(&raw, guard.as_ref(), cache_routes, &mut cx);
     if !cx.errors.is_empty() {
         return Err(ConfigErrors { errors: cx.errors });
     }
@@ -259,6 +261,7 @@ pub fn compile(
         auth,
         limits,
         guard,
+        cache,
     })
 }
 
@@ -383,8 +386,10 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
 fn compile_routes(
     raw: &RawConfig,
     guard: Option<&super::snapshot::GuardSettings>,
+    cache: Vec<Option<Arc<crate::cache::policy::Policy>>>,
     cx: &mut Ctx,
 ) -> Vec<crate::routing::routes::Route> {
+    let mut cache = cache.into_iter();
     use crate::routing::routes::{Glob, Route};
     let mut names: Vec<&str> = Vec::new();
     let mut out = Vec::with_capacity(raw.routes.len());
@@ -399,15 +404,6 @@ fn compile_routes(
                 cx.error(&path("model"), format!("unknown model alias {m:?}"));
             }
         }
-        if r.cache
-            .is_some_and(|c| c.mode != crate::routing::routes::CacheMode::Off)
-        {
-            // Said, not silently ignored, until the cache's lookup stage lands.
-            cx.warnings.push(format!(
-                "routes[{i}].cache (route {:?}): the response cache is not built yet; answers are neither served from nor stored in a cache",
-                r.name
-            ));
-        }
         out.push(Route {
             name: r.name.clone(),
             model: r.when.model.as_deref().map(Glob::new),
@@ -419,7 +415,7 @@ fn compile_routes(
             rewrite: r.model.clone(),
             strategy: r.strategy,
             allowed: r.allowed_models.iter().map(|g| Glob::new(g)).collect(),
-            cache: r.cache,
+            cache: cache.next().flatten(),
             guardrails: guard.and_then(|g| g.routes.get(i).cloned().flatten()),
         });
     }

@@ -54,6 +54,9 @@ pub struct RawConfig {
     /// analyzer, and the default policy of routes that set none.
     #[serde(default)]
     pub guardrails: crate::guard::policy::RawGuardrails,
+    /// The response cache: the store's size, default TTL, coalescing wait, volatile patterns.
+    #[serde(default)]
+    pub cache: crate::cache::policy::RawSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,7 +300,7 @@ pub struct RawRoute {
     pub allowed_models: Vec<String>,
     /// The response-cache policy of matching requests (applied by the cache).
     #[serde(default)]
-    pub cache: Option<crate::routing::routes::CachePolicy>,
+    pub cache: Option<crate::cache::policy::RawPolicy>,
     /// The guardrail policy of matching requests (applied by the guardrails).
     #[serde(default)]
     pub guardrails: Option<crate::guard::policy::RawPolicy>,

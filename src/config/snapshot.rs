@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub limits: LimitSettings,
     /// The guardrails (`None`: no route and no default asks for any).
     pub guard: Option<GuardSettings>,
+    /// The response cache's settings (the routes carry their policies).
+    pub cache: crate::cache::policy::Settings,
 }
 
 /// The guardrails of a config: the detector and scorer, the analyzer's address, the default

@@ -50,15 +50,41 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Most bytes coalesced into one client write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-/// The observers the client's body goes through (see `api::observe`), in order: the usage chunk
-/// the client did not ask for left out; the output checks (on what the model wrote, before any
-/// restoration, so the client's own values coming back are never flagged); the restoration of
-/// what the guardrails redacted. (The cache's write goes here next.)
-fn observers(ctx: &mut RequestCtx, client: crate::api::Wire, rendered: &Rendered, stream: bool) -> Observers {
+/// The observers the client's body goes through (see `api::observe`), in order: the output
+/// checks (on what the model wrote, before any restoration, so the client's own values coming
+/// back are never flagged); the cache's write (the answer as the model wrote it: placeholders,
+/// never the originals; the usage chunk still in, so a replay can give it to a client that asks);
+/// the restoration of what the guardrails redacted; the usage chunk the client did not ask for
+/// left out.
+fn observers(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    client: crate::api::Wire,
+    served: (&Rendered, &Target),
+    stream: bool,
+    ok: bool,
+) -> Observers {
+    let (rendered, target) = served;
     let mut chain = Observers::default();
+    output_check(ctx, &mut chain, client, stream);
+    if let Some(write) = super::cache::write_observer(state, ctx, client, stream, ok, target.price) {
+        chain.push(write);
+    }
+    restoration(ctx, &mut chain, client, stream);
     if stream && rendered.strip_usage {
         chain.push(Box::new(UsageStripper::default()));
     }
+    chain
+}
+
+/// The guardrails' observers of an answer that did not come from a provider (a cache hit): the
+/// output checks, then the restoration.
+pub(super) fn guard_observers(ctx: &mut RequestCtx, chain: &mut Observers, client: crate::api::Wire, stream: bool) {
+    output_check(ctx, chain, client, stream);
+    restoration(ctx, chain, client, stream);
+}
+
+fn output_check(ctx: &mut RequestCtx, chain: &mut Observers, client: crate::api::Wire, stream: bool) {
     let guard = ctx
         .live
         .as_ref()
@@ -70,13 +96,15 @@ fn observers(ctx: &mut RequestCtx, client: crate::api::Wire, rendered: &Rendered
             ctx.guard_output = Some(audit);
         }
     }
+}
+
+fn restoration(ctx: &RequestCtx, chain: &mut Observers, client: crate::api::Wire, stream: bool) {
     if let Some(vault) = &ctx.guard_vault {
         chain.push(match stream {
             true => crate::guard::restore::observer(Arc::clone(vault), client),
             false => crate::guard::restore::whole_observer(Arc::clone(vault)),
         });
     }
-    chain
 }
 
 /// Relays `answer` to the client. `Ok(true)`: a response was sent; `Err`: the client's
@@ -127,12 +155,15 @@ pub(super) async fn relay(
     if let Some(route) = &ctx.route {
         header.insert_str(names::ROUTE, route)?;
     }
+    if ctx.cache != "none" {
+        header.insert_str(names::CACHE, ctx.cache)?;
+    }
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
     let served = Served {
         target,
         adapter: target.provider.kind.adapter(),
         rendered: &rendered,
-        observers: observers(ctx, req.client, &rendered, is_sse),
+        observers: observers(state, ctx, req.client, (&rendered, target), is_sse, ok),
         status,
     };
     if is_sse {
@@ -420,7 +451,7 @@ async fn attempt_ended(
     fill_missing_usage(req, ctx, text).await;
 }
 
-fn join(a: Bytes, b: Bytes) -> Bytes {
+pub(super) fn join(a: Bytes, b: Bytes) -> Bytes {
     match (a.is_empty(), b.is_empty()) {
         (_, true) => a,
         (true, false) => b,

@@ -107,10 +107,14 @@ pub struct RequestCtx {
     pub estimate_pending: bool,
     /// Time spent in retry backoff (neither the provider's time nor the gateway's overhead).
     pub backoff_time: Duration,
-    /// `none`, `hit`, `miss`, `bypass` (the cache issue sets it).
+    /// What the cache did: `none` (no cache policy), `hit`, `coalesced`, `miss`, `bypass`.
     pub cache: &'static str,
     /// The matched route's cache and guardrail policies, for the cache and the guardrails.
-    pub cache_policy: Option<crate::routing::routes::CachePolicy>,
+    pub cache_policy: Option<Arc<crate::cache::policy::Policy>>,
+    /// A miss whose answer the relay stores (`proxy::cache`).
+    pub cache_write: Option<crate::cache::Pending>,
+    /// What a hit saved: the cost of the call that made its answer (nano-USD).
+    pub cache_saved_nanos: i64,
     pub guard_policy: Option<std::sync::Arc<crate::guard::policy::Policy>>,
     pub guardrails: crate::usage::GuardrailCounts,
     /// The originals the guardrails replaced with placeholders, for the answer's restoration.
@@ -161,6 +165,8 @@ impl RequestCtx {
             backoff_time: Duration::ZERO,
             cache: "none",
             cache_policy: None,
+            cache_write: None,
+            cache_saved_nanos: 0,
             guard_policy: None,
             guardrails: Default::default(),
             guard_vault: None,

@@ -24,6 +24,8 @@ pub mod names {
     pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-tollgate-attempts");
     pub const AB: HeaderName = HeaderName::from_static("x-tollgate-ab");
     pub const ROUTE: HeaderName = HeaderName::from_static("x-tollgate-route");
+    /// What the cache did: `hit`, `miss`, `bypass` (a request header's too: see `proxy::cache`).
+    pub const CACHE: HeaderName = HeaderName::from_static("x-tollgate-cache");
     pub const OVERHEAD_US: HeaderName = HeaderName::from_static("x-tollgate-overhead-us");
     pub const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
     pub const ANTHROPIC_REQUESTS_RESET: HeaderName = HeaderName::from_static("anthropic-ratelimit-requests-reset");

@@ -14,13 +14,13 @@ use pingora::proxy::Session;
 use super::attempts::{self, Ran};
 use super::ctx::RequestCtx;
 use super::drain::{Interrupt, Stop};
-use super::{answer, body, respond, tenant, AppState};
+use super::{answer, body, cache, respond, tenant, AppState};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
 use crate::config::Snapshot;
 use crate::providers::anthropic::{BETA_HEADER, VERSION_HEADER};
 use crate::providers::Wire;
-use crate::routing::routes::{CacheMode, RouteInput};
+use crate::routing::routes::RouteInput;
 use crate::routing::select;
 
 /// Serves one request to a unified endpoint. `Ok(true)`: a response was sent (always, unless
@@ -59,6 +59,7 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         false => None,
     };
     let order = plan.order(&live, need);
+    let serving: &str = &plan.alias.name;
     // Admission: the limits of who is asking, checked and reserved before any call, and the
     // time the request may take.
     let demand = match tenant::admit_tenant(state, ctx, &req, snapshot, plan.targets).await {
@@ -71,12 +72,22 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
         Err(e) => return respond::error(session, ctx, &e).await,
     };
     // Guardrails: after admission, so a refused request costs nothing; before any call, so the
-    // provider sees only the redacted prompt. (The cache lookup goes after it, under
-    // `ctx.cache_policy`: a hit makes no call.)
+    // provider sees only the redacted prompt.
     let req = match super::guard::request(state, ctx, req, snapshot.guard.as_ref()).await {
         Ok(r) => r,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
+    // Cache lookup: on the redacted request (the key and the stored answer never hold the
+    // originals); a hit makes no call.
+    match cache::lookup(state, session, ctx, &req, snapshot, serving, &mut stop).await {
+        cache::Looked::Miss => {}
+        cache::Looked::Hit(resp, cost, how) => {
+            return cache::serve(state, session, ctx, &req, &resp, cost, how).await;
+        }
+        cache::Looked::Refused(e) => return respond::error(session, ctx, &e).await,
+        cache::Looked::Interrupted(Interrupt::ClientGone) => return answer::client_gone(ctx, "while waiting for the cache"),
+        cache::Looked::Interrupted(Interrupt::Shutdown) => return answer::shut_down(session, ctx).await,
+    }
 
     // Attempts: the policy decides, `attempts` does the I/O.
     let plan = attempts::Plan {
@@ -144,10 +155,7 @@ fn route<'s>(
     };
     if let Some(r) = choice.route {
         ctx.route = Some(r.name.clone());
-        ctx.cache_policy = r.cache;
-        if r.cache.is_some_and(|c| c.mode == CacheMode::Off) {
-            ctx.cache = "bypass";
-        }
+        ctx.cache_policy = r.cache.clone();
     }
     ctx.ab_arm = choice.ab_arm;
     choice.plan

@@ -8,6 +8,7 @@
 pub mod answer;
 pub mod attempts;
 pub mod body;
+pub mod cache;
 pub mod conn;
 pub mod count;
 pub mod ctx;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub limiter: Arc<crate::limits::gate::Gate>,
     /// Ends in-flight requests when the shutdown grace runs out.
     pub drain: Arc<drain::Drain>,
+    /// The response cache (kept across reloads; its size is read at start).
+    pub cache: Arc<crate::cache::Cache>,
 }
 
 pub struct Gateway {
@@ -67,6 +70,7 @@ impl Gateway {
         keys: Arc<crate::limits::keys::KeyStore>,
         limiter: Arc<crate::limits::gate::Gate>,
         drain: Arc<drain::Drain>,
+        cache: Arc<crate::cache::Cache>,
     ) -> Self {
         let connector = Connector::new(None);
         Gateway {
@@ -79,6 +83,7 @@ impl Gateway {
                 keys,
                 limiter,
                 drain,
+                cache,
             }),
         }
     }

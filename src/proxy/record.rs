@@ -129,6 +129,7 @@ pub fn build(ctx: &RequestCtx, status: u16, now: Instant) -> UsageRecord {
             .map(|t| t.saturating_duration_since(ctx.started).as_micros() as u64),
         overhead_us: total.saturating_sub(ctx.upstream_time + ctx.backoff_time).as_micros() as u64,
         cache: ctx.cache.to_string(),
+        cache_saved_nanos: ctx.cache_saved_nanos,
         guardrails: ctx.guardrails.clone(),
         ab_arm: ctx.ab_arm.map(str::to_string),
     }
@@ -143,6 +144,9 @@ fn observe(metrics: &Metrics, ctx: &RequestCtx, rec: &UsageRecord) {
         .inc();
     if ctx.endpoint.is_none() {
         return;
+    }
+    if ctx.cache != "none" {
+        metrics.cache.with_label_values(&[ctx.cache]).inc();
     }
     metrics
         .duration

@@ -37,32 +37,6 @@ impl Glob {
     }
 }
 
-/// A route's response-cache policy: what the cache does for matching requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CachePolicy {
-    /// `off`: never served from or stored in the cache (recorded as `bypass`).
-    #[serde(default = "CachePolicy::default_mode")]
-    pub mode: CacheMode,
-    /// How long an answer stays servable; `None`: the cache's default.
-    #[serde(default, with = "humantime_serde")]
-    pub ttl: Option<std::time::Duration>,
-}
-
-impl CachePolicy {
-    fn default_mode() -> CacheMode {
-        CacheMode::Exact
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheMode {
-    Off,
-    Exact,
-    Semantic,
-}
-
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
@@ -80,7 +54,7 @@ pub struct Route {
     /// When non-empty, the requested model must match one of these.
     pub allowed: Vec<Glob>,
     /// Policies the cache and the guardrails apply to matching requests.
-    pub cache: Option<CachePolicy>,
+    pub cache: Option<std::sync::Arc<crate::cache::policy::Policy>>,
     pub guardrails: Option<std::sync::Arc<crate::guard::policy::Policy>>,
 }
 

@@ -27,8 +27,13 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Requests refused by a rate limit or budget, by reason.
     pub rate_limited: IntCounterVec,
-    /// Cache lookups by outcome (`hit`, `miss`).
+    /// Requests on cached routes by what the cache did (`hit`, `miss`, `bypass`, `coalesced`).
     pub cache: IntCounterVec,
+    /// What hits would have cost at the prices of the calls that made their answers.
+    pub cache_saved: prometheus::Counter,
+    /// Entries and bytes in the in-process store (set when /metrics is rendered).
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
     /// Guardrail actions (`redact`, `injection`, `block`).
     pub guardrails: IntCounterVec,
     /// Served requests whose model is not in the pricing table (cost recorded as 0).
@@ -316,7 +321,17 @@ impl Metrics {
             "Requests refused by a rate limit or budget",
             &["reason"],
         )?;
-        let cache = vec("tollgate_cache_total", "Cache lookups by outcome", &["outcome"])?;
+        let cache = vec(
+            "tollgate_cache_requests_total",
+            "Requests on cached routes by result: hit, miss, bypass (not cacheable or asked not to), coalesced (answered by an identical request's call)",
+            &["result"],
+        )?;
+        let cache_saved = prometheus::Counter::new(
+            "tollgate_cache_saved_usd_total",
+            "What cache hits would have cost (USD), at the cost of the calls that made their answers",
+        )?;
+        let cache_entries = IntGauge::new("tollgate_cache_entries", "Answers in the in-process cache")?;
+        let cache_bytes = IntGauge::new("tollgate_cache_bytes", "Bytes the in-process cache holds (answers and labels)")?;
         let guardrails = vec(
             "tollgate_guardrail_actions_total",
             "Guardrail actions by entity type (or `injection`) and action",
@@ -349,6 +364,9 @@ impl Metrics {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(cost.clone()))?;
+        registry.register(Box::new(cache_saved.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(ttft.clone()))?;
         registry.register(Box::new(overhead.clone()))?;
         let sinks = SinkMetrics::new(&registry)?;
@@ -382,6 +400,9 @@ impl Metrics {
             retries,
             rate_limited,
             cache,
+            cache_saved,
+            cache_entries,
+            cache_bytes,
             guardrails,
             unpriced,
             estimated_usage,

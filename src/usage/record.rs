@@ -71,8 +71,13 @@ pub struct UsageRecord {
     pub ttft_us: Option<u64>,
     /// The gateway's own time: total minus the time spent waiting on providers.
     pub overhead_us: u64,
-    /// `none` (not cacheable or no cache configured), `hit`, `miss`, `bypass`.
+    /// What the response cache did: `none` (the route has no cache policy), `hit`, `coalesced`
+    /// (answered by an identical request's call in progress), `miss`, `bypass` (not cacheable,
+    /// or the client asked not to).
     pub cache: String,
+    /// What a hit saved: the cost of the call that made its answer, in nano-USD (0 otherwise).
+    #[serde(default)]
+    pub cache_saved_nanos: i64,
     #[serde(default)]
     pub guardrails: GuardrailCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,11 +8,11 @@ fn req(endpoint: Endpoint, body: Value) -> LlmRequest {
 }
 
 fn chat_key(body: Value) -> Key {
-    exact(&req(Endpoint::ChatCompletions, body), "team:a", &[]).unwrap()
+    exact(&req(Endpoint::ChatCompletions, body), "team:a", "m", &[]).unwrap()
 }
 
 fn messages_key(body: Value) -> Key {
-    exact(&req(Endpoint::Messages, body), "team:a", &[]).unwrap()
+    exact(&req(Endpoint::Messages, body), "team:a", "m", &[]).unwrap()
 }
 
 fn base() -> Value {
@@ -122,10 +122,12 @@ fn every_input_that_changes_the_answer_changes_the_key() {
 #[test]
 fn the_tenant_is_part_of_the_key() {
     let r = req(Endpoint::ChatCompletions, base());
-    let a = exact(&r, "team:a", &[]).unwrap();
-    assert_ne!(a, exact(&r, "team:b", &[]).unwrap());
-    assert_ne!(a, exact(&r, "key:a", &[]).unwrap());
-    assert_ne!(a, exact(&r, "global", &[]).unwrap());
+    let a = exact(&r, "team:a", "m", &[]).unwrap();
+    assert_ne!(a, exact(&r, "team:b", "m", &[]).unwrap());
+    assert_ne!(a, exact(&r, "key:a", "m", &[]).unwrap());
+    assert_ne!(a, exact(&r, "global", "m", &[]).unwrap());
+    // The alias that serves it (a route's rewrite, an A/B arm) is part of the key too.
+    assert_ne!(a, exact(&r, "team:a", "m-b", &[]).unwrap());
     assert_eq!(tenant(Partition::Team, Some("k1"), Some("ops")), "team:ops");
     assert_eq!(tenant(Partition::Team, Some("k1"), None), "key:k1");
     assert_eq!(tenant(Partition::Key, Some("k1"), Some("ops")), "key:k1");
@@ -142,7 +144,7 @@ fn formatting_and_bookkeeping_do_not_change_the_key() {
                       {"content": "What is our refund policy for orders under $50?", "role": "user"} ],
         "model": "gpt" }"#;
     let r = LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(reordered)).unwrap();
-    assert_eq!(exact(&r, "team:a", &[]).unwrap(), k0);
+    assert_eq!(exact(&r, "team:a", "m", &[]).unwrap(), k0);
     // A string content is one text part.
     let parts = with(
         "messages.1.content",
@@ -252,8 +254,8 @@ fn volatile_text_is_removed_before_hashing() {
     let re = [Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z").unwrap()];
     let r1 = req(Endpoint::ChatCompletions, at("2026-12-06T08:00:00Z"));
     let r2 = req(Endpoint::ChatCompletions, at("2026-12-06T09:30:12Z"));
-    assert_eq!(exact(&r1, "team:a", &re).unwrap(), exact(&r2, "team:a", &re).unwrap());
-    assert_ne!(exact(&r1, "team:a", &[]).unwrap(), exact(&r2, "team:a", &[]).unwrap());
+    assert_eq!(exact(&r1, "team:a", "m", &re).unwrap(), exact(&r2, "team:a", "m", &re).unwrap());
+    assert_ne!(exact(&r1, "team:a", "m", &[]).unwrap(), exact(&r2, "team:a", "m", &[]).unwrap());
 }
 
 #[test]

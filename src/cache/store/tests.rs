@@ -4,8 +4,8 @@ fn key(n: u8) -> Key {
     Key([n; 32])
 }
 
-fn entry(tenant: &str, model: &str, now: Instant, ttl: u64, stale: u64, body: &str) -> Entry {
-    Entry {
+fn entry(tenant: &str, model: &str, now: Instant, ttl: u64, stale: u64, body: &str) -> Arc<Entry> {
+    Arc::new(Entry {
         tenant: tenant.into(),
         model: model.into(),
         stored_at: now,
@@ -13,7 +13,7 @@ fn entry(tenant: &str, model: &str, now: Instant, ttl: u64, stale: u64, body: &s
         keep_until: now + Duration::from_secs(ttl + stale),
         body: Bytes::from(body.to_owned()),
         cost_nanousd: 42,
-    }
+    })
 }
 
 #[test]

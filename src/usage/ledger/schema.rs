@@ -159,6 +159,15 @@ pub(crate) static RECORDS: Table<UsageRecord> = Table {
                 |r, v| r.guardrails.injection_score = v.map(|m| m as f32 / 1000.0),
             ),
         ),
+        // Version 4: what a cache hit saved.
+        Column::added(
+            4,
+            "cache_saved_nanos",
+            Field::OptBigInt(
+                |r| (r.cache_saved_nanos != 0).then_some(r.cache_saved_nanos),
+                |r, v| r.cache_saved_nanos = v.unwrap_or(0),
+            ),
+        ),
     ],
 };
 
@@ -293,7 +302,7 @@ fn create_rollup(b: Backend, t: &RollupTable) -> String {
 }
 
 /// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-pub(crate) fn migrations(b: Backend) -> [String; 3] {
+pub(crate) fn migrations(b: Backend) -> [String; 4] {
     let rollups: String = ROLLUPS.iter().map(|t| create_rollup(b, t)).collect();
     [
         format!(
@@ -305,6 +314,7 @@ pub(crate) fn migrations(b: Backend) -> [String; 3] {
             KEYS.create(b)
         ),
         RECORDS.add_columns(b, 3),
+        RECORDS.add_columns(b, 4),
     ]
 }
 
@@ -330,13 +340,14 @@ mod tests {
     use super::*;
 
     /// The steps as released (each less the blank line its Rust string began with).
-    const RELEASED: [(Backend, [&str; 3]); 2] = [
+    const RELEASED: [(Backend, [&str; 4]); 2] = [
         (
             Backend::Sqlite,
             [
                 include_str!("../../../tests/fixtures/ledger/v1.sqlite.sql"),
                 include_str!("../../../tests/fixtures/ledger/v2.sqlite.sql"),
                 include_str!("../../../tests/fixtures/ledger/v3.sqlite.sql"),
+                include_str!("../../../tests/fixtures/ledger/v4.sqlite.sql"),
             ],
         ),
         (
@@ -345,6 +356,7 @@ mod tests {
                 include_str!("../../../tests/fixtures/ledger/v1.pg.sql"),
                 include_str!("../../../tests/fixtures/ledger/v2.pg.sql"),
                 include_str!("../../../tests/fixtures/ledger/v3.pg.sql"),
+                include_str!("../../../tests/fixtures/ledger/v4.pg.sql"),
             ],
         ),
     ];

@@ -135,6 +135,7 @@ fn records_land_with_every_field() {
         ttft_us: Some(120_000),
         overhead_us: 321,
         cache: "miss".into(),
+        cache_saved_nanos: 1_234_567,
         guardrails: GuardrailCounts {
             redactions: 3,
             injections: 1,
@@ -502,7 +503,7 @@ fn migrations_run_once_and_restart_is_idempotent() {
         .unwrap()
         .map(|v| v.unwrap())
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let n: i64 = conn

@@ -1,0 +1,125 @@
+//! What the cache does, as the config says it: the `cache:` section (the store's size, the
+//! defaults, the coalescing wait) and each route's `cache:` policy, raw (as written) and
+//! compiled (`Policy`, with the route's values resolved against the section's defaults).
+
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+pub use super::key::Partition;
+
+/// A route's cache mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Never served from or stored in the cache (recorded as `bypass`): sensitive routes.
+    Off,
+    /// Served when the canonical request is the same (see `key`).
+    Exact,
+    /// Exact, then the nearest paraphrase (not built yet: the config refuses it).
+    Semantic,
+}
+
+/// A route's `cache:` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    #[serde(default = "RawPolicy::default_mode")]
+    pub mode: Mode,
+    /// How long an answer is served; unset: the section's `ttl`.
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// Requests sampled above this temperature are neither served nor stored (default 0: only
+    /// deterministic requests). The temperature is the request's, 1 when it sets none.
+    #[serde(default)]
+    pub max_temperature: Option<f64>,
+    /// Who shares entries: `key`, `team` (the default) or `global`.
+    #[serde(default)]
+    pub partition: Option<Partition>,
+    /// Patterns removed from message text before hashing (timestamps, request ids), after the
+    /// section's own.
+    #[serde(default)]
+    pub volatile: Vec<String>,
+}
+
+impl RawPolicy {
+    fn default_mode() -> Mode {
+        Mode::Exact
+    }
+}
+
+/// The `cache:` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    /// The in-process store's bound: bodies and labels, in bytes (read at start).
+    #[serde(default = "RawSection::default_max_bytes")]
+    pub max_bytes: u64,
+    /// Answers larger than this (in the client's format) are not stored.
+    #[serde(default = "RawSection::default_max_entry_bytes")]
+    pub max_entry_bytes: usize,
+    /// How long an answer is served, for routes that set no `ttl`.
+    #[serde(default = "RawSection::default_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long a request waits for an identical request's call in progress before it makes its
+    /// own (within its time budget).
+    #[serde(default = "RawSection::default_wait", with = "humantime_serde")]
+    pub wait: Duration,
+    /// Patterns removed from message text before hashing, on every route.
+    #[serde(default)]
+    pub volatile: Vec<String>,
+}
+
+impl RawSection {
+    fn default_max_bytes() -> u64 {
+        256 << 20
+    }
+    fn default_max_entry_bytes() -> usize {
+        4 << 20
+    }
+    fn default_ttl() -> Duration {
+        Duration::from_secs(3600)
+    }
+    fn default_wait() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+impl Default for RawSection {
+    fn default() -> Self {
+        RawSection {
+            max_bytes: Self::default_max_bytes(),
+            max_entry_bytes: Self::default_max_entry_bytes(),
+            ttl: Self::default_ttl(),
+            wait: Self::default_wait(),
+            volatile: Vec::new(),
+        }
+    }
+}
+
+/// The section, compiled.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_bytes: u64,
+    pub max_entry_bytes: usize,
+    pub wait: Duration,
+}
+
+/// A route's policy, compiled.
+#[derive(Debug)]
+pub struct Policy {
+    pub mode: Mode,
+    pub ttl: Duration,
+    pub max_temperature: f64,
+    pub partition: Partition,
+    /// The section's patterns, then the route's.
+    pub volatile: Vec<Regex>,
+}
+
+impl Policy {
+    /// The request may be served from and stored in the cache.
+    pub fn active(&self) -> bool {
+        self.mode != Mode::Off
+    }
+}

@@ -1,0 +1,86 @@
+//! The `cache:` section and the routes' cache policies, resolved against the section's defaults
+//! (a bad pattern or value names its key).
+
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::{key, Ctx, Seg};
+use crate::cache::policy::{Mode, Partition, Policy, RawPolicy, Settings};
+use crate::config::raw::RawConfig;
+
+/// The section's settings and each route's policy (by route index).
+pub(super) fn compile_cache(raw: &RawConfig, cx: &mut Ctx) -> (Settings, Vec<Option<Arc<Policy>>>) {
+    let c = &raw.cache;
+    let path = |f: &str| vec![key("cache"), key(f)];
+    if c.max_bytes == 0 {
+        cx.error(&path("max_bytes"), "must be more than 0");
+    }
+    if c.max_entry_bytes == 0 || c.max_entry_bytes as u64 > c.max_bytes {
+        cx.error(&path("max_entry_bytes"), "must be more than 0 and at most max_bytes");
+    }
+    if c.ttl.is_zero() {
+        cx.error(&path("ttl"), "must be more than 0");
+    }
+    let shared = patterns(&c.volatile, &path("volatile"), cx);
+    let routes = raw
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let p = r.cache.as_ref()?;
+            let at = vec![key("routes"), Seg::Index(i), key("cache")];
+            Some(Arc::new(policy(p, c.ttl, &shared, &at, cx)))
+        })
+        .collect();
+    let settings = Settings {
+        max_bytes: c.max_bytes,
+        max_entry_bytes: c.max_entry_bytes,
+        wait: c.wait,
+    };
+    (settings, routes)
+}
+
+fn policy(p: &RawPolicy, default_ttl: std::time::Duration, shared: &[Regex], at: &[Seg], cx: &mut Ctx) -> Policy {
+    let path = |f: &str| {
+        let mut v = at.to_vec();
+        v.push(key(f));
+        v
+    };
+    if p.mode == Mode::Semantic {
+        // Refused rather than served as exact: a route that asks for paraphrase hits must not
+        // quietly get fewer hits than it was configured for.
+        cx.error(&path("mode"), "semantic is not built yet (use exact)");
+    }
+    let ttl = p.ttl.unwrap_or(default_ttl);
+    if ttl.is_zero() {
+        cx.error(&path("ttl"), "must be more than 0");
+    }
+    let max_temperature = p.max_temperature.unwrap_or(0.0);
+    if !(0.0..=2.0).contains(&max_temperature) {
+        cx.error(&path("max_temperature"), "must be between 0 and 2");
+    }
+    let mut volatile = shared.to_vec();
+    volatile.extend(patterns(&p.volatile, &path("volatile"), cx));
+    Policy {
+        mode: p.mode,
+        ttl,
+        max_temperature,
+        partition: p.partition.unwrap_or(Partition::Team),
+        volatile,
+    }
+}
+
+fn patterns(list: &[String], at: &[Seg], cx: &mut Ctx) -> Vec<Regex> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, source) in list.iter().enumerate() {
+        let mut path = at.to_vec();
+        path.push(Seg::Index(i));
+        match Regex::new(source) {
+            Ok(re) if re.is_match("") => cx.error(&path, "matches the empty string"),
+            Ok(re) => out.push(re),
+            Err(e) => cx.error(&path, format!("not a valid regex: {e}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,250 @@
+//! The cache's stage of the request path (`cache` decides what a key is and keeps the answers;
+//! this runs it): the lookup after the guardrails (the key is the redacted request's), the
+//! replay of a hit in the client's format, and the write observer a miss takes into the relay's
+//! chain (`answer::observers`).
+//!
+//! Which requests take part: those whose route has a cache policy that is not `off`, on the chat
+//! endpoints (`/v1/chat/completions`, `/v1/messages`), sampled at no more than the route's
+//! `max_temperature`, without `logprobs` (the canonical stream has no place for them, so a replay
+//! could not give them back). The client may say less, never more:
+//! - `x-tollgate-cache: no-store` or `Cache-Control: no-store`: neither served nor stored;
+//! - `x-tollgate-cache: refresh` or `Cache-Control: no-cache`: not served, the answer stored;
+//! - `x-tollgate-cache: only-if-cached` or `Cache-Control: only-if-cached`: a hit or 504.
+//!
+//! A miss joins the key's flight: the first request makes the call, identical requests that
+//! arrive while it runs wait for its answer (`cache.wait`, within their own time budget), then
+//! make their own call if none came.
+//!
+//! The response says what happened in `x-tollgate-cache` (`hit`, `miss`, `bypass`), and so
+//! does the usage record; a hit has no provider, no tokens and no cost, and records what it saved.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::drain::{interrupted, Interrupt, Stop};
+use super::head::names;
+use super::{answer, respond, AppState};
+use crate::api::chat::ChatResponse;
+use crate::api::observe::Observers;
+use crate::api::openai::LlmRequest;
+use crate::api::{ApiError, Endpoint};
+use crate::cache::flight::Role;
+use crate::cache::policy::Policy;
+use crate::cache::store::Lookup;
+use crate::cache::{key, replay, Pending};
+use crate::config::Snapshot;
+
+/// What the client's headers ask of the cache.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Asked {
+    no_store: bool,
+    refresh: bool,
+    only_if_cached: bool,
+}
+
+impl Asked {
+    fn of(headers: &http::HeaderMap) -> Result<Asked, ApiError> {
+        let mut asked = Asked::default();
+        for v in headers.get_all(CACHE_CONTROL) {
+            for d in v.to_str().unwrap_or("").split(',') {
+                match d.trim().to_ascii_lowercase().as_str() {
+                    "no-store" => asked.no_store = true,
+                    "no-cache" => asked.refresh = true,
+                    "only-if-cached" => asked.only_if_cached = true,
+                    _ => {}
+                }
+            }
+        }
+        if let Some(v) = headers.get(&names::CACHE) {
+            match v.as_bytes() {
+                b"no-store" => asked.no_store = true,
+                b"refresh" => asked.refresh = true,
+                b"only-if-cached" => asked.only_if_cached = true,
+                _ => {
+                    return Err(ApiError::InvalidField {
+                        field: "x-tollgate-cache",
+                        message: "the header takes no-store, refresh or only-if-cached".into(),
+                    })
+                }
+            }
+        }
+        Ok(asked)
+    }
+}
+
+/// What the lookup found.
+pub(super) enum Looked {
+    /// Served from the cache: the answer (redacted form), what its call cost, and how it was
+    /// found (`hit`, `coalesced`).
+    Hit(Box<ChatResponse>, u64, &'static str),
+    /// Make the call (`ctx.cache_write` says whether and where its answer is stored).
+    Miss,
+    Refused(ApiError),
+    Interrupted(Interrupt),
+}
+
+/// The lookup stage. `alias` is the model alias that serves the request (after the route's
+/// rewrite and the A/B split).
+pub(super) async fn lookup(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    snapshot: &Snapshot,
+    alias: &str,
+    stop: &mut Stop<'_>,
+) -> Looked {
+    let Some(policy) = ctx.cache_policy.clone() else {
+        return Looked::Miss;
+    };
+    let asked = match Asked::of(&session.req_header().headers) {
+        Ok(a) => a,
+        Err(e) => return Looked::Refused(e),
+    };
+    let Some(key) = cacheable(&policy, ctx, req, asked, alias) else {
+        ctx.cache = "bypass";
+        return match asked.only_if_cached {
+            true => Looked::Refused(ApiError::NotCached),
+            false => Looked::Miss,
+        };
+    };
+    let now = Instant::now();
+    if !asked.refresh {
+        if let Lookup::Fresh(e) | Lookup::Stale(e) = state.cache.store.get(&key, now) {
+            if let Some(resp) = decode(&e.body) {
+                return Looked::Hit(resp, e.cost_nanousd, "hit");
+            }
+        }
+    }
+    if asked.only_if_cached {
+        ctx.cache = "miss";
+        return Looked::Refused(ApiError::NotCached);
+    }
+    let tenant = key::tenant(policy.partition, ctx.who.key_id.as_deref(), ctx.who.team.as_deref());
+    let mut pending = Pending {
+        key,
+        tenant: tenant.into(),
+        model: ctx.model.as_deref().unwrap_or(&req.model).into(),
+        ttl: policy.ttl,
+        max_bytes: snapshot.cache.max_entry_bytes,
+        leader: None,
+    };
+    if !asked.refresh {
+        match state.cache.flights.join(key) {
+            Role::Leader(l) => pending.leader = Some(l),
+            Role::Follower(f) => {
+                // Within the request's own time budget.
+                let budget = snapshot.routing.budget.saturating_sub(ctx.started.elapsed());
+                let bound = snapshot.cache.wait.min(budget);
+                let waited = tokio::select! {
+                    e = f.wait(bound) => e,
+                    why = interrupted(session, stop) => return Looked::Interrupted(why),
+                };
+                if let Some(resp) = waited.as_ref().and_then(|e| decode(&e.body)) {
+                    let cost = waited.map_or(0, |e| e.cost_nanousd);
+                    return Looked::Hit(resp, cost, "coalesced");
+                }
+            }
+        }
+    }
+    ctx.cache = "miss";
+    ctx.cache_write = Some(pending);
+    Looked::Miss
+}
+
+/// The request's key, when the policy and the client let the cache take part.
+fn cacheable(policy: &Policy, ctx: &RequestCtx, req: &LlmRequest, asked: Asked, alias: &str) -> Option<key::Key> {
+    if !policy.active() || asked.no_store {
+        return None;
+    }
+    if !matches!(ctx.endpoint, Some(Endpoint::ChatCompletions | Endpoint::Messages)) {
+        return None;
+    }
+    let canonical = req.canonical().ok()?;
+    if key::temperature(canonical) > policy.max_temperature {
+        return None;
+    }
+    if canonical.rest.get("logprobs").is_some_and(|v| v != &serde_json::Value::Bool(false)) {
+        return None;
+    }
+    let tenant = key::tenant(policy.partition, ctx.who.key_id.as_deref(), ctx.who.team.as_deref());
+    key::exact(req, &tenant, alias, &policy.volatile).ok()
+}
+
+fn decode(body: &[u8]) -> Option<Box<ChatResponse>> {
+    serde_json::from_slice(body).ok()
+}
+
+/// Answers with a cached answer: replayed in the client's format (a stream when it asked for
+/// one), through the output checks and the restoration of what this request's guardrails
+/// redacted (the stored answer holds placeholders, never values).
+pub(super) async fn serve(
+    state: &AppState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    resp: &ChatResponse,
+    cost_nanousd: u64,
+    how: &'static str,
+) -> Result<bool> {
+    let body = match req.stream {
+        true => replay::stream(req.client, req.include_usage, resp),
+        false => replay::whole(req.client, resp),
+    };
+    let mut chain = Observers::default();
+    answer::guard_observers(ctx, &mut chain, req.client, req.stream);
+    let body = answer::join(chain.body(body), chain.end(true));
+    if let Some(refused) = chain.refusal() {
+        return respond::error(session, ctx, &refused).await;
+    }
+    ctx.cache = how;
+    ctx.cache_saved_nanos = i64::try_from(cost_nanousd).unwrap_or(i64::MAX);
+    state.metrics.cache_saved.inc_by(cost_nanousd as f64 / 1e9);
+    let mut header = match ctx.head.take() {
+        Some(h) => h,
+        None => answer::begin_head(ctx)?,
+    };
+    header.set_status(200)?;
+    header.insert_str(names::CACHE, "hit")?;
+    if let Some(route) = &ctx.route {
+        header.insert_str(names::ROUTE, route)?;
+    }
+    if let Some(arm) = ctx.ab_arm {
+        header.insert_str(names::AB, arm)?;
+    }
+    if req.stream {
+        header.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        header.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if !session.as_downstream().is_http2() {
+            header.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
+    } else {
+        header.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        header.insert_number(CONTENT_LENGTH, body.len() as u64);
+    }
+    header.insert_number(names::OVERHEAD_US, ctx.overhead(std::time::Duration::ZERO).as_micros() as u64);
+    ctx.status = 200;
+    session.write_response_header(header.finish(), false).await?;
+    ctx.first_byte = Some(Instant::now());
+    session.write_response_body(Some(body), true).await?;
+    Ok(true)
+}
+
+/// The write observer of this request's miss, if its answer is to be stored (a success only).
+pub(super) fn write_observer(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    client: crate::api::Wire,
+    stream: bool,
+    ok: bool,
+    price: Option<crate::usage::pricing::Price>,
+) -> Option<Box<dyn crate::api::observe::ResponseObserver>> {
+    let pending = ctx.cache_write.take()?;
+    // (A failed answer is not stored: dropping `pending` releases the flight's followers.)
+    ok.then(|| Box::new(Arc::clone(&state.cache).capture(pending, client, stream, price)) as _)
+}
