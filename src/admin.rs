@@ -218,8 +218,12 @@ impl AdminApp {
                 self.sinks.sync_metrics(&self.metrics);
                 self.metrics.limits_backend.sync(self.limiter.cluster());
                 let held = self.cache.store.stats();
-                self.metrics.cache_entries.set(i64::try_from(held.entries).unwrap_or(i64::MAX));
-                self.metrics.cache_bytes.set(i64::try_from(held.bytes).unwrap_or(i64::MAX));
+                self.metrics
+                    .cache_entries
+                    .set(i64::try_from(held.entries).unwrap_or(i64::MAX));
+                self.metrics
+                    .cache_bytes
+                    .set(i64::try_from(held.bytes).unwrap_or(i64::MAX));
                 for b in self.routing.breakers(crate::routing::breaker::now_ms()) {
                     let v = match b.state {
                         "open" => 2,

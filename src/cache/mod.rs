@@ -79,7 +79,13 @@ impl Cache {
     /// The write observer of a pending miss: once the answer ended cleanly, it is stored (the
     /// canonical answer as JSON, with what the call cost at `price`) and handed to the flight's
     /// followers. An answer that is not stored releases them with nothing.
-    pub fn capture(self: &Arc<Self>, pending: Pending, client: Wire, stream: bool, price: Option<Price>) -> capture::Capture {
+    pub fn capture(
+        self: &Arc<Self>,
+        pending: Pending,
+        client: Wire,
+        stream: bool,
+        price: Option<Price>,
+    ) -> capture::Capture {
         let cache = Arc::clone(self);
         let Pending {
             key,

@@ -169,7 +169,11 @@ fn cacheable(policy: &Policy, ctx: &RequestCtx, req: &LlmRequest, asked: Asked, 
     if key::temperature(canonical) > policy.max_temperature {
         return None;
     }
-    if canonical.rest.get("logprobs").is_some_and(|v| v != &serde_json::Value::Bool(false)) {
+    if canonical
+        .rest
+        .get("logprobs")
+        .is_some_and(|v| v != &serde_json::Value::Bool(false))
+    {
         return None;
     }
     let tenant = key::tenant(policy.partition, ctx.who.key_id.as_deref(), ctx.who.team.as_deref());
@@ -227,7 +231,10 @@ pub(super) async fn serve(
         header.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         header.insert_number(CONTENT_LENGTH, body.len() as u64);
     }
-    header.insert_number(names::OVERHEAD_US, ctx.overhead(std::time::Duration::ZERO).as_micros() as u64);
+    header.insert_number(
+        names::OVERHEAD_US,
+        ctx.overhead(std::time::Duration::ZERO).as_micros() as u64,
+    );
     ctx.status = 200;
     session.write_response_header(header.finish(), false).await?;
     ctx.first_byte = Some(Instant::now());

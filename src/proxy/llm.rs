@@ -85,7 +85,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
             return cache::serve(state, session, ctx, &req, &resp, cost, how).await;
         }
         cache::Looked::Refused(e) => return respond::error(session, ctx, &e).await,
-        cache::Looked::Interrupted(Interrupt::ClientGone) => return answer::client_gone(ctx, "while waiting for the cache"),
+        cache::Looked::Interrupted(Interrupt::ClientGone) => {
+            return answer::client_gone(ctx, "while waiting for the cache")
+        }
         cache::Looked::Interrupted(Interrupt::Shutdown) => return answer::shut_down(session, ctx).await,
     }
 

@@ -331,7 +331,10 @@ impl Metrics {
             "What cache hits would have cost (USD), at the cost of the calls that made their answers",
         )?;
         let cache_entries = IntGauge::new("tollgate_cache_entries", "Answers in the in-process cache")?;
-        let cache_bytes = IntGauge::new("tollgate_cache_bytes", "Bytes the in-process cache holds (answers and labels)")?;
+        let cache_bytes = IntGauge::new(
+            "tollgate_cache_bytes",
+            "Bytes the in-process cache holds (answers and labels)",
+        )?;
         let guardrails = vec(
             "tollgate_guardrail_actions_total",
             "Guardrail actions by entity type (or `injection`) and action",

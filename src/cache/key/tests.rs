@@ -254,8 +254,14 @@ fn volatile_text_is_removed_before_hashing() {
     let re = [Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z").unwrap()];
     let r1 = req(Endpoint::ChatCompletions, at("2026-12-06T08:00:00Z"));
     let r2 = req(Endpoint::ChatCompletions, at("2026-12-06T09:30:12Z"));
-    assert_eq!(exact(&r1, "team:a", "m", &re).unwrap(), exact(&r2, "team:a", "m", &re).unwrap());
-    assert_ne!(exact(&r1, "team:a", "m", &[]).unwrap(), exact(&r2, "team:a", "m", &[]).unwrap());
+    assert_eq!(
+        exact(&r1, "team:a", "m", &re).unwrap(),
+        exact(&r2, "team:a", "m", &re).unwrap()
+    );
+    assert_ne!(
+        exact(&r1, "team:a", "m", &[]).unwrap(),
+        exact(&r2, "team:a", "m", &[]).unwrap()
+    );
 }
 
 #[test]
