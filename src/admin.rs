@@ -92,17 +92,52 @@ impl AdminApp {
                 Err(e) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
             };
         }
+        if path == "/admin/cache/purge" {
+            if method != http::Method::POST {
+                return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
+            }
+            return self.cache_purge(&body);
+        }
         if method != http::Method::GET {
             return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
         }
         match path {
             "/admin/spend" => self.spend(query).await,
+            "/admin/cache" => json_reply(StatusCode::OK, self.cache_stats()),
             _ => error_reply(
                 StatusCode::NOT_FOUND,
                 "unknown_url",
                 &format!("unknown admin path {path}"),
             ),
         }
+    }
+
+    /// What the cache holds: entries, bytes, the bound, identical requests in flight.
+    fn cache_stats(&self) -> serde_json::Value {
+        let held = self.cache.store.stats();
+        json!({
+            "entries": held.entries,
+            "bytes": held.bytes,
+            "max_bytes": self.config.current().cache.max_bytes,
+            "in_flight": self.cache.flights.in_flight(),
+        })
+    }
+
+    /// Removes the entries one of `key` (hex), `tenant` (`team:NAME`, `key:ID`, `global`,
+    /// `public`), `model` (the alias asked for) or `all: true` names.
+    fn cache_purge(&self, body: &[u8]) -> Response<Vec<u8>> {
+        let what = match crate::cache::store::Purge::from_json(body) {
+            Ok(p) => p,
+            Err(e) => return error_reply(StatusCode::BAD_REQUEST, "invalid_purge", &e),
+        };
+        let before = self.cache.store.stats().entries;
+        self.cache.store.purge(&what);
+        let after = self.cache.store.stats();
+        tracing::info!(purge = %what, removed = before.saturating_sub(after.entries), "cache purged");
+        json_reply(
+            StatusCode::OK,
+            json!({"purged": what.to_string(), "removed": before.saturating_sub(after.entries), "entries": after.entries, "bytes": after.bytes}),
+        )
     }
 
     async fn spend(&self, query: &str) -> Response<Vec<u8>> {

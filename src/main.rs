@@ -56,6 +56,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The running gateway's response cache, through its admin API (`admin.token` from the config).
+    Cache {
+        #[arg(
+            long,
+            short,
+            env = "TOLLGATE_CONFIG",
+            default_value = "conf/tollgate.yaml",
+            global = true
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Serve the mock LLM provider (for tests, benchmarks and demos).
     MockProvider {
         #[arg(long, default_value = "127.0.0.1:8091")]
@@ -65,6 +78,24 @@ enum Command {
         threads: usize,
         #[command(flatten)]
         options: tollgate::mock::MockOptions,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Entries, bytes and the bound of the in-process store.
+    Stats,
+    /// Remove entries: all, a tenant's (`team:NAME`, `key:ID`, `global`, `public`), a model
+    /// alias's, or one key (the `x-tollgate-cache-key` response header).
+    Purge {
+        #[arg(long, conflicts_with_all = ["tenant", "model", "key"])]
+        all: bool,
+        #[arg(long, conflicts_with_all = ["model", "key"])]
+        tenant: Option<String>,
+        #[arg(long, conflicts_with = "key")]
+        model: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -169,6 +200,16 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Cache { config, action } => match cache(&config, action) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate cache: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::MockProvider {
             listen,
             threads,
@@ -192,6 +233,52 @@ fn main() -> ExitCode {
             server.add_service(svc);
             server.run_forever()
         }
+    }
+}
+
+/// Asks the running gateway's admin API (its address and token from `config`).
+fn cache(config: &std::path::Path, action: CacheAction) -> Result<String, String> {
+    let snap = tollgate::config::load_file(config).map_err(|e| e.to_string())?;
+    let token = snap
+        .admin_token
+        .as_ref()
+        .ok_or_else(|| format!("{}: admin.token is not set, so the admin API is off", config.display()))?;
+    let mut addr = snap.server.admin_listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let auth = format!("Bearer {}", token.expose());
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(10))
+        .build();
+    let answer = match action {
+        CacheAction::Stats => agent
+            .get(&format!("http://{addr}/admin/cache"))
+            .set("authorization", &auth)
+            .call(),
+        CacheAction::Purge {
+            all,
+            tenant,
+            model,
+            key,
+        } => {
+            let body = match (all, tenant, model, key) {
+                (true, ..) => serde_json::json!({"all": true}),
+                (_, Some(t), ..) => serde_json::json!({"tenant": t}),
+                (_, _, Some(m), _) => serde_json::json!({"model": m}),
+                (_, _, _, Some(k)) => serde_json::json!({"key": k}),
+                _ => return Err("say what to purge: --all, --tenant, --model or --key".into()),
+            };
+            agent
+                .post(&format!("http://{addr}/admin/cache/purge"))
+                .set("authorization", &auth)
+                .send_json(body)
+        }
+    };
+    match answer {
+        Ok(r) => r.into_string().map_err(|e| e.to_string()),
+        Err(ureq::Error::Status(code, r)) => Err(format!("{code}: {}", r.into_string().unwrap_or_default())),
+        Err(e) => Err(format!("cannot reach the admin API at {addr}: {e}")),
     }
 }
 

@@ -21,6 +21,7 @@ fn setup(routes: &str, extra: &str) -> (Mock, Gateway) {
         "routing:\n  retries: 0\nusage:\n  access_log: access.log\nproviders:\n{}  claude:\n    kind: anthropic\n    base_url: \"{}\"\n    api_keys: [\"key-of-claude\"]\n\
 models:\n  gpt:\n    targets: [ {{ provider: oai, model: mock-gpt }} ]\n  claude:\n    targets: [ {{ provider: claude, model: claude-mock-1 }} ]\n\
 pricing:\n  models:\n    - {{ provider: oai, model: mock-gpt, input: 1000, output: 2000 }}\n    - {{ provider: claude, model: claude-mock-1, input: 1000, output: 2000 }}\n\
+admin:\n  token: \"${{ADMIN_TOKEN}}\"\n\
 keys:\n  - {{ id: a1, key: \"${{KEY_A1}}\", team: a }}\n  - {{ id: a2, key: \"${{KEY_A2}}\", team: a }}\n  - {{ id: b1, key: \"${{KEY_B1}}\", team: b }}\n\
 {extra}routes:\n{routes}",
         mock_provider("oai", &mock.base_url(), ""),
@@ -29,10 +30,17 @@ keys:\n  - {{ id: a1, key: \"${{KEY_A1}}\", team: a }}\n  - {{ id: a2, key: \"${
     let gw = Gateway::start_env(
         "",
         &rest,
-        &[("KEY_A1", "tg-a1"), ("KEY_A2", "tg-a2"), ("KEY_B1", "tg-b1")],
+        &[
+            ("KEY_A1", "tg-a1"),
+            ("KEY_A2", "tg-a2"),
+            ("KEY_B1", "tg-b1"),
+            ("ADMIN_TOKEN", ADMIN),
+        ],
     );
     (mock, gw)
 }
+
+const ADMIN: &str = "cache-admin-token";
 
 const CACHED: &str = "  - name: cached\n    cache: { mode: exact }\n";
 
@@ -436,4 +444,94 @@ fn redacted_requests_share_the_redacted_entry_and_get_their_own_values_back() {
     assert!(!text.contains("jane.doe"), "another request's value leaked: {text}");
     // The provider saw placeholders only.
     assert!(!mock.requests()[0]["body"].to_string().contains("jane.doe"));
+}
+
+fn admin(gw: &Gateway, purge: Option<Value>) -> Resp {
+    let auth = format!("Bearer {ADMIN}");
+    match purge {
+        Some(body) => post(
+            &gw.admin_url("/admin/cache/purge"),
+            &body.to_string(),
+            &[("authorization", &auth)],
+        ),
+        None => get_with(&gw.admin_url("/admin/cache"), &[("authorization", &auth)]),
+    }
+}
+
+#[test]
+fn the_admin_api_and_the_cli_show_and_purge_the_cache() {
+    let routes = "  - name: cached\n    cache: {}\n";
+    let (mock, gw) = setup(routes, "");
+    let q = question("Purge me");
+    let mut c = q.clone();
+    c["model"] = json!("claude");
+    let fill = |gw: &Gateway| {
+        let keys: Vec<String> = [("tg-a1", &q), ("tg-b1", &q), ("tg-a1", &c)]
+            .iter()
+            .map(|(k, b)| {
+                chat_as(gw, k, b, &[])
+                    .header("x-tollgate-cache-key")
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        keys
+    };
+    let keys = fill(&gw);
+    assert_eq!(keys[0].len(), 64);
+    assert_ne!(keys[0], keys[1], "another tenant, another key");
+    let stats = admin(&gw, None).json();
+    assert_eq!(stats["entries"], 3, "{stats}");
+    assert!(stats["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(stats["max_bytes"], 256 << 20);
+    // By tenant: team a's two entries go, team b's stays.
+    let r = admin(&gw, Some(json!({"tenant": "team:a"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["removed"], 2);
+    assert_eq!(cache_header(&chat_as(&gw, "tg-b1", &q, &[])), "hit");
+    assert_eq!(cache_header(&chat_as(&gw, "tg-a1", &q, &[])), "miss");
+    // By key, by model.
+    let r = admin(&gw, Some(json!({"key": keys[1]})));
+    assert_eq!(r.json()["removed"], 1, "{}", r.body);
+    assert_eq!(cache_header(&chat_as(&gw, "tg-b1", &q, &[])), "miss");
+    assert_eq!(cache_header(&chat_as(&gw, "tg-a1", &c, &[])), "miss");
+    let r = admin(&gw, Some(json!({"model": "claude"})));
+    assert_eq!(r.json()["removed"], 1, "{}", r.body);
+    assert_eq!(cache_header(&chat_as(&gw, "tg-a1", &c, &[])), "miss");
+    // Bad purges are refused with what to send; the token is required.
+    for bad in [
+        json!({}),
+        json!({"all": false}),
+        json!({"key": "abc"}),
+        json!({"tenant": "team:a", "model": "gpt"}),
+    ] {
+        let r = admin(&gw, Some(bad.clone()));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    let r = post(&gw.admin_url("/admin/cache/purge"), "{\"all\": true}", &[]);
+    assert_eq!(r.status, 401);
+
+    // The CLI: stats, then purge everything.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("cache")
+            .args(args)
+            .args(["--config", gw.config.to_str().unwrap()])
+            .env("ADMIN_TOKEN", ADMIN)
+            .env("KEY_A1", "x")
+            .env("KEY_A2", "y")
+            .env("KEY_B1", "z")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    let stats = cli(&["stats"]);
+    assert!(stats["entries"].as_u64().unwrap() >= 1, "{stats}");
+    let purged = cli(&["purge", "--all"]);
+    assert_eq!(purged["entries"], 0, "{purged}");
+    let calls = mock.requests().len();
+    assert_eq!(cache_header(&chat_as(&gw, "tg-b1", &q, &[])), "miss");
+    assert_eq!(mock.requests().len(), calls + 1);
 }

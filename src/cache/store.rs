@@ -73,6 +73,43 @@ pub enum Purge {
     All,
 }
 
+impl Purge {
+    /// From an admin request's body: exactly one of `{"key": HEX}`, `{"tenant": "team:a"}`,
+    /// `{"model": ALIAS}`, `{"all": true}`.
+    pub fn from_json(body: &[u8]) -> Result<Purge, String> {
+        const USAGE: &str = "send exactly one of {\"key\": HEX}, {\"tenant\": \"team:NAME\" | \"key:ID\" | \"global\" | \"public\"}, {\"model\": ALIAS}, {\"all\": true}";
+        let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}); {USAGE}"))?;
+        let Some(obj) = v.as_object().filter(|o| o.len() == 1) else {
+            return Err(USAGE.into());
+        };
+        let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        match obj.iter().next() {
+            Some((k, v)) if k == "all" && v == &serde_json::Value::Bool(true) => Ok(Purge::All),
+            Some((k, v)) if k == "tenant" => text(v).map(Purge::Tenant).ok_or_else(|| USAGE.into()),
+            Some((k, v)) if k == "model" => text(v).map(Purge::Model).ok_or_else(|| USAGE.into()),
+            Some((k, v)) if k == "key" => {
+                let bytes = text(v).and_then(|h| hex::decode(h).ok());
+                match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                    Some(k) => Ok(Purge::Key(Key(k))),
+                    None => Err("key: 64 hex digits (the x-tollgate-cache-key response header)".into()),
+                }
+            }
+            _ => Err(USAGE.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Purge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Purge::Key(k) => write!(f, "key {}", k.hex()),
+            Purge::Tenant(t) => write!(f, "tenant {t}"),
+            Purge::Model(m) => write!(f, "model {m}"),
+            Purge::All => f.write_str("all"),
+        }
+    }
+}
+
 /// Entries and bytes held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {

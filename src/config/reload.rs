@@ -81,6 +81,9 @@ pub enum GuardedChange {
     /// Guardrail actions lowered (`routes[name=legal] EMAIL redact -> log`), by route and for
     /// requests no route's own policy covers (`defaults`).
     GuardrailsWeakened(Vec<String>),
+    /// A route's cached answers shared more widely: the cache turned on where it was `off`, or
+    /// the partition widened (`routes[name=x] cache partition key -> team`).
+    CacheWidened(Vec<String>),
 }
 
 impl GuardedChange {
@@ -93,6 +96,7 @@ impl GuardedChange {
             GuardedChange::KeysRemoved(_) => "keys_removed",
             GuardedChange::SettingsRemoved(_) => "setting_removed",
             GuardedChange::GuardrailsWeakened(_) => "guardrails_weakened",
+            GuardedChange::CacheWidened(_) => "cache_widened",
         }
     }
 }
@@ -124,6 +128,9 @@ impl fmt::Display for GuardedChange {
             GuardedChange::KeysRemoved(ids) => write!(f, "it removes the virtual key(s) {}", list(ids)),
             GuardedChange::SettingsRemoved(paths) => write!(f, "it removes {}", list(paths)),
             GuardedChange::GuardrailsWeakened(changes) => write!(f, "it weakens guardrails: {}", list(changes)),
+            GuardedChange::CacheWidened(changes) => {
+                write!(f, "it shares cached answers more widely: {}", list(changes))
+            }
         }
     }
 }
@@ -174,6 +181,47 @@ pub fn guarded_changes(prev: &Snapshot, next: &Snapshot) -> Vec<GuardedChange> {
     }
     if !weakened.is_empty() {
         out.push(GuardedChange::GuardrailsWeakened(weakened));
+    }
+    let widened = cache_widened(prev, next);
+    if !widened.is_empty() {
+        out.push(GuardedChange::CacheWidened(widened));
+    }
+    out
+}
+
+/// Each route kept by name whose cache shares answers more widely in `next`: turned on where it
+/// was `off` (a sensitive route's answers would be stored and served), or partitioned more
+/// widely (key, then team, then global). A route's cache policy removed is the removed-settings
+/// rule's; a route without one before has none to widen.
+fn cache_widened(prev: &Snapshot, next: &Snapshot) -> Vec<String> {
+    use crate::cache::policy::{Mode, Partition};
+    let rank = |p: Partition| match p {
+        Partition::Key => 0,
+        Partition::Team => 1,
+        Partition::Global => 2,
+    };
+    let mut out = Vec::new();
+    for r in &prev.routes {
+        let (Some(before), Some(after)) = (
+            r.cache.as_ref(),
+            next.routes
+                .iter()
+                .find(|n| n.name == r.name)
+                .and_then(|n| n.cache.as_ref()),
+        ) else {
+            continue;
+        };
+        if before.mode == Mode::Off && after.mode != Mode::Off {
+            out.push(format!("routes[name={}] cache off -> on", r.name));
+        } else if before.mode != Mode::Off && rank(after.partition) > rank(before.partition) {
+            out.push(
+                format!(
+                    "routes[name={}] cache partition {:?} -> {:?}",
+                    r.name, before.partition, after.partition
+                )
+                .to_lowercase(),
+            );
+        }
     }
     out
 }
@@ -477,6 +525,34 @@ keys:
         );
         assert_eq!(changes[0].reason(), "guardrails_weakened");
         assert!(settings(&before, &stronger).is_empty());
+    }
+
+    #[test]
+    fn a_cache_turned_on_or_shared_more_widely_is_guarded() {
+        let with = |legal: &str, rest: &str| {
+            format!(
+                "{}routes:\n  - name: legal\n    match: {{ team: legal }}\n    cache: {legal}\n  - name: rest\n    cache: {rest}\n",
+                RICH.split("routes:").next().unwrap()
+            )
+        };
+        let before = with("{ mode: off }", "{ partition: key }");
+        let changes = settings(&before, &with("{ mode: exact }", "{ partition: global }"));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let GuardedChange::CacheWidened(list) = &changes[0] else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(
+            list,
+            &vec![
+                "routes[name=legal] cache off -> on".to_string(),
+                "routes[name=rest] cache partition key -> global".to_string()
+            ]
+        );
+        assert_eq!(changes[0].reason(), "cache_widened");
+        // Narrowing, a new TTL, or turning a cache off is not.
+        assert!(settings(&before, &with("{ mode: off, ttl: 5m }", "{ partition: key, ttl: 1m }")).is_empty());
+        let wide = with("{ partition: global }", "{ partition: team }");
+        assert!(settings(&wide, &with("{ mode: off, partition: global }", "{ partition: key }")).is_empty());
     }
 
     #[test]

@@ -127,6 +127,10 @@ impl ConfigStore {
         if prev.limits.redis != next.limits.redis {
             restart.push("limits.backend/limits.redis");
         }
+        // The store is made once, at start (its entries outlive reloads).
+        if prev.cache.max_bytes != next.cache.max_bytes {
+            restart.push("cache.max_bytes");
+        }
         let next = Arc::new(next);
         let hooks = self.hooks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         for hook in hooks.iter() {

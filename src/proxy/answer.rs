@@ -158,6 +158,9 @@ pub(super) async fn relay(
     if ctx.cache != "none" {
         header.insert_str(names::CACHE, ctx.cache)?;
     }
+    if let Some(k) = &ctx.cache_key {
+        header.insert_str(names::CACHE_KEY, &k.hex())?;
+    }
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
     let served = Served {
         target,

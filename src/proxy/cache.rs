@@ -113,6 +113,7 @@ pub(super) async fn lookup(
             false => Looked::Miss,
         };
     };
+    ctx.cache_key = Some(key);
     let now = Instant::now();
     if !asked.refresh {
         if let Lookup::Fresh(e) | Lookup::Stale(e) = state.cache.store.get(&key, now) {
@@ -215,6 +216,9 @@ pub(super) async fn serve(
     };
     header.set_status(200)?;
     header.insert_str(names::CACHE, "hit")?;
+    if let Some(k) = &ctx.cache_key {
+        header.insert_str(names::CACHE_KEY, &k.hex())?;
+    }
     if let Some(route) = &ctx.route {
         header.insert_str(names::ROUTE, route)?;
     }

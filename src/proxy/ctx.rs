@@ -111,6 +111,9 @@ pub struct RequestCtx {
     pub cache: &'static str,
     /// The matched route's cache and guardrail policies, for the cache and the guardrails.
     pub cache_policy: Option<Arc<crate::cache::policy::Policy>>,
+    /// The request's cache key, when it took part (the `x-tollgate-cache-key` header: a hash,
+    /// never the text; what an admin purge by key takes).
+    pub cache_key: Option<crate::cache::key::Key>,
     /// A miss whose answer the relay stores (`proxy::cache`).
     pub cache_write: Option<crate::cache::Pending>,
     /// What a hit saved: the cost of the call that made its answer (nano-USD).
@@ -165,6 +168,7 @@ impl RequestCtx {
             backoff_time: Duration::ZERO,
             cache: "none",
             cache_policy: None,
+            cache_key: None,
             cache_write: None,
             cache_saved_nanos: 0,
             guard_policy: None,

@@ -26,6 +26,8 @@ pub mod names {
     pub const ROUTE: HeaderName = HeaderName::from_static("x-tollgate-route");
     /// What the cache did: `hit`, `miss`, `bypass` (a request header's too: see `proxy::cache`).
     pub const CACHE: HeaderName = HeaderName::from_static("x-tollgate-cache");
+    /// The request's cache key (hex SHA-256), for a purge by key.
+    pub const CACHE_KEY: HeaderName = HeaderName::from_static("x-tollgate-cache-key");
     pub const OVERHEAD_US: HeaderName = HeaderName::from_static("x-tollgate-overhead-us");
     pub const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
     pub const ANTHROPIC_REQUESTS_RESET: HeaderName = HeaderName::from_static("anthropic-ratelimit-requests-reset");
