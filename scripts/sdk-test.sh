@@ -158,7 +158,10 @@ auth:
   anonymous_keys: [client-key]   # the SDK tests' placeholder key (tests/sdk/conftest.py)
 providers:
 ${providers}models:
-${models}
+${models}routes:
+  - name: cached                 # tests/sdk/test_cache_sdk.py
+    match: { task: cached }
+    cache: { mode: exact }
 EOF
 
 "$BIN" check --config "$CONFIG" >"$TMP/check.log" 2>&1 || {
