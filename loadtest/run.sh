@@ -26,6 +26,7 @@ GATEWAY_CPU=${GATEWAY_CPU:-0}     # CPU list for the gateway
 LOAD_CPU=${LOAD_CPU:-1}           # CPU list for the mock provider and the load tool
 BUILD=${BUILD:-1}                 # 1: `cargo build --release` first (no-op when fresh); 0: don't
 KEEP=${KEEP:-0}                   # 1: keep the work dir (logs, config, raw tool output)
+CACHE=${CACHE:-0}                 # 1: the gateway caches answers: every request after the first is a hit
 
 die() {
     echo "run.sh: $*" >&2
@@ -215,6 +216,16 @@ models:
     targets:
       - { provider: mock, model: mock-gpt }
 EOF
+if [[ $CACHE == 1 ]]; then
+    # The bodies sample at temperature 0.2: let the route cache them.
+    printf 'routes:\n  - name: cached\n    cache: { mode: exact, max_temperature: 1 }\n' >>"$WORK/tollgate.yaml"
+fi
+
+# Calls the gateway made to the mock so far (its requests served by provider "mock").
+upstream_calls() {
+    curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
+        awk '/^tollgate_requests_total\{/ && /provider="mock"/ { n += $NF } END { printf "%d", n }'
+}
 
 NO_COLOR=1 "${GW_PIN[@]}" "$BIN" run --config "$WORK/tollgate.yaml" --runtime-dir "$WORK" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
@@ -269,6 +280,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             if ((WARMUP > 0)); then
                 run_tool "$base" "$mode" "$WARMUP" "$WORK/warmup-$round-$mode-$path.out"
             fi
+            calls0=$(upstream_calls)
             gw0=$(cpu_ticks "$GW_PID")
             mock0=$(cpu_ticks "$MOCK_PID")
             run_tool "$base" "$mode" "$DURATION" "$WORK/run-$round-$mode-$path.out"
@@ -289,7 +301,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 gw_cpu=$(per_req $((gw1 - gw0)))
                 added=$((R_P50 - direct_p50))
                 ratio=$(awk -v g="$R_RPS" -v d="$direct_rps" 'BEGIN { printf "%.2f", g / d }')
-                echo "round $round, $mode, gateway: $R_REQS requests, $R_RPS req/s, p50 ${R_P50} µs, p99 ${R_P99} µs, errors $R_BAD; added p50 ${added} µs, throughput ratio ${ratio}, gateway CPU ${gw_cpu} µs/req, mock CPU ${mock_cpu} µs/req"
+                echo "round $round, $mode, gateway: $R_REQS requests, $R_RPS req/s, p50 ${R_P50} µs, p99 ${R_P99} µs, errors $R_BAD; added p50 ${added} µs, throughput ratio ${ratio}, gateway CPU ${gw_cpu} µs/req, mock CPU ${mock_cpu} µs/req; upstream calls $(($(upstream_calls) - calls0))"
             fi
             if ((R_BAD > 0)); then
                 FAILED=1
@@ -309,7 +321,7 @@ curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$WORK/metrics.tx
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- gateway /metrics (all runs incl. warm-up and smoke requests):"
-grep -E '^tollgate_(requests_total|upstream_errors_total|fallbacks_total)' "$WORK/metrics.txt" | sed 's/^/    /' || echo "    (none)"
+grep -E '^tollgate_(requests_total|upstream_errors_total|fallbacks_total|cache_requests_total)' "$WORK/metrics.txt" | sed 's/^/    /' || echo "    (none)"
 if grep -qE '\b(ERROR|WARN)\b' "$WORK/gateway.log"; then
     echo "- gateway log has $(grep -cE '\b(ERROR|WARN)\b' "$WORK/gateway.log") WARN/ERROR lines; first 5:"
     grep -E '\b(ERROR|WARN)\b' "$WORK/gateway.log" | head -n 5 | sed 's/^/    /'

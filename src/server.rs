@@ -142,16 +142,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let cache = Arc::new(crate::cache::Cache::new(store.current().cache.max_bytes));
     // Breakers, key cooldowns and latency stats, kept beside the config across reloads.
     let routing = crate::routing::live::Registry::attach(&store);
-    let gateway = Gateway::new(
-        Arc::clone(&store),
-        Arc::clone(&routing),
-        Arc::clone(&metrics),
-        sinks.clone(),
-        Arc::clone(&keys),
-        Arc::clone(&limiter),
-        Arc::clone(&drain),
-        Arc::clone(&cache),
-    );
+    let gateway = Gateway::new(crate::proxy::AppState {
+        config: Arc::clone(&store),
+        routing: Arc::clone(&routing),
+        metrics: Arc::clone(&metrics),
+        connector: pingora::connectors::http::Connector::new(None),
+        sinks: sinks.clone(),
+        keys: Arc::clone(&keys),
+        limiter: Arc::clone(&limiter),
+        drain: Arc::clone(&drain),
+        cache: Arc::clone(&cache),
+    });
     seed_budgets(&gateway, &sinks);
     let data_limits = ConnLimits {
         max_connections,

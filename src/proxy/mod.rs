@@ -62,30 +62,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(
-        config: Arc<ConfigStore>,
-        routing: Arc<crate::routing::live::Registry>,
-        metrics: Arc<Metrics>,
-        sinks: Sinks,
-        keys: Arc<crate::limits::keys::KeyStore>,
-        limiter: Arc<crate::limits::gate::Gate>,
-        drain: Arc<drain::Drain>,
-        cache: Arc<crate::cache::Cache>,
-    ) -> Self {
-        let connector = Connector::new(None);
-        Gateway {
-            state: Arc::new(AppState {
-                config,
-                routing,
-                metrics,
-                connector,
-                sinks,
-                keys,
-                limiter,
-                drain,
-                cache,
-            }),
-        }
+    /// The gateway over `state` (whose `connector` is the upstream connection pool).
+    pub fn new(state: AppState) -> Self {
+        Gateway { state: Arc::new(state) }
     }
 }
 
