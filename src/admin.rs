@@ -96,7 +96,7 @@ impl AdminApp {
             if method != http::Method::POST {
                 return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
             }
-            return self.cache_purge(&body);
+            return self.cache_purge(&body).await;
         }
         if method != http::Method::GET {
             return error_reply(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
@@ -125,19 +125,31 @@ impl AdminApp {
 
     /// Removes the entries one of `key` (hex), `tenant` (`team:NAME`, `key:ID`, `global`,
     /// `public`), `model` (the alias asked for) or `all: true` names.
-    fn cache_purge(&self, body: &[u8]) -> Response<Vec<u8>> {
+    async fn cache_purge(&self, body: &[u8]) -> Response<Vec<u8>> {
         let what = match crate::cache::store::Purge::from_json(body) {
             Ok(p) => p,
             Err(e) => return error_reply(StatusCode::BAD_REQUEST, "invalid_purge", &e),
         };
         let before = self.cache.store.stats().entries;
-        self.cache.store.purge(&what);
+        let shared = self.cache.purge(&what).await;
         let after = self.cache.store.stats();
-        tracing::info!(purge = %what, removed = before.saturating_sub(after.entries), "cache purged");
-        json_reply(
-            StatusCode::OK,
-            json!({"purged": what.to_string(), "removed": before.saturating_sub(after.entries), "entries": after.entries, "bytes": after.bytes}),
-        )
+        let removed = before.saturating_sub(after.entries);
+        tracing::info!(purge = %what, removed, "cache purged");
+        let mut answer =
+            json!({"purged": what.to_string(), "removed": removed, "entries": after.entries, "bytes": after.bytes});
+        match shared {
+            Ok(None) => {}
+            Ok(Some(n)) => answer["removed_shared"] = json!(n),
+            Err(e) => {
+                // This node's store is purged; the others' and Redis's are not.
+                return error_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cache_backend_unavailable",
+                    &format!("purged on this node only: {e}"),
+                );
+            }
+        }
+        json_reply(StatusCode::OK, answer)
     }
 
     async fn spend(&self, query: &str) -> Response<Vec<u8>> {

@@ -535,3 +535,64 @@ fn the_admin_api_and_the_cli_show_and_purge_the_cache() {
     assert_eq!(cache_header(&chat_as(&gw, "tg-b1", &q, &[])), "miss");
     assert_eq!(mock.requests().len(), calls + 1);
 }
+
+#[test]
+fn two_nodes_sharing_redis_serve_each_others_answers_and_purges() {
+    let redis = common::redis::Redis::start();
+    let mock = Mock::start(&[]);
+    let extra = format!(
+        "cache:\n  redis: {{ url: \"{}\", prefix: \"t{}\" }}\n",
+        redis.url(),
+        std::process::id()
+    );
+    let config = |mock: &Mock| {
+        format!(
+            "routing:\n  retries: 0\nproviders:\n{}models:\n  gpt:\n    targets: [ {{ provider: oai, model: mock-gpt }} ]\n\
+admin:\n  token: \"${{ADMIN_TOKEN}}\"\nkeys:\n  - {{ id: a1, key: \"${{KEY_A1}}\", team: a }}\n  - {{ id: b1, key: \"${{KEY_B1}}\", team: b }}\n\
+{extra}routes:\n  - name: cached\n    cache: {{}}\n",
+            mock_provider("oai", &mock.base_url(), "")
+        )
+    };
+    let envs = [("KEY_A1", "tg-a1"), ("KEY_B1", "tg-b1"), ("ADMIN_TOKEN", ADMIN)];
+    let a = Gateway::start_env("", &config(&mock), &envs);
+    let b = Gateway::start_env("", &config(&mock), &envs);
+    let q = question("Shared between nodes");
+    let first = chat_as(&a, "tg-a1", &q, &[]);
+    assert_eq!(cache_header(&first), "miss");
+    // Node B has never seen the question: Redis has the answer (written after A's answer ended).
+    wait_until("the answer in Redis", Duration::from_secs(5), || {
+        let r = chat_as(&b, "tg-a1", &q, &[("x-tollgate-cache", "only-if-cached")]);
+        r.status == 200 && cache_header(&r) == "hit"
+    });
+    assert_eq!(mock.requests().len(), 1, "node B made no call");
+    let hit = chat_as(&b, "tg-a1", &q, &[]);
+    assert_eq!(hit.json()["choices"], first.json()["choices"]);
+    // Another tenant on node B: still a miss (the tenant is in the key).
+    assert_eq!(cache_header(&chat_as(&b, "tg-b1", &q, &[])), "miss");
+    assert_eq!(mock.requests().len(), 2);
+    // A purge on node B reaches Redis and node A's own store.
+    let r = admin(&b, Some(json!({"tenant": "team:a"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["removed_shared"], 1, "{}", r.body);
+    wait_until("node A's store purged", Duration::from_secs(5), || {
+        chat_as(&a, "tg-a1", &q, &[("x-tollgate-cache", "only-if-cached")]).status == 504
+    });
+    // Team b's entry, on both nodes, is untouched.
+    let r = chat_as(&a, "tg-b1", &q, &[("x-tollgate-cache", "only-if-cached")]);
+    assert_eq!((r.status, cache_header(&r)), (200, "hit"));
+
+    // Redis down: each node serves from its own store and misses go to the provider; no errors.
+    redis.kill();
+    let r = chat_as(&a, "tg-b1", &q, &[]);
+    assert_eq!((r.status, cache_header(&r)), (200, "hit"));
+    let q2 = question("While Redis is down");
+    for _ in 0..2 {
+        let r = chat_as(&b, "tg-a1", &q2, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(
+        cache_header(&chat_as(&b, "tg-a1", &q2, &[])),
+        "hit",
+        "the local store still works"
+    );
+}

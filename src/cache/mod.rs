@@ -26,6 +26,7 @@ pub mod policy;
 pub mod replay;
 #[cfg(test)]
 mod sample;
+pub mod shared;
 pub mod store;
 
 use std::sync::Arc;
@@ -40,14 +41,65 @@ pub struct Cache {
     pub store: store::Local,
     /// Identical misses in progress (coalescing).
     pub flights: flight::Flights<store::Entry>,
+    /// The Redis tier behind the store, when `cache.redis` is set.
+    pub shared: Option<shared::Shared>,
 }
 
 impl Cache {
-    /// A cache whose store holds at most `max_bytes`.
+    /// A cache whose store holds at most `max_bytes`, on its own.
     pub fn new(max_bytes: u64) -> Cache {
         Cache {
             store: store::Local::new(max_bytes),
             flights: flight::Flights::default(),
+            shared: None,
+        }
+    }
+
+    /// The cache `settings` describe: with the Redis tier when they name one (purges announced
+    /// by any node then reach this node's store).
+    pub fn start(settings: &policy::Settings) -> Result<Cache, String> {
+        let mut cache = Cache::new(settings.max_bytes);
+        if let Some(r) = &settings.redis {
+            let local = cache.store.clone();
+            cache.shared = Some(shared::Shared::start(r.clone(), Box::new(move |p| local.purge(p)))?);
+        }
+        Ok(cache)
+    }
+
+    /// The entry under `key`: this node's, else (and then kept here too) the Redis tier's.
+    pub async fn get(&self, key: &key::Key, now: Instant) -> store::Lookup {
+        let found = self.store.get(key, now);
+        let (store::Lookup::Miss, Some(shared)) = (&found, &self.shared) else {
+            return found;
+        };
+        let Some(s) = shared.get(*key).await else {
+            return store::Lookup::Miss;
+        };
+        let wall = crate::time::unix_ms();
+        if s.fresh_until_ms <= wall {
+            return store::Lookup::Miss;
+        }
+        let at = |ms: u64| now + Duration::from_millis(ms.saturating_sub(wall));
+        let entry = Arc::new(store::Entry {
+            tenant: s.tenant,
+            model: s.model,
+            stored_at: now,
+            fresh_until: at(s.fresh_until_ms),
+            keep_until: at(s.keep_until_ms),
+            body: s.body,
+            cost_nanousd: s.cost_nanousd,
+        });
+        self.store.put(*key, Arc::clone(&entry));
+        store::Lookup::Fresh(entry)
+    }
+
+    /// Removes what `what` names: here, and with the Redis tier everywhere (returns how many
+    /// entries Redis removed; this node's own count is in `store.stats`).
+    pub async fn purge(&self, what: &store::Purge) -> Result<Option<u64>, String> {
+        self.store.purge(what);
+        match &self.shared {
+            Some(s) => s.purge(what.clone()).await.map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -111,6 +163,21 @@ impl Cache {
                 body: body.into(),
                 cost_nanousd: cost,
             });
+            if let Some(shared) = &cache.shared {
+                let wall = crate::time::unix_ms();
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                shared.put(
+                    key,
+                    shared::Stored {
+                        tenant: entry.tenant.clone(),
+                        model: entry.model.clone(),
+                        fresh_until_ms: wall.saturating_add(ms),
+                        keep_until_ms: wall.saturating_add(ms),
+                        cost_nanousd: cost,
+                        body: entry.body.clone(),
+                    },
+                );
+            }
             cache.store.put(key, Arc::clone(&entry));
             if let Some(l) = leader {
                 l.publish(entry);

@@ -69,6 +69,32 @@ pub struct RawSection {
     /// Patterns removed from message text before hashing, on every route.
     #[serde(default)]
     pub volatile: Vec<String>,
+    /// Share answers between nodes through this Redis (read at start).
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+/// `cache.redis` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[user:password@]host:port/db`; `${VAR}` expands (for a password).
+    pub url: String,
+    /// Prefix of every key the cache writes (several gateways can share one Redis).
+    #[serde(default = "RawRedis::default_prefix")]
+    pub prefix: String,
+    /// Connect and reply timeout; the most a lookup waits for Redis before it counts as a miss.
+    #[serde(default = "RawRedis::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl RawRedis {
+    fn default_prefix() -> String {
+        "tollgate".into()
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_millis(100)
+    }
 }
 
 impl RawSection {
@@ -94,6 +120,7 @@ impl Default for RawSection {
             ttl: Self::default_ttl(),
             wait: Self::default_wait(),
             volatile: Vec::new(),
+            redis: None,
         }
     }
 }
@@ -104,6 +131,8 @@ pub struct Settings {
     pub max_bytes: u64,
     pub max_entry_bytes: usize,
     pub wait: Duration,
+    /// The Redis tier (read at start).
+    pub redis: Option<super::shared::Settings>,
 }
 
 /// A route's policy, compiled.

@@ -99,6 +99,18 @@ impl Purge {
     }
 }
 
+impl Purge {
+    /// The body `from_json` reads.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Purge::Key(k) => serde_json::json!({"key": k.hex()}),
+            Purge::Tenant(t) => serde_json::json!({"tenant": t}),
+            Purge::Model(m) => serde_json::json!({"model": m}),
+            Purge::All => serde_json::json!({"all": true}),
+        }
+    }
+}
+
 impl std::fmt::Display for Purge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -132,7 +144,8 @@ impl moka::Expiry<Key, Arc<Entry>> for KeepUntil {
     }
 }
 
-/// The in-process store.
+/// The in-process store (a clone shares it).
+#[derive(Clone)]
 pub struct Local {
     cache: moka::sync::Cache<Key, Arc<Entry>>,
 }

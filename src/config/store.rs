@@ -131,6 +131,9 @@ impl ConfigStore {
         if prev.cache.max_bytes != next.cache.max_bytes {
             restart.push("cache.max_bytes");
         }
+        if prev.cache.redis != next.cache.redis {
+            restart.push("cache.redis");
+        }
         let next = Arc::new(next);
         let hooks = self.hooks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         for hook in hooks.iter() {

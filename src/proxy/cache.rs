@@ -116,7 +116,7 @@ pub(super) async fn lookup(
     ctx.cache_key = Some(key);
     let now = Instant::now();
     if !asked.refresh {
-        if let Lookup::Fresh(e) | Lookup::Stale(e) = state.cache.store.get(&key, now) {
+        if let Lookup::Fresh(e) | Lookup::Stale(e) = state.cache.get(&key, now).await {
             if let Some(resp) = decode(&e.body) {
                 return Looked::Hit(resp, e.cost_nanousd, "hit");
             }

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::{key, Ctx, Seg};
+use super::usage::{expand_required, redact_url};
+use super::{key, Ctx, Env, Seg};
 use crate::cache::policy::{Mode, Partition, Policy, RawPolicy, Settings};
 use crate::config::raw::RawConfig;
 
 /// The section's settings and each route's policy (by route index).
-pub(super) fn compile_cache(raw: &RawConfig, cx: &mut Ctx) -> (Settings, Vec<Option<Arc<Policy>>>) {
+pub(super) fn compile_cache(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> (Settings, Vec<Option<Arc<Policy>>>) {
     let c = &raw.cache;
     let path = |f: &str| vec![key("cache"), key(f)];
     if c.max_bytes == 0 {
@@ -37,8 +38,33 @@ pub(super) fn compile_cache(raw: &RawConfig, cx: &mut Ctx) -> (Settings, Vec<Opt
         max_bytes: c.max_bytes,
         max_entry_bytes: c.max_entry_bytes,
         wait: c.wait,
+        redis: c.redis.as_ref().and_then(|r| redis(r, env, cx)),
     };
     (settings, routes)
+}
+
+fn redis(r: &crate::cache::policy::RawRedis, env: &Env, cx: &mut Ctx) -> Option<crate::cache::shared::Settings> {
+    let path = |f: &str| [key("cache"), key("redis"), key(f)];
+    let url = expand_required(&r.url, env, &path("url"), cx)?;
+    if let Err(e) = ::redis::Client::open(url.as_str()) {
+        let shown = redact_url(&url);
+        cx.error(
+            &path("url"),
+            format!("{shown:?} is not a Redis URL ({e}): use redis://host:port/db"),
+        );
+        return None;
+    }
+    if r.timeout.is_zero() {
+        cx.error(&path("timeout"), "must be greater than 0s");
+    }
+    if r.prefix.is_empty() || r.prefix.contains(char::is_whitespace) {
+        cx.error(&path("prefix"), "must be a non-empty word without spaces");
+    }
+    Some(crate::cache::shared::Settings {
+        url: crate::secret::Secret::new(url),
+        prefix: r.prefix.clone(),
+        timeout: r.timeout,
+    })
 }
 
 fn policy(p: &RawPolicy, default_ttl: std::time::Duration, shared: &[Regex], at: &[Seg], cx: &mut Ctx) -> Policy {

@@ -17,7 +17,7 @@ use crate::usage::pricing::PriceTable;
 
 /// A setting with `${VAR}`s expanded; every variable it names must be set (else an error at
 /// `path`, and `None`).
-fn expand_required(raw: &str, env: &Env, path: &[super::Seg], cx: &mut Ctx) -> Option<String> {
+pub(super) fn expand_required(raw: &str, env: &Env, path: &[super::Seg], cx: &mut Ctx) -> Option<String> {
     match expand_with(raw, env.var) {
         Ok(e) if e.missing.is_empty() => Some(e.value),
         Ok(e) => {
