@@ -16,6 +16,7 @@ pub mod mock;
 pub mod private_files;
 pub mod providers;
 pub mod proxy;
+pub mod queue;
 pub mod routing;
 pub mod secret;
 pub mod server;

@@ -189,7 +189,7 @@ fn write_loop(rx: Receiver<Msg>, sink: Box<dyn Write + Send>, stats: &AccessLogS
     // One record serialised at a time, then handed over whole: a failed write never leaves half
     // a record in the buffer, to be glued to the next one.
     let mut line = Vec::with_capacity(1024);
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = crate::queue::recv(&rx) {
         let mut next = Some(first);
         // Drain what is queued, then flush once: one write per burst, lines out promptly.
         while let Some(msg) = next {

@@ -142,7 +142,7 @@ pub(crate) fn run_spooler(
             s.shared.flush_interval.saturating_sub(s.batch_started.elapsed())
         };
         let mut force = false;
-        match rx.recv_timeout(timeout) {
+        match crate::queue::recv_timeout(&rx, timeout) {
             Ok(Msg::Record(r)) => {
                 s.push(*r);
                 while s.batch.len() < batch_size {
