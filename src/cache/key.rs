@@ -95,8 +95,10 @@ pub fn of_parts(canonical: &ChatRequest, residue: &Value, tenant: &str, alias: &
     h.update(b"\0");
     h.update(alias.as_bytes());
     h.update(b"\0");
-    hash_value(&mut h, &doc);
-    hash_value(&mut h, residue);
+    let mut bytes = Vec::with_capacity(1024);
+    encode_value(&mut bytes, &doc);
+    encode_value(&mut bytes, residue);
+    h.update(&bytes);
     Key(h.finalize().into())
 }
 
@@ -263,41 +265,60 @@ fn blocks_residue(blocks: &[Value]) -> Value {
 
 /// Feeds `v` to the hasher in a canonical, unambiguous encoding: a type tag, lengths before
 /// strings and containers, object keys sorted (whatever order the map keeps).
-fn hash_value(h: &mut Sha256, v: &Value) {
+/// Appends `v` to `out` in the key's byte form: a type tag, lengths before contents, object keys
+/// in sorted order. (Written into one buffer and hashed once: the hasher's per-call overhead on
+/// many small pieces cost more than the hashing.)
+fn encode_value(out: &mut Vec<u8>, v: &Value) {
+    let len = |out: &mut Vec<u8>, n: usize| out.extend_from_slice(&(n as u64).to_le_bytes());
     match v {
-        Value::Null => h.update(b"n"),
-        Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+        Value::Null => out.push(b'n'),
+        Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
         Value::Number(n) => {
             // 0.2 and 0.20 are the same number; 1 and 1.0 too.
-            let s = match n.as_f64() {
-                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{}", f as i64),
-                _ => n.to_string(),
+            let mut ints = itoa::Buffer::new();
+            let mut floats = ryu::Buffer::new();
+            let text = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => ints.format(i),
+                (_, Some(u), _) => ints.format(u),
+                (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => ints.format(f as i64),
+                (_, _, Some(f)) if f.is_finite() => floats.format_finite(f),
+                _ => "NaN",
             };
-            h.update(b"#");
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
+            out.push(b'#');
+            len(out, text.len());
+            out.extend_from_slice(text.as_bytes());
         }
         Value::String(s) => {
-            h.update(b"s");
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
+            out.push(b's');
+            len(out, s.len());
+            out.extend_from_slice(s.as_bytes());
         }
         Value::Array(items) => {
-            h.update(b"[");
-            h.update((items.len() as u64).to_le_bytes());
+            out.push(b'[');
+            len(out, items.len());
             for i in items {
-                hash_value(h, i);
+                encode_value(out, i);
             }
         }
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            h.update(b"{");
-            h.update((keys.len() as u64).to_le_bytes());
-            for k in keys {
-                h.update((k.len() as u64).to_le_bytes());
-                h.update(k.as_bytes());
-                hash_value(h, &map[k.as_str()]);
+            out.push(b'{');
+            len(out, map.len());
+            let mut entry = |out: &mut Vec<u8>, k: &String, v: &Value| {
+                len(out, k.len());
+                out.extend_from_slice(k.as_bytes());
+                encode_value(out, v);
+            };
+            // serde_json's map iterates in key order unless its `preserve_order` feature is on.
+            if map.keys().is_sorted() {
+                for (k, v) in map {
+                    entry(out, k, v);
+                }
+            } else {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                for k in keys {
+                    entry(out, k, &map[k.as_str()]);
+                }
             }
         }
     }

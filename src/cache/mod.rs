@@ -76,7 +76,8 @@ impl Cache {
             return store::Lookup::Miss;
         };
         let wall = crate::time::unix_ms();
-        if s.fresh_until_ms <= wall {
+        // (An entry another build wrote in a form this one cannot read is a miss.)
+        if s.fresh_until_ms <= wall || serde_json::from_slice::<ChatResponse>(&s.body).is_err() {
             return store::Lookup::Miss;
         }
         let at = |ms: u64| now + Duration::from_millis(ms.saturating_sub(wall));

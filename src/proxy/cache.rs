@@ -32,10 +32,10 @@ use super::{answer, respond, AppState};
 use crate::api::chat::ChatResponse;
 use crate::api::observe::Observers;
 use crate::api::openai::LlmRequest;
-use crate::api::{ApiError, Endpoint};
+use crate::api::{ApiError, Endpoint, Wire};
 use crate::cache::flight::Role;
 use crate::cache::policy::Policy;
-use crate::cache::store::Lookup;
+use crate::cache::store::{Entry, Lookup};
 use crate::cache::{key, replay, Pending};
 use crate::config::Snapshot;
 
@@ -79,9 +79,9 @@ impl Asked {
 
 /// What the lookup found.
 pub(super) enum Looked {
-    /// Served from the cache: the answer (redacted form), what its call cost, and how it was
-    /// found (`hit`, `coalesced`).
-    Hit(Box<ChatResponse>, u64, &'static str),
+    /// Served from the cache: the entry (its answer in redacted form) and how it was found
+    /// (`hit`, `coalesced`).
+    Hit(Arc<Entry>, &'static str),
     /// Make the call (`ctx.cache_write` says whether and where its answer is stored).
     Miss,
     Refused(ApiError),
@@ -117,9 +117,7 @@ pub(super) async fn lookup(
     let now = Instant::now();
     if !asked.refresh {
         if let Lookup::Fresh(e) | Lookup::Stale(e) = state.cache.get(&key, now).await {
-            if let Some(resp) = decode(&e.body) {
-                return Looked::Hit(resp, e.cost_nanousd, "hit");
-            }
+            return Looked::Hit(e, "hit");
         }
     }
     if asked.only_if_cached {
@@ -146,9 +144,8 @@ pub(super) async fn lookup(
                     e = f.wait(bound) => e,
                     why = interrupted(session, stop) => return Looked::Interrupted(why),
                 };
-                if let Some(resp) = waited.as_ref().and_then(|e| decode(&e.body)) {
-                    let cost = waited.map_or(0, |e| e.cost_nanousd);
-                    return Looked::Hit(resp, cost, "coalesced");
+                if let Some(e) = waited {
+                    return Looked::Hit(e, "coalesced");
                 }
             }
         }
@@ -181,10 +178,6 @@ fn cacheable(policy: &Policy, ctx: &RequestCtx, req: &LlmRequest, asked: Asked, 
     key::exact(req, &tenant, alias, &policy.volatile).ok()
 }
 
-fn decode(body: &[u8]) -> Option<Box<ChatResponse>> {
-    serde_json::from_slice(body).ok()
-}
-
 /// Answers with a cached answer: replayed in the client's format (a stream when it asked for
 /// one), through the output checks and the restoration of what this request's guardrails
 /// redacted (the stored answer holds placeholders, never values).
@@ -193,14 +186,30 @@ pub(super) async fn serve(
     session: &mut Session,
     ctx: &mut RequestCtx,
     req: &LlmRequest,
-    resp: &ChatResponse,
-    cost_nanousd: u64,
+    entry: &Entry,
     how: &'static str,
 ) -> Result<bool> {
-    let body = match req.stream {
-        true => replay::stream(req.client, req.include_usage, resp),
-        false => replay::whole(req.client, resp),
+    // The entry is the canonical answer as JSON, which is an OpenAI client's whole answer as it
+    // is: no decoding and encoding for the commonest hit.
+    let body = match (req.stream, req.client) {
+        (false, Wire::OpenAi) => entry.body.clone(),
+        (stream, client) => {
+            let Ok(resp) = serde_json::from_slice::<ChatResponse>(&entry.body) else {
+                // (Only an entry written by another build could fail here.)
+                return respond::error(
+                    session,
+                    ctx,
+                    &ApiError::UpstreamProtocol("unreadable cache entry".into()),
+                )
+                .await;
+            };
+            match stream {
+                true => replay::stream(client, req.include_usage, &resp),
+                false => replay::whole(client, &resp),
+            }
+        }
     };
+    let cost_nanousd = entry.cost_nanousd;
     let mut chain = Observers::default();
     answer::guard_observers(ctx, &mut chain, req.client, req.stream);
     let body = answer::join(chain.body(body), chain.end(true));
