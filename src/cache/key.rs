@@ -303,7 +303,7 @@ fn encode_value(out: &mut Vec<u8>, v: &Value) {
         Value::Object(map) => {
             out.push(b'{');
             len(out, map.len());
-            let mut entry = |out: &mut Vec<u8>, k: &String, v: &Value| {
+            let entry = |out: &mut Vec<u8>, k: &String, v: &Value| {
                 len(out, k.len());
                 out.extend_from_slice(k.as_bytes());
                 encode_value(out, v);
