@@ -26,6 +26,7 @@ pub mod policy;
 pub mod replay;
 #[cfg(test)]
 mod sample;
+pub mod semantic;
 pub mod shared;
 pub mod store;
 
