@@ -102,6 +102,48 @@ pub fn of_parts(canonical: &ChatRequest, residue: &Value, tenant: &str, alias: &
     Key(h.finalize().into())
 }
 
+/// The semantic cache's view of `req`: the key of its *context* (everything but the last user
+/// turn's text, hashed as `exact` hashes the whole, under another tag) and that text. `None` when
+/// the request does not end with a user turn made of text alone (a tool result, an image): such
+/// requests are looked up exactly only.
+pub fn context(req: &LlmRequest, tenant: &str, alias: &str, volatile: &[Regex]) -> Option<(Key, String)> {
+    let canonical = req.canonical().ok()?;
+    let residue = match req.client {
+        Wire::Anthropic => anthropic_residue(&req.body),
+        Wire::OpenAi => Value::Null,
+    };
+    let mut doc = serde_json::to_value(canonical).ok()?;
+    let top = doc.as_object_mut()?;
+    normalise(top, volatile);
+    let last = top.get_mut("messages")?.as_array_mut()?.last_mut()?;
+    if last.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    let content = last.get_mut("content")?;
+    let mut text = String::new();
+    for part in content.as_array()? {
+        if part.get("type").and_then(Value::as_str) != Some("text") || part.as_object()?.len() != 2 {
+            return None;
+        }
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(part.get("text")?.as_str()?);
+    }
+    *content = Value::Null;
+    let mut h = Sha256::new();
+    h.update(b"tollgate-cache-context/1\0");
+    h.update(tenant.as_bytes());
+    h.update(b"\0");
+    h.update(alias.as_bytes());
+    h.update(b"\0");
+    let mut bytes = Vec::with_capacity(1024);
+    encode_value(&mut bytes, &doc);
+    encode_value(&mut bytes, &residue);
+    h.update(&bytes);
+    Some((Key(h.finalize().into()), text))
+}
+
 /// The request's temperature as the provider will use it (both default to 1 when absent).
 pub fn temperature(canonical: &ChatRequest) -> f64 {
     canonical.temperature.unwrap_or(1.0)

@@ -278,3 +278,51 @@ fn the_key_prints_as_hex_and_holds_no_text() {
     b.as_object_mut().unwrap().remove("temperature");
     assert_eq!(temperature(req(Endpoint::ChatCompletions, b).canonical().unwrap()), 1.0);
 }
+
+#[test]
+fn the_context_is_everything_but_the_last_user_turn() {
+    let ctx = |body: Value| {
+        let r = req(Endpoint::ChatCompletions, body);
+        context(&r, "team:a", "m", &[])
+    };
+    let ask = |system: &str, question: &str| {
+        json!({"model": "gpt", "temperature": 0, "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": question}]})
+    };
+    let (k1, t1) = ctx(ask("Be brief.", "How do I reset my password?")).unwrap();
+    let (k2, t2) = ctx(ask("Be brief.", "How can I reset my password?")).unwrap();
+    assert_eq!(k1, k2, "another question, the same context");
+    assert_eq!(
+        (t1.as_str(), t2.as_str()),
+        ("How do I reset my password?", "How can I reset my password?")
+    );
+    let (k3, _) = ctx(ask("Be very brief.", "How do I reset my password?")).unwrap();
+    assert_ne!(k1, k3, "another system prompt, another context");
+    let mut other = ask("Be brief.", "How do I reset my password?");
+    other["max_tokens"] = json!(5);
+    assert_ne!(k1, ctx(other).unwrap().0, "another parameter, another context");
+    let r = req(Endpoint::ChatCompletions, ask("Be brief.", "x"));
+    assert_ne!(k1, context(&r, "team:b", "m", &[]).unwrap().0, "another tenant");
+    // The context key is never the exact key.
+    assert_ne!(
+        k1,
+        exact(
+            &req(
+                Endpoint::ChatCompletions,
+                ask("Be brief.", "How do I reset my password?")
+            ),
+            "team:a",
+            "m",
+            &[]
+        )
+        .unwrap()
+    );
+    // A request not ending with a text-only user turn has none.
+    let tool = json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "42"}]});
+    assert!(ctx(tool).is_none());
+    let image = json!({"model": "gpt", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]});
+    assert!(ctx(image).is_none());
+}

@@ -5,9 +5,11 @@
 //!
 //! - `embed`: the local embedding model (candle).
 //! - `facts`: the look-alike guard (the anchors two questions must share).
+//! - `index`: the stored questions' vectors by context (HNSW).
 
 pub mod embed;
 pub mod facts;
+pub mod index;
 
 #[cfg(test)]
 pub(crate) mod testing {
