@@ -596,3 +596,80 @@ admin:\n  token: \"${{ADMIN_TOKEN}}\"\nkeys:\n  - {{ id: a1, key: \"${{KEY_A1}}\
         "the local store still works"
     );
 }
+
+/// The real embedding model's directory (fetched once by scripts/fetch-model.sh).
+fn model_dir() -> String {
+    let out = std::process::Command::new("bash")
+        .arg("scripts/fetch-model.sh")
+        .output()
+        .expect("run scripts/fetch-model.sh");
+    assert!(
+        out.status.success(),
+        "fetch-model.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn paraphrases_hit_semantically_and_look_alikes_do_not() {
+    let extra = format!("cache:\n  semantic: {{ model: \"{}\", timeout: 5s }}\n", model_dir());
+    let routes = "  - name: faq\n    cache: { mode: semantic }\n";
+    let (mock, gw) = setup(routes, &extra);
+    let first = chat(&gw, &question("How do I reset my password?"));
+    assert_eq!(cache_header(&first), "miss");
+    // The answer is indexed once stored (after the response): retry briefly.
+    let mut para = chat(&gw, &question("How can I reset my password?"));
+    for _ in 0..20 {
+        if cache_header(&para).starts_with("semantic-hit") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        para = chat(&gw, &question("How can I reset my password?"));
+    }
+    let h = cache_header(&para);
+    assert!(h.starts_with("semantic-hit; score=0.9"), "{h}");
+    assert_eq!(para.json()["choices"], first.json()["choices"]);
+    let calls = mock.requests().len();
+    // The issue's look-alikes: close embeddings, different answers: misses, counted as rejected.
+    for (a, b) in [
+        (
+            "What is our refund policy for orders under $50?",
+            "What is our refund policy for orders over $50?",
+        ),
+        ("Convert 100 Fahrenheit to Celsius", "Convert 100 Celsius to Fahrenheit"),
+    ] {
+        assert_eq!(cache_header(&chat(&gw, &question(a))), "miss");
+        std::thread::sleep(Duration::from_millis(300));
+        let r = chat(&gw, &question(b));
+        assert_eq!(cache_header(&r), "miss", "{b}");
+    }
+    assert_eq!(mock.requests().len(), calls + 4);
+    // Another context (system prompt): no paraphrase hit either.
+    let mut other = question("How can I reset my password?");
+    other["messages"][0]["content"] = json!("Answer in French.");
+    assert_eq!(cache_header(&chat(&gw, &other)), "miss");
+    // Another tenant: the same.
+    assert_eq!(
+        cache_header(&chat_as(&gw, "tg-b1", &question("How can I reset my password?"), &[])),
+        "miss"
+    );
+
+    let recs = records(&gw, 8);
+    let outcome = |r: &Value| r["cache"].as_str().unwrap_or("").to_string();
+    let outcomes: Vec<String> = recs.iter().map(outcome).collect();
+    assert!(outcomes.iter().any(|o| o == "semantic-hit"), "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "semantic-rejected").count(),
+        2,
+        "{outcomes:?}"
+    );
+    let hit = recs.iter().find(|r| r["cache"] == "semantic-hit").unwrap();
+    assert_eq!(hit["cost_nanos"], 0);
+    assert!(hit["cache_saved_nanos"].as_i64().unwrap() > 0, "{hit}");
+    assert!(gw.metric("tollgate_cache_requests_total{result=\"semantic-hit\"}") >= 1.0);
+    assert_eq!(
+        gw.metric("tollgate_cache_requests_total{result=\"semantic-rejected\"}"),
+        2.0
+    );
+}

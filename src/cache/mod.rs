@@ -44,6 +44,8 @@ pub struct Cache {
     pub flights: flight::Flights<store::Entry>,
     /// The Redis tier behind the store, when `cache.redis` is set.
     pub shared: Option<shared::Shared>,
+    /// The semantic mode's model and index, when `cache.semantic` is set.
+    pub semantic: Option<semantic::Semantic>,
 }
 
 impl Cache {
@@ -53,6 +55,7 @@ impl Cache {
             store: store::Local::new(max_bytes),
             flights: flight::Flights::default(),
             shared: None,
+            semantic: None,
         }
     }
 
@@ -63,6 +66,9 @@ impl Cache {
         if let Some(r) = &settings.redis {
             let local = cache.store.clone();
             cache.shared = Some(shared::Shared::start(r.clone(), Box::new(move |p| local.purge(p)))?);
+        }
+        if let Some(s) = &settings.semantic {
+            cache.semantic = Some(semantic::Semantic::load(s)?);
         }
         Ok(cache)
     }
@@ -117,6 +123,9 @@ pub struct Pending {
     /// Answers larger than this (in the client's format) are not stored.
     pub max_bytes: usize,
     pub leader: Option<flight::Leader<store::Entry>>,
+    /// `mode: semantic`: the question's context key, its last user turn and that turn's vector,
+    /// indexed once the answer is stored.
+    pub semantic: Option<(key::Key, String, Vec<f32>)>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -148,6 +157,7 @@ impl Cache {
             ttl,
             max_bytes,
             leader,
+            semantic,
         } = pending;
         let sink: capture::Sink = Box::new(move |resp: ChatResponse| {
             let Ok(body) = serde_json::to_vec(&resp) else { return };
@@ -181,6 +191,10 @@ impl Cache {
                 );
             }
             cache.store.put(key, Arc::clone(&entry));
+            if let (Some(index), Some((context, text, vector))) = (cache.semantic.as_ref().map(|s| &s.index), semantic)
+            {
+                index.insert(context, key, &text, &vector);
+            }
             if let Some(l) = leader {
                 l.publish(entry);
             }

@@ -17,7 +17,7 @@ pub enum Mode {
     Off,
     /// Served when the canonical request is the same (see `key`).
     Exact,
-    /// Exact, then the nearest paraphrase (not built yet: the config refuses it).
+    /// Exact, then the nearest paraphrase in the same context (`semantic`).
     Semantic,
 }
 
@@ -41,6 +41,10 @@ pub struct RawPolicy {
     /// section's own.
     #[serde(default)]
     pub volatile: Vec<String>,
+    /// `mode: semantic`: the cosine similarity a paraphrase needs (with the look-alike guard);
+    /// unset: `semantic::DEFAULT_THRESHOLD`.
+    #[serde(default)]
+    pub threshold: Option<f32>,
 }
 
 impl RawPolicy {
@@ -72,6 +76,33 @@ pub struct RawSection {
     /// Share answers between nodes through this Redis (read at start).
     #[serde(default)]
     pub redis: Option<RawRedis>,
+    /// The semantic mode's embedding model (read at start).
+    #[serde(default)]
+    pub semantic: Option<RawSemantic>,
+}
+
+/// `cache.semantic` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSemantic {
+    /// A directory with the model's `config.json`, `model.safetensors` and `tokenizer.json`
+    /// (relative to the config file's directory; `scripts/fetch-model.sh` fetches one).
+    pub model: String,
+    /// The most a lookup waits for its embedding; then it is an exact-only lookup.
+    #[serde(default = "RawSemantic::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Questions the index holds at most (then it starts over).
+    #[serde(default = "RawSemantic::default_max_entries")]
+    pub max_entries: usize,
+}
+
+impl RawSemantic {
+    fn default_timeout() -> Duration {
+        Duration::from_millis(500)
+    }
+    fn default_max_entries() -> usize {
+        100_000
+    }
 }
 
 /// `cache.redis` as written.
@@ -121,6 +152,7 @@ impl Default for RawSection {
             wait: Self::default_wait(),
             volatile: Vec::new(),
             redis: None,
+            semantic: None,
         }
     }
 }
@@ -133,6 +165,16 @@ pub struct Settings {
     pub wait: Duration,
     /// The Redis tier (read at start).
     pub redis: Option<super::shared::Settings>,
+    /// The semantic mode's model (read at start).
+    pub semantic: Option<SemanticSettings>,
+}
+
+/// `cache.semantic`, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemanticSettings {
+    pub model: std::path::PathBuf,
+    pub timeout: Duration,
+    pub max_entries: usize,
 }
 
 /// A route's policy, compiled.
@@ -144,6 +186,8 @@ pub struct Policy {
     pub partition: Partition,
     /// The section's patterns, then the route's.
     pub volatile: Vec<Regex>,
+    /// `mode: semantic`: the similarity a paraphrase needs.
+    pub threshold: f32,
 }
 
 impl Policy {

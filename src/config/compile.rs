@@ -219,7 +219,7 @@ pub fn compile(
     }
 
     let guard = guard::compile_guard(&raw, env, &mut cx);
-    let (cache, cache_routes) = cache::compile_cache(&raw, env, &mut cx);
+    let (cache, cache_routes) = cache::compile_cache(&raw, file, env, &mut cx);
     let routes = compile_routes(&raw, guard.as_ref(), cache_routes, &mut cx);
     if !cx.errors.is_empty() {
         return Err(ConfigErrors { errors: cx.errors });

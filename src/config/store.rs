@@ -134,6 +134,9 @@ impl ConfigStore {
         if prev.cache.redis != next.cache.redis {
             restart.push("cache.redis");
         }
+        if prev.cache.semantic != next.cache.semantic {
+            restart.push("cache.semantic");
+        }
         let next = Arc::new(next);
         let hooks = self.hooks.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         for hook in hooks.iter() {

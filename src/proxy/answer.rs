@@ -156,7 +156,7 @@ pub(super) async fn relay(
         header.insert_str(names::ROUTE, route)?;
     }
     if ctx.cache != "none" {
-        header.insert_str(names::CACHE, ctx.cache)?;
+        header.insert_str(names::CACHE, super::cache::header_value(ctx.cache))?;
     }
     if let Some(k) = &ctx.cache_key {
         header.insert_str(names::CACHE_KEY, &k.hex())?;

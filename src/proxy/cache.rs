@@ -34,7 +34,8 @@ use crate::api::observe::Observers;
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint, Wire};
 use crate::cache::flight::Role;
-use crate::cache::policy::Policy;
+use crate::cache::policy::{Mode, Policy};
+use crate::cache::semantic::facts;
 use crate::cache::store::{Entry, Lookup};
 use crate::cache::{key, replay, Pending};
 use crate::config::Snapshot;
@@ -80,8 +81,8 @@ impl Asked {
 /// What the lookup found.
 pub(super) enum Looked {
     /// Served from the cache: the entry (its answer in redacted form) and how it was found
-    /// (`hit`, `coalesced`).
-    Hit(Arc<Entry>, &'static str),
+    /// (`hit`, `coalesced`, `semantic-hit` with the similarity).
+    Hit(Arc<Entry>, &'static str, Option<f32>),
     /// Make the call (`ctx.cache_write` says whether and where its answer is stored).
     Miss,
     Refused(ApiError),
@@ -117,14 +118,23 @@ pub(super) async fn lookup(
     let now = Instant::now();
     if !asked.refresh {
         if let Lookup::Fresh(e) | Lookup::Stale(e) = state.cache.get(&key, now).await {
-            return Looked::Hit(e, "hit");
+            return Looked::Hit(e, "hit", None);
+        }
+    }
+    let tenant = key::tenant(policy.partition, ctx.who.key_id.as_deref(), ctx.who.team.as_deref());
+    let mut semantic = None;
+    if policy.mode == Mode::Semantic && !asked.refresh {
+        match nearest(state, ctx, req, &policy, &tenant, alias, now).await {
+            Near::Hit(e, score) => return Looked::Hit(e, "semantic-hit", Some(score)),
+            Near::Miss(write) => semantic = write,
         }
     }
     if asked.only_if_cached {
-        ctx.cache = "miss";
+        if ctx.cache == "none" || ctx.cache == "bypass" {
+            ctx.cache = "miss";
+        }
         return Looked::Refused(ApiError::NotCached);
     }
-    let tenant = key::tenant(policy.partition, ctx.who.key_id.as_deref(), ctx.who.team.as_deref());
     let mut pending = Pending {
         key,
         tenant: tenant.into(),
@@ -132,6 +142,7 @@ pub(super) async fn lookup(
         ttl: policy.ttl,
         max_bytes: snapshot.cache.max_entry_bytes,
         leader: None,
+        semantic,
     };
     if !asked.refresh {
         match state.cache.flights.join(key) {
@@ -145,14 +156,72 @@ pub(super) async fn lookup(
                     why = interrupted(session, stop) => return Looked::Interrupted(why),
                 };
                 if let Some(e) = waited {
-                    return Looked::Hit(e, "coalesced");
+                    return Looked::Hit(e, "coalesced", None);
                 }
             }
         }
     }
-    ctx.cache = "miss";
+    if ctx.cache != "semantic-rejected" {
+        ctx.cache = "miss";
+    }
     ctx.cache_write = Some(pending);
     Looked::Miss
+}
+
+/// What the semantic lookup found.
+enum Near {
+    Hit(Arc<Entry>, f32),
+    /// No servable paraphrase; what to index once this request's answer is stored.
+    Miss(Option<(key::Key, String, Vec<f32>)>),
+}
+
+/// The semantic lookup after an exact miss: the nearest questions asked in the same context,
+/// the first one close enough that the look-alike guard lets through and whose answer is still
+/// stored. A candidate close enough that the guard refused makes the request's outcome
+/// `semantic-rejected` (it is still a miss). An embedding that fails, times out or finds every
+/// slot busy makes the lookup exact-only, counted by reason.
+async fn nearest(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    req: &LlmRequest,
+    policy: &Policy,
+    tenant: &str,
+    alias: &str,
+    now: Instant,
+) -> Near {
+    let Some(sem) = &state.cache.semantic else {
+        // The route asks for it, the model is not loaded (added by a reload: needs a restart).
+        state
+            .metrics
+            .cache_semantic_skipped
+            .with_label_values(&["no_model"])
+            .inc();
+        return Near::Miss(None);
+    };
+    let Some((context, text)) = key::context(req, tenant, alias, &policy.volatile) else {
+        return Near::Miss(None);
+    };
+    let vector = match sem.vector(&text).await {
+        Ok(v) => v,
+        Err(reason) => {
+            state.metrics.cache_semantic_skipped.with_label_values(&[reason]).inc();
+            return Near::Miss(None);
+        }
+    };
+    for c in sem.index.nearest(&context, &vector) {
+        if c.score < policy.threshold {
+            break;
+        }
+        if !facts::compatible(&c.text, &text) {
+            ctx.cache = "semantic-rejected";
+            continue;
+        }
+        match state.cache.get(&c.exact, now).await {
+            Lookup::Fresh(e) | Lookup::Stale(e) => return Near::Hit(e, c.score),
+            Lookup::Miss => sem.index.forget(&c),
+        }
+    }
+    Near::Miss(Some((context, text, vector)))
 }
 
 /// The request's key, when the policy and the client let the cache take part.
@@ -188,6 +257,7 @@ pub(super) async fn serve(
     req: &LlmRequest,
     entry: &Entry,
     how: &'static str,
+    score: Option<f32>,
 ) -> Result<bool> {
     // The entry is the canonical answer as JSON, which is an OpenAI client's whole answer as it
     // is: no decoding and encoding for the commonest hit.
@@ -224,7 +294,10 @@ pub(super) async fn serve(
         None => answer::begin_head(ctx)?,
     };
     header.set_status(200)?;
-    header.insert_str(names::CACHE, "hit")?;
+    match score {
+        Some(s) => header.insert_str(names::CACHE, &format!("semantic-hit; score={s:.3}"))?,
+        None => header.insert_str(names::CACHE, "hit")?,
+    }
     if let Some(k) = &ctx.cache_key {
         header.insert_str(names::CACHE_KEY, &k.hex())?;
     }
@@ -253,6 +326,15 @@ pub(super) async fn serve(
     ctx.first_byte = Some(Instant::now());
     session.write_response_body(Some(body), true).await?;
     Ok(true)
+}
+
+/// The `x-tollgate-cache` value of a relayed answer's outcome (the record keeps the finer one:
+/// a semantic candidate the guard refused is a miss to the client).
+pub(super) fn header_value(outcome: &'static str) -> &'static str {
+    match outcome {
+        "semantic-rejected" => "miss",
+        other => other,
+    }
 }
 
 /// The write observer of this request's miss, if its answer is to be stored (a success only).

@@ -81,7 +81,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     // originals); a hit makes no call.
     match cache::lookup(state, session, ctx, &req, snapshot, serving, &mut stop).await {
         cache::Looked::Miss => {}
-        cache::Looked::Hit(entry, how) => return cache::serve(state, session, ctx, &req, &entry, how).await,
+        cache::Looked::Hit(entry, how, score) => {
+            return cache::serve(state, session, ctx, &req, &entry, how, score).await;
+        }
         cache::Looked::Refused(e) => return respond::error(session, ctx, &e).await,
         cache::Looked::Interrupted(Interrupt::ClientGone) => {
             return answer::client_gone(ctx, "while waiting for the cache")

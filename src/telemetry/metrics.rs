@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Entries and bytes in the in-process store (set when /metrics is rendered).
     pub cache_entries: IntGauge,
     pub cache_bytes: IntGauge,
+    /// Semantic lookups skipped (exact-only), by reason: busy, timeout, failed, no_model.
+    pub cache_semantic_skipped: IntCounterVec,
     /// Guardrail actions (`redact`, `injection`, `block`).
     pub guardrails: IntCounterVec,
     /// Served requests whose model is not in the pricing table (cost recorded as 0).
@@ -330,6 +332,11 @@ impl Metrics {
             "tollgate_cache_saved_usd_total",
             "What cache hits would have cost (USD), at the cost of the calls that made their answers",
         )?;
+        let cache_semantic_skipped = vec(
+            "tollgate_cache_semantic_skipped_total",
+            "Semantic lookups that fell back to exact-only, by reason: busy (every embedding slot taken), timeout, failed, no_model (cache.semantic added by a reload: needs a restart)",
+            &["reason"],
+        )?;
         let cache_entries = IntGauge::new("tollgate_cache_entries", "Answers in the in-process cache")?;
         let cache_bytes = IntGauge::new(
             "tollgate_cache_bytes",
@@ -359,6 +366,7 @@ impl Metrics {
             &retries,
             &rate_limited,
             &cache,
+            &cache_semantic_skipped,
             &guardrails,
             &unpriced,
             &estimated_usage,
@@ -406,6 +414,7 @@ impl Metrics {
             cache_saved,
             cache_entries,
             cache_bytes,
+            cache_semantic_skipped,
             guardrails,
             unpriced,
             estimated_usage,

@@ -61,6 +61,57 @@ mod tests {
     }
 }
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+/// The semantic mode's parts, loaded once at start.
+pub struct Semantic {
+    pub embedder: Arc<embed::Embedder>,
+    pub index: index::Index,
+    timeout: Duration,
+    /// Embeddings running at once at most (one per core): past that a lookup is exact-only
+    /// rather than queued behind others.
+    slots: Arc<Semaphore>,
+}
+
+impl Semantic {
+    pub fn load(s: &super::policy::SemanticSettings) -> Result<Semantic, String> {
+        let embedder = Arc::new(embed::Embedder::load(&s.model)?);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(Semantic {
+            index: index::Index::new(embedder.dims(), s.max_entries),
+            embedder,
+            timeout: s.timeout,
+            slots: Arc::new(Semaphore::new(cores)),
+        })
+    }
+
+    /// The vector of `text`, computed on a blocking thread within the timeout; or why not
+    /// (`busy`, `timeout`, `failed`: the lookup is then exact-only, and counted).
+    pub async fn vector(&self, text: &str) -> Result<Vec<f32>, &'static str> {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return Err("busy");
+        };
+        let (embedder, text) = (Arc::clone(&self.embedder), text.to_owned());
+        let job = tokio::task::spawn_blocking(move || {
+            let v = embedder.embed(&text);
+            drop(slot);
+            v
+        });
+        match tokio::time::timeout(self.timeout, job).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "semantic cache: embedding failed");
+                Err("failed")
+            }
+            Ok(Err(_)) => Err("failed"),
+            Err(_) => Err("timeout"),
+        }
+    }
+}
+
 /// The default similarity a candidate needs (cosine of the last user turns' embeddings), with
 /// the look-alike guard: calibrated on `tests/fixtures/semantic/pairs.json` (see `calibration`).
 pub const DEFAULT_THRESHOLD: f32 = 0.92;

@@ -5,13 +5,18 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::usage::{expand_required, redact_url};
+use super::usage::{config_dir, expand_required, redact_url};
 use super::{key, Ctx, Env, Seg};
 use crate::cache::policy::{Mode, Partition, Policy, RawPolicy, Settings};
 use crate::config::raw::RawConfig;
 
 /// The section's settings and each route's policy (by route index).
-pub(super) fn compile_cache(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> (Settings, Vec<Option<Arc<Policy>>>) {
+pub(super) fn compile_cache(
+    raw: &RawConfig,
+    file: &std::path::Path,
+    env: &Env,
+    cx: &mut Ctx,
+) -> (Settings, Vec<Option<Arc<Policy>>>) {
     let c = &raw.cache;
     let path = |f: &str| vec![key("cache"), key(f)];
     if c.max_bytes == 0 {
@@ -24,6 +29,7 @@ pub(super) fn compile_cache(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> (Settin
         cx.error(&path("ttl"), "must be more than 0");
     }
     let shared = patterns(&c.volatile, &path("volatile"), cx);
+    let semantic = c.semantic.as_ref().and_then(|s| semantic(s, file, cx));
     let routes = raw
         .routes
         .iter()
@@ -31,7 +37,7 @@ pub(super) fn compile_cache(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> (Settin
         .map(|(i, r)| {
             let p = r.cache.as_ref()?;
             let at = vec![key("routes"), Seg::Index(i), key("cache")];
-            Some(Arc::new(policy(p, c.ttl, &shared, &at, cx)))
+            Some(Arc::new(policy(p, c.ttl, &shared, semantic.is_some(), &at, cx)))
         })
         .collect();
     let settings = Settings {
@@ -39,6 +45,7 @@ pub(super) fn compile_cache(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> (Settin
         max_entry_bytes: c.max_entry_bytes,
         wait: c.wait,
         redis: c.redis.as_ref().and_then(|r| redis(r, env, cx)),
+        semantic,
     };
     (settings, routes)
 }
@@ -67,16 +74,31 @@ fn redis(r: &crate::cache::policy::RawRedis, env: &Env, cx: &mut Ctx) -> Option<
     })
 }
 
-fn policy(p: &RawPolicy, default_ttl: std::time::Duration, shared: &[Regex], at: &[Seg], cx: &mut Ctx) -> Policy {
+fn policy(
+    p: &RawPolicy,
+    default_ttl: std::time::Duration,
+    shared: &[Regex],
+    have_model: bool,
+    at: &[Seg],
+    cx: &mut Ctx,
+) -> Policy {
     let path = |f: &str| {
         let mut v = at.to_vec();
         v.push(key(f));
         v
     };
-    if p.mode == Mode::Semantic {
-        // Refused rather than served as exact: a route that asks for paraphrase hits must not
-        // quietly get fewer hits than it was configured for.
-        cx.error(&path("mode"), "semantic is not built yet (use exact)");
+    if p.mode == Mode::Semantic && !have_model {
+        cx.error(
+            &path("mode"),
+            "semantic needs the cache.semantic section (its embedding model: scripts/fetch-model.sh fetches one)",
+        );
+    }
+    let threshold = p.threshold.unwrap_or(crate::cache::semantic::DEFAULT_THRESHOLD);
+    if p.threshold.is_some() && p.mode != Mode::Semantic {
+        cx.error(&path("threshold"), "applies to mode: semantic only");
+    }
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        cx.error(&path("threshold"), "must be more than 0 and at most 1");
     }
     let ttl = p.ttl.unwrap_or(default_ttl);
     if ttl.is_zero() {
@@ -94,7 +116,43 @@ fn policy(p: &RawPolicy, default_ttl: std::time::Duration, shared: &[Regex], at:
         max_temperature,
         partition: p.partition.unwrap_or(Partition::Team),
         volatile,
+        threshold,
     }
+}
+
+fn semantic(
+    s: &crate::cache::policy::RawSemantic,
+    file: &std::path::Path,
+    cx: &mut Ctx,
+) -> Option<crate::cache::policy::SemanticSettings> {
+    let path = |f: &str| [key("cache"), key("semantic"), key(f)];
+    let dir = config_dir(file).join(&s.model);
+    let missing: Vec<&str> = ["config.json", "model.safetensors", "tokenizer.json"]
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        cx.error(
+            &path("model"),
+            format!(
+                "{} lacks {} (scripts/fetch-model.sh DIR fetches all-MiniLM-L6-v2 there)",
+                dir.display(),
+                missing.join(", ")
+            ),
+        );
+        return None;
+    }
+    if s.timeout.is_zero() {
+        cx.error(&path("timeout"), "must be more than 0");
+    }
+    if s.max_entries == 0 {
+        cx.error(&path("max_entries"), "must be more than 0");
+    }
+    Some(crate::cache::policy::SemanticSettings {
+        model: dir,
+        timeout: s.timeout,
+        max_entries: s.max_entries,
+    })
 }
 
 fn patterns(list: &[String], at: &[Seg], cx: &mut Ctx) -> Vec<Regex> {

@@ -37,7 +37,7 @@ pub(super) fn expand_required(raw: &str, env: &Env, path: &[super::Seg], cx: &mu
 /// The directory relative paths in the config are resolved against: the config file's own, made
 /// absolute, so that every command reading the same file (`run`, `spend`, from any working
 /// directory) finds the same ledger, spill files and access log.
-fn config_dir(file: &Path) -> PathBuf {
+pub(super) fn config_dir(file: &Path) -> PathBuf {
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
