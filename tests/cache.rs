@@ -673,3 +673,44 @@ fn paraphrases_hit_semantically_and_look_alikes_do_not() {
         2.0
     );
 }
+
+#[test]
+fn a_paraphrase_of_a_question_answered_through_one_node_hits_on_the_other() {
+    let redis = common::redis::Redis::start();
+    let mock = Mock::start(&[]);
+    let extra = format!(
+        "cache:\n  redis: {{ url: \"{}\", prefix: \"s{}\" }}\n  semantic: {{ model: \"{}\", timeout: 5s }}\n",
+        redis.url(),
+        std::process::id(),
+        model_dir()
+    );
+    let config = format!(
+        "routing:\n  retries: 0\nproviders:\n{}models:\n  gpt:\n    targets: [ {{ provider: oai, model: mock-gpt }} ]\n\
+admin:\n  token: \"${{ADMIN_TOKEN}}\"\nkeys:\n  - {{ id: a1, key: \"${{KEY_A1}}\", team: a }}\n\
+{extra}routes:\n  - name: faq\n    cache: {{ mode: semantic }}\n",
+        mock_provider("oai", &mock.base_url(), "")
+    );
+    let envs = [("KEY_A1", "tg-a1"), ("ADMIN_TOKEN", ADMIN)];
+    let a = Gateway::start_env("", &config, &envs);
+    let b = Gateway::start_env("", &config, &envs);
+    let first = chat_as(&a, "tg-a1", &question("How do I delete my account?"), &[]);
+    assert_eq!(cache_header(&first), "miss");
+    // Node B learns the question from the stream, and the answer comes from Redis.
+    let mut seen = String::new();
+    wait_until("a semantic hit on node B", Duration::from_secs(10), || {
+        let r = chat_as(&b, "tg-a1", &question("How can I delete my account?"), &[("x-tollgate-cache", "only-if-cached")]);
+        seen = cache_header(&r).to_string();
+        seen.starts_with("semantic-hit")
+    });
+    assert_eq!(mock.requests().len(), 1, "node B made no call ({seen})");
+    // A node started later replays the stream: it knows the question too.
+    let c = Gateway::start_env("", &config, &envs);
+    wait_until("a semantic hit on node C", Duration::from_secs(10), || {
+        let r = chat_as(&c, "tg-a1", &question("How can I delete my account?"), &[("x-tollgate-cache", "only-if-cached")]);
+        cache_header(&r).starts_with("semantic-hit")
+    });
+    // A look-alike is still refused across nodes.
+    let r = chat_as(&b, "tg-a1", &question("How do I delete my account in 30 days?"), &[("x-tollgate-cache", "only-if-cached")]);
+    assert_eq!(r.status, 504, "{}", cache_header(&r));
+    assert_eq!(mock.requests().len(), 1);
+}

@@ -45,7 +45,7 @@ pub struct Cache {
     /// The Redis tier behind the store, when `cache.redis` is set.
     pub shared: Option<shared::Shared>,
     /// The semantic mode's model and index, when `cache.semantic` is set.
-    pub semantic: Option<semantic::Semantic>,
+    pub semantic: Option<Arc<semantic::Semantic>>,
 }
 
 impl Cache {
@@ -63,12 +63,20 @@ impl Cache {
     /// by any node then reach this node's store).
     pub fn start(settings: &policy::Settings) -> Result<Cache, String> {
         let mut cache = Cache::new(settings.max_bytes);
+        if let Some(s) = &settings.semantic {
+            cache.semantic = Some(Arc::new(semantic::Semantic::load(s)?));
+        }
         if let Some(r) = &settings.redis {
             let local = cache.store.clone();
-            cache.shared = Some(shared::Shared::start(r.clone(), Box::new(move |p| local.purge(p)))?);
-        }
-        if let Some(s) = &settings.semantic {
-            cache.semantic = Some(semantic::Semantic::load(s)?);
+            // Questions other nodes index come into this node's index.
+            let follow = cache.semantic.as_ref().map(|sem| {
+                let sem = Arc::clone(sem);
+                let on: shared::OnIndexed = Box::new(move |q: shared::Indexed| {
+                    sem.index.insert(q.context, q.exact, &q.text, &q.vector);
+                });
+                (settings.semantic.as_ref().map_or(0, |s| s.max_entries), on)
+            });
+            cache.shared = Some(shared::Shared::start(r.clone(), Box::new(move |p| local.purge(p)), follow)?);
         }
         Ok(cache)
     }
@@ -191,9 +199,16 @@ impl Cache {
                 );
             }
             cache.store.put(key, Arc::clone(&entry));
-            if let (Some(index), Some((context, text, vector))) = (cache.semantic.as_ref().map(|s| &s.index), semantic)
-            {
-                index.insert(context, key, &text, &vector);
+            if let (Some(sem), Some((context, text, vector))) = (&cache.semantic, semantic) {
+                sem.index.insert(context, key, &text, &vector);
+                if let Some(shared) = &cache.shared {
+                    shared.index(shared::Indexed {
+                        context,
+                        exact: key,
+                        text,
+                        vector,
+                    });
+                }
             }
             if let Some(l) = leader {
                 l.publish(entry);

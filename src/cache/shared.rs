@@ -16,6 +16,12 @@
 //! trimmed of expired members on every write) so a purge finds them; purges are announced on
 //! `P:cache:purge`.
 //!
+//! The semantic index is kept in step the same way: a question a node indexes is appended to the
+//! stream `P:cache:sem` (its context, its entry's key, its text and vector; capped at the index's
+//! bound), which every node reads from its start when it starts and follows afterwards, indexing
+//! what the others stored. So a paraphrase of a question answered through node A hits on node B,
+//! whose candidate's answer then comes from Redis like an exact hit.
+//!
 //! Invariants: the key is the hash `key::exact` made (tenant included), so a node never reads an
 //! entry another tenant's request could not have; nothing here logs a key's text or a body.
 
@@ -105,7 +111,20 @@ enum Op {
     Get(Key, oneshot::Sender<Option<Stored>>),
     Put(Key, Stored),
     Purge(Purge, oneshot::Sender<Result<u64, String>>),
+    Index(Indexed),
 }
+
+/// A question of the semantic index, as the stream carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indexed {
+    pub context: Key,
+    pub exact: Key,
+    pub text: String,
+    pub vector: Vec<f32>,
+}
+
+/// What a question indexed by another node does on this one.
+pub type OnIndexed = Box<dyn Fn(Indexed) + Send + Sync>;
 
 /// The shared tier.
 pub struct Shared {
@@ -123,17 +142,21 @@ const RECONNECT: Duration = Duration::from_millis(500);
 impl Shared {
     /// Starts the Redis thread. Redis down at start is not an error (lookups miss until it is
     /// up); a malformed URL is.
-    pub fn start(settings: Settings, on_purge: OnPurge) -> Result<Shared, String> {
+    pub fn start(settings: Settings, on_purge: OnPurge, semantic: Option<(usize, OnIndexed)>) -> Result<Shared, String> {
         let client = redis::Client::open(settings.url.expose()).map_err(|e| format!("cache.redis.url: {e}"))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let timeout = settings.timeout;
+        let node = format!("{:016x}", rand::random::<u64>());
+        let stream_cap = semantic.as_ref().map_or(0, |(cap, _)| *cap);
         let link = Link {
             client,
             prefix: settings.prefix.clone(),
             timeout,
             conn: None,
             stats: Arc::clone(&stats),
+            node: node.clone(),
+            stream_cap,
         };
         std::thread::Builder::new()
             .name("tollgate-cache-redis".into())
@@ -147,8 +170,14 @@ impl Shared {
                 };
                 rt.block_on(async move {
                     let sub = tokio::spawn(subscribe(link.client.clone(), link.channel(), on_purge));
+                    let follow = semantic.map(|(_, on_indexed)| {
+                        tokio::spawn(follow(link.client.clone(), link.stream(), node, on_indexed))
+                    });
                     link.serve(rx).await;
                     sub.abort();
+                    if let Some(f) = follow {
+                        f.abort();
+                    }
                 });
             })
             .map_err(|e| format!("cannot start the cache's Redis thread: {e}"))?;
@@ -185,6 +214,13 @@ impl Shared {
         }
     }
 
+    /// Appends a question this node indexed to the shared stream (not waited for).
+    pub fn index(&self, q: Indexed) {
+        if self.tx.try_send(Op::Index(q)).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Removes what `what` names from Redis and announces it to every node (this one too).
     /// Returns how many entries Redis removed.
     pub async fn purge(&self, what: Purge) -> Result<u64, String> {
@@ -206,6 +242,10 @@ struct Link {
     timeout: Duration,
     conn: Option<redis::aio::MultiplexedConnection>,
     stats: Arc<Stats>,
+    /// This node's id in the semantic stream (it skips its own questions there).
+    node: String,
+    /// The semantic stream's length bound (0: no semantic index).
+    stream_cap: usize,
 }
 
 /// Stores an entry and indexes it, trimming the indexes of expired members.
@@ -238,6 +278,10 @@ impl Link {
 
     fn channel(&self) -> String {
         format!("{}:cache:purge", self.prefix)
+    }
+
+    fn stream(&self) -> String {
+        format!("{}:cache:sem", self.prefix)
     }
 
     async fn connection(&mut self) -> Option<redis::aio::MultiplexedConnection> {
@@ -328,6 +372,34 @@ impl Link {
                         self.failed(&e);
                     }
                 }
+                Op::Index(q) => {
+                    let Some(mut c) = conn else {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let vector: Vec<u8> = q.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    let r: Result<redis::Value, _> = redis::cmd("XADD")
+                        .arg(self.stream())
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(self.stream_cap.max(1))
+                        .arg("*")
+                        .arg("n")
+                        .arg(&self.node)
+                        .arg("c")
+                        .arg(q.context.hex())
+                        .arg("k")
+                        .arg(q.exact.hex())
+                        .arg("t")
+                        .arg(&q.text)
+                        .arg("v")
+                        .arg(vector)
+                        .query_async(&mut c)
+                        .await;
+                    if let Err(e) = r {
+                        self.failed(&e);
+                    }
+                }
                 Op::Purge(what, reply) => {
                     let Some(mut c) = conn else {
                         let _ = reply.send(Err("Redis is unavailable".into()));
@@ -367,6 +439,94 @@ impl Link {
             .invoke_async(c)
             .await
     }
+}
+
+/// Reads the semantic stream from its start, then follows it, handing every other node's
+/// question to `on_indexed`; reconnects (and goes on from where it was) while Redis is down.
+async fn follow(client: redis::Client, stream: String, node: String, on_indexed: OnIndexed) {
+    let mut last = "0".to_string();
+    loop {
+        // A connection of its own: a blocking read would hold up the lookups' connection.
+        let conn = client.get_multiplexed_async_connection().await;
+        let Ok(mut c) = conn else {
+            tokio::time::sleep(RECONNECT).await;
+            continue;
+        };
+        loop {
+            let read: redis::RedisResult<redis::Value> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(512)
+                .arg("BLOCK")
+                .arg(1000)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(&last)
+                .query_async(&mut c)
+                .await;
+            let Ok(reply) = read else { break };
+            // (Nil when the block timed out.) [[stream, [[id, [field, value, …]], …]]]
+            for (id, fields) in entries(&reply) {
+                last = id;
+                if let Some(q) = indexed(&fields, &node) {
+                    on_indexed(q);
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// The entries of an XREAD reply on one stream: their ids and fields.
+fn entries(reply: &redis::Value) -> Vec<(String, Vec<(&[u8], &[u8])>)> {
+    use redis::Value as V;
+    let text = |v: &V| match v {
+        V::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        V::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let V::Array(streams) = reply else { return out };
+    for s in streams {
+        let V::Array(pair) = s else { continue };
+        let Some(V::Array(items)) = pair.get(1) else { continue };
+        for item in items {
+            let V::Array(entry) = item else { continue };
+            let (Some(id), Some(V::Array(kv))) = (entry.first().and_then(text), entry.get(1)) else {
+                continue;
+            };
+            let fields = kv
+                .chunks_exact(2)
+                .filter_map(|p| match (&p[0], &p[1]) {
+                    (V::BulkString(k), V::BulkString(v)) => Some((k.as_slice(), v.as_slice())),
+                    _ => None,
+                })
+                .collect();
+            out.push((id, fields));
+        }
+    }
+    out
+}
+
+/// A stream entry's question, unless this node wrote it or it is unreadable.
+fn indexed(fields: &[(&[u8], &[u8])], node: &str) -> Option<Indexed> {
+    let bytes = |k: &str| fields.iter().find(|(f, _)| *f == k.as_bytes()).map(|(_, v)| *v);
+    if bytes("n")? == node.as_bytes() {
+        return None;
+    }
+    let key = |k: &str| -> Option<Key> {
+        let raw = hex::decode(bytes(k)?).ok()?;
+        Some(Key(<[u8; 32]>::try_from(raw).ok()?))
+    };
+    let v = bytes("v")?;
+    if v.len() % 4 != 0 {
+        return None;
+    }
+    Some(Indexed {
+        context: key("c")?,
+        exact: key("k")?,
+        text: String::from_utf8(bytes("t")?.to_vec()).ok()?,
+        vector: v.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+    })
 }
 
 /// Listens for purges announced by any node and applies them to this node's store; reconnects
