@@ -698,7 +698,12 @@ admin:\n  token: \"${{ADMIN_TOKEN}}\"\nkeys:\n  - {{ id: a1, key: \"${{KEY_A1}}\
     // Node B learns the question from the stream, and the answer comes from Redis.
     let mut seen = String::new();
     wait_until("a semantic hit on node B", Duration::from_secs(10), || {
-        let r = chat_as(&b, "tg-a1", &question("How can I delete my account?"), &[("x-tollgate-cache", "only-if-cached")]);
+        let r = chat_as(
+            &b,
+            "tg-a1",
+            &question("How can I delete my account?"),
+            &[("x-tollgate-cache", "only-if-cached")],
+        );
         seen = cache_header(&r).to_string();
         seen.starts_with("semantic-hit")
     });
@@ -706,11 +711,21 @@ admin:\n  token: \"${{ADMIN_TOKEN}}\"\nkeys:\n  - {{ id: a1, key: \"${{KEY_A1}}\
     // A node started later replays the stream: it knows the question too.
     let c = Gateway::start_env("", &config, &envs);
     wait_until("a semantic hit on node C", Duration::from_secs(10), || {
-        let r = chat_as(&c, "tg-a1", &question("How can I delete my account?"), &[("x-tollgate-cache", "only-if-cached")]);
+        let r = chat_as(
+            &c,
+            "tg-a1",
+            &question("How can I delete my account?"),
+            &[("x-tollgate-cache", "only-if-cached")],
+        );
         cache_header(&r).starts_with("semantic-hit")
     });
     // A look-alike is still refused across nodes.
-    let r = chat_as(&b, "tg-a1", &question("How do I delete my account in 30 days?"), &[("x-tollgate-cache", "only-if-cached")]);
+    let r = chat_as(
+        &b,
+        "tg-a1",
+        &question("How do I delete my account in 30 days?"),
+        &[("x-tollgate-cache", "only-if-cached")],
+    );
     assert_eq!(r.status, 504, "{}", cache_header(&r));
     assert_eq!(mock.requests().len(), 1);
 }

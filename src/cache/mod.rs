@@ -76,7 +76,11 @@ impl Cache {
                 });
                 (settings.semantic.as_ref().map_or(0, |s| s.max_entries), on)
             });
-            cache.shared = Some(shared::Shared::start(r.clone(), Box::new(move |p| local.purge(p)), follow)?);
+            cache.shared = Some(shared::Shared::start(
+                r.clone(),
+                Box::new(move |p| local.purge(p)),
+                follow,
+            )?);
         }
         Ok(cache)
     }

@@ -142,7 +142,11 @@ const RECONNECT: Duration = Duration::from_millis(500);
 impl Shared {
     /// Starts the Redis thread. Redis down at start is not an error (lookups miss until it is
     /// up); a malformed URL is.
-    pub fn start(settings: Settings, on_purge: OnPurge, semantic: Option<(usize, OnIndexed)>) -> Result<Shared, String> {
+    pub fn start(
+        settings: Settings,
+        on_purge: OnPurge,
+        semantic: Option<(usize, OnIndexed)>,
+    ) -> Result<Shared, String> {
         let client = redis::Client::open(settings.url.expose()).map_err(|e| format!("cache.redis.url: {e}"))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
@@ -476,8 +480,11 @@ async fn follow(client: redis::Client, stream: String, node: String, on_indexed:
     }
 }
 
+/// A stream entry's fields, as (name, value) byte strings.
+type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// The entries of an XREAD reply on one stream: their ids and fields.
-fn entries(reply: &redis::Value) -> Vec<(String, Vec<(&[u8], &[u8])>)> {
+fn entries(reply: &redis::Value) -> Vec<(String, Fields<'_>)> {
     use redis::Value as V;
     let text = |v: &V| match v {
         V::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -525,7 +532,10 @@ fn indexed(fields: &[(&[u8], &[u8])], node: &str) -> Option<Indexed> {
         context: key("c")?,
         exact: key("k")?,
         text: String::from_utf8(bytes("t")?.to_vec()).ok()?,
-        vector: v.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        vector: v
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
     })
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
-use hnsw_rs::prelude::{DistCosine, Hnsw};
+use hnsw_rs::prelude::{Distance, Hnsw};
 
 use crate::cache::key::Key;
 
@@ -27,6 +27,29 @@ const LAYERS: usize = 16;
 const EF_CONSTRUCTION: usize = 100;
 const EF_SEARCH: usize = 48;
 
+/// Cosine distance of unit vectors (what the index holds): `1 - a·b`, clamped to [0, 2]. The
+/// crate's `DistCosine` renormalises both vectors in f64 at every step and `DistDot` asserts
+/// `a·b <= 1`, which rounding can break (a panic); this one is a plain dot product in 8 lanes
+/// the compiler vectorises.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitDot;
+
+impl Distance<f32> for UnitDot {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for i in 0..8 {
+                acc[i] += x[i] * y[i];
+            }
+        }
+        let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+        let dot = acc.iter().sum::<f32>() + tail;
+        (1.0 - dot).clamp(0.0, 2.0)
+    }
+}
+
 struct Member {
     exact: Key,
     text: Arc<str>,
@@ -34,7 +57,7 @@ struct Member {
 }
 
 struct Group {
-    graph: Hnsw<'static, f32, DistCosine>,
+    graph: Hnsw<'static, f32, UnitDot>,
     members: RwLock<Vec<Member>>,
 }
 
@@ -87,7 +110,7 @@ impl Index {
         }
         let group = Arc::clone(&*self.groups.entry(context).or_insert_with(|| {
             Arc::new(Group {
-                graph: Hnsw::new(LINKS, 1024, LAYERS, EF_CONSTRUCTION, DistCosine),
+                graph: Hnsw::new(LINKS, 1024, LAYERS, EF_CONSTRUCTION, UnitDot),
                 members: RwLock::new(Vec::new()),
             })
         }));

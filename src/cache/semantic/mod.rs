@@ -167,3 +167,28 @@ mod calibration {
         );
     }
 }
+
+#[cfg(test)]
+mod reference {
+    /// The local embedder against a reference implementation of the same model (the BERT forward
+    /// pass written out in numpy: `scripts/reference-embeddings.py`), on five sentences in three
+    /// languages.
+    #[test]
+    fn the_local_embedder_matches_the_reference_vectors() {
+        let e = super::testing::embedder();
+        let set: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/semantic/reference.json")).unwrap();
+        for s in set["sentences"].as_array().unwrap() {
+            let text = s["text"].as_str().unwrap();
+            let reference: Vec<f32> = s["vector"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            let ours = e.embed(text).unwrap();
+            let cos = super::embed::cosine(&ours, &reference);
+            assert!(cos >= 0.999, "{text}: cosine {cos}");
+        }
+    }
+}
