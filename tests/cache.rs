@@ -729,3 +729,51 @@ admin:\n  token: \"${{ADMIN_TOKEN}}\"\nkeys:\n  - {{ id: a1, key: \"${{KEY_A1}}\
     assert_eq!(r.status, 504, "{}", cache_header(&r));
     assert_eq!(mock.requests().len(), 1);
 }
+
+#[test]
+fn a_stale_answer_is_served_while_one_background_call_refreshes_it() {
+    let routes = "  - name: swr\n    cache: { ttl: 1s, stale: 1m }\n";
+    let (mock, gw) = setup(routes, "");
+    let q = question("Slow to answer [[mock: latency_ms=400]]");
+    let first = chat(&gw, &q);
+    assert_eq!(cache_header(&first), "miss");
+    std::thread::sleep(Duration::from_millis(1200));
+    // Expired: served stale at once (no wait for the provider), refreshed in the background by
+    // one call however many requests find it stale meanwhile.
+    let handles: Vec<_> = (0..5)
+        .map(|_| {
+            let url = gw.url("/v1/chat/completions");
+            let body = q.to_string();
+            std::thread::spawn(move || {
+                let t = std::time::Instant::now();
+                let r = post(&url, &body, &[("authorization", "Bearer tg-a1")]);
+                (r, t.elapsed())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (r, took) = h.join().unwrap();
+        assert_eq!(cache_header(&r), "stale");
+        assert_eq!(r.json()["choices"], first.json()["choices"]);
+        assert!(
+            took < Duration::from_millis(350),
+            "a stale answer does not wait for the refresh: {took:?}"
+        );
+    }
+    wait_until("the refresh's call", Duration::from_secs(5), || {
+        mock.requests().len() == 2
+    });
+    wait_until("the refreshed answer", Duration::from_secs(5), || {
+        cache_header(&chat(&gw, &q)) == "hit"
+    });
+    assert_eq!(mock.requests().len(), 2, "one refresh for five stale hits");
+    // The refresh is a provider call for the tenant: its own record, with its cost.
+    let recs = records(&gw, 8);
+    let refresh: Vec<&Value> = recs.iter().filter(|r| r["cache"] == "refresh").collect();
+    assert_eq!(refresh.len(), 1, "{recs:?}");
+    assert_eq!(refresh[0]["key_id"], "a1");
+    assert_eq!(refresh[0]["provider"], "oai");
+    assert!(refresh[0]["cost_nanos"].as_i64().unwrap() > 0);
+    // (The five, and those the wait above made while the refresh ran: one refresh for all.)
+    assert!(recs.iter().filter(|r| r["cache"] == "stale").count() >= 5);
+}

@@ -49,6 +49,67 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// Stores an answer (the canonical answer as JSON, with what the call cost at `price`), in
+    /// the Redis tier too; indexes its question for the semantic mode; hands it to the flight's
+    /// followers.
+    pub fn store_answer(&self, pending: Pending, resp: &ChatResponse, price: Option<Price>) {
+        let Pending {
+            key,
+            tenant,
+            model,
+            ttl,
+            stale,
+            max_bytes: _,
+            leader,
+            semantic,
+        } = pending;
+        let Ok(body) = serde_json::to_vec(resp) else { return };
+        let cost = match (price, &resp.usage) {
+            (Some(p), Some(u)) => u64::try_from(p.cost_nanos(u)).unwrap_or(0),
+            _ => 0,
+        };
+        let now = Instant::now();
+        let entry = Arc::new(store::Entry {
+            tenant,
+            model,
+            stored_at: now,
+            fresh_until: now + ttl,
+            keep_until: now + ttl + stale,
+            body: body.into(),
+            cost_nanousd: cost,
+        });
+        if let Some(shared) = &self.shared {
+            let wall = crate::time::unix_ms();
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            shared.put(
+                key,
+                shared::Stored {
+                    tenant: entry.tenant.clone(),
+                    model: entry.model.clone(),
+                    fresh_until_ms: wall.saturating_add(ms(ttl)),
+                    keep_until_ms: wall.saturating_add(ms(ttl + stale)),
+                    cost_nanousd: cost,
+                    body: entry.body.clone(),
+                },
+            );
+        }
+        self.store.put(key, Arc::clone(&entry));
+        if let (Some(sem), Some((context, text, vector))) = (&self.semantic, semantic) {
+            sem.index.insert(context, key, &text, &vector);
+            if let Some(shared) = &self.shared {
+                shared.index(shared::Indexed {
+                    context,
+                    exact: key,
+                    text,
+                    vector,
+                });
+            }
+        }
+        if let Some(l) = leader {
+            l.publish(entry);
+        }
+    }
+
     /// A cache whose store holds at most `max_bytes`, on its own.
     pub fn new(max_bytes: u64) -> Cache {
         Cache {
@@ -96,7 +157,7 @@ impl Cache {
         };
         let wall = crate::time::unix_ms();
         // (An entry another build wrote in a form this one cannot read is a miss.)
-        if s.fresh_until_ms <= wall || serde_json::from_slice::<ChatResponse>(&s.body).is_err() {
+        if s.keep_until_ms <= wall || serde_json::from_slice::<ChatResponse>(&s.body).is_err() {
             return store::Lookup::Miss;
         }
         let at = |ms: u64| now + Duration::from_millis(ms.saturating_sub(wall));
@@ -110,7 +171,10 @@ impl Cache {
             cost_nanousd: s.cost_nanousd,
         });
         self.store.put(*key, Arc::clone(&entry));
-        store::Lookup::Fresh(entry)
+        match s.fresh_until_ms > wall {
+            true => store::Lookup::Fresh(entry),
+            false => store::Lookup::Stale(entry),
+        }
     }
 
     /// Removes what `what` names: here, and with the Redis tier everywhere (returns how many
@@ -132,6 +196,8 @@ pub struct Pending {
     /// The model alias asked for (purges by model name it).
     pub model: Box<str>,
     pub ttl: Duration,
+    /// Served past the TTL for this long while refreshed (`Policy::stale`).
+    pub stale: Duration,
     /// Answers larger than this (in the client's format) are not stored.
     pub max_bytes: usize,
     pub leader: Option<flight::Leader<store::Entry>>,
@@ -151,9 +217,8 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Cache {
-    /// The write observer of a pending miss: once the answer ended cleanly, it is stored (the
-    /// canonical answer as JSON, with what the call cost at `price`) and handed to the flight's
-    /// followers. An answer that is not stored releases them with nothing.
+    /// The write observer of a pending miss: once the answer ended cleanly, it is stored (see
+    /// `store_answer`). An answer that is not stored releases the flight's followers with nothing.
     pub fn capture(
         self: &Arc<Self>,
         pending: Pending,
@@ -162,62 +227,8 @@ impl Cache {
         price: Option<Price>,
     ) -> capture::Capture {
         let cache = Arc::clone(self);
-        let Pending {
-            key,
-            tenant,
-            model,
-            ttl,
-            max_bytes,
-            leader,
-            semantic,
-        } = pending;
-        let sink: capture::Sink = Box::new(move |resp: ChatResponse| {
-            let Ok(body) = serde_json::to_vec(&resp) else { return };
-            let cost = match (price, &resp.usage) {
-                (Some(p), Some(u)) => u64::try_from(p.cost_nanos(u)).unwrap_or(0),
-                _ => 0,
-            };
-            let now = Instant::now();
-            let entry = Arc::new(store::Entry {
-                tenant,
-                model,
-                stored_at: now,
-                fresh_until: now + ttl,
-                keep_until: now + ttl,
-                body: body.into(),
-                cost_nanousd: cost,
-            });
-            if let Some(shared) = &cache.shared {
-                let wall = crate::time::unix_ms();
-                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                shared.put(
-                    key,
-                    shared::Stored {
-                        tenant: entry.tenant.clone(),
-                        model: entry.model.clone(),
-                        fresh_until_ms: wall.saturating_add(ms),
-                        keep_until_ms: wall.saturating_add(ms),
-                        cost_nanousd: cost,
-                        body: entry.body.clone(),
-                    },
-                );
-            }
-            cache.store.put(key, Arc::clone(&entry));
-            if let (Some(sem), Some((context, text, vector))) = (&cache.semantic, semantic) {
-                sem.index.insert(context, key, &text, &vector);
-                if let Some(shared) = &cache.shared {
-                    shared.index(shared::Indexed {
-                        context,
-                        exact: key,
-                        text,
-                        vector,
-                    });
-                }
-            }
-            if let Some(l) = leader {
-                l.publish(entry);
-            }
-        });
+        let max_bytes = pending.max_bytes;
+        let sink: capture::Sink = Box::new(move |resp: ChatResponse| cache.store_answer(pending, &resp, price));
         capture::Capture::new(client, stream, max_bytes, sink)
     }
 }

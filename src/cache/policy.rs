@@ -45,6 +45,10 @@ pub struct RawPolicy {
     /// unset: `semantic::DEFAULT_THRESHOLD`.
     #[serde(default)]
     pub threshold: Option<f32>,
+    /// Stale-while-revalidate: past its TTL an answer is still served for this long while one
+    /// background call refreshes it (default 0: an expired answer is a miss).
+    #[serde(default, with = "humantime_serde")]
+    pub stale: Option<Duration>,
 }
 
 impl RawPolicy {
@@ -188,6 +192,8 @@ pub struct Policy {
     pub volatile: Vec<Regex>,
     /// `mode: semantic`: the similarity a paraphrase needs.
     pub threshold: f32,
+    /// How long past its TTL an answer is served while it is refreshed.
+    pub stale: Duration,
 }
 
 impl Policy {

@@ -410,6 +410,7 @@ fn routes_carry_cache_and_guardrail_policies() {
     assert_eq!(cached.ttl, Duration::from_secs(600));
     assert_eq!(cached.max_temperature, 0.7);
     assert_eq!(cached.partition, Partition::Key);
+    assert_eq!(cached.stale, Duration::ZERO);
     // The section's patterns first, then the route's.
     let sources: Vec<&str> = cached.volatile.iter().map(|r| r.as_str()).collect();
     assert_eq!(sources, ["req-[0-9]+", "at [0-9:]+"]);
@@ -430,7 +431,8 @@ fn routes_carry_cache_and_guardrail_policies() {
         ("{ volatile: ['('] }", "routes[0].cache.volatile[0]"),
         ("{ volatile: ['x*'] }", "routes[0].cache.volatile[0]"),
         ("{ partition: everyone }", "partition"),
-        ("{ stale: 1m }", "stale"),
+        ("{ staleness: 1m }", "staleness"),
+        ("{ threshold: 0.9 }", "routes[0].cache.threshold"),
     ] {
         let bad = format!("{base}routes:\n  - name: x\n    cache: {route}\n");
         let e = load(&bad, &[]).unwrap_err().to_string();

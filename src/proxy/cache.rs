@@ -38,7 +38,9 @@ use crate::cache::policy::{Mode, Policy};
 use crate::cache::semantic::facts;
 use crate::cache::store::{Entry, Lookup};
 use crate::cache::{key, replay, Pending};
-use crate::config::Snapshot;
+use crate::config::{Snapshot, Target};
+
+mod refresh;
 
 /// What the client's headers ask of the cache.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -90,14 +92,17 @@ pub(super) enum Looked {
 }
 
 /// The lookup stage. `alias` is the model alias that serves the request (after the route's
-/// rewrite and the A/B split).
+/// rewrite and the A/B split); `first` the target the plan tries first (a stale answer's
+/// refresh calls it).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn lookup(
-    state: &AppState,
+    state: &Arc<AppState>,
     session: &mut Session,
     ctx: &mut RequestCtx,
     req: &LlmRequest,
     snapshot: &Snapshot,
     alias: &str,
+    first: Option<&Arc<Target>>,
     stop: &mut Stop<'_>,
 ) -> Looked {
     let Some(policy) = ctx.cache_policy.clone() else {
@@ -116,12 +121,30 @@ pub(super) async fn lookup(
     };
     ctx.cache_key = Some(key);
     let now = Instant::now();
+    let tenant = key::tenant(policy.partition, ctx.who.key_id.as_deref(), ctx.who.team.as_deref());
     if !asked.refresh {
-        if let Lookup::Fresh(e) | Lookup::Stale(e) = state.cache.get(&key, now).await {
-            return Looked::Hit(e, "hit", None);
+        match state.cache.get(&key, now).await {
+            Lookup::Fresh(e) => return Looked::Hit(e, "hit", None),
+            Lookup::Stale(e) => {
+                // Served as it is; one request at a time refreshes it in the background.
+                if let (Some(leader), Some(target)) = (state.cache.flights.try_lead(key), first) {
+                    let pending = Pending {
+                        key,
+                        tenant: tenant.as_str().into(),
+                        model: ctx.model.as_deref().unwrap_or(&req.model).into(),
+                        ttl: policy.ttl,
+                        stale: policy.stale,
+                        max_bytes: snapshot.cache.max_entry_bytes,
+                        leader: Some(leader),
+                        semantic: None,
+                    };
+                    refresh::spawn(state, ctx, req, Arc::clone(target), pending);
+                }
+                return Looked::Hit(e, "stale", None);
+            }
+            Lookup::Miss => {}
         }
     }
-    let tenant = key::tenant(policy.partition, ctx.who.key_id.as_deref(), ctx.who.team.as_deref());
     let mut semantic = None;
     if policy.mode == Mode::Semantic && !asked.refresh {
         match nearest(state, ctx, req, &policy, &tenant, alias, now).await {
@@ -140,6 +163,7 @@ pub(super) async fn lookup(
         tenant: tenant.into(),
         model: ctx.model.as_deref().unwrap_or(&req.model).into(),
         ttl: policy.ttl,
+        stale: policy.stale,
         max_bytes: snapshot.cache.max_entry_bytes,
         leader: None,
         semantic,
@@ -294,9 +318,10 @@ pub(super) async fn serve(
         None => answer::begin_head(ctx)?,
     };
     header.set_status(200)?;
-    match score {
-        Some(s) => header.insert_str(names::CACHE, &format!("semantic-hit; score={s:.3}"))?,
-        None => header.insert_str(names::CACHE, "hit")?,
+    match (score, how) {
+        (Some(s), _) => header.insert_str(names::CACHE, &format!("semantic-hit; score={s:.3}"))?,
+        (None, "stale") => header.insert_str(names::CACHE, "stale")?,
+        (None, _) => header.insert_str(names::CACHE, "hit")?,
     }
     if let Some(k) = &ctx.cache_key {
         header.insert_str(names::CACHE_KEY, &k.hex())?;

@@ -25,7 +25,12 @@ use crate::routing::select;
 
 /// Serves one request to a unified endpoint. `Ok(true)`: a response was sent (always, unless
 /// the client's connection failed: `Err`).
-pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCtx, endpoint: Endpoint) -> Result<bool> {
+pub async fn handle(
+    state: &std::sync::Arc<AppState>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    endpoint: Endpoint,
+) -> Result<bool> {
     ctx.endpoint = Some(endpoint);
     let Some(live) = ctx.live.clone() else {
         return respond::error(session, ctx, &ApiError::UpstreamProtocol("no config loaded".into())).await;
@@ -79,7 +84,8 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     };
     // Cache lookup: on the redacted request (the key and the stored answer never hold the
     // originals); a hit makes no call.
-    match cache::lookup(state, session, ctx, &req, snapshot, serving, &mut stop).await {
+    let first = order.first().and_then(|i| plan.targets.get(*i));
+    match cache::lookup(state, session, ctx, &req, snapshot, serving, first, &mut stop).await {
         cache::Looked::Miss => {}
         cache::Looked::Hit(entry, how, score) => {
             return cache::serve(state, session, ctx, &req, &entry, how, score).await;

@@ -97,7 +97,7 @@ fn http_peer(p: &Peer) -> HttpPeer {
     peer
 }
 
-fn request_header(
+pub(super) fn request_header(
     target: &Target,
     rendered: &Rendered,
     stream: bool,

@@ -117,6 +117,7 @@ fn policy(
         partition: p.partition.unwrap_or(Partition::Team),
         volatile,
         threshold,
+        stale: p.stale.unwrap_or_default(),
     }
 }
 
