@@ -139,14 +139,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let limiter = Arc::new(limiter);
     let drain = Arc::new(Drain::new());
     // The response cache: its size is read at start; entries outlive reloads.
-    let cache = crate::cache::Cache::start(&store.current().cache).map_err(|message| crate::config::ConfigErrors {
-        errors: vec![crate::config::ConfigError {
-            file: config_path.display().to_string(),
-            line: None,
-            path: "cache.redis".into(),
-            message,
-        }],
-    })?;
+    let cache =
+        crate::cache::Cache::start(&store.current().cache, store.current().server.listen).map_err(|message| {
+            crate::config::ConfigErrors {
+                errors: vec![crate::config::ConfigError {
+                    file: config_path.display().to_string(),
+                    line: None,
+                    path: "cache".into(),
+                    message,
+                }],
+            }
+        })?;
     let cache = Arc::new(cache);
     // Breakers, key cooldowns and latency stats, kept beside the config across reloads.
     let routing = crate::routing::live::Registry::attach(&store);

@@ -777,3 +777,49 @@ fn a_stale_answer_is_served_while_one_background_call_refreshes_it() {
     // (The five, and those the wait above made while the refresh ran: one refresh for all.)
     assert!(recs.iter().filter(|r| r["cache"] == "stale").count() >= 5);
 }
+
+#[test]
+fn embeddings_from_an_alias_the_gateway_serves_are_routed_and_billed_to_the_caches_key() {
+    // The mock embeds texts that differ only in case and punctuation alike: a paraphrase as far
+    // as the plumbing is concerned.
+    let extra = "cache:\n  semantic: { embeddings: { model: embed, key: \"${KEY_CACHE}\" }, timeout: 5s }\n";
+    let routes = "  - name: faq\n    match: { model: gpt }\n    cache: { mode: semantic }\n";
+    let mock = Mock::start(&[]);
+    let rest = format!(
+        "routing:\n  retries: 0\nusage:\n  access_log: access.log\nproviders:\n{}models:\n  gpt:\n    targets: [ {{ provider: oai, model: mock-gpt }} ]\n  embed:\n    targets: [ {{ provider: oai, model: mock-embed }} ]\n\
+keys:\n  - {{ id: a1, key: \"${{KEY_A1}}\", team: a }}\n  - {{ id: cache, key: \"${{KEY_CACHE}}\", team: infra }}\n{extra}routes:\n{routes}",
+        mock_provider("oai", &mock.base_url(), "")
+    );
+    let gw = Gateway::start_env(
+        "",
+        &rest,
+        &[("KEY_A1", "tg-a1-long-enough"), ("KEY_CACHE", "tg-cache-key-long")],
+    );
+    let ask = |q: &str| chat_as(&gw, "tg-a1-long-enough", &question(q), &[]);
+    assert_eq!(cache_header(&ask("How do I reset my password?")), "miss");
+    let mut h = String::new();
+    for _ in 0..20 {
+        h = cache_header(&ask("how do i reset my password")).to_string();
+        if h.starts_with("semantic-hit") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h.starts_with("semantic-hit; score=1.000"), "{h}");
+    let chat_calls = mock
+        .requests()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").ends_with("/chat/completions"))
+        .count();
+    assert_eq!(chat_calls, 1);
+    // Each lookup's embedding was a request of its own, under the cache's key.
+    let recs = records(&gw, 4);
+    let embeds: Vec<&Value> = recs.iter().filter(|r| r["endpoint"] == "embeddings").collect();
+    assert!(embeds.len() >= 2, "{recs:?}");
+    assert!(
+        embeds
+            .iter()
+            .all(|r| r["key_id"] == "cache" && r["model"] == "embed" && r["status"] == 200),
+        "{embeds:?}"
+    );
+}

@@ -122,10 +122,10 @@ impl Cache {
 
     /// The cache `settings` describe: with the Redis tier when they name one (purges announced
     /// by any node then reach this node's store).
-    pub fn start(settings: &policy::Settings) -> Result<Cache, String> {
+    pub fn start(settings: &policy::Settings, listen: std::net::SocketAddr) -> Result<Cache, String> {
         let mut cache = Cache::new(settings.max_bytes);
         if let Some(s) = &settings.semantic {
-            cache.semantic = Some(Arc::new(semantic::Semantic::load(s)?));
+            cache.semantic = Some(Arc::new(semantic::Semantic::load(s, listen)?));
         }
         if let Some(r) = &settings.redis {
             let local = cache.store.clone();

@@ -89,15 +89,31 @@ pub struct RawSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSemantic {
-    /// A directory with the model's `config.json`, `model.safetensors` and `tokenizer.json`
-    /// (relative to the config file's directory; `scripts/fetch-model.sh` fetches one).
-    pub model: String,
+    /// The local model: a directory with its `config.json`, `model.safetensors` and
+    /// `tokenizer.json` (relative to the config file's directory; `scripts/fetch-model.sh`
+    /// fetches one). Or `embeddings`, not both.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// An embedding model alias this gateway serves, asked through its own data plane.
+    #[serde(default)]
+    pub embeddings: Option<RawEmbeddings>,
     /// The most a lookup waits for its embedding; then it is an exact-only lookup.
     #[serde(default = "RawSemantic::default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Questions the index holds at most (then it starts over).
     #[serde(default = "RawSemantic::default_max_entries")]
     pub max_entries: usize,
+}
+
+/// `cache.semantic.embeddings` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddings {
+    /// The alias (one of `models:`).
+    pub model: String,
+    /// The virtual key the cache's embedding requests are made (and billed) with; `${VAR}`.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 impl RawSemantic {
@@ -176,9 +192,21 @@ pub struct Settings {
 /// `cache.semantic`, compiled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SemanticSettings {
-    pub model: std::path::PathBuf,
+    pub source: EmbeddingSource,
     pub timeout: Duration,
     pub max_entries: usize,
+}
+
+/// Where the semantic mode's embeddings come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbeddingSource {
+    /// The local model's directory.
+    Local(std::path::PathBuf),
+    /// An alias the gateway serves, with the key its requests use.
+    Alias {
+        model: String,
+        key: Option<crate::secret::Secret>,
+    },
 }
 
 /// A route's policy, compiled.

@@ -7,8 +7,8 @@
 //!   through `This is the Tollgate mock.` (or repeating the `text=` word).
 //! * `text_tokens(s) = ceil(chars(s) / 4)` (Unicode scalar values); a token-id array counts its
 //!   length.
-//! * Embeddings: a splitmix64 stream seeded by the FNV-1a hash of the input (tagged text or token
-//!   ids), mapped to [-1, 1) and L2-normalised.
+//! * Embeddings: a splitmix64 stream seeded by the FNV-1a hash of the input (tagged text, its
+//!   letters and digits lower-cased, or token ids), mapped to [-1, 1) and L2-normalised.
 
 const DEFAULT_FIRST: &str = "This";
 const DEFAULT_LATER: [&str; 5] = [" This", " is", " the", " Tollgate", " mock."];
@@ -96,8 +96,13 @@ fn fnv1a(input: &Input<'_>) -> u64 {
     };
     match input {
         Input::Text(s) => {
+            // Case and everything but letters and digits do not count: texts that differ only
+            // there embed alike (the semantic cache's plumbing tests ask paraphrases so).
             eat(b"s");
-            eat(s.as_bytes());
+            for c in s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase) {
+                let mut buf = [0u8; 4];
+                eat(c.encode_utf8(&mut buf).as_bytes());
+            }
         }
         Input::Tokens(t) => {
             eat(b"t");

@@ -26,7 +26,7 @@
 //!   in `piece`-byte pieces; they win over `chunks`, `text`, `tool` and `max_tokens`, and
 //!   `completion_tokens` is the number of pieces.
 //! * **Embeddings** ([`embedding_vector`]): a splitmix64 stream seeded by the FNV-1a hash of the
-//!   input, mapped to [-1, 1) and L2-normalised; dimension = `dimensions` or 8 (1..=4096).
+//!   input (a text's letters and digits, lower-cased), mapped to [-1, 1) and L2-normalised; dimension = `dimensions` or 8 (1..=4096).
 //!   `encoding_format: "base64"` returns the little-endian f32 bytes in base64, as OpenAI does.
 
 use std::sync::Arc;

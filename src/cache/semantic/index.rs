@@ -75,7 +75,8 @@ pub struct Candidate {
 }
 
 pub struct Index {
-    dims: usize,
+    /// The vectors' length (0 until the first vector, for a model whose length is learnt).
+    dims: AtomicUsize,
     max_entries: usize,
     groups: DashMap<Key, Arc<Group>>,
     count: AtomicUsize,
@@ -84,7 +85,7 @@ pub struct Index {
 impl Index {
     pub fn new(dims: usize, max_entries: usize) -> Index {
         Index {
-            dims,
+            dims: AtomicUsize::new(dims),
             max_entries,
             groups: DashMap::new(),
             count: AtomicUsize::new(0),
@@ -92,7 +93,17 @@ impl Index {
     }
 
     fn usable(&self, v: &[f32]) -> bool {
-        v.len() == self.dims && v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0)
+        let dims = match self.dims.load(Ordering::Acquire) {
+            0 => match self
+                .dims
+                .compare_exchange(0, v.len(), Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => v.len(),
+                Err(known) => known,
+            },
+            known => known,
+        };
+        !v.is_empty() && v.len() == dims && v.iter().all(|x| x.is_finite()) && v.iter().any(|x| *x != 0.0)
     }
 
     /// Adds a question (its context, its answer's key, its text and vector).

@@ -10,6 +10,7 @@
 pub mod embed;
 pub mod facts;
 pub mod index;
+pub mod remote;
 
 #[cfg(test)]
 pub(crate) mod testing {
@@ -66,9 +67,24 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+/// Where embeddings come from.
+enum Source {
+    Local(Arc<embed::Embedder>),
+    Remote(Arc<remote::Remote>),
+}
+
+impl Source {
+    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        match self {
+            Source::Local(e) => e.embed(text),
+            Source::Remote(r) => r.embed(text),
+        }
+    }
+}
+
 /// The semantic mode's parts, loaded once at start.
 pub struct Semantic {
-    pub embedder: Arc<embed::Embedder>,
+    source: Arc<Source>,
     pub index: index::Index,
     timeout: Duration,
     /// Embeddings running at once at most (one per core): past that a lookup is exact-only
@@ -77,12 +93,31 @@ pub struct Semantic {
 }
 
 impl Semantic {
-    pub fn load(s: &super::policy::SemanticSettings) -> Result<Semantic, String> {
-        let embedder = Arc::new(embed::Embedder::load(&s.model)?);
+    /// Loads the local model, or prepares the alias's client (`listen`: the data plane's
+    /// address, which the alias is asked through).
+    pub fn load(s: &super::policy::SemanticSettings, listen: std::net::SocketAddr) -> Result<Semantic, String> {
+        use super::policy::EmbeddingSource;
+        let (source, dims) = match &s.source {
+            EmbeddingSource::Local(dir) => {
+                let e = embed::Embedder::load(dir).map_err(|e| format!("cache.semantic.model: {e}"))?;
+                let dims = e.dims();
+                (Source::Local(Arc::new(e)), dims)
+            }
+            // (The alias's dimension is learnt from its first answer.)
+            EmbeddingSource::Alias { model, key } => (
+                Source::Remote(Arc::new(remote::Remote::new(
+                    listen,
+                    model.clone(),
+                    key.clone(),
+                    s.timeout,
+                ))),
+                0,
+            ),
+        };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Semantic {
-            index: index::Index::new(embedder.dims(), s.max_entries),
-            embedder,
+            index: index::Index::new(dims, s.max_entries),
+            source: Arc::new(source),
             timeout: s.timeout,
             slots: Arc::new(Semaphore::new(cores)),
         })
@@ -94,9 +129,9 @@ impl Semantic {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             return Err("busy");
         };
-        let (embedder, text) = (Arc::clone(&self.embedder), text.to_owned());
+        let (source, text) = (Arc::clone(&self.source), text.to_owned());
         let job = tokio::task::spawn_blocking(move || {
-            let v = embedder.embed(&text);
+            let v = source.embed(&text);
             drop(slot);
             v
         });

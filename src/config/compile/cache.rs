@@ -29,7 +29,7 @@ pub(super) fn compile_cache(
         cx.error(&path("ttl"), "must be more than 0");
     }
     let shared = patterns(&c.volatile, &path("volatile"), cx);
-    let semantic = c.semantic.as_ref().and_then(|s| semantic(s, file, cx));
+    let semantic = c.semantic.as_ref().and_then(|s| semantic(raw, s, file, env, cx));
     let routes = raw
         .routes
         .iter()
@@ -122,27 +122,57 @@ fn policy(
 }
 
 fn semantic(
+    raw: &RawConfig,
     s: &crate::cache::policy::RawSemantic,
     file: &std::path::Path,
+    env: &Env,
     cx: &mut Ctx,
 ) -> Option<crate::cache::policy::SemanticSettings> {
+    use crate::cache::policy::EmbeddingSource;
     let path = |f: &str| [key("cache"), key("semantic"), key(f)];
-    let dir = config_dir(file).join(&s.model);
-    let missing: Vec<&str> = ["config.json", "model.safetensors", "tokenizer.json"]
-        .into_iter()
-        .filter(|f| !dir.join(f).is_file())
-        .collect();
-    if !missing.is_empty() {
-        cx.error(
-            &path("model"),
-            format!(
-                "{} lacks {} (scripts/fetch-model.sh DIR fetches all-MiniLM-L6-v2 there)",
-                dir.display(),
-                missing.join(", ")
-            ),
-        );
-        return None;
-    }
+    let source = match (&s.model, &s.embeddings) {
+        (Some(model), None) => {
+            let dir = config_dir(file).join(model);
+            let missing: Vec<&str> = ["config.json", "model.safetensors", "tokenizer.json"]
+                .into_iter()
+                .filter(|f| !dir.join(f).is_file())
+                .collect();
+            if !missing.is_empty() {
+                cx.error(
+                    &path("model"),
+                    format!(
+                        "{} lacks {} (scripts/fetch-model.sh DIR fetches all-MiniLM-L6-v2 there)",
+                        dir.display(),
+                        missing.join(", ")
+                    ),
+                );
+                return None;
+            }
+            EmbeddingSource::Local(dir)
+        }
+        (None, Some(e)) => {
+            let at = [key("cache"), key("semantic"), key("embeddings"), key("model")];
+            if !raw.models.contains_key(&e.model) {
+                cx.error(&at, format!("unknown model alias {:?}", e.model));
+            }
+            let key_path = [key("cache"), key("semantic"), key("embeddings"), key("key")];
+            let k = match &e.key {
+                Some(k) => Some(crate::secret::Secret::new(expand_required(k, env, &key_path, cx)?)),
+                None => None,
+            };
+            EmbeddingSource::Alias {
+                model: e.model.clone(),
+                key: k,
+            }
+        }
+        _ => {
+            cx.error(
+                &path("model"),
+                "set one of model (a local model's directory) and embeddings (an alias this gateway serves)",
+            );
+            return None;
+        }
+    };
     if s.timeout.is_zero() {
         cx.error(&path("timeout"), "must be more than 0");
     }
@@ -150,7 +180,7 @@ fn semantic(
         cx.error(&path("max_entries"), "must be more than 0");
     }
     Some(crate::cache::policy::SemanticSettings {
-        model: dir,
+        source,
         timeout: s.timeout,
         max_entries: s.max_entries,
     })
