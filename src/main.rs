@@ -158,8 +158,13 @@ fn main() -> ExitCode {
                     .filter(|r| guarded(r.guardrails.as_ref().or(default)))
                     .count();
                 let defaults = if guarded(default) { "on" } else { "off" };
+                let cached = snap
+                    .routes
+                    .iter()
+                    .filter(|r| r.cache.as_ref().is_some_and(|c| c.active()))
+                    .count();
                 println!(
-                    "{}: ok ({} providers, {} enabled; {} models; auth {auth}, {} config keys; guardrails on {routes} of {} routes, defaults {defaults})",
+                    "{}: ok ({} providers, {} enabled; {} models; auth {auth}, {} config keys; guardrails on {routes} of {} routes, defaults {defaults}; cache on {cached})",
                     config.display(),
                     snap.providers.len(),
                     snap.enabled_providers(),

@@ -29,7 +29,10 @@ fn check_accepts_the_shipped_config() {
         "{stdout}"
     );
     // The guardrails' reach: the shipped defaults check nothing, and no route is guarded.
-    assert!(stdout.contains("guardrails on 0 of 0 routes, defaults off"), "{stdout}");
+    assert!(
+        stdout.contains("guardrails on 0 of 0 routes, defaults off; cache on 0)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -38,7 +41,7 @@ fn check_prints_which_routes_the_guardrails_cover() {
     let config = dir.path().join("g.yaml");
     std::fs::write(
         &config,
-        "guardrails:\n  defaults: { secrets: block }\nroutes:\n  - name: a\n    guardrails: { pii: off, secrets: off }\n  - name: b\n  - name: c\n    guardrails: { pii: redact }\n",
+        "guardrails:\n  defaults: { secrets: block }\nroutes:\n  - name: a\n    guardrails: { pii: off, secrets: off }\n  - name: b\n  - name: c\n    guardrails: { pii: redact }\n    cache: { mode: exact }\n  - name: d\n    cache: { mode: off }\n",
     )
     .unwrap();
     let out = Command::new(common::BIN)
@@ -48,7 +51,10 @@ fn check_prints_which_routes_the_guardrails_cover() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // `a` turns everything off; `b` follows the defaults; `c` redacts (and keeps the defaults').
-    assert!(stdout.contains("guardrails on 2 of 3 routes, defaults on"), "{stdout}");
+    assert!(
+        stdout.contains("guardrails on 2 of 4 routes, defaults on; cache on 1)"),
+        "{stdout}"
+    );
 }
 
 #[test]
