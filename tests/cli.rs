@@ -50,9 +50,10 @@ fn check_prints_which_routes_the_guardrails_cover() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // `a` turns everything off; `b` follows the defaults; `c` redacts (and keeps the defaults').
+    // `a` turns everything off; `b` and `d` follow the defaults; `c` redacts (and keeps the
+    // defaults'). Only `c` caches (`d` says `off`).
     assert!(
-        stdout.contains("guardrails on 2 of 4 routes, defaults on; cache on 1)"),
+        stdout.contains("guardrails on 3 of 4 routes, defaults on; cache on 1)"),
         "{stdout}"
     );
 }
