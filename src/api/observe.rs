@@ -63,18 +63,23 @@ impl Observers {
             let passed = if pending.is_empty() { pending } else { o.body(pending) };
             let tail = o.end(complete && !refused);
             refused = refused || o.refusal().is_some();
-            pending = if tail.is_empty() {
-                passed
-            } else if passed.is_empty() {
-                tail
-            } else {
-                let mut both = BytesMut::with_capacity(passed.len() + tail.len());
-                both.extend_from_slice(&passed);
-                both.extend_from_slice(&tail);
-                both.freeze()
-            };
+            pending = join(passed, tail);
         }
         pending
+    }
+}
+
+/// `a` then `b`, copied only when both hold bytes.
+pub fn join(a: Bytes, b: Bytes) -> Bytes {
+    match (a.is_empty(), b.is_empty()) {
+        (_, true) => a,
+        (true, false) => b,
+        (false, false) => {
+            let mut both = BytesMut::with_capacity(a.len() + b.len());
+            both.extend_from_slice(&a);
+            both.extend_from_slice(&b);
+            both.freeze()
+        }
     }
 }
 

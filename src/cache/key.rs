@@ -88,18 +88,8 @@ pub fn of_parts(canonical: &ChatRequest, residue: &Value, tenant: &str, alias: &
     if let Value::Object(top) = &mut doc {
         normalise(top, volatile);
     }
-    let mut h = Sha256::new();
-    // A version byte: a change of the canonical form must not reuse old entries.
-    h.update(b"tollgate-cache-key/1\0");
-    h.update(tenant.as_bytes());
-    h.update(b"\0");
-    h.update(alias.as_bytes());
-    h.update(b"\0");
-    let mut bytes = Vec::with_capacity(1024);
-    encode_value(&mut bytes, &doc);
-    encode_value(&mut bytes, residue);
-    h.update(&bytes);
-    Key(h.finalize().into())
+    // The tag is a version: a change of the canonical form must not reuse old entries.
+    digest(b"tollgate-cache-key/1\0", tenant, alias, &doc, residue)
 }
 
 /// The semantic cache's view of `req`: the key of its *context* (everything but the last user
@@ -131,17 +121,10 @@ pub fn context(req: &LlmRequest, tenant: &str, alias: &str, volatile: &[Regex]) 
         text.push_str(part.get("text")?.as_str()?);
     }
     *content = Value::Null;
-    let mut h = Sha256::new();
-    h.update(b"tollgate-cache-context/1\0");
-    h.update(tenant.as_bytes());
-    h.update(b"\0");
-    h.update(alias.as_bytes());
-    h.update(b"\0");
-    let mut bytes = Vec::with_capacity(1024);
-    encode_value(&mut bytes, &doc);
-    encode_value(&mut bytes, &residue);
-    h.update(&bytes);
-    Some((Key(h.finalize().into()), text))
+    Some((
+        digest(b"tollgate-cache-context/1\0", tenant, alias, &doc, &residue),
+        text,
+    ))
 }
 
 /// The request's temperature as the provider will use it (both default to 1 when absent).
@@ -307,6 +290,21 @@ fn blocks_residue(blocks: &[Value]) -> Value {
 
 /// Feeds `v` to the hasher in a canonical, unambiguous encoding: a type tag, lengths before
 /// strings and containers, object keys sorted (whatever order the map keeps).
+/// The hash of a tagged, normalised request document with its tenant, alias and residue.
+fn digest(tag: &[u8], tenant: &str, alias: &str, doc: &Value, residue: &Value) -> Key {
+    let mut h = Sha256::new();
+    h.update(tag);
+    h.update(tenant.as_bytes());
+    h.update(b"\0");
+    h.update(alias.as_bytes());
+    h.update(b"\0");
+    let mut bytes = Vec::with_capacity(1024);
+    encode_value(&mut bytes, doc);
+    encode_value(&mut bytes, residue);
+    h.update(&bytes);
+    Key(h.finalize().into())
+}
+
 /// Appends `v` to `out` in the key's byte form: a type tag, lengths before contents, object keys
 /// in sorted order. (Written into one buffer and hashed once: the hasher's per-call overhead on
 /// many small pieces cost more than the hashing.)

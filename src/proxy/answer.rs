@@ -18,7 +18,7 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use super::drain::{interrupted, Interrupt, Stop};
 use super::head::{names, Head};
-use super::relay::{ParseErrors, Relay, UsageStripper};
+use super::relay::{ParseErrors, Relay};
 use super::tenant::{completion_text_of, fill_missing_usage};
 use super::upstream::{classify, Upstream};
 use super::{respond, AppState};
@@ -49,63 +49,6 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Most bytes coalesced into one client write.
 const COALESCE_LIMIT: usize = 64 * 1024;
-
-/// The observers the client's body goes through (see `api::observe`), in order: the output
-/// checks (on what the model wrote, before any restoration, so the client's own values coming
-/// back are never flagged); the cache's write (the answer as the model wrote it: placeholders,
-/// never the originals; the usage chunk still in, so a replay can give it to a client that asks);
-/// the restoration of what the guardrails redacted; the usage chunk the client did not ask for
-/// left out.
-fn observers(
-    state: &AppState,
-    ctx: &mut RequestCtx,
-    client: crate::api::Wire,
-    served: (&Rendered, &Target),
-    stream: bool,
-    ok: bool,
-) -> Observers {
-    let (rendered, target) = served;
-    let mut chain = Observers::default();
-    output_check(ctx, &mut chain, client, stream);
-    if let Some(write) = super::cache::write_observer(state, ctx, client, stream, ok, target.price) {
-        chain.push(write);
-    }
-    restoration(ctx, &mut chain, client, stream);
-    if stream && rendered.strip_usage {
-        chain.push(Box::new(UsageStripper::default()));
-    }
-    chain
-}
-
-/// The guardrails' observers of an answer that did not come from a provider (a cache hit): the
-/// output checks, then the restoration.
-pub(super) fn guard_observers(ctx: &mut RequestCtx, chain: &mut Observers, client: crate::api::Wire, stream: bool) {
-    output_check(ctx, chain, client, stream);
-    restoration(ctx, chain, client, stream);
-}
-
-fn output_check(ctx: &mut RequestCtx, chain: &mut Observers, client: crate::api::Wire, stream: bool) {
-    let guard = ctx
-        .live
-        .as_ref()
-        .and_then(|l| l.snapshot.guard.as_ref())
-        .map(|g| &g.guard);
-    if let (Some(guard), Some(policy)) = (guard, ctx.guard_policy.as_deref()) {
-        if let Some((check, audit)) = crate::guard::output::observer(Arc::clone(guard), policy, client, stream) {
-            chain.push(check);
-            ctx.guard_output = Some(audit);
-        }
-    }
-}
-
-fn restoration(ctx: &RequestCtx, chain: &mut Observers, client: crate::api::Wire, stream: bool) {
-    if let Some(vault) = &ctx.guard_vault {
-        chain.push(match stream {
-            true => crate::guard::restore::observer(Arc::clone(vault), client),
-            false => crate::guard::restore::whole_observer(Arc::clone(vault)),
-        });
-    }
-}
 
 /// Relays `answer` to the client. `Ok(true)`: a response was sent; `Err`: the client's
 /// connection failed.
@@ -144,7 +87,7 @@ pub(super) async fn relay(
     });
     let begun = match ctx.head.take() {
         Some(h) => h,
-        None => begin_head(ctx)?,
+        None => respond::begin_head(ctx)?,
     };
     let mut header = client_header(begun, up_header, status, target, translated_ct, is_sse, h2)?;
     header.insert_str(names::ATTEMPTS, &ctx.attempts_summary())?;
@@ -156,7 +99,7 @@ pub(super) async fn relay(
         header.insert_str(names::ROUTE, route)?;
     }
     if ctx.cache != "none" {
-        header.insert_str(names::CACHE, super::cache::header_value(ctx.cache))?;
+        header.insert_str(names::CACHE, super::head::cache_outcome(ctx.cache))?;
     }
     if let Some(k) = &ctx.cache_key {
         header.insert_str(names::CACHE_KEY, &k.hex())?;
@@ -166,7 +109,7 @@ pub(super) async fn relay(
         target,
         adapter: target.provider.kind.adapter(),
         rendered: &rendered,
-        observers: observers(state, ctx, req.client, (&rendered, target), is_sse, ok),
+        observers: super::chain::relayed(state, ctx, req.client, (&rendered, target), is_sse, ok),
         status,
     };
     if is_sse {
@@ -222,7 +165,7 @@ async fn whole(
         Err(e) => return respond::error(session, ctx, &e).await,
     };
     let body = served.observers.body(body);
-    let body = join(body, served.observers.end(ok));
+    let body = crate::api::observe::join(body, served.observers.end(ok));
     if let Some(refused) = served.observers.refusal() {
         // An output guardrail refused the answer: the call was made (its usage counts), the
         // client gets the refusal instead.
@@ -330,7 +273,7 @@ async fn stream(
             Ok(None) => match relay.finish() {
                 Ok(tail) => {
                     let complete = relay.completed();
-                    let tail = join(observers.body(tail), observers.end(complete));
+                    let tail = crate::api::observe::join(observers.body(tail), observers.end(complete));
                     if !tail.is_empty() {
                         session.write_response_body(Some(tail), false).await?;
                     }
@@ -454,19 +397,6 @@ async fn attempt_ended(
     fill_missing_usage(req, ctx, text).await;
 }
 
-pub(super) fn join(a: Bytes, b: Bytes) -> Bytes {
-    match (a.is_empty(), b.is_empty()) {
-        (_, true) => a,
-        (true, false) => b,
-        (false, false) => {
-            let mut both = BytesMut::with_capacity(a.len() + b.len());
-            both.extend_from_slice(&a);
-            both.extend_from_slice(&b);
-            both.freeze()
-        }
-    }
-}
-
 /// Polls a future once: its output if it is ready now, `None` (and the future dropped) if not.
 /// Used only on reads that are cancellation-safe (a pending read has consumed nothing).
 fn poll_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
@@ -476,17 +406,6 @@ fn poll_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
         std::task::Poll::Ready(v) => Some(v),
         std::task::Poll::Pending => None,
     }
-}
-
-/// Begins the client's response header with the gateway's headers that do not depend on the
-/// provider's answer: the request id and the tenant's `x-ratelimit-*` (as refined). Done while the
-/// provider works, so none of it is on the request's latency; `relay` finishes it.
-pub(super) fn begin_head(ctx: &RequestCtx) -> Result<Head> {
-    // Room for everything `relay` adds without the map growing.
-    let mut h = Head::begin(24);
-    h.insert_str(names::REQUEST_ID, &ctx.request_id)?;
-    respond::limit_headers(&mut h, ctx);
-    Ok(h)
 }
 
 /// Finishes the client's response header (begun by `begin_head`) from the upstream's.

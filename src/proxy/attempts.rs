@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pingora::proxy::Session;
 
-use super::answer::{begin_head, read_whole, Answer, ReadWhole};
+use super::answer::{read_whole, Answer, ReadWhole};
 use super::ctx::RequestCtx;
 use super::drain::{interrupted, Interrupt, Stop};
+use super::respond::begin_head;
 use super::tenant::{admit_provider, fits_window, refine_reservation, rejection_error};
 use super::upstream::{self, AttemptError, Upstream};
 use super::AppState;

@@ -28,7 +28,7 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use super::drain::{interrupted, Interrupt, Stop};
 use super::head::names;
-use super::{answer, respond, AppState};
+use super::{chain, respond, AppState};
 use crate::api::chat::ChatResponse;
 use crate::api::observe::Observers;
 use crate::api::openai::LlmRequest;
@@ -305,8 +305,8 @@ pub(super) async fn serve(
     };
     let cost_nanousd = entry.cost_nanousd;
     let mut chain = Observers::default();
-    answer::guard_observers(ctx, &mut chain, req.client, req.stream);
-    let body = answer::join(chain.body(body), chain.end(true));
+    chain::guard_observers(ctx, &mut chain, req.client, req.stream);
+    let body = crate::api::observe::join(chain.body(body), chain.end(true));
     if let Some(refused) = chain.refusal() {
         return respond::error(session, ctx, &refused).await;
     }
@@ -315,7 +315,7 @@ pub(super) async fn serve(
     state.metrics.cache_saved.inc_by(cost_nanousd as f64 / 1e9);
     let mut header = match ctx.head.take() {
         Some(h) => h,
-        None => answer::begin_head(ctx)?,
+        None => respond::begin_head(ctx)?,
     };
     header.set_status(200)?;
     match (score, how) {
@@ -351,27 +351,4 @@ pub(super) async fn serve(
     ctx.first_byte = Some(Instant::now());
     session.write_response_body(Some(body), true).await?;
     Ok(true)
-}
-
-/// The `x-tollgate-cache` value of a relayed answer's outcome (the record keeps the finer one:
-/// a semantic candidate the guard refused is a miss to the client).
-pub(super) fn header_value(outcome: &'static str) -> &'static str {
-    match outcome {
-        "semantic-rejected" => "miss",
-        other => other,
-    }
-}
-
-/// The write observer of this request's miss, if its answer is to be stored (a success only).
-pub(super) fn write_observer(
-    state: &AppState,
-    ctx: &mut RequestCtx,
-    client: crate::api::Wire,
-    stream: bool,
-    ok: bool,
-    price: Option<crate::usage::pricing::Price>,
-) -> Option<Box<dyn crate::api::observe::ResponseObserver>> {
-    let pending = ctx.cache_write.take()?;
-    // (A failed answer is not stored: dropping `pending` releases the flight's followers.)
-    ok.then(|| Box::new(Arc::clone(&state.cache).capture(pending, client, stream, price)) as _)
 }

@@ -83,6 +83,16 @@ impl Head {
     }
 }
 
+/// The `x-tollgate-cache` value of a request's cache outcome (the record keeps the finer one: a
+/// semantic candidate the guard refused is a miss to the client, a coalesced answer a hit).
+pub fn cache_outcome(outcome: &'static str) -> &'static str {
+    match outcome {
+        "semantic-rejected" => "miss",
+        "coalesced" => "hit",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

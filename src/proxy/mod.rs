@@ -9,6 +9,7 @@ pub mod answer;
 pub mod attempts;
 pub mod body;
 pub mod cache;
+pub mod chain;
 pub mod conn;
 pub mod count;
 pub mod ctx;

@@ -57,6 +57,17 @@ pub fn retry_headers(h: &mut Head, ctx: &RequestCtx) {
     }
 }
 
+/// Begins the client's response header with the gateway's headers that do not depend on the
+/// provider's answer: the request id and the tenant's `x-ratelimit-*` (as refined). Done while the
+/// provider works, so none of it is on the request's latency; `relay` finishes it.
+pub fn begin_head(ctx: &RequestCtx) -> Result<Head> {
+    // Room for everything `relay` adds without the map growing.
+    let mut h = Head::begin(24);
+    h.insert_str(names::REQUEST_ID, &ctx.request_id)?;
+    limit_headers(&mut h, ctx);
+    Ok(h)
+}
+
 /// Answers with an OpenAI-shaped error.
 pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &ApiError) -> Result<bool> {
     ctx.error = Some(e.code());

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::usage::{config_dir, expand_required, redact_url};
+use super::usage::{config_dir, expand_required, redis_connection};
 use super::{key, Ctx, Env, Seg};
 use crate::cache::policy::{Mode, Partition, Policy, RawPolicy, Settings};
 use crate::config::raw::RawConfig;
@@ -51,24 +51,10 @@ pub(super) fn compile_cache(
 }
 
 fn redis(r: &crate::cache::policy::RawRedis, env: &Env, cx: &mut Ctx) -> Option<crate::cache::shared::Settings> {
-    let path = |f: &str| [key("cache"), key("redis"), key(f)];
-    let url = expand_required(&r.url, env, &path("url"), cx)?;
-    if let Err(e) = ::redis::Client::open(url.as_str()) {
-        let shown = redact_url(&url);
-        cx.error(
-            &path("url"),
-            format!("{shown:?} is not a Redis URL ({e}): use redis://host:port/db"),
-        );
-        return None;
-    }
-    if r.timeout.is_zero() {
-        cx.error(&path("timeout"), "must be greater than 0s");
-    }
-    if r.prefix.is_empty() || r.prefix.contains(char::is_whitespace) {
-        cx.error(&path("prefix"), "must be a non-empty word without spaces");
-    }
+    let at = [key("cache"), key("redis")];
+    let url = redis_connection(&r.url, r.timeout, &r.prefix, &at, env, cx)?;
     Some(crate::cache::shared::Settings {
-        url: crate::secret::Secret::new(url),
+        url,
         prefix: r.prefix.clone(),
         timeout: r.timeout,
     })

@@ -381,11 +381,45 @@ pub(super) fn compile_limits(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> LimitS
     }
 }
 
+/// The connection settings every `redis:` section has, checked (errors name `at`'s `url`,
+/// `timeout` and `prefix`): the URL with its variables expanded.
+pub(super) fn redis_connection(
+    url: &str,
+    timeout: Duration,
+    prefix: &str,
+    at: &[super::Seg],
+    env: &Env,
+    cx: &mut Ctx,
+) -> Option<Secret> {
+    let path = |f: &str| {
+        let mut p = at.to_vec();
+        p.push(key(f));
+        p
+    };
+    let url = expand_required(url, env, &path("url"), cx)?;
+    if let Err(e) = redis::Client::open(url.as_str()) {
+        cx.error(
+            &path("url"),
+            format!(
+                "{:?} is not a Redis URL ({e}): use redis://host:port/db",
+                redact_url(&url)
+            ),
+        );
+        return None;
+    }
+    if timeout.is_zero() {
+        cx.error(&path("timeout"), "must be greater than 0s");
+    }
+    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+        cx.error(&path("prefix"), "must be a non-empty word without spaces");
+    }
+    Some(Secret::new(url))
+}
+
 /// `limits.backend` and `limits.redis`.
 fn compile_backend(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<crate::limits::cluster::Settings> {
     use crate::config::raw::RawBackend;
     let l = &raw.limits;
-    let path = |f: &str| [key("limits"), key("redis"), key(f)];
     match (l.backend, &l.redis) {
         (RawBackend::Local, _) => None,
         (RawBackend::Redis, None) => {
@@ -396,25 +430,10 @@ fn compile_backend(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<crate::li
             None
         }
         (RawBackend::Redis, Some(r)) => {
-            let url = expand_required(&r.url, env, &path("url"), cx)?;
-            if let Err(e) = redis::Client::open(url.as_str()) {
-                cx.error(
-                    &path("url"),
-                    format!(
-                        "{:?} is not a Redis URL ({e}): use redis://host:port/db",
-                        redact_url(&url)
-                    ),
-                );
-                return None;
-            }
-            if r.timeout.is_zero() {
-                cx.error(&path("timeout"), "must be greater than 0s");
-            }
-            if r.prefix.is_empty() || r.prefix.contains(char::is_whitespace) {
-                cx.error(&path("prefix"), "must be a non-empty word without spaces");
-            }
+            let at = [key("limits"), key("redis")];
+            let url = redis_connection(&r.url, r.timeout, &r.prefix, &at, env, cx)?;
             Some(crate::limits::cluster::Settings {
-                url: Secret::new(url),
+                url,
                 prefix: r.prefix.clone(),
                 timeout: r.timeout.max(Duration::from_millis(1)),
                 on_failure: r.on_failure,
