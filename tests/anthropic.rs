@@ -300,3 +300,39 @@ fn count_tokens_answers_from_the_estimator() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["type"], "not_found_error");
 }
+
+#[test]
+fn a_mid_conversation_system_message_is_translated_not_refused() {
+    // Claude Code's shape: a system message inside `messages`, with its beta header.
+    let (mock, gw) = setup();
+    let body = json!({"model": "gpt", "max_tokens": 50, "system": "You are a coding agent.",
+    "messages": [
+        {"role": "user", "content": "Fix the bug."},
+        {"role": "assistant", "content": [{"type": "text", "text": "Which file?"}]},
+        {"role": "system", "content": [{"type": "text", "text": "The user switched to plan mode.", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "src/main.rs"}
+    ]});
+    let beta = [
+        ("anthropic-beta", "mid-conversation-system-2025-01-01"),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    let r = messages(&gw, &body, &beta);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["type"], "message");
+    // The OpenAI-dialect provider got it as a system message in its place.
+    let sent: Value = serde_json::from_str(mock.requests()[0]["body"].as_str().unwrap()).unwrap();
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "system", "user"]);
+    assert_eq!(sent["messages"][3]["content"], "The user switched to plan mode.");
+    // Anything but text in it is refused by name, not dropped.
+    let mut bad = body.clone();
+    bad["messages"][2]["content"] = json!([{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]);
+    let r = messages(&gw, &bad, &beta);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("image"), "{}", r.body);
+}

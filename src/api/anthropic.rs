@@ -134,6 +134,19 @@ impl Block {
         }
     }
 
+    /// The block's `type`, for messages that name it.
+    pub fn kind(&self) -> &str {
+        match self {
+            Block::Text { .. } => "text",
+            Block::Image { .. } => "image",
+            Block::ToolUse { .. } => "tool_use",
+            Block::ToolResult { .. } => "tool_result",
+            Block::Thinking { .. } => "thinking",
+            Block::RedactedThinking { .. } => "redacted_thinking",
+            Block::Other(v) => v.get("type").and_then(Value::as_str).unwrap_or("unknown"),
+        }
+    }
+
     pub fn text(text: impl Into<String>) -> Block {
         Block::Text {
             text: text.into(),

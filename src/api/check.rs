@@ -21,8 +21,9 @@ mod parts;
 
 /// Roles of OpenAI's chat API.
 const CHAT_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
-/// Roles of Anthropic's Messages API (the system prompt is a top-level field there).
-const ANTHROPIC_ROLES: [&str; 2] = ["user", "assistant"];
+/// Roles of Anthropic's Messages API. The system prompt is a top-level field there; a `system`
+/// message inside `messages` is the mid-conversation system message (a beta Claude Code uses).
+const ANTHROPIC_ROLES: [&str; 3] = ["user", "assistant", "system"];
 
 /// The largest count the gateway passes on: Gemini and Bedrock carry counts as 32-bit integers
 /// (and no model writes more tokens than that).
@@ -701,13 +702,13 @@ mod tests {
 
     #[test]
     fn roles_are_checked_per_api_and_the_first_problem_wins() {
-        let s = shape(r#"[{"role":"system","content":"s"},{"role":"robot","content":"x"}]"#);
+        let s = shape(r#"[{"role":"developer","content":"s"},{"role":"robot","content":"x"}]"#);
         let (param, code, msg) = err(s.check(Endpoint::ChatCompletions));
         assert_eq!((param.as_str(), code), ("messages[1].role", "invalid_value"));
         assert!(msg.contains("'robot'") && msg.contains("'developer'"), "{msg}");
         let (param, _, msg) = err(s.check(Endpoint::Messages));
         assert_eq!(param, "messages[0].role");
-        assert!(msg.contains("'system'"), "{msg}");
+        assert!(msg.contains("'developer'") && msg.contains("'system'"), "{msg}");
         let s = shape(r#"[{"role":"user"},{"role":"user","content":5}]"#);
         assert_eq!(err(s.check(Endpoint::Messages)).0, "messages[0].content");
         assert_eq!(err(s.check(Endpoint::ChatCompletions)).0, "messages[1].content");

@@ -33,6 +33,11 @@ pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
         match m.role.as_str() {
             "user" => user_messages(m.content, i, &mut messages)?,
             "assistant" => messages.push(assistant_message(m.content)),
+            // A system message inside the conversation (Claude Code sends them, with an
+            // `anthropic-beta: mid-conversation-system-…` header): kept in place, which
+            // OpenAI-dialect targets take as it is and Gemini and Bedrock fold into their one
+            // system instruction. Text only: anything else in it is refused by name.
+            "system" => messages.push(system_message(m.content, i)?),
             other => {
                 return Err(ApiError::invalid(
                     "messages",
@@ -84,6 +89,29 @@ pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
         tools,
         tool_choice,
         parallel_tool_calls: parallel,
+        ..Default::default()
+    })
+}
+
+fn system_message(content: AContent, i: usize) -> Result<Message, ApiError> {
+    let mut text = Vec::new();
+    for block in content.into_blocks() {
+        match block {
+            Block::Text { text: t, .. } => text.push(t),
+            other => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!(
+                        "message {i}: a system message holds text only, not a {} block",
+                        other.kind()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(Message {
+        role: "system".into(),
+        content: Some(Content::Text(text.join("\n"))),
         ..Default::default()
     })
 }
