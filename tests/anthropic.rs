@@ -336,3 +336,42 @@ fn a_mid_conversation_system_message_is_translated_not_refused() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("image"), "{}", r.body);
 }
+
+#[test]
+fn a_request_a_targets_dialect_cannot_carry_is_refused_unless_the_route_allows_another_dialect() {
+    let mock = Mock::start(&[]);
+    let rest = format!(
+        "routing:\n  retries: 0\nproviders:\n{}  claude:\n    kind: anthropic\n    base_url: \"{}\"\n    api_keys: [\"key-of-claude\"]\n\
+models:\n  mixed:\n    strategy: priority\n    targets: [ {{ provider: claude, model: claude-mock-1 }}, {{ provider: oai, model: mock-gpt }} ]\n\
+routes:\n  - name: lenient\n    match: {{ task: lenient }}\n    fallback_on_unsupported: true\n",
+        mock_provider("oai", &mock.base_url(), ""),
+        mock.base_url()
+    );
+    let gw = Gateway::start("", &rest);
+    // Anthropic has no `n`: the first target cannot carry the request.
+    let body = json!({"model": "mixed", "n": 2, "messages": [{"role": "user", "content": "Two answers, please."}]});
+    let r = gw.chat(&body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["param"], "n", "{}", r.body);
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("Anthropic"),
+        "{}",
+        r.body
+    );
+    assert!(mock.requests().is_empty(), "no other dialect's model answered instead");
+    // A route that allows it: the next target serves, and the answer says who.
+    let r = post(
+        &gw.url("/v1/chat/completions"),
+        &body.to_string(),
+        &[("x-tollgate-task", "lenient")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-tollgate-provider"), Some("oai"));
+    assert!(
+        r.header("x-tollgate-attempts")
+            .unwrap_or("")
+            .contains("claude:unsupported"),
+        "{:?}",
+        r.header("x-tollgate-attempts")
+    );
+}

@@ -258,7 +258,7 @@ fn values_the_gateway_can_see_are_refused_before_the_provider() {
     );
     let r = post(
         &gw.url("/v1/messages"),
-        &json!({"model": "demo", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}).to_string(),
+        &json!({"model": "demo", "max_tokens": 5, "messages": [{"role": "developer", "content": "x"}]}).to_string(),
         &[],
     );
     assert_eq!(r.status, 400, "{}", r.body);

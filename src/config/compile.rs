@@ -416,6 +416,7 @@ fn compile_routes(
             strategy: r.strategy,
             allowed: r.allowed_models.iter().map(|g| Glob::new(g)).collect(),
             cache: cache.next().flatten(),
+            fallback_on_unsupported: r.fallback_on_unsupported,
             guardrails: guard.and_then(|g| g.routes.get(i).cloned().flatten()),
         });
     }

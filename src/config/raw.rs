@@ -298,6 +298,10 @@ pub struct RawRoute {
     /// Requested models allowed on this route (globs); others get 403 `model_not_allowed`.
     #[serde(default)]
     pub allowed_models: Vec<String>,
+    /// Let a request one target's dialect cannot carry (a block, a tool, a parameter it lacks) be
+    /// served by the next target instead of refused with a 400 naming what is unsupported.
+    #[serde(default)]
+    pub fallback_on_unsupported: bool,
     /// The response-cache policy of matching requests (applied by the cache).
     #[serde(default)]
     pub cache: Option<crate::cache::policy::RawPolicy>,

@@ -76,7 +76,8 @@ pub(super) async fn run<'p>(
         plan.budget,
         ctx.started,
         log,
-    );
+    )
+    .unsupported_falls_back(ctx.fallback_on_unsupported);
     let mut rendered: Option<Rendered> = None;
     let ran = loop {
         match tries.next(Instant::now()) {

@@ -79,6 +79,8 @@ pub struct RequestCtx {
     pub ab_arm: Option<&'static str>,
     /// The name of the route (policy table entry) that matched.
     pub route: Option<String>,
+    /// The route lets another target serve a request a target's dialect cannot carry.
+    pub fallback_on_unsupported: bool,
     /// Made by the gateway, unique: the ledger's key and the `x-request-id` response header.
     pub request_id: String,
     /// The client's `x-request-id`, kept for correlation.
@@ -146,6 +148,7 @@ impl RequestCtx {
             inflight_guard: None,
             ab_arm: None,
             route: None,
+            fallback_on_unsupported: false,
             request_id: format!("{:032x}", rand::random::<u128>()),
             client_request_id: None,
             trace: TraceCtx {

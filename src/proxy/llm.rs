@@ -164,6 +164,7 @@ fn route<'s>(
     if let Some(r) = choice.route {
         ctx.route = Some(r.name.clone());
         ctx.cache_policy = r.cache.clone();
+        ctx.fallback_on_unsupported = r.fallback_on_unsupported;
     }
     ctx.ab_arm = choice.ab_arm;
     choice.plan

@@ -293,6 +293,9 @@ enum State {
     Relayed,
     /// The budget cannot see another try through.
     BudgetSpent,
+    /// A target's dialect cannot carry the request, and the route does not allow another
+    /// dialect to serve it instead: the client gets that error.
+    Refused,
 }
 
 /// An answer's status and what it said about a retry.
@@ -339,6 +342,8 @@ pub struct Attempts<'p> {
     current: Option<Current<'p>>,
     last_error: Option<ApiError>,
     log: Vec<Attempt>,
+    /// `Skip::Unsupported` passes to the next target instead of refusing the request.
+    unsupported_falls_back: bool,
 }
 
 impl<'p> Attempts<'p> {
@@ -369,6 +374,7 @@ impl<'p> Attempts<'p> {
             current: None,
             last_error: None,
             log,
+            unsupported_falls_back: false,
         }
     }
 
@@ -414,7 +420,9 @@ impl<'p> Attempts<'p> {
                 }
                 // (After `Verdict::Relay`, or with a body awaited, there is nothing to do but
                 // what was said; asked anyway, the machine gives up.)
-                State::ReadingBody(_) | State::Relayed | State::BudgetSpent => return Step::GiveUp(self.final_error()),
+                State::ReadingBody(_) | State::Relayed | State::BudgetSpent | State::Refused => {
+                    return Step::GiveUp(self.final_error())
+                }
             }
         }
     }
@@ -439,8 +447,22 @@ impl<'p> Attempts<'p> {
                 l.breaker.abandon_probe(ms_at(now));
             }
         }
+        if matches!(why, Skip::Unsupported(_)) && !self.unsupported_falls_back {
+            // Another target would answer a different request than the one asked (another
+            // dialect's model, without what this one could not carry): refused, by name.
+            self.last_error = Some(why.into_error());
+            self.state = State::Refused;
+            return;
+        }
         self.last_error.get_or_insert(why.into_error());
         self.state = State::Seek;
+    }
+
+    /// Lets a target that cannot carry the request (`Skip::Unsupported`) be passed over for the
+    /// next one (a route's `fallback_on_unsupported`); by default such a request is refused.
+    pub fn unsupported_falls_back(mut self, allowed: bool) -> Self {
+        self.unsupported_falls_back = allowed;
+        self
     }
 
     /// The try got an answer: its status and the wait it asked for (`retry_after`).

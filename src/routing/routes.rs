@@ -55,6 +55,9 @@ pub struct Route {
     pub allowed: Vec<Glob>,
     /// Policies the cache and the guardrails apply to matching requests.
     pub cache: Option<std::sync::Arc<crate::cache::policy::Policy>>,
+    /// A request one target's dialect cannot carry may be served by the next target (another
+    /// dialect) instead of refused.
+    pub fallback_on_unsupported: bool,
     pub guardrails: Option<std::sync::Arc<crate::guard::policy::Policy>>,
 }
 
@@ -143,6 +146,7 @@ mod tests {
             strategy: None,
             allowed: Vec::new(),
             cache: None,
+            fallback_on_unsupported: false,
             guardrails: None,
         }
     }
