@@ -375,3 +375,64 @@ routes:\n  - name: lenient\n    match: {{ task: lenient }}\n    fallback_on_unsu
         r.header("x-tollgate-attempts")
     );
 }
+
+#[test]
+fn documents_and_server_tools_are_mapped_or_refused_by_name_never_dropped() {
+    let (mock, gw) = setup();
+    let ask = |content: Value, tools: Option<Value>| {
+        let mut body = json!({"model": "gpt", "max_tokens": 50, "messages": [{"role": "user", "content": content}]});
+        if let Some(t) = tools {
+            body["tools"] = t;
+        }
+        messages(&gw, &body, &[("anthropic-version", "2023-06-01")])
+    };
+    // A plain-text document becomes text the OpenAI-dialect model sees.
+    let r = ask(
+        json!([{"type": "document", "title": "Release notes", "source": {"type": "text", "media_type": "text/plain", "data": "Version 2 adds exports."}},
+               {"type": "text", "text": "Summarise the document."}]),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = mock.requests()[0]["body"].as_str().unwrap().to_string();
+    assert!(
+        sent.contains("Release notes") && sent.contains("Version 2 adds exports."),
+        "{sent}"
+    );
+    // A PDF has no chat-part equivalent here: refused by name, not dropped.
+    let r = ask(
+        json!([{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+               {"type": "text", "text": "Summarise."}]),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("document") && r.body.contains("base64"), "{}", r.body);
+    // An Anthropic server tool is refused by name; Claude Code's client tools (with their
+    // streaming and loading hints) become function tools with their schemas.
+    let r = ask(
+        json!("Search the web."),
+        Some(json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}])),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("web_search_20250305"), "{}", r.body);
+    let calls = mock.requests().len();
+    let r = ask(
+        json!("Read a file."),
+        Some(
+            json!([{"name": "Read", "description": "Read a file", "eager_input_streaming": true, "defer_loading": false,
+            "cache_control": {"type": "ephemeral"},
+            "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}]),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent: Value = serde_json::from_str(mock.requests()[calls]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["tools"][0]["function"]["name"], "Read");
+    assert_eq!(sent["tools"][0]["function"]["parameters"]["required"], json!(["path"]));
+    // A server tool's result in an earlier assistant turn cannot be carried either.
+    let body = json!({"model": "gpt", "max_tokens": 50, "messages": [
+        {"role": "user", "content": "Search."},
+        {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {"query": "x"}}]},
+        {"role": "user", "content": "Go on."}]});
+    let r = messages(&gw, &body, &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("server_tool_use"), "{}", r.body);
+}

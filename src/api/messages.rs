@@ -32,7 +32,7 @@ pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
     for (i, m) in req.messages.into_iter().enumerate() {
         match m.role.as_str() {
             "user" => user_messages(m.content, i, &mut messages)?,
-            "assistant" => messages.push(assistant_message(m.content)),
+            "assistant" => messages.push(assistant_message(m.content, i)?),
             // A system message inside the conversation (Claude Code sends them, with an
             // `anthropic-beta: mid-conversation-system-…` header): kept in place, which
             // OpenAI-dialect targets take as it is and Gemini and Bedrock fold into their one
@@ -46,19 +46,15 @@ pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
             }
         }
     }
-    let tools = req.tools.map(|ts| {
-        ts.into_iter()
-            .map(|t| Tool {
-                kind: "function".into(),
-                function: FunctionDef {
-                    name: t.name,
-                    description: t.description,
-                    parameters: Some(t.input_schema),
-                    strict: None,
-                },
-            })
-            .collect()
-    });
+    let tools = match req.tools {
+        None => None,
+        Some(ts) => Some(
+            ts.into_iter()
+                .enumerate()
+                .map(|(k, t)| function_tool(k, t))
+                .collect::<Result<Vec<Tool>, ApiError>>()?,
+        ),
+    };
     let (tool_choice, parallel) = match req.tool_choice {
         None => (None, None),
         Some(tc) => {
@@ -90,6 +86,29 @@ pub fn to_chat(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
         tool_choice,
         parallel_tool_calls: parallel,
         ..Default::default()
+    })
+}
+
+/// A client tool as a function tool. Anthropic's server tools (`web_search_…`,
+/// `code_execution_…`, …: a `type` other than `custom`) run on Anthropic's side and have no
+/// equivalent elsewhere: refused by name rather than sent as an empty function. (Client-side
+/// hints such as `cache_control`, `defer_loading`, `eager_input_streaming` change how a tool is
+/// billed or streamed, not what it is: they are not carried.)
+fn function_tool(k: usize, t: super::anthropic::ATool) -> Result<Tool, ApiError> {
+    if let Some(kind) = t.rest.get("type").and_then(Value::as_str).filter(|k| *k != "custom") {
+        return Err(ApiError::Unsupported(format!(
+            "tools[{k}] is Anthropic's server tool {kind:?} ({}), which only Anthropic runs: route this request to an Anthropic model or leave the tool out",
+            t.name
+        )));
+    }
+    Ok(Tool {
+        kind: "function".into(),
+        function: FunctionDef {
+            name: t.name,
+            description: t.description,
+            parameters: Some(t.input_schema),
+            strict: None,
+        },
     })
 }
 
@@ -170,8 +189,15 @@ fn user_messages(content: AContent, i: usize, out: &mut Vec<Message>) -> Result<
                     ..Default::default()
                 });
             }
-            Block::ToolUse { .. } | Block::Thinking { .. } | Block::RedactedThinking { .. } | Block::Other(_) => {
-                tracing::debug!("dropping a content block the target dialect cannot carry in a user turn");
+            Block::Other(v) if v.get("type").and_then(Value::as_str) == Some("document") => {
+                parts.push(document_part(&v, i)?);
+            }
+            other => {
+                // Never dropped: the model would answer without it.
+                return Err(ApiError::Unsupported(format!(
+                    "message {i}: a {} block cannot be sent to this provider's dialect",
+                    other.kind()
+                )));
             }
         }
     }
@@ -179,7 +205,39 @@ fn user_messages(content: AContent, i: usize, out: &mut Vec<Message>) -> Result<
     Ok(())
 }
 
-fn assistant_message(content: AContent) -> Message {
+/// A `document` block as a text part: a plain-text source is the document's text (after its
+/// title and context, when given). Other sources (a PDF, a URL, a file id) have no equivalent in
+/// a chat text part: refused by name.
+fn document_part(v: &Value, i: usize) -> Result<Part, ApiError> {
+    let source = &v["source"];
+    let kind = source["type"].as_str().unwrap_or("unknown");
+    let text = match (kind, source["data"].as_str()) {
+        ("text", Some(data)) => data,
+        _ => {
+            return Err(ApiError::Unsupported(format!(
+                "message {i}: a document block with a {kind:?} source cannot be sent to this provider's dialect (only plain-text documents can)"
+            )))
+        }
+    };
+    let mut out = String::new();
+    for field in ["title", "context"] {
+        if let Some(t) = v[field].as_str().filter(|t| !t.is_empty()) {
+            out.push_str(t);
+            out.push_str("\n\n");
+        }
+    }
+    out.push_str(text);
+    Ok(Part {
+        kind: "text".into(),
+        text: Some(out),
+        ..Default::default()
+    })
+}
+
+/// An assistant turn: its text and tool calls. Its thinking blocks are left out (a model's
+/// earlier reasoning is not input to another dialect's model); any other block (a server tool's
+/// call or result) is refused by name.
+fn assistant_message(content: AContent, i: usize) -> Result<Message, ApiError> {
     let mut text = String::new();
     let mut calls = Vec::new();
     for block in content.into_blocks() {
@@ -193,15 +251,21 @@ fn assistant_message(content: AContent) -> Message {
                     arguments: input.to_string(),
                 },
             }),
-            _ => {}
+            Block::Thinking { .. } | Block::RedactedThinking { .. } => {}
+            other => {
+                return Err(ApiError::Unsupported(format!(
+                    "message {i}: a {} block cannot be sent to this provider's dialect",
+                    other.kind()
+                )))
+            }
         }
     }
-    Message {
+    Ok(Message {
         role: "assistant".into(),
         content: (!text.is_empty() || calls.is_empty()).then_some(Content::Text(text)),
         tool_calls: (!calls.is_empty()).then_some(calls),
         ..Default::default()
-    }
+    })
 }
 
 fn a_usage(u: Option<&Usage>) -> AUsage {
