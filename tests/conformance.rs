@@ -265,6 +265,47 @@ fn run(d: &Dialect) {
     assert_eq!(r.status, 429, "{m}");
     assert_eq!(r.header("retry-after"), Some("2"), "{m}");
     assert!(r.json()["error"]["message"].as_str().is_some(), "{m}");
+
+    claude_code_shapes(&gw, &mock, d);
+}
+
+/// What Claude Code sends (through `/v1/messages`, to any alias): its betas, a system prompt in
+/// cache-controlled blocks, a mid-conversation system message, an earlier turn's signed thinking,
+/// and client tools with streaming and loading hints. Every dialect must serve it, with both
+/// system texts and the tool reaching the provider.
+fn claude_code_shapes(gw: &Gateway, mock: &Mock, d: &Dialect) {
+    let m = d.alias;
+    let body = json!({
+    "model": m, "max_tokens": 200, "stream": false,
+    "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+    "tools": [{"name": "Read", "description": "Read a file", "eager_input_streaming": true, "defer_loading": false,
+        "cache_control": {"type": "ephemeral"},
+        "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Fix the bug.", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Look at main first.", "signature": "sig-abc"},
+            {"type": "text", "text": "Which file?"}]},
+        {"role": "system", "content": "Plan mode is on."},
+        {"role": "user", "content": "src/main.rs"}
+    ]});
+    let r = post(
+        &gw.url("/v1/messages"),
+        &body.to_string(),
+        &[
+            ("anthropic-version", "2023-06-01"),
+            (
+                "anthropic-beta",
+                "interleaved-thinking-2025-05-14,mid-conversation-system-2025-01-01",
+            ),
+        ],
+    );
+    assert_eq!(r.status, 200, "{m}: {}", r.body);
+    assert_eq!(r.json()["type"], "message", "{m}");
+    let sent = upstream_body(mock).to_string();
+    for needle in ["You are Claude Code.", "Plan mode is on.", "Read", "src/main.rs"] {
+        assert!(sent.contains(needle), "{m}: {needle} missing upstream: {sent}");
+    }
 }
 
 macro_rules! conformance {

@@ -88,7 +88,9 @@ pub fn input_tokens(obj: &Map<String, Value>) -> u64 {
     system + messages
 }
 
-fn validate(obj: &Map<String, Value>) -> Result<(), Reply> {
+/// `mid_system`: the request's `anthropic-beta` header turns on mid-conversation system messages
+/// (a `system` role inside `messages`), as Anthropic's API does.
+fn validate(obj: &Map<String, Value>, mid_system: bool) -> Result<(), Reply> {
     match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() => {}
         _ => return Err(invalid("model: Field required")),
@@ -111,7 +113,7 @@ fn validate(obj: &Map<String, Value>) -> Result<(), Reply> {
     let mut tool_uses: Vec<String> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-        if role != "user" && role != "assistant" {
+        if role != "user" && role != "assistant" && !(mid_system && role == "system") {
             return Err(invalid(format!(
                 "messages.{i}.role: Input should be 'user' or 'assistant'"
             )));
@@ -227,7 +229,12 @@ pub(crate) fn messages(req: &RequestHeader, body: &[u8], seq: u64, b: &Behavior,
         Ok(_) => return invalid("the request body must be a JSON object"),
         Err(e) => return invalid(format!("invalid JSON: {e}")),
     };
-    if let Err(r) = validate(&obj) {
+    let mid_system = req
+        .headers
+        .get("anthropic-beta")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|b| b.trim().starts_with("mid-conversation-system")));
+    if let Err(r) = validate(&obj, mid_system) {
         return r;
     }
     let echo = Echo::new(b, || {
