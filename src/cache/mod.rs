@@ -1,4 +1,4 @@
-//! The response cache (issue 16), Pingora-free like every deciding layer.
+//! The response cache, Pingora-free like every deciding layer (README "Response cache").
 //!
 //! - `assemble`: a streamed answer's chunks put back together (what a streamed miss stores).
 //! - `capture`: the write observer: a copy of the client's answer read back into the canonical
@@ -11,12 +11,14 @@
 //!   stream, by the encoders live answers use.
 //! - `store`: the in-process store (bounded by bytes, fresh / stale / gone per entry, purges by
 //!   key, tenant, model or all).
-//!
 //! - `policy`: the `cache:` section and the routes' policies, raw and compiled.
+//! - `shared`: the Redis tier behind the store (entries, purges, the semantic index's stream).
+//! - `semantic`: the semantic mode (embeddings, the look-alike guard, the index).
 //!
-//! `Cache` is the process's cache: the store and the flights, shared by every request and kept
-//! across reloads. The Pingora side (the lookup stage, the hit's replay, the write observer in the
-//! relay's chain) is `proxy::cache`.
+//! `Cache` is the process's cache: the store, the flights, the Redis tier and the semantic
+//! index, shared by every request and kept across reloads. The Pingora side (the lookup stage,
+//! the hit's replay, a stale answer's refresh) is `proxy::cache`; the write observer is built
+//! into the relay's chain by `proxy::chain`.
 
 pub mod assemble;
 pub mod capture;
