@@ -94,6 +94,8 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod provider_tests;
 #[cfg(test)]
 mod tests;
