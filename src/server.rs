@@ -151,6 +151,18 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             }
         })?;
     let cache = Arc::new(cache);
+    // The Responses API's response store, in the ledger's database (in memory without one).
+    let responses = {
+        let url = store.current().usage.ledger.as_ref().map(|u| u.expose().to_string());
+        crate::usage::responses::ResponseStore::open(url.as_deref()).map_err(|message| crate::config::ConfigErrors {
+            errors: vec![crate::config::ConfigError {
+                file: config_path.display().to_string(),
+                line: None,
+                path: "usage.ledger".into(),
+                message,
+            }],
+        })?
+    };
     // Breakers, key cooldowns and latency stats, kept beside the config across reloads.
     let routing = crate::routing::live::Registry::attach(&store);
     let gateway = Gateway::new(crate::proxy::AppState {
@@ -163,6 +175,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         limiter: Arc::clone(&limiter),
         drain: Arc::clone(&drain),
         cache: Arc::clone(&cache),
+        responses,
     });
     seed_budgets(&gateway, &sinks);
     let data_limits = ConnLimits {

@@ -548,7 +548,9 @@ impl Numbers<'_> {
             Endpoint::Embeddings => return Ok(()),
             // Legacy completions take `max_tokens: 0` (with `echo`, to score a prompt).
             Endpoint::Completions => integer("max_tokens", self.max_tokens, 0)?,
-            Endpoint::ChatCompletions | Endpoint::Messages => integer("max_tokens", self.max_tokens, 1)?,
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
+                integer("max_tokens", self.max_tokens, 1)?
+            }
         }
         if !anthropic {
             integer("max_completion_tokens", self.max_completion_tokens, 1)?;

@@ -93,6 +93,13 @@ pub enum ApiError {
     /// cached: 504, as HTTP caches answer it.
     #[error("No cached answer for this request, and the request asked for a cached answer only (only-if-cached).")]
     NotCached,
+    /// A response the gateway's response store does not hold for this tenant (never stored,
+    /// expired, deleted, or another tenant's): 404. `previous`: named by `previous_response_id`.
+    #[error("{} with id '{id}' not found.", if *previous { "Previous response" } else { "Response" })]
+    ResponseNotFound { id: String, previous: bool },
+    /// The response store's database could not be read.
+    #[error("The response store is unavailable ({0}); retry shortly.")]
+    StoreUnavailable(String),
 }
 
 impl ApiError {
@@ -115,7 +122,7 @@ impl ApiError {
             | ApiError::ClientBody(_)
             | ApiError::ContentBlocked(_)
             | ApiError::Unsupported(_) => 400,
-            ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => 404,
+            ApiError::ModelNotFound(_) | ApiError::NotFound { .. } | ApiError::ResponseNotFound { .. } => 404,
             ApiError::RequestTimeout(_) => 408,
             ApiError::ModelNotAllowed { .. } | ApiError::ModelNotAllowedForKey { .. } => 403,
             ApiError::InvalidApiKey => 401,
@@ -126,7 +133,8 @@ impl ApiError {
             ApiError::NoProvider { .. }
             | ApiError::LimitsUnavailable
             | ApiError::ShuttingDown
-            | ApiError::GuardrailUnavailable(_) => 503,
+            | ApiError::GuardrailUnavailable(_)
+            | ApiError::StoreUnavailable(_) => 503,
             ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } | ApiError::NotCached => 504,
         }
     }
@@ -150,12 +158,14 @@ impl ApiError {
             | ApiError::ModelNotAllowedForKey { .. }
             | ApiError::ContentBlocked(_)
             | ApiError::NotCached
+            | ApiError::ResponseNotFound { .. }
             | ApiError::Unsupported(_) => "invalid_request_error",
             ApiError::InvalidApiKey => "authentication_error",
             ApiError::RateLimited(_) | ApiError::BudgetExceeded(_) => "rate_limit_error",
             ApiError::NoProvider { .. }
             | ApiError::LimitsUnavailable
             | ApiError::GuardrailUnavailable(_)
+            | ApiError::StoreUnavailable(_)
             | ApiError::ShuttingDown
             | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
@@ -195,6 +205,9 @@ impl ApiError {
             ApiError::ContentBlocked(_) => "content_blocked",
             ApiError::GuardrailUnavailable(_) => "guardrail_unavailable",
             ApiError::NotCached => "not_cached",
+            ApiError::ResponseNotFound { previous: true, .. } => "previous_response_not_found",
+            ApiError::ResponseNotFound { previous: false, .. } => "not_found",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
         }
     }
 
@@ -208,6 +221,7 @@ impl ApiError {
             | ApiError::NoProvider { .. }
             | ApiError::ModelNotAllowed { .. }
             | ApiError::ModelNotAllowedForKey { .. } => Some("model"),
+            ApiError::ResponseNotFound { previous: true, .. } => Some("previous_response_id"),
             ApiError::InvalidJson(_)
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound { .. }
@@ -226,6 +240,8 @@ impl ApiError {
             | ApiError::ContentBlocked(_)
             | ApiError::GuardrailUnavailable(_)
             | ApiError::NotCached
+            | ApiError::ResponseNotFound { previous: false, .. }
+            | ApiError::StoreUnavailable(_)
             | ApiError::BudgetExceeded(_) => None,
         }
     }

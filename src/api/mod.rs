@@ -12,6 +12,7 @@ pub mod json_str;
 pub mod messages;
 pub mod observe;
 pub mod openai;
+pub mod responses;
 
 pub use error::ApiError;
 
@@ -30,20 +31,24 @@ pub enum Endpoint {
     Embeddings,
     /// Anthropic's Messages API, inbound.
     Messages,
+    /// OpenAI's Responses API, inbound: served as a chat request (the request the gateway makes
+    /// of it says `ChatCompletions`); this is what the request's record and metrics say.
+    Responses,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 5] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::Embeddings,
         Endpoint::Messages,
+        Endpoint::Responses,
     ];
 
     /// Path below an OpenAI-layout base URL (`/v1`) for this endpoint or its OpenAI equivalent.
     pub fn openai_suffix(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions | Endpoint::Messages => "/chat/completions",
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
         }
@@ -56,6 +61,7 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
+            Endpoint::Responses => "responses",
         }
     }
 
@@ -64,7 +70,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions | Endpoint::Messages => "messages",
             Endpoint::Completions => "prompt",
-            Endpoint::Embeddings => "input",
+            Endpoint::Embeddings | Endpoint::Responses => "input",
         }
     }
 
@@ -74,6 +80,7 @@ impl Endpoint {
             Endpoint::Completions => 1,
             Endpoint::Embeddings => 2,
             Endpoint::Messages => 3,
+            Endpoint::Responses => 4,
         }
     }
 }
@@ -87,6 +94,9 @@ pub enum Route {
     Model,
     /// `POST /v1/messages/count_tokens`: answered by the gateway's token estimator.
     CountTokens,
+    /// `GET` or `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`: the
+    /// gateway's response store.
+    StoredResponse,
     NotFound,
     MethodNotAllowed(&'static str),
 }
@@ -102,6 +112,7 @@ pub fn route(method: &http::Method, path: &str) -> Route {
         "/completions" => (Some(Endpoint::Completions), "POST"),
         "/embeddings" => (Some(Endpoint::Embeddings), "POST"),
         "/messages" => (Some(Endpoint::Messages), "POST"),
+        "/responses" => (Some(Endpoint::Responses), "POST"),
         "/models" => (None, "GET"),
         p if p.starts_with("/models/") && p.len() > "/models/".len() => {
             return if *method == http::Method::GET {
@@ -109,6 +120,15 @@ pub fn route(method: &http::Method, path: &str) -> Route {
             } else {
                 Route::MethodNotAllowed("GET")
             }
+        }
+        p if p.starts_with("/responses/") && p.len() > "/responses/".len() => {
+            let input_items = p.ends_with("/input_items");
+            return match *method {
+                http::Method::GET => Route::StoredResponse,
+                http::Method::DELETE if !input_items => Route::StoredResponse,
+                _ if input_items => Route::MethodNotAllowed("GET"),
+                _ => Route::MethodNotAllowed("GET, DELETE"),
+            };
         }
         "/messages/count_tokens" => {
             return if *method == http::Method::POST {

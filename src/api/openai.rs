@@ -114,7 +114,9 @@ impl LlmRequest {
 
         let missing = ApiError::MissingField(endpoint.required_field());
         match endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => peek.messages.ok_or(missing)?.check(endpoint)?,
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
+                peek.messages.ok_or(missing)?.check(endpoint)?
+            }
             Endpoint::Completions | Endpoint::Embeddings => {
                 let raw = if endpoint == Endpoint::Completions {
                     peek.prompt

@@ -135,6 +135,7 @@ mod tests {
             flush_interval: std::time::Duration::from_millis(1),
             spill_dir: PathBuf::new(),
             access_log: crate::config::snapshot::AccessLog::Off,
+            responses_retention: std::time::Duration::from_secs(1),
             moved,
         }
     }

@@ -193,6 +193,10 @@ pub struct RawUsage {
     /// JSON line per request.
     #[serde(default = "default_access_log")]
     pub access_log: String,
+    /// How long the Responses API's stored responses stay readable (`previous_response_id`,
+    /// `GET /v1/responses/{id}`). They live in the ledger's database, or in memory without one.
+    #[serde(default = "default_responses_retention", with = "humantime_serde")]
+    pub responses_retention: Duration,
 }
 
 impl Default for RawUsage {
@@ -204,10 +208,14 @@ impl Default for RawUsage {
             flush_interval: default_ledger_flush(),
             spill_dir: default_spill_dir(),
             access_log: default_access_log(),
+            responses_retention: default_responses_retention(),
         }
     }
 }
 
+fn default_responses_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
 fn default_ledger() -> String {
     "sqlite:data/spend.db".into()
 }

@@ -102,6 +102,8 @@ pub struct UsageSettings {
     pub flush_interval: Duration,
     pub spill_dir: PathBuf,
     pub access_log: AccessLog,
+    /// How long a stored Responses API response stays readable.
+    pub responses_retention: Duration,
     /// Relative paths that named another place before they followed the config file: `run`
     /// checks that nothing of an earlier run is left there (`config::moved`).
     pub moved: Vec<MovedPath>,

@@ -173,6 +173,12 @@ async fn whole(
         release(state, up, served.target).await;
         return respond::error(session, ctx, &refused).await;
     }
+    let text = if ok && ctx.usage.is_none() && served.rendered.passthrough {
+        completion_text_of(&body)
+    } else {
+        None
+    };
+    let body = super::responses::whole(ctx, body, ok);
     header.insert_number(CONTENT_LENGTH, body.len() as u64);
     header.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
     served_attempt_ended(ctx, up.started);
@@ -182,16 +188,12 @@ async fn whole(
         ctx.error = Some("upstream_status");
     }
     if ok {
-        let text = if ctx.usage.is_none() && served.rendered.passthrough {
-            completion_text_of(&body)
-        } else {
-            None
-        };
         fill_missing_usage(req, ctx, text.as_deref()).await;
     }
     session.write_response_header(header.finish(), false).await?;
     ctx.first_byte = Some(Instant::now());
     session.write_response_body(Some(body), true).await?;
+    super::responses::finish(state, ctx);
     Ok(true)
 }
 
@@ -274,6 +276,7 @@ async fn stream(
                 Ok(tail) => {
                     let complete = relay.completed();
                     let tail = crate::api::observe::join(observers.body(tail), observers.end(complete));
+                    let tail = super::responses::outgoing(ctx, tail);
                     if !tail.is_empty() {
                         session.write_response_body(Some(tail), false).await?;
                     }
@@ -297,11 +300,13 @@ async fn stream(
         };
         if let Some(refused) = observers.refusal() {
             // An output guardrail refused the rest: what it let out goes, then the error event.
+            let bytes = super::responses::outgoing(ctx, bytes);
             if !bytes.is_empty() {
                 session.write_response_body(Some(bytes), false).await?;
             }
             break Err(Cut::Blocked(refused.to_string()));
         }
+        let bytes = super::responses::outgoing(ctx, bytes);
         if bytes.is_empty() {
             continue;
         }
@@ -319,6 +324,7 @@ async fn stream(
         Ok(()) => {
             release(state, up, served.target).await;
             session.write_response_body(None, true).await?;
+            super::responses::finish(state, ctx);
         }
         Err(cut) => {
             let blocked = matches!(cut, Cut::Blocked(_));
@@ -336,9 +342,9 @@ async fn stream(
                 state.metrics.upstream_errors.with_label_values(&[provider, kind]).inc();
             }
             tracing::debug!(provider = %provider, kind, "stream failed: {message}");
-            session
-                .write_response_body(Some(relay.error_event(kind, &message)), true)
-                .await?;
+            let event =
+                super::responses::failed(ctx, kind, &message).unwrap_or_else(|| relay.error_event(kind, &message));
+            session.write_response_body(Some(event), true).await?;
         }
     }
     Ok(true)

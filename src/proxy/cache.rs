@@ -253,7 +253,10 @@ fn cacheable(policy: &Policy, ctx: &RequestCtx, req: &LlmRequest, asked: Asked, 
     if !policy.active() || asked.no_store {
         return None;
     }
-    if !matches!(ctx.endpoint, Some(Endpoint::ChatCompletions | Endpoint::Messages)) {
+    if !matches!(
+        ctx.endpoint,
+        Some(Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses)
+    ) {
         return None;
     }
     let canonical = req.canonical().ok()?;
@@ -310,6 +313,11 @@ pub(super) async fn serve(
     if let Some(refused) = chain.refusal() {
         return respond::error(session, ctx, &refused).await;
     }
+    // A Responses client's answer, from the chat answer the replay made.
+    let body = match req.stream {
+        true => super::responses::outgoing(ctx, body),
+        false => super::responses::whole(ctx, body, true),
+    };
     ctx.cache = how;
     ctx.cache_saved_nanos = i64::try_from(cost_nanousd).unwrap_or(i64::MAX);
     state.metrics.cache_saved.inc_by(cost_nanousd as f64 / 1e9);
@@ -350,5 +358,6 @@ pub(super) async fn serve(
     session.write_response_header(header.finish(), false).await?;
     ctx.first_byte = Some(Instant::now());
     session.write_response_body(Some(body), true).await?;
+    super::responses::finish(state, ctx);
     Ok(true)
 }

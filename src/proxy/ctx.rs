@@ -56,6 +56,8 @@ pub struct RequestCtx {
     /// pools, stats).
     pub live: Option<Arc<crate::routing::live::Live>>,
     pub endpoint: Option<Endpoint>,
+    /// A Responses API request: the encoder its answer goes out through (`proxy::responses`).
+    pub responses: Option<Box<super::responses::Pending>>,
     /// The client's wire format: gateway errors are written in it.
     pub client: Wire,
     /// The alias asked for, once known to exist in the config (a metric label, so never raw input).
@@ -134,6 +136,7 @@ impl RequestCtx {
             started: Instant::now(),
             live: None,
             endpoint: None,
+            responses: None,
             client: Wire::OpenAi,
             model: None,
             served_by: None,

@@ -46,7 +46,13 @@ pub async fn handle(
         Ok(b) => b,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
-    let req = match parse(session, ctx, endpoint, body) {
+    let parsed = match endpoint {
+        Endpoint::Responses => super::responses::prepare(state, ctx, body)
+            .await
+            .inspect(|r| ctx.stream = r.stream),
+        _ => parse(session, ctx, endpoint, body),
+    };
+    let req = match parsed {
         Ok(r) => r,
         Err(e) => return respond::error(session, ctx, &e).await,
     };

@@ -20,6 +20,7 @@ pub mod llm;
 pub mod record;
 pub mod relay;
 pub mod respond;
+pub mod responses;
 pub mod tenant;
 pub mod upstream;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub drain: Arc<drain::Drain>,
     /// The response cache (kept across reloads; its size is read at start).
     pub cache: Arc<crate::cache::Cache>,
+    /// The Responses API's response store.
+    pub responses: Arc<crate::usage::responses::ResponseStore>,
 }
 
 pub struct Gateway {
@@ -192,6 +195,7 @@ impl ProxyHttp for Gateway {
         match route {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
             Route::CountTokens => count::handle(&self.state, session, ctx).await,
+            Route::StoredResponse => responses::stored(&self.state, session, ctx).await,
             Route::Models | Route::Model => {
                 let Some(snap) = ctx.live.as_ref().map(|l| Arc::clone(&l.snapshot)) else {
                     return Ok(false);

@@ -4,5 +4,6 @@ pub mod ledger;
 pub mod pricing;
 pub mod record;
 pub mod report;
+pub mod responses;
 
 pub use record::{GuardrailCounts, UsageRecord, NANOS_PER_USD};

@@ -109,6 +109,9 @@ pub(super) fn compile_usage(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ct
     if u.flush_interval.is_zero() {
         cx.error(&path("flush_interval"), "must be greater than 0s");
     }
+    if u.responses_retention.is_zero() {
+        cx.error(&path("responses_retention"), "must be greater than 0s");
+    }
     let access_log = match u.access_log.trim() {
         "off" | "" => AccessLog::Off,
         "stdout" => AccessLog::Stdout,
@@ -131,6 +134,7 @@ pub(super) fn compile_usage(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ct
         flush_interval: u.flush_interval.max(Duration::from_millis(1)),
         spill_dir: dir.join(&u.spill_dir),
         access_log,
+        responses_retention: u.responses_retention.max(Duration::from_secs(1)),
         moved: moved_paths,
     }
 }

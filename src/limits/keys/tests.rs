@@ -381,7 +381,7 @@ fn migrations_add_the_keys_table_beside_the_ledger() {
         .unwrap()
         .map(|v| v.unwrap())
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     drop(store);
     // Reopening changes nothing, and the keys survive.
     let store = open(dir.path());

@@ -94,7 +94,7 @@ impl Adapter for BedrockAdapter {
             reason: format!("provider {:?} has no AWS credentials", target.provider),
         })?;
         let (op, body, json_mode) = match req.endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
                 let (body, json_mode) = request::to_converse(req.canonical()?)?;
                 let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 let op = if req.stream { "converse-stream" } else { "converse" };

@@ -54,7 +54,7 @@ impl Adapter for GeminiAdapter {
     fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
         let base = format!("{}/models/{}", target.path_prefix, target.model);
         let (path, body) = match req.endpoint {
-            Endpoint::ChatCompletions | Endpoint::Messages => {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
                 let body = encode(&request::to_gemini(req.canonical()?, target.model)?)?;
                 let path = if req.stream {
                     format!("{base}:streamGenerateContent?alt=sse")

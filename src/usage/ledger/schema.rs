@@ -301,8 +301,13 @@ fn create_rollup(b: Backend, t: &RollupTable) -> String {
     create_table(b, t.name, &rollup_columns(t), Some("hour_ms, gkey"))
 }
 
+/// The response store's table: the same text on both stores.
+const RESPONSES: &str = "CREATE TABLE responses (id TEXT PRIMARY KEY NOT NULL, tenant TEXT NOT NULL, \
+created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, response TEXT NOT NULL, items TEXT NOT NULL);\n\
+CREATE INDEX responses_expires ON responses (expires_ms);\n";
+
 /// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-pub(crate) fn migrations(b: Backend) -> [String; 4] {
+pub(crate) fn migrations(b: Backend) -> [String; 5] {
     let rollups: String = ROLLUPS.iter().map(|t| create_rollup(b, t)).collect();
     [
         format!(
@@ -315,6 +320,8 @@ pub(crate) fn migrations(b: Backend) -> [String; 4] {
         ),
         RECORDS.add_columns(b, 3),
         RECORDS.add_columns(b, 4),
+        // The Responses API's response store (`usage::responses`).
+        RESPONSES.into(),
     ]
 }
 

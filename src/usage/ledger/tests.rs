@@ -503,7 +503,7 @@ fn migrations_run_once_and_restart_is_idempotent() {
         .unwrap()
         .map(|v| v.unwrap())
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let n: i64 = conn
