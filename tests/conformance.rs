@@ -1,6 +1,7 @@
 //! One conformance suite, every dialect: the same cases (text, system prompt, image, tool-call
-//! round trip, JSON mode, stream with usage, provider error, 429) through the real gateway and the
-//! real mock, which speaks each provider's wire format on its real paths.
+//! round trip, JSON mode, stream with usage, provider error, 429), on the chat API, Claude Code's
+//! shapes on the Messages API and the Responses API, through the real gateway and the real mock,
+//! which speaks each provider's wire format on its real paths.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -267,6 +268,165 @@ fn run(d: &Dialect) {
     assert!(r.json()["error"]["message"].as_str().is_some(), "{m}");
 
     claude_code_shapes(&gw, &mock, d);
+    responses_api(&gw, &mock, d);
+}
+
+/// OpenAI's Responses API through every dialect: text with instructions, an image, a function
+/// call round trip continued by `previous_response_id`, JSON schema output, a stream whose events
+/// count up, a provider error, a 429, and a conversation continued on the next dialect.
+fn responses_api(gw: &Gateway, mock: &Mock, d: &Dialect) {
+    let m = d.alias;
+    let create = |body: Value| post(&gw.url("/v1/responses"), &body.to_string(), &[]);
+
+    // text and instructions
+    let r = create(json!({"model": m, "input": "Hello", "instructions": "Be terse, sailor."}));
+    assert_eq!(r.status, 200, "{m}: {}", r.body);
+    let v = r.json();
+    assert_eq!(v["object"], "response", "{m}");
+    assert_eq!(v["status"], "completed", "{m}");
+    assert_eq!(v["output"][0]["content"][0]["text"], "This is the Tollgate", "{m}: {v}");
+    assert_eq!(v["usage"]["output_tokens"], 4, "{m}");
+    assert!(last_path(mock).contains(d.path), "{m}: {}", last_path(mock));
+    assert!(upstream_body(mock).to_string().contains("Be terse, sailor."), "{m}");
+    let first_id = v["id"].as_str().unwrap().to_string();
+
+    // image
+    let r = create(json!({"model": m, "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}]}));
+    assert_eq!(r.status, 200, "{m}: {}", r.body);
+    assert!(upstream_body(mock).to_string().contains("iVBORw0KGgo="), "{m}");
+
+    // function call round trip, the second turn by `previous_response_id`
+    let tool = json!([{"type": "function", "name": "get_weather", "description": "Weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    let r = create(json!({"model": m, "tools": tool, "input": "Weather? [[mock: tool=get_weather]]"}));
+    assert_eq!(r.status, 200, "{m}: {}", r.body);
+    let v = r.json();
+    let call = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "function_call")
+        .cloned();
+    let call = call.unwrap_or_else(|| panic!("{m}: no function call in {v}"));
+    assert_eq!(call["name"], "get_weather", "{m}");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["arguments"].as_str().unwrap()).unwrap(),
+        json!({"q": "mock"})
+    );
+    let r = create(json!({"model": m, "tools": tool, "previous_response_id": v["id"],
+        "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "18C and sunny"}]}));
+    assert_eq!(r.status, 200, "{m}: {}", r.body);
+    let sent = upstream_body(mock).to_string();
+    for needle in ["Weather?", "get_weather", "18C and sunny"] {
+        assert!(sent.contains(needle), "{m}: {needle} missing upstream: {sent}");
+    }
+
+    // JSON schema output
+    let marker = if matches!(d.json, Json::ForcedTool) {
+        " [[mock: tool=json_response]]"
+    } else {
+        ""
+    };
+    let schema = json!({"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]});
+    let r = create(json!({"model": m, "input": format!("JSON please{marker}"),
+        "text": {"format": {"type": "json_schema", "name": "answer", "schema": schema}}}));
+    assert_eq!(r.status, 200, "{m}: {}", r.body);
+    assert_eq!(r.json()["text"]["format"]["type"], "json_schema", "{m}");
+    match d.json {
+        Json::ForcedTool => {
+            let text = r.json()["output"][0]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                serde_json::from_str::<Value>(&text).unwrap(),
+                json!({"q": "mock"}),
+                "{m}"
+            );
+        }
+        Json::AsSent => assert_eq!(
+            upstream_body(mock)["response_format"]["json_schema"]["schema"],
+            schema,
+            "{m}"
+        ),
+        Json::MimeType => assert_eq!(
+            upstream_body(mock)["generationConfig"]["responseMimeType"],
+            "application/json",
+            "{m}"
+        ),
+    }
+
+    // stream with usage: every event named, its sequence number counting up from 0
+    let body = json!({"model": m, "stream": true, "input": "Hi"});
+    let (head, events) = post_stream(&gw.url("/v1/responses"), &body.to_string());
+    assert_eq!(head.status, 200, "{m}");
+    let evs: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{m}: {e}");
+    }
+    let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        &types[..4],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added"
+        ],
+        "{m}"
+    );
+    assert_eq!(
+        types[types.len() - 4..],
+        [
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed"
+        ],
+        "{m}"
+    );
+    let text: String = evs
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "This is the Tollgate", "{m}");
+    assert_eq!(evs.last().unwrap()["response"]["usage"]["output_tokens"], 4, "{m}");
+
+    // a cut stream ends failed, never completed
+    let body = json!({"model": m, "stream": true, "input": "Hi [[mock: close_after=2]]"});
+    let (_, events) = post_stream(&gw.url("/v1/responses"), &body.to_string());
+    let last: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
+    assert_eq!(last["type"], "response.failed", "{m}: {last}");
+    assert!(!events.iter().any(|e| e.data.contains("response.completed")), "{m}");
+
+    // provider error and 429 keep their status, in OpenAI's error shape
+    let r = create(json!({"model": m, "input": "[[mock: status=500]]"}));
+    assert_eq!(r.status, 500, "{m}");
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("Forced 500"),
+        "{m}: {}",
+        r.body
+    );
+    let r = create(json!({"model": m, "input": "[[mock: status=429 retry_after=2]]"}));
+    assert_eq!(r.status, 429, "{m}");
+    assert_eq!(r.header("retry-after"), Some("2"), "{m}");
+
+    // the first conversation continued on the next dialect
+    let next = &DIALECTS[(DIALECTS.iter().position(|x| x.alias == m).unwrap() + 1) % DIALECTS.len()];
+    let r = create(json!({"model": next.alias, "previous_response_id": first_id, "input": "And then?"}));
+    assert_eq!(r.status, 200, "{m} → {}: {}", next.alias, r.body);
+    assert!(last_path(mock).contains(next.path), "{m} → {}", next.alias);
+    let sent = upstream_body(mock).to_string();
+    for needle in ["Hello", "This is the Tollgate", "And then?"] {
+        assert!(
+            sent.contains(needle),
+            "{m} → {}: {needle} missing upstream: {sent}",
+            next.alias
+        );
+    }
 }
 
 /// What Claude Code sends (through `/v1/messages`, to any alias): its betas, a system prompt in

@@ -177,6 +177,18 @@ mod tests {
             Route::Llm(Endpoint::Completions)
         );
         assert_eq!(route(&Method::GET, "/v1/models"), Route::Models);
+        assert_eq!(route(&Method::POST, "/v1/responses"), Route::Llm(Endpoint::Responses));
+        assert_eq!(route(&Method::GET, "/v1/responses/resp_1"), Route::StoredResponse);
+        assert_eq!(route(&Method::DELETE, "/v1/responses/resp_1"), Route::StoredResponse);
+        assert_eq!(
+            route(&Method::GET, "/v1/responses/resp_1/input_items?order=asc"),
+            Route::StoredResponse
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/v1/responses/resp_1/input_items"),
+            Route::MethodNotAllowed("GET")
+        );
+        assert_eq!(route(&Method::GET, "/v1/responses"), Route::MethodNotAllowed("POST"));
     }
 
     #[test]

@@ -224,6 +224,14 @@ pub fn delete(url: &str) -> Resp {
     finish(agent().delete(url).call())
 }
 
+pub fn delete_with(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = agent().delete(url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    finish(req.call())
+}
+
 /// An SSE event as received, with the time since the request was sent.
 #[derive(Debug)]
 pub struct Received {

@@ -5,6 +5,9 @@
 
 pub mod encode;
 pub mod request;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 pub use encode::{Encoder, Turn};
 pub use request::ResponsesRequest;

@@ -1,0 +1,265 @@
+//! The Responses API's state and the stages it shares with chat, end to end: the response store
+//! (per tenant, in the ledger's database across nodes, retention, `store: false`), the usage
+//! record, the guardrails' redaction restored in a Responses stream, and a cache hit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin-token-for-tests";
+
+fn keys() -> &'static str {
+    "auth:\n  required: true\nkeys:\n  - { id: ka, key: \"${KEY_A}\", team: red }\n  - { id: ka2, key: \"${KEY_A2}\", team: red }\n  - { id: kb, key: \"${KEY_B}\", team: blue }\n"
+}
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("KEY_A", "tg-red-one"),
+        ("KEY_A2", "tg-red-two"),
+        ("KEY_B", "tg-blue-one"),
+        ("TOLLGATE_ADMIN_TOKEN", ADMIN),
+    ]
+}
+
+fn config(mock: &Mock, usage: &str, extra: &str) -> String {
+    format!(
+        "routing:\n  retries: 0\n{usage}providers:\n{}models:\n  gpt:\n    targets: [ {{ provider: oai, model: mock-gpt }} ]\n{}{extra}",
+        mock_provider("oai", &mock.base_url(), ""),
+        keys()
+    )
+}
+
+fn create(gw: &Gateway, key: &str, body: Value) -> Resp {
+    post(
+        &gw.url("/v1/responses"),
+        &body.to_string(),
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+}
+
+fn retrieve(gw: &Gateway, key: &str, id: &str) -> Resp {
+    get_with(
+        &gw.url(&format!("/v1/responses/{id}")),
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+}
+
+#[test]
+fn a_response_is_readable_by_its_team_only_and_deleted_for_good() {
+    let mock = Mock::start(&[]);
+    let gw = Gateway::start_env("", &config(&mock, "", ""), &env());
+    let r = create(&gw, "tg-red-one", json!({"model": "gpt", "input": "Red secret plan."}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+
+    // The same team's other key reads it; another team's key gets the answer of an id that
+    // never existed, for reads, continuations and deletes alike.
+    assert_eq!(retrieve(&gw, "tg-red-two", &id).status, 200);
+    let other = retrieve(&gw, "tg-blue-one", &id);
+    assert_eq!(other.status, 404, "{}", other.body);
+    let never = retrieve(&gw, "tg-blue-one", "resp_never");
+    assert_eq!(other.json()["error"]["code"], never.json()["error"]["code"]);
+    let r = create(
+        &gw,
+        "tg-blue-one",
+        json!({"model": "gpt", "input": "And?", "previous_response_id": id}),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "previous_response_not_found");
+    assert_eq!(r.json()["error"]["param"], "previous_response_id");
+    assert!(!mock
+        .requests()
+        .iter()
+        .any(|q| q["body"].as_str().unwrap_or_default().contains("And?")));
+    let del = delete_with(
+        &gw.url(&format!("/v1/responses/{id}")),
+        &[("authorization", "Bearer tg-blue-one")],
+    );
+    assert_eq!(del.status, 404);
+    assert_eq!(
+        retrieve(&gw, "tg-red-one", &id).status,
+        200,
+        "another team's delete did nothing"
+    );
+
+    // Input items, newest first by default.
+    let r = create(
+        &gw,
+        "tg-red-one",
+        json!({"model": "gpt", "previous_response_id": id, "input": [{"role": "user", "content": "Second."}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = r.json()["id"].as_str().unwrap().to_string();
+    let items = get_with(
+        &gw.url(&format!("/v1/responses/{second}/input_items?limit=2")),
+        &[("authorization", "Bearer tg-red-one")],
+    )
+    .json();
+    let texts: Vec<&str> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["content"]
+                .as_str()
+                .or_else(|| i["content"][0]["text"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(texts, ["Second.", "This is the Tollgate"], "{items}");
+    assert_eq!(items["has_more"], true);
+
+    let del = delete_with(
+        &gw.url(&format!("/v1/responses/{id}")),
+        &[("authorization", "Bearer tg-red-one")],
+    );
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert_eq!(del.json()["deleted"], true);
+    assert_eq!(retrieve(&gw, "tg-red-one", &id).status, 404);
+}
+
+#[test]
+fn the_store_is_the_ledgers_database_shared_by_nodes_and_it_forgets_after_the_retention() {
+    let mock = Mock::start(&[]);
+    let db = tempfile::tempdir().unwrap();
+    let usage = format!(
+        "usage:\n  ledger: \"sqlite://{}/shared.db\"\n  responses_retention: 3s\n",
+        db.path().display()
+    );
+    let a = Gateway::start_env("", &config(&mock, &usage, ""), &env());
+    let b = Gateway::start_env("", &config(&mock, &usage, ""), &env());
+    let r = create(&a, "tg-red-one", json!({"model": "gpt", "input": "Written on node A."}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let kept = create(
+        &a,
+        "tg-red-one",
+        json!({"model": "gpt", "input": "Not kept.", "store": false}),
+    );
+    let kept_id = kept.json()["id"].as_str().unwrap().to_string();
+
+    // Node B has never seen it: it reads the database (once node A's writer has written it).
+    wait_until(
+        "node B reads node A's response",
+        std::time::Duration::from_secs(5),
+        || retrieve(&b, "tg-red-one", &id).status == 200,
+    );
+    let r = create(
+        &b,
+        "tg-red-one",
+        json!({"model": "gpt", "input": "Continued on B.", "previous_response_id": id}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = mock.requests().last().unwrap()["body"].as_str().unwrap().to_string();
+    assert!(
+        sent.contains("Written on node A.") && sent.contains("Continued on B."),
+        "{sent}"
+    );
+    assert_eq!(
+        retrieve(&b, "tg-red-one", &kept_id).status,
+        404,
+        "store: false keeps nothing"
+    );
+    assert_eq!(retrieve(&a, "tg-red-one", &kept_id).status, 404);
+
+    // After the retention period it is gone on both nodes.
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    assert_eq!(retrieve(&a, "tg-red-one", &id).status, 404);
+    assert_eq!(retrieve(&b, "tg-red-one", &id).status, 404);
+}
+
+#[test]
+fn responses_get_the_chat_stages_records_guardrails_and_the_cache() {
+    let mock = Mock::start(&[]);
+    let extra = "routes:\n  - name: guarded\n    guardrails: { pii: redact }\n    cache: { mode: exact, ttl: 60s }\n";
+    let usage = "usage:\n  access_log: access.log\n";
+    let gw = Gateway::start_env("", &config(&mock, usage, extra), &env());
+
+    // The provider sees a placeholder; the client's stream has the original back.
+    let body = json!({"model": "gpt", "stream": true, "input": "Mail jane.doe@example.com [[mock: echo piece=3]]"});
+    let (head, events) = post_stream_with(
+        &gw.url("/v1/responses"),
+        &body.to_string(),
+        &[("authorization", "Bearer tg-red-one")],
+    );
+    assert_eq!(head.status, 200);
+    let sent = mock.requests().last().unwrap()["body"].as_str().unwrap().to_string();
+    assert!(!sent.contains("jane.doe@example.com"), "{sent}");
+    let evs: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    let text: String = evs
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "Mail jane.doe@example.com", "{evs:?}");
+    let done = evs.last().unwrap();
+    assert_eq!(done["type"], "response.completed");
+    assert_eq!(
+        done["response"]["output"][0]["content"][0]["text"],
+        "Mail jane.doe@example.com"
+    );
+
+    // The same request again is a cache hit: no provider call, the same answer.
+    let calls = mock.requests().len();
+    let body = json!({"model": "gpt", "input": "Cache me.", "temperature": 0});
+    let first = create(&gw, "tg-red-one", body.clone());
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = create(&gw, "tg-red-one", body);
+    assert_eq!(again.header("x-tollgate-cache"), Some("hit"));
+    assert_eq!(mock.requests().len(), calls + 1);
+    assert_eq!(again.json()["output"][0]["content"][0]["text"], "This is the Tollgate");
+    assert_ne!(again.json()["id"], first.json()["id"], "every response has its own id");
+
+    // One usage record per request, each saying `responses`.
+    let log = gw.dir().join("access.log");
+    wait_until("3 records", std::time::Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) >= 3
+    });
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["endpoint"] == "responses"), "{lines:?}");
+    assert_eq!(lines[0]["guardrails"]["redactions"], 1);
+    assert_eq!(lines[2]["cache"], "hit");
+}
+
+#[test]
+fn what_cannot_be_served_faithfully_is_a_400_naming_it() {
+    let mock = Mock::start(&[]);
+    let gw = Gateway::start_env("", &config(&mock, "", ""), &env());
+    for (body, param) in [
+        (
+            json!({"model": "gpt", "input": "x", "tools": [{"type": "file_search"}]}),
+            "tools[0].type",
+        ),
+        (json!({"model": "gpt", "input": "x", "background": true}), "background"),
+        (
+            json!({"model": "gpt", "input": "x", "reasoning": {"summary": "auto"}}),
+            "reasoning.summary",
+        ),
+        (
+            json!({"model": "gpt", "input": "x", "conversation": "conv_1"}),
+            "conversation",
+        ),
+        (
+            json!({"model": "gpt", "input": [{"type": "item_reference", "id": "x"}]}),
+            "input[0].type",
+        ),
+        (
+            json!({"model": "gpt", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+            "input[0].content[0].type",
+        ),
+        (json!({"model": "gpt"}), "input"),
+    ] {
+        let r = create(&gw, "tg-red-one", body.clone());
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.json()["error"]["param"], param, "{body}: {}", r.body);
+    }
+    assert!(mock.requests().is_empty(), "nothing reached the provider");
+}
