@@ -34,6 +34,7 @@ pub mod bedrock;
 pub mod behavior;
 pub mod content;
 pub mod echo;
+pub mod files;
 pub mod gemini;
 mod io;
 pub mod openai;
@@ -217,11 +218,17 @@ enum Route {
     Model(String),
     /// The fake Presidio analyzer (`presidio`).
     Analyze,
+    /// `POST /v1/files` (multipart) and `GET /v1/files/{id}/content` (`files`).
+    FileUpload,
+    FileContent,
 }
 
 impl Route {
     fn needs_auth(&self) -> bool {
-        matches!(self, Route::Chat | Route::Completions | Route::Embeddings)
+        matches!(
+            self,
+            Route::Chat | Route::Completions | Route::Embeddings | Route::FileUpload | Route::FileContent
+        )
     }
 }
 
@@ -344,6 +351,8 @@ impl MockApp {
                 Route::Models => openai::list_models().into(),
                 Route::Model(id) => openai::retrieve_model(id).into(),
                 Route::Analyze => presidio::analyze(&body, &b).into(),
+                Route::FileUpload => files::upload(session.req_header(), &body, seq).into(),
+                Route::FileContent => files::download().into(),
             }
         };
         let flow = write_reply(session, reply, &b, Some(seq)).await;
@@ -421,6 +430,8 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/v1/messages" => (Route::Messages, Method::POST),
         "/v1/models" => (Route::Models, Method::GET),
         "/analyze" => (Route::Analyze, Method::POST),
+        "/v1/files" => (Route::FileUpload, Method::POST),
+        p if p.starts_with("/v1/files/") && p.ends_with("/content") => (Route::FileContent, Method::GET),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),
             _ => match path

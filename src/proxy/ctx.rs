@@ -58,6 +58,8 @@ pub struct RequestCtx {
     pub endpoint: Option<Endpoint>,
     /// A Responses API request: the encoder its answer goes out through (`proxy::responses`).
     pub responses: Option<Box<super::responses::Pending>>,
+    /// A native passthrough request (`proxy::passthrough`).
+    pub passthrough: Option<Box<super::passthrough::Pass>>,
     /// The client's wire format: gateway errors are written in it.
     pub client: Wire,
     /// The alias asked for, once known to exist in the config (a metric label, so never raw input).
@@ -137,6 +139,7 @@ impl RequestCtx {
             live: None,
             endpoint: None,
             responses: None,
+            passthrough: None,
             client: Wire::OpenAi,
             model: None,
             served_by: None,

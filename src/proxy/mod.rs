@@ -3,7 +3,8 @@
 //! request path's stages), `respond` (the gateway's own JSON answers), `record` (end-of-request
 //! accounting). The Pingora side of the stages: `body` (reading the request), `tenant` (who is
 //! asking, their limits), `attempts` and `upstream` (the calls the attempt policy asks for),
-//! `answer` and `relay` (the answer to the client).
+//! `answer` and `relay` (the answer to the client). `passthrough` is the one route Pingora's own
+//! proxy flow serves: its phases below only call into it.
 
 pub mod answer;
 pub mod attempts;
@@ -17,6 +18,7 @@ pub mod drain;
 pub mod guard;
 pub mod head;
 pub mod llm;
+pub mod passthrough;
 pub mod record;
 pub mod relay;
 pub mod respond;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::api::{route, ApiError, Endpoint, Route};
@@ -192,6 +194,9 @@ impl ProxyHttp for Gateway {
             return respond::error(session, ctx, &e).await;
         }
         let header = session.req_header();
+        if passthrough::is_route(header.uri.path()) {
+            return passthrough::admit(&self.state, session, ctx).await;
+        }
         match route {
             Route::Llm(endpoint) => llm::handle(&self.state, session, ctx, endpoint).await,
             Route::CountTokens => count::handle(&self.state, session, ctx).await,
@@ -227,10 +232,47 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Never reached: every data-plane route is answered in `request_filter`. Provider-native
-    /// passthrough routes, when added, pick their peer here.
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        Error::e_explain(ErrorType::InternalError, "no proxy-flow route is configured")
+    /// Reached by the passthrough routes only (every other route is answered in
+    /// `request_filter`): the provider's peer.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        passthrough::peer(ctx)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        passthrough::upstream_request(ctx, upstream_request)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        passthrough::response_header(ctx, upstream_response)
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        passthrough::body(ctx, body, end_of_stream);
+        Ok(None)
+    }
+
+    /// A passthrough call that failed before its answer began: a provider-shaped error.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        FailToProxy {
+            error_code: passthrough::failed(session, ctx, e).await,
+            can_reuse_downstream: false,
+        }
     }
 
     /// A client that went away is not an error worth a log line.

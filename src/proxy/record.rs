@@ -100,7 +100,11 @@ pub fn build(ctx: &RequestCtx, status: u16, now: Instant) -> UsageRecord {
         client_request_id: ctx.client_request_id.clone(),
         trace_id: ctx.trace.trace_id.to_string(),
         ts_ms: (clock().unix_nanos(ctx.started) / 1_000_000) as i64,
-        endpoint: ctx.endpoint.map_or("", Endpoint::as_str).to_string(),
+        endpoint: match ctx.passthrough {
+            Some(_) => "passthrough",
+            None => ctx.endpoint.map_or("", Endpoint::as_str),
+        }
+        .to_string(),
         key_id: ctx.who.key_id.clone(),
         team: ctx.who.team.clone(),
         user: ctx.who.user.clone(),
@@ -142,7 +146,7 @@ fn observe(metrics: &Metrics, ctx: &RequestCtx, rec: &UsageRecord) {
         .requests
         .with_label_values(&[model, provider, &status_label(rec.status)])
         .inc();
-    if ctx.endpoint.is_none() {
+    if ctx.endpoint.is_none() && ctx.passthrough.is_none() {
         return;
     }
     if ctx.cache != "none" {

@@ -172,11 +172,20 @@ pub(super) async fn admit_tenant(
     } else {
         ctx.estimate_pending = !exact;
     }
+    admitted(state, ctx, result).map(|()| demand)
+}
+
+/// The limiter's answer into the ctx: the ticket and its rate headers, or the refusal's error.
+fn admitted(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    result: std::result::Result<Ticket, Refusal>,
+) -> std::result::Result<(), ApiError> {
     match result {
         Ok(a) => {
             ctx.rate_headers = Some(a.headers());
             ctx.admission = Some(a);
-            Ok(demand)
+            Ok(())
         }
         Err(Refusal::Limit(r)) => {
             state.metrics.rate_limited.with_label_values(&[r.reason.label()]).inc();
@@ -189,6 +198,36 @@ pub(super) async fn admit_tenant(
             Err(ApiError::LimitsUnavailable)
         }
     }
+}
+
+/// The tenant's limits for a request whose size is unknown before it is answered (a native
+/// passthrough call): its request rate and concurrency are checked and taken now; the tokens and
+/// dollars it used are charged when it ends (`record::finish` settles the reservation).
+pub(super) async fn admit_unsized(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    snapshot: &crate::config::Snapshot,
+) -> std::result::Result<(), ApiError> {
+    let settings = &snapshot.limits;
+    let key = ctx.key.clone();
+    let key_limits = key.as_deref().and_then(|k| k.parsed_limits.clone());
+    let team_limits = ctx.who.team.as_deref().and_then(|t| settings.teams.get(t)).cloned();
+    let user_limits = ctx.who.user.as_ref().and(settings.per_user.clone());
+    let limits = TenantLimits {
+        key: key.as_deref().zip(key_limits.as_ref()),
+        team: team_limits.as_ref(),
+        user: user_limits.as_ref(),
+    };
+    if limits.key.is_none() && limits.team.is_none() && limits.user.is_none() {
+        return Ok(());
+    }
+    let demand = Demand {
+        tokens: 0,
+        cost_nanos: 0,
+        tier_ceiling: 1.0,
+    };
+    let result = state.limiter.admit(&limits.scopes(&ctx.who), demand, unix_ms()).await;
+    admitted(state, ctx, result)
 }
 
 /// Checks and reserves a provider's own limits for one attempt. Like the tenant's, a refusal is

@@ -156,7 +156,8 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-fn agent() -> ureq::Agent {
+/// A client with the tests' timeout (for requests the helpers below do not cover).
+pub fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build()
 }
 
