@@ -486,3 +486,117 @@ conformance! {
     gemini => "gemini",
     bedrock => "bedrock",
 }
+
+/// Each documented request constraint of a current provider API (README, Providers), against a
+/// mock as strict as the API: the client's request, which the model would refuse as it is, is
+/// served, and the upstream request holds only what the model takes. Older models keep every
+/// setting (the controls).
+#[test]
+fn current_api_constraints() {
+    let mock = Mock::start(&[]);
+    let mut cfg = String::from("routing:\n  retries: 0\nproviders:\n");
+    for d in DIALECTS
+        .iter()
+        .filter(|d| ["openai", "anthropic", "bedrock"].contains(&d.alias))
+    {
+        cfg.push_str(&d.provider.replace("{mock}", &mock.addr));
+    }
+    cfg.push_str("models:\n");
+    for (alias, provider, model) in [
+        ("o3", "openai", "o3-mini"),
+        ("gpt5", "openai", "gpt-5"),
+        ("gpt4o", "openai", "gpt-4o"),
+        ("sonnet45", "anthropic", "claude-sonnet-4-5-20250929"),
+        ("sonnet4", "anthropic", "claude-sonnet-4-20250514"),
+        ("bsonnet45", "bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    ] {
+        cfg.push_str(&format!(
+            "  {alias}:\n    targets: [ {{ provider: {provider}, model: \"{model}\" }} ]\n"
+        ));
+    }
+    let gw = Gateway::start("", &cfg);
+    let user = json!([{"role": "user", "content": "Hi"}]);
+    let ok = |r: Resp| {
+        assert_eq!(r.status, 200, "{}", r.body);
+        upstream_body(&mock)
+    };
+    let messages = |body: Value| {
+        post(
+            &gw.url("/v1/messages"),
+            &body.to_string(),
+            &[("anthropic-version", "2023-06-01")],
+        )
+    };
+
+    // OpenAI reasoning models: max_tokens → max_completion_tokens, temperature / top_p ≠ 1 dropped,
+    // from every client API.
+    let up = ok(gw.chat(&json!({"model": "o3", "messages": user, "max_tokens": 20, "temperature": 0.3, "top_p": 0.5})));
+    assert_eq!(up["max_completion_tokens"], 20, "{up}");
+    for k in ["max_tokens", "temperature", "top_p"] {
+        assert!(up.get(k).is_none(), "{k} reached the reasoning model: {up}");
+    }
+    let (head, events) = post_stream(
+        &gw.url("/v1/chat/completions"),
+        &json!({"model": "gpt5", "messages": user, "max_tokens": 20, "stream": true}).to_string(),
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    assert_eq!(upstream_body(&mock)["max_completion_tokens"], 20);
+    let up = ok(messages(
+        json!({"model": "o3", "max_tokens": 20, "temperature": 0.3, "messages": user}),
+    ));
+    assert!(
+        up.get("max_tokens").is_none() && up.get("temperature").is_none(),
+        "{up}"
+    );
+    let up = ok(post(
+        &gw.url("/v1/responses"),
+        &json!({"model": "o3", "input": "Hi", "temperature": 0.3, "max_output_tokens": 20}).to_string(),
+        &[],
+    ));
+    assert!(up.get("temperature").is_none(), "{up}");
+    let up = ok(gw.chat(&json!({"model": "gpt4o", "messages": user, "max_tokens": 20, "temperature": 0.3})));
+    assert_eq!(
+        (up["max_tokens"].clone(), up["temperature"].clone()),
+        (json!(20), json!(0.3)),
+        "control: {up}"
+    );
+
+    // Claude Sonnet 4.5 and later: temperature or top_p, not both (top_p dropped), translated,
+    // passed through, and on Bedrock.
+    let both = json!({"messages": user, "max_tokens": 20, "temperature": 0.5, "top_p": 0.9});
+    let with = |alias: &str| {
+        let mut b = both.clone();
+        b["model"] = json!(alias);
+        b
+    };
+    let up = ok(gw.chat(&with("sonnet45")));
+    assert_eq!(up["temperature"], 0.5);
+    assert!(up.get("top_p").is_none(), "{up}");
+    let up = ok(messages(with("sonnet45")));
+    assert!(up.get("top_p").is_none() && up["temperature"] == 0.5, "{up}");
+    let up = ok(gw.chat(&with("bsonnet45")));
+    assert_eq!(up["inferenceConfig"]["temperature"], 0.5, "{up}");
+    assert!(up["inferenceConfig"].get("topP").is_none(), "{up}");
+    let up = ok(messages(with("sonnet4")));
+    assert_eq!(
+        (up["temperature"].clone(), up["top_p"].clone()),
+        (json!(0.5), json!(0.9)),
+        "control: {up}"
+    );
+
+    // Thinking on: temperature only 1, no top_k (any Claude model, direct or on Bedrock).
+    let thinking = json!({"type": "enabled", "budget_tokens": 1024});
+    let up = ok(messages(
+        json!({"model": "sonnet4", "max_tokens": 2048, "temperature": 0.5, "top_k": 5,
+        "thinking": thinking, "messages": user}),
+    ));
+    assert!(up.get("temperature").is_none() && up.get("top_k").is_none(), "{up}");
+    assert_eq!(up["thinking"], thinking);
+    let up = ok(
+        gw.chat(&json!({"model": "bsonnet45", "max_tokens": 2048, "temperature": 0.5,
+        "thinking": thinking, "messages": user})),
+    );
+    assert!(up["inferenceConfig"].get("temperature").is_none(), "{up}");
+    assert_eq!(up["additionalModelRequestFields"]["thinking"], thinking);
+}

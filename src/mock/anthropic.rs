@@ -237,6 +237,17 @@ pub(crate) fn messages(req: &RequestHeader, body: &[u8], seq: u64, b: &Behavior,
     if let Err(r) = validate(&obj, mid_system) {
         return r;
     }
+    let model = obj.get("model").and_then(Value::as_str).unwrap_or_default();
+    let number = |k: &str| obj.get(k).and_then(Value::as_f64);
+    if let Some(message) = super::models::claude(
+        model,
+        number("temperature"),
+        number("top_p"),
+        obj.contains_key("top_k"),
+        obj.get("thinking"),
+    ) {
+        return invalid(message);
+    }
     let echo = Echo::new(b, || {
         obj.get("messages")
             .and_then(Value::as_array)

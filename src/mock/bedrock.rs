@@ -377,6 +377,21 @@ fn converse(call: &Call, obj: &Map<String, Value>, seq: u64, b: &Behavior) -> Re
     if let Err(r) = validate(obj) {
         return r;
     }
+    let inference = |k: &str| {
+        obj.get("inferenceConfig")
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_f64)
+    };
+    let extra = obj.get("additionalModelRequestFields");
+    if let Some(message) = super::models::claude(
+        &call.model,
+        inference("temperature"),
+        inference("topP"),
+        extra.is_some_and(|e| e.get("top_k").is_some()),
+        extra.and_then(|e| e.get("thinking")),
+    ) {
+        return invalid(format!("The model returned the following errors: {message}"));
+    }
     let declared = obj.get("toolConfig").and_then(tool_names).unwrap_or_default();
     let tool = match &b.tool {
         Some(t) if !declared.contains(&t.as_str()) => {

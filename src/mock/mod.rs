@@ -37,6 +37,7 @@ pub mod echo;
 pub mod files;
 pub mod gemini;
 mod io;
+pub mod models;
 pub mod openai;
 pub mod presidio;
 pub mod record;

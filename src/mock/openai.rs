@@ -308,6 +308,9 @@ pub(crate) fn chat_completions(body: &[u8], seq: u64, b: &Behavior, meter: Optio
             .into();
         }
     }
+    if let Some((message, param, code)) = super::models::openai(&obj) {
+        return error_reply(400, message, "invalid_request_error", Some(param), Some(code)).into();
+    }
     let mut g = match generation(&obj, b, &["max_completion_tokens", "max_tokens"]) {
         Ok(g) => g,
         Err(r) => return r.into(),

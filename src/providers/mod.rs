@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod fidelity;
 pub mod gemini;
 pub mod openai;
 pub mod presets;

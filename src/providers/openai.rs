@@ -9,7 +9,9 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Adapter, ChunkSource, Observer, ProviderKind, RenderTarget, Rendered, StreamFault, Unreadable, Wire};
+use super::{
+    fidelity, Adapter, ChunkSource, Observer, ProviderKind, RenderTarget, Rendered, StreamFault, Unreadable, Wire,
+};
 use crate::api::chat::{ChatChunk, ChatResponse, StreamOptions, Usage};
 use crate::api::openai::{usage_of, LlmRequest};
 use crate::api::{ApiError, Endpoint};
@@ -23,21 +25,41 @@ pub struct AzureAdapter;
 /// so the gateway can count tokens; the client's encoder decides what the client sees).
 fn render_body(req: &LlmRequest, target: &RenderTarget<'_>) -> Result<(Bytes, bool), ApiError> {
     match req.client {
-        Wire::OpenAi => match super::presets::apply(&target.options.quirks, &req.body) {
-            Ok(None) if wants_usage(req, target) => {
-                Ok((with_stream_usage(&req.body_with_model(target.model_json)), true))
+        Wire::OpenAi => {
+            let quirked = super::presets::apply(&target.options.quirks, &req.body)
+                .map_err(|message| ApiError::InvalidField { field: "n", message })?;
+            match (quirked, refused_by_model(req, target)) {
+                (None, false) if wants_usage(req, target) => {
+                    Ok((with_stream_usage(&req.body_with_model(target.model_json)), true))
+                }
+                (None, false) => Ok((req.body_with_model(target.model_json), true)),
+                (obj, _) => {
+                    let Some(mut obj) = obj.or_else(|| match serde_json::from_slice(&req.body) {
+                        Ok(serde_json::Value::Object(o)) => Some(o),
+                        _ => None,
+                    }) else {
+                        return Ok((req.body_with_model(target.model_json), true));
+                    };
+                    fidelity::openai_body(target.model, &mut obj);
+                    if wants_usage(req, target) {
+                        obj.insert("stream_options".into(), json!({"include_usage": true}));
+                    }
+                    obj.insert("model".into(), serde_json::Value::String(target.model.to_string()));
+                    let body = serde_json::to_vec(&obj).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+                    Ok((Bytes::from(body), true))
+                }
             }
-            Ok(None) => Ok((req.body_with_model(target.model_json), true)),
-            Ok(Some(mut obj)) => {
-                obj.insert("model".into(), serde_json::Value::String(target.model.to_string()));
-                let body = serde_json::to_vec(&obj).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-                Ok((Bytes::from(body), true))
-            }
-            Err(message) => Err(ApiError::InvalidField { field: "n", message }),
-        },
+        }
         Wire::Anthropic => {
             let mut chat = req.canonical()?.clone();
             chat.model = target.model.to_string();
+            if target.kind != ProviderKind::Azure && fidelity::openai_reasoning(target.model) {
+                if let Some(n) = chat.max_tokens.take() {
+                    chat.max_completion_tokens = chat.max_completion_tokens.or(Some(n));
+                }
+                chat.temperature = chat.temperature.filter(|t| *t == 1.0);
+                chat.top_p = chat.top_p.filter(|p| *p == 1.0);
+            }
             if chat.stream == Some(true) {
                 chat.stream_options = Some(StreamOptions {
                     include_usage: Some(true),
@@ -48,6 +70,16 @@ fn render_body(req: &LlmRequest, target: &RenderTarget<'_>) -> Result<(Bytes, bo
             Ok((Bytes::from(body), false))
         }
     }
+}
+
+/// Whether the client's body holds a field the target's model refuses (`fidelity`): looked for
+/// only when the model is one that refuses some, and by a byte search before any parse.
+fn refused_by_model(req: &LlmRequest, target: &RenderTarget<'_>) -> bool {
+    target.kind != ProviderKind::Azure
+        && fidelity::openai_reasoning(target.model)
+        && ["\"max_tokens\"", "\"temperature\"", "\"top_p\""]
+            .iter()
+            .any(|k| memchr::memmem::find(&req.body, k.as_bytes()).is_some())
 }
 
 /// Whether to ask OpenAI (or Azure) for the usage of a stream whose client did not: the cost of

@@ -392,7 +392,7 @@ fn migrations_add_the_keys_table_beside_the_ledger() {
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 #[test]

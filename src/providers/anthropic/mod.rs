@@ -12,8 +12,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::json;
 
-use super::{observe, Adapter, ChunkSource, Observer, RenderTarget, Rendered, SseChunks, StreamFault, Wire};
-use crate::api::anthropic::{AUsage, ErrorBody, MessagesResponse, StreamEvent};
+use super::{fidelity, observe, Adapter, ChunkSource, Observer, RenderTarget, Rendered, SseChunks, StreamFault, Wire};
+use crate::api::anthropic::{AUsage, ErrorBody, MessagesRequest, MessagesResponse, StreamEvent};
 use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
@@ -25,6 +25,49 @@ pub struct AnthropicAdapter;
 
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
 pub const BETA_HEADER: HeaderName = HeaderName::from_static("anthropic-beta");
+
+/// The client's Messages body with the target's model, and without the sampling settings the
+/// model refuses (`fidelity`; parsed only when such a setting is there).
+fn passthrough_body(req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Bytes, ApiError> {
+    let mentions = |k: &str| memchr::memmem::find(&req.body, k.as_bytes()).is_some();
+    let sampled = mentions("\"top_p\"") || mentions("\"top_k\"") || mentions("\"temperature\"");
+    if !sampled || !(mentions("\"thinking\"") || fidelity::claude_one_sampler(target.model)) {
+        return Ok(req.body_with_model(target.model_json));
+    }
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(&req.body) else {
+        return Ok(req.body_with_model(target.model_json));
+    };
+    if !fidelity::messages_body(target.model, &mut obj) {
+        return Ok(req.body_with_model(target.model_json));
+    }
+    obj.insert("model".into(), serde_json::Value::String(target.model.to_string()));
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// A translated request's sampling settings, as the target's model takes them (`fidelity`).
+fn fit_sampling(model: &str, body: &mut MessagesRequest) {
+    let thinking = fidelity::thinking_on(body.rest.get("thinking"));
+    let mut top_k = body
+        .rest
+        .get("top_k")
+        .cloned()
+        .or_else(|| body.top_k.map(serde_json::Value::from));
+    fidelity::claude(
+        model,
+        fidelity::Sampling {
+            temperature: &mut body.temperature,
+            top_p: &mut body.top_p,
+            top_k: &mut top_k,
+            thinking,
+        },
+    );
+    if top_k.is_none() {
+        body.rest.remove("top_k");
+        body.top_k = None;
+    }
+}
 
 impl Adapter for AnthropicAdapter {
     fn wire(&self) -> Wire {
@@ -48,15 +91,16 @@ impl Adapter for AnthropicAdapter {
         match (req.client, req.endpoint) {
             (Wire::Anthropic, _) => Ok(Rendered {
                 path,
-                body: req.body_with_model(target.model_json),
+                body: passthrough_body(req, target)?,
                 headers,
                 passthrough: true,
                 json_mode: false,
                 strip_usage: false,
             }),
             (Wire::OpenAi, Endpoint::ChatCompletions) => {
-                let (body, json_mode) =
+                let (mut body, json_mode) =
                     request::to_anthropic(req.canonical()?, target.model, target.options.default_max_tokens)?;
+                fit_sampling(target.model, &mut body);
                 let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 Ok(Rendered {
                     path,

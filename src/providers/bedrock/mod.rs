@@ -82,6 +82,29 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The sampling settings as the target's model takes them (`fidelity`: Claude's rules, by its
+/// Bedrock model id).
+fn fit_sampling(model: &str, body: &mut types::ConverseRequest) {
+    let Some(inference) = body.inference_config.as_mut() else {
+        return;
+    };
+    let extra = body.additional_model_request_fields.as_mut();
+    let thinking = super::fidelity::thinking_on(extra.as_ref().and_then(|m| m.get("thinking")));
+    let mut top_k = extra.as_ref().and_then(|m| m.get("top_k")).cloned();
+    super::fidelity::claude(
+        model,
+        super::fidelity::Sampling {
+            temperature: &mut inference.temperature,
+            top_p: &mut inference.top_p,
+            top_k: &mut top_k,
+            thinking,
+        },
+    );
+    if let (None, Some(m)) = (top_k, extra) {
+        m.remove("top_k");
+    }
+}
+
 impl Adapter for BedrockAdapter {
     /// Unused: nothing is passed through to Bedrock (see the module docs).
     fn wire(&self) -> Wire {
@@ -95,7 +118,8 @@ impl Adapter for BedrockAdapter {
         })?;
         let (op, body, json_mode) = match req.endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
-                let (body, json_mode) = request::to_converse(req.canonical()?)?;
+                let (mut body, json_mode) = request::to_converse(req.canonical()?)?;
+                fit_sampling(target.model, &mut body);
                 let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 let op = if req.stream { "converse-stream" } else { "converse" };
                 (op, Bytes::from(body), json_mode)
