@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 pub mod cache;
 pub mod config;
+pub mod credentials;
 pub mod guard;
 pub mod limits;
 pub mod mock;

@@ -234,6 +234,10 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     server.add_service(watcher);
     server.add_service(background_service("limiter pruner", LimiterPruner { limiter }));
     server.add_service(background_service(
+        "credentials",
+        CredentialRefresher(crate::credentials::Refresher::default()),
+    ));
+    server.add_service(background_service(
         "shutdown",
         ShutdownCoordinator {
             drain,
@@ -525,6 +529,26 @@ impl BackgroundService for LimiterPruner {
                         tracing::debug!(removed, "limiter: idle scopes forgotten");
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Keeps the providers' role credentials fresh (`crate::credentials`): a pass every second, which
+/// fetches only what is missing or near its expiry, each fetch bounded.
+struct CredentialRefresher(crate::credentials::Refresher);
+
+const CREDENTIALS_TICK: Duration = Duration::from_secs(1);
+const CREDENTIALS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[async_trait]
+impl BackgroundService for CredentialRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(CREDENTIALS_TICK);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => self.0.pass(CREDENTIALS_FETCH_TIMEOUT).await,
             }
         }
     }

@@ -97,6 +97,10 @@ pub enum ApiError {
     /// expired, deleted, or another tenant's): 404. `previous`: named by `previous_response_id`.
     #[error("{} with id '{id}' not found.", if *previous { "Previous response" } else { "Response" })]
     ResponseNotFound { id: String, previous: bool },
+    /// A provider's role credentials could not be fetched (its token endpoint is down or refused):
+    /// 503 naming the provider and the cause. Another target may serve the request instead.
+    #[error("Provider `{provider}` has no valid credentials: {cause}.")]
+    CredentialsUnavailable { provider: String, cause: String },
     /// The response store's database could not be read.
     #[error("The response store is unavailable ({0}); retry shortly.")]
     StoreUnavailable(String),
@@ -134,7 +138,8 @@ impl ApiError {
             | ApiError::LimitsUnavailable
             | ApiError::ShuttingDown
             | ApiError::GuardrailUnavailable(_)
-            | ApiError::StoreUnavailable(_) => 503,
+            | ApiError::StoreUnavailable(_)
+            | ApiError::CredentialsUnavailable { .. } => 503,
             ApiError::UpstreamTimeout(_) | ApiError::BudgetExhausted { .. } | ApiError::NotCached => 504,
         }
     }
@@ -166,6 +171,7 @@ impl ApiError {
             | ApiError::LimitsUnavailable
             | ApiError::GuardrailUnavailable(_)
             | ApiError::StoreUnavailable(_)
+            | ApiError::CredentialsUnavailable { .. }
             | ApiError::ShuttingDown
             | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
@@ -208,6 +214,7 @@ impl ApiError {
             ApiError::ResponseNotFound { previous: true, .. } => "previous_response_not_found",
             ApiError::ResponseNotFound { previous: false, .. } => "not_found",
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::CredentialsUnavailable { .. } => "credentials_unavailable",
         }
     }
 
@@ -242,6 +249,7 @@ impl ApiError {
             | ApiError::NotCached
             | ApiError::ResponseNotFound { previous: false, .. }
             | ApiError::StoreUnavailable(_)
+            | ApiError::CredentialsUnavailable { .. }
             | ApiError::BudgetExceeded(_) => None,
         }
     }

@@ -81,20 +81,19 @@ fn a_bedrock_target_lends_its_model_host_and_credentials_to_the_adapter() {
 
 #[test]
 fn a_bedrock_session_token_is_kept_when_its_variable_is_set() {
-    assert!(target("claude-sonnet")
-        .provider
-        .options
-        .aws
-        .as_ref()
-        .unwrap()
-        .session_token
-        .is_none());
+    let token = |aws: &crate::providers::AwsCredentials| match &aws.keys {
+        crate::providers::AwsKeys::Static { session_token, .. } => {
+            session_token.as_ref().map(|t| t.expose().to_string())
+        }
+        crate::providers::AwsKeys::Chain(_) => panic!("static keys expected"),
+    };
+    assert!(token(target("claude-sonnet").provider.options.aws.as_ref().unwrap()).is_none());
     let mut vars = CREDS.to_vec();
     vars.push(("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN"));
     let vars: &'static [(&str, &str)] = Box::leak(vars.into_boxed_slice());
     let snap = load(CONFIG, vars).unwrap();
     let aws = snap.providers["aws"].options.aws.clone().unwrap();
-    assert_eq!(aws.session_token.unwrap().expose(), "FwoGZXIvYXdzEXAMPLETOKEN");
+    assert_eq!(token(&aws).as_deref(), Some("FwoGZXIvYXdzEXAMPLETOKEN"));
 }
 
 #[test]
@@ -165,4 +164,35 @@ fn config_disables_without_credentials_and_rejects_misuse() {
     let p = &snap.providers["aws"];
     assert!(p.disabled.as_deref().is_some_and(|d| d.contains("aws_session_token")));
     assert_eq!(p.path_prefix, "/bedrock");
+}
+
+#[test]
+fn bedrock_role_credentials_come_from_the_chain_and_nothing_else() {
+    let chain = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_credentials: chain\n    aws_profile: prod\n";
+    let snap = load(chain, &[]).unwrap();
+    let p = &snap.providers["aws"];
+    assert!(p.disabled.is_none(), "no static keys needed: {:?}", p.disabled);
+    match &p.options.aws.as_ref().unwrap().keys {
+        crate::providers::AwsKeys::Chain(cell) => assert_eq!(
+            cell.source(),
+            &crate::credentials::Source::AwsChain {
+                region: "eu-west-3".into(),
+                profile: Some("prod".into())
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    let both = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_credentials: chain\n    aws_access_key_id: k\n";
+    assert!(errors(both, &[])
+        .iter()
+        .any(|e| e.contains("providers.aws.aws_access_key_id") && e.contains("chain")));
+    let unknown = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_credentials: instance\n";
+    assert!(errors(unknown, &[])
+        .iter()
+        .any(|e| e.contains("providers.aws.aws_credentials")));
+    let stray = "providers:\n  aws:\n    kind: bedrock\n    aws_region: eu-west-3\n    aws_access_key_id: k\n    aws_secret_access_key: s\n    aws_profile: prod\n";
+    assert!(errors(stray, &[])
+        .iter()
+        .any(|e| e.contains("providers.aws.aws_profile")));
 }

@@ -569,6 +569,13 @@ pub struct RawProvider {
     /// Bedrock: the session token of temporary credentials (`${ENV}`); optional.
     #[serde(default)]
     pub aws_session_token: Option<String>,
+    /// Bedrock: `chain` signs with role credentials from the AWS default chain (environment,
+    /// shared profile, web identity, ECS task role, instance metadata) instead of static keys.
+    #[serde(default)]
+    pub aws_credentials: Option<String>,
+    /// Bedrock with `aws_credentials: chain`: the shared-config profile to read.
+    #[serde(default)]
+    pub aws_profile: Option<String>,
     /// The provider's own limits (`{rpm, tpm}`), so the gateway stays under them.
     #[serde(default)]
     pub limits: serde_json::Value,

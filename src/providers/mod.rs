@@ -25,7 +25,7 @@ use crate::api::openai::LlmRequest;
 use crate::api::ApiError;
 /// The wire formats are the client's (`api`); an adapter says which one its provider speaks.
 pub use crate::api::Wire;
-pub use target::{AwsCredentials, ProviderOptions, RenderTarget};
+pub use target::{AwsCredentials, AwsKeys, ProviderOptions, RenderTarget};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {

@@ -43,10 +43,22 @@ pub struct ProviderOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsCredentials {
     pub region: String,
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    /// Set for temporary (STS) credentials; sent and signed as `x-amz-security-token`.
-    pub session_token: Option<Secret>,
+    pub keys: AwsKeys,
+}
+
+/// Where a Bedrock provider's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsKeys {
+    /// From the config (`aws_access_key_id`, …).
+    Static {
+        access_key_id: Secret,
+        secret_access_key: Secret,
+        /// Set for temporary (STS) credentials; sent and signed as `x-amz-security-token`.
+        session_token: Option<Secret>,
+    },
+    /// Role credentials from the AWS default chain, kept fresh in the background
+    /// (`aws_credentials: chain`, see `crate::credentials`).
+    Chain(std::sync::Arc<crate::credentials::Cell>),
 }
 
 impl Default for ProviderOptions {

@@ -184,7 +184,10 @@ async fn prepare(
         .kind
         .adapter()
         .render(req, &target.render_target())
-        .map_err(Skip::Unsupported)
+        .map_err(|e| match e {
+            ApiError::CredentialsUnavailable { .. } => Skip::Credentials(e),
+            e => Skip::Unsupported(e),
+        })
 }
 
 /// Where `Step::Send` sends.

@@ -178,6 +178,8 @@ pub enum Skip {
     LimitsUnavailable,
     /// The target's dialect cannot carry the request as asked (e.g. `n > 1` on Anthropic).
     Unsupported(ApiError),
+    /// The provider's role credentials are unavailable (its token endpoint failed).
+    Credentials(ApiError),
 }
 
 impl Skip {
@@ -187,6 +189,7 @@ impl Skip {
             Skip::ProviderLimit(_) => "provider_limit",
             Skip::LimitsUnavailable => "limits_unavailable",
             Skip::Unsupported(_) => "unsupported",
+            Skip::Credentials(_) => "credentials",
         }
     }
 
@@ -196,7 +199,7 @@ impl Skip {
                 field: "messages",
                 message: "the prompt is longer than the context window of every model that could serve it".into(),
             },
-            Skip::ProviderLimit(e) | Skip::Unsupported(e) => e,
+            Skip::ProviderLimit(e) | Skip::Unsupported(e) | Skip::Credentials(e) => e,
             Skip::LimitsUnavailable => ApiError::LimitsUnavailable,
         }
     }

@@ -9,7 +9,7 @@ use crate::config::env::expand_with;
 use crate::config::locate::Seg;
 use crate::config::raw::{RawProvider, RawProviderKind};
 use crate::config::snapshot::{Peer, Provider, Timeouts};
-use crate::providers::{AwsCredentials, ProviderKind, ProviderOptions};
+use crate::providers::{AwsCredentials, AwsKeys, ProviderKind, ProviderOptions};
 use crate::secret::Secret;
 
 pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, env: &Env, cx: &mut Ctx) -> Provider {
@@ -77,6 +77,8 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
             ("aws_access_key_id", &p.aws_access_key_id),
             ("aws_secret_access_key", &p.aws_secret_access_key),
             ("aws_session_token", &p.aws_session_token),
+            ("aws_credentials", &p.aws_credentials),
+            ("aws_profile", &p.aws_profile),
         ] {
             if v.is_some() {
                 cx.error(&path(f), "only applies to kind: bedrock");
@@ -369,6 +371,41 @@ fn compile_aws(
             None
         }
     };
+    match p.aws_credentials.as_deref() {
+        None | Some("keys") => {
+            if p.aws_profile.is_some() {
+                cx.error(&path("aws_profile"), "only applies with aws_credentials: chain");
+            }
+        }
+        Some("chain") => {
+            for (f, v) in [
+                ("aws_access_key_id", &p.aws_access_key_id),
+                ("aws_secret_access_key", &p.aws_secret_access_key),
+                ("aws_session_token", &p.aws_session_token),
+            ] {
+                if v.is_some() {
+                    cx.error(
+                        &path(f),
+                        "aws_credentials: chain takes its keys from the AWS credential chain; remove this",
+                    );
+                }
+            }
+            let creds = region.clone().map(|region| AwsCredentials {
+                keys: AwsKeys::Chain(crate::credentials::cell(crate::credentials::Source::AwsChain {
+                    region: region.clone(),
+                    profile: p.aws_profile.clone(),
+                })),
+                region,
+            });
+            return (region, creds, None);
+        }
+        Some(other) => {
+            cx.error(
+                &path("aws_credentials"),
+                format!("{other:?} is not a credential source: use keys (the aws_* keys, the default) or chain"),
+            );
+        }
+    }
     let mut missing: Vec<String> = Vec::new();
     let mut absent: Vec<&str> = Vec::new();
     let mut secret = |field: &'static str, v: &Option<String>, cx: &mut Ctx| -> Option<Secret> {
@@ -430,9 +467,11 @@ fn compile_aws(
     }
     let creds = region.clone().map(|region| AwsCredentials {
         region,
-        access_key_id,
-        secret_access_key,
-        session_token: token,
+        keys: AwsKeys::Static {
+            access_key_id,
+            secret_access_key,
+            session_token: token,
+        },
     });
     (region, creds, None)
 }

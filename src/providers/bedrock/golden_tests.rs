@@ -14,7 +14,7 @@ use super::*;
 use crate::api::chat::ChatChunk;
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
-use crate::providers::{AwsCredentials, ProviderKind, ProviderOptions, RenderTarget};
+use crate::providers::{AwsCredentials, AwsKeys, ProviderKind, ProviderOptions, RenderTarget};
 use crate::secret::Secret;
 use crate::sse::eventstream::Frame;
 
@@ -49,9 +49,11 @@ fn options(session_token: Option<&str>) -> ProviderOptions {
     ProviderOptions {
         aws: Some(AwsCredentials {
             region: "us-east-1".into(),
-            access_key_id: Secret::new("AKIDEXAMPLE"),
-            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-            session_token: session_token.map(Secret::new),
+            keys: AwsKeys::Static {
+                access_key_id: Secret::new("AKIDEXAMPLE"),
+                secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+                session_token: session_token.map(Secret::new),
+            },
         }),
         ..ProviderOptions::default()
     }

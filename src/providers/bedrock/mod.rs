@@ -28,7 +28,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
+use super::{Adapter, AwsKeys, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatChunk, ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
@@ -136,10 +136,29 @@ impl Adapter for BedrockAdapter {
             .host
             .to_str()
             .map_err(|_| ApiError::UpstreamProtocol("the provider's host is not valid text".into()))?;
-        let creds = sigv4::Credentials {
-            access_key_id: aws.access_key_id.expose(),
-            secret_access_key: &aws.secret_access_key,
-            session_token: aws.session_token.as_ref(),
+        let issued;
+        let creds = match &aws.keys {
+            AwsKeys::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => sigv4::Credentials {
+                access_key_id: access_key_id.expose(),
+                secret_access_key,
+                session_token: session_token.as_ref(),
+            },
+            // Role credentials: what the background refresher holds now (one atomic load).
+            AwsKeys::Chain(cell) => {
+                issued = cell.current().map_err(|cause| ApiError::CredentialsUnavailable {
+                    provider: target.provider.to_string(),
+                    cause,
+                })?;
+                sigv4::Credentials {
+                    access_key_id: issued.access_key_id.expose(),
+                    secret_access_key: &issued.secret_access_key,
+                    session_token: issued.session_token.as_ref(),
+                }
+            }
         };
         let mut headers = sigv4::sign_post(creds, &aws.region, host, &path, &body, SystemTime::now())
             .map_err(|e| ApiError::UpstreamProtocol(e.to_string()))?;
