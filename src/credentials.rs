@@ -11,9 +11,11 @@
 //! Cells live in a process-wide registry keyed by their source, so a config reload that keeps a
 //! provider's source keeps its credentials (no refetch, no gap).
 //!
-//! The fetching itself is the AWS SDK's default credential chain (`aws-config`: environment,
-//! shared config and credentials files, web identity through STS for EKS IRSA, the ECS task
-//! role, EC2 instance metadata with IMDSv2), not hand-rolled.
+//! The fetching itself is the providers' own crates: the AWS SDK's default credential chain
+//! (`aws-config`: environment, shared config and credentials files, web identity through STS for
+//! EKS IRSA, the ECS task role, EC2 instance metadata with IMDSv2) and `gcp_auth` for a Google
+//! service account (a signed JWT exchanged at the key's token endpoint). Only the Google metadata
+//! server's one GET is hand-rolled (`google_metadata` says why).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -33,13 +35,47 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub enum Source {
     /// The AWS default chain, in `region`, with an optional named profile.
     AwsChain { region: String, profile: Option<String> },
+    /// A Google service account key file: a JWT it signs, exchanged at the key's `token_uri`.
+    GoogleServiceAccount { key_file: std::path::PathBuf },
+    /// The Google metadata server of the VM or pod (`GCE_METADATA_HOST`, else
+    /// `metadata.google.internal`).
+    GoogleMetadata,
 }
+
+/// The OAuth scope of Vertex AI's access tokens.
+pub const GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 impl Source {
     fn describe(&self) -> String {
         match self {
             Source::AwsChain { profile: Some(p), .. } => format!("the AWS credential chain (profile {p:?})"),
             Source::AwsChain { .. } => "the AWS credential chain".into(),
+            Source::GoogleServiceAccount { key_file } => {
+                format!("the Google service account key {}", key_file.display())
+            }
+            Source::GoogleMetadata => "the Google metadata server".into(),
+        }
+    }
+}
+
+/// What a source issues.
+#[derive(Debug)]
+pub enum Material {
+    /// AWS keys to sign with.
+    Aws {
+        access_key_id: Secret,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    },
+    /// An OAuth access token, sent as `Authorization: Bearer`.
+    Bearer(Secret),
+}
+
+impl Material {
+    pub fn bearer(&self) -> Option<&Secret> {
+        match self {
+            Material::Bearer(t) => Some(t),
+            Material::Aws { .. } => None,
         }
     }
 }
@@ -47,9 +83,7 @@ impl Source {
 /// Credentials as issued.
 #[derive(Debug)]
 pub struct Issued {
-    pub access_key_id: Secret,
-    pub secret_access_key: Secret,
-    pub session_token: Option<Secret>,
+    pub material: Material,
     pub expires: Option<SystemTime>,
     /// When they were fetched (their lifetime is `expires - fetched`).
     pub fetched: SystemTime,
@@ -214,15 +248,67 @@ impl Refresher {
                 };
                 let c = chain.provide_credentials().await.map_err(|e| error_chain(&e))?;
                 Ok(Issued {
-                    access_key_id: Secret::new(c.access_key_id()),
-                    secret_access_key: Secret::new(c.secret_access_key()),
-                    session_token: c.session_token().map(Secret::new),
+                    material: Material::Aws {
+                        access_key_id: Secret::new(c.access_key_id()),
+                        secret_access_key: Secret::new(c.secret_access_key()),
+                        session_token: c.session_token().map(Secret::new),
+                    },
                     expires: c.expiry(),
                     fetched: SystemTime::now(),
                 })
             }
+            Source::GoogleServiceAccount { key_file } => {
+                use gcp_auth::TokenProvider;
+                // A fresh account each time: the crate's own cache would hand back the token it
+                // holds until 20 s before its expiry, and refreshing ahead is ours to decide.
+                let json = tokio::fs::read_to_string(key_file)
+                    .await
+                    .map_err(|e| format!("cannot read the key file: {e}"))?;
+                let account = gcp_auth::CustomServiceAccount::from_json(&json).map_err(|e| error_chain(&e))?;
+                let token = account.token(&[GOOGLE_SCOPE]).await.map_err(|e| error_chain(&e))?;
+                let expires = SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(token.expires_at().timestamp()).unwrap_or(0));
+                Ok(Issued {
+                    material: Material::Bearer(Secret::new(token.as_str())),
+                    expires: Some(expires),
+                    fetched: SystemTime::now(),
+                })
+            }
+            Source::GoogleMetadata => google_metadata().await,
         }
     }
+}
+
+/// A token from the Google metadata server. Hand-rolled (one GET): `gcp_auth`'s metadata client
+/// has the host fixed, so it could neither honour `GCE_METADATA_HOST` (as Google's own libraries
+/// do) nor be tested against a fake.
+async fn google_metadata() -> Result<Issued, String> {
+    #[derive(serde::Deserialize)]
+    struct Token {
+        access_token: String,
+        expires_in: u64,
+    }
+    let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
+    let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
+    let fetched = SystemTime::now();
+    let token: Token = tokio::task::spawn_blocking(move || {
+        ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .get(&url)
+            .set("Metadata-Flavor", "Google")
+            .call()
+            .map_err(|e| e.to_string())?
+            .into_json::<Token>()
+            .map_err(|e| format!("unreadable answer: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok(Issued {
+        material: Material::Bearer(Secret::new(token.access_token)),
+        expires: Some(fetched + Duration::from_secs(token.expires_in)),
+        fetched,
+    })
 }
 
 /// An error and its causes, on one line (the SDK's top-level message alone is often generic).
@@ -247,9 +333,7 @@ mod tests {
     fn issued(lifetime: Duration, age: Duration) -> Issued {
         let fetched = SystemTime::now() - age;
         Issued {
-            access_key_id: Secret::new("AKID"),
-            secret_access_key: Secret::new("s"),
-            session_token: None,
+            material: Material::Bearer(Secret::new("t")),
             expires: Some(fetched + lifetime),
             fetched,
         }

@@ -196,3 +196,37 @@ fn bedrock_role_credentials_come_from_the_chain_and_nothing_else() {
         .iter()
         .any(|e| e.contains("providers.aws.aws_profile")));
 }
+
+#[test]
+fn vertex_providers_need_a_project_a_region_and_google_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sa.json");
+    std::fs::write(&key, "{}").unwrap();
+    let good = format!(
+        "providers:\n  v:\n    kind: vertex_anthropic\n    vertex_project: proj-1\n    vertex_region: us-east5\n    google_credentials: {}\n",
+        key.display()
+    );
+    let snap = load(&good, &[]).unwrap();
+    let p = &snap.providers["v"];
+    assert_eq!(
+        p.path_prefix,
+        "/v1/projects/proj-1/locations/us-east5/publishers/anthropic"
+    );
+    assert_eq!(p.host_header, "us-east5-aiplatform.googleapis.com");
+    assert_eq!(p.pricing_family, "anthropic");
+    assert!(p.options.token.is_some());
+
+    let missing =
+        "providers:\n  v:\n    kind: vertex\n    vertex_region: us-central1\n    google_credentials: metadata\n";
+    assert!(errors(missing, &[]).iter().any(|e| e.contains("vertex_project")));
+    let no_file = "providers:\n  v:\n    kind: vertex\n    vertex_project: p\n    vertex_region: us-central1\n    google_credentials: /nonexistent/sa.json\n";
+    assert!(errors(no_file, &[])
+        .iter()
+        .any(|e| e.contains("providers.v.google_credentials")));
+    let keys = "providers:\n  v:\n    kind: vertex\n    vertex_project: p\n    vertex_region: us-central1\n    google_credentials: metadata\n    api_keys: [k]\n";
+    assert!(errors(keys, &[]).iter().any(|e| e.contains("providers.v.api_keys")));
+    let elsewhere = "providers:\n  g:\n    kind: gemini\n    base_url: https://generativelanguage.googleapis.com/v1beta\n    api_keys: [k]\n    vertex_project: p\n";
+    assert!(errors(elsewhere, &[])
+        .iter()
+        .any(|e| e.contains("providers.g.vertex_project")));
+}

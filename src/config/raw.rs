@@ -576,6 +576,16 @@ pub struct RawProvider {
     /// Bedrock with `aws_credentials: chain`: the shared-config profile to read.
     #[serde(default)]
     pub aws_profile: Option<String>,
+    /// Vertex: the Google Cloud project.
+    #[serde(default)]
+    pub vertex_project: Option<String>,
+    /// Vertex: the region (`us-central1`, `europe-west4`, `global`).
+    #[serde(default)]
+    pub vertex_region: Option<String>,
+    /// Vertex: a service account key file (relative to the config file's directory), or
+    /// `metadata` for the metadata server of the VM or pod.
+    #[serde(default)]
+    pub google_credentials: Option<String>,
     /// The provider's own limits (`{rpm, tpm}`), so the gateway stays under them.
     #[serde(default)]
     pub limits: serde_json::Value,
@@ -594,6 +604,8 @@ pub enum RawProviderKind {
     Anthropic,
     Gemini,
     Bedrock,
+    Vertex,
+    VertexAnthropic,
 }
 
 #[derive(Debug, Deserialize)]

@@ -42,6 +42,7 @@ pub mod openai;
 pub mod presidio;
 pub mod record;
 pub mod usage;
+pub mod vertex;
 
 #[cfg(test)]
 mod server_tests;
@@ -219,6 +220,8 @@ enum Route {
     Model(String),
     /// The fake Presidio analyzer (`presidio`).
     Analyze,
+    /// Google Vertex AI below `/v1/projects/` (`vertex`).
+    Vertex(vertex::Call),
     /// `POST /v1/files` (multipart) and `GET /v1/files/{id}/content` (`files`).
     FileUpload,
     FileContent,
@@ -330,6 +333,8 @@ impl MockApp {
             gemini::reply(session.req_header(), call, &body, seq, &b, self.require_key.as_deref()).into()
         } else if let Route::Bedrock(call) = &route {
             bedrock::reply(session.req_header(), call, &body, seq, &b, &self.aws).into()
+        } else if let Route::Vertex(call) = &route {
+            vertex::reply(session.req_header(), call, &body, seq, &b).into()
         } else if route == Route::Analyze {
             presidio::analyze(&body, &b).into()
         } else if let Some(status) = b.forced_status() {
@@ -352,6 +357,7 @@ impl MockApp {
                 Route::Models => openai::list_models().into(),
                 Route::Model(id) => openai::retrieve_model(id).into(),
                 Route::Analyze => presidio::analyze(&body, &b).into(),
+                Route::Vertex(call) => vertex::reply(session.req_header(), call, &body, seq, &b).into(),
                 Route::FileUpload => files::upload(session.req_header(), &body, seq).into(),
                 Route::FileContent => files::download().into(),
             }
@@ -423,6 +429,9 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
     }
     if path.starts_with("/model/") {
         return bedrock::route(method, path).map(Route::Bedrock);
+    }
+    if path.starts_with("/v1/projects/") {
+        return vertex::route(method, path).map(Route::Vertex);
     }
     let (route, allowed) = match path {
         "/v1/chat/completions" => (Route::Chat, Method::POST),

@@ -16,6 +16,7 @@ pub mod openai;
 pub mod presets;
 mod target;
 pub mod translate;
+pub mod vertex;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -41,6 +42,10 @@ pub enum ProviderKind {
     Gemini,
     /// AWS Bedrock Runtime (Converse API, SigV4-signed); always translated.
     Bedrock,
+    /// Gemini models on Google Vertex AI (OAuth access token); always translated.
+    Vertex,
+    /// Anthropic's Claude models on Google Vertex AI (Messages bodies, OAuth access token).
+    VertexAnthropic,
 }
 
 impl ProviderKind {
@@ -51,6 +56,8 @@ impl ProviderKind {
             ProviderKind::Anthropic => &anthropic::AnthropicAdapter,
             ProviderKind::Gemini => &gemini::GeminiAdapter,
             ProviderKind::Bedrock => &bedrock::BedrockAdapter,
+            ProviderKind::Vertex => &vertex::VertexGeminiAdapter,
+            ProviderKind::VertexAnthropic => &vertex::VertexAnthropicAdapter,
         }
     }
 
@@ -62,6 +69,8 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Vertex => "vertex",
+            ProviderKind::VertexAnthropic => "vertex_anthropic",
         }
     }
 
@@ -74,6 +83,8 @@ impl ProviderKind {
             ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), ""),
             // Bedrock has no key header: requests are signed (`bedrock::sigv4`) and it has no keys.
             ProviderKind::Bedrock => (http::header::AUTHORIZATION, ""),
+            // Vertex's bearer token comes from its credentials cell at render time.
+            ProviderKind::Vertex | ProviderKind::VertexAnthropic => (http::header::AUTHORIZATION, "Bearer "),
         }
     }
 }

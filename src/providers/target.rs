@@ -37,6 +37,8 @@ pub struct ProviderOptions {
     pub default_max_tokens: u64,
     /// Bedrock: region and credentials requests are signed with (`None` for other kinds).
     pub aws: Option<AwsCredentials>,
+    /// Vertex: where the OAuth access token sent as `Authorization: Bearer` comes from.
+    pub token: Option<std::sync::Arc<crate::credentials::Cell>>,
 }
 
 /// Resolved AWS credentials of a `kind: bedrock` provider.
@@ -69,6 +71,7 @@ impl Default for ProviderOptions {
             anthropic_version: "2023-06-01".into(),
             default_max_tokens: 4096,
             aws: None,
+            token: None,
         }
     }
 }

@@ -27,7 +27,10 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         RawProviderKind::Anthropic => ProviderKind::Anthropic,
         RawProviderKind::Gemini => ProviderKind::Gemini,
         RawProviderKind::Bedrock => ProviderKind::Bedrock,
+        RawProviderKind::Vertex => ProviderKind::Vertex,
+        RawProviderKind::VertexAnthropic => ProviderKind::VertexAnthropic,
     };
+    let vertex = matches!(kind, ProviderKind::Vertex | ProviderKind::VertexAnthropic);
     let mut options = ProviderOptions::default();
     if let Some(v) = &p.anthropic_version {
         options.anthropic_version = v.clone();
@@ -86,6 +89,23 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         }
     }
 
+    let mut vertex_site = None;
+    if vertex {
+        let (site, token) = compile_vertex(name, p, kind, cx);
+        vertex_site = site;
+        options.token = token;
+    } else {
+        for (f, v) in [
+            ("vertex_project", &p.vertex_project),
+            ("vertex_region", &p.vertex_region),
+            ("google_credentials", &p.google_credentials),
+        ] {
+            if v.is_some() {
+                cx.error(&path(f), "only applies to kind: vertex and kind: vertex_anthropic");
+            }
+        }
+    }
+
     // Preset (OpenAI-compatible family): base URL default and quirks.
     let preset = match (&p.preset, kind) {
         (None, _) => None,
@@ -107,7 +127,12 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
             None
         }
     };
-    let pricing_family = preset.map_or(kind.as_str(), |pr| pr.name);
+    // Vertex sells Google's and Anthropic's models at their own prices.
+    let pricing_family = match kind {
+        ProviderKind::Vertex => ProviderKind::Gemini.as_str(),
+        ProviderKind::VertexAnthropic => ProviderKind::Anthropic.as_str(),
+        _ => preset.map_or(kind.as_str(), |pr| pr.name),
+    };
     if let Some(pr) = preset {
         options.quirks = pr.quirks();
     }
@@ -125,6 +150,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         (Some(u), _) => u.clone(),
         (None, Some(pr)) => pr.base_url.to_string(),
         (None, None) if kind == ProviderKind::Bedrock => bedrock_base.unwrap_or_default(),
+        (None, None) if vertex => vertex_site.as_ref().map(|s| s.default_base.clone()).unwrap_or_default(),
         (None, None) => {
             cx.error(
                 &[key("providers"), key(name)],
@@ -193,6 +219,13 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
             cx.error(
                 &path("api_keys"),
                 "kind: bedrock signs requests with the aws_* credentials; api_keys do not apply",
+            );
+        }
+    } else if vertex {
+        if !p.api_keys.is_empty() {
+            cx.error(
+                &path("api_keys"),
+                "Vertex AI takes an OAuth access token from google_credentials; api_keys do not apply",
             );
         }
     } else if keys.is_empty() && disabled.is_none() && !(key_optional && missing.is_empty()) {
@@ -268,6 +301,9 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
             .to_string();
         let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
         path_prefix = url.path().trim_end_matches('/').to_string();
+        if let Some(site) = &vertex_site {
+            path_prefix.push_str(&site.path);
+        }
         let hh = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
@@ -311,6 +347,87 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
     provider.pricing_family = pricing_family;
     provider.display_url = display_url;
     provider
+}
+
+/// Where a Vertex provider's models live.
+struct VertexSite {
+    /// `https://{region}-aiplatform.googleapis.com` (`https://aiplatform.googleapis.com` for
+    /// `global`).
+    default_base: String,
+    /// `/v1/projects/{project}/locations/{region}/publishers/{google|anthropic}`.
+    path: String,
+}
+
+/// A Vertex provider's project and region, and the credentials cell of its `google_credentials`.
+fn compile_vertex(
+    name: &str,
+    p: &RawProvider,
+    kind: ProviderKind,
+    cx: &mut Ctx,
+) -> (Option<VertexSite>, Option<std::sync::Arc<crate::credentials::Cell>>) {
+    let path = |f: &str| vec![key("providers"), key(name), key(f)];
+    let id = |field: &'static str, v: &Option<String>, cx: &mut Ctx| -> Option<String> {
+        match v.as_deref() {
+            None | Some("") => {
+                cx.error(
+                    &[key("providers"), key(name)],
+                    format!("kind: {} needs {field}", kind.as_str()),
+                );
+                None
+            }
+            Some(v) if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => Some(v.to_string()),
+            Some(v) => {
+                cx.error(
+                    &path(field),
+                    format!("{v:?} is not a Google Cloud {}", &field["vertex_".len()..]),
+                );
+                None
+            }
+        }
+    };
+    let project = id("vertex_project", &p.vertex_project, cx);
+    let region = id("vertex_region", &p.vertex_region, cx);
+    let token = match p.google_credentials.as_deref() {
+        None | Some("") => {
+            cx.error(
+                &[key("providers"), key(name)],
+                format!(
+                    "kind: {} needs google_credentials: a service account key file, or metadata",
+                    kind.as_str()
+                ),
+            );
+            None
+        }
+        Some("metadata") => Some(crate::credentials::cell(crate::credentials::Source::GoogleMetadata)),
+        Some(file) => {
+            let key_file = super::usage::config_dir(cx.file).join(file);
+            if !key_file.is_file() {
+                cx.error(
+                    &path("google_credentials"),
+                    format!("{} is not a file", key_file.display()),
+                );
+            }
+            Some(crate::credentials::cell(
+                crate::credentials::Source::GoogleServiceAccount { key_file },
+            ))
+        }
+    };
+    let (Some(project), Some(region)) = (project, region) else {
+        return (None, token);
+    };
+    let publisher = match kind {
+        ProviderKind::VertexAnthropic => "anthropic",
+        _ => "google",
+    };
+    let host = match region.as_str() {
+        "global" => "aiplatform.googleapis.com".to_string(),
+        r => format!("{r}-aiplatform.googleapis.com"),
+    };
+    let site = VertexSite {
+        default_base: format!("https://{host}"),
+        path: format!("/v1/projects/{project}/locations/{region}/publishers/{publisher}"),
+    };
+    (Some(site), token)
 }
 
 /// A base URL fit for an error message: scheme, host, port and path only (a userinfo, query or

@@ -153,10 +153,22 @@ impl Adapter for BedrockAdapter {
                     provider: target.provider.to_string(),
                     cause,
                 })?;
-                sigv4::Credentials {
-                    access_key_id: issued.access_key_id.expose(),
-                    secret_access_key: &issued.secret_access_key,
-                    session_token: issued.session_token.as_ref(),
+                match &issued.material {
+                    crate::credentials::Material::Aws {
+                        access_key_id,
+                        secret_access_key,
+                        session_token,
+                    } => sigv4::Credentials {
+                        access_key_id: access_key_id.expose(),
+                        secret_access_key,
+                        session_token: session_token.as_ref(),
+                    },
+                    crate::credentials::Material::Bearer(_) => {
+                        return Err(ApiError::CredentialsUnavailable {
+                            provider: target.provider.to_string(),
+                            cause: "the credential source issues no AWS keys".into(),
+                        })
+                    }
                 }
             }
         };
