@@ -14,7 +14,8 @@
 //! The fetching itself is the providers' own crates: the AWS SDK's default credential chain
 //! (`aws-config`: environment, shared config and credentials files, web identity through STS for
 //! EKS IRSA, the ECS task role, EC2 instance metadata with IMDSv2) and `gcp_auth` for a Google
-//! service account (a signed JWT exchanged at the key's token endpoint). Only the Google metadata
+//! service account (a signed JWT exchanged at the key's token endpoint), `azure_identity` for a
+//! Microsoft Entra ID client secret. Only the Google metadata
 //! server's one GET is hand-rolled (`google_metadata` says why).
 
 use std::sync::{Arc, OnceLock};
@@ -40,7 +41,17 @@ pub enum Source {
     /// The Google metadata server of the VM or pod (`GCE_METADATA_HOST`, else
     /// `metadata.google.internal`).
     GoogleMetadata,
+    /// A Microsoft Entra ID application's client secret (client-credentials grant), at
+    /// `AZURE_AUTHORITY_HOST` (else `https://login.microsoftonline.com`).
+    EntraClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: Secret,
+    },
 }
+
+/// The OAuth scope of Azure OpenAI's access tokens.
+pub const AZURE_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
 
 /// The OAuth scope of Vertex AI's access tokens.
 pub const GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -54,6 +65,11 @@ impl Source {
                 format!("the Google service account key {}", key_file.display())
             }
             Source::GoogleMetadata => "the Google metadata server".into(),
+            Source::EntraClientSecret {
+                tenant_id, client_id, ..
+            } => {
+                format!("Microsoft Entra ID (tenant {tenant_id}, client {client_id})")
+            }
         }
     }
 }
@@ -275,6 +291,32 @@ impl Refresher {
                 })
             }
             Source::GoogleMetadata => google_metadata().await,
+            Source::EntraClientSecret {
+                tenant_id,
+                client_id,
+                secret,
+            } => {
+                use azure_core::credentials::TokenCredential;
+                // A fresh credential each time, for the same reason as Google's above.
+                let credential = azure_identity::ClientSecretCredential::new(
+                    tenant_id,
+                    client_id.clone(),
+                    azure_core::credentials::Secret::new(secret.expose().to_string()),
+                    None,
+                )
+                .map_err(|e| error_chain(&e))?;
+                let token = credential
+                    .get_token(&[AZURE_SCOPE], None)
+                    .await
+                    .map_err(|e| error_chain(&e))?;
+                let expires = SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(token.expires_on.unix_timestamp()).unwrap_or(0));
+                Ok(Issued {
+                    material: Material::Bearer(Secret::new(token.token.secret())),
+                    expires: Some(expires),
+                    fetched: SystemTime::now(),
+                })
+            }
         }
     }
 }

@@ -230,3 +230,27 @@ fn vertex_providers_need_a_project_a_region_and_google_credentials() {
         .iter()
         .any(|e| e.contains("providers.g.vertex_project")));
 }
+
+#[test]
+fn azure_takes_keys_or_entra_id_and_says_what_is_missing() {
+    let entra = "providers:\n  az:\n    kind: azure\n    base_url: https://x.openai.azure.com\n    api_version: \"2024-10-21\"\n    azure_credentials: entra\n    entra_tenant_id: t\n    entra_client_id: c\n    entra_client_secret: s\n";
+    let snap = load(entra, &[]).unwrap();
+    let p = &snap.providers["az"];
+    assert!(p.disabled.is_none(), "no api_keys needed: {:?}", p.disabled);
+    assert!(p.options.token.is_some());
+
+    let partial = "providers:\n  az:\n    kind: azure\n    base_url: https://x.openai.azure.com\n    api_version: \"2024-10-21\"\n    azure_credentials: entra\n    entra_tenant_id: t\n";
+    let e = errors(partial, &[]);
+    assert!(
+        e.iter().any(|e| e.contains("entra_client_id")) && e.iter().any(|e| e.contains("entra_client_secret")),
+        "{e:?}"
+    );
+    let stray = "providers:\n  az:\n    kind: azure\n    base_url: https://x.openai.azure.com\n    api_version: \"2024-10-21\"\n    api_keys: [k]\n    entra_client_id: c\n";
+    assert!(errors(stray, &[])
+        .iter()
+        .any(|e| e.contains("providers.az.entra_client_id")));
+    let elsewhere = "providers:\n  o:\n    kind: openai\n    base_url: https://api.openai.com/v1\n    api_keys: [k]\n    azure_credentials: entra\n";
+    assert!(errors(elsewhere, &[])
+        .iter()
+        .any(|e| e.contains("providers.o.azure_credentials")));
+}

@@ -576,6 +576,19 @@ pub struct RawProvider {
     /// Bedrock with `aws_credentials: chain`: the shared-config profile to read.
     #[serde(default)]
     pub aws_profile: Option<String>,
+    /// Azure: `entra` authenticates with Microsoft Entra ID tokens (client credentials) instead
+    /// of `api_keys`.
+    #[serde(default)]
+    pub azure_credentials: Option<String>,
+    /// Azure with `azure_credentials: entra`: the directory (tenant) id.
+    #[serde(default)]
+    pub entra_tenant_id: Option<String>,
+    /// Azure with `azure_credentials: entra`: the application (client) id.
+    #[serde(default)]
+    pub entra_client_id: Option<String>,
+    /// Azure with `azure_credentials: entra`: the client secret (`${ENV}`).
+    #[serde(default)]
+    pub entra_client_secret: Option<String>,
     /// Vertex: the Google Cloud project.
     #[serde(default)]
     pub vertex_project: Option<String>,

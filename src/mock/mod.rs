@@ -485,7 +485,13 @@ fn azure(
         )
         .into();
     }
-    if req.headers.get("api-key").is_none_or(|v| v.is_empty()) {
+    // A key, or a Microsoft Entra ID token (`Authorization: Bearer`), as Azure takes either.
+    let bearer = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.strip_prefix("Bearer ").is_some_and(|t| !t.is_empty()));
+    if !bearer && req.headers.get("api-key").is_none_or(|v| v.is_empty()) {
         return openai::json_reply(
             401,
             &serde_json::json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}}),

@@ -89,6 +89,34 @@ impl ProviderKind {
     }
 }
 
+/// `Authorization: Bearer <token>` from the provider's credentials cell (Vertex, Azure with Entra
+/// ID), or why there is none.
+pub fn bearer(target: &RenderTarget<'_>) -> Result<(HeaderName, http::HeaderValue), ApiError> {
+    let Some(cell) = &target.options.token else {
+        return Err(ApiError::CredentialsUnavailable {
+            provider: target.provider.to_string(),
+            cause: "no credential source is configured".into(),
+        });
+    };
+    let issued = cell.current().map_err(|cause| ApiError::CredentialsUnavailable {
+        provider: target.provider.to_string(),
+        cause,
+    })?;
+    let token = issued
+        .material
+        .bearer()
+        .ok_or_else(|| ApiError::CredentialsUnavailable {
+            provider: target.provider.to_string(),
+            cause: "the credential source issues no access token".into(),
+        })?;
+    let value =
+        HeaderValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| ApiError::CredentialsUnavailable {
+            provider: target.provider.to_string(),
+            cause: "the access token cannot go in an HTTP header".into(),
+        })?;
+    Ok((http::header::AUTHORIZATION, value))
+}
+
 /// How much completion text is kept for counting (by the relay and by observers): ~256k tokens,
 /// far above any single answer.
 pub const TEXT_LIMIT: usize = 1 << 20;

@@ -174,6 +174,11 @@ impl Adapter for AzureAdapter {
     /// `{base}/openai/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=V`;
     /// the target's `model` is the deployment name.
     fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
+        // Entra ID: a bearer token from the credentials cell instead of an `api-key`.
+        let token = match target.options.token {
+            Some(_) => Some(super::bearer(target)?),
+            None => None,
+        };
         let (body, passthrough) = render_body(req, target)?;
         let version = target.options.api_version.as_deref().unwrap_or_default();
         let path = format!(
@@ -186,7 +191,7 @@ impl Adapter for AzureAdapter {
         Ok(Rendered {
             path,
             body,
-            headers: Vec::new(),
+            headers: token.into_iter().collect(),
             passthrough,
             json_mode: false,
             strip_usage: passthrough && wants_usage(req, target),

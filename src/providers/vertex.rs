@@ -10,11 +10,10 @@
 //! model in the path instead of the body and `anthropic_version: "vertex-2023-10-16"` in it.
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 
 use super::anthropic::AnthropicAdapter;
 use super::gemini::GeminiAdapter;
-use super::{Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
+use super::{bearer, Adapter, ChunkSource, Observer, RenderTarget, Rendered, StreamFault, Wire};
 use crate::api::chat::{ChatResponse, Usage};
 use crate::api::openai::LlmRequest;
 use crate::api::{ApiError, Endpoint};
@@ -24,33 +23,6 @@ pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 
 pub struct VertexGeminiAdapter;
 pub struct VertexAnthropicAdapter;
-
-/// `Authorization: Bearer <token>` from the provider's credentials cell, or why there is none.
-pub fn bearer(target: &RenderTarget<'_>) -> Result<(HeaderName, HeaderValue), ApiError> {
-    let Some(cell) = &target.options.token else {
-        return Err(ApiError::CredentialsUnavailable {
-            provider: target.provider.to_string(),
-            cause: "no credential source is configured".into(),
-        });
-    };
-    let issued = cell.current().map_err(|cause| ApiError::CredentialsUnavailable {
-        provider: target.provider.to_string(),
-        cause,
-    })?;
-    let token = issued
-        .material
-        .bearer()
-        .ok_or_else(|| ApiError::CredentialsUnavailable {
-            provider: target.provider.to_string(),
-            cause: "the credential source issues no access token".into(),
-        })?;
-    let value =
-        HeaderValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| ApiError::CredentialsUnavailable {
-            provider: target.provider.to_string(),
-            cause: "the access token cannot go in an HTTP header".into(),
-        })?;
-    Ok((http::header::AUTHORIZATION, value))
-}
 
 impl Adapter for VertexGeminiAdapter {
     fn wire(&self) -> Wire {

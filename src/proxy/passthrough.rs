@@ -121,6 +121,15 @@ async fn prepare(state: &AppState, session: &Session, ctx: &mut RequestCtx) -> s
             "Passthrough to a Bedrock provider is not supported: its requests are signed over the whole body (SigV4), which a streamed body cannot be".into(),
         ));
     }
+    // A provider signing in with an access token (Vertex, Azure with Entra ID) must have one.
+    if let Some(cell) = &provider.options.token {
+        if let Err(cause) = cell.current() {
+            return Err(ApiError::CredentialsUnavailable {
+                provider: provider.name.clone(),
+                cause,
+            });
+        }
+    }
     if ctx.key.as_ref().is_some_and(|k| !k.allows_model(&label)) {
         return Err(ApiError::ModelNotAllowedForKey { model: label });
     }
@@ -179,6 +188,15 @@ pub(super) fn upstream_request(ctx: &mut RequestCtx, req: &mut RequestHeader) ->
     req.insert_header(HOST, provider.host_header.clone())?;
     if let Some(auth) = provider.next_auth() {
         req.insert_header(provider.auth_header.clone(), auth.clone())?;
+    }
+    if let Some(cell) = &provider.options.token {
+        let token = cell
+            .current()
+            .ok()
+            .and_then(|i| i.material.bearer().map(|t| format!("Bearer {}", t.expose())));
+        if let Some(value) = token {
+            req.insert_header(http::header::AUTHORIZATION, value)?;
+        }
     }
     for (k, v) in &provider.headers {
         req.insert_header(k.clone(), v.clone())?;

@@ -3,7 +3,8 @@
 //! remembers what it received and how many credentials it issued.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// One request a fake received.
@@ -28,6 +29,30 @@ pub struct Fake {
 
 impl Fake {
     pub fn start(handler: Handler) -> Fake {
+        Self::listen(handler, None)
+    }
+
+    /// The same over TLS, with the certificate chain and key in these PEM files (an endpoint the
+    /// client's crate insists be HTTPS, such as Entra ID's).
+    pub fn start_tls(handler: Handler, cert: &Path, key: &Path) -> Fake {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("certificate file")
+            .map(|c| c.expect("certificate"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key).expect("key file");
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server certificate");
+        Self::listen(handler, Some(Arc::new(config)))
+    }
+
+    fn listen(handler: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let fake = Fake {
             port: listener.local_addr().unwrap().port(),
@@ -37,8 +62,16 @@ impl Fake {
         let f = fake.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (f, h) = (f.clone(), Arc::clone(&handler));
-                std::thread::spawn(move || f.serve(stream, &h));
+                let (f, h, tls) = (f.clone(), Arc::clone(&handler), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => f.serve(stream, &h),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        f.serve(rustls::StreamOwned::new(conn, stream), &h);
+                    }
+                });
             }
         });
         fake
@@ -48,9 +81,8 @@ impl Fake {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn serve(&self, stream: TcpStream, handler: &Handler) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
+    fn serve(&self, stream: impl Read + Write, handler: &Handler) {
+        let mut reader = BufReader::new(stream);
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -100,7 +132,7 @@ impl Fake {
                 seen.path,
                 text.chars().take(200).collect::<String>()
             );
-            if text.contains("mock-secret") || text.contains("ya29.") {
+            if text.contains("mock-secret") || text.contains("ya29.") || text.contains("entra-") {
                 *self.issued.lock().unwrap() += 1;
             }
             self.seen.lock().unwrap().push(seen);
@@ -108,7 +140,12 @@ impl Fake {
                 "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\n\r\n{text}",
                 text.len()
             );
-            if writer.write_all(reply.as_bytes()).is_err() {
+            if reader
+                .get_mut()
+                .write_all(reply.as_bytes())
+                .and_then(|()| reader.get_mut().flush())
+                .is_err()
+            {
                 return;
             }
         }

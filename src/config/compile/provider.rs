@@ -89,6 +89,21 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         }
     }
 
+    let entra = kind == ProviderKind::Azure && p.azure_credentials.as_deref() == Some("entra");
+    if kind == ProviderKind::Azure {
+        options.token = compile_entra(name, p, env, cx);
+    } else {
+        for (f, v) in [
+            ("azure_credentials", &p.azure_credentials),
+            ("entra_tenant_id", &p.entra_tenant_id),
+            ("entra_client_id", &p.entra_client_id),
+            ("entra_client_secret", &p.entra_client_secret),
+        ] {
+            if v.is_some() {
+                cx.error(&path(f), "only applies to kind: azure");
+            }
+        }
+    }
     let mut vertex_site = None;
     if vertex {
         let (site, token) = compile_vertex(name, p, kind, cx);
@@ -221,8 +236,13 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
                 "kind: bedrock signs requests with the aws_* credentials; api_keys do not apply",
             );
         }
-    } else if vertex {
-        if !p.api_keys.is_empty() {
+    } else if vertex || entra {
+        if !p.api_keys.is_empty() && entra {
+            cx.error(
+                &path("api_keys"),
+                "azure_credentials: entra sends Entra ID tokens; api_keys do not apply",
+            );
+        } else if !p.api_keys.is_empty() {
             cx.error(
                 &path("api_keys"),
                 "Vertex AI takes an OAuth access token from google_credentials; api_keys do not apply",
@@ -347,6 +367,80 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
     provider.pricing_family = pricing_family;
     provider.display_url = display_url;
     provider
+}
+
+/// An Azure provider's Entra ID credentials cell (`azure_credentials: entra`), or `None` for
+/// `api_keys` (the default).
+fn compile_entra(
+    name: &str,
+    p: &RawProvider,
+    env: &Env,
+    cx: &mut Ctx,
+) -> Option<std::sync::Arc<crate::credentials::Cell>> {
+    let path = |f: &str| vec![key("providers"), key(name), key(f)];
+    let fields = [
+        ("entra_tenant_id", &p.entra_tenant_id),
+        ("entra_client_id", &p.entra_client_id),
+        ("entra_client_secret", &p.entra_client_secret),
+    ];
+    match p.azure_credentials.as_deref() {
+        None | Some("keys") => {
+            for (f, v) in fields {
+                if v.is_some() {
+                    cx.error(&path(f), "only applies with azure_credentials: entra");
+                }
+            }
+            None
+        }
+        Some("entra") => {
+            let mut values = Vec::with_capacity(3);
+            for (f, v) in fields {
+                let value = match v.as_deref().map(|v| expand_with(v, env.var)) {
+                    None => {
+                        cx.error(
+                            &[key("providers"), key(name)],
+                            format!("azure_credentials: entra needs {f}"),
+                        );
+                        None
+                    }
+                    Some(Ok(e)) if e.missing.is_empty() && !e.value.is_empty() => Some(e.value),
+                    Some(Ok(e)) if !e.missing.is_empty() => {
+                        cx.error(
+                            &path(f),
+                            format!("environment variable {} is not set", e.missing.join(", ")),
+                        );
+                        None
+                    }
+                    Some(Ok(_)) => {
+                        cx.error(&path(f), "must not be empty");
+                        None
+                    }
+                    Some(Err(msg)) => {
+                        cx.error(&path(f), msg);
+                        None
+                    }
+                };
+                values.push(value);
+            }
+            let [Some(tenant_id), Some(client_id), Some(secret)] = <[Option<String>; 3]>::try_from(values).ok()? else {
+                return None;
+            };
+            Some(crate::credentials::cell(
+                crate::credentials::Source::EntraClientSecret {
+                    tenant_id,
+                    client_id,
+                    secret: Secret::new(secret),
+                },
+            ))
+        }
+        Some(other) => {
+            cx.error(
+                &path("azure_credentials"),
+                format!("{other:?} is not a credential source: use keys (api_keys, the default) or entra"),
+            );
+            None
+        }
+    }
 }
 
 /// Where a Vertex provider's models live.
