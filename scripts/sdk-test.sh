@@ -2,7 +2,7 @@
 # SDK-compatibility tests: the official `openai` and `anthropic` Python SDKs against a real
 # Tollgate gateway in front of the mock provider (tests/sdk/).
 #
-#   scripts/sdk-test.sh                       # every test, dialects "gpt claude"
+#   scripts/sdk-test.sh                       # every test, dialects "gpt claude gemini bedrock azure"
 #   SDK_DIALECTS="gpt claude gemini" scripts/sdk-test.sh -k stream    # extra args go to pytest
 #   TOLLGATE_BIN=target/release/tollgate scripts/sdk-test.sh          # skip `cargo build`
 #
@@ -23,8 +23,9 @@ DIALECT_TABLE=(
   'claude|claude|anthropic|/v1|claude-mock|api_keys: ["k-claude"]'
   'gemini|gemini|gemini|/v1beta|gemini-mock|api_keys: ["k-gemini"]'
   'bedrock|bedrock|bedrock||anthropic.claude-mock-v1|aws_region: us-east-1; aws_access_key_id: AKIDMOCK; aws_secret_access_key: mock-secret'
+  'azure|azure|azure||up-azure|api_version: "2024-10-21"; api_keys: ["k-azure"]'
 )
-SDK_DIALECTS="${SDK_DIALECTS:-gpt claude gemini bedrock}"
+SDK_DIALECTS="${SDK_DIALECTS:-gpt claude gemini bedrock azure}"
 export SDK_DIALECTS
 
 VENV="target/sdk-venv"
@@ -127,7 +128,7 @@ for alias in $SDK_DIALECTS; do
   for r in "${DIALECT_TABLE[@]}"; do
     [ "${r%%|*}" = "$alias" ] && row="$r"
   done
-  [ -n "$row" ] || die "unknown dialect alias '$alias' in SDK_DIALECTS (known: gpt claude gemini bedrock)"
+  [ -n "$row" ] || die "unknown dialect alias '$alias' in SDK_DIALECTS (known: gpt claude gemini bedrock azure)"
   IFS='|' read -r _ prov kind path model extra <<<"$row"
   [ "$prov" = oai ] && have_oai=1
   providers+="  $prov:"$'\n'"    kind: $kind"$'\n'"    base_url: \"$mock_base$path\""$'\n'

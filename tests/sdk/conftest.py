@@ -18,8 +18,8 @@ import openai
 import pytest
 
 # Every alias the script knows how to configure, in the same order as its DIALECT_TABLE.
-KNOWN_DIALECTS = ("gpt", "claude", "gemini", "bedrock")
-DIALECTS = os.environ.get("SDK_DIALECTS", "gpt claude gemini bedrock").split()
+KNOWN_DIALECTS = ("gpt", "claude", "gemini", "bedrock", "azure")
+DIALECTS = os.environ.get("SDK_DIALECTS", "gpt claude gemini bedrock azure").split()
 _unknown = [a for a in DIALECTS if a not in KNOWN_DIALECTS]
 if _unknown:
     raise pytest.UsageError(f"unknown SDK_DIALECTS alias(es) {_unknown}; known: {KNOWN_DIALECTS}")
@@ -31,6 +31,7 @@ UPSTREAM_PATH_MARK = {
     "claude": "/v1/messages",
     "gemini": "gemini-mock",
     "bedrock": "anthropic.claude-mock-v1",
+    "azure": "/openai/deployments/up-azure/",
 }
 EMBED_ALIAS = "embed"
 # The mock's deterministic answer for the default 4 chunks, and the arguments of its tool call.
