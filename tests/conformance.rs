@@ -497,7 +497,7 @@ fn current_api_constraints() {
     let mut cfg = String::from("routing:\n  retries: 0\nproviders:\n");
     for d in DIALECTS
         .iter()
-        .filter(|d| ["openai", "anthropic", "bedrock"].contains(&d.alias))
+        .filter(|d| ["openai", "anthropic", "bedrock", "gemini"].contains(&d.alias))
     {
         cfg.push_str(&d.provider.replace("{mock}", &mock.addr));
     }
@@ -509,6 +509,8 @@ fn current_api_constraints() {
         ("sonnet45", "anthropic", "claude-sonnet-4-5-20250929"),
         ("sonnet4", "anthropic", "claude-sonnet-4-20250514"),
         ("bsonnet45", "bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        ("g25", "gemini", "gemini-2.5-flash"),
+        ("g3", "gemini", "gemini-3-pro-preview"),
     ] {
         cfg.push_str(&format!(
             "  {alias}:\n    targets: [ {{ provider: {provider}, model: \"{model}\" }} ]\n"
@@ -599,4 +601,45 @@ fn current_api_constraints() {
     );
     assert!(up["inferenceConfig"].get("temperature").is_none(), "{up}");
     assert_eq!(up["additionalModelRequestFields"]["thinking"], thinking);
+
+    // Reasoning effort (Responses' `reasoning.effort`, chat's `reasoning_effort`) becomes each
+    // provider's thinking setting: Claude's budget under a cap grown to leave the answer its
+    // room (or fitted under the client's own cap), Gemini 2.5's budget, Gemini 3's level.
+    let responses = |model: &str, extra: Value| {
+        let mut body = json!({"model": model, "input": "Think.", "reasoning": {"effort": "high"}});
+        if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+            b.extend(e);
+        }
+        ok(post(&gw.url("/v1/responses"), &body.to_string(), &[]))
+    };
+    let up = responses("sonnet4", json!({}));
+    assert_eq!(
+        up["thinking"],
+        json!({"type": "enabled", "budget_tokens": 16384}),
+        "{up}"
+    );
+    assert_eq!(up["max_tokens"], 16384 + 4096);
+    let up = responses("sonnet4", json!({"max_output_tokens": 2000, "temperature": 0.2}));
+    assert_eq!(up["thinking"]["budget_tokens"], 1999, "{up}");
+    assert_eq!(up["max_tokens"], 2000);
+    assert!(up.get("temperature").is_none(), "thinking on: {up}");
+    let up = responses("bsonnet45", json!({}));
+    assert_eq!(
+        up["additionalModelRequestFields"]["thinking"]["budget_tokens"], 16384,
+        "{up}"
+    );
+    let up = responses("g25", json!({}));
+    assert_eq!(
+        up["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 16384}),
+        "{up}"
+    );
+    let up = ok(gw.chat(&json!({"model": "g3", "messages": user, "reasoning_effort": "low"})));
+    assert_eq!(
+        up["generationConfig"]["thinkingConfig"],
+        json!({"thinkingLevel": "low"}),
+        "{up}"
+    );
+    let up = responses("o3", json!({}));
+    assert_eq!(up["reasoning_effort"], "high", "OpenAI takes it as it is: {up}");
 }

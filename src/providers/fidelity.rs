@@ -124,6 +124,42 @@ pub fn claude(model: &str, s: Sampling<'_>) -> bool {
     changed
 }
 
+/// OpenAI's `reasoning_effort` (chat) / `reasoning.effort` (Responses) as a thinking budget in
+/// tokens, for the dialects that take one (Claude's `thinking.budget_tokens`, Gemini 2.5's
+/// `thinkingBudget`): `none`/`minimal` is no thinking (`Some(0)`), `low` 1024 (Claude's
+/// smallest), `medium` 4096, `high` 16384, `xhigh` 32768. An unknown value is `None`.
+pub fn effort_budget(effort: &str) -> Option<u64> {
+    match effort {
+        "none" | "minimal" => Some(0),
+        "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16384),
+        "xhigh" => Some(32768),
+        _ => None,
+    }
+}
+
+/// Claude's thinking for an effort, within `max_tokens` (the budget must stay below it, and at
+/// 1024 or more): `(thinking, max_tokens)`. When the client set no cap (`default_cap`), the cap
+/// grows to leave the answer its default room; a client's own cap is kept and the budget fitted
+/// under it, or thinking left off when the cap is too small for any (logged at debug).
+pub fn claude_thinking(effort: &str, max_tokens: u64, default_cap: bool) -> Option<(Value, u64)> {
+    let budget = effort_budget(effort).filter(|b| *b > 0)?;
+    let (budget, cap) = if default_cap {
+        (budget, max_tokens + budget)
+    } else if max_tokens > 1024 {
+        (budget.min(max_tokens - 1), max_tokens)
+    } else {
+        tracing::debug!(
+            effort,
+            max_tokens,
+            "reasoning effort left off: max_tokens leaves no room for Claude's thinking"
+        );
+        return None;
+    };
+    Some((serde_json::json!({"type": "enabled", "budget_tokens": budget}), cap))
+}
+
 /// Whether a Messages-shaped `thinking` value turns thinking on.
 pub fn thinking_on(thinking: Option<&Value>) -> bool {
     thinking
@@ -209,6 +245,18 @@ mod tests {
         ] {
             assert!(!claude_one_sampler(m), "{m}");
         }
+    }
+
+    #[test]
+    fn effort_becomes_a_thinking_budget_that_fits_under_the_cap() {
+        assert_eq!(effort_budget("minimal"), Some(0));
+        assert_eq!(effort_budget("turbo"), None);
+        let (t, cap) = claude_thinking("medium", 4096, true).unwrap();
+        assert_eq!((t["budget_tokens"].as_u64(), cap), (Some(4096), 8192));
+        let (t, cap) = claude_thinking("high", 3000, false).unwrap();
+        assert_eq!((t["budget_tokens"].as_u64(), cap), (Some(2999), 3000));
+        assert!(claude_thinking("high", 1000, false).is_none(), "no room for Claude's smallest budget");
+        assert!(claude_thinking("none", 8000, false).is_none());
     }
 
     #[test]

@@ -142,9 +142,21 @@ pub fn to_anthropic(
             tracing::debug!(field = %k, "dropping a field Anthropic does not accept");
         }
     }
+    let mut max_tokens = req.max_output_tokens().unwrap_or(default_max_tokens);
+    if let (Some(effort), false) = (
+        req.rest.get("reasoning_effort").and_then(Value::as_str),
+        rest.contains_key("thinking"),
+    ) {
+        if let Some((thinking, cap)) =
+            super::super::fidelity::claude_thinking(effort, max_tokens, req.max_output_tokens().is_none())
+        {
+            rest.insert("thinking".into(), thinking);
+            max_tokens = cap;
+        }
+    }
     let out = MessagesRequest {
         model: model.to_string(),
-        max_tokens: Some(req.max_output_tokens().unwrap_or(default_max_tokens)),
+        max_tokens: Some(max_tokens),
         messages,
         system: (!system.is_empty()).then_some(System::Blocks(system)),
         stop_sequences: req.stop.as_ref().map(|s| s.to_vec()),

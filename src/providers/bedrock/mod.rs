@@ -82,6 +82,30 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// OpenAI's reasoning effort as Claude's thinking on Bedrock (`additionalModelRequestFields`),
+/// the budget under `maxTokens` as on Anthropic (`fidelity::claude_thinking`).
+fn effort_thinking(req: &crate::api::chat::ChatRequest, model: &str, body: &mut types::ConverseRequest) {
+    let Some(effort) = req.rest.get("reasoning_effort").and_then(serde_json::Value::as_str) else {
+        return;
+    };
+    let has_thinking = body
+        .additional_model_request_fields
+        .as_ref()
+        .is_some_and(|m| m.contains_key("thinking"));
+    if !model.contains("claude") || has_thinking {
+        tracing::debug!(model, effort, "reasoning effort not mapped for this Bedrock model");
+        return;
+    }
+    let own = req.max_output_tokens();
+    let Some((thinking, cap)) = super::fidelity::claude_thinking(effort, own.unwrap_or(4096), own.is_none()) else {
+        return;
+    };
+    body.additional_model_request_fields
+        .get_or_insert_with(Default::default)
+        .insert("thinking".into(), thinking);
+    body.inference_config.get_or_insert_with(Default::default).max_tokens = Some(cap);
+}
+
 /// The sampling settings as the target's model takes them (`fidelity`: Claude's rules, by its
 /// Bedrock model id).
 fn fit_sampling(model: &str, body: &mut types::ConverseRequest) {
@@ -118,7 +142,9 @@ impl Adapter for BedrockAdapter {
         })?;
         let (op, body, json_mode) = match req.endpoint {
             Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
-                let (mut body, json_mode) = request::to_converse(req.canonical()?)?;
+                let canonical = req.canonical()?;
+                let (mut body, json_mode) = request::to_converse(canonical)?;
+                effort_thinking(canonical, target.model, &mut body);
                 fit_sampling(target.model, &mut body);
                 let body = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
                 let op = if req.stream { "converse-stream" } else { "converse" };

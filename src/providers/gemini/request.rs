@@ -136,6 +136,28 @@ pub fn to_gemini(req: &ChatRequest, model: &str) -> Result<GenerateContentReques
             }
         }
     }
+    // OpenAI's reasoning effort: Gemini 3's `thinkingLevel`, earlier models' `thinkingBudget`
+    // (a client's own `thinkingConfig` wins).
+    if let Some(effort) = req.rest.get("reasoning_effort").and_then(Value::as_str) {
+        if !generation.rest.contains_key("thinkingConfig") {
+            let config = if model.starts_with("gemini-3") {
+                let level = if matches!(effort, "none" | "minimal" | "low") {
+                    "low"
+                } else {
+                    "high"
+                };
+                Some(serde_json::json!({"thinkingLevel": level}))
+            } else {
+                crate::providers::fidelity::effort_budget(effort).map(|b| serde_json::json!({"thinkingBudget": b}))
+            };
+            match config {
+                Some(c) => {
+                    generation.rest.insert("thinkingConfig".into(), c);
+                }
+                None => tracing::debug!(effort, "reasoning effort unknown to Gemini: dropped"),
+            }
+        }
+    }
     let generation = (generation != GenerationConfig::default()).then_some(generation);
 
     Ok(GenerateContentRequest {
