@@ -255,7 +255,10 @@ mod tests {
         assert_eq!((t["budget_tokens"].as_u64(), cap), (Some(4096), 8192));
         let (t, cap) = claude_thinking("high", 3000, false).unwrap();
         assert_eq!((t["budget_tokens"].as_u64(), cap), (Some(2999), 3000));
-        assert!(claude_thinking("high", 1000, false).is_none(), "no room for Claude's smallest budget");
+        assert!(
+            claude_thinking("high", 1000, false).is_none(),
+            "no room for Claude's smallest budget"
+        );
         assert!(claude_thinking("none", 8000, false).is_none());
     }
 
