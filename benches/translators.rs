@@ -1,6 +1,7 @@
 //! Criterion benches of each dialect's translators through the public adapter API, on the golden
 //! fixtures: request render (parse + canonical + dialect body), non-streamed response → OpenAI,
-//! streamed response → OpenAI chunks (fed in 1460-byte pieces), and the AWS event-stream decoder.
+//! streamed response → OpenAI chunks (fed in 1460-byte pieces), the Responses API's conversion
+//! around the chat stages, and the AWS event-stream decoder.
 //!
 //! Run: `cargo bench --bench translators` (add `-- --quick` for a fast pass).
 
@@ -13,6 +14,8 @@ use std::path::Path;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tollgate::api::openai::LlmRequest;
+use tollgate::api::responses::request::to_chat;
+use tollgate::api::responses::{Encoder, ResponsesRequest, Turn};
 use tollgate::api::Endpoint;
 use tollgate::config::{load_str, Env, Snapshot};
 use tollgate::sse::eventstream::{Decoder, Frame};
@@ -130,6 +133,59 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("parse_as_value", |b| {
         b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(&body).unwrap()))
+    });
+    g.finish();
+
+    // The Responses API around the chat stages: a request into the chat body the stages serve
+    // (parse, items → messages, serialise, the chat parse), and the gateway's chat answer out as
+    // Responses events or a response object.
+    let mut g = c.benchmark_group("responses");
+    let rbody = serde_json::json!({"model": "openai", "instructions": "Be brief.", "input": [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "18C and sunny"},
+        {"role": "user", "content": [{"type": "input_text", "text": "And tomorrow?"}]}],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object",
+            "properties": {"city": {"type": "string"}}}}], "stream": true})
+    .to_string();
+    g.throughput(Throughput::Bytes(rbody.len() as u64));
+    g.bench_function("request_to_chat", |b| {
+        b.iter(|| {
+            let r = ResponsesRequest::parse(rbody.as_bytes()).unwrap();
+            let input = r.input_items().unwrap();
+            let chat = to_chat(&r, &[], &input).unwrap();
+            let bytes = Bytes::from(serde_json::to_vec(&chat).unwrap());
+            black_box(LlmRequest::parse(Endpoint::ChatCompletions, bytes).unwrap())
+        })
+    });
+    let turn = Turn::new(&ResponsesRequest::parse(rbody.as_bytes()).unwrap(), 1_700_000_000);
+    // 100 text chunks, a finish and a usage chunk: the gateway's own chat stream.
+    let mut chat = String::new();
+    for i in 0..100 {
+        let c = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": format!("word{i} ")}, "finish_reason": null}]});
+        chat.push_str(&format!("data: {c}\n\n"));
+    }
+    chat.push_str("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+    chat.push_str("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":100,\"total_tokens\":120}}\n\ndata: [DONE]\n\n");
+    g.throughput(Throughput::Elements(102));
+    g.bench_function("stream_102_chunks", |b| {
+        b.iter(|| {
+            let mut enc = Encoder::new(turn.clone());
+            let mut n = 0;
+            for p in chat.as_bytes().chunks(1460) {
+                n += enc.body(p).len();
+            }
+            black_box(n)
+        })
+    });
+    let whole = serde_json::json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "It will rain tomorrow in Paris."},
+            "finish_reason": "stop"}], "usage": {"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28}})
+    .to_string();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("whole", |b| {
+        b.iter(|| black_box(Encoder::new(turn.clone()).whole(whole.as_bytes()).len()))
     });
     g.finish();
 

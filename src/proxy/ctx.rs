@@ -57,9 +57,9 @@ pub struct RequestCtx {
     pub live: Option<Arc<crate::routing::live::Live>>,
     pub endpoint: Option<Endpoint>,
     /// A Responses API request: the encoder its answer goes out through (`proxy::responses`).
-    pub responses: Option<Box<super::responses::Pending>>,
+    pub responses: Option<Box<crate::api::responses::Pending>>,
     /// A native passthrough request (`proxy::passthrough`).
-    pub passthrough: Option<Box<super::passthrough::Pass>>,
+    pub passthrough: Option<Box<super::pass::Pass>>,
     /// The client's wire format: gateway errors are written in it.
     pub client: Wire,
     /// The alias asked for, once known to exist in the config (a metric label, so never raw input).

@@ -18,6 +18,7 @@ pub mod drain;
 pub mod guard;
 pub mod head;
 pub mod llm;
+pub mod pass;
 pub mod passthrough;
 pub mod record;
 pub mod relay;

@@ -20,10 +20,11 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::ctx::RequestCtx;
 use super::head::names;
+use super::pass::{Pass, Scan};
 use super::{respond, tenant, AppState};
 use crate::api::ApiError;
-use crate::config::{Provider, Target};
-use crate::providers::{Observer, ProviderKind};
+use crate::config::Target;
+use crate::providers::ProviderKind;
 
 /// A JSON answer larger than this is passed on without its usage being read.
 const MAX_SCANNED: usize = 16 * 1024 * 1024;
@@ -37,35 +38,6 @@ const CLIENT_CREDENTIALS: [&str; 6] = [
     "proxy-authorization",
     "cookie",
 ];
-
-/// A passthrough request in flight.
-pub struct Pass {
-    provider: Arc<Provider>,
-    /// Path and query below the provider's host.
-    path: String,
-    pricing: Arc<crate::usage::pricing::PriceTable>,
-    scan: Scan,
-    sent: Option<Instant>,
-}
-
-impl std::fmt::Debug for Pass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pass")
-            .field("provider", &self.provider.name)
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-/// How the answer's usage is read as it passes.
-enum Scan {
-    Nothing,
-    /// An SSE (or event-stream) answer: the dialect's own stream observer. (In a `Mutex` only
-    /// because Pingora's ctx must be `Sync`; the one request that owns it never contends.)
-    Stream(std::sync::Mutex<Box<dyn Observer>>),
-    /// A JSON answer, kept to be read at its end.
-    Json(Vec<u8>),
-}
 
 /// `/passthrough/{provider}/{path…}` → the provider and the path below its base URL.
 fn split(path_and_query: &str) -> Option<(&str, &str)> {

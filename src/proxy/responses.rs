@@ -13,18 +13,9 @@ use serde_json::{json, Value};
 use super::ctx::RequestCtx;
 use super::{respond, AppState};
 use crate::api::openai::LlmRequest;
-use crate::api::responses::{encode::new_id, request, Encoder, ResponsesRequest, Turn};
+use crate::api::responses::{encode::new_id, request, Encoder, Pending, ResponsesRequest, Turn};
 use crate::api::{ApiError, Endpoint};
 use crate::usage::responses::Lookup;
-
-/// A Responses request in flight: the encoder of its answer, and what the store keeps of it.
-#[derive(Debug)]
-pub struct Pending {
-    pub encoder: Encoder,
-    store: bool,
-    /// The conversation up to this turn's input, each item with an id.
-    items: Vec<Value>,
-}
 
 /// Who may read a stored response: the team, else the key, of the request.
 fn tenant(ctx: &RequestCtx) -> String {

@@ -11,3 +11,14 @@ mod tests;
 
 pub use encode::{Encoder, Turn};
 pub use request::ResponsesRequest;
+
+/// A Responses request in flight, as the proxy keeps it: the encoder of its answer, and what the
+/// response store keeps of it.
+#[derive(Debug)]
+pub struct Pending {
+    pub encoder: Encoder,
+    /// Whether the answer is stored (`store`, true unless the client said false).
+    pub store: bool,
+    /// The conversation up to this turn's input, each item with an id.
+    pub items: Vec<serde_json::Value>,
+}
