@@ -263,3 +263,96 @@ fn what_cannot_be_served_faithfully_is_a_400_naming_it() {
     }
     assert!(mock.requests().is_empty(), "nothing reached the provider");
 }
+
+#[test]
+fn openai_takes_responses_requests_natively_unless_a_route_reads_the_answer() {
+    let mock = Mock::start(&[]);
+    let rest = format!(
+        "routing:\n  retries: 0\nusage:\n  access_log: access.log\nproviders:\n  openai:\n    kind: openai\n    base_url: \"{}\"\n    api_keys: [\"key-of-openai\"]\nmodels:\n  gpt:\n    targets: [ {{ provider: openai, model: gpt-5-mini }} ]\n  guarded:\n    targets: [ {{ provider: openai, model: gpt-5-mini }} ]\nroutes:\n  - name: guarded\n    match: {{ model: guarded }}\n    guardrails: {{ pii: redact }}\n",
+        mock.base_url()
+    );
+    let gw = Gateway::start("", &rest);
+    let create = |body: Value| post(&gw.url("/v1/responses"), &body.to_string(), &[]);
+    let sent = |mock: &Mock| -> (String, Value) {
+        let last = mock.requests().last().unwrap().clone();
+        let body = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+        (last["path"].as_str().unwrap().to_string(), body)
+    };
+
+    // A built-in tool, a field the gateway does not know, a reasoning summary: all reach OpenAI.
+    let r = create(
+        json!({"model": "gpt", "input": "Search the news.", "tools": [{"type": "web_search"}],
+        "include": ["web_search_call.action.sources"], "reasoning": {"effort": "low", "summary": "auto"},
+        "temperature": 0.3, "prompt_cache_retention": "24h"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert!(
+        v["id"].as_str().unwrap().starts_with("resp_mock"),
+        "OpenAI's own answer: {v}"
+    );
+    assert_eq!(v["output"][0]["type"], "web_search_call");
+    let (path, up) = sent(&mock);
+    assert_eq!(path, "/v1/responses");
+    assert_eq!(up["model"], "gpt-5-mini");
+    assert_eq!(up["tools"][0]["type"], "web_search");
+    assert_eq!(up["prompt_cache_retention"], "24h");
+    assert!(
+        up.get("temperature").is_none(),
+        "a reasoning model's refusal is kept from it: {up}"
+    );
+
+    // Stored under OpenAI's id, and continued from the gateway's store (OpenAI is sent the
+    // whole conversation, not the id).
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(get(&gw.url(&format!("/v1/responses/{id}"))).json()["id"], id.as_str());
+    let r = create(json!({"model": "gpt", "input": "And sports?", "previous_response_id": id}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, up) = sent(&mock);
+    assert!(up.get("previous_response_id").is_none(), "{up}");
+    let texts = up["input"].to_string();
+    assert!(
+        texts.contains("Search the news.") && texts.contains("And sports?"),
+        "{texts}"
+    );
+
+    // A stream: OpenAI's events, unchanged.
+    let (head, events) = post_stream(
+        &gw.url("/v1/responses"),
+        &json!({"model": "gpt", "input": "Hi", "stream": true}).to_string(),
+    );
+    assert_eq!(head.status, 200);
+    let evs: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    assert_eq!(evs.last().unwrap()["type"], "response.completed");
+    let streamed_id = evs.last().unwrap()["response"]["id"].as_str().unwrap().to_string();
+    assert!(streamed_id.starts_with("resp_mock"));
+    assert_eq!(
+        get(&gw.url(&format!("/v1/responses/{streamed_id}"))).status,
+        200,
+        "stored"
+    );
+
+    // A route whose guardrails read the answer keeps the translation (chat upstream).
+    let r = create(json!({"model": "guarded", "input": "Hi"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(sent(&mock).0, "/v1/chat/completions");
+
+    // Every request's tokens are counted, natively too.
+    let log = gw.dir().join("access.log");
+    wait_until("4 records of responses", std::time::Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).map_or(0, |t| t.matches("\"endpoint\":\"responses\"").count()) >= 4
+    });
+    // (The two reads of the store leave records of their own, with no endpoint.)
+    let recs: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["endpoint"] != "")
+        .collect();
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    for rec in &recs {
+        assert_eq!(rec["endpoint"], "responses");
+        assert_eq!(rec["completion_tokens"], 4, "{rec}");
+        assert!(rec["prompt_tokens"].as_u64().unwrap() > 0, "{rec}");
+    }
+}

@@ -323,15 +323,16 @@ pub struct FunctionDelta {
 /// Usage with OpenAI's detail objects (cached prompt tokens, reasoning tokens).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Usage {
-    #[serde(default)]
+    /// (Read from the Responses API's `input_tokens` too, and so on below: the same counts.)
+    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "input_tokens_details")]
     pub prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "output_tokens_details")]
     pub completion_tokens_details: Option<CompletionDetails>,
 }
 

@@ -77,6 +77,13 @@ pub struct LlmRequest {
     pub user: Option<String>,
     /// The request's `metadata` object, matched by routes.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A Responses API request as OpenAI takes it natively (the client's body, its stored
+    /// conversation written into `input`): what an OpenAI target is sent instead of the chat
+    /// body, when the route lets it (`proxy::responses::native_allowed`).
+    pub responses_native: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
+    /// Why the Responses request cannot be translated (a built-in tool, …): every target but
+    /// OpenAI serving it natively refuses it with this.
+    pub responses_refusal: Option<ApiError>,
     /// The request's own cap on the completion (`max_completion_tokens`, else `max_tokens`),
     /// when it is a whole number: the limits reserve it. (Any other value is left for the
     /// provider to judge.)
@@ -160,6 +167,8 @@ impl LlmRequest {
             include_usage,
             user: peek.user.filter(|u| !u.is_empty()),
             metadata: peek.metadata,
+            responses_native: None,
+            responses_refusal: None,
             max_output: peek
                 .max_completion_tokens
                 .and_then(whole_number)
@@ -184,6 +193,8 @@ impl LlmRequest {
             include_usage: self.include_usage,
             user: self.user.clone(),
             metadata: self.metadata.clone(),
+            responses_native: self.responses_native.clone(),
+            responses_refusal: self.responses_refusal.clone(),
             max_output: self.max_output,
         }
     }

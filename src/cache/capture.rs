@@ -78,6 +78,7 @@ fn plain() -> Rendered {
         passthrough: true,
         json_mode: false,
         strip_usage: false,
+        native_responses: false,
     }
 }
 

@@ -41,6 +41,7 @@ pub mod models;
 pub mod openai;
 pub mod presidio;
 pub mod record;
+pub mod responses;
 pub mod usage;
 pub mod vertex;
 
@@ -220,6 +221,8 @@ enum Route {
     Model(String),
     /// The fake Presidio analyzer (`presidio`).
     Analyze,
+    /// OpenAI's Responses API (`responses`).
+    Responses,
     /// Google Vertex AI below `/v1/projects/` (`vertex`).
     Vertex(vertex::Call),
     /// `POST /v1/files` (multipart) and `GET /v1/files/{id}/content` (`files`).
@@ -231,7 +234,12 @@ impl Route {
     fn needs_auth(&self) -> bool {
         matches!(
             self,
-            Route::Chat | Route::Completions | Route::Embeddings | Route::FileUpload | Route::FileContent
+            Route::Chat
+                | Route::Completions
+                | Route::Embeddings
+                | Route::FileUpload
+                | Route::FileContent
+                | Route::Responses
         )
     }
 }
@@ -359,6 +367,7 @@ impl MockApp {
                 Route::Analyze => presidio::analyze(&body, &b).into(),
                 Route::Vertex(call) => vertex::reply(session.req_header(), call, &body, seq, &b).into(),
                 Route::FileUpload => files::upload(session.req_header(), &body, seq).into(),
+                Route::Responses => responses::reply(&body, seq, &b).into(),
                 Route::FileContent => files::download().into(),
             }
         };
@@ -441,6 +450,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/v1/models" => (Route::Models, Method::GET),
         "/analyze" => (Route::Analyze, Method::POST),
         "/v1/files" => (Route::FileUpload, Method::POST),
+        "/v1/responses" => (Route::Responses, Method::POST),
         p if p.starts_with("/v1/files/") && p.ends_with("/content") => (Route::FileContent, Method::GET),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),

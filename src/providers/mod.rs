@@ -136,6 +136,8 @@ pub struct Rendered {
     /// The gateway asked the provider for stream usage the client did not ask for: the usage
     /// chunk is counted, then kept from the client.
     pub strip_usage: bool,
+    /// A Responses API request sent to OpenAI as it is (its answer is the Responses format).
+    pub native_responses: bool,
 }
 
 /// Why a provider's answer could not be translated.

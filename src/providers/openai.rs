@@ -72,6 +72,39 @@ fn render_body(req: &LlmRequest, target: &RenderTarget<'_>) -> Result<(Bytes, bo
     }
 }
 
+/// A Responses API request to OpenAI itself, as the client sent it but for `model` (and what a
+/// reasoning model refuses, `fidelity`): built-in tools, `include`, reasoning summaries and
+/// fields the gateway does not know reach OpenAI, and its answer is relayed as it is.
+fn render_responses(
+    native: &serde_json::Map<String, serde_json::Value>,
+    target: &RenderTarget<'_>,
+) -> Result<Rendered, ApiError> {
+    let mut obj = native.clone();
+    obj.insert("model".into(), serde_json::Value::String(target.model.to_string()));
+    if fidelity::openai_reasoning(target.model) {
+        for k in ["temperature", "top_p"] {
+            if obj.get(k).and_then(serde_json::Value::as_f64).is_some_and(|v| v != 1.0) {
+                tracing::debug!(
+                    model = target.model,
+                    field = k,
+                    "dropped: reasoning models take only the default (1)"
+                );
+                obj.remove(k);
+            }
+        }
+    }
+    let body = serde_json::to_vec(&obj).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    Ok(Rendered {
+        path: format!("{}/responses", target.path_prefix),
+        body: Bytes::from(body),
+        headers: Vec::new(),
+        passthrough: true,
+        json_mode: false,
+        strip_usage: false,
+        native_responses: true,
+    })
+}
+
 /// Whether the client's body holds a field the target's model refuses (`fidelity`): looked for
 /// only when the model is one that refuses some, and by a byte search before any parse.
 fn refused_by_model(req: &LlmRequest, target: &RenderTarget<'_>) -> bool {
@@ -123,6 +156,9 @@ impl Adapter for OpenAiAdapter {
     }
 
     fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
+        if let (Some(native), ProviderKind::OpenAi) = (&req.responses_native, target.kind) {
+            return render_responses(native, target);
+        }
         let (body, passthrough) = render_body(req, target)?;
         let path = format!("{}{}", target.path_prefix, suffix(req));
         Ok(Rendered {
@@ -132,6 +168,7 @@ impl Adapter for OpenAiAdapter {
             passthrough,
             json_mode: false,
             strip_usage: passthrough && wants_usage(req, target),
+            native_responses: false,
         })
     }
 
@@ -166,6 +203,47 @@ impl Adapter for OpenAiAdapter {
     }
 }
 
+/// Watches a Responses API event stream passed through from OpenAI: the usage of its final
+/// `response.completed` / `response.incomplete` event, which is also what makes it complete.
+#[derive(Default)]
+pub struct ResponsesObserver {
+    decoder: SseDecoder,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl Observer for ResponsesObserver {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Unreadable> {
+        let (usage, done) = (&mut self.usage, &mut self.done);
+        self.decoder
+            .push(bytes, &mut |e: SseEvent| {
+                let end = e.data.contains("\"response.completed\"") || e.data.contains("\"response.incomplete\"");
+                if !end {
+                    return;
+                }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data) {
+                    if let Some(u) = v.pointer("/response/usage") {
+                        *usage = serde_json::from_value(u.clone()).ok();
+                    }
+                    *done = true;
+                }
+            })
+            .map_err(|e| Unreadable { detail: e.to_string() })
+    }
+
+    fn finish(&mut self) -> Result<(), Unreadable> {
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn completed(&self) -> bool {
+        self.done
+    }
+}
+
 impl Adapter for AzureAdapter {
     fn wire(&self) -> Wire {
         Wire::OpenAi
@@ -195,6 +273,7 @@ impl Adapter for AzureAdapter {
             passthrough,
             json_mode: false,
             strip_usage: passthrough && wants_usage(req, target),
+            native_responses: false,
         })
     }
 

@@ -105,6 +105,11 @@ pub(super) async fn relay(
         header.insert_str(names::CACHE_KEY, &k.hex())?;
     }
     up.session.set_read_timeout(Some(target.provider.timeouts.idle));
+    if rendered.native_responses {
+        if let Some(p) = ctx.responses.as_mut() {
+            p.encoder.go_native();
+        }
+    }
     let served = Served {
         target,
         adapter: target.provider.kind.adapter(),

@@ -179,6 +179,10 @@ async fn prepare(
             }
         }
     }
+    let native = req.responses_native.is_some() && target.provider.kind == crate::providers::ProviderKind::OpenAi;
+    if let (Some(refusal), false) = (&req.responses_refusal, native) {
+        return Err(Skip::Unsupported(refusal.clone()));
+    }
     target
         .provider
         .kind

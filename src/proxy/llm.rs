@@ -52,7 +52,7 @@ pub async fn handle(
             .inspect(|r| ctx.stream = r.stream),
         _ => parse(session, ctx, endpoint, body),
     };
-    let req = match parsed {
+    let mut req = match parsed {
         Ok(r) => r,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
@@ -65,6 +65,7 @@ pub async fn handle(
         Ok(p) => p,
         Err(e) => return respond::error(session, ctx, &e).await,
     };
+    super::responses::native_allowed(ctx, &mut req);
     let need = match plan.needs_estimate() {
         true => tenant::prompt_need(&req, ctx).await,
         false => None,

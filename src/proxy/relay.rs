@@ -161,7 +161,10 @@ impl<'a> Relay<'a> {
     ) -> Relay<'a> {
         if rendered.passthrough {
             Relay::Pass {
-                observer: adapter.observer(),
+                observer: match rendered.native_responses {
+                    true => Box::<crate::providers::openai::ResponsesObserver>::default(),
+                    false => adapter.observer(),
+                },
                 parse_errors,
                 client,
             }
@@ -310,6 +313,7 @@ mod tests {
             passthrough: true,
             json_mode: false,
             strip_usage: false,
+            native_responses: false,
         };
         let adapter = crate::providers::ProviderKind::Anthropic.adapter();
         let mut relay = Relay::new(

@@ -50,9 +50,22 @@ pub(super) async fn prepare(state: &AppState, ctx: &mut RequestCtx, body: Bytes)
             Lookup::Unavailable(why) => return Err(ApiError::StoreUnavailable(why)),
         }
     }
-    let chat = request::to_chat(&req, &history, &input)?;
-    let body = serde_json::to_vec(&chat).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    let chat_req = LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(body))?;
+    // What the chat form cannot carry is refused by every target but OpenAI taking the request
+    // natively (decided per target: `attempts`); the stages read the rest.
+    let (chat, refusal) = match request::to_chat(&req, &history, &input) {
+        Ok(chat) => (chat, None),
+        Err(refusal) => {
+            let (r, items) = request::translatable(&req, &input);
+            (
+                request::to_chat(&r, &history, &items).map_err(|_| refusal.clone())?,
+                Some(refusal),
+            )
+        }
+    };
+    let chat_body = serde_json::to_vec(&chat).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let mut chat_req = LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(chat_body))?;
+    chat_req.responses_native = native_body(&body, &history, &input).map(std::sync::Arc::new);
+    chat_req.responses_refusal = refusal;
     let mut items = history;
     items.extend(input.into_iter().map(with_id));
     let created = crate::time::unix_ms_i64().max(0) as u64 / 1000;
@@ -62,6 +75,48 @@ pub(super) async fn prepare(state: &AppState, ctx: &mut RequestCtx, body: Bytes)
         items,
     }));
     Ok(chat_req)
+}
+
+/// The request as OpenAI takes it natively: the client's body, with the stored conversation
+/// written into `input` in place of `previous_response_id`.
+fn native_body(body: &[u8], history: &[Value], input: &[Value]) -> Option<serde_json::Map<String, Value>> {
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    if obj.remove("previous_response_id").is_some() {
+        // Messages and function calls lose the ids the store gave them (OpenAI would look them
+        // up); the items only OpenAI makes (built-in tool calls, reasoning) keep OpenAI's own.
+        let mut items: Vec<Value> = history
+            .iter()
+            .cloned()
+            .map(|mut i| {
+                if let Value::Object(o) = &mut i {
+                    let ours = matches!(
+                        o.get("type").and_then(Value::as_str),
+                        None | Some("message" | "function_call" | "function_call_output")
+                    );
+                    if ours {
+                        o.remove("id");
+                        o.remove("status");
+                    }
+                }
+                i
+            })
+            .collect();
+        items.extend(input.iter().cloned());
+        obj.insert("input".into(), Value::Array(items));
+    }
+    Some(obj)
+}
+
+/// Only where nothing between the client and OpenAI reads the answer as chat does a Responses
+/// request go to OpenAI natively: the guardrails' checks and restoration and the cache's write
+/// work on the canonical form, so a route with either keeps the translation.
+pub(super) fn native_allowed(ctx: &RequestCtx, req: &mut LlmRequest) {
+    let cached = ctx.cache_policy.as_ref().is_some_and(|p| p.active());
+    if ctx.guard_policy.is_some() || cached {
+        req.responses_native = None;
+    }
 }
 
 /// An input item as the store lists it: with an id of its kind.
@@ -85,6 +140,10 @@ fn with_id(mut item: Value) -> Value {
 /// A piece of the (chat) stream on its way to the client, in the client's format.
 pub(super) fn outgoing(ctx: &mut RequestCtx, bytes: Bytes) -> Bytes {
     match ctx.responses.as_mut() {
+        Some(p) if p.encoder.is_native() => {
+            p.encoder.watch(&bytes);
+            bytes
+        }
         Some(p) if !bytes.is_empty() => p.encoder.body(&bytes),
         _ => bytes,
     }
@@ -94,6 +153,10 @@ pub(super) fn outgoing(ctx: &mut RequestCtx, bytes: Bytes) -> Bytes {
 /// body has the same shape in both APIs and goes as it is.
 pub(super) fn whole(ctx: &mut RequestCtx, body: Bytes, ok: bool) -> Bytes {
     match ctx.responses.as_mut() {
+        Some(p) if ok && p.encoder.is_native() => {
+            p.encoder.watch_whole(&body);
+            body
+        }
         Some(p) if ok => p.encoder.whole(&body),
         _ => body,
     }
@@ -119,7 +182,11 @@ pub(super) fn finish(state: &AppState, ctx: &mut RequestCtx) {
     let Some(retention) = ctx.live.as_ref().map(|l| l.snapshot.usage.responses_retention) else {
         return;
     };
-    let id = p.encoder.turn().id.clone();
+    // (A native answer carries OpenAI's own id.)
+    let id = match response.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => p.encoder.turn().id.clone(),
+    };
     let items = Value::Array(std::mem::take(&mut p.items)).to_string();
     state
         .responses

@@ -244,6 +244,10 @@ pub struct Encoder {
     model: Option<String>,
     finished: Option<Value>,
     ended: bool,
+    /// The answer is OpenAI's own Responses format, passed through: watched, not written.
+    native: bool,
+    /// The last `sequence_number` of a native stream.
+    last_seq: Option<u64>,
 }
 
 impl Encoder {
@@ -262,7 +266,52 @@ impl Encoder {
             model: None,
             finished: None,
             ended: false,
+            native: false,
+            last_seq: None,
         }
+    }
+
+    /// The answer will be OpenAI's own Responses stream or object (a native passthrough): it is
+    /// watched for the final response object and passed on unchanged.
+    pub fn go_native(&mut self) {
+        self.native = true;
+        self.started = true;
+    }
+
+    pub fn is_native(&self) -> bool {
+        self.native
+    }
+
+    /// A piece of a native stream: its last sequence number and, at its end, the final object.
+    pub fn watch(&mut self, bytes: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Event<'a> {
+            #[serde(rename = "type", borrow, default)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            sequence_number: Option<u64>,
+        }
+        let mut events = Vec::new();
+        let _ = self.sse.push(bytes, &mut |e| events.push(e.data));
+        for data in events {
+            let Ok(e) = serde_json::from_str::<Event<'_>>(&data) else {
+                continue;
+            };
+            self.last_seq = e.sequence_number.or(self.last_seq);
+            if matches!(&*e.kind, "response.completed" | "response.incomplete") {
+                self.ended = true;
+                self.finished = serde_json::from_str::<Value>(&data)
+                    .ok()
+                    .and_then(|mut v| v.get_mut("response").map(Value::take));
+            }
+        }
+    }
+
+    /// A native whole answer: the response object.
+    pub fn watch_whole(&mut self, body: &[u8]) {
+        self.finished = serde_json::from_slice::<Value>(body)
+            .ok()
+            .filter(|v| v.get("object").and_then(Value::as_str) == Some("response"));
     }
 
     pub fn turn(&self) -> &Turn {
@@ -312,6 +361,17 @@ impl Encoder {
     /// The stream was cut after it started: `response.failed`, never a completion.
     pub fn failed(&mut self, code: &str, message: &str) -> Bytes {
         let mut out = BytesMut::new();
+        if self.native {
+            // OpenAI's own stream broke: its `error` event, numbered after the last one seen.
+            if !self.ended {
+                self.ended = true;
+                let seq = self.last_seq.map_or(0, |s| s + 1);
+                let e =
+                    json!({"type": "error", "code": code, "message": message, "param": null, "sequence_number": seq});
+                encode_event(&mut out, Some("error"), &e.to_string());
+            }
+            return out.freeze();
+        }
         self.start(&mut out);
         if !self.ended {
             self.ended = true;

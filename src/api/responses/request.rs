@@ -122,6 +122,12 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value], input: &[Value]) -> Re
         });
     }
     for (i, item) in history.iter().enumerate() {
+        // An earlier turn's built-in tool call (OpenAI's web search, …): what it found is in the
+        // answer that follows; no other provider can take the call itself back.
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or_default();
+        if kind.ends_with("_call") && kind != "function_call" {
+            continue;
+        }
         push_item(&mut messages, item, &format!("previous_response_id (item {i})"))?;
     }
     for (i, item) in input.iter().enumerate() {
@@ -173,6 +179,52 @@ pub fn to_chat(req: &ResponsesRequest, history: &[Value], input: &[Value]) -> Re
         response_format,
         rest,
     })
+}
+
+/// `req` and `input` without what the chat form cannot carry (built-in tools and their choice,
+/// reasoning summaries, other fields, item and part types): the chat form of a request that only
+/// OpenAI can serve as sent, for what the stages read of it (routing, limits). Any other target
+/// refuses it with the error `to_chat` gave.
+pub fn translatable(req: &ResponsesRequest, input: &[Value]) -> (ResponsesRequest, Vec<Value>) {
+    let mut r = req.clone();
+    r.rest.retain(|k, _| {
+        matches!(
+            k.as_str(),
+            "service_tier" | "prompt_cache_key" | "safety_identifier" | "stream_options"
+        )
+    });
+    let function = |v: &Value| v.get("type").and_then(Value::as_str) == Some("function");
+    if let Some(ts) = &mut r.tools {
+        ts.retain(function);
+    }
+    r.tool_choice = r.tool_choice.filter(|c| c.is_string() || function(c));
+    if let Some(Value::Object(o)) = &mut r.reasoning {
+        o.remove("summary");
+        o.remove("generate_summary");
+    }
+    let kept_part = |p: &Value| {
+        matches!(
+            p.get("type").and_then(Value::as_str),
+            Some("input_text" | "output_text" | "refusal")
+        ) || (p.get("type").and_then(Value::as_str) == Some("input_image") && p.get("image_url").is_some())
+    };
+    let input = input
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.get("type").and_then(Value::as_str),
+                None | Some("message" | "function_call" | "function_call_output")
+            )
+        })
+        .cloned()
+        .map(|mut i| {
+            if let Some(Value::Array(parts)) = i.get_mut("content") {
+                parts.retain(kept_part);
+            }
+            i
+        })
+        .collect();
+    (r, input)
 }
 
 /// The fields besides the ones read above: those that change nothing here are accepted (and

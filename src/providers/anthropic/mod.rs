@@ -96,6 +96,7 @@ impl Adapter for AnthropicAdapter {
                 passthrough: true,
                 json_mode: false,
                 strip_usage: false,
+                native_responses: false,
             }),
             (Wire::OpenAi, Endpoint::ChatCompletions) => {
                 let (mut body, json_mode) =
@@ -109,6 +110,7 @@ impl Adapter for AnthropicAdapter {
                     passthrough: false,
                     json_mode: json_mode.0,
                     strip_usage: false,
+                    native_responses: false,
                 })
             }
             (Wire::OpenAi, e) => Err(ApiError::Unsupported(format!(

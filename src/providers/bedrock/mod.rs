@@ -214,6 +214,7 @@ impl Adapter for BedrockAdapter {
             passthrough: false,
             json_mode: json_mode.0,
             strip_usage: false,
+            native_responses: false,
         })
     }
 

@@ -80,6 +80,7 @@ impl Adapter for GeminiAdapter {
             passthrough: false,
             json_mode: false,
             strip_usage: false,
+            native_responses: false,
         })
     }
 
