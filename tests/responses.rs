@@ -332,6 +332,23 @@ fn openai_takes_responses_requests_natively_unless_a_route_reads_the_answer() {
         "stored"
     );
 
+    // A continued stream: OpenAI's events, its response objects with the client's
+    // `previous_response_id` put back (OpenAI was sent the conversation instead).
+    let body = json!({"model": "gpt", "input": "More?", "stream": true, "previous_response_id": streamed_id});
+    let (_, events) = post_stream(&gw.url("/v1/responses"), &body.to_string());
+    let evs: Vec<Value> = events.iter().map(|e| serde_json::from_str(&e.data).unwrap()).collect();
+    assert_eq!(evs[0]["response"]["previous_response_id"], streamed_id.as_str());
+    assert_eq!(
+        evs.last().unwrap()["response"]["previous_response_id"],
+        streamed_id.as_str()
+    );
+    let seqs: Vec<u64> = evs.iter().map(|e| e["sequence_number"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "OpenAI's numbering, unchanged"
+    );
+
     // A route whose guardrails read the answer keeps the translation (chat upstream).
     let r = create(json!({"model": "guarded", "input": "Hi"}));
     assert_eq!(r.status, 200, "{}", r.body);
@@ -339,8 +356,8 @@ fn openai_takes_responses_requests_natively_unless_a_route_reads_the_answer() {
 
     // Every request's tokens are counted, natively too.
     let log = gw.dir().join("access.log");
-    wait_until("4 records of responses", std::time::Duration::from_secs(5), || {
-        std::fs::read_to_string(&log).map_or(0, |t| t.matches("\"endpoint\":\"responses\"").count()) >= 4
+    wait_until("5 records of responses", std::time::Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).map_or(0, |t| t.matches("\"endpoint\":\"responses\"").count()) >= 5
     });
     // (The two reads of the store leave records of their own, with no endpoint.)
     let recs: Vec<Value> = std::fs::read_to_string(&log)
@@ -349,10 +366,32 @@ fn openai_takes_responses_requests_natively_unless_a_route_reads_the_answer() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|r| r["endpoint"] != "")
         .collect();
-    assert_eq!(recs.len(), 4, "{recs:?}");
+    assert_eq!(recs.len(), 5, "{recs:?}");
     for rec in &recs {
         assert_eq!(rec["endpoint"], "responses");
         assert_eq!(rec["completion_tokens"], 4, "{rec}");
         assert!(rec["prompt_tokens"].as_u64().unwrap() > 0, "{rec}");
     }
+}
+
+#[test]
+fn azure_takes_responses_requests_natively_on_its_v1_surface() {
+    let mock = Mock::start(&[]);
+    let rest = format!(
+        "routing:\n  retries: 0\nproviders:\n  azure:\n    kind: azure\n    base_url: \"http://{}\"\n    api_version: \"2024-10-21\"\n    api_keys: [\"key-of-azure\"]\nmodels:\n  az:\n    targets: [ {{ provider: azure, model: my-gpt-deployment }} ]\n",
+        mock.addr
+    );
+    let gw = Gateway::start("", &rest);
+    let r = post(
+        &gw.url("/v1/responses"),
+        &json!({"model": "az", "input": "Run this.", "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["output"][0]["type"], "code_interpreter_call");
+    let last = mock.requests().last().unwrap().clone();
+    assert_eq!(last["path"], "/openai/v1/responses");
+    let up: Value = serde_json::from_str(last["body"].as_str().unwrap()).unwrap();
+    assert_eq!(up["model"], "my-gpt-deployment", "the deployment, in the body");
+    assert!(last["headers"].to_string().contains("key-of-azure"));
 }

@@ -451,6 +451,8 @@ fn route(method: &Method, path: &str) -> Result<Route, Reply> {
         "/analyze" => (Route::Analyze, Method::POST),
         "/v1/files" => (Route::FileUpload, Method::POST),
         "/v1/responses" => (Route::Responses, Method::POST),
+        // Azure's v1 surface (a key or an Entra token, checked as for its other routes).
+        "/openai/v1/responses" => (Route::Azure(Box::new(Route::Responses)), Method::POST),
         p if p.starts_with("/v1/files/") && p.ends_with("/content") => (Route::FileContent, Method::GET),
         _ => match path.strip_prefix("/v1/models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => (Route::Model(id.to_string()), Method::GET),
@@ -488,7 +490,8 @@ fn azure(
         .uri
         .query()
         .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=") && kv.len() > 12));
-    if !has_version {
+    // (The v1 surface, where the Responses API lives, takes no api-version.)
+    if !has_version && *inner != Route::Responses {
         return openai::json_reply(
             404,
             &serde_json::json!({"error": {"code": "404", "message": "Resource not found"}}),
@@ -514,6 +517,7 @@ fn azure(
     match inner {
         Route::Completions => openai::completions(body, seq, b, meter),
         Route::Embeddings => openai::embeddings(body, meter),
+        Route::Responses => responses::reply(body, seq, b).into(),
         _ => openai::chat_completions(body, seq, b, meter),
     }
 }

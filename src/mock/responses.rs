@@ -82,13 +82,37 @@ pub(crate) fn reply(body: &[u8], seq: u64, b: &Behavior) -> Reply {
             ("parallel_tool_calls", json!(true)),
             ("tool_choice", json!("auto")),
             ("tools", obj.get("tools").cloned().unwrap_or(json!([]))),
+            // (The request's settings, echoed as OpenAI echoes them.)
+            (
+                "text",
+                obj.get("text").cloned().unwrap_or(json!({"format": {"type": "text"}})),
+            ),
+            ("instructions", obj.get("instructions").cloned().unwrap_or(Value::Null)),
+            ("metadata", obj.get("metadata").cloned().unwrap_or(json!({}))),
         ] {
             o.insert(k.into(), v);
         }
         Value::Object(o)
     };
+    // `tool=NAME`: a call of that declared function instead of text, as the chat mock answers.
+    let call = b.tool.as_ref().filter(|name| {
+        obj.get("tools").and_then(Value::as_array).is_some_and(|ts| {
+            ts.iter().any(|t| {
+                t.get("type").and_then(Value::as_str) == Some("function")
+                    && t.get("name").and_then(Value::as_str) == Some(name.as_str())
+            })
+        })
+    });
+    let call_item = |status: &str, arguments: &str| {
+        json!({"id": format!("fc_mock{seq}"), "type": "function_call", "status": status, "call_id": "call_mock",
+            "name": call.cloned().unwrap_or_default(), "arguments": arguments})
+    };
+    const ARGS: &str = r#"{"q":"mock"}"#;
     let mut final_output = output.clone();
-    final_output.push(message(&text, status));
+    final_output.push(match call {
+        Some(_) => call_item("completed", ARGS),
+        None => message(&text, status),
+    });
     if !obj.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         return json_reply(200, &object(status, final_output, usage));
     }
@@ -114,6 +138,35 @@ pub(crate) fn reply(body: &[u8], seq: u64, b: &Behavior) -> Reply {
         false,
     );
     let at = output.len();
+    if call.is_some() {
+        let item_id = format!("fc_mock{seq}");
+        push(
+            "response.output_item.added",
+            json!({"output_index": at, "item": call_item("in_progress", "")}),
+            false,
+        );
+        push(
+            "response.function_call_arguments.delta",
+            json!({"item_id": item_id, "output_index": at, "delta": ARGS}),
+            true,
+        );
+        push(
+            "response.function_call_arguments.done",
+            json!({"item_id": item_id, "output_index": at, "arguments": ARGS, "name": call.cloned().unwrap_or_default()}),
+            false,
+        );
+        push(
+            "response.output_item.done",
+            json!({"output_index": at, "item": call_item("completed", ARGS)}),
+            false,
+        );
+        push(
+            "response.completed",
+            json!({"response": object("completed", final_output, usage)}),
+            false,
+        );
+        return Reply::Sse(Box::new(Events(events)));
+    }
     let item_id = format!("msg_mock{seq}");
     push(
         "response.output_item.added",
@@ -137,6 +190,12 @@ pub(crate) fn reply(body: &[u8], seq: u64, b: &Behavior) -> Reply {
     push(
         "response.output_text.done",
         json!({"item_id": item_id, "output_index": at, "content_index": 0, "text": text, "logprobs": []}),
+        false,
+    );
+    push(
+        "response.content_part.done",
+        json!({"item_id": item_id, "output_index": at, "content_index": 0,
+            "part": {"type": "output_text", "text": text, "annotations": []}}),
         false,
     );
     push(

@@ -78,6 +78,8 @@ fn render_body(req: &LlmRequest, target: &RenderTarget<'_>) -> Result<(Bytes, bo
 fn render_responses(
     native: &serde_json::Map<String, serde_json::Value>,
     target: &RenderTarget<'_>,
+    path: String,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
 ) -> Result<Rendered, ApiError> {
     let mut obj = native.clone();
     obj.insert("model".into(), serde_json::Value::String(target.model.to_string()));
@@ -95,9 +97,9 @@ fn render_responses(
     }
     let body = serde_json::to_vec(&obj).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     Ok(Rendered {
-        path: format!("{}/responses", target.path_prefix),
+        path,
         body: Bytes::from(body),
-        headers: Vec::new(),
+        headers,
         passthrough: true,
         json_mode: false,
         strip_usage: false,
@@ -157,7 +159,7 @@ impl Adapter for OpenAiAdapter {
 
     fn render(&self, req: &LlmRequest, target: &RenderTarget<'_>) -> Result<Rendered, ApiError> {
         if let (Some(native), ProviderKind::OpenAi) = (&req.responses_native, target.kind) {
-            return render_responses(native, target);
+            return render_responses(native, target, format!("{}/responses", target.path_prefix), Vec::new());
         }
         let (body, passthrough) = render_body(req, target)?;
         let path = format!("{}{}", target.path_prefix, suffix(req));
@@ -257,6 +259,11 @@ impl Adapter for AzureAdapter {
             Some(_) => Some(super::bearer(target)?),
             None => None,
         };
+        // Azure's Responses API is its v1 surface: the deployment goes in the body's `model`.
+        if let Some(native) = &req.responses_native {
+            let path = format!("{}/openai/v1/responses", target.path_prefix);
+            return render_responses(native, target, path, token.into_iter().collect());
+        }
         let (body, passthrough) = render_body(req, target)?;
         let version = target.options.api_version.as_deref().unwrap_or_default();
         let path = format!(

@@ -179,7 +179,11 @@ async fn prepare(
             }
         }
     }
-    let native = req.responses_native.is_some() && target.provider.kind == crate::providers::ProviderKind::OpenAi;
+    let native = req.responses_native.is_some()
+        && matches!(
+            target.provider.kind,
+            crate::providers::ProviderKind::OpenAi | crate::providers::ProviderKind::Azure
+        );
     if let (Some(refusal), false) = (&req.responses_refusal, native) {
         return Err(Skip::Unsupported(refusal.clone()));
     }

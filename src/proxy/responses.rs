@@ -140,10 +140,7 @@ fn with_id(mut item: Value) -> Value {
 /// A piece of the (chat) stream on its way to the client, in the client's format.
 pub(super) fn outgoing(ctx: &mut RequestCtx, bytes: Bytes) -> Bytes {
     match ctx.responses.as_mut() {
-        Some(p) if p.encoder.is_native() => {
-            p.encoder.watch(&bytes);
-            bytes
-        }
+        Some(p) if p.encoder.is_native() => p.encoder.watch(&bytes).unwrap_or(bytes),
         Some(p) if !bytes.is_empty() => p.encoder.body(&bytes),
         _ => bytes,
     }
@@ -153,10 +150,7 @@ pub(super) fn outgoing(ctx: &mut RequestCtx, bytes: Bytes) -> Bytes {
 /// body has the same shape in both APIs and goes as it is.
 pub(super) fn whole(ctx: &mut RequestCtx, body: Bytes, ok: bool) -> Bytes {
     match ctx.responses.as_mut() {
-        Some(p) if ok && p.encoder.is_native() => {
-            p.encoder.watch_whole(&body);
-            body
-        }
+        Some(p) if ok && p.encoder.is_native() => p.encoder.watch_whole(&body).unwrap_or(body),
         Some(p) if ok => p.encoder.whole(&body),
         _ => body,
     }

@@ -248,6 +248,9 @@ pub struct Encoder {
     native: bool,
     /// The last `sequence_number` of a native stream.
     last_seq: Option<u64>,
+    /// The `previous_response_id` the client sent, which OpenAI was not (the gateway sent the
+    /// conversation instead): put back into OpenAI's response objects, as OpenAI echoes it.
+    echo_previous: Option<Value>,
 }
 
 impl Encoder {
@@ -268,6 +271,7 @@ impl Encoder {
             ended: false,
             native: false,
             last_seq: None,
+            echo_previous: None,
         }
     }
 
@@ -276,6 +280,18 @@ impl Encoder {
     pub fn go_native(&mut self) {
         self.native = true;
         self.started = true;
+        self.echo_previous = self
+            .turn
+            .echo
+            .get("previous_response_id")
+            .filter(|v| !v.is_null())
+            .cloned();
+    }
+
+    fn echo_into(&self, response: &mut Value) {
+        if let (Some(prev), Value::Object(o)) = (&self.echo_previous, response) {
+            o.insert("previous_response_id".into(), prev.clone());
+        }
     }
 
     pub fn is_native(&self) -> bool {
@@ -283,7 +299,9 @@ impl Encoder {
     }
 
     /// A piece of a native stream: its last sequence number and, at its end, the final object.
-    pub fn watch(&mut self, bytes: &[u8]) {
+    /// `Some`: the bytes to send instead (the response objects with `previous_response_id`
+    /// put back, whole events only; the rest follows with the next piece).
+    pub fn watch(&mut self, bytes: &[u8]) -> Option<Bytes> {
         #[derive(serde::Deserialize)]
         struct Event<'a> {
             #[serde(rename = "type", borrow, default)]
@@ -292,26 +310,55 @@ impl Encoder {
             sequence_number: Option<u64>,
         }
         let mut events = Vec::new();
-        let _ = self.sse.push(bytes, &mut |e| events.push(e.data));
-        for data in events {
-            let Ok(e) = serde_json::from_str::<Event<'_>>(&data) else {
+        let _ = self.sse.push(bytes, &mut |e| events.push(e));
+        let mut out = self.echo_previous.is_some().then(BytesMut::new);
+        for e in events {
+            let data = &e.data;
+            let Ok(ev) = serde_json::from_str::<Event<'_>>(data) else {
+                if let Some(out) = &mut out {
+                    encode_event(out, e.event.as_deref(), data);
+                }
                 continue;
             };
-            self.last_seq = e.sequence_number.or(self.last_seq);
-            if matches!(&*e.kind, "response.completed" | "response.incomplete") {
+            self.last_seq = ev.sequence_number.or(self.last_seq);
+            let end = matches!(&*ev.kind, "response.completed" | "response.incomplete");
+            let carries_response = ev.kind.starts_with("response.") && data.contains("\"response\":{");
+            if !end && !(carries_response && out.is_some()) {
+                if let Some(out) = &mut out {
+                    encode_event(out, e.event.as_deref(), data);
+                }
+                continue;
+            }
+            let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            if let Some(r) = v.get_mut("response") {
+                self.echo_into(r);
+            }
+            if end {
                 self.ended = true;
-                self.finished = serde_json::from_str::<Value>(&data)
-                    .ok()
-                    .and_then(|mut v| v.get_mut("response").map(Value::take));
+                self.finished = v.get("response").cloned();
+            }
+            if let Some(out) = &mut out {
+                encode_event(out, e.event.as_deref(), &v.to_string());
             }
         }
+        out.map(BytesMut::freeze)
     }
 
-    /// A native whole answer: the response object.
-    pub fn watch_whole(&mut self, body: &[u8]) {
-        self.finished = serde_json::from_slice::<Value>(body)
+    /// A native whole answer: the response object. `Some`: the body to send instead (with the
+    /// client's `previous_response_id` put back).
+    pub fn watch_whole(&mut self, body: &[u8]) -> Option<Bytes> {
+        let mut v = serde_json::from_slice::<Value>(body)
             .ok()
-            .filter(|v| v.get("object").and_then(Value::as_str) == Some("response"));
+            .filter(|v| v.get("object").and_then(Value::as_str) == Some("response"))?;
+        self.echo_into(&mut v);
+        let patched = self
+            .echo_previous
+            .is_some()
+            .then(|| Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
+        self.finished = Some(v);
+        patched
     }
 
     pub fn turn(&self) -> &Turn {
