@@ -322,8 +322,9 @@ impl Encoder {
             };
             self.last_seq = ev.sequence_number.or(self.last_seq);
             let end = matches!(&*ev.kind, "response.completed" | "response.incomplete");
-            let carries_response = ev.kind.starts_with("response.") && data.contains("\"response\":{");
-            if !end && !(carries_response && out.is_some()) {
+            // (Only the events that carry a response object are rewritten, when there is an echo.)
+            let rewrite = out.is_some() && ev.kind.starts_with("response.") && data.contains("\"response\":{");
+            if !(end || rewrite) {
                 if let Some(out) = &mut out {
                     encode_event(out, e.event.as_deref(), data);
                 }
