@@ -64,7 +64,18 @@ pub(super) async fn prepare(state: &AppState, ctx: &mut RequestCtx, body: Bytes)
     };
     let chat_body = serde_json::to_vec(&chat).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let mut chat_req = LlmRequest::parse(Endpoint::ChatCompletions, Bytes::from(chat_body))?;
-    chat_req.responses_native = native_body(&body, &history, &input).map(std::sync::Arc::new);
+    // (Only a config with an OpenAI or Azure provider can use the native body: no parse else.)
+    let native_possible = ctx.live.as_ref().is_some_and(|l| {
+        l.snapshot.providers.values().any(|p| {
+            matches!(
+                p.kind,
+                crate::providers::ProviderKind::OpenAi | crate::providers::ProviderKind::Azure
+            )
+        })
+    });
+    if native_possible {
+        chat_req.responses_native = native_body(&body, &history, &input).map(std::sync::Arc::new);
+    }
     chat_req.responses_refusal = refusal;
     let mut items = history;
     items.extend(input.into_iter().map(with_id));
