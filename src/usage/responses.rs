@@ -65,8 +65,6 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 pub struct ResponseStore {
     recent: Recent,
     tx: Option<SyncSender<Op>>,
-    /// Whether the in-memory map is the only store.
-    memory_only: bool,
 }
 
 impl ResponseStore {
@@ -107,11 +105,7 @@ impl ResponseStore {
                 Some(tx)
             }
         };
-        Ok(Arc::new(ResponseStore {
-            recent,
-            tx,
-            memory_only,
-        }))
+        Ok(Arc::new(ResponseStore { recent, tx }))
     }
 
     /// Keeps a response for `retention` (never blocks: a full queue drops the write, logged).
@@ -176,10 +170,6 @@ impl ResponseStore {
             }
         }
         found
-    }
-
-    pub fn memory_only(&self) -> bool {
-        self.memory_only
     }
 }
 

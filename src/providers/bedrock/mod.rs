@@ -162,41 +162,37 @@ impl Adapter for BedrockAdapter {
             .host
             .to_str()
             .map_err(|_| ApiError::UpstreamProtocol("the provider's host is not valid text".into()))?;
+        // Static keys, or the role credentials the background refresher holds now (one atomic
+        // load): the same three values either way.
         let issued;
-        let creds = match &aws.keys {
+        let (access_key_id, secret_access_key, session_token) = match &aws.keys {
             AwsKeys::Static {
                 access_key_id,
                 secret_access_key,
                 session_token,
-            } => sigv4::Credentials {
-                access_key_id: access_key_id.expose(),
-                secret_access_key,
-                session_token: session_token.as_ref(),
-            },
-            // Role credentials: what the background refresher holds now (one atomic load).
+            } => (access_key_id, secret_access_key, session_token),
             AwsKeys::Chain(cell) => {
-                issued = cell.current().map_err(|cause| ApiError::CredentialsUnavailable {
+                let unavailable = |cause| ApiError::CredentialsUnavailable {
                     provider: target.provider.to_string(),
                     cause,
-                })?;
+                };
+                issued = cell.current().map_err(unavailable)?;
                 match &issued.material {
                     crate::credentials::Material::Aws {
                         access_key_id,
                         secret_access_key,
                         session_token,
-                    } => sigv4::Credentials {
-                        access_key_id: access_key_id.expose(),
-                        secret_access_key,
-                        session_token: session_token.as_ref(),
-                    },
+                    } => (access_key_id, secret_access_key, session_token),
                     crate::credentials::Material::Bearer(_) => {
-                        return Err(ApiError::CredentialsUnavailable {
-                            provider: target.provider.to_string(),
-                            cause: "the credential source issues no AWS keys".into(),
-                        })
+                        return Err(unavailable("the credential source issues no AWS keys".into()))
                     }
                 }
             }
+        };
+        let creds = sigv4::Credentials {
+            access_key_id: access_key_id.expose(),
+            secret_access_key,
+            session_token: session_token.as_ref(),
         };
         let mut headers = sigv4::sign_post(creds, &aws.region, host, &path, &body, SystemTime::now())
             .map_err(|e| ApiError::UpstreamProtocol(e.to_string()))?;
