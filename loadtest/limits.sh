@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Does the rate limiter add latency? The same non-streamed chat load (wrk + post.lua, with a
-# virtual key in `Authorization: Bearer`) through the gateway in up to three configurations, each
-# run against a freshly started gateway process, all behind ONE mock provider:
+# What does a feature cost? The same non-streamed chat load (wrk + post.lua, with a virtual key
+# in `Authorization: Bearer`) through the gateway in several configurations, each run against a
+# freshly started gateway process, all behind ONE mock provider. A mode is a base and optional
+# features joined by `+` (`local+ledger+log`); the first mode of MODES is the baseline the others
+# are compared with. Bases:
 #
 #   off    auth with the key, but no limits anywhere (key, team, provider): the limiter and its
 #          tokenizer estimate are skipped entirely;
@@ -10,6 +12,20 @@
 #          estimated, admitted and settled in 3 scopes, and nothing is ever refused;
 #   redis  like local, with the counters shared through a private Redis (limits.backend: redis,
 #          on_failure: open). Only with BACKEND_REDIS=1 or `redis` in MODES.
+#
+# Features (each off unless named):
+#
+#   ledger the SQLite spend ledger (usage.ledger: sqlite:…, a fresh file per run); after the run
+#          the gateway is stopped and the ledger must hold exactly one record per answered request;
+#   log    the access log to a file (usage.access_log: a fresh file per run), likewise checked;
+#   guard  a route for the key's team with the guardrail policy GUARD (default
+#          `{ pii: redact, secrets: redact }`); BODY then defaults to body-pii.json (an email and
+#          a phone number to redact) for every mode, and a guard run must count actions.
+#
+# Without RATE the load is a closed loop of CONNECTIONS (few: service time; many: the maximum
+# throughput and the CPU per request at it). With RATE (requests/s) post.lua paces the requests to
+# that rate (open loop as far as wrk allows: every request has a due time), for the p99 at a fixed
+# rate.
 #
 # The load is light (CONNECTIONS=4 in a closed loop) so p50 is mostly service time, not queueing;
 # rounds interleave the modes (off, local, [redis], off, local, ...) so drift on a shared machine
@@ -22,6 +38,9 @@
 #   bash loadtest/limits.sh                           # off, local; 3 rounds of 10 s, 4 connections
 #   BACKEND_REDIS=1 bash loadtest/limits.sh           # off, local, redis
 #   MODES="off local redis" ROUNDS=5 DURATION=20 bash loadtest/limits.sh
+#   MODES="off off+guard" CONNECTIONS=64 bash loadtest/limits.sh      # the guardrails' CPU per request
+#   MODES="local local+ledger local+log local+ledger+log" CONNECTIONS=64 bash loadtest/limits.sh
+#   MODES="local local+ledger+log" RATE=2000 CONNECTIONS=32 bash loadtest/limits.sh   # p99 at 2,000/s
 #
 # Loopback only; every process it starts (mock, gateways, Redis) is stopped on exit, also on
 # error or Ctrl-C.
@@ -30,7 +49,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
-MODES=${MODES:-off local}         # which configurations (off, local, redis), in this order per round
+MODES=${MODES:-off local}         # which configurations (base[+feature…]), in this order per round
 BACKEND_REDIS=${BACKEND_REDIS:-0} # 1: add `redis` to MODES
 ROUNDS=${ROUNDS:-3}               # interleaved rounds; medians are taken across them
 DURATION=${DURATION:-10}          # seconds per measured run
@@ -44,6 +63,8 @@ GATEWAY_CPU=${GATEWAY_CPU:-0}     # CPU list for the gateway
 LOAD_CPU=${LOAD_CPU:-1}           # CPU list for the mock provider, wrk and Redis
 BUILD=${BUILD:-1}                 # 1: `cargo build --release` first (no-op when fresh); 0: don't
 KEEP=${KEEP:-0}                   # 1: keep the work dir (configs, logs, metrics, raw wrk output)
+RATE=${RATE:-}                    # requests/s to pace the load to (empty: a closed loop)
+GUARD=${GUARD:-'{ pii: redact, secrets: redact }'}   # the guardrail policy of `+guard` modes
 
 die() {
     echo "limits.sh: $*" >&2
@@ -63,12 +84,24 @@ is_pos "$CHUNKS" || die "CHUNKS must be a positive integer"
 if [[ $BACKEND_REDIS == 1 && " $MODES " != *" redis "* ]]; then
     MODES="$MODES redis"
 fi
-for m in $MODES; do
-    [[ $m == off || $m == local || $m == redis ]] || die "MODES may hold off, local and redis, not '$m'"
-done
-[[ " $MODES " == *" off "* ]] || die "MODES must include off (the baseline)"
+[[ -z $RATE ]] || is_pos "$RATE" || die "RATE must be a positive number of requests per second"
 HAS_REDIS=0
-[[ " $MODES " == *" redis "* ]] && HAS_REDIS=1
+HAS_GUARD=0
+for m in $MODES; do
+    [[ $m =~ ^(off|local|redis)(\+(ledger|log|guard))*$ ]] ||
+        die "a mode is off, local or redis, then any of +ledger +log +guard; not '$m'"
+    [[ $m == redis* ]] && HAS_REDIS=1
+    [[ $m == *+guard* ]] && HAS_GUARD=1
+done
+BASE=${MODES%% *}
+if ((HAS_GUARD)); then
+    BODY=${BODY:-$HERE/body-pii.json}
+else
+    BODY=${BODY:-$HERE/body-json.json}
+fi
+[[ -f $BODY ]] || die "BODY: no such file: $BODY"
+# has MODE FEATURE: does MODE include +FEATURE?
+has() { [[ $1 == *+$2* ]]; }
 
 # ---------------------------------------------------------------- packages, binary, work dir
 
@@ -158,7 +191,7 @@ fail() {
 # wrk_run SECONDS OUT: the load, through the gateway of the current run.
 wrk_run() {
     local rc=0
-    BODY_FILE=$HERE/body-json.json MODE=json AUTH_TOKEN=$LOAD_KEY VARY=$VARY \
+    BODY_FILE=$BODY MODE=json AUTH_TOKEN=$LOAD_KEY VARY=$VARY RATE=$RATE WRK_THREADS=$WRK_THREADS \
         "${LOAD_PIN[@]}" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${1}s" --timeout 30s --latency \
         -s "$HERE/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$2" 2>&1 || rc=$?
     ((rc == 0)) || { cat "$2" >&2; die "wrk exited with $rc"; }
@@ -197,15 +230,21 @@ fi
 # One limit set for every scope in `local` and `redis`: far above anything this load reaches.
 BIG='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 100000, budgets: [ { usd: 1000000, period: 1d } ] }'
 
-# config MODE: the gateway's config for one mode (uses GW_PORT, ADMIN_PORT).
+# config MODE TAG: the gateway's config for one mode (uses GW_PORT, ADMIN_PORT).
 config() {
-    local mode=$1 provider_limits="" key_limits="" team="{}" backend=""
-    if [[ $mode != off ]]; then
+    local mode=$1 tag=$2 provider_limits="" key_limits="" team="{}" backend="" routes=""
+    local ledger=off access_log=off
+    has "$mode" ledger && ledger="sqlite:$WORK/ledger-$tag.db"
+    has "$mode" log && access_log="$WORK/access-$tag.log"
+    if has "$mode" guard; then
+        routes=$'routes:\n  - name: guarded\n    match: { team: loadteam }\n    guardrails: '"$GUARD"
+    fi
+    if [[ $mode != off* ]]; then
         provider_limits="    limits: $BIG"
         key_limits=", limits: $BIG"
         team="{ limits: $BIG }"
     fi
-    if [[ $mode == redis ]]; then
+    if [[ $mode == redis* ]]; then
         backend="  backend: redis
   redis:
     url: redis://127.0.0.1:$REDIS_PORT/
@@ -220,8 +259,9 @@ server:
   shutdown_grace: 1s
   reload_poll: 0s
 usage:
-  ledger: "off"
-  access_log: "off"
+  ledger: "$ledger"
+  access_log: "$access_log"
+  spill_dir: "$WORK/spill-$tag"
 providers:
   mock:
     kind: openai_compatible
@@ -244,6 +284,7 @@ teams:
 limits:
   default_completion_tokens: 64
 $backend
+$routes
 EOF
 }
 
@@ -251,14 +292,15 @@ EOF
 
 cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "# Tollgate limiter latency"
+echo "# Tollgate: what a feature costs (limits, ledger, access log, guardrails)"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- machine: ${NCPU} CPUs, ${cpu_model:-unknown CPU}, kernel $(uname -r)"
 echo "- load average before: $LOAD_BEFORE"
 echo "- tollgate: $BIN_SHOWN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
-echo "- load: wrk ($(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)), $WRK_THREADS thread(s), $CONNECTIONS connections, non-streamed chat (body-json.json, VARY=$VARY), ${DURATION}s per run after ${WARMUP}s warm-up, $ROUNDS round(s) of: $MODES"
-echo "- gateway: a fresh process per run, server.threads 1, ledger and access log off, auth.required with one virtual key (team loadteam)"
+echo "- load: wrk ($(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)), $WRK_THREADS thread(s), $CONNECTIONS connections, non-streamed chat ($(basename "$BODY"), VARY=$VARY), ${RATE:+paced to $RATE req/s, }${DURATION}s per run after ${WARMUP}s warm-up, $ROUNDS round(s) of: $MODES (baseline: $BASE)"
+echo "- gateway: a fresh process per run, server.threads 1, ledger and access log off unless the mode names them (+ledger: SQLite; +log: a file), auth.required with one virtual key (team loadteam)"
+((HAS_GUARD)) && echo "- +guard: a route for team loadteam with guardrails $GUARD"
 REDIS_NOTE=""
 LIMITED_MODES=local
 if ((HAS_REDIS)); then
@@ -281,8 +323,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
         GW_PORT=$REPLY
         free_port
         ADMIN_PORT=$REPLY
-        config "$mode" >"$WORK/$tag.yaml"
-        if [[ $mode == redis ]]; then
+        config "$mode" "$tag" >"$WORK/$tag.yaml"
+        if [[ $mode == redis* ]]; then
             # Every redis run starts from an empty store, as the local runs start from empty counters.
             redis-cli -p "$REDIS_PORT" flushall >/dev/null || die "redis-cli flushall failed"
         fi
@@ -300,7 +342,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         # Smoke: one request with the key must be served; the limiter's headers tell whether it ran.
         code=$(curl -sS -D "$WORK/smoke-$tag.headers" -o "$WORK/smoke-$tag.out" -w '%{http_code}' --max-time 10 \
             -H 'Content-Type: application/json' -H "Authorization: Bearer $LOAD_KEY" \
-            --data-binary "@$HERE/body-json.json" "http://127.0.0.1:$GW_PORT/v1/chat/completions") || code=000
+            --data-binary "@$BODY" "http://127.0.0.1:$GW_PORT/v1/chat/completions") || code=000
         if [[ $code != 200 ]]; then
             FAILED=1
             cat "$WORK/smoke-$tag.out" >&2 || true
@@ -312,9 +354,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         else
             limiter_on=0
         fi
-        if [[ $mode == off && $limiter_on == 1 ]]; then
+        if [[ $mode == off* && $limiter_on == 1 ]]; then
             fail "$mode round $round: x-ratelimit-* headers in mode off (the limiter ran)"
-        elif [[ $mode != off && $limiter_on == 0 ]]; then
+        elif [[ $mode != off* && $limiter_on == 0 ]]; then
             fail "$mode round $round: no x-ratelimit-limit-requests header (the limiter did not run)"
         fi
 
@@ -328,6 +370,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         scrape "$WORK/after-$tag.prom" || die "could not read /metrics"
         alive_or_die "$GW_PID" "gateway ($mode)" "$WORK/gateway-$tag.log"
         alive_or_die "$MOCK_PID" "mock provider" "$WORK/mock.log"
+        served=$(msum "$WORK/after-$tag.prom" tollgate_requests_total)
         stop_pid "$GW_PID"
         GW_PID=
 
@@ -351,13 +394,30 @@ for ((round = 1; round <= ROUNDS; round++)); do
         cpu_us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
         cpu_pct=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v d="$(kv "$line" duration_us)" 'BEGIN { printf "%.0f", 100 * t / hz / (d / 1e6) }')
         extra=""
-        if [[ $mode == redis ]]; then
+        if has "$mode" guard; then
+            actions=$(msum "$WORK/after-$tag.prom" tollgate_guardrail_actions_total)
+            extra="$extra; guardrail actions $actions"
+            ((actions > 0)) || fail "$mode round $round: no guardrail action counted (does BODY hold anything to act on?)"
+        fi
+        # The writers: every request the gateway counted has exactly one record once it stopped.
+        if has "$mode" ledger; then
+            records=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from usage_records").fetchone()[0])' "$WORK/ledger-$tag.db") ||
+                die "could not count the ledger's records"
+            extra="$extra; ledger records $records"
+            ((records == served)) || fail "$mode round $round: the ledger holds $records records for $served requests"
+        fi
+        if has "$mode" log; then
+            lines=$(wc -l <"$WORK/access-$tag.log")
+            extra="$extra; access-log lines $lines"
+            ((lines == served)) || fail "$mode round $round: the access log holds $lines lines for $served requests"
+        fi
+        if [[ $mode == redis* ]]; then
             calls=$(($(msum "$WORK/after-$tag.prom" tollgate_limits_backend_calls_total) - $(msum "$WORK/before-$tag.prom" tollgate_limits_backend_calls_total)))
             leased=$(($(msum "$WORK/after-$tag.prom" tollgate_limits_admissions_total 'path="lease"') - $(msum "$WORK/before-$tag.prom" tollgate_limits_admissions_total 'path="lease"')))
             up=$(msum "$WORK/after-$tag.prom" tollgate_limits_backend_up)
             unavailable=$(msum "$WORK/after-$tag.prom" tollgate_limits_backend_unavailable_total)
             berrors=$(msum "$WORK/after-$tag.prom" tollgate_limits_backend_errors_total)
-            extra="; Redis: $calls round trips, $leased admissions needed a lease, up=$up, unavailable=$unavailable, errors=$berrors"
+            extra="$extra; Redis: $calls round trips, $leased admissions needed a lease, up=$up, unavailable=$unavailable, errors=$berrors"
             # on_failure: open would fall back to local limits silently: then this is no redis run.
             [[ $up == 1 && $unavailable == 0 && $berrors == 0 ]] ||
                 fail "redis round $round: the gateway did not use Redis throughout (up=$up unavailable=$unavailable errors=$berrors)"
@@ -379,14 +439,15 @@ done
 col() { awk -F'\t' -v m="$1" -v c="$2" '$1 == m { print $c }' "$ROWS"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 total() { awk '{ s += $1 } END { print s + 0 }'; }
-# paired MODE N: per round, column N of MODE minus that of off in the same round.
-paired() { paste <(col "$1" "$2") <(col off "$2") | awk '{ print $1 - $2 }'; }
+# paired MODE N: per round, column N of MODE minus that of the baseline in the same round.
+paired() { paste <(col "$1" "$2") <(col "$BASE" "$2") | awk '{ print $1 - $2 }'; }
 
-OFF_P50=$(col off 4 | median)
-OFF_CPU=$(col off 9 | median)
-OFF_MIN=$(col off 4 | sort -g | head -n 1)
-OFF_MAX=$(col off 4 | sort -g | tail -n 1)
-OFF_SPREAD=$((OFF_MAX - OFF_MIN))
+BASE_P50=$(col "$BASE" 4 | median)
+BASE_P99=$(col "$BASE" 6 | median)
+BASE_CPU=$(col "$BASE" 9 | median)
+BASE_MIN=$(col "$BASE" 4 | sort -g | head -n 1)
+BASE_MAX=$(col "$BASE" 4 | sort -g | tail -n 1)
+BASE_SPREAD=$((BASE_MAX - BASE_MIN))
 
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -397,36 +458,38 @@ echo "| round | mode | req/s | p50 | p90 | p99 | errors | rate-limited | gateway
 echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $1, $3, $4, $5, $6, $7, $8, $9, $10 }' "$ROWS"
 echo
-echo "Medians over $ROUNDS round(s) ($CONNECTIONS connections, ${DURATION}s each; differences against \`off\`):"
+echo "Medians over $ROUNDS round(s) ($CONNECTIONS connections${RATE:+, paced to $RATE req/s}, ${DURATION}s each; differences against the baseline \`$BASE\`):"
 echo
-echo "| mode | req/s | p50 µs | p90 µs | p99 µs | errors | rate-limited | p50 − off µs | p50 ÷ off | paired p50 − off µs (per round) | gateway CPU µs/req | CPU − off µs/req |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+echo "| mode | req/s | p50 µs | p90 µs | p99 µs | errors | rate-limited | p50 − base µs | p50 ÷ base | paired p50 − base µs (per round) | p99 − base µs | gateway CPU µs/req | CPU − base µs/req |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
 for mode in $MODES; do
     p50=$(col "$mode" 4 | median)
+    p99=$(col "$mode" 6 | median)
     cpu=$(col "$mode" 9 | median)
-    if [[ $mode == off ]]; then
-        d="-" r="-" pr="-" dc="-"
+    if [[ $mode == "$BASE" ]]; then
+        d="-" r="-" pr="-" d99="-" dc="-"
     else
-        d=$(awk -v a="$p50" -v b="$OFF_P50" 'BEGIN { printf "%+.0f", a - b }')
-        r=$(awk -v a="$p50" -v b="$OFF_P50" 'BEGIN { printf "%.3f", a / b }')
+        d=$(awk -v a="$p50" -v b="$BASE_P50" 'BEGIN { printf "%+.0f", a - b }')
+        r=$(awk -v a="$p50" -v b="$BASE_P50" 'BEGIN { printf "%.3f", a / b }')
         pr="median $(paired "$mode" 4 | median | awk '{ printf "%+.0f", $1 }') ($(paired "$mode" 4 | awk '{ printf "%s%+d", (NR > 1 ? ", " : ""), $1 }'))"
-        dc=$(awk -v a="$cpu" -v b="$OFF_CPU" 'BEGIN { printf "%+.1f", a - b }')
+        d99=$(awk -v a="$p99" -v b="$BASE_P99" 'BEGIN { printf "%+.0f", a - b }')
+        dc=$(awk -v a="$cpu" -v b="$BASE_CPU" 'BEGIN { printf "%+.1f", a - b }')
     fi
-    echo "| $mode | $(col "$mode" 3 | median) | $p50 | $(col "$mode" 5 | median) | $(col "$mode" 6 | median) | $(col "$mode" 7 | total) | $(col "$mode" 8 | total) | $d | $r | $pr | $cpu | $dc |"
+    echo "| $mode | $(col "$mode" 3 | median) | $p50 | $(col "$mode" 5 | median) | $p99 | $(col "$mode" 7 | total) | $(col "$mode" 8 | total) | $d | $r | $pr | $d99 | $cpu | $dc |"
 done
 echo
-echo "Noise floor: p50 of \`off\` ranged over $OFF_MIN–$OFF_MAX µs across its $ROUNDS round(s) (off-vs-off spread $OFF_SPREAD µs)."
+echo "Noise floor: p50 of \`$BASE\` ranged over $BASE_MIN–$BASE_MAX µs across its $ROUNDS round(s) (spread $BASE_SPREAD µs)."
 for mode in $MODES; do
-    [[ $mode == off ]] && continue
+    [[ $mode == "$BASE" ]] && continue
     p50=$(col "$mode" 4 | median)
     slower=$(paired "$mode" 4 | awk '$1 > 0 { n++ } END { print n + 0 }')
-    awk -v m="$mode" -v a="$p50" -v b="$OFF_P50" -v s="$OFF_SPREAD" -v n="$ROUNDS" -v k="$slower" 'BEGIN {
+    awk -v m="$mode" -v base="$BASE" -v a="$p50" -v b="$BASE_P50" -v s="$BASE_SPREAD" -v n="$ROUNDS" -v k="$slower" 'BEGIN {
         d = a - b; ad = d < 0 ? -d : d
-        if (n < 2) { printf "%s − off: %+.0f µs (one round: no noise estimate).\n", m, d; exit }
-        if (ad <= s) printf "%s − off: %+.0f µs, within the off-vs-off spread (%d µs)", m, d, s
-        else printf "%s − off: %+.0f µs, larger than the off-vs-off spread (%d µs)", m, d, s
+        if (n < 2) { printf "%s − %s: %+.0f µs (one round: no noise estimate).\n", m, base, d; exit }
+        if (ad <= s) printf "%s − %s: %+.0f µs, within the baseline'"'"'s own spread (%d µs)", m, base, d, s
+        else printf "%s − %s: %+.0f µs, larger than the baseline'"'"'s own spread (%d µs)", m, base, d, s
         # With no effect, each round is slower or faster by chance: all n slower has odds 1 in 2^n.
-        printf "; %s had the higher p50 in %d of %d rounds (paired with the off run of the same round).\n", m, k, n
+        printf "; %s had the higher p50 in %d of %d rounds (paired with the baseline run of the same round).\n", m, k, n
     }'
 done
 

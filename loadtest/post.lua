@@ -44,6 +44,35 @@ if vary then
 end
 local counter = 0
 
+-- RATE=N (requests/s, over all of wrk's WRK_THREADS threads): every request gets a due time on a
+-- fixed schedule (t0 + k / rate per thread) and waits for it in delay(); a request whose due time
+-- has passed (the load fell behind) goes at once, so the average rate holds. wrk's delay is in
+-- whole milliseconds: a request may go up to half a millisecond before or after its due time.
+local rate = tonumber(os.getenv("RATE") or "")
+if rate then
+   local ffi = require("ffi")
+   ffi.cdef [[
+   typedef struct { long tv_sec; long tv_nsec; } tg_post_timespec;
+   int clock_gettime(int clk_id, tg_post_timespec *tp);
+   ]]
+   local ts = ffi.new("tg_post_timespec")
+   local function now_us()
+      ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+      return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
+   end
+   local interval = 1e6 * (tonumber(os.getenv("WRK_THREADS") or "1") or 1) / rate
+   local due = nil
+   function delay()
+      local now = now_us()
+      due = (due or now) + interval
+      local wait = due - interval - now
+      if wait <= 0 then
+         return 0
+      end
+      return math.floor(wait / 1000 + 0.5)
+   end
+end
+
 function request()
    if not vary then
       return wrk.format()
