@@ -5,6 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: the usage records are built on the proxy threads and freed
+/// on the writer threads, and glibc takes the allocating thread's arena lock for such frees, so a
+/// writer freeing a batch held up the proxy threads' own allocations (see `loadtest/RESULTS.md`,
+/// "Usage writers"). mimalloc frees across threads without a lock.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",

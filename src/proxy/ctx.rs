@@ -155,7 +155,7 @@ impl RequestCtx {
             ab_arm: None,
             route: None,
             fallback_on_unsupported: false,
-            request_id: format!("{:032x}", rand::random::<u128>()),
+            request_id: crate::usage::record::new_request_id(),
             client_request_id: None,
             trace: TraceCtx {
                 trace_id: TraceId([0; 16]),

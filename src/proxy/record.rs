@@ -70,8 +70,10 @@ pub fn finish(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
     }
     match (&sinks.access_log, &sinks.ledger) {
         (Some(log), Some(ledger)) => {
-            log.submit(rec.clone());
-            ledger.submit(rec);
+            // One record for both: the ledger's spooler takes it over once the log is done.
+            let rec = std::sync::Arc::new(rec);
+            log.submit_shared(std::sync::Arc::clone(&rec));
+            ledger.submit_shared(rec);
         }
         (Some(log), None) => log.submit(rec),
         (None, Some(ledger)) => ledger.submit(rec),

@@ -50,7 +50,7 @@ pub struct AccessLog {
 }
 
 enum Msg {
-    Record(Box<UsageRecord>),
+    Record(Arc<UsageRecord>),
     Flush(std::sync::mpsc::Sender<()>),
     /// Wakes the writer thread to look at the reopen flag.
     Reopen,
@@ -105,13 +105,21 @@ impl AccessLog {
         let st = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("tollgate-access-log".into())
-            .spawn(move || write_loop(rx, sink, &st, rotation))?;
+            .spawn(move || {
+                crate::queue::background();
+                write_loop(rx, sink, &st, rotation)
+            })?;
         Ok(AccessLog { tx, stats, reopen })
     }
 
     /// The request path: hand the record over, never wait.
     pub fn submit(&self, rec: UsageRecord) {
-        match self.tx.try_send(Msg::Record(Box::new(rec))) {
+        self.submit_shared(Arc::new(rec));
+    }
+
+    /// `submit` for a record the spend ledger gets as well: one allocation, no copy.
+    pub fn submit_shared(&self, rec: Arc<UsageRecord>) {
+        match self.tx.try_send(Msg::Record(rec)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -309,6 +317,23 @@ mod tests {
         assert_eq!(lines[2].request_id, "r2");
         assert_eq!(lines[2].cost_nanos, 3000);
         assert_eq!(log.stats().written.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_shared_record_is_written_and_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let log = AccessLog::start(Output::File(path.clone())).unwrap();
+        let rec = Arc::new(UsageRecord {
+            request_id: "shared".into(),
+            status: 201,
+            ..Default::default()
+        });
+        log.submit_shared(Arc::clone(&rec));
+        assert!(log.flush(std::time::Duration::from_secs(5)));
+        let line: UsageRecord = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim_end()).unwrap();
+        assert_eq!(line, *rec);
+        assert_eq!(Arc::strong_count(&rec), 1, "the writer dropped its reference");
     }
 
     fn ids(path: &std::path::Path) -> Vec<String> {

@@ -7,6 +7,22 @@ use serde::{Deserialize, Serialize};
 /// Costs are kept in nano-USD (1e-9 USD) so that sums over millions of records are exact.
 pub const NANOS_PER_USD: f64 = 1e9;
 
+/// A new request id: 32 hex digits, the first 12 the Unix time in milliseconds, the other 20
+/// random (80 bits). Time-ordered, so the ledger's primary-key index grows at its end instead
+/// of taking each insert at a random leaf: a batch of 500 records dirtied ~400 index pages with
+/// random ids, and writing those pages to the WAL and back was most of the SQLite writer's time.
+/// Written digit by digit: `format!` took 3x as long, on every request.
+pub fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let ms = u128::from(crate::time::unix_ms() & 0xffff_ffff_ffff);
+    let v = (ms << 80) | (rand::random::<u128>() >> 48);
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Unique per request, made by the gateway (the ledger's primary key); sent back to the
@@ -114,5 +130,34 @@ pub struct GuardrailCounts {
 impl UsageRecord {
     pub fn cost_usd(&self) -> f64 {
         self.cost_nanos as f64 / NANOS_PER_USD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_hex_start_with_the_time_and_differ() {
+        let before = crate::time::unix_ms();
+        let a = new_request_id();
+        let after = crate::time::unix_ms();
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{a}"
+        );
+        let ms = u64::from_str_radix(&a[..12], 16).unwrap();
+        assert!((before..=after).contains(&ms), "{ms} not in {before}..={after}");
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn later_request_ids_sort_after_earlier_ones() {
+        let first = new_request_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_request_id();
+        assert!(second > first, "{second} <= {first}");
     }
 }

@@ -100,7 +100,10 @@ impl ResponseStore {
                 let (tx, rx) = mpsc::sync_channel(QUEUE);
                 std::thread::Builder::new()
                     .name("tollgate-responses".into())
-                    .spawn(move || run(db, rx))
+                    .spawn(move || {
+                        crate::queue::background();
+                        run(db, rx)
+                    })
                     .map_err(|e| e.to_string())?;
                 Some(tx)
             }

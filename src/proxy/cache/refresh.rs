@@ -42,7 +42,7 @@ pub(in crate::proxy) fn spawn(
         .as_ref()
         .map_or(Duration::from_secs(300), |l| l.snapshot.routing.budget);
     let base = UsageRecord {
-        request_id: format!("{:032x}", rand::random::<u128>()),
+        request_id: crate::usage::record::new_request_id(),
         trace_id: ctx.trace.trace_id.to_string(),
         ts_ms: i64::try_from(crate::time::unix_ms()).unwrap_or(0),
         endpoint: ctx.endpoint.map_or("", crate::api::Endpoint::as_str).to_string(),

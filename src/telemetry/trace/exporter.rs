@@ -213,7 +213,10 @@ impl Exporter {
         };
         let handle = std::thread::Builder::new()
             .name("tollgate-otlp".to_string())
-            .spawn(move || worker.run())
+            .spawn(move || {
+                crate::queue::background();
+                worker.run()
+            })
             .map_err(|e| format!("cannot spawn the OTLP export thread: {e}"))?;
         Ok(Exporter {
             inner: Arc::new(Inner {

@@ -268,9 +268,16 @@ impl Shared {
     }
 }
 
+/// The record out of its `Arc`: moved when the spooler holds the last reference (the access log
+/// is done with it, as it nearly always is by then), copied otherwise, on the spooler's thread.
+fn owned(r: Arc<UsageRecord>) -> UsageRecord {
+    Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone())
+}
+
 pub(crate) enum Msg {
-    /// Boxed: the queue's slots are allocated up front, and a record is ~500 bytes.
-    Record(Box<UsageRecord>),
+    /// Behind a pointer: the queue's slots are allocated up front, and a record is ~500 bytes.
+    /// Shared: with the access log on as well, both get the same record (`submit_shared`).
+    Record(Arc<UsageRecord>),
     /// Dispatch the partial batch now (`flush`, `shutdown`).
     Wake,
 }
@@ -348,7 +355,10 @@ impl Ledger {
             let (shared, spill) = (shared.clone(), spill.clone());
             std::thread::Builder::new()
                 .name("tollgate-ledger-write".into())
-                .spawn(move || pipeline::run_writer(shared, spill, store, batch_rx, ready_tx))
+                .spawn(move || {
+                    crate::queue::background();
+                    pipeline::run_writer(shared, spill, store, batch_rx, ready_tx)
+                })
                 .map_err(spawn_err)?
         };
         match ready_rx.recv_timeout(PG_CONNECT_TIMEOUT + Duration::from_secs(2)) {
@@ -367,7 +377,10 @@ impl Ledger {
             let (shared, spill) = (shared.clone(), spill.clone());
             std::thread::Builder::new()
                 .name("tollgate-ledger-spool".into())
-                .spawn(move || pipeline::run_spooler(shared, spill, rx, batch_tx))
+                .spawn(move || {
+                    crate::queue::background();
+                    pipeline::run_spooler(shared, spill, rx, batch_tx)
+                })
                 .map_err(spawn_err)?
         };
         Ok(Ledger {
@@ -385,6 +398,12 @@ impl Ledger {
     /// Hands a record to the ledger. Never blocks and does no I/O: when the queue is full the
     /// record is dropped and counted.
     pub fn submit(&self, rec: UsageRecord) {
+        self.submit_shared(Arc::new(rec));
+    }
+
+    /// `submit` for a record other sinks hold as well (the access log): no copy is made on the
+    /// request path; the spooler takes it over, copying it only if another holder still has it.
+    pub fn submit_shared(&self, rec: Arc<UsageRecord>) {
         let s = &self.inner.shared;
         if s.shutdown.load(Ordering::Relaxed) {
             s.stats.submitted.fetch_add(1, Ordering::SeqCst);
@@ -393,7 +412,7 @@ impl Ledger {
         }
         s.stats.submitted.fetch_add(1, Ordering::SeqCst);
         s.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-        match self.inner.tx.try_send(Msg::Record(Box::new(rec))) {
+        match self.inner.tx.try_send(Msg::Record(rec)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 s.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);

@@ -144,10 +144,10 @@ pub(crate) fn run_spooler(
         let mut force = false;
         match crate::queue::recv_timeout(&rx, timeout) {
             Ok(Msg::Record(r)) => {
-                s.push(*r);
+                s.push(super::owned(r));
                 while s.batch.len() < batch_size {
                     match rx.try_recv() {
-                        Ok(Msg::Record(r)) => s.push(*r),
+                        Ok(Msg::Record(r)) => s.push(super::owned(r)),
                         Ok(Msg::Wake) => force = true,
                         Err(_) => break,
                     }
@@ -265,7 +265,7 @@ impl Spooler {
         loop {
             match rx.try_recv() {
                 Ok(Msg::Record(r)) => {
-                    self.push(*r);
+                    self.push(super::owned(r));
                     if self.batch.len() >= self.shared.batch_size {
                         let b = std::mem::take(&mut self.batch);
                         let _ = self.dispatch(b, true);

@@ -165,6 +165,24 @@ fn records_land_with_every_field() {
     l.shutdown(Duration::from_secs(5));
 }
 
+/// A record shared with the access log lands whole, whether the spooler finds the other holder
+/// done with it (moved) or still holding it (copied on the spooler's thread).
+#[test]
+fn a_shared_record_lands_whether_or_not_another_sink_still_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, r) = start(dir.path());
+    let held = std::sync::Arc::new(rec(1, DAY0));
+    let released = std::sync::Arc::new(rec(2, DAY0));
+    l.submit_shared(std::sync::Arc::clone(&held));
+    l.submit_shared(std::sync::Arc::clone(&released));
+    drop(released);
+    assert!(l.flush(Duration::from_secs(10)));
+    assert_eq!(r.record(&held.request_id).unwrap().as_ref(), Some(&*held));
+    assert_eq!(r.record(&rec(2, DAY0).request_id).unwrap(), Some(rec(2, DAY0)));
+    assert_eq!(std::sync::Arc::strong_count(&held), 1, "the ledger kept no reference");
+    l.shutdown(Duration::from_secs(5));
+}
+
 #[test]
 fn duplicates_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
