@@ -134,6 +134,11 @@ fn a_kept_alive_connection_is_closed_when_idle_and_a_trickled_body_gets_408() {
 fn connections_over_the_cap_get_503_and_the_admin_listener_stays_up() {
     let mock = Mock::start(&[]);
     let gw = gateway(&mock);
+    // The start-up probe's connection (`Gateway::start` connects once to see the listener up) may
+    // still be counted: a slot it held would turn one of the eight below away.
+    wait_until("no open connection", Duration::from_secs(5), || {
+        gw.metric("tollgate_connections_open{listener=\"data\"}") == 0.0
+    });
     // Eight silent connections hold every slot (the header deadline would free them after 1 s).
     let held: Vec<TcpStream> = (0..8).map(|_| connect(&gw)).collect();
     wait_until("eight open connections", Duration::from_secs(5), || {
