@@ -676,6 +676,12 @@ impl BackgroundService for ConfigWatcher {
         // The baseline is what the running snapshot was built from, so a change made between the
         // first load and this point is still seen.
         let mut settle = crate::config::watch::Settle::new(self.store.current().source_hash);
+        // The secret files the config references are watched the same way: a change that has
+        // settled reloads the config file as it is (a rotated provider key, without a restart).
+        let secrets_key = |h: u64| h.to_le_bytes().to_vec();
+        let mut secrets = crate::config::watch::Settle::new(crate::config::content_hash(&secrets_key(
+            self.store.current().secrets_hash,
+        )));
         loop {
             let trigger = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -685,8 +691,26 @@ impl BackgroundService for ConfigWatcher {
                     // Only a change that has settled: a file still being written is never
                     // loaded. What settled is what is loaded.
                     let now = read_config(&path).ok();
-                    if let Some(content) = settle.observe(now, std::time::Instant::now(), self.store.current().server.reload_settle) {
+                    let settle_for = self.store.current().server.reload_settle;
+                    if let Some(content) = settle.observe(now, std::time::Instant::now(), settle_for) {
                         self.reload(ReloadTrigger::FileChange, Ok(content)).await;
+                        secrets.handled(Some(&secrets_key(self.store.current().secrets_hash)));
+                        continue;
+                    }
+                    let refs = self.store.current().secret_refs.clone();
+                    if !refs.is_empty() {
+                        let held = tokio::task::spawn_blocking(move || crate::config::current_secrets_hash(&refs))
+                            .await
+                            .ok();
+                        if secrets
+                            .observe(held.map(secrets_key), std::time::Instant::now(), settle_for)
+                            .is_some()
+                        {
+                            tracing::info!("a secret file the config references changed; reloading");
+                            let content = read_config(&path);
+                            settle.handled(content.as_deref().ok());
+                            self.reload(ReloadTrigger::FileChange, content).await;
+                        }
                     }
                     continue;
                 }
@@ -696,6 +720,7 @@ impl BackgroundService for ConfigWatcher {
             let content = read_config(&path);
             settle.handled(content.as_deref().ok());
             self.reload(trigger, content).await;
+            secrets.handled(Some(&secrets_key(self.store.current().secrets_hash)));
         }
     }
 }

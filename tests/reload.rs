@@ -333,3 +333,113 @@ fn a_provider_moved_to_a_new_base_url_starts_with_fresh_breakers() {
     assert_eq!(state("p").as_deref(), Some("closed"));
     assert_eq!(state("q").as_deref(), Some("open"));
 }
+
+/// The provider's key as the mock last received it.
+fn last_key(mock: &Mock) -> String {
+    let reqs = mock.requests();
+    reqs.last().unwrap()["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Writes `value` as a Kubernetes secret volume does: into a new file, then a symlink swapped in.
+fn swap_secret(dir: &std::path::Path, link: &std::path::Path, version: &str, value: &str) {
+    let target = dir.join(version);
+    std::fs::write(&target, format!("{value}\n")).unwrap();
+    let tmp = dir.join("link.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp).unwrap();
+    std::fs::rename(&tmp, link).unwrap();
+}
+
+/// The secrets config: the provider's key from a file, the virtual key from a systemd credential.
+fn secrets_config(mock: &Mock, key_file: &std::path::Path) -> String {
+    format!(
+        "providers:\n  mock:\n    kind: openai_compatible\n    base_url: \"{}\"\n    api_keys: [\"${{file:{}}}\"]\n\
+         models:\n  one:\n    targets: [ {{ provider: mock, model: up }} ]\n\
+         auth: {{ required: true }}\nkeys:\n  - {{ id: app, key: \"${{credential:vkey}}\" }}\n",
+        mock.base_url(),
+        key_file.display()
+    )
+}
+
+/// A provider key from a file (`${file:…}`) rotates when the file changes: the watcher sees it
+/// with the config file itself untouched.
+#[test]
+fn a_provider_key_from_a_file_rotates_when_the_file_changes() {
+    let mock = Mock::start(&[]);
+    let secrets = tempfile::tempdir().unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    let key_file = secrets.path().join("openai");
+    swap_secret(secrets.path(), &key_file, "v1", "sk-file-one");
+    std::fs::write(creds.path().join("vkey"), "tg-cred-one").unwrap();
+    let creds_dir = creds.path().to_string_lossy().to_string();
+    let poll = "  reload_poll: 100ms\n  reload_settle: 0s\n";
+    let gw = Gateway::start_env(
+        poll,
+        &secrets_config(&mock, &key_file),
+        &[("CREDENTIALS_DIRECTORY", &creds_dir)],
+    );
+
+    assert_eq!(chat_as(&gw, Some("tg-cred-one")).status, 200);
+    assert_eq!(last_key(&mock), "Bearer sk-file-one");
+    swap_secret(secrets.path(), &key_file, "v2", "sk-file-two");
+    wait_until("the rotated provider key", Duration::from_secs(10), || {
+        chat_as(&gw, Some("tg-cred-one")).status == 200 && last_key(&mock) == "Bearer sk-file-two"
+    });
+    assert_eq!(
+        gw.metric("tollgate_config_reloads_total"),
+        1.0,
+        "one reload for one change"
+    );
+    let log = gw.proc.log_text();
+    for secret in ["sk-file-one", "sk-file-two", "tg-cred-one"] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}
+
+/// With the watcher off, SIGHUP reads the secret files again: a new virtual key from the systemd
+/// credentials directory; a key file that disappeared disables its provider, named by its path.
+#[test]
+fn sighup_reads_secret_files_again() {
+    let mock = Mock::start(&[]);
+    let secrets = tempfile::tempdir().unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    let key_file = secrets.path().join("openai");
+    swap_secret(secrets.path(), &key_file, "v1", "sk-file-one");
+    std::fs::write(creds.path().join("vkey"), "tg-cred-one").unwrap();
+    let creds_dir = creds.path().to_string_lossy().to_string();
+    let gw = Gateway::start_env(
+        "  reload_poll: 0s\n",
+        &secrets_config(&mock, &key_file),
+        &[("CREDENTIALS_DIRECTORY", &creds_dir)],
+    );
+    assert_eq!(chat_as(&gw, Some("tg-cred-one")).status, 200);
+
+    std::fs::write(creds.path().join("vkey"), "tg-cred-two").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        chat_as(&gw, Some("tg-cred-two")).status,
+        401,
+        "nothing changes before SIGHUP"
+    );
+    gw.proc.signal(libc::SIGHUP);
+    wait_until("the rotated virtual key", Duration::from_secs(10), || {
+        chat_as(&gw, Some("tg-cred-two")).status == 200
+    });
+    assert_eq!(chat_as(&gw, Some("tg-cred-one")).status, 401, "the old key is gone");
+
+    std::fs::remove_file(&key_file).unwrap();
+    gw.proc.signal(libc::SIGHUP);
+    let path = key_file.display().to_string();
+    wait_until("the warning naming the missing file", Duration::from_secs(10), || {
+        gw.proc
+            .log_text()
+            .contains(&format!("secret file {path} (missing, unreadable or empty)"))
+    });
+    let log = gw.proc.log_text();
+    for secret in ["sk-file-one", "tg-cred-one", "tg-cred-two"] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}

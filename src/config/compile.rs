@@ -28,7 +28,7 @@ pub struct Env<'a> {
 impl Env<'static> {
     pub fn system() -> Self {
         Env {
-            var: &|name| std::env::var(name).ok(),
+            var: &crate::config::env::system_lookup,
             resolve: &resolve_system,
         }
     }
@@ -251,6 +251,8 @@ pub fn compile(
         models_list_body,
         loaded_at,
         source_hash: 0,
+        secret_refs: Vec::new(),
+        secrets_hash: 0,
         sections: Vec::new(),
         doc_paths: Default::default(),
         warnings: cx.warnings,

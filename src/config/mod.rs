@@ -64,8 +64,24 @@ pub fn load_str(path: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErr
     let parsed = parse::parse_document(path, doc).map_err(|e| ConfigErrors { errors: vec![e] })?;
     let mut errors = parsed.errors;
     let original = |p: &[locate::Seg]| parse::original(p, &parsed.removed);
+    // The secret files the compile reads, with what they held: the watcher's baseline.
+    let secrets = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let recording = |name: &str| {
+        let value = (env.var)(name);
+        if env::is_file_backed(name) {
+            secrets.borrow_mut().insert(name.to_string(), value.clone());
+        }
+        value
+    };
+    let env = &Env {
+        var: &recording,
+        resolve: env.resolve,
+    };
     match parsed.raw.map(|raw| compile::compile(raw, path, doc, env, &original)) {
         Some(Ok(mut snap)) if errors.is_empty() => {
+            let secrets = secrets.take();
+            snap.secrets_hash = secrets_hash(&secrets);
+            snap.secret_refs = secrets.into_keys().collect();
             snap.source_hash = content_hash(doc.as_bytes());
             snap.sections = parsed.sections;
             snap.doc_paths = parsed.paths;
@@ -91,6 +107,19 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
+}
+
+/// A hash of what the secret files held (`None`: unset), by reference; compared by the watcher.
+pub fn secrets_hash(values: &std::collections::BTreeMap<String, Option<String>>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    values.hash(&mut h);
+    h.finish()
+}
+
+/// `secrets_hash` of what the files referenced by `refs` hold now.
+pub fn current_secrets_hash(refs: &[String]) -> u64 {
+    secrets_hash(&refs.iter().map(|r| (r.clone(), env::system_lookup(r))).collect())
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ fn config_disables_without_credentials_and_rejects_misuse() {
     assert!(!p.is_enabled());
     assert_eq!(
         p.disabled.as_deref(),
-        Some("AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY not set")
+        Some("environment variable AWS_ACCESS_KEY_ID, environment variable AWS_SECRET_ACCESS_KEY not set")
     );
     assert_eq!(snap.warnings.iter().filter(|w| w.contains("\"aws\"")).count(), 1);
 

@@ -32,6 +32,11 @@ pub struct Snapshot {
     pub loaded_at: u64,
     /// `config::content_hash` of the file this snapshot was built from.
     pub source_hash: u64,
+    /// The secret files the config references (`file:PATH`, `credential:NAME`; `config::env`):
+    /// the watcher reloads when what they hold changes.
+    pub secret_refs: Vec<String>,
+    /// `config::secrets_hash` of what those files held when this snapshot was built.
+    pub secrets_hash: u64,
     /// The file's top-level keys (`server`, `auth`, …): a reload that loses one is suspect.
     pub sections: Vec<String>,
     /// The file's key paths under the sections that hold access control and spend: a reload

@@ -179,10 +179,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
     let base_url = match expand_with(&raw_base, env.var) {
         Ok(e) if e.missing.is_empty() => Some(e.value),
         Ok(e) => {
-            cx.error(
-                &path("base_url"),
-                format!("environment variable {} is not set", e.missing.join(", ")),
-            );
+            cx.error(&path("base_url"), e.missing_message());
             None
         }
         Err(msg) => {
@@ -252,7 +249,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         let why = if missing.is_empty() {
             "has no api_keys".to_string()
         } else {
-            format!("{} not set", missing.join(", "))
+            format!("{} not set", crate::config::env::describe(&missing))
         };
         cx.warnings.push(format!("provider {name:?} is disabled: {why}"));
         disabled = Some(why);
@@ -304,7 +301,7 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
                 }
                 Err(_) => cx.error(&hp, "not a valid header value"),
             },
-            Ok(e) => cx.error(&hp, format!("environment variable {} is not set", e.missing.join(", "))),
+            Ok(e) => cx.error(&hp, e.missing_message()),
             Err(msg) => cx.error(&hp, msg),
         }
     }
@@ -405,10 +402,7 @@ fn compile_entra(
                     }
                     Some(Ok(e)) if e.missing.is_empty() && !e.value.is_empty() => Some(e.value),
                     Some(Ok(e)) if !e.missing.is_empty() => {
-                        cx.error(
-                            &path(f),
-                            format!("environment variable {} is not set", e.missing.join(", ")),
-                        );
+                        cx.error(&path(f), e.missing_message());
                         None
                     }
                     Some(Ok(_)) => {
@@ -556,10 +550,7 @@ fn compile_aws(
             None
         }
         Some(Ok(e)) if !e.missing.is_empty() => {
-            cx.error(
-                &path("aws_region"),
-                format!("environment variable {} is not set", e.missing.join(", ")),
-            );
+            cx.error(&path("aws_region"), e.missing_message());
             None
         }
         Some(Ok(e))
@@ -668,7 +659,7 @@ fn compile_aws(
         let why = if missing.is_empty() {
             format!("has no {}", absent.join(" / "))
         } else {
-            format!("{} not set", missing.join(", "))
+            format!("{} not set", crate::config::env::describe(&missing))
         };
         return (region, None, Some(why));
     };

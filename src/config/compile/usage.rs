@@ -21,10 +21,7 @@ pub(super) fn expand_required(raw: &str, env: &Env, path: &[super::Seg], cx: &mu
     match expand_with(raw, env.var) {
         Ok(e) if e.missing.is_empty() => Some(e.value),
         Ok(e) => {
-            cx.error(
-                path,
-                format!("environment variable {} is not set", e.missing.join(", ")),
-            );
+            cx.error(path, e.missing_message());
             None
         }
         Err(msg) => {
@@ -184,7 +181,7 @@ pub(super) fn compile_admin_token(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> O
             if !e.missing.is_empty() {
                 cx.warnings.push(format!(
                     "admin.token: {} not set; the /admin API is disabled",
-                    e.missing.join(", ")
+                    crate::config::env::describe(&e.missing)
                 ));
             }
             None
@@ -222,7 +219,7 @@ pub(super) fn compile_tracing(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Optio
         }
         match expand_with(v, env.var) {
             Ok(e) if e.missing.is_empty() => headers.push((h.clone(), Secret::new(e.value))),
-            Ok(e) => cx.error(&hp, format!("environment variable {} is not set", e.missing.join(", "))),
+            Ok(e) => cx.error(&hp, e.missing_message()),
             Err(msg) => cx.error(&hp, msg),
         }
     }
@@ -272,8 +269,10 @@ pub(super) fn compile_auth(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> AuthSett
         let secret = match expand_with(&k.key, env.var) {
             Ok(e) if e.missing.is_empty() && !e.value.is_empty() => e.value,
             Ok(e) => {
-                cx.warnings
-                    .push(format!("key {id:?} is left out: {} not set", e.missing.join(", ")));
+                cx.warnings.push(format!(
+                    "key {id:?} is left out: {} not set",
+                    crate::config::env::describe(&e.missing)
+                ));
                 continue;
             }
             Err(msg) => {
