@@ -237,3 +237,35 @@ fn a_refused_key_is_answered_in_the_shape_of_the_clients_api() {
     assert_eq!(r.json()["error"]["code"], "invalid_api_key");
     assert!(mock.requests().is_empty());
 }
+
+/// The admin API answers only on the admin listener and only with its token: without it (or
+/// with a wrong one, or a virtual key) 401; on the data-plane listener, even with the token, it
+/// does not exist. Neither answer echoes what was presented.
+#[test]
+fn the_admin_api_needs_its_token_and_is_not_on_the_data_plane() {
+    let mock = Mock::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = format!("sqlite:{}", dir.path().join("spend.db").display());
+    let gw = Gateway::start_env("", &config(&mock, &ledger, true), &env());
+    let spend = gw.admin_url("/admin/spend");
+    assert_eq!(admin(&gw, "GET", "/admin/spend", None).0, 200);
+    for presented in [None, Some("Bearer wrong-token"), Some("Bearer tg-app-a-secret")] {
+        let headers: Vec<(&str, &str)> = presented.iter().map(|p| ("authorization", *p)).collect();
+        let r = get_with(&spend, &headers);
+        assert_eq!(r.status, 401, "{presented:?}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "invalid_admin_token");
+        assert!(!r.body.contains("wrong-token") && !r.body.contains("tg-app-a-secret"));
+    }
+    // On the data plane the admin token is no credential at all, and with a virtual key the path
+    // does not exist.
+    let with_token = get_with(
+        &gw.url("/admin/spend"),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    );
+    assert_eq!(with_token.status, 401, "{}", with_token.body);
+    assert_eq!(with_token.json()["error"]["code"], "invalid_api_key");
+    assert!(!with_token.body.contains(ADMIN));
+    let with_key = get_with(&gw.url("/admin/spend"), &[("authorization", "Bearer tg-app-a-secret")]);
+    assert_eq!(with_key.status, 404, "{}", with_key.body);
+    assert!(!gw.proc.log_text().contains(ADMIN), "the admin token reached the log");
+}
