@@ -66,6 +66,12 @@ fn cache_header(r: &Resp) -> &str {
 
 /// The access log's records, once `n` are there.
 fn records(gw: &Gateway, n: usize) -> Vec<Value> {
+    records_until(gw, |recs| recs.len() >= n)
+}
+
+/// The access log's records once `done` says they are all there (the log is written behind the
+/// requests, every few milliseconds).
+fn records_until(gw: &Gateway, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let log = gw.dir().join("access.log");
     let read = || -> Vec<Value> {
         std::fs::read_to_string(&log)
@@ -74,7 +80,7 @@ fn records(gw: &Gateway, n: usize) -> Vec<Value> {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     };
-    wait_until("the access-log records", Duration::from_secs(10), || read().len() >= n);
+    wait_until("the access-log records", Duration::from_secs(10), || done(&read()));
     read()
 }
 
@@ -767,8 +773,11 @@ fn a_stale_answer_is_served_while_one_background_call_refreshes_it() {
         cache_header(&chat(&gw, &q)) == "hit"
     });
     assert_eq!(mock.requests().len(), 2, "one refresh for five stale hits");
-    // The refresh is a provider call for the tenant: its own record, with its cost.
-    let recs = records(&gw, 8);
+    // The refresh is a provider call for the tenant: its own record, with its cost (written when
+    // the refresh ends, so possibly after the stale answers' records).
+    let recs = records_until(&gw, |recs| {
+        recs.len() >= 8 && recs.iter().any(|r| r["cache"] == "refresh")
+    });
     let refresh: Vec<&Value> = recs.iter().filter(|r| r["cache"] == "refresh").collect();
     assert_eq!(refresh.len(), 1, "{recs:?}");
     assert_eq!(refresh[0]["key_id"], "a1");
