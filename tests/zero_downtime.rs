@@ -1,0 +1,203 @@
+//! No request fails across a config reload, a binary upgrade (Pingora's listener hand-over:
+//! the new process started with `--upgrade`, SIGQUIT to the old one) or a SIGTERM within the
+//! grace period, while a bounded loop of JSON and streamed requests runs against the gateway.
+//! Every request opens its own connection, so each one is a new accept on whichever process
+//! holds the listener at that moment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn config(mock: &Mock, aliases: &[&str]) -> String {
+    let mut s = format!("providers:\n{}models:\n", mock_provider("mock", &mock.base_url(), ""));
+    for a in aliases {
+        s.push_str(&format!(
+            "  {a}:\n    targets: [ {{ provider: mock, model: up-{a} }} ]\n"
+        ));
+    }
+    s
+}
+
+/// How one request of the load ended.
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    /// The connection was refused: no process was accepting (only expected after a SIGTERM).
+    Refused,
+    Failed(String),
+}
+
+/// One request on a connection of its own: JSON or a stream (answered in 4 chunks 20 ms apart),
+/// checked whole.
+fn one(url: &str, stream: bool) -> Outcome {
+    let agent = ureq::AgentBuilder::new()
+        .max_idle_connections(0)
+        .timeout(Duration::from_secs(20))
+        .build();
+    let body = if stream {
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "[[mock: chunks=4 chunk_delay_ms=20]]"}]})
+    } else {
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    };
+    match agent
+        .post(url)
+        .set("content-type", "application/json")
+        .send_string(&body.to_string())
+    {
+        Ok(r) => {
+            let status = r.status();
+            let text = match r.into_string() {
+                Ok(t) => t,
+                Err(e) => return Outcome::Failed(format!("body cut: {e}")),
+            };
+            let complete = if stream {
+                text.trim_end().ends_with("data: [DONE]")
+            } else {
+                text.contains("\"choices\"")
+            };
+            if status == 200 && complete {
+                Outcome::Ok
+            } else {
+                Outcome::Failed(format!("{status}: {text}"))
+            }
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            Outcome::Failed(format!("{code}: {}", r.into_string().unwrap_or_default()))
+        }
+        Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::ConnectionFailed => Outcome::Refused,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// `clients` threads sending requests (JSON and streams in turn) until `stop` is set.
+fn load(url: String, clients: usize, stop: Arc<AtomicBool>) -> Vec<JoinHandle<Vec<Outcome>>> {
+    (0..clients)
+        .map(|c| {
+            let (url, stop) = (url.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                let mut i = c;
+                while !stop.load(Ordering::SeqCst) {
+                    out.push(one(&url, i % 2 == 1));
+                    i += 1;
+                }
+                out
+            })
+        })
+        .collect()
+}
+
+fn finish(handles: Vec<JoinHandle<Vec<Outcome>>>) -> Vec<Outcome> {
+    handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+}
+
+fn count(outcomes: &[Outcome], f: impl Fn(&Outcome) -> bool) -> usize {
+    outcomes.iter().filter(|o| f(o)).count()
+}
+
+#[test]
+fn no_request_fails_across_reloads_by_file_change_and_sighup() {
+    let mock = Mock::start(&[]);
+    let poll = "  reload_poll: 50ms\n  reload_settle: 0s\n";
+    let gw = Gateway::start(poll, &config(&mock, &["m"]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(gw.url("/v1/chat/completions"), 4, Arc::clone(&stop));
+    for i in 0..6 {
+        std::thread::sleep(Duration::from_millis(250));
+        let extra = format!("x{i}");
+        gw.rewrite(poll, &config(&mock, &["m", &extra]));
+        if i % 2 == 1 {
+            gw.proc.signal(libc::SIGHUP);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = finish(clients);
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !matches!(o, Outcome::Ok)).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        outcomes.len() >= 20,
+        "too little load to mean anything: {}",
+        outcomes.len()
+    );
+    assert!(gw.metric("tollgate_config_reloads_total") >= 6.0);
+}
+
+#[test]
+fn no_request_fails_across_a_binary_upgrade() {
+    let mock = Mock::start(&[]);
+    let gw = Gateway::start("  shutdown_grace: 5s\n", &config(&mock, &["m"]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(gw.url("/v1/chat/completions"), 4, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The new process waits on the upgrade socket for the old one's listeners.
+    let cfg = gw.config.to_string_lossy().to_string();
+    let dir = gw.dir().to_string_lossy().to_string();
+    let mut new = Proc::start(
+        "gateway-new",
+        gw.dir(),
+        &["run", "--config", &cfg, "--runtime-dir", &dir, "--upgrade"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut old = gw;
+    old.proc.signal(libc::SIGQUIT);
+    let status = old.proc.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some(), "the old process did not exit after handing over");
+    assert!(new.exited().is_none(), "the new process died: {}", new.log_text());
+    // The new process serves on the same addresses (the admin listener too).
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = finish(clients);
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !matches!(o, Outcome::Ok)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        outcomes.len()
+    );
+    let served_by_new = old.metric("tollgate_requests_total{model=\"m\",provider=\"mock\",status=\"200\"}");
+    assert!(served_by_new > 0.0, "the new process served nothing");
+    // Pingora logs its first look at the upgrade socket, before the old process was told to hand
+    // over, as an error ("No incoming socket transfer, sleep 1s and try again"); nothing else.
+    let errors: Vec<String> = new
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("ERROR") && !l.contains("No incoming socket transfer"))
+        .map(str::to_string)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    new.signal(libc::SIGTERM);
+    assert!(new.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn no_accepted_request_fails_across_a_sigterm_within_the_grace() {
+    let mock = Mock::start(&[]);
+    let mut gw = Gateway::start("  shutdown_grace: 10s\n", &config(&mock, &["m"]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(gw.url("/v1/chat/completions"), 4, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(500));
+    gw.proc.signal(libc::SIGTERM);
+    let status = gw.proc.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = finish(clients);
+    // Requests the gateway accepted all finished; after it stopped listening, connections are
+    // refused (a load balancer has stopped sending by then), never cut.
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| matches!(o, Outcome::Failed(_))).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(count(&outcomes, |o| matches!(o, Outcome::Ok)) >= 8);
+    assert!(
+        count(&outcomes, |o| matches!(o, Outcome::Refused)) >= 1,
+        "the load went on past the exit"
+    );
+}
