@@ -4,6 +4,41 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
+/// The name of every series any `Metrics` of this process can show in `/metrics` (the same set
+/// for each: the names are constants): counters and gauges by their name, histograms by their
+/// `_bucket`, `_sum` and `_count` series. A labelled family has no sample, and so no line in
+/// `/metrics`, until its first label set is used; dashboards and alert rules are checked against
+/// this list instead (`tests/observability.rs`).
+pub fn series_names() -> Vec<String> {
+    NAMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
+static NAMES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Registers `c` in `registry`, remembering its series names for `series_names`.
+fn register<C: prometheus::core::Collector + 'static>(registry: &Registry, c: C) -> Result<(), prometheus::Error> {
+    {
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        for family in c.collect() {
+            let name = family.get_name();
+            if family.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            } else {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    registry.register(Box::new(c))
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
@@ -107,11 +142,11 @@ impl LimitsBackendMetrics {
             ),
             &["action"],
         )?;
-        registry.register(Box::new(up.clone()))?;
-        registry.register(Box::new(calls.clone()))?;
-        registry.register(Box::new(admissions.clone()))?;
-        registry.register(Box::new(errors.clone()))?;
-        registry.register(Box::new(unavailable.clone()))?;
+        register(registry, up.clone())?;
+        register(registry, calls.clone())?;
+        register(registry, admissions.clone())?;
+        register(registry, errors.clone())?;
+        register(registry, unavailable.clone())?;
         Ok(LimitsBackendMetrics {
             up,
             calls,
@@ -167,12 +202,12 @@ impl SinkMetrics {
     fn new(registry: &Registry) -> Result<SinkMetrics, prometheus::Error> {
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
+            register(registry, g.clone())?;
             Ok(g)
         };
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
+            register(registry, c.clone())?;
             Ok(c)
         };
         Ok(SinkMetrics {
@@ -270,14 +305,14 @@ impl Metrics {
         let inflight = IntGauge::new("tollgate_inflight_requests", "Requests being processed")?;
         let config_reloads = IntCounter::new("tollgate_config_reloads_total", "Successful config reloads")?;
         let config_reload_errors = IntCounter::new("tollgate_config_reload_errors_total", "Rejected config reloads")?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(tokens.clone()))?;
-        registry.register(Box::new(upstream_errors.clone()))?;
-        registry.register(Box::new(fallbacks.clone()))?;
-        registry.register(Box::new(inflight.clone()))?;
-        registry.register(Box::new(config_reloads.clone()))?;
-        registry.register(Box::new(config_reload_errors.clone()))?;
+        register(&registry, requests.clone())?;
+        register(&registry, duration.clone())?;
+        register(&registry, tokens.clone())?;
+        register(&registry, upstream_errors.clone())?;
+        register(&registry, fallbacks.clone())?;
+        register(&registry, inflight.clone())?;
+        register(&registry, config_reloads.clone())?;
+        register(&registry, config_reload_errors.clone())?;
         let config_reload_refused = IntCounterVec::new(
             Opts::new(
                 "tollgate_config_reload_refused_total",
@@ -285,7 +320,7 @@ impl Metrics {
             ),
             &["reason"],
         )?;
-        registry.register(Box::new(config_reload_refused.clone()))?;
+        register(&registry, config_reload_refused.clone())?;
         let breaker_state = prometheus::IntGaugeVec::new(
             Opts::new(
                 "tollgate_breaker_state",
@@ -293,7 +328,7 @@ impl Metrics {
             ),
             &["provider", "model"],
         )?;
-        registry.register(Box::new(breaker_state.clone()))?;
+        register(&registry, breaker_state.clone())?;
         let cost = prometheus::CounterVec::new(
             Opts::new(
                 "tollgate_cost_usd_total",
@@ -372,14 +407,14 @@ impl Metrics {
             &estimated_usage,
             &stream_parse_errors,
         ] {
-            registry.register(Box::new(c.clone()))?;
+            register(&registry, c.clone())?;
         }
-        registry.register(Box::new(cost.clone()))?;
-        registry.register(Box::new(cache_saved.clone()))?;
-        registry.register(Box::new(cache_entries.clone()))?;
-        registry.register(Box::new(cache_bytes.clone()))?;
-        registry.register(Box::new(ttft.clone()))?;
-        registry.register(Box::new(overhead.clone()))?;
+        register(&registry, cost.clone())?;
+        register(&registry, cache_saved.clone())?;
+        register(&registry, cache_entries.clone())?;
+        register(&registry, cache_bytes.clone())?;
+        register(&registry, ttft.clone())?;
+        register(&registry, overhead.clone())?;
         let sinks = SinkMetrics::new(&registry)?;
         let limits_backend = LimitsBackendMetrics::new(&registry)?;
         let connections_open = prometheus::IntGaugeVec::new(
@@ -391,8 +426,8 @@ impl Metrics {
             "Client connections the gateway closed or refused, by listener and reason: over_capacity, header_timeout, header_too_large, idle_timeout, body_timeout",
             &["listener", "reason"],
         )?;
-        registry.register(Box::new(connections_open.clone()))?;
-        registry.register(Box::new(connections_closed.clone()))?;
+        register(&registry, connections_open.clone())?;
+        register(&registry, connections_closed.clone())?;
         Ok(Metrics {
             registry,
             requests,
