@@ -26,7 +26,7 @@ fn register<C: prometheus::core::Collector + 'static>(registry: &Registry, c: C)
     {
         let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
         for family in c.collect() {
-            let name = family.get_name();
+            let name = family.name();
             if family.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
                 for suffix in ["_bucket", "_sum", "_count"] {
                     names.insert(format!("{name}{suffix}"));
