@@ -12,3 +12,5 @@ cargo test --all-targets "$@"
 cargo test --doc "$@"
 # The official OpenAI and Anthropic Python SDKs against the real gateway and mock.
 TOLLGATE_BIN=target/debug/tollgate scripts/sdk-test.sh
+# deploy/: the Kubernetes manifests against the Kubernetes schemas, the ConfigMap's config.
+TOLLGATE_BIN=target/debug/tollgate scripts/validate-deploy.sh

@@ -76,6 +76,12 @@ enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Ask a running gateway's admin listener whether it is up (`/health`): exit 0 when it
+    /// answers 200, 1 otherwise. For container health checks (the image has no shell or curl).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9090/health")]
+        url: String,
+    },
     /// Serve the mock LLM provider (for tests, benchmarks and demos).
     MockProvider {
         #[arg(long, default_value = "127.0.0.1:8091")]
@@ -222,6 +228,22 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Health { url } => {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(std::time::Duration::from_secs(3))
+                .build();
+            match agent.get(&url).call() {
+                Ok(r) if r.status() == 200 => ExitCode::SUCCESS,
+                Ok(r) => {
+                    eprintln!("tollgate health: {url} answered {}", r.status());
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("tollgate health: {url}: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::MockProvider {
             listen,
             threads,

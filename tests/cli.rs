@@ -369,3 +369,31 @@ fn a_ledger_or_spill_files_at_the_old_working_directory_path_stop_the_start() {
         "only the spill directory: {stderr}"
     );
 }
+
+/// `tollgate health`, the container image's health check: 0 when the admin listener answers
+/// `/health` with 200, 1 when nothing listens or the answer is another status.
+#[test]
+fn health_asks_the_admin_listener() {
+    use common::{Gateway, Mock};
+    let mock = Mock::start(&[]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "providers:\n{}models:\n  m:\n    targets: [ {{ provider: mock, model: up }} ]\n",
+            common::mock_provider("mock", &mock.base_url(), "")
+        ),
+    );
+    let health = |url: &str| {
+        Command::new(common::BIN)
+            .args(["health", "--url", url])
+            .output()
+            .unwrap()
+    };
+    let up = health(&gw.admin_url("/health"));
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let missing = health(&gw.admin_url("/no-such-path"));
+    assert_eq!(missing.status.code(), Some(1));
+    let closed = health(&format!("http://127.0.0.1:{}/health", common::free_port()));
+    assert_eq!(closed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&closed.stderr).contains("tollgate health:"));
+}
