@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 tollgate_install_deps
 
-cargo test --all-targets "$@"
+# Every gateway the integration tests start leaves its output here for the secret scan below.
+rm -rf target/test-logs
+TOLLGATE_LOG_ARCHIVE="$PWD/target/test-logs" cargo test --all-targets "$@"
+TOLLGATE_LOG_ARCHIVE=target/test-logs scripts/scan-secrets.sh
 cargo test --doc "$@"
 # The official OpenAI and Anthropic Python SDKs against the real gateway and mock.
 TOLLGATE_BIN=target/debug/tollgate scripts/sdk-test.sh
