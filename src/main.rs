@@ -112,9 +112,21 @@ enum CacheAction {
     },
 }
 
+/// Log targets whose events at some level carry secrets, and the most they may log whatever
+/// `RUST_LOG` says: Pingora's HTTP/1 client writes each upstream request header, the provider's
+/// `Authorization` included, at trace level (found by the test suite's secret scan).
+const LOG_CEILINGS: &[&str] = &["pingora_core::protocols::http::v1::client=debug"];
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Added after RUST_LOG's own directives, so they replace one for the same target.
+    for ceiling in LOG_CEILINGS {
+        match ceiling.parse() {
+            Ok(d) => filter = filter.add_directive(d),
+            Err(e) => eprintln!("tollgate: bad built-in log directive {ceiling}: {e}"),
+        }
+    }
     let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v == "json");
     // Diagnostics go to stderr (stdout is the access log's), coloured only on a terminal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
