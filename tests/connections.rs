@@ -239,3 +239,86 @@ fn requests_too_malformed_for_the_proxy_get_openai_shaped_errors() {
     // The listener still serves.
     assert_eq!(get(&gw.url("/v1/models")).status, 200);
 }
+
+/// `server.max_buffered_bytes`: request bodies held at once are bounded. Two 400 kB bodies in
+/// flight take 800 kB of a 1 MB budget; a third is refused with 503 `overloaded` and
+/// `Retry-After` before a byte of it is read (a declared length), a chunked one as soon as it
+/// crosses the budget; once the two finish, their share is given back and a new body is read.
+#[test]
+fn bodies_held_at_once_are_bounded_and_the_rest_get_503() {
+    const N: usize = 400_000;
+    let mock = Mock::start(&[]);
+    let rest = format!(
+        "providers:\n{}models:\n  m1:\n    targets: [ {{ provider: mock, model: up }} ]\n",
+        mock_provider("mock", &mock.base_url(), "")
+    );
+    let gw = Gateway::start(
+        "  body_timeout: 20s\n  max_body_bytes: 600000\n  max_buffered_bytes: 1000000\n",
+        &rest,
+    );
+    let prefix = r#"{"model":"m1","messages":[{"role":"user","content":""#;
+    let suffix = r#""}]}"#;
+    let body = format!("{prefix}{}{suffix}", "x".repeat(N - prefix.len() - suffix.len()));
+    assert_eq!(body.len(), N);
+    let head = |len: usize| {
+        format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
+    };
+    let gauge = || gw.metric("tollgate_buffered_body_bytes");
+
+    // Two bodies in flight, each stopped after its first kilobyte.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect(&gw);
+            s.write_all(head(N).as_bytes()).unwrap();
+            s.write_all(&body.as_bytes()[..1000]).unwrap();
+            s
+        })
+        .collect();
+    wait_until("two bodies held", Duration::from_secs(5), || gauge() == (2 * N) as f64);
+
+    // A third declared body would pass the budget: refused before its body is sent.
+    let mut third = connect(&gw);
+    third.write_all(head(N).as_bytes()).unwrap();
+    let text = read_to_close(&mut third);
+    let (status, head_text, err) = response(&text);
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(err["error"]["code"], "overloaded");
+    assert!(head_text.contains("retry-after: 1"), "{head_text}");
+
+    // A chunked body is refused as soon as it crosses the budget.
+    let mut chunked = connect(&gw);
+    chunked
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+        .unwrap();
+    let part = &body.as_bytes()[..300_000];
+    chunked.write_all(format!("{:x}\r\n", part.len()).as_bytes()).unwrap();
+    chunked.write_all(part).unwrap();
+    chunked.write_all(b"\r\n").unwrap();
+    let text = read_to_close(&mut chunked);
+    let (status, _, err) = response(&text);
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(err["error"]["code"], "overloaded");
+    assert_eq!(gauge(), (2 * N) as f64, "the refused ones gave back what they took");
+
+    // The two finish normally, and give their share back.
+    for s in &mut held {
+        s.write_all(&body.as_bytes()[1000..]).unwrap();
+    }
+    for s in &mut held {
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    drop(held);
+    wait_until("the budget given back", Duration::from_secs(5), || gauge() == 0.0);
+    let mut again = connect(&gw);
+    again.write_all(head(N).as_bytes()).unwrap();
+    again.write_all(body.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = again.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

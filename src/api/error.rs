@@ -63,6 +63,10 @@ pub enum ApiError {
     /// The gateway is shutting down and ended the request (its grace period ran out).
     #[error("The gateway is shutting down; retry the request.")]
     ShuttingDown,
+    /// Reading this body would take the request bodies the gateway holds past
+    /// `server.max_buffered_bytes`.
+    #[error("The gateway is holding as many request bodies as it may ({limit} bytes); retry shortly.")]
+    Overloaded { limit: u64 },
     #[error("{0}.")]
     Unsupported(String),
     #[error("The model `{model}` is not allowed on route `{route}`.")]
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::NoProvider { .. }
             | ApiError::LimitsUnavailable
             | ApiError::ShuttingDown
+            | ApiError::Overloaded { .. }
             | ApiError::GuardrailUnavailable(_)
             | ApiError::StoreUnavailable(_)
             | ApiError::CredentialsUnavailable { .. } => 503,
@@ -173,6 +178,7 @@ impl ApiError {
             | ApiError::StoreUnavailable(_)
             | ApiError::CredentialsUnavailable { .. }
             | ApiError::ShuttingDown
+            | ApiError::Overloaded { .. }
             | ApiError::UpstreamConnect { .. }
             | ApiError::UpstreamTimeout(_)
             | ApiError::UpstreamProtocol(_)
@@ -201,6 +207,7 @@ impl ApiError {
             ApiError::ClientBody(_) => "request_body_error",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::ShuttingDown => "shutdown",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Unsupported(_) => "unsupported_by_provider",
             ApiError::BudgetExhausted { .. } => "budget_exhausted",
             ApiError::InvalidApiKey => "invalid_api_key",
@@ -239,6 +246,7 @@ impl ApiError {
             | ApiError::ClientBody(_)
             | ApiError::RequestTimeout(_)
             | ApiError::ShuttingDown
+            | ApiError::Overloaded { .. }
             | ApiError::Unsupported(_)
             | ApiError::BudgetExhausted { .. }
             | ApiError::InvalidApiKey

@@ -342,6 +342,15 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
     if s.max_body_bytes == 0 {
         cx.error(&[key("server"), key("max_body_bytes")], "must be greater than 0");
     }
+    if s.max_buffered_bytes < s.max_body_bytes {
+        cx.error(
+            &[key("server"), key("max_buffered_bytes")],
+            format!(
+                "must be at least server.max_body_bytes ({}): a request of the largest size allowed could never be read",
+                s.max_body_bytes
+            ),
+        );
+    }
     for (field, value) in [
         ("header_timeout", s.header_timeout),
         ("body_timeout", s.body_timeout),
@@ -374,6 +383,7 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         mock_listen,
         threads: s.threads,
         max_body_bytes: s.max_body_bytes,
+        max_buffered_bytes: s.max_buffered_bytes,
         shutdown_grace: s.shutdown_grace,
         reload_poll: s.reload_poll,
         max_connections: s.max_connections,

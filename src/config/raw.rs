@@ -356,6 +356,10 @@ pub struct RawServer {
     pub threads: usize,
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Request bodies the process holds at once (being read, or held by requests in flight), at
+    /// most; a request whose body would go past it gets 503 `overloaded` before it is read.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: u64,
     /// How long a graceful shutdown (SIGTERM) waits for in-flight requests.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -393,6 +397,7 @@ impl Default for RawServer {
             mock_listen: None,
             threads: 0,
             max_body_bytes: default_max_body_bytes(),
+            max_buffered_bytes: default_max_buffered_bytes(),
             shutdown_grace: default_grace(),
             reload_poll: default_reload_poll(),
             max_connections: default_max_connections(),
@@ -413,6 +418,9 @@ fn default_admin_listen() -> String {
 }
 fn default_max_body_bytes() -> u64 {
     32 * 1024 * 1024
+}
+fn default_max_buffered_bytes() -> u64 {
+    1024 * 1024 * 1024
 }
 fn default_grace() -> Duration {
     Duration::from_secs(10)

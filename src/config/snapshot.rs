@@ -176,6 +176,7 @@ pub struct ServerSettings {
     pub mock_listen: Option<SocketAddr>,
     pub threads: usize,
     pub max_body_bytes: u64,
+    pub max_buffered_bytes: u64,
     pub shutdown_grace: Duration,
     pub reload_poll: Duration,
     pub max_connections: usize,

@@ -234,6 +234,21 @@ fn zero_timeout_and_same_listeners_are_errors() {
 }
 
 #[test]
+fn a_body_budget_below_the_largest_body_is_an_error_naming_both() {
+    let doc = "server:\n  max_body_bytes: 2000\n  max_buffered_bytes: 1000\n";
+    let e = load(doc, &[]).unwrap_err();
+    assert!(
+        e.errors.iter().any(|e| e.path == "server.max_buffered_bytes"
+            && e.line == Some(3)
+            && e.message.contains("server.max_body_bytes (2000)")),
+        "{e}"
+    );
+    let ok = load("server:\n  max_body_bytes: 2000\n  max_buffered_bytes: 2000\n", &[]).unwrap();
+    assert_eq!(ok.server.max_buffered_bytes, 2000);
+    assert_eq!(load("{}", &[]).unwrap().server.max_buffered_bytes, 1 << 30);
+}
+
+#[test]
 fn provider_timeouts_override_single_fields() {
     let doc = "timeouts:\n  connect: 2s\n  idle: 9s\nproviders:\n  a:\n    kind: openai\n    base_url: http://a\n    api_keys: [k]\n    timeouts: { idle: 3s }\n";
     let s = load(doc, &[]).unwrap();

@@ -1,5 +1,17 @@
-//! Reading the client's request body whole, bounded by the configured size and deadline.
+//! Reading the client's request body whole, bounded by the configured size and deadline, and by
+//! what all the bodies held at once may take (`server.max_buffered_bytes`): a thousand clients
+//! each sending a 30 MiB body must not take the process's memory with them.
+//!
+//! `Buffered` counts the bytes of the bodies being read or held by requests in flight; each
+//! request holds a `Lease` on its share until it ends (the lease lives in the request's context,
+//! and gives its bytes back when dropped). A declared `Content-Length` is taken before a byte is
+//! read; a chunked body grows its lease chunk by chunk. Either way, a body that would go past the
+//! limit is refused with 503 `overloaded` (and `Retry-After`), and what it took is given back.
+//! Copies the gateway makes of a body (a translation, a redaction) are not counted: they are
+//! bounded by the body's own size and live no longer than it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -8,13 +20,86 @@ use pingora::proxy::Session;
 use super::drain::Stop;
 use crate::api::ApiError;
 
+/// The bytes of the request bodies the process holds (see the module doc).
+#[derive(Debug)]
+pub struct Buffered {
+    used: AtomicU64,
+    /// `tollgate_buffered_body_bytes`, kept equal to `used`.
+    gauge: prometheus::IntGauge,
+}
+
+impl Buffered {
+    pub fn new(gauge: prometheus::IntGauge) -> Arc<Buffered> {
+        Arc::new(Buffered {
+            used: AtomicU64::new(0),
+            gauge,
+        })
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// A request's share of `Buffered`, given back when dropped.
+#[derive(Debug)]
+pub struct Lease {
+    pool: Arc<Buffered>,
+    bytes: u64,
+}
+
+impl Lease {
+    pub fn new(pool: &Arc<Buffered>) -> Lease {
+        Lease {
+            pool: Arc::clone(pool),
+            bytes: 0,
+        }
+    }
+
+    /// Grows the lease to `to` bytes, unless the pool would then hold more than `cap`.
+    fn grow(&mut self, to: u64, cap: u64) -> bool {
+        let Some(more) = to.checked_sub(self.bytes).filter(|&m| m > 0) else {
+            return true;
+        };
+        let taken = self
+            .pool
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(more).filter(|&n| n <= cap)
+            });
+        if taken.is_err() {
+            return false;
+        }
+        self.bytes = to;
+        self.pool.gauge.add(more as i64);
+        true
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.pool.used.fetch_sub(self.bytes, Ordering::AcqRel);
+            self.pool.gauge.sub(self.bytes as i64);
+        }
+    }
+}
+
 /// Reads the body within `within` (`server.body_timeout`: a trickled upload cannot hold a
 /// connection), or until the gateway must stop. A declared `Content-Length` over the limit is refused before reading a byte; a
-/// chunked body is refused as soon as it crosses the limit. On any failure the connection is not
-/// reused: the rest of the body is still on it.
-pub async fn read(session: &mut Session, limit: u64, within: Duration, stop: &mut Stop<'_>) -> Result<Bytes, ApiError> {
+/// chunked body is refused as soon as it crosses the limit. The body's bytes are taken from
+/// `lease` (which the caller keeps as long as it keeps the body), up to `cap` for all requests
+/// together. On any failure the connection is not reused: the rest of the body is still on it.
+pub async fn read(
+    session: &mut Session,
+    limit: u64,
+    within: Duration,
+    stop: &mut Stop<'_>,
+    lease: &mut Lease,
+    cap: u64,
+) -> Result<Bytes, ApiError> {
     let read = tokio::select! {
-        r = tokio::time::timeout(within, read_all(session, limit)) => match r {
+        r = tokio::time::timeout(within, read_all(session, limit, lease, cap)) => match r {
             Ok(r) => r,
             Err(_) => Err(ApiError::RequestTimeout(within.as_millis() as u64)),
         },
@@ -26,7 +111,7 @@ pub async fn read(session: &mut Session, limit: u64, within: Duration, stop: &mu
     read
 }
 
-async fn read_all(session: &mut Session, limit: u64) -> Result<Bytes, ApiError> {
+async fn read_all(session: &mut Session, limit: u64, lease: &mut Lease, cap: u64) -> Result<Bytes, ApiError> {
     let declared = session
         .req_header()
         .headers
@@ -35,6 +120,11 @@ async fn read_all(session: &mut Session, limit: u64) -> Result<Bytes, ApiError> 
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
+    }
+    if let Some(n) = declared {
+        if !lease.grow(n, cap) {
+            return Err(ApiError::Overloaded { limit: cap });
+        }
     }
     // The common case is one chunk: keep it without copying.
     let mut first: Option<Bytes> = None;
@@ -49,6 +139,9 @@ async fn read_all(session: &mut Session, limit: u64) -> Result<Bytes, ApiError> 
         total += chunk.len() as u64;
         if total > limit {
             return Err(ApiError::PayloadTooLarge { limit });
+        }
+        if !lease.grow(total, cap) {
+            return Err(ApiError::Overloaded { limit: cap });
         }
         match (&mut first, &mut buf) {
             (None, None) => first = Some(chunk),

@@ -99,6 +99,8 @@ pub struct RequestCtx {
     pub rate_headers: Option<crate::limits::limiter::RateHeaders>,
     /// `Retry-After` of a refusal.
     pub retry_after_ms: Option<u64>,
+    /// The request body's share of `server.max_buffered_bytes`, held until the request ends.
+    pub body_lease: Option<super::body::Lease>,
     /// The client's response header, begun while the provider works (`llm::begin_head`).
     pub head: Option<super::head::Head>,
     /// The virtual key the request came with, when it was a known one.
@@ -170,6 +172,7 @@ impl RequestCtx {
             provider_admission: None,
             rate_headers: None,
             retry_after_ms: None,
+            body_lease: None,
             head: None,
             tokens_estimated: false,
             prompt_need: None,

@@ -62,6 +62,8 @@ pub struct AppState {
     pub cache: Arc<crate::cache::Cache>,
     /// The Responses API's response store.
     pub responses: Arc<crate::usage::responses::ResponseStore>,
+    /// The request bodies held, against `server.max_buffered_bytes`.
+    pub buffered: Arc<body::Buffered>,
 }
 
 pub struct Gateway {

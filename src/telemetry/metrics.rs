@@ -47,6 +47,8 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub fallbacks: IntCounterVec,
     pub inflight: IntGauge,
+    /// Bytes of request bodies held (`proxy::body::Buffered`).
+    pub buffered_body_bytes: IntGauge,
     pub config_reloads: IntCounter,
     pub config_reload_errors: IntCounter,
     /// File-change reloads refused by the reload policy, by `reason` (one per guarded change).
@@ -303,6 +305,10 @@ impl Metrics {
             &["model"],
         )?;
         let inflight = IntGauge::new("tollgate_inflight_requests", "Requests being processed")?;
+        let buffered_body_bytes = IntGauge::new(
+            "tollgate_buffered_body_bytes",
+            "Bytes of request bodies being read or held by requests in flight (at most server.max_buffered_bytes)",
+        )?;
         let config_reloads = IntCounter::new("tollgate_config_reloads_total", "Successful config reloads")?;
         let config_reload_errors = IntCounter::new("tollgate_config_reload_errors_total", "Rejected config reloads")?;
         register(&registry, requests.clone())?;
@@ -311,6 +317,7 @@ impl Metrics {
         register(&registry, upstream_errors.clone())?;
         register(&registry, fallbacks.clone())?;
         register(&registry, inflight.clone())?;
+        register(&registry, buffered_body_bytes.clone())?;
         register(&registry, config_reloads.clone())?;
         register(&registry, config_reload_errors.clone())?;
         let config_reload_refused = IntCounterVec::new(
@@ -436,6 +443,7 @@ impl Metrics {
             upstream_errors,
             fallbacks,
             inflight,
+            buffered_body_bytes,
             config_reloads,
             config_reload_errors,
             config_reload_refused,
