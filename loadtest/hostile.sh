@@ -101,10 +101,7 @@ EOF
     LOAD_KEY=$LOAD_KEY NO_COLOR=1 "$BIN" run --config "$WORK/$1.yaml" --runtime-dir "$WORK/rt-$1" >"$WORK/gateway-$1.log" 2>&1 &
     GW_PID=$!
     wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway ($1)" "$WORK/gateway-$1.log"
-    for ((i = 0; i < 100; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_listener "$GW_PORT" || true
 }
 
 # hold IDLE SLOW SECONDS: keeps IDLE silent connections and SLOW slowloris ones open on the

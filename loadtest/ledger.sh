@@ -217,10 +217,7 @@ GW_PID=$!
 wait_ready "http://127.0.0.1:$MOCK_PORT/_mock/health" "$MOCK_PID" "mock provider" "$WORK/mock.log"
 wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway" "$WORK/gateway.log"
 # The admin listener can be up before the data plane's (Pingora retries a busy port).
-for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null && break
-    sleep 0.1
-done
+wait_listener "$GW_PORT" || true
 for ((i = 0; i < 100; i++)); do
     scrape "$WORK/metrics-start.txt" || true
     [[ $(msum "$WORK/metrics-start.txt" tollgate_ledger_store_up) == 1 ]] && break

@@ -83,6 +83,17 @@ wait_ready() {
 
 # finish_work RC: the end of every script's EXIT trap: keeps $WORK when KEEP=1, on failure
 # (RC != 0 or FAILED != 0) and says so, else removes it; exits with RC.
+# wait_listener PORT: until a TCP connect to 127.0.0.1:PORT succeeds (up to 10 s). The gateway's
+# admin listener (what wait_ready asks) can be up before its data plane.
+wait_listener() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 finish_work() {
     local rc=$1
     if [[ ${KEEP:-0} == 1 || $rc != 0 || ${FAILED:-0} != 0 ]]; then

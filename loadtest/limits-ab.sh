@@ -216,10 +216,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         --runtime-dir "$WORK/rt-$round" >"$WORK/gateway-$round.log" 2>&1 &
     GW_PID=$!
     wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway" "$WORK/gateway-$round.log"
-    for ((i = 0; i < 100; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_listener "$GW_PORT" || true
     ((WARMUP > 0)) && wrk_ab "$WARMUP" "$WORK/warmup-$round.txt"
     wrk_ab "$DURATION" "$WORK/wrk-$round.txt"
     curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$WORK/metrics-$round.prom" ||

@@ -334,10 +334,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         GW_PID=$!
         wait_ready "http://127.0.0.1:$ADMIN_PORT/ready" "$GW_PID" "gateway ($mode)" "$WORK/gateway-$tag.log"
         # The admin listener can be up before the data plane's.
-        for ((i = 0; i < 100; i++)); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null && break
-            sleep 0.1
-        done
+        wait_listener "$GW_PORT" || true
 
         # Smoke: one request with the key must be served; the limiter's headers tell whether it ran.
         code=$(curl -sS -D "$WORK/smoke-$tag.headers" -o "$WORK/smoke-$tag.out" -w '%{http_code}' --max-time 10 \

@@ -176,7 +176,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         drain: Arc::clone(&drain),
         cache: Arc::clone(&cache),
         responses,
-        buffered: crate::proxy::body::Buffered::new(metrics.buffered_body_bytes.clone()),
+        buffered: crate::limits::buffered::Buffered::new(metrics.buffered_body_bytes.clone()),
     });
     seed_budgets(&gateway, &sinks);
     let data_limits = ConnLimits {

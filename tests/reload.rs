@@ -364,10 +364,10 @@ fn secrets_config(mock: &Mock, key_file: &std::path::Path) -> String {
     )
 }
 
-/// A provider key from a file (`${file:…}`) rotates when the file changes: the watcher sees it
-/// with the config file itself untouched.
-#[test]
-fn a_provider_key_from_a_file_rotates_when_the_file_changes() {
+/// A gateway (with `server_extra`) whose provider key is the file `openai` in the first temp dir
+/// (`sk-file-one`, behind a symlink) and whose virtual key is the systemd credential `vkey` in the
+/// second (`tg-cred-one`).
+fn with_secrets(server_extra: &str) -> (Mock, tempfile::TempDir, tempfile::TempDir, Gateway) {
     let mock = Mock::start(&[]);
     let secrets = tempfile::tempdir().unwrap();
     let creds = tempfile::tempdir().unwrap();
@@ -375,12 +375,20 @@ fn a_provider_key_from_a_file_rotates_when_the_file_changes() {
     swap_secret(secrets.path(), &key_file, "v1", "sk-file-one");
     std::fs::write(creds.path().join("vkey"), "tg-cred-one").unwrap();
     let creds_dir = creds.path().to_string_lossy().to_string();
-    let poll = "  reload_poll: 100ms\n  reload_settle: 0s\n";
     let gw = Gateway::start_env(
-        poll,
+        server_extra,
         &secrets_config(&mock, &key_file),
         &[("CREDENTIALS_DIRECTORY", &creds_dir)],
     );
+    (mock, secrets, creds, gw)
+}
+
+/// A provider key from a file (`${file:…}`) rotates when the file changes: the watcher sees it
+/// with the config file itself untouched.
+#[test]
+fn a_provider_key_from_a_file_rotates_when_the_file_changes() {
+    let (mock, secrets, _creds, gw) = with_secrets("  reload_poll: 100ms\n  reload_settle: 0s\n");
+    let key_file = secrets.path().join("openai");
 
     assert_eq!(chat_as(&gw, Some("tg-cred-one")).status, 200);
     assert_eq!(last_key(&mock), "Bearer sk-file-one");
@@ -403,18 +411,8 @@ fn a_provider_key_from_a_file_rotates_when_the_file_changes() {
 /// credentials directory; a key file that disappeared disables its provider, named by its path.
 #[test]
 fn sighup_reads_secret_files_again() {
-    let mock = Mock::start(&[]);
-    let secrets = tempfile::tempdir().unwrap();
-    let creds = tempfile::tempdir().unwrap();
+    let (_mock, secrets, creds, gw) = with_secrets("  reload_poll: 0s\n");
     let key_file = secrets.path().join("openai");
-    swap_secret(secrets.path(), &key_file, "v1", "sk-file-one");
-    std::fs::write(creds.path().join("vkey"), "tg-cred-one").unwrap();
-    let creds_dir = creds.path().to_string_lossy().to_string();
-    let gw = Gateway::start_env(
-        "  reload_poll: 0s\n",
-        &secrets_config(&mock, &key_file),
-        &[("CREDENTIALS_DIRECTORY", &creds_dir)],
-    );
     assert_eq!(chat_as(&gw, Some("tg-cred-one")).status, 200);
 
     std::fs::write(creds.path().join("vkey"), "tg-cred-two").unwrap();

@@ -22,26 +22,9 @@ pub async fn handle(state: &AppState, session: &mut Session, ctx: &mut RequestCt
     };
     let stopped = std::pin::pin!(state.drain.stopped());
     let mut stop = Stop::new(stopped);
-    let (limit, within) = (snapshot.server.max_body_bytes, snapshot.server.body_timeout);
-    let mut lease = body::Lease::new(&state.buffered);
-    let read = body::read(
-        session,
-        limit,
-        within,
-        &mut stop,
-        &mut lease,
-        snapshot.server.max_buffered_bytes,
-    )
-    .await;
-    ctx.body_lease = Some(lease);
-    let raw = match read {
+    let raw = match body::read(session, ctx, &snapshot.server, &state.buffered, &mut stop).await {
         Ok(b) => b,
-        Err(e) => {
-            if matches!(e, ApiError::Overloaded { .. }) {
-                ctx.retry_after_ms = Some(1000);
-            }
-            return respond::error(session, ctx, &e).await;
-        }
+        Err(e) => return respond::error(session, ctx, &e).await,
     };
     let req: MessagesRequest = match serde_json::from_slice(&raw) {
         Ok(r) => r,

@@ -100,7 +100,7 @@ pub struct RequestCtx {
     /// `Retry-After` of a refusal.
     pub retry_after_ms: Option<u64>,
     /// The request body's share of `server.max_buffered_bytes`, held until the request ends.
-    pub body_lease: Option<super::body::Lease>,
+    pub body_lease: Option<crate::limits::buffered::Lease>,
     /// The client's response header, begun while the provider works (`llm::begin_head`).
     pub head: Option<super::head::Head>,
     /// The virtual key the request came with, when it was a known one.

@@ -41,26 +41,9 @@ pub async fn handle(
     let mut stop = Stop::new(stopped);
 
     // Parse: the whole body (routing needs `model`, which OpenAI clients send after `messages`).
-    let (limit, within) = (snapshot.server.max_body_bytes, snapshot.server.body_timeout);
-    let mut lease = body::Lease::new(&state.buffered);
-    let read = body::read(
-        session,
-        limit,
-        within,
-        &mut stop,
-        &mut lease,
-        snapshot.server.max_buffered_bytes,
-    )
-    .await;
-    ctx.body_lease = Some(lease);
-    let body = match read {
+    let body = match body::read(session, ctx, &snapshot.server, &state.buffered, &mut stop).await {
         Ok(b) => b,
-        Err(e) => {
-            if matches!(e, ApiError::Overloaded { .. }) {
-                ctx.retry_after_ms = Some(1000);
-            }
-            return respond::error(session, ctx, &e).await;
-        }
+        Err(e) => return respond::error(session, ctx, &e).await,
     };
     let parsed = match endpoint {
         Endpoint::Responses => super::responses::prepare(state, ctx, body)

@@ -63,7 +63,7 @@ pub struct AppState {
     /// The Responses API's response store.
     pub responses: Arc<crate::usage::responses::ResponseStore>,
     /// The request bodies held, against `server.max_buffered_bytes`.
-    pub buffered: Arc<body::Buffered>,
+    pub buffered: Arc<crate::limits::buffered::Buffered>,
 }
 
 pub struct Gateway {

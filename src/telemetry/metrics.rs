@@ -47,7 +47,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub fallbacks: IntCounterVec,
     pub inflight: IntGauge,
-    /// Bytes of request bodies held (`proxy::body::Buffered`).
+    /// Bytes of request bodies held (`limits::buffered::Buffered`).
     pub buffered_body_bytes: IntGauge,
     pub config_reloads: IntCounter,
     pub config_reload_errors: IntCounter,
