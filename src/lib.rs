@@ -26,4 +26,5 @@ pub mod telemetry;
 #[cfg(test)]
 mod test_log;
 pub mod time;
+pub mod tls;
 pub mod usage;

@@ -193,7 +193,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             metrics.connections("data"),
         ),
     );
-    proxy.add_tcp(&settings.listen.to_string());
+    add_listener(&mut proxy, settings.listen, |s| s.tls.as_ref(), &store);
 
     let admin_limits = ConnLimits {
         max_connections: ADMIN_MAX_CONNECTIONS,
@@ -212,7 +212,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         "tollgate admin".to_string(),
         Guard::new(admin_app, admin_limits, metrics.connections("admin")),
     );
-    admin.add_tcp(&settings.admin_listen.to_string());
+    add_listener(&mut admin, settings.admin_listen, |s| s.admin_tls.as_ref(), &store);
     admin.threads = Some(1);
 
     let watcher = background_service(
@@ -259,6 +259,49 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
         shutdown_signal: Box::new(Signals { fast }),
     });
     Ok(())
+}
+
+/// Which listener's certificate: `server.tls` or `server.admin_tls`.
+type TlsField = fn(&ServerSettings) -> Option<&crate::tls::Identity>;
+
+/// Listens on `addr`: plain TCP, or TLS (HTTP/2 and HTTP/1.1 by ALPN) when the config gives the
+/// listener a certificate. Each reload then serves the certificate the new config names; a config
+/// that drops the listener's TLS keeps the running certificate (that change needs a restart).
+fn add_listener<A>(service: &mut Service<A>, addr: std::net::SocketAddr, field: TlsField, store: &Arc<ConfigStore>) {
+    let current = store.current();
+    let Some(identity) = field(&current.server) else {
+        service.add_tcp(&addr.to_string());
+        return;
+    };
+    let certs = crate::tls::Certs::new(identity);
+    store.on_install(Arc::new(CertSwap {
+        certs: Arc::clone(&certs),
+        field,
+    }));
+    // The file paths are not read when a resolver is set.
+    let mut tls = match pingora::listeners::tls::TlsSettings::intermediate("", "") {
+        Ok(t) => t,
+        Err(e) => unreachable!("intermediate() reads no file: {e}"),
+    };
+    tls.set_cert_resolver(certs);
+    tls.enable_h2();
+    service.add_tls_with_settings(&addr.to_string(), None, tls);
+}
+
+/// Serves each new snapshot's certificate on one listener.
+struct CertSwap {
+    certs: Arc<crate::tls::Certs>,
+    field: TlsField,
+}
+
+impl crate::config::store::Install for CertSwap {
+    fn install(&self, snapshot: &Arc<crate::config::Snapshot>) {
+        if let Some(identity) = (self.field)(&snapshot.server) {
+            if self.certs.set(identity) {
+                tracing::info!(cert_file = %identity.cert_file.display(), "serving a new TLS certificate");
+            }
+        }
+    }
 }
 
 /// Seconds Pingora waits after the shutdown grace before it stops the runtimes itself, should

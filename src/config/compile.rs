@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,7 +82,7 @@ pub fn compile(
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    let server = compile_server(&raw, &mut cx);
+    let server = compile_server(&raw, file, env, &mut cx);
     let routing = compile_routing(&raw.routing, &mut cx);
     let defaults = merge_timeouts(&[key("timeouts")], &raw.timeouts, Timeouts::DEFAULT, &mut cx);
 
@@ -319,7 +319,7 @@ fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
+fn compile_server(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> Option<ServerSettings> {
     let s = &raw.server;
     let addr = |field: &str, value: &str, cx: &mut Ctx| -> Option<SocketAddr> {
         match value.parse::<SocketAddr>() {
@@ -367,6 +367,11 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
     if s.max_header_bytes < 4096 {
         cx.error(&[key("server"), key("max_header_bytes")], "must be at least 4096");
     }
+    let tls = s.tls.as_ref().and_then(|t| compile_tls("tls", t, file, env, cx));
+    let admin_tls = s
+        .admin_tls
+        .as_ref()
+        .and_then(|t| compile_tls("admin_tls", t, file, env, cx));
     let (listen, admin_listen) = (listen?, admin_listen?);
     let all = [Some(listen), Some(admin_listen), mock_listen];
     for (i, a) in all.iter().enumerate() {
@@ -392,7 +397,44 @@ fn compile_server(raw: &RawConfig, cx: &mut Ctx) -> Option<ServerSettings> {
         body_timeout: s.body_timeout,
         keepalive_timeout: s.keepalive_timeout,
         reload_settle: s.reload_settle,
+        tls,
+        admin_tls,
     })
+}
+
+/// A listener's certificate and key. The files are read through the secret-file lookup, so the
+/// watcher reloads when either changes (a renewed certificate is served without a restart).
+fn compile_tls(
+    field: &str,
+    t: &super::raw::RawTls,
+    file: &Path,
+    env: &Env,
+    cx: &mut Ctx,
+) -> Option<crate::tls::Identity> {
+    let dir = usage::config_dir(file);
+    let mut read = |name: &str, value: &str| -> Option<(PathBuf, String)> {
+        let path = dir.join(value);
+        match (env.var)(&format!("file:{}", path.display())) {
+            Some(pem) => Some((path, pem)),
+            None => {
+                cx.error(
+                    &[key("server"), key(field), key(name)],
+                    format!("{} is missing, unreadable, empty or over 1 MiB", path.display()),
+                );
+                None
+            }
+        }
+    };
+    let cert = read("cert_file", &t.cert_file);
+    let private = read("key_file", &t.key_file);
+    let ((cert_file, cert_pem), (key_file, key_pem)) = (cert?, private?);
+    match crate::tls::Identity::from_pem(cert_file, &cert_pem, key_file, &key_pem) {
+        Ok(id) => Some(id),
+        Err(message) => {
+            cx.error(&[key("server"), key(field)], message);
+            None
+        }
+    }
 }
 
 fn compile_routes(

@@ -387,6 +387,23 @@ pub struct RawServer {
     /// long (a file still being written is never loaded); 0s loads it when first seen.
     #[serde(default = "default_reload_settle", with = "humantime_serde")]
     pub reload_settle: Duration,
+    /// TLS on the data-plane listener (HTTP/2 offered by ALPN); plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// TLS on the admin listener; plain HTTP when absent.
+    #[serde(default)]
+    pub admin_tls: Option<RawTls>,
+}
+
+/// A listener's certificate and key: PEM files, a path relative to the config file's directory
+/// or absolute. Both are read again by every reload, and a change to either reloads the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The certificate chain, leaf first.
+    pub cert_file: String,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
 }
 
 impl Default for RawServer {
@@ -406,6 +423,8 @@ impl Default for RawServer {
             body_timeout: default_body_timeout(),
             keepalive_timeout: default_keepalive_timeout(),
             reload_settle: default_reload_settle(),
+            tls: None,
+            admin_tls: None,
         }
     }
 }

@@ -186,6 +186,10 @@ pub struct ServerSettings {
     pub keepalive_timeout: Duration,
     /// How long a changed file must stay unchanged before the watcher loads it.
     pub reload_settle: Duration,
+    /// The data-plane listener's certificate; plain HTTP when `None`.
+    pub tls: Option<crate::tls::Identity>,
+    /// The admin listener's certificate; plain HTTP when `None`.
+    pub admin_tls: Option<crate::tls::Identity>,
 }
 
 /// Retries, backoff and the time budget (see `raw::RawRouting`).

@@ -96,6 +96,14 @@ impl ConfigStore {
         if a.mock_listen != b.mock_listen {
             restart.push("server.mock_listen");
         }
+        // A listener is made with TLS or without; a new certificate for one that has TLS is
+        // served from the next handshake on (see `server::tls_hooks`).
+        if a.tls.is_some() != b.tls.is_some() {
+            restart.push("server.tls");
+        }
+        if a.admin_tls.is_some() != b.admin_tls.is_some() {
+            restart.push("server.admin_tls");
+        }
         if a.threads != b.threads {
             restart.push("server.threads");
         }

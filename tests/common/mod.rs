@@ -6,6 +6,7 @@
 
 pub mod fake;
 pub mod pg;
+pub mod pki;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
