@@ -4,6 +4,7 @@
 # tests/ledger.rs; humans can use it too:
 #
 #   scripts/pg.sh start DIR PORT      # initdb on first use, then start; waits until it accepts
+#                                     # (TLS only, when DIR/tls/server.crt and server.key exist)
 #   scripts/pg.sh stop DIR [MODE]     # MODE: fast (default), immediate (a crash), smart
 #   psql -h 127.0.0.1 -p PORT -U postgres
 #
@@ -57,10 +58,17 @@ case "$cmd" in
       as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
     fi
+    # With DIR/tls/server.crt and server.key (0600), the server takes TLS connections only.
+    tls=""
+    if [ -f "$dir/tls/server.crt" ]; then
+      tls="-c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/tls/server.key"
+      printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n' \
+        | as_pg tee "$dir/data/pg_hba.conf" >/dev/null
+    fi
     # fsync=off: a throwaway instance; an immediate stop still keeps what was committed (the OS
     # has it), only a machine crash would not.
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" start >/dev/null \
+      -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off $tls" start >/dev/null \
       || { tail -n 30 "$dir/server.log" >&2 || true; die "pg_ctl start failed"; }
     ;;
   stop)

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 mod common;
 
 use common::pg::Pg;
+use common::pki::Ca;
 use tollgate::usage::ledger::{open_reader, GroupBy, Ledger, LedgerConfig, SpendQuery, SpendReport};
 use tollgate::usage::{GuardrailCounts, UsageRecord};
 
@@ -163,6 +164,51 @@ fn count(pg: &Pg) -> i64 {
         .query_one("SELECT COUNT(*) FROM usage_records", &[])
         .unwrap()
         .get(0)
+}
+
+#[test]
+fn postgres_over_tls_checks_the_server_as_sslmode_says() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new(pki.path(), "pg-ca");
+    let stranger = Ca::new(pki.path(), "other-ca");
+    let pg = Pg::start_tls(&ca);
+    let url = |host: &str, query: &str| format!("postgres://postgres@{host}:{}/postgres?{query}", pg.port);
+    let root = |ca: &Ca| format!("sslrootcert={}", ca.pem.display());
+
+    // verify-full against the CA that signed the server's certificate: records are written and
+    // read back over TLS (the server refuses connections without it).
+    let full = url("localhost", &format!("sslmode=verify-full&{}", root(&ca)));
+    let spill = tempfile::tempdir().unwrap();
+    let ledger = Ledger::start(ledger_cfg(&full, spill.path())).unwrap();
+    for i in 0..100 {
+        ledger.submit(rec(i, DAY0 + i as i64));
+    }
+    assert!(ledger.flush(Duration::from_secs(30)), "{:?}", ledger.stats().snapshot());
+    assert_eq!(ledger.stats().snapshot().spilled, 0);
+    let spent = |u: &str| open_reader(u).and_then(|r| r.spend(&everything(vec![])));
+    assert_eq!(spent(&full).unwrap().totals.requests, 100);
+    ledger.shutdown(Duration::from_secs(10));
+
+    // What each mode accepts: the certificate names localhost, not 127.0.0.1.
+    let ok = |q: &str, host: &str| spent(&url(host, q)).map(|r| r.totals.requests);
+    assert_eq!(
+        ok(&format!("sslmode=verify-ca&{}", root(&ca)), "127.0.0.1").unwrap(),
+        100
+    );
+    assert_eq!(ok("sslmode=require", "127.0.0.1").unwrap(), 100);
+    let e = ok(&format!("sslmode=verify-full&{}", root(&ca)), "127.0.0.1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("certificate") && e.contains("127.0.0.1"), "{e}");
+    let e = ok(&format!("sslmode=verify-ca&{}", root(&stranger)), "localhost")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // With a CA, require checks the chain too (as libpq).
+    assert!(ok(&format!("sslmode=require&{}", root(&stranger)), "localhost").is_err());
+    // No TLS: this server refuses it.
+    let e = ok("sslmode=disable", "localhost").unwrap_err().to_string();
+    assert!(e.contains("no encryption"), "{e}");
 }
 
 #[test]

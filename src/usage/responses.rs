@@ -182,7 +182,7 @@ enum Db {
         display: String,
     },
     Postgres {
-        config: Box<postgres::Config>,
+        config: Box<crate::usage::ledger::shared::PgConfig>,
         display: String,
         client: Option<postgres::Client>,
     },

@@ -24,6 +24,22 @@ impl Pg {
         pg
     }
 
+    /// A server that takes TLS connections only, with a certificate `ca` signed for the name
+    /// `localhost` only (so connecting to 127.0.0.1 is a name mismatch).
+    pub fn start_tls(ca: &super::pki::Ca) -> Pg {
+        let dir = tempfile::Builder::new().prefix("tollgate-pg-").tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        std::fs::create_dir(&tls).unwrap();
+        let issued = ca.issue_for(&tls, "server", &["localhost"]);
+        assert!(issued.cert.ends_with("server.crt"));
+        let port = super::free_port();
+        let pg = Pg { dir, port };
+        if let Err(e) = pg_sh(&["start", pg.dir_str(), &port.to_string()]) {
+            panic!("{e}\n(is PostgreSQL installed? run scripts/deps.sh)");
+        }
+        pg
+    }
+
     pub fn dir_str(&self) -> &str {
         self.dir.path().to_str().unwrap()
     }

@@ -35,7 +35,12 @@ impl Ca {
     /// A server certificate for `localhost` and 127.0.0.1 named `name` (its common name), written
     /// to `dir/name.crt` and `dir/name.key` (0600).
     pub fn issue(&self, dir: &Path, name: &str) -> Issued {
-        let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        self.issue_for(dir, name, &["localhost", "127.0.0.1"])
+    }
+
+    /// The same, for the host names and addresses in `hosts` only.
+    pub fn issue_for(&self, dir: &Path, name: &str, hosts: &[&str]) -> Issued {
+        let mut p = CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>()).unwrap();
         p.distinguished_name.push(DnType::CommonName, name);
         let key = KeyPair::generate().unwrap();
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();

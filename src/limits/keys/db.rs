@@ -119,7 +119,7 @@ pub(crate) enum Db {
         display: String,
     },
     Postgres {
-        config: Box<postgres::Config>,
+        config: Box<crate::usage::ledger::shared::PgConfig>,
         display: String,
         client: Option<Client>,
     },
@@ -136,7 +136,7 @@ impl Db {
     }
 
     /// PostgreSQL connects (and migrates) on first use, and again after a lost connection.
-    pub fn postgres(config: postgres::Config, display: &str) -> Db {
+    pub fn postgres(config: crate::usage::ledger::shared::PgConfig, display: &str) -> Db {
         Db::Postgres {
             config: Box::new(config),
             display: display.to_string(),

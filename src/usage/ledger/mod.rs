@@ -20,6 +20,7 @@ mod group;
 #[cfg(test)]
 mod outage_tests;
 mod pg;
+mod pg_tls;
 mod pipeline;
 mod query;
 mod rollup;
@@ -558,6 +559,7 @@ impl SpendReader {
 /// For stores that share the ledger's database and its migrations (`crate::limits::keys`).
 pub(crate) mod shared {
     pub(crate) use super::pg::connect_migrated as pg_connect_migrated;
+    pub(crate) use super::pg_tls::PgConfig;
     pub(crate) use super::schema::{KeyRow, KEYS};
     pub(crate) use super::sqlite::SqliteStore;
     pub(crate) use super::store_url::{StoreUrl, PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT};

@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::Duration;
 
-use postgres::{Client, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, IsolationLevel, Transaction};
+
+use super::pg_tls::PgConfig;
 
 use super::query::{GroupRow, Plan};
 use super::rollup::{Rollup, Sums};
@@ -45,22 +47,23 @@ fn classify(e: &postgres::Error, error: LedgerError) -> ConnectError {
     }
 }
 
-fn connect(config: &postgres::Config, display: &str) -> Result<Client, ConnectError> {
-    config.connect(NoTls).map_err(|e| {
+fn connect(config: &PgConfig, display: &str) -> Result<Client, ConnectError> {
+    config.connect().map_err(|e| {
         let store = display.to_string();
         classify(
             &e,
             LedgerError::Unavailable {
                 store,
-                reason: e.to_string(),
+                reason: super::pg_tls::with_causes(&e),
             },
         )
     })
 }
 
+
 /// A connected, migrated client; also for another store that shares the database (virtual
 /// keys). Call it on a thread of your own (see the module note).
-pub(crate) fn connect_migrated(config: &postgres::Config, display: &str) -> Result<Client, ConnectError> {
+pub(crate) fn connect_migrated(config: &PgConfig, display: &str) -> Result<Client, ConnectError> {
     let mut client = connect(config, display)?;
     migrate(&mut client).map_err(|e| {
         let store = display.to_string();
@@ -76,7 +79,7 @@ pub(crate) fn connect_migrated(config: &postgres::Config, display: &str) -> Resu
 }
 
 pub(crate) struct PgStore {
-    config: postgres::Config,
+    config: PgConfig,
     display: String,
     client: Option<Client>,
     insert_sql: String,
@@ -86,7 +89,7 @@ pub(crate) struct PgStore {
 
 impl PgStore {
     /// Does not connect: the writer thread does, so a server that is down at start is no error.
-    pub fn new(config: postgres::Config, display: &str) -> PgStore {
+    pub fn new(config: PgConfig, display: &str) -> PgStore {
         PgStore {
             config,
             display: display.to_string(),
@@ -225,7 +228,7 @@ pub(crate) struct PgReader {
 const READER_WAIT: Duration = Duration::from_secs(PG_CONNECT_TIMEOUT.as_secs() + PG_STATEMENT_TIMEOUT.as_secs() + 5);
 
 impl PgReader {
-    pub fn start(config: postgres::Config, display: &str) -> Result<PgReader, LedgerError> {
+    pub fn start(config: PgConfig, display: &str) -> Result<PgReader, LedgerError> {
         let (tx, rx) = mpsc::channel();
         let name = display.to_string();
         std::thread::Builder::new()
@@ -265,7 +268,7 @@ impl PgReader {
     }
 }
 
-fn reader_loop(config: postgres::Config, display: String, rx: Receiver<Request>) {
+fn reader_loop(config: PgConfig, display: String, rx: Receiver<Request>) {
     let mut client: Option<Client> = None;
     while let Ok(req) = rx.recv() {
         match req {
@@ -286,7 +289,7 @@ fn reader_loop(config: postgres::Config, display: String, rx: Receiver<Request>)
 /// used: then it reconnects and runs `f` once more.
 fn with_client<T>(
     client: &mut Option<Client>,
-    config: &postgres::Config,
+    config: &PgConfig,
     display: &str,
     f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
 ) -> Result<T, LedgerError> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::pg_tls::PgConfig;
 use super::LedgerError;
 
 /// A hung PostgreSQL must not wedge the writer or the reader: these bound every wait.
@@ -18,14 +19,8 @@ const PG_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const PG_KEEPALIVE_RETRIES: u32 = 3;
 
 pub(crate) enum StoreUrl {
-    Sqlite {
-        path: PathBuf,
-        display: String,
-    },
-    Postgres {
-        config: Box<postgres::Config>,
-        display: String,
-    },
+    Sqlite { path: PathBuf, display: String },
+    Postgres { config: Box<PgConfig>, display: String },
 }
 
 impl StoreUrl {
@@ -50,17 +45,11 @@ impl StoreUrl {
         let scheme = url.split("://").next().unwrap_or_default();
         if scheme == "postgres" || scheme == "postgresql" {
             let display = redact_pg(url);
-            let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| LedgerError::InvalidUrl {
+            let mut config = PgConfig::parse(url).map_err(|reason| LedgerError::InvalidUrl {
                 url: display.clone(),
-                reason: e.to_string(),
+                reason,
             })?;
-            if config.get_ssl_mode() == postgres::config::SslMode::Require {
-                return Err(LedgerError::InvalidUrl {
-                    url: display,
-                    reason: "sslmode=require is not supported: the ledger connects without TLS".into(),
-                });
-            }
-            harden(&mut config);
+            harden(&mut config.config);
             return Ok(StoreUrl::Postgres {
                 config: Box::new(config),
                 display,

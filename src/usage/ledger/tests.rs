@@ -541,9 +541,12 @@ fn bad_urls_and_unopenable_files_are_errors() {
     assert!(e.contains("unknown scheme") && !e.contains("hunter2"), "{e}");
     c.url = "sqlite:".into();
     assert!(matches!(Ledger::start(c.clone()), Err(LedgerError::InvalidUrl { .. })));
-    c.url = "postgres://u:hunter2@127.0.0.1:1/db?sslmode=require".into();
+    c.url = "postgres://u:hunter2@127.0.0.1:1/db?sslmode=allow".into();
     let e = Ledger::start(c.clone()).unwrap_err().to_string();
-    assert!(e.contains("sslmode") && !e.contains("hunter2"), "{e}");
+    assert!(e.contains("sslmode=allow is not supported") && !e.contains("hunter2"), "{e}");
+    c.url = "postgres://u:hunter2@127.0.0.1:1/db?sslcert=/c.pem".into();
+    let e = Ledger::start(c.clone()).unwrap_err().to_string();
+    assert!(e.contains("sslcert") && !e.contains("hunter2"), "{e}");
     c.batch_size = 0;
     assert!(matches!(Ledger::start(c), Err(LedgerError::Config(_))));
     assert!(open_reader(&format!("sqlite:{}", dir.path().join("missing/x.db").display())).is_err());
