@@ -36,12 +36,20 @@ start)
   echo "$port" > "$dir/port"
   alive && die "a Redis already runs in $dir"
   rm -f "$dir/redis.pid"
-  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
+  # With DIR/tls/server.crt, server.key and ca.pem, PORT takes TLS connections only.
+  listen=(--port "$port")
+  cli=(-p "$port")
+  if [ -f "$dir/tls/server.crt" ]; then
+    listen=(--port 0 --tls-port "$port" --tls-cert-file "$dir/tls/server.crt" --tls-key-file "$dir/tls/server.key"
+      --tls-ca-cert-file "$dir/tls/ca.pem" --tls-auth-clients no)
+    cli=(-p "$port" --tls --cacert "$dir/tls/ca.pem")
+  fi
+  redis-server --bind 127.0.0.1 "${listen[@]}" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
   # Redis writes its pidfile only once it listens: the PONG must come from our server, not from
   # another one that already holds the port (ours then exits at once: "Address already in use").
   for _ in $(seq 1 100); do
-    if alive && [ "$(redis-cli -p "$port" ping 2>/dev/null || true)" = PONG ]; then
+    if alive && [ "$(redis-cli "${cli[@]}" ping 2>/dev/null || true)" = PONG ]; then
       exit 0
     fi
     sleep 0.1
@@ -55,7 +63,7 @@ stop)
   alive || exit 0
   pid=$(cat "$dir/redis.pid")
   case $mode in
-  fast) redis-cli -p "$(cat "$dir/port")" shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true ;;
+  fast) kill "$pid" 2>/dev/null || true ;;
   kill) kill -9 "$pid" 2>/dev/null || true ;;
   *) die "unknown stop mode '$mode' (fast or kill)" ;;
   esac

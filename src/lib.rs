@@ -18,6 +18,7 @@ pub mod private_files;
 pub mod providers;
 pub mod proxy;
 pub mod queue;
+pub mod redis_client;
 pub mod routing;
 pub mod secret;
 pub mod server;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::pki::Ca;
 use common::redis::Redis;
 use tollgate::limits::cluster::{FailMode, Settings};
 use tollgate::limits::gate::{Gate, Refusal};
@@ -22,6 +23,7 @@ use tollgate::time::unix_ms;
 fn node(redis: &Redis, on_failure: FailMode, prefix: &str) -> Arc<Gate> {
     let gate = Gate::redis(Settings {
         url: Secret::new(redis.url()),
+        ca: None,
         prefix: prefix.into(),
         timeout: Duration::from_millis(250),
         on_failure,
@@ -220,6 +222,54 @@ async fn concurrency_is_capped_across_two_nodes() {
             Err(_) => panic!("the freed slot never reached the other node"),
         }
     }
+}
+
+/// Two nodes reach a Redis that takes TLS only (`rediss://`, checked against a private CA) and
+/// share its state; a node that trusts another CA cannot reach it and fails closed, and a CA with
+/// a plain `redis://` URL is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_limits_over_tls() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new(pki.path(), "redis-ca");
+    let stranger = Ca::new(pki.path(), "other-ca");
+    let redis = Redis::start_tls(&ca);
+    let settings = |ca: &Ca, scheme: &str, on_failure| Settings {
+        url: Secret::new(format!("{scheme}://localhost:{}/", redis.port)),
+        ca: Some(std::fs::read(&ca.pem).unwrap()),
+        prefix: "tls".into(),
+        timeout: Duration::from_millis(500),
+        on_failure,
+    };
+    let tls_node = |on_failure| {
+        let gate = Gate::redis(settings(&ca, "rediss", on_failure)).unwrap();
+        assert!(gate.cluster().unwrap().is_up(), "the node did not reach Redis over TLS");
+        gate
+    };
+    let (a, b) = (tls_node(FailMode::Open), tls_node(FailMode::Open));
+    let limits = Limits {
+        concurrency: Some(1),
+        ..Limits::default()
+    };
+    let scope = Scope {
+        kind: ScopeKind::Key,
+        id: "one",
+        limits: &limits,
+    };
+    let held = a.admit(&[scope], demand(1, 0), unix_ms()).await.unwrap();
+    match b.admit(&[scope], demand(1, 0), unix_ms()).await {
+        Err(Refusal::Limit(r)) => assert_eq!(r.reason, RejectReason::Concurrency),
+        other => panic!("the other node did not see the slot taken: {:?}", other.map(|_| ())),
+    }
+    drop(held);
+
+    let wrong = Gate::redis(settings(&stranger, "rediss", FailMode::Closed)).unwrap();
+    assert!(!wrong.cluster().unwrap().is_up());
+    assert!(matches!(
+        wrong.admit(&[scope], demand(1, 0), unix_ms()).await,
+        Err(Refusal::Unavailable)
+    ));
+    let e = Gate::redis(settings(&ca, "redis", FailMode::Open)).err().unwrap();
+    assert!(e.contains("limits.redis.ca_file needs a rediss:// URL"), "{e}");
 }
 
 /// Rate-limit headers: with one node serving, `remaining` counts down exactly, leases or not.

@@ -217,4 +217,27 @@ fn tls_config_errors_name_the_key_and_the_file() {
     assert!(!e.contains("PRIVATE KEY"), "{e}");
     let e = check("    cert_file: srv.crt\n    key_file: srv.key\n    ciphers: all\n");
     assert!(e.contains("ciphers"), "{e}");
+
+    // Redis: a CA file needs rediss://, and must hold a certificate.
+    let redis = |section: &str, url: &str, ca: &str| -> String {
+        let config = dir.join("tollgate.yaml");
+        let body = match section {
+            "limits" => format!("limits:\n  backend: redis\n  redis:\n    url: {url}\n    ca_file: {ca}\n"),
+            _ => format!("cache:\n  redis:\n    url: {url}\n    ca_file: {ca}\n"),
+        };
+        std::fs::write(&config, format!("server:\n  listen: 127.0.0.1:1\n{body}")).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+    };
+    let e = redis("limits", "redis://localhost:6380", "ca.pem");
+    assert!(e.contains("limits.redis.ca_file: needs a rediss:// URL"), "{e}");
+    let e = redis("cache", "rediss://localhost:6380", "srv.key");
+    assert!(
+        e.contains("cache.redis.ca_file") && e.contains("srv.key: no certificate"),
+        "{e}"
+    );
 }

@@ -129,7 +129,8 @@ impl RawSemantic {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    /// `redis://[user:password@]host:port/db`; `${VAR}` expands (for a password).
+    /// `redis://[user:password@]host:port/db`, `rediss://` for TLS; `${VAR}` expands (for a
+    /// password).
     pub url: String,
     /// Prefix of every key the cache writes (several gateways can share one Redis).
     #[serde(default = "RawRedis::default_prefix")]
@@ -137,6 +138,10 @@ pub struct RawRedis {
     /// Connect and reply timeout; the most a lookup waits for Redis before it counts as a miss.
     #[serde(default = "RawRedis::default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// With a `rediss://` URL: the CAs (PEM) that sign the server's certificate, instead of the
+    /// system's; relative to the config file's directory.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 impl RawRedis {

@@ -42,6 +42,8 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub url: Secret,
+    /// The CAs (PEM) to check a `rediss://` server against instead of the system's.
+    pub ca: Option<Vec<u8>>,
     pub prefix: String,
     /// Connect and reply timeout, and the most a lookup waits.
     pub timeout: Duration,
@@ -147,7 +149,7 @@ impl Shared {
         on_purge: OnPurge,
         semantic: Option<(usize, OnIndexed)>,
     ) -> Result<Shared, String> {
-        let client = redis::Client::open(settings.url.expose()).map_err(|e| format!("cache.redis.url: {e}"))?;
+        let client = crate::redis_client::open("cache.redis", settings.url.expose(), settings.ca.as_deref())?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let timeout = settings.timeout;

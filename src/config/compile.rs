@@ -91,7 +91,7 @@ pub fn compile(
     let admin_token = usage::compile_admin_token(&raw, env, &mut cx);
     let tracing = usage::compile_tracing(&raw, env, &mut cx);
     let auth = usage::compile_auth(&raw, env, &mut cx);
-    let limits = usage::compile_limits(&raw, env, &mut cx);
+    let limits = usage::compile_limits(&raw, file, env, &mut cx);
     let mut unpriced: Vec<String> = Vec::new();
 
     let mut providers = BTreeMap::new();

@@ -141,7 +141,8 @@ pub enum RawBackend {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    /// `redis://[user:password@]host:port/db`; `${VAR}` expands (for a password).
+    /// `redis://[user:password@]host:port/db`, `rediss://` for TLS; `${VAR}` expands (for a
+    /// password).
     pub url: String,
     /// What requests get while Redis is unreachable: `open` (each node's own limits) or
     /// `closed` (503).
@@ -153,6 +154,10 @@ pub struct RawRedis {
     /// Prefix of every key the gateway writes (several gateways can share one Redis).
     #[serde(default = "default_redis_prefix")]
     pub prefix: String,
+    /// With a `rediss://` URL: the CAs (PEM) that sign the server's certificate, instead of the
+    /// system's; relative to the config file's directory.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 fn default_on_failure() -> crate::limits::cluster::FailMode {

@@ -22,6 +22,22 @@ impl Redis {
         redis
     }
 
+    /// A server that takes TLS connections only, its certificate signed by `ca` for localhost
+    /// and 127.0.0.1.
+    pub fn start_tls(ca: &super::pki::Ca) -> Redis {
+        let dir = tempfile::Builder::new().prefix("tollgate-redis-").tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        std::fs::create_dir(&tls).unwrap();
+        ca.issue(&tls, "server");
+        std::fs::copy(&ca.pem, tls.join("ca.pem")).unwrap();
+        let port = super::free_port();
+        let redis = Redis { dir, port };
+        if let Err(e) = redis_sh(&["start", redis.dir_str(), &port.to_string()]) {
+            panic!("{e}\n(is redis-server installed? run scripts/deps.sh)");
+        }
+        redis
+    }
+
     fn dir_str(&self) -> &str {
         self.dir.path().to_str().unwrap()
     }

@@ -1,11 +1,12 @@
 //! The `cache:` section and the routes' cache policies, resolved against the section's defaults
 //! (a bad pattern or value names its key).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use regex::Regex;
 
-use super::usage::{config_dir, expand_required, redis_connection};
+use super::usage::{config_dir, expand_required, redis_connection, RedisConnection};
 use super::{key, Ctx, Env, Seg};
 use crate::cache::policy::{Mode, Partition, Policy, RawPolicy, Settings};
 use crate::config::raw::RawConfig;
@@ -44,17 +45,29 @@ pub(super) fn compile_cache(
         max_bytes: c.max_bytes,
         max_entry_bytes: c.max_entry_bytes,
         wait: c.wait,
-        redis: c.redis.as_ref().and_then(|r| redis(r, env, cx)),
+        redis: c.redis.as_ref().and_then(|r| redis(r, file, env, cx)),
         semantic,
     };
     (settings, routes)
 }
 
-fn redis(r: &crate::cache::policy::RawRedis, env: &Env, cx: &mut Ctx) -> Option<crate::cache::shared::Settings> {
+fn redis(
+    r: &crate::cache::policy::RawRedis,
+    file: &Path,
+    env: &Env,
+    cx: &mut Ctx,
+) -> Option<crate::cache::shared::Settings> {
     let at = [key("cache"), key("redis")];
-    let url = redis_connection(&r.url, r.timeout, &r.prefix, &at, env, cx)?;
+    let c = RedisConnection {
+        url: &r.url,
+        ca_file: r.ca_file.as_deref(),
+        timeout: r.timeout,
+        prefix: &r.prefix,
+    };
+    let (url, ca) = redis_connection(c, &at, file, env, cx)?;
     Some(crate::cache::shared::Settings {
         url,
+        ca,
         prefix: r.prefix.clone(),
         timeout: r.timeout,
     })

@@ -354,7 +354,7 @@ pub(super) fn parse_limits(v: &serde_json::Value, path: &[super::Seg], cx: &mut 
 }
 
 /// Teams, per-user limits, tiers, the completion allowance.
-pub(super) fn compile_limits(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> LimitSettings {
+pub(super) fn compile_limits(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> LimitSettings {
     for (i, k) in raw.keys.iter().enumerate() {
         parse_limits(&k.spec.limits, &[key("keys"), super::Seg::Index(i), key("limits")], cx);
     }
@@ -380,20 +380,35 @@ pub(super) fn compile_limits(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> LimitS
         per_user,
         tiers,
         default_completion_tokens: raw.limits.default_completion_tokens,
-        redis: compile_backend(raw, env, cx),
+        redis: compile_backend(raw, file, env, cx),
     }
 }
 
 /// The connection settings every `redis:` section has, checked (errors name `at`'s `url`,
 /// `timeout` and `prefix`): the URL with its variables expanded.
+pub(super) struct RedisConnection<'a> {
+    pub url: &'a str,
+    pub ca_file: Option<&'a str>,
+    pub timeout: Duration,
+    pub prefix: &'a str,
+}
+
+/// The connection settings every `redis:` section has, checked (errors name `at`'s `url`,
+/// `ca_file`, `timeout` and `prefix`): the URL with its variables expanded, and the CA file's
+/// content.
 pub(super) fn redis_connection(
-    url: &str,
-    timeout: Duration,
-    prefix: &str,
+    c: RedisConnection,
     at: &[super::Seg],
+    file: &Path,
     env: &Env,
     cx: &mut Ctx,
-) -> Option<Secret> {
+) -> Option<(Secret, Option<Vec<u8>>)> {
+    let RedisConnection {
+        url,
+        ca_file,
+        timeout,
+        prefix,
+    } = c;
     let path = |f: &str| {
         let mut p = at.to_vec();
         p.push(key(f));
@@ -404,23 +419,43 @@ pub(super) fn redis_connection(
         cx.error(
             &path("url"),
             format!(
-                "{:?} is not a Redis URL ({e}): use redis://host:port/db",
+                "{:?} is not a Redis URL ({e}): use redis://host:port/db or rediss:// (TLS)",
                 redact_url(&url)
             ),
         );
         return None;
     }
+    let ca = match ca_file {
+        None => None,
+        Some(_) if !url.starts_with("rediss://") => {
+            cx.error(&path("ca_file"), "needs a rediss:// URL (TLS)");
+            return None;
+        }
+        Some(f) => {
+            let p = config_dir(file).join(f);
+            let pem = (env.var)(&format!("file:{}", p.display()));
+            let checked = match &pem {
+                None => Err("missing, unreadable, empty or over 1 MiB".to_string()),
+                Some(pem) => crate::redis_client::check_ca(pem.as_bytes()),
+            };
+            if let Err(e) = checked {
+                cx.error(&path("ca_file"), format!("{}: {e}", p.display()));
+                return None;
+            }
+            pem.map(String::into_bytes)
+        }
+    };
     if timeout.is_zero() {
         cx.error(&path("timeout"), "must be greater than 0s");
     }
     if prefix.is_empty() || prefix.contains(char::is_whitespace) {
         cx.error(&path("prefix"), "must be a non-empty word without spaces");
     }
-    Some(Secret::new(url))
+    Some((Secret::new(url), ca))
 }
 
 /// `limits.backend` and `limits.redis`.
-fn compile_backend(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<crate::limits::cluster::Settings> {
+fn compile_backend(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> Option<crate::limits::cluster::Settings> {
     use crate::config::raw::RawBackend;
     let l = &raw.limits;
     match (l.backend, &l.redis) {
@@ -434,9 +469,16 @@ fn compile_backend(raw: &RawConfig, env: &Env, cx: &mut Ctx) -> Option<crate::li
         }
         (RawBackend::Redis, Some(r)) => {
             let at = [key("limits"), key("redis")];
-            let url = redis_connection(&r.url, r.timeout, &r.prefix, &at, env, cx)?;
+            let c = RedisConnection {
+                url: &r.url,
+                ca_file: r.ca_file.as_deref(),
+                timeout: r.timeout,
+                prefix: &r.prefix,
+            };
+            let (url, ca) = redis_connection(c, &at, file, env, cx)?;
             Some(crate::limits::cluster::Settings {
                 url,
+                ca,
                 prefix: r.prefix.clone(),
                 timeout: r.timeout.max(Duration::from_millis(1)),
                 on_failure: r.on_failure,

@@ -81,8 +81,10 @@ impl FailMode {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// `redis://[user:password@]host:port/db` (`rediss://` for TLS is not built in).
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS.
     pub url: crate::secret::Secret,
+    /// The CAs (PEM) to check a `rediss://` server against instead of the system's.
+    pub ca: Option<Vec<u8>>,
     /// Prefix of every key this gateway writes.
     pub prefix: String,
     /// Connect and reply timeout of each Redis call; a lease that takes longer counts as Redis
@@ -305,7 +307,7 @@ impl Cluster {
     /// second). Redis being down at start is not an error: the node starts in `on_failure` mode
     /// and connects when Redis is up. A malformed URL is.
     pub fn start(settings: Settings, local: Arc<Limiter>) -> Result<Cluster, String> {
-        let client = redis::Client::open(settings.url.expose()).map_err(|e| format!("limits.redis.url: {e}"))?;
+        let client = crate::redis_client::open("limits.redis", settings.url.expose(), settings.ca.as_deref())?;
         let node = format!(
             "{}-{}-{:08x}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
