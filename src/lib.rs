@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod api;
 pub mod cache;
+pub mod client_addr;
 pub mod config;
 pub mod credentials;
 pub mod guard;

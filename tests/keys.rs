@@ -59,7 +59,7 @@ fn postgres_two_nodes_revocation_rotation_and_outage() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
 
     // Create on A (from a runtime thread, through the admin handler): A accepts at once, B
     // after `sync_now` or its own poll.

@@ -312,7 +312,7 @@ fn postgres_migrations_grouping_rollup_and_tokio_callers() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
 
     // A server that answers but refuses us is a configuration error at start (a server that is
     // down is not: see the outage test); the password never shows.
@@ -334,6 +334,7 @@ fn postgres_migrations_grouping_rollup_and_tokio_callers() {
         key_id: Some("key-1".into()),
         team: Some("backend".into()),
         user: Some("alice".into()),
+        client_ip: Some("2001:db8::7".into()),
         feature: Some("search".into()),
         tier: Some("gold".into()),
         route: Some("default".into()),

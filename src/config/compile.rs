@@ -367,6 +367,13 @@ fn compile_server(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> Opti
     if s.max_header_bytes < 4096 {
         cx.error(&[key("server"), key("max_header_bytes")], "must be at least 4096");
     }
+    let trusted_proxies = match crate::client_addr::TrustedProxies::parse(&s.trusted_proxies, s.forwarded_header) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.error(&[key("server"), key("trusted_proxies")], e);
+            Default::default()
+        }
+    };
     let tls = s.tls.as_ref().and_then(|t| compile_tls("tls", t, file, env, cx));
     let admin_tls = s
         .admin_tls
@@ -399,6 +406,7 @@ fn compile_server(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> Opti
         reload_settle: s.reload_settle,
         tls,
         admin_tls,
+        trusted_proxies,
     })
 }
 

@@ -398,6 +398,13 @@ pub struct RawServer {
     /// TLS on the admin listener; plain HTTP when absent.
     #[serde(default)]
     pub admin_tls: Option<RawTls>,
+    /// Front proxies (CIDRs or addresses) whose forwarding header gives the client's address (in
+    /// records and for `limits.per_ip`); none by default: the connection's peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// The header those proxies write: `x-forwarded-for` (default) or `forwarded` (RFC 7239).
+    #[serde(default)]
+    pub forwarded_header: crate::client_addr::ForwardedHeader,
 }
 
 /// A listener's certificate and key: PEM files, a path relative to the config file's directory
@@ -430,6 +437,8 @@ impl Default for RawServer {
             reload_settle: default_reload_settle(),
             tls: None,
             admin_tls: None,
+            trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
         }
     }
 }

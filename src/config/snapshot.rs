@@ -190,6 +190,8 @@ pub struct ServerSettings {
     pub tls: Option<crate::tls::Identity>,
     /// The admin listener's certificate; plain HTTP when `None`.
     pub admin_tls: Option<crate::tls::Identity>,
+    /// Whose forwarding header names the client (`server.trusted_proxies`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 /// Retries, backoff and the time budget (see `raw::RawRouting`).

@@ -20,6 +20,8 @@ pub struct Attribution {
     pub user: Option<String>,
     pub feature: Option<String>,
     pub tier: Option<String>,
+    /// The client's address (see `client_addr`); `None` on a Unix socket.
+    pub ip: Option<String>,
 }
 
 /// The request's place in a distributed trace.

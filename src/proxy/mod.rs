@@ -127,6 +127,14 @@ fn authenticate(
 /// The request's identity: our id, the client's id, its place in the trace.
 fn identify(state: &AppState, session: &Session, ctx: &mut RequestCtx, snap: &crate::config::Snapshot) {
     let h = &session.req_header().headers;
+    if let Some(peer) = session.client_addr().and_then(|a| a.as_inet()) {
+        let trusted = &snap.server.trusted_proxies;
+        let ip = match trusted.header() {
+            None => peer.ip(),
+            Some(name) => trusted.client(peer.ip(), h.get_all(name).iter().map(|v| v.as_bytes())),
+        };
+        ctx.who.ip = Some(ip.to_string());
+    }
     ctx.client_request_id = h
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

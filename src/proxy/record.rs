@@ -110,6 +110,7 @@ pub fn build(ctx: &RequestCtx, status: u16, now: Instant) -> UsageRecord {
         key_id: ctx.who.key_id.clone(),
         team: ctx.who.team.clone(),
         user: ctx.who.user.clone(),
+        client_ip: ctx.who.ip.clone(),
         feature: ctx.who.feature.clone(),
         tier: ctx.who.tier.clone(),
         route: ctx.route.clone(),

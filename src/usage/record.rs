@@ -45,6 +45,10 @@ pub struct UsageRecord {
     pub team: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The client's address: the connection's peer, or what trusted proxies say it was
+    /// (`server.trusted_proxies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

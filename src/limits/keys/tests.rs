@@ -381,7 +381,7 @@ fn migrations_add_the_keys_table_beside_the_ledger() {
         .unwrap()
         .map(|v| v.unwrap())
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     drop(store);
     // Reopening changes nothing, and the keys survive.
     let store = open(dir.path());
@@ -392,7 +392,7 @@ fn migrations_add_the_keys_table_beside_the_ledger() {
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 5);
+    assert_eq!(n, 6);
 }
 
 #[test]

@@ -60,7 +60,6 @@ fn connect(config: &PgConfig, display: &str) -> Result<Client, ConnectError> {
     })
 }
 
-
 /// A connected, migrated client; also for another store that shares the database (virtual
 /// keys). Call it on a thread of your own (see the module note).
 pub(crate) fn connect_migrated(config: &PgConfig, display: &str) -> Result<Client, ConnectError> {

@@ -168,6 +168,12 @@ pub(crate) static RECORDS: Table<UsageRecord> = Table {
                 |r, v| r.cache_saved_nanos = v.unwrap_or(0),
             ),
         ),
+        // Version 6: the client's address.
+        Column::added(
+            6,
+            "client_ip",
+            Field::OptText(|r| r.client_ip.as_deref(), |r, v| r.client_ip = v),
+        ),
     ],
 };
 
@@ -307,7 +313,7 @@ created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, response TEXT NOT NULL, 
 CREATE INDEX responses_expires ON responses (expires_ms);\n";
 
 /// Migration steps, applied in order; step `i` brings the schema to version `i + 1`.
-pub(crate) fn migrations(b: Backend) -> [String; 5] {
+pub(crate) fn migrations(b: Backend) -> [String; 6] {
     let rollups: String = ROLLUPS.iter().map(|t| create_rollup(b, t)).collect();
     [
         format!(
@@ -322,6 +328,7 @@ pub(crate) fn migrations(b: Backend) -> [String; 5] {
         RECORDS.add_columns(b, 4),
         // The Responses API's response store (`usage::responses`).
         RESPONSES.into(),
+        RECORDS.add_columns(b, 6),
     ]
 }
 
@@ -347,7 +354,7 @@ mod tests {
     use super::*;
 
     /// The steps as released (each less the blank line its Rust string began with).
-    const RELEASED: [(Backend, [&str; 4]); 2] = [
+    const RELEASED: [(Backend, [&str; 6]); 2] = [
         (
             Backend::Sqlite,
             [
@@ -355,6 +362,8 @@ mod tests {
                 include_str!("../../../tests/fixtures/ledger/v2.sqlite.sql"),
                 include_str!("../../../tests/fixtures/ledger/v3.sqlite.sql"),
                 include_str!("../../../tests/fixtures/ledger/v4.sqlite.sql"),
+                include_str!("../../../tests/fixtures/ledger/v5.sqlite.sql"),
+                include_str!("../../../tests/fixtures/ledger/v6.sqlite.sql"),
             ],
         ),
         (
@@ -364,6 +373,8 @@ mod tests {
                 include_str!("../../../tests/fixtures/ledger/v2.pg.sql"),
                 include_str!("../../../tests/fixtures/ledger/v3.pg.sql"),
                 include_str!("../../../tests/fixtures/ledger/v4.pg.sql"),
+                include_str!("../../../tests/fixtures/ledger/v5.pg.sql"),
+                include_str!("../../../tests/fixtures/ledger/v6.pg.sql"),
             ],
         ),
     ];

@@ -113,6 +113,7 @@ fn records_land_with_every_field() {
         key_id: Some("key-1".into()),
         team: Some("backend".into()),
         user: Some("alice".into()),
+        client_ip: Some("2001:db8::7".into()),
         feature: Some("search".into()),
         tier: Some("gold".into()),
         route: Some("default".into()),
@@ -521,7 +522,7 @@ fn migrations_run_once_and_restart_is_idempotent() {
         .unwrap()
         .map(|v| v.unwrap())
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let n: i64 = conn
@@ -543,7 +544,10 @@ fn bad_urls_and_unopenable_files_are_errors() {
     assert!(matches!(Ledger::start(c.clone()), Err(LedgerError::InvalidUrl { .. })));
     c.url = "postgres://u:hunter2@127.0.0.1:1/db?sslmode=allow".into();
     let e = Ledger::start(c.clone()).unwrap_err().to_string();
-    assert!(e.contains("sslmode=allow is not supported") && !e.contains("hunter2"), "{e}");
+    assert!(
+        e.contains("sslmode=allow is not supported") && !e.contains("hunter2"),
+        "{e}"
+    );
     c.url = "postgres://u:hunter2@127.0.0.1:1/db?sslcert=/c.pem".into();
     let e = Ledger::start(c.clone()).unwrap_err().to_string();
     assert!(e.contains("sslcert") && !e.contains("hunter2"), "{e}");
