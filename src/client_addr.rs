@@ -175,10 +175,17 @@ mod tests {
         let t = trusted(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
         assert_eq!(t.header(), Some("forwarded"));
         assert_eq!(
-            client(&t, "10.0.0.1", &[r#"for=1.1.1.1, For="[2001:db8:cafe::17]:4711";proto=https"#]),
+            client(
+                &t,
+                "10.0.0.1",
+                &[r#"for=1.1.1.1, For="[2001:db8:cafe::17]:4711";proto=https"#]
+            ),
             "2001:db8:cafe::17"
         );
-        assert_eq!(client(&t, "10.0.0.1", &["for=198.51.100.7;by=10.0.0.1"]), "198.51.100.7");
+        assert_eq!(
+            client(&t, "10.0.0.1", &["for=198.51.100.7;by=10.0.0.1"]),
+            "198.51.100.7"
+        );
         assert_eq!(client(&t, "10.0.0.1", &["for=_hidden"]), "10.0.0.1");
         assert_eq!(client(&t, "10.0.0.1", &["proto=https"]), "10.0.0.1");
     }

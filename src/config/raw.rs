@@ -103,6 +103,10 @@ pub struct RawLimits {
     /// Limits every user (the request's `user` or `x-tollgate-user`) gets, each on their own.
     #[serde(default)]
     pub per_user: serde_json::Value,
+    /// Limits every client address gets, each on its own (the address behind trusted proxies:
+    /// `server.trusted_proxies`).
+    #[serde(default)]
+    pub per_ip: serde_json::Value,
     /// Completion tokens reserved for a request that sets no `max_tokens`.
     #[serde(default = "default_completion_allowance")]
     pub default_completion_tokens: u64,
@@ -122,6 +126,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             per_user: serde_json::Value::Null,
+            per_ip: serde_json::Value::Null,
             default_completion_tokens: default_completion_allowance(),
             tiers: BTreeMap::new(),
             backend: RawBackend::default(),

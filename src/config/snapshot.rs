@@ -78,6 +78,8 @@ pub struct LimitSettings {
     pub teams: HashMap<String, Arc<crate::limits::limiter::Limits>>,
     /// Each user's own limits.
     pub per_user: Option<Arc<crate::limits::limiter::Limits>>,
+    /// Each client address's own limits.
+    pub per_ip: Option<Arc<crate::limits::limiter::Limits>>,
     /// Share of a provider's rpm/tpm each tier may use.
     pub tiers: HashMap<String, f64>,
     /// Completion tokens reserved when a request sets no maximum.

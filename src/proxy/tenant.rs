@@ -121,6 +121,7 @@ pub(super) async fn admit_tenant(
     let key_limits = key.as_deref().and_then(|k| k.parsed_limits.clone());
     let team_limits = ctx.who.team.as_deref().and_then(|t| settings.teams.get(t)).cloned();
     let user_limits = ctx.who.user.as_ref().and(settings.per_user.clone());
+    let ip_limits = ctx.who.ip.as_ref().and(settings.per_ip.clone());
     let any_provider_limits = plan.iter().any(|t| t.provider.limits.is_some());
     let tier_ceiling = ctx
         .who
@@ -129,7 +130,12 @@ pub(super) async fn admit_tenant(
         .and_then(|t| settings.tiers.get(t))
         .copied()
         .unwrap_or(1.0);
-    if key_limits.is_none() && team_limits.is_none() && user_limits.is_none() && !any_provider_limits {
+    if key_limits.is_none()
+        && team_limits.is_none()
+        && user_limits.is_none()
+        && ip_limits.is_none()
+        && !any_provider_limits
+    {
         return Ok(Demand {
             tokens: 0,
             cost_nanos: 0,
@@ -142,6 +148,7 @@ pub(super) async fn admit_tenant(
     let needs_estimate = sized(&key_limits)
         || sized(&team_limits)
         || sized(&user_limits)
+        || sized(&ip_limits)
         || plan
             .iter()
             .any(|t| t.provider.limits.as_deref().is_some_and(Limits::needs_estimate));
@@ -158,8 +165,9 @@ pub(super) async fn admit_tenant(
         key: key.as_deref().zip(key_limits.as_ref()),
         team: team_limits.as_ref(),
         user: user_limits.as_ref(),
+        ip: ip_limits.as_ref(),
     };
-    if limits.key.is_none() && limits.team.is_none() && limits.user.is_none() {
+    if limits.is_empty() {
         ctx.estimate_pending = !exact;
         return Ok(demand);
     }
@@ -213,12 +221,14 @@ pub(super) async fn admit_unsized(
     let key_limits = key.as_deref().and_then(|k| k.parsed_limits.clone());
     let team_limits = ctx.who.team.as_deref().and_then(|t| settings.teams.get(t)).cloned();
     let user_limits = ctx.who.user.as_ref().and(settings.per_user.clone());
+    let ip_limits = ctx.who.ip.as_ref().and(settings.per_ip.clone());
     let limits = TenantLimits {
         key: key.as_deref().zip(key_limits.as_ref()),
         team: team_limits.as_ref(),
         user: user_limits.as_ref(),
+        ip: ip_limits.as_ref(),
     };
-    if limits.key.is_none() && limits.team.is_none() && limits.user.is_none() {
+    if limits.is_empty() {
         return Ok(());
     }
     let demand = Demand {
@@ -267,11 +277,16 @@ struct TenantLimits<'a> {
     key: Option<(&'a crate::limits::keys::VirtualKey, &'a Arc<Limits>)>,
     team: Option<&'a Arc<Limits>>,
     user: Option<&'a Arc<Limits>>,
+    ip: Option<&'a Arc<Limits>>,
 }
 
 impl<'a> TenantLimits<'a> {
+    fn is_empty(&self) -> bool {
+        self.key.is_none() && self.team.is_none() && self.user.is_none() && self.ip.is_none()
+    }
+
     fn scopes(&self, who: &'a super::ctx::Attribution) -> Vec<Scope<'a>> {
-        let mut scopes = Vec::with_capacity(3);
+        let mut scopes = Vec::with_capacity(4);
         if let Some((k, l)) = self.key {
             scopes.push(Scope {
                 kind: ScopeKind::Key,
@@ -290,6 +305,13 @@ impl<'a> TenantLimits<'a> {
             scopes.push(Scope {
                 kind: ScopeKind::User,
                 id: u,
+                limits: l,
+            });
+        }
+        if let (Some(ip), Some(l)) = (&who.ip, self.ip) {
+            scopes.push(Scope {
+                kind: ScopeKind::Ip,
+                id: ip,
                 limits: l,
             });
         }

@@ -365,6 +365,7 @@ pub(super) fn compile_limits(raw: &RawConfig, file: &Path, env: &Env, cx: &mut C
         }
     }
     let per_user = parse_limits(&raw.limits.per_user, &[key("limits"), key("per_user")], cx);
+    let per_ip = parse_limits(&raw.limits.per_ip, &[key("limits"), key("per_ip")], cx);
     let mut tiers = std::collections::HashMap::new();
     for (tier, share) in &raw.limits.tiers {
         if !(0.0..=1.0).contains(share) {
@@ -378,6 +379,7 @@ pub(super) fn compile_limits(raw: &RawConfig, file: &Path, env: &Env, cx: &mut C
     LimitSettings {
         teams,
         per_user,
+        per_ip,
         tiers,
         default_completion_tokens: raw.limits.default_completion_tokens,
         redis: compile_backend(raw, file, env, cx),

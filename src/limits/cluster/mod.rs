@@ -123,7 +123,7 @@ pub enum Refused {
 type ScopeMap = DashMap<Box<str>, Arc<ScopeAccounts>, ahash::RandomState>;
 
 pub(super) struct Inner {
-    scopes: [ScopeMap; 4],
+    scopes: [ScopeMap; 5],
     up: AtomicBool,
     /// Set once the first state change has been logged (so start-up logs too).
     announced: AtomicBool,
@@ -139,6 +139,7 @@ fn kind_index(kind: ScopeKind) -> usize {
         ScopeKind::Team => 1,
         ScopeKind::User => 2,
         ScopeKind::Provider => 3,
+        ScopeKind::Ip => 4,
     }
 }
 

@@ -67,10 +67,18 @@ pub enum ScopeKind {
     Team,
     User,
     Provider,
+    /// The client's address (`limits.per_ip`).
+    Ip,
 }
 
 impl ScopeKind {
-    pub const ALL: [ScopeKind; 4] = [ScopeKind::Key, ScopeKind::Team, ScopeKind::User, ScopeKind::Provider];
+    pub const ALL: [ScopeKind; 5] = [
+        ScopeKind::Key,
+        ScopeKind::Team,
+        ScopeKind::User,
+        ScopeKind::Provider,
+        ScopeKind::Ip,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,6 +86,7 @@ impl ScopeKind {
             ScopeKind::Team => "team",
             ScopeKind::User => "user",
             ScopeKind::Provider => "provider",
+            ScopeKind::Ip => "ip",
         }
     }
 
@@ -87,6 +96,7 @@ impl ScopeKind {
             ScopeKind::Team => 1,
             ScopeKind::User => 2,
             ScopeKind::Provider => 3,
+            ScopeKind::Ip => 4,
         }
     }
 }
@@ -181,7 +191,7 @@ type ScopeMap = DashMap<Box<str>, Arc<ScopeState>, ahash::RandomState>;
 /// Every scope's counters, one map per kind (so a lookup borrows the `&str` id).
 #[derive(Debug, Default)]
 pub struct Limiter {
-    scopes: [ScopeMap; 4],
+    scopes: [ScopeMap; 5],
 }
 
 impl Limiter {
