@@ -24,6 +24,7 @@ pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod sse;
+pub mod systemd;
 pub mod telemetry;
 #[cfg(test)]
 mod test_log;

@@ -234,6 +234,15 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     admin.add_dependency(&proxy);
     server.add_service(watcher);
     server.add_service(background_service("limiter pruner", LimiterPruner { limiter }));
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let notifier = server.add_service(background_service(
+            "systemd notifier",
+            ReadyNotifier {
+                admin: settings.admin_listen,
+            },
+        ));
+        notifier.add_dependency(&admin);
+    }
     server.add_service(background_service(
         "credentials",
         CredentialRefresher(crate::credentials::Refresher::default()),
@@ -425,21 +434,40 @@ struct Signals {
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut quit), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
             signal(SignalKind::quit()),
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::user_defined1()),
         ) else {
             tracing::error!("cannot listen for shutdown signals");
             return std::future::pending().await;
         };
-        tokio::select! {
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-            _ = term.recv() => ShutdownSignal::GracefulTerminate,
-            _ = int.recv() => {
-                self.fast.store(true, std::sync::atomic::Ordering::Relaxed);
-                ShutdownSignal::GracefulTerminate
+        loop {
+            let signal = tokio::select! {
+                _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+                _ = term.recv() => ShutdownSignal::GracefulTerminate,
+                _ = int.recv() => {
+                    self.fast.store(true, std::sync::atomic::Ordering::Relaxed);
+                    ShutdownSignal::GracefulTerminate
+                }
+                // An upgrade in place (systemd: `systemctl kill -s USR1 --kill-whom=main`): start
+                // the new binary, then hand the listeners over to it as SIGQUIT does.
+                _ = usr1.recv() => match crate::systemd::start_successor() {
+                    Ok(pid) => {
+                        tracing::info!(new_pid = pid, "SIGUSR1: started the new binary; handing the listeners over");
+                        ShutdownSignal::GracefulUpgrade
+                    }
+                    Err(e) => {
+                        tracing::error!("SIGUSR1: cannot start the new binary ({e}); still serving");
+                        continue;
+                    }
+                },
+            };
+            if matches!(signal, ShutdownSignal::GracefulTerminate) {
+                crate::systemd::notify("STOPPING=1");
             }
+            return signal;
         }
     }
 }
@@ -548,6 +576,37 @@ impl BackgroundService for ShutdownCoordinator {
         let _ = tokio::task::spawn_blocking(move || sinks.flush(Duration::from_secs(4))).await;
         tracing::info!("shutdown complete");
         std::process::exit(0);
+    }
+}
+
+/// Tells systemd the gateway serves (`crate::systemd`), once the admin listener, started after
+/// the data plane's, accepts a connection. Runs only under systemd (`$NOTIFY_SOCKET`).
+struct ReadyNotifier {
+    admin: std::net::SocketAddr,
+}
+
+#[async_trait]
+impl BackgroundService for ReadyNotifier {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut addr = self.admin;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                up = tokio::net::TcpStream::connect(addr) => {
+                    if up.is_ok() {
+                        crate::systemd::notify_ready();
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
     }
 }
 

@@ -191,6 +191,91 @@ fn no_request_fails_across_a_binary_upgrade() {
     assert!(new.wait_exit(Duration::from_secs(10)).is_some());
 }
 
+/// A process not our child (started by the gateway), ended when dropped.
+struct Adopted(i32);
+
+impl Adopted {
+    fn alive(&self) -> bool {
+        // A zombie (ended, not yet reaped by whoever adopted it) counts as gone.
+        std::fs::read_to_string(format!("/proc/{}/stat", self.0)).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    }
+}
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        // SAFETY: signalling a process this test made the gateway start.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+/// The systemd unit's upgrade (`systemctl kill -s USR1 --kill-whom=main tollgate`): the running
+/// gateway starts the new binary itself and hands its listeners over; the new process tells
+/// systemd it is ready and is the main process now. Checked with a stand-in for systemd's notify
+/// socket, under load: nothing fails.
+#[test]
+fn an_upgrade_started_by_sigusr1_tells_systemd_and_drops_nothing() {
+    let sockets = tempfile::tempdir().unwrap();
+    let notify_path = sockets.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let next_message = || {
+        let mut buf = [0u8; 256];
+        let n = systemd.recv(&mut buf).expect("a message on the notify socket");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let mock = Mock::start(&[]);
+    let notify = notify_path.to_string_lossy().to_string();
+    let gw = Gateway::start_env(
+        "  shutdown_grace: 5s\n",
+        &config(&mock, &["m"]),
+        &[("NOTIFY_SOCKET", notify.as_str())],
+    );
+    assert_eq!(next_message(), format!("READY=1\nMAINPID={}", gw.proc.pid()));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(gw.url("/v1/chat/completions"), 4, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut old = gw;
+    old.proc.signal(libc::SIGUSR1);
+    let ready = next_message();
+    let new_pid: i32 = ready
+        .strip_prefix("READY=1\nMAINPID=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a readiness message: {ready:?}"));
+    let new = Adopted(new_pid);
+    assert_ne!(new_pid, old.proc.pid());
+    assert!(
+        old.proc.wait_exit(Duration::from_secs(15)).is_some(),
+        "the old process did not exit after handing over"
+    );
+    assert!(new.alive(), "the new process died: {}", old.proc.log_text());
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = finish(clients);
+    let failed = failures(&outcomes, false);
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        outcomes.len()
+    );
+    let served_by_new = old.metric("tollgate_requests_total{model=\"m\",provider=\"mock\",status=\"200\"}");
+    assert!(served_by_new > 0.0, "the new process served nothing");
+    // SIGTERM to the new main process: it says it is stopping, and ends.
+    // SAFETY: signalling the process the gateway started.
+    unsafe {
+        libc::kill(new_pid, libc::SIGTERM);
+    }
+    assert_eq!(next_message(), "STOPPING=1");
+    wait_until("the new process to end", Duration::from_secs(15), || !new.alive());
+}
+
 #[test]
 fn no_accepted_request_fails_across_a_sigterm_within_the_grace() {
     let mock = Mock::start(&[]);
