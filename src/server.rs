@@ -221,7 +221,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             store: Arc::clone(&store),
             metrics: Arc::clone(&metrics),
             poll: settings.reload_poll,
-            keys,
+            keys: Arc::clone(&keys),
         },
     );
     let fast = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -234,6 +234,17 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     admin.add_dependency(&proxy);
     server.add_service(watcher);
     server.add_service(background_service("limiter pruner", LimiterPruner { limiter }));
+    if let Some(reader) = sinks.spend.clone() {
+        server.add_service(background_service(
+            "budget gauge",
+            BudgetGaugeLoop(Arc::new(BudgetGauge {
+                keys,
+                store: Arc::clone(&store),
+                reader,
+                gauge: metrics.budget_used.clone(),
+            })),
+        ));
+    }
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         let notifier = server.add_service(background_service(
             "systemd notifier",
@@ -604,6 +615,63 @@ impl BackgroundService for ReadyNotifier {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps `tollgate_budget_used_ratio` current from the spend ledger (`telemetry::budgets`).
+struct BudgetGauge {
+    keys: Arc<crate::limits::keys::KeyStore>,
+    store: Arc<ConfigStore>,
+    reader: Arc<crate::usage::ledger::SpendReader>,
+    gauge: prometheus::GaugeVec,
+}
+
+impl BudgetGauge {
+    /// One pass (blocking: it reads the ledger).
+    fn update(&self) {
+        let keys: Vec<(String, Arc<crate::limits::limiter::Limits>)> = match self.keys.list() {
+            Ok(list) => list
+                .into_iter()
+                .filter(|k| !k.revoked)
+                .filter_map(|k| Some((k.id, k.parsed_limits?)))
+                .collect(),
+            Err(_) => return,
+        };
+        let teams = self.store.current().limits.teams.clone();
+        let now = crate::time::unix_ms();
+        let mut failed = false;
+        let samples = crate::telemetry::budgets::shares(&keys, &teams, |group, period| {
+            let q = crate::telemetry::budgets::query(group, period, now);
+            self.reader.spend(&q).map_err(|_| failed = true).ok()
+        });
+        if failed {
+            // Keep the last figures rather than report budgets as unspent.
+            return;
+        }
+        self.gauge.reset();
+        for (scope, id, period, share) in samples {
+            self.gauge.with_label_values(&[scope, &id, period.as_str()]).set(share);
+        }
+    }
+}
+
+/// The gauge's loop: a pass every `budgets::EVERY`, each on a blocking thread.
+struct BudgetGaugeLoop(Arc<BudgetGauge>);
+
+#[async_trait]
+impl BackgroundService for BudgetGaugeLoop {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(crate::telemetry::budgets::EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    let gauge = Arc::clone(&self.0);
+                    let _ = tokio::task::spawn_blocking(move || gauge.update()).await;
                 }
             }
         }

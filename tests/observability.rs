@@ -4,7 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
 
 use tollgate::telemetry::metrics::{series_names, Metrics};
 
@@ -105,4 +110,46 @@ fn every_alert_rule_has_a_name_an_expression_a_severity_and_a_summary() {
     ] {
         assert!(alerts.contains(needed), "{needed} missing");
     }
+}
+
+/// `tollgate_budget_used_ratio`: a gateway started on a ledger that holds a key's spend reports
+/// the share of that key's budget spent (what `TollgateBudgetNearExhaustion` watches).
+#[test]
+fn the_budget_gauge_reports_each_budgets_share_spent_from_the_ledger() {
+    let mock = Mock::start(&[]);
+    let shared = tempfile::tempdir().unwrap();
+    let ledger = shared.path().join("spend.db");
+    let rest = format!(
+        "usage:\n  ledger: \"sqlite:{}\"\n  flush_interval: 20ms\nauth:\n  required: true\n\
+keys:\n  - {{ id: capped, key: \"${{CAPPED_KEY}}\", team: search, limits: {{ budgets: [ {{ usd: 1.0, period: 1d }} ] }} }}\n\
+teams:\n  search: {{ limits: {{ budgets: [ {{ usd: 100.0, period: month }} ] }} }}\n\
+pricing:\n  models:\n    - {{ provider: mock, model: priced, input: 1000, output: 1000 }}\n\
+providers:\n{}models:\n  m:\n    targets: [ {{ provider: mock, model: priced }} ]\n",
+        ledger.display(),
+        mock_provider("mock", &mock.base_url(), "")
+    );
+    let spend = |gw: &Gateway| {
+        let body = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hello there"}]}"#;
+        let r = post(
+            &gw.url("/v1/chat/completions"),
+            body,
+            &[("authorization", "Bearer tg-capped-secret")],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    {
+        let mut first = Gateway::start_env("", &rest, &[("CAPPED_KEY", "tg-capped-secret")]);
+        spend(&first);
+        spend(&first);
+        first.proc.signal(libc::SIGTERM);
+        assert!(first.proc.wait_exit(Duration::from_secs(15)).is_some());
+    }
+    // The next process reads the ledger at its first pass.
+    let gw = Gateway::start_env("", &rest, &[("CAPPED_KEY", "tg-capped-secret")]);
+    let key = "tollgate_budget_used_ratio{id=\"capped\",period=\"1d\",scope=\"key\"}";
+    let team = "tollgate_budget_used_ratio{id=\"search\",period=\"month\",scope=\"team\"}";
+    wait_until("the budget gauge", Duration::from_secs(10), || gw.metric(key) > 0.0);
+    let (k, t) = (gw.metric(key), gw.metric(team));
+    // Both shares come from the same spend: 100 times apart, as the budgets are.
+    assert!(k > 0.0 && (k / t - 100.0).abs() < 1e-6, "key {k}, team {t}");
 }

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub inflight: IntGauge,
     /// Bytes of request bodies held (`limits::buffered::Buffered`).
     pub buffered_body_bytes: IntGauge,
+    /// Share of each budget spent in its current window, from the spend ledger (`budgets`).
+    pub budget_used: prometheus::GaugeVec,
     pub config_reloads: IntCounter,
     pub config_reload_errors: IntCounter,
     /// File-change reloads refused by the reload policy, by `reason` (one per guarded change).
@@ -309,6 +311,14 @@ impl Metrics {
             "tollgate_buffered_body_bytes",
             "Bytes of request bodies being read or held by requests in flight (at most server.max_buffered_bytes)",
         )?;
+        let budget_used = prometheus::GaugeVec::new(
+            Opts::new(
+                "tollgate_budget_used_ratio",
+                "Share of a key's or team's budget spent in the current window (1 = exhausted), from the spend ledger",
+            ),
+            &["scope", "id", "period"],
+        )?;
+        register(&registry, budget_used.clone())?;
         let config_reloads = IntCounter::new("tollgate_config_reloads_total", "Successful config reloads")?;
         let config_reload_errors = IntCounter::new("tollgate_config_reload_errors_total", "Rejected config reloads")?;
         register(&registry, requests.clone())?;
@@ -444,6 +454,7 @@ impl Metrics {
             fallbacks,
             inflight,
             buffered_body_bytes,
+            budget_used,
             config_reloads,
             config_reload_errors,
             config_reload_refused,

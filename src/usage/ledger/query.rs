@@ -27,7 +27,7 @@ pub struct SpendQuery {
 
 /// Totals of one group (or of the whole range). A dimension that was not set on a record is its
 /// own group, shown as `null`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SpendRow {
     #[serde(flatten)]
     pub group: BTreeMap<String, Option<String>>,
@@ -71,7 +71,7 @@ impl SpendRow {
 
 /// The answer to a `SpendQuery`. `groups` is sorted by cost (highest first), then by the group
 /// values; it is empty when the query has no `group_by`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SpendReport {
     /// RFC 3339, UTC.
     pub from: String,
