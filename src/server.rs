@@ -215,6 +215,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     add_listener(&mut admin, settings.admin_listen, |s| s.admin_tls.as_ref(), &store);
     admin.threads = Some(1);
 
+    let dns_changed = Arc::new(tokio::sync::Notify::new());
     let watcher = background_service(
         "config watcher",
         ConfigWatcher {
@@ -222,6 +223,15 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
             metrics: Arc::clone(&metrics),
             poll: settings.reload_poll,
             keys: Arc::clone(&keys),
+            dns_changed: Arc::clone(&dns_changed),
+        },
+    );
+    let dns = background_service(
+        "dns refresher",
+        DnsRefresher {
+            store: Arc::clone(&store),
+            metrics: Arc::clone(&metrics),
+            changed: dns_changed,
         },
     );
     let fast = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -233,6 +243,7 @@ pub fn run(config_path: &Path, opts: RunOptions) -> Result<(), crate::config::Co
     let admin = server.add_service(admin);
     admin.add_dependency(&proxy);
     server.add_service(watcher);
+    server.add_service(dns);
     server.add_service(background_service("limiter pruner", LimiterPruner { limiter }));
     if let Some(reader) = sinks.spend.clone() {
         server.add_service(background_service(
@@ -732,6 +743,62 @@ struct ConfigWatcher {
     metrics: Arc<Metrics>,
     poll: Duration,
     keys: Arc<crate::limits::keys::KeyStore>,
+    /// Told by `DnsRefresher` that a provider's name resolves differently.
+    dns_changed: Arc<tokio::sync::Notify>,
+}
+
+/// Resolves the providers' host names again every `server.dns_refresh` (`config::dns`) and asks
+/// the watcher to rebuild the snapshot when an answer changed. A name that fails is logged once
+/// (and counted) until it resolves again; its provider keeps its address.
+struct DnsRefresher {
+    store: Arc<ConfigStore>,
+    metrics: Arc<Metrics>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl BackgroundService for DnsRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut failing = std::collections::BTreeSet::new();
+        loop {
+            let every = self.store.current().server.dns_refresh;
+            // Off (0s): look again later, in case a reload turns it on.
+            let wait = if every.is_zero() {
+                Duration::from_secs(60)
+            } else {
+                every
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let snap = self.store.current();
+            if snap.server.dns_refresh.is_zero() || snap.names.is_empty() {
+                continue;
+            }
+            let names = snap.names.clone();
+            let Ok(pass) = tokio::task::spawn_blocking(move || {
+                crate::config::dns::check(&names, crate::config::dns::system_lookup)
+            })
+            .await
+            else {
+                continue;
+            };
+            for p in pass.failed.difference(&failing) {
+                tracing::warn!(provider = %p, "cannot resolve the provider's host name; keeping its last address");
+            }
+            for p in &pass.failed {
+                self.metrics.dns_failures.with_label_values(&[p]).inc();
+            }
+            failing = pass.failed;
+            if !pass.changed.is_empty() {
+                for c in &pass.changed {
+                    tracing::info!("{c}; rebuilding the config");
+                }
+                self.changed.notify_one();
+            }
+        }
+    }
 }
 
 /// The config's keys with their secrets, as the key store takes them.
@@ -858,6 +925,12 @@ impl BackgroundService for ConfigWatcher {
                 _ = shutdown.changed() => return,
                 _ = next_signal(&mut hup) => ReloadTrigger::Signal,
                 _ = next_signal(&mut usr2) => ReloadTrigger::Confirmed,
+                _ = self.dns_changed.notified() => {
+                    // The running config's own text: only the addresses change.
+                    let content = self.store.current().source.as_bytes().to_vec();
+                    self.reload(ReloadTrigger::Resolve, Ok(content)).await;
+                    continue;
+                }
                 _ = tick.tick(), if !self.poll.is_zero() => {
                     // Only a change that has settled: a file still being written is never
                     // loaded. What settled is what is loaded.

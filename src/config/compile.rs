@@ -50,6 +50,8 @@ struct Ctx<'a> {
     original: &'a dyn Fn(&[Seg]) -> Vec<Seg>,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    /// The providers' host names, as resolved (`config::dns`).
+    names: Vec<super::dns::Name>,
 }
 
 impl Ctx<'_> {
@@ -81,6 +83,7 @@ pub fn compile(
         original,
         errors: Vec::new(),
         warnings: Vec::new(),
+        names: Vec::new(),
     };
     let server = compile_server(&raw, file, env, &mut cx);
     let routing = compile_routing(&raw.routing, &mut cx);
@@ -251,6 +254,8 @@ pub fn compile(
         models_list_body,
         loaded_at,
         source_hash: 0,
+        source: Arc::from(""),
+        names: cx.names,
         secret_refs: Vec::new(),
         secrets_hash: 0,
         sections: Vec::new(),
@@ -404,6 +409,7 @@ fn compile_server(raw: &RawConfig, file: &Path, env: &Env, cx: &mut Ctx) -> Opti
         body_timeout: s.body_timeout,
         keepalive_timeout: s.keepalive_timeout,
         reload_settle: s.reload_settle,
+        dns_refresh: s.dns_refresh,
         tls,
         admin_tls,
         trusted_proxies,

@@ -8,6 +8,7 @@
 //! running snapshot untouched.
 
 pub mod compile;
+pub mod dns;
 pub mod doc_paths;
 pub mod env;
 pub mod error;
@@ -83,6 +84,7 @@ pub fn load_str(path: &Path, doc: &str, env: &Env) -> Result<Snapshot, ConfigErr
             snap.secrets_hash = secrets_hash(&secrets);
             snap.secret_refs = secrets.into_keys().collect();
             snap.source_hash = content_hash(doc.as_bytes());
+            snap.source = std::sync::Arc::from(doc);
             snap.sections = parsed.sections;
             snap.doc_paths = parsed.paths;
             return Ok(snap);

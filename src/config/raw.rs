@@ -397,6 +397,10 @@ pub struct RawServer {
     /// long (a file still being written is never loaded); 0s loads it when first seen.
     #[serde(default = "default_reload_settle", with = "humantime_serde")]
     pub reload_settle: Duration,
+    /// How often the providers' host names are resolved again (a changed address is used by new
+    /// connections; a name that stops resolving keeps its last address); 0s: only at load.
+    #[serde(default = "default_dns_refresh", with = "humantime_serde")]
+    pub dns_refresh: Duration,
     /// TLS on the data-plane listener (HTTP/2 offered by ALPN); plain HTTP when absent.
     #[serde(default)]
     pub tls: Option<RawTls>,
@@ -440,6 +444,7 @@ impl Default for RawServer {
             body_timeout: default_body_timeout(),
             keepalive_timeout: default_keepalive_timeout(),
             reload_settle: default_reload_settle(),
+            dns_refresh: default_dns_refresh(),
             tls: None,
             admin_tls: None,
             trusted_proxies: Vec::new(),
@@ -482,6 +487,9 @@ fn default_body_timeout() -> Duration {
 /// gateway is not the side that closes a connection the balancer is about to reuse.
 fn default_keepalive_timeout() -> Duration {
     Duration::from_secs(75)
+}
+fn default_dns_refresh() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_reload_settle() -> Duration {
     Duration::from_secs(1)

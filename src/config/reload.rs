@@ -39,6 +39,9 @@ pub enum ReloadTrigger {
     Signal,
     /// SIGUSR2: the operator confirms the file, weakening changes included.
     Confirmed,
+    /// A provider's host name resolves differently (`config::dns`): the running config's own
+    /// text again, under the guard.
+    Resolve,
 }
 
 impl ReloadTrigger {
@@ -47,13 +50,14 @@ impl ReloadTrigger {
             ReloadTrigger::FileChange => "file change",
             ReloadTrigger::Signal => "SIGHUP",
             ReloadTrigger::Confirmed => "SIGUSR2",
+            ReloadTrigger::Resolve => "DNS change",
         }
     }
 
     /// Whether this trigger applies guarded changes (with a warning) rather than refusing them.
     pub fn applies_guarded(self) -> bool {
         match self {
-            ReloadTrigger::FileChange | ReloadTrigger::Signal => false,
+            ReloadTrigger::FileChange | ReloadTrigger::Signal | ReloadTrigger::Resolve => false,
             ReloadTrigger::Confirmed => true,
         }
     }

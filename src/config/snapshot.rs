@@ -32,6 +32,10 @@ pub struct Snapshot {
     pub loaded_at: u64,
     /// `config::content_hash` of the file this snapshot was built from.
     pub source_hash: u64,
+    /// The config text this snapshot was built from (a DNS change rebuilds it from the same text).
+    pub source: Arc<str>,
+    /// The providers' host names with the addresses they resolved to (`config::dns`).
+    pub names: Vec<super::dns::Name>,
     /// The secret files the config references (`file:PATH`, `credential:NAME`; `config::env`):
     /// the watcher reloads when what they hold changes.
     pub secret_refs: Vec<String>,
@@ -188,6 +192,8 @@ pub struct ServerSettings {
     pub keepalive_timeout: Duration,
     /// How long a changed file must stay unchanged before the watcher loads it.
     pub reload_settle: Duration,
+    /// How often the providers' host names are resolved again; zero: never (`config::dns`).
+    pub dns_refresh: Duration,
     /// The data-plane listener's certificate; plain HTTP when `None`.
     pub tls: Option<crate::tls::Identity>,
     /// The admin listener's certificate; plain HTTP when `None`.

@@ -200,6 +200,29 @@ mod tests {
     }
 
     #[test]
+    fn a_dns_rebuild_reloads_the_running_text_and_keeps_host_names_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "providers:\n  named: { kind: openai_compatible, base_url: \"http://localhost:1/v1\", api_keys: [k] }\n  literal: { kind: openai_compatible, base_url: \"http://127.0.0.1:2/v1\", api_keys: [k] }\nmodels:\n  m: { targets: [ { provider: named, model: x } ] }\n";
+        let store = store_of(&dir, text);
+        let before = store.current();
+        let names: Vec<(&str, &str, u16)> = before
+            .names
+            .iter()
+            .map(|n| (n.provider.as_str(), n.host.as_str(), n.port))
+            .collect();
+        assert_eq!(names, vec![("named", "localhost", 1)]);
+        assert!(before.names[0].addr.is_some_and(|a| a.ip().is_loopback()));
+        // The file has moved on meanwhile (not settled): the rebuild uses the running text.
+        std::fs::write(store.path(), "providers: {}\n").unwrap();
+        let r = store.reload_from(ReloadTrigger::Resolve, before.source.as_bytes());
+        assert!(matches!(r, Ok(ReloadOutcome::Swapped)), "{r:?}");
+        let after = store.current();
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert_eq!(after.source, before.source);
+        assert!(after.model("m").is_some());
+    }
+
+    #[test]
     fn a_weakening_change_is_refused_on_a_file_change_and_sighup_and_applied_on_sigusr2() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_of(&dir, &doc("one", true));

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub buffered_body_bytes: IntGauge,
     /// Share of each budget spent in its current window, from the spend ledger (`budgets`).
     pub budget_used: prometheus::GaugeVec,
+    /// Passes of `config::dns` in which a provider's host name did not resolve.
+    pub dns_failures: IntCounterVec,
     pub config_reloads: IntCounter,
     pub config_reload_errors: IntCounter,
     /// File-change reloads refused by the reload policy, by `reason` (one per guarded change).
@@ -319,6 +321,14 @@ impl Metrics {
             &["scope", "id", "period"],
         )?;
         register(&registry, budget_used.clone())?;
+        let dns_failures = IntCounterVec::new(
+            Opts::new(
+                "tollgate_dns_failures_total",
+                "Times a provider's host name did not resolve when looked up again (the provider keeps its last address)",
+            ),
+            &["provider"],
+        )?;
+        register(&registry, dns_failures.clone())?;
         let config_reloads = IntCounter::new("tollgate_config_reloads_total", "Successful config reloads")?;
         let config_reload_errors = IntCounter::new("tollgate_config_reload_errors_total", "Rejected config reloads")?;
         register(&registry, requests.clone())?;
@@ -455,6 +465,7 @@ impl Metrics {
             inflight,
             buffered_body_bytes,
             budget_used,
+            dns_failures,
             config_reloads,
             config_reload_errors,
             config_reload_refused,

@@ -327,7 +327,16 @@ pub(super) fn compile_provider(name: &str, p: &RawProvider, defaults: Timeouts, 
         };
         host_header = HeaderValue::try_from(hh).unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         if disabled.is_none() {
-            match (env.resolve)(&host, port) {
+            let resolved = (env.resolve)(&host, port);
+            if host.parse::<std::net::IpAddr>().is_err() {
+                cx.names.push(crate::config::dns::Name {
+                    provider: name.to_string(),
+                    host: host.clone(),
+                    port,
+                    addr: resolved.as_ref().ok().copied(),
+                });
+            }
+            match resolved {
                 Ok(addr) => {
                     peer = Some(Peer {
                         addr,
