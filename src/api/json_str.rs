@@ -17,7 +17,9 @@ pub fn decode(raw: &str) -> Option<String> {
     while let Some(p) = rest.find('\\') {
         out.push_str(&rest[..p]);
         let esc = rest.as_bytes().get(p + 1)?;
-        rest = &rest[p + 2..];
+        // A backslash before a multi-byte character is no escape; `get` also keeps the cut off
+        // the middle of that character (callers hand in unvalidated JSON: provider answers).
+        rest = rest.get(p + 2..)?;
         match esc {
             b'"' => out.push('"'),
             b'\\' => out.push('\\'),
@@ -134,6 +136,15 @@ mod tests {
         assert_eq!(decode(r"\q"), None);
         assert_eq!(decode(r"\u12"), None);
         assert_eq!(decode("\\"), None);
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `pii_restore`): a backslash before a multi-byte
+    /// character made `decode` cut inside that character, and panic.
+    #[test]
+    fn a_backslash_before_a_multibyte_character_is_a_bad_escape() {
+        assert_eq!(decode("\\\u{6af}"), None);
+        assert_eq!(decode("ok \\\u{e9} then"), None);
+        assert_eq!(decode("\\\u{1f600}"), None);
     }
 
     proptest! {

@@ -195,6 +195,20 @@ fn restore_json_anthropic_answer_and_error_bodies() {
     );
 }
 
+/// Found by fuzzing (`fuzz/`, target `pii_restore`): an answer that is not JSON, holding a
+/// backslash before a multi-byte character, panicked the string decoder of the body walk; it
+/// goes to the client as it came.
+#[test]
+fn a_malformed_answer_with_a_backslash_before_a_multibyte_character_is_left_alone() {
+    let body = "[P}\"\\\u{6af}\"".as_bytes();
+    assert_eq!(body, b"[P}\"\\\xda\xaf\"");
+    assert_eq!(restore_json(body, &vault()), None);
+    let mut whole = whole_observer(vault());
+    assert_eq!(&whole.body(Bytes::copy_from_slice(body))[..], body);
+    let text = "{\"content\":\"[EMAIL_1] and \\\u{6af}\"}";
+    assert_eq!(restore_json(text.as_bytes(), &vault()), None);
+}
+
 #[test]
 fn openai_content_is_restored_and_held_text_flushed_before_finish() {
     let s = openai_stream();
