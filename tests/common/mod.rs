@@ -8,6 +8,7 @@ pub mod fake;
 pub mod pg;
 pub mod pki;
 pub mod redis;
+pub mod trickle;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
