@@ -300,9 +300,11 @@ fn bodies_held_at_once_are_bounded_and_the_rest_get_503() {
     assert_eq!(err["error"]["code"], "overloaded");
     // The lease goes back when the request's context is dropped, which may be just after the
     // connection closed.
-    wait_until("the refused ones to give back what they took", Duration::from_secs(5), || {
-        gauge() == (2 * N) as f64
-    });
+    wait_until(
+        "the refused ones to give back what they took",
+        Duration::from_secs(5),
+        || gauge() == (2 * N) as f64,
+    );
 
     // The two finish normally, and give their share back.
     for s in &mut held {

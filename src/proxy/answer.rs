@@ -29,6 +29,7 @@ use crate::api::{client, ApiError, Endpoint};
 use crate::config::Target;
 use crate::providers::{Adapter, Rendered};
 use crate::routing::attempts::Cut;
+use crate::routing::attempts::Failure;
 
 /// The answer the attempt policy chose to relay: the input of this stage.
 pub(super) struct Answer<'p> {
@@ -476,10 +477,17 @@ pub(super) async fn read_whole(
     stop: &mut Stop<'_>,
 ) -> std::result::Result<Bytes, ReadWhole> {
     let mut buf = BytesMut::new();
+    let deadline = tokio::time::Instant::from_std(up.deadline);
     loop {
         let chunk = tokio::select! {
             r = up.session.read_response_body() => r,
             why = interrupted(session, stop) => return Err(ReadWhole::Interrupted(why)),
+            // A whole answer must be in by the attempt's first-byte deadline, however it trickles.
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(ReadWhole::Failed(
+                    Failure::Timeout("the whole answer did not arrive within timeouts.first_byte".into()).body_error(),
+                ))
+            }
         };
         match chunk {
             Ok(Some(c)) if buf.len() + c.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&c),

@@ -71,6 +71,10 @@ pub enum Relay<'a> {
         observer: Box<dyn Observer>,
         parse_errors: ParseErrors<'a>,
         client: Wire,
+        /// The bytes after the last complete event: held until their event is complete, so a
+        /// stream cut mid-event never hands the client half an event (with the error event
+        /// written onto its line).
+        held: BytesMut,
     },
     Translate {
         source: Box<dyn ChunkSource>,
@@ -167,6 +171,7 @@ impl<'a> Relay<'a> {
                 },
                 parse_errors,
                 client,
+                held: BytesMut::new(),
             }
         } else {
             Relay::Translate {
@@ -182,10 +187,13 @@ impl<'a> Relay<'a> {
     pub fn push(&mut self, bytes: Bytes) -> Result<Bytes, StreamFault> {
         match self {
             Relay::Pass {
-                observer, parse_errors, ..
+                observer,
+                parse_errors,
+                held,
+                ..
             } => {
                 parse_errors.note(observer.push(&bytes), bytes.len());
-                Ok(bytes)
+                Ok(complete_events(held, bytes))
             }
             Relay::Translate {
                 source,
@@ -203,10 +211,21 @@ impl<'a> Relay<'a> {
     pub fn finish(&mut self) -> Result<Bytes, StreamFault> {
         match self {
             Relay::Pass {
-                observer, parse_errors, ..
+                observer,
+                parse_errors,
+                held,
+                ..
             } => {
                 parse_errors.note(observer.finish(), 0);
-                Ok(Bytes::new())
+                // A complete stream's last event may lack its blank line: it goes, terminated.
+                // An incomplete stream's half event is dropped (an SSE client discards it too);
+                // the error event follows on a line of its own.
+                if held.is_empty() || !observer.completed() {
+                    return Ok(Bytes::new());
+                }
+                let mut tail = std::mem::take(held);
+                tail.extend_from_slice(if tail.ends_with(b"\n") { b"\n" } else { b"\n\n" });
+                Ok(tail.freeze())
             }
             Relay::Translate {
                 source,
@@ -260,6 +279,39 @@ impl<'a> Relay<'a> {
         }
         out.freeze()
     }
+}
+
+/// What of `held` + `bytes` ends with a complete SSE event (a blank line: `\n\n`, or `\n\r\n`
+/// after CRLF lines), the rest kept in `held`. Zero-copy when nothing is held and `bytes` ends at
+/// an event's end, as providers' chunks almost always do.
+fn complete_events(held: &mut BytesMut, mut bytes: Bytes) -> Bytes {
+    let scan: &[u8] = if held.is_empty() { &bytes } else { &[] };
+    if !scan.is_empty() {
+        match last_event_end(scan) {
+            Some(end) if end == scan.len() => return bytes,
+            Some(end) => {
+                let out = bytes.split_to(end);
+                held.extend_from_slice(&bytes);
+                return out;
+            }
+            None => {
+                held.extend_from_slice(&bytes);
+                return Bytes::new();
+            }
+        }
+    }
+    held.extend_from_slice(&bytes);
+    match last_event_end(held) {
+        Some(end) => held.split_to(end).freeze(),
+        None => Bytes::new(),
+    }
+}
+
+/// The end of the last blank line in `b` (one past its `\n`).
+fn last_event_end(b: &[u8]) -> Option<usize> {
+    let lf = memchr::memmem::rfind(b, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::rfind(b, b"\n\r\n").map(|i| i + 3);
+    lf.max(crlf)
 }
 
 fn encode(encoder: &mut StreamEncoder, chunks: &mut Vec<ChatChunk>, text: &mut String) -> Bytes {
@@ -345,6 +397,37 @@ mod tests {
             "{}",
             lines[0]
         );
+    }
+
+    #[test]
+    fn only_whole_events_pass_and_the_rest_waits_for_its_end() {
+        let mut held = BytesMut::new();
+        let mut out = Vec::new();
+        for part in [
+            "data: {\"a\":1}\n\ndata: {\"b\"",
+            ":2}\n",
+            "\n",
+            "data: x\r\n\r\ndata: [DO",
+            "NE]\n\n",
+        ] {
+            out.push(complete_events(&mut held, Bytes::copy_from_slice(part.as_bytes())));
+        }
+        let out: Vec<&[u8]> = out.iter().map(|b| &b[..]).collect();
+        assert_eq!(
+            out,
+            vec![
+                &b"data: {\"a\":1}\n\n"[..],
+                b"",
+                b"data: {\"b\":2}\n\n",
+                b"data: x\r\n\r\n",
+                b"data: [DONE]\n\n",
+            ]
+        );
+        assert!(held.is_empty());
+        // A chunk that ends at an event's end passes without a copy.
+        let whole = Bytes::from_static(b"data: 1\n\n");
+        let passed = complete_events(&mut held, whole.clone());
+        assert_eq!(passed.as_ptr(), whole.as_ptr());
     }
 
     #[test]

@@ -32,7 +32,30 @@ pub enum AttemptError {
 /// Pingora's error as the attempt policy sees it. Every error type is named, so a new one in a
 /// Pingora upgrade is a compile error here, not a silent guess.
 pub fn classify(e: &Error) -> Failure {
-    let msg = e.etype().as_str().to_string();
+    let mut msg = e.etype().as_str().to_string();
+    // A TLS failure's cause says which (an untrusted issuer, a name mismatch, a closed
+    // handshake); it names certificates and hosts, never a key.
+    if matches!(
+        e.etype(),
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
+    ) {
+        // rustls's reason is the first cause in the chain's text: "… tls connect error cause:
+        // invalid peer certificate: UnknownIssuer, SNI: host cause: local address …".
+        let chain = e.to_string();
+        if let Some(at) = chain.find(" cause: ") {
+            let reason = &chain[at + " cause: ".len()..];
+            let end = [", SNI:", " cause: "]
+                .iter()
+                .filter_map(|stop| reason.find(stop))
+                .min()
+                .unwrap_or(reason.len());
+            let mut end = end.min(160);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            msg = format!("{msg} ({})", reason[..end].trim());
+        }
+    }
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => Failure::Timeout(msg),
         // (A TLS handshake that timed out is reported as a connect failure, as it always was.)
@@ -76,6 +99,10 @@ pub fn classify(e: &Error) -> Failure {
 pub struct Upstream {
     pub session: HttpSession,
     pub started: Instant,
+    /// `timeouts.first_byte` from the first write: the header must arrive by then, and a whole
+    /// (non-streamed) answer's body too. Pingora's read timeout bounds each read only, which a
+    /// provider sending a byte at a time never trips.
+    pub deadline: Instant,
 }
 
 /// Pingora's peer for a provider's address: built once per config snapshot, on first use, and
@@ -168,6 +195,7 @@ pub async fn send<W: std::future::Future<Output = ()>>(
             .map_err(|e| failed(Failure::Protocol(e.to_string())))?;
     }
     let started = Instant::now();
+    let deadline = started + timeouts.first_byte;
     for fresh_try in [false, true] {
         let (mut up, reused) = connector
             .get_http_session(&*peer)
@@ -185,11 +213,19 @@ pub async fn send<W: std::future::Future<Output = ()>>(
             }
         };
         let result = tokio::select! {
-            r = exchange => r,
+            r = tokio::time::timeout_at(deadline.into(), exchange) => r.unwrap_or_else(|_| {
+                Err(Error::explain(ErrorType::ReadTimedout, "no whole response header within timeouts.first_byte"))
+            }),
             why = interrupted(client, stop) => return Err(AttemptError::Interrupted(why)),
         };
         match result {
-            Ok(()) => return Ok(Upstream { session: up, started }),
+            Ok(()) => {
+                return Ok(Upstream {
+                    session: up,
+                    started,
+                    deadline,
+                })
+            }
             Err(e) => {
                 let failure = classify(&e);
                 // A stale pooled connection: try once more on a new one.
