@@ -117,16 +117,6 @@ alive_or_die() {
 # kv LINE KEY: the value of KEY=value in a LEDGER_WRK line.
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
-# msum FILE NAME [REGEX]: the sum of metric NAME's samples (optionally only those whose
-# `name{labels}` matches REGEX) in a Prometheus text file, as an integer when it is one.
-msum() {
-    awk -v n="$2" -v f="${3:-}" '
-        $1 !~ /^#/ && ($1 == n || index($1, n "{") == 1) && (f == "" || $1 ~ f) { s += $2 }
-        END { if (s == int(s)) printf "%.0f\n", s; else printf "%.12g\n", s }' "$1"
-}
-
-scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$1"; }
-
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Every 0.5 s until killed: seconds since T0, store_up, spilled, spill_pending, queue depth.

@@ -1,4 +1,4 @@
-# Helpers shared by the load-test scripts (run.sh, ledger.sh, limits.sh); sourced, not run.
+# Helpers shared by the load-test scripts (run.sh, ledger.sh, limits.sh, soak.sh, ...); sourced, not run.
 # The sourcing script defines `die MESSAGE` (its own name in the message) and `ROOT`.
 
 # install_missing PACKAGE...: installs the Debian packages given (those the caller found missing).
@@ -181,3 +181,15 @@ ${2:-}
 $routes
 EOF
 }
+
+# msum FILE NAME [REGEX]: the sum of metric NAME's samples over all its labels (optionally only
+# those whose `name{labels}` matches REGEX) in a Prometheus text file; an integer when it is one,
+# 0 when absent.
+msum() {
+    awk -v n="$2" -v f="${3:-}" '
+        $1 !~ /^#/ && ($1 == n || index($1, n "{") == 1) && (f == "" || $1 ~ f) { s += $2 }
+        END { if (s == int(s)) printf "%.0f\n", s; else printf "%.12g\n", s }' "$1"
+}
+
+# scrape FILE: the gateway's /metrics (admin listener on $ADMIN_PORT) into FILE.
+scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$1"; }

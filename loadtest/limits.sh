@@ -165,16 +165,6 @@ alive_or_die() {
 # utime + stime of a process (all its threads), in clock ticks.
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
-# msum FILE NAME [REGEX]: the sum of metric NAME's samples over all its labels (optionally only
-# those whose `name{labels}` matches REGEX) in a Prometheus text file; 0 when absent.
-msum() {
-    awk -v n="$2" -v f="${3:-}" '
-        $1 !~ /^#/ && ($1 == n || index($1, n "{") == 1) && (f == "" || $1 ~ f) { s += $2 }
-        END { printf "%.0f\n", s }' "$1"
-}
-
-scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$1"; }
-
 # kv LINE KEY: the value of KEY=value in a WRK_RESULT line.
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
