@@ -183,6 +183,18 @@ fn the_admin_listener_takes_its_own_certificate() {
     drop(gw);
 }
 
+/// What `tollgate check` says of `config` (written to `dir/tollgate.yaml`), which it must refuse.
+fn refused(dir: &Path, config: &str) -> String {
+    let path = dir.join("tollgate.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+}
+
 #[test]
 fn tls_config_errors_name_the_key_and_the_file() {
     let pki = tempfile::tempdir().unwrap();
@@ -190,16 +202,7 @@ fn tls_config_errors_name_the_key_and_the_file() {
     let ca = Ca::new(dir, "ca");
     let issued = ca.issue(dir, "srv");
     let other = ca.issue(dir, "other");
-    let check = |tls: &str| -> String {
-        let config = dir.join("tollgate.yaml");
-        std::fs::write(&config, format!("server:\n  listen: 127.0.0.1:1\n  tls:\n{tls}")).unwrap();
-        let out = Command::new(BIN)
-            .args(["check", "--config", config.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
-    };
+    let check = |tls: &str| refused(dir, &format!("server:\n  listen: 127.0.0.1:1\n  tls:\n{tls}"));
     let e = check("    cert_file: srv.crt\n    key_file: missing.key\n");
     assert!(
         e.contains("tollgate.yaml:5: server.tls.key_file") && e.contains("missing.key is missing"),
@@ -219,19 +222,12 @@ fn tls_config_errors_name_the_key_and_the_file() {
     assert!(e.contains("ciphers"), "{e}");
 
     // Redis: a CA file needs rediss://, and must hold a certificate.
-    let redis = |section: &str, url: &str, ca: &str| -> String {
-        let config = dir.join("tollgate.yaml");
+    let redis = |section: &str, url: &str, ca: &str| {
         let body = match section {
             "limits" => format!("limits:\n  backend: redis\n  redis:\n    url: {url}\n    ca_file: {ca}\n"),
             _ => format!("cache:\n  redis:\n    url: {url}\n    ca_file: {ca}\n"),
         };
-        std::fs::write(&config, format!("server:\n  listen: 127.0.0.1:1\n{body}")).unwrap();
-        let out = Command::new(BIN)
-            .args(["check", "--config", config.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+        refused(dir, &format!("server:\n  listen: 127.0.0.1:1\n{body}"))
     };
     let e = redis("limits", "redis://localhost:6380", "ca.pem");
     assert!(e.contains("limits.redis.ca_file: needs a rediss:// URL"), "{e}");
