@@ -10,4 +10,7 @@ if ! cargo deny --version 2>/dev/null | grep -q "$VERSION"; then
     echo "deny.sh: installing cargo-deny $VERSION (once)" >&2
     cargo install --locked --quiet cargo-deny --version "$VERSION"
 fi
+# cargo-deny reads the metadata of every platform's dependencies, which a Linux build never
+# downloads: fetch them first (from crates.io), then check without further network.
+cargo fetch --locked --quiet
 cargo deny --offline check licenses bans sources
