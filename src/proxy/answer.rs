@@ -185,6 +185,7 @@ async fn whole(
         None
     };
     let body = super::responses::whole(ctx, body, ok);
+    super::responses::finish(state, ctx);
     header.insert_number(CONTENT_LENGTH, body.len() as u64);
     header.insert_number(names::OVERHEAD_US, ctx.overhead(Duration::ZERO).as_micros() as u64);
     served_attempt_ended(ctx, up.started);
@@ -199,7 +200,6 @@ async fn whole(
     session.write_response_header(header.finish(), false).await?;
     ctx.first_byte = Some(Instant::now());
     session.write_response_body(Some(body), true).await?;
-    super::responses::finish(state, ctx);
     Ok(true)
 }
 
@@ -313,6 +313,7 @@ async fn stream(
             break Err(Cut::Blocked(refused.to_string()));
         }
         let bytes = super::responses::outgoing(ctx, bytes);
+        super::responses::finish(state, ctx);
         if bytes.is_empty() {
             continue;
         }

@@ -355,9 +355,9 @@ pub(super) async fn serve(
         ctx.overhead(std::time::Duration::ZERO).as_micros() as u64,
     );
     ctx.status = 200;
+    super::responses::finish(state, ctx);
     session.write_response_header(header.finish(), false).await?;
     ctx.first_byte = Some(Instant::now());
     session.write_response_body(Some(body), true).await?;
-    super::responses::finish(state, ctx);
     Ok(true)
 }

@@ -172,9 +172,11 @@ pub(super) fn failed(ctx: &mut RequestCtx, kind: &str, message: &str) -> Option<
     ctx.responses.as_mut().map(|p| p.encoder.failed(kind, message))
 }
 
-/// The answer ended: a clean one is stored (unless the client said `store: false`).
+/// The answer ended: a clean one is stored (unless the client said `store: false`). Called as
+/// soon as the encoder has the final object, before the bytes that announce it are written, so
+/// a client that reads the answer and asks for it at once finds it (the store keeps it in
+/// memory synchronously). A no-op until then, and after.
 pub(super) fn finish(state: &AppState, ctx: &mut RequestCtx) {
-    let tenant = tenant(ctx);
     let Some(p) = ctx.responses.as_mut() else {
         return;
     };
@@ -195,7 +197,7 @@ pub(super) fn finish(state: &AppState, ctx: &mut RequestCtx) {
     let items = Value::Array(std::mem::take(&mut p.items)).to_string();
     state
         .responses
-        .put(&tenant, &id, response.to_string(), items, retention);
+        .put(&tenant(ctx), &id, response.to_string(), items, retention);
 }
 
 /// `GET` / `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`.
