@@ -84,13 +84,14 @@ impl Catalog {
 
     /// Kinds with their counts, as the audit writes them: `CARD:1,EMAIL:2`.
     pub fn counted(&self, counts: impl IntoIterator<Item = (Kind, u32)>) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
         for (k, n) in counts {
             if !out.is_empty() {
                 out.push(',');
             }
-            let _ = write!(out, "{}:{n}", self.name(k));
+            out.push_str(self.name(k));
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(n));
         }
         out
     }
