@@ -63,6 +63,14 @@ fn bench(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
+        // The same text through the automaton whole (no prefilter): the baseline.
+        g.bench_function(format!("{name}_whole"), |b| {
+            b.iter(|| {
+                out.clear();
+                d.scan_unfiltered(black_box(text), &mut out);
+                black_box(out.len())
+            })
+        });
     }
     g.finish();
 }
@@ -97,6 +105,10 @@ fn stage(c: &mut Criterion) {
         ("entities_2k", body(&fill(&[PROSE, ENTITIES], 1900))),
         // The load runner's body (an email and a phone in 500 bytes).
         ("loadtest_body", include_bytes!("../loadtest/body-pii.json").to_vec()),
+        (
+            "loadtest_body_2k",
+            include_bytes!("../loadtest/body-pii-2k.json").to_vec(),
+        ),
     ];
     let mut g = c.benchmark_group("guard_stage");
     for (name, body) in &inputs {

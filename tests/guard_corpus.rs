@@ -63,6 +63,28 @@ impl Tally {
     }
 }
 
+/// The prefilter (`guard::detect::prefilter`) changes what the automaton reads, never what the
+/// scan finds: on every prompt of the corpus, the same findings as a scan of the whole text.
+#[test]
+fn the_prefilter_finds_what_the_whole_text_holds() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/guard/corpus.jsonl");
+    let corpus = std::fs::read_to_string(path).unwrap();
+    let d = Detector::builtin();
+    let (mut fast, mut whole) = (Vec::new(), Vec::new());
+    let mut found = 0;
+    for line in corpus.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = v["text"].as_str().unwrap();
+        fast.clear();
+        whole.clear();
+        d.scan(text, &mut fast);
+        d.scan_unfiltered(text, &mut whole);
+        assert_eq!(fast, whole, "{text:?}");
+        found += whole.len();
+    }
+    assert!(found > 3000, "the corpus holds entities ({found})");
+}
+
 #[test]
 fn corpus_precision_and_recall_stay_above_the_floors() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/guard/corpus.jsonl");

@@ -39,6 +39,7 @@
 //! the lower-priority patterns anchored at its start.
 
 mod patterns;
+pub mod prefilter;
 pub mod validate;
 
 #[cfg(test)]
@@ -118,7 +119,12 @@ pub struct Detector {
     re: meta::Regex,
     rules: Vec<Rule>,
     catalog: Catalog,
+    /// Built-in patterns only: the search runs in the prefilter's windows.
+    prefilter: bool,
 }
+
+/// A match ending this close to its window's end may have been cut by it (`scan_range`).
+const TAIL: usize = 8;
 
 fn valid_name(name: &str) -> bool {
     let mut b = name.bytes();
@@ -204,7 +210,12 @@ impl Detector {
                 value_group: PatternID::new(i).ok().and_then(|p| re.group_info().to_index(p, "v")),
             })
             .collect();
-        Ok(Detector { re, rules, catalog })
+        Ok(Detector {
+            re,
+            rules,
+            catalog,
+            prefilter: custom.is_empty(),
+        })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -215,14 +226,80 @@ impl Detector {
     /// boundaries, covering the sensitive value only.
     pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
         let mut caps: Option<Captures> = None;
+        if self.prefilter {
+            let mark = out.len();
+            if self.scan_windows(text, out, &mut caps).is_ok() {
+                return;
+            }
+            out.truncate(mark);
+        }
+        self.scan_range(text, 0, text.len(), out, &mut caps);
+    }
+
+    /// `scan` without the prefilter: the whole text through the automaton. The reference the
+    /// prefilter is tested against (and the bench's baseline).
+    pub fn scan_unfiltered(&self, text: &str, out: &mut Vec<Finding>) {
+        self.scan_range(text, 0, text.len(), out, &mut None);
+    }
+
+    /// The search in the prefilter's windows only (see `prefilter`): the windows come in order,
+    /// each scanned once it cannot grow any more.
+    fn scan_windows(
+        &self,
+        text: &str,
+        out: &mut Vec<Finding>,
+        caps: &mut Option<Captures>,
+    ) -> Result<(), prefilter::Fold> {
+        let b = text.as_bytes();
+        let mut windows = prefilter::Windows::default();
         let mut pos = 0;
-        while pos < text.len() {
-            let Some(m) = self.re.search(&Input::new(text).range(pos..)) else {
+        let mut open: Option<(usize, usize)> = None;
+        let mut i = 0;
+        while let Some(j) = prefilter::next_candidate(b, i) {
+            i = j + 1;
+            let Some(t) = prefilter::trigger_at(b, j)? else {
+                continue;
+            };
+            let (ws, we) = windows.of(text, t);
+            open = match open {
+                Some((s, e)) if ws <= e => Some((s, e.max(we))),
+                Some((s, e)) => {
+                    pos = self.scan_range(text, pos.max(s), e, out, caps);
+                    Some((ws, we))
+                }
+                None => Some((ws, we)),
+            };
+        }
+        if let Some((s, e)) = open {
+            self.scan_range(text, pos.max(s), e, out, caps);
+        }
+        Ok(())
+    }
+
+    /// The scan of the matches starting in `text[pos..end]`; returns where a later search
+    /// resumes. A match that ends within `TAIL` bytes of a window's end is searched for again
+    /// over the rest of the text, so a window never cuts one short.
+    fn scan_range(
+        &self,
+        text: &str,
+        mut pos: usize,
+        end: usize,
+        out: &mut Vec<Finding>,
+        caps: &mut Option<Captures>,
+    ) -> usize {
+        while pos < end {
+            let Some(mut m) = self.re.search(&Input::new(text).range(pos..end)) else {
                 break;
             };
+            if end < text.len() && m.end() + TAIL >= end {
+                match self.re.search(&Input::new(text).range(pos..)) {
+                    Some(whole) => m = whole,
+                    None => break,
+                }
+            }
             let s = m.start();
             let pid = m.pattern().as_usize();
-            let mut hit = self.accept(text, pid, s, m.end(), &mut caps);
+            let mut hit = self.accept(text, pid, s, m.end(), caps);
             if hit.is_none() {
                 // The lower-priority patterns may still match here (leftmost-first only
                 // reported the first); try each anchored at the same start.
@@ -230,7 +307,7 @@ impl Detector {
                     let Ok(p) = PatternID::new(j) else { break };
                     let input = Input::new(text).range(s..).anchored(Anchored::Pattern(p));
                     if let Some(m2) = self.re.search(&input) {
-                        hit = self.accept(text, j, s, m2.end(), &mut caps);
+                        hit = self.accept(text, j, s, m2.end(), caps);
                         if hit.is_some() {
                             break;
                         }
@@ -249,6 +326,7 @@ impl Detector {
                 None => pos = s + text[s..].chars().next().map_or(1, char::len_utf8),
             }
         }
+        pos
     }
 
     /// Checks the candidate of pattern `pid` matched at `text[s..e]`; returns the finding's kind

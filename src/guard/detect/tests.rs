@@ -460,6 +460,86 @@ proptest! {
     }
 }
 
+/// Pieces a prompt is made of around the prefilter's edges: every kind of entity and trigger,
+/// look-alikes, whitespace runs (ASCII and not), long words, and the two characters that fold to
+/// a trigger word's letter.
+fn piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("4111 1111 1111 1111".to_owned()),
+        Just("4111-1111-1111-1111-1111-11".to_owned()),
+        Just("jane.doe@example.com".to_owned()),
+        Just("+44 20 7946 0958".to_owned()),
+        Just("(0)30 1234 5678".to_owned()),
+        Just("DE89 3704 0044 0532 0130 00".to_owned()),
+        Just("GB29 NWBK 6016 1331 9268 19".to_owned()),
+        Just("123-45-6789".to_owned()),
+        Just("social security number is: 078051120".to_owned()),
+        Just("192.168.10.24".to_owned()),
+        Just("fe80::1ff:fe23:4567:890a".to_owned()),
+        Just("abcd::ef".to_owned()),
+        Just("born on ".to_owned()),
+        Just("date of birth".to_owned()),
+        Just("fecha de nacimiento: 12 de marzo de 1990".to_owned()),
+        Just("3rd of September, 1985".to_owned()),
+        Just("password".to_owned()),
+        Just("Passwort ist ".to_owned()),
+        Just("mot de passe est ".to_owned()),
+        Just("CONTRASEÑA es ".to_owned()),
+        Just("senha: ".to_owned()),
+        Just("kennwort=".to_owned()),
+        Just("pwd".to_owned()),
+        Just("passenger".to_owned()),
+        Just("\"db_password\": \"correct horse battery staple\"".to_owned()),
+        Just(format!("\"pwd\": \"{}\"", "ab ".repeat(40).trim_end())),
+        Just(" is ".to_owned()),
+        Just(" = ".to_owned()),
+        Just(": ".to_owned()),
+        Just("Hunter!two".to_owned()),
+        Just("aws_secret_access_key".to_owned()),
+        Just("wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEYab".to_owned()),
+        Just("AKIAIOSFODNNABCDEFGH".to_owned()),
+        Just("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U".to_owned()),
+        Just("sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv".to_owned()),
+        Just("ghp_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ".to_owned()),
+        Just("glpat-abcdefghijklmnopqrst".to_owned()),
+        Just("xoxb-abcdefghijklmn".to_owned()),
+        Just("sk_live_abcdefghijklmnopqr".to_owned()),
+        Just("AccountKey=abcdefghijklmnopqrstuvwxyz0123==".to_owned()),
+        Just("\"private_key_id\": \"abcdefabcdefabcdefabcdefabcdefabcdefabcd\"".to_owned()),
+        Just("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIabc\n-----END ENCRYPTED PRIVATE KEY-----".to_owned()),
+        Just("https://user:s3cr3t@db.example.com".to_owned()),
+        Just("https://hooks.slack.com/services/TABCDEFGH/BABCDEFGH/abcdefghijklmnop".to_owned()),
+        Just("[EMAIL_1]".to_owned()),
+        Just("ſ".to_owned()),
+        Just("\u{212A}".to_owned()),
+        Just("\u{a0}".to_owned()),
+        Just("\u{3000}".to_owned()),
+        Just("\n".to_owned()),
+        " {1,300}",
+        "[a-z]{150,200}",
+        "[0-9 .:/+()-]{1,12}",
+        "[A-Za-z0-9_]{1,12}",
+        "\\PC{0,12}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The prefilter's windows change what the automaton reads, never what the scan finds.
+    #[test]
+    fn the_prefilter_finds_what_the_whole_text_holds(
+        parts in proptest::collection::vec(piece(), 0..14),
+        glue in proptest::collection::vec(prop_oneof![Just(""), Just(" "), Just(", "), Just("\n")], 14),
+    ) {
+        let text: String = parts.iter().zip(&glue).flat_map(|(p, g)| [p.as_str(), *g]).collect();
+        let (mut fast, mut whole) = (Vec::new(), Vec::new());
+        det().scan(&text, &mut fast);
+        det().scan_unfiltered(&text, &mut whole);
+        prop_assert_eq!(fast, whole, "{:?}", text);
+    }
+}
+
 #[test]
 fn an_identifier_word_in_an_earlier_sentence_does_not_hide_a_phone() {
     let d = Detector::builtin();

@@ -1,0 +1,424 @@
+//! Where the built-in patterns can match, found without the automaton: `Detector::scan` runs its
+//! search only in windows of the text around *triggers*, bytes and words that every built-in
+//! match holds, instead of over the whole text.
+//!
+//! Why hand-rolled: under callgrind the automaton (a lazy DFA over ~30 patterns) costs ~11
+//! instructions a byte of prose, an Aho-Corasick pass over the trigger words ~19, and this
+//! byte-class loop ~3 (`benches/guard.rs` has the times). In the gateway the automaton's tables
+//! also come back from memory cold at every request (`benches/guard_cold.rs`): text it never
+//! reads costs nothing.
+//!
+//! The triggers:
+//! - a digit or `@` (cards, phones, IBANs, SSNs, IPv4, birth dates, e-mail addresses, URL
+//!   credentials), and `:` before a hex digit, `:` or `/` (IPv6, `scheme://`);
+//! - a password word at the end of a word (`pass`, `password`, `passwd`, `passwort`, `passe`,
+//!   `pwd`, `kennwort`, `contraseña`, `senha`, any case), and `secret` anywhere;
+//! - the key prefixes: `AKIA`/`ASIA`/`ABIA`/`ACCA`, `eyJ`, `sk-`, `glpat-`, `xox?-`, `gh?_`,
+//!   `github_pat_`, `sk_`/`rk_` with `live_`/`test_`, `AccountKey=`, `SharedAccessKey=`,
+//!   `private_key_id`, `-----BEGIN`.
+//!
+//! A trigger's window starts `BACK` non-whitespace bytes before the start of its word (a birth
+//! date's context, an SSN's label, `mot de` before `passe`) and ends a reach after the end of
+//! its word that depends on the trigger: `AFTER_CHAR` for a digit (the rest of a spaced number,
+//! an IBAN's letter groups), a password's value in JSON (128 characters, spaces allowed), the
+//! end of the line for a PEM header. Whitespace is not counted (a run of spaces cannot push a
+//! value out of its window) and words are never cut. Windows that overlap are merged.
+//!
+//! Invariants `scan` relies on:
+//! - every match of a built-in pattern lies inside one merged window (each row of `patterns`
+//!   holds a trigger, and the reaches cover what a row can match around it);
+//! - a window's start never decreases from one trigger to the next (`back` depends only on the
+//!   start of the trigger's word, and triggers come in order), so a window that ends before the
+//!   next one starts is final;
+//! - `ſ` and the Kelvin sign `K` fold to `s` and `k` in the patterns' case-insensitive words, and
+//!   are not triggers here: a text holding one is scanned whole (`Fold`).
+//!
+//! The scan over windows finds exactly what a scan of the whole text finds: tested on the
+//! labelled corpus and by a property test against `Detector::scan_unfiltered`. Custom entities
+//! (any regex, any word) turn the prefilter off.
+
+/// Non-whitespace bytes a window reaches back before the start of its trigger's word: a birth
+/// date's context word, a gap of up to 28 characters and the separators (`patterns::dob_regex`).
+pub const BACK: usize = 160;
+/// After a digit's, `@`'s or `:`'s word: the rest of a spaced number or IBAN.
+const AFTER_CHAR: usize = 40;
+/// After a password word: the value, up to 128 characters (4 bytes each) in JSON.
+const AFTER_PASSWORD: usize = 560;
+/// After `secret`: `_access_key`, quotes, `=>` and a 40-character key.
+const AFTER_SECRET: usize = 64;
+/// After `private_key_id`: `":"` and 40 hex digits in quotes.
+const AFTER_GCP: usize = 64;
+
+/// How far a window reaches after its trigger's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The word only (a key with its prefix).
+    Word,
+    /// This many non-whitespace bytes more, to the end of the word reached.
+    Bytes(usize),
+    /// To the end of the line (a PEM header).
+    Line,
+}
+
+/// A trigger: its bytes and its reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger {
+    pub start: usize,
+    pub end: usize,
+    pub reach: Reach,
+}
+
+/// The text holds a character that folds to a trigger word's letter: scan it whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fold;
+
+/// Bytes that start a trigger (1) or may (2: `trigger_at` looks around them).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = 1;
+        c += 1;
+    }
+    t[b'@' as usize] = 1;
+    let check = b":-_=sSwWAJ";
+    let mut i = 0;
+    while i < check.len() {
+        t[check[i] as usize] = 2;
+        i += 1;
+    }
+    // Lead bytes of `ſ` (C5 BF) and `K` (E2 84 AA).
+    t[0xC5] = 2;
+    t[0xE2] = 2;
+    t
+};
+
+/// The next index at or after `i` whose byte may start a trigger, eight bytes a step.
+pub fn next_candidate(b: &[u8], mut i: usize) -> Option<usize> {
+    let class = |c: u8| CLASS[usize::from(c)];
+    while let Some(w) = b.get(i..i + 8) {
+        let any = class(w[0])
+            | class(w[1])
+            | class(w[2])
+            | class(w[3])
+            | class(w[4])
+            | class(w[5])
+            | class(w[6])
+            | class(w[7]);
+        if any != 0 {
+            break;
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&c| class(c) != 0).map(|k| i + k)
+}
+
+/// `b[at..]` starts with `lit` (exactly).
+fn eq(b: &[u8], at: usize, lit: &[u8]) -> bool {
+    b.get(at..).is_some_and(|r| r.starts_with(lit))
+}
+
+/// `b[at..]` starts with `lit` (lower case ASCII), ignoring ASCII case.
+fn eq_ci(b: &[u8], at: usize, lit: &[u8]) -> bool {
+    b.get(at..at + lit.len()).is_some_and(|r| r.eq_ignore_ascii_case(lit))
+}
+
+/// `b[..at]` ends with `lit` exactly: `lit` starts at `at - lit.len()`.
+fn before(b: &[u8], at: usize, lit: &[u8]) -> bool {
+    at.checked_sub(lit.len()).is_some_and(|s| eq(b, s, lit))
+}
+
+fn word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// No ASCII word character at `e` (the patterns' word boundary after a password word).
+fn ends_word(b: &[u8], e: usize) -> bool {
+    !b.get(e).copied().is_some_and(word_byte)
+}
+
+/// The trigger whose bytes include `b[i]`, a byte `next_candidate` stopped at.
+pub fn trigger_at(b: &[u8], i: usize) -> Result<Option<Trigger>, Fold> {
+    let t = |start: usize, end: usize, reach: Reach| Ok(Some(Trigger { start, end, reach }));
+    let Some(&c) = b.get(i) else { return Ok(None) };
+    match c {
+        b'0'..=b'9' | b'@' => t(i, i + 1, Reach::Bytes(AFTER_CHAR)),
+        b':' if b
+            .get(i + 1)
+            .is_some_and(|&n| n.is_ascii_hexdigit() || n == b':' || n == b'/') =>
+        {
+            t(i, i + 1, Reach::Bytes(AFTER_CHAR))
+        }
+        b'-' if eq(b, i, b"-----BEGIN") => t(i, i + 10, Reach::Line),
+        b'-' if before(b, i, b"sk")
+            || before(b, i, b"glpat")
+            || i.checked_sub(1)
+                .is_some_and(|j| before(b, j, b"xox") && b"abprs".contains(&b[j])) =>
+        {
+            t(i, i + 1, Reach::Word)
+        }
+        b'_' if (i >= 3 && before(b, i - 1, b"gh") && b"pousr".contains(&b[i - 1]))
+            || (before(b, i, b"github") && eq(b, i, b"_pat_"))
+            || ((before(b, i, b"sk") || before(b, i, b"rk")) && (eq(b, i + 1, b"live_") || eq(b, i + 1, b"test_"))) =>
+        {
+            t(i, i + 1, Reach::Word)
+        }
+        b'_' if before(b, i, b"private") && eq(b, i, b"_key_id") => t(i, i + 7, Reach::Bytes(AFTER_GCP)),
+        b'=' if before(b, i, b"AccountKey") || before(b, i, b"SharedAccessKey") => t(i, i + 1, Reach::Word),
+        b's' | b'S' => Ok(password_or_secret(b, i)),
+        b'w' | b'W' => {
+            // `pwd`, `kennwort` (the other password words are found at their `s`).
+            if i >= 1 && eq_ci(b, i - 1, b"pwd") && ends_word(b, i + 2) {
+                t(i - 1, i + 2, Reach::Bytes(AFTER_PASSWORD))
+            } else if i >= 4 && eq_ci(b, i - 4, b"kennwort") && ends_word(b, i + 4) {
+                t(i - 4, i + 4, Reach::Bytes(AFTER_PASSWORD))
+            } else {
+                Ok(None)
+            }
+        }
+        b'A' if eq(b, i, b"AKIA") || eq(b, i, b"ASIA") || eq(b, i, b"ABIA") || eq(b, i, b"ACCA") => {
+            t(i, i + 4, Reach::Word)
+        }
+        b'J' if before(b, i, b"ey") => t(i - 2, i + 1, Reach::Word),
+        0xC5 if b.get(i + 1) == Some(&0xBF) => Err(Fold),
+        0xE2 if eq(b, i, "\u{212A}".as_bytes()) => Err(Fold),
+        _ => Ok(None),
+    }
+}
+
+/// The password words and `secret`, at one of their `s`.
+fn password_or_secret(b: &[u8], i: usize) -> Option<Trigger> {
+    let password = |start: usize, end: usize| {
+        ends_word(b, end).then_some(Trigger {
+            start,
+            end,
+            reach: Reach::Bytes(AFTER_PASSWORD),
+        })
+    };
+    // `pass` and what extends it, found at its first `s`. `pass` and `passe` alone start a word
+    // (`compass = 3` is not a password); `password`, `passwd`, `passwort` may end one.
+    if i >= 2 && eq_ci(b, i - 2, b"pass") {
+        let rest = [&b"word"[..], b"wort", b"wd", b"e"]
+            .iter()
+            .find(|w| eq_ci(b, i + 2, w))
+            .map_or(0, |w| w.len());
+        let starts_word = !(i - 2)
+            .checked_sub(1)
+            .and_then(|p| b.get(p))
+            .copied()
+            .is_some_and(word_byte);
+        if rest <= 1 && !starts_word {
+            return None;
+        }
+        return password(i - 2, i + 2 + rest);
+    }
+    if eq_ci(b, i, b"secret") {
+        return Some(Trigger {
+            start: i,
+            end: i + 6,
+            reach: Reach::Bytes(AFTER_SECRET),
+        });
+    }
+    if eq_ci(b, i, b"senha") {
+        return password(i, i + 5);
+    }
+    // `contraseña` / `CONTRASEÑA`, at its `s`.
+    if i >= 6
+        && eq_ci(b, i - 6, b"contra")
+        && eq_ci(b, i + 1, b"e")
+        && (eq(b, i + 2, "ñ".as_bytes()) || eq(b, i + 2, "Ñ".as_bytes()))
+        && eq_ci(b, i + 4, b"a")
+    {
+        return password(i - 6, i + 5);
+    }
+    None
+}
+
+/// The whitespace character starting at `i`, as its length (0: none, or the end).
+fn ws_at(text: &str, i: usize) -> usize {
+    match text.as_bytes().get(i) {
+        None => 0,
+        Some(&c) if c < 0x80 => usize::from(matches!(c, b' ' | b'\t'..=b'\r')),
+        Some(_) => text
+            .get(i..)
+            .and_then(|r| r.chars().next())
+            .filter(|c| c.is_whitespace())
+            .map_or(0, char::len_utf8),
+    }
+}
+
+/// The character ending at `i`: its length and whether it is whitespace (None: `i` is 0).
+fn char_before(text: &str, i: usize) -> Option<(usize, bool)> {
+    let b = text.as_bytes();
+    let c = *b.get(i.checked_sub(1)?)?;
+    if c < 0x80 {
+        return Some((1, matches!(c, b' ' | b'\t'..=b'\r')));
+    }
+    let ch = text.get(..i)?.chars().next_back()?;
+    Some((ch.len_utf8(), ch.is_whitespace()))
+}
+
+/// The start of the word holding `i` (a char boundary).
+pub fn word_start(text: &str, mut i: usize) -> usize {
+    while let Some((len, false)) = char_before(text, i) {
+        i -= len;
+    }
+    i
+}
+
+/// The end of the word holding the byte before `i` (a char boundary), or `i` at whitespace.
+pub fn word_end(text: &str, mut i: usize) -> usize {
+    while i < text.len() && ws_at(text, i) == 0 {
+        i += text.get(i..).and_then(|r| r.chars().next()).map_or(1, char::len_utf8);
+    }
+    i
+}
+
+/// Where a window starts for a trigger in the word starting at `start`: `BACK` non-whitespace
+/// bytes before it, then back to the start of the word reached.
+pub fn back(text: &str, start: usize) -> usize {
+    let mut i = start;
+    let mut left = BACK;
+    while let Some((len, ws)) = char_before(text, i) {
+        if left == 0 {
+            return word_start(text, i);
+        }
+        if !ws {
+            left = left.saturating_sub(len);
+        }
+        i -= len;
+    }
+    i
+}
+
+/// Where a window ends for a trigger whose word ends at `end` (a char boundary).
+pub fn forward(text: &str, end: usize, reach: Reach) -> usize {
+    match reach {
+        Reach::Word => end,
+        Reach::Line => text
+            .as_bytes()
+            .get(end..)
+            .and_then(|r| memchr::memchr(b'\n', r))
+            .map_or(text.len(), |k| end + k),
+        Reach::Bytes(budget) => {
+            let mut i = end;
+            let mut left = budget;
+            while i < text.len() {
+                if left == 0 {
+                    return word_end(text, i);
+                }
+                let ws = ws_at(text, i);
+                if ws > 0 {
+                    i += ws;
+                    continue;
+                }
+                let len = text.get(i..).and_then(|r| r.chars().next()).map_or(1, char::len_utf8);
+                left = left.saturating_sub(len);
+                i += len;
+            }
+            i
+        }
+    }
+}
+
+/// The windows of one text, trigger by trigger: the word of the last trigger and its window's
+/// bounds are kept, so the digits of one number cost one walk, not one each.
+#[derive(Default)]
+pub struct Windows {
+    word: Option<(usize, usize)>,
+    start: usize,
+    ends: Option<(Reach, usize)>,
+}
+
+impl Windows {
+    /// The window of trigger `t` of `text`.
+    pub fn of(&mut self, text: &str, t: Trigger) -> (usize, usize) {
+        let same = self.word.is_some_and(|(s, e)| s <= t.start && t.end <= e);
+        if !same {
+            let (s, e) = (word_start(text, t.start), word_end(text, t.end));
+            self.word = Some((s, e));
+            self.start = back(text, s);
+            self.ends = None;
+        }
+        let Some((_, word_end)) = self.word else {
+            return (t.start, t.end);
+        };
+        let end = match self.ends {
+            Some((r, e)) if r == t.reach => e,
+            _ => {
+                let e = forward(text, word_end, t.reach);
+                self.ends = Some((t.reach, e));
+                e
+            }
+        };
+        (self.start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triggers(text: &str) -> Result<Vec<(String, Reach)>, Fold> {
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(j) = next_candidate(b, i) {
+            if let Some(t) = trigger_at(b, j)? {
+                out.push((text[t.start..t.end].to_string(), t.reach));
+            }
+            i = j + 1;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn the_triggers_are_found_and_their_look_alikes_are_not() {
+        let words = |t: &str| triggers(t).unwrap().into_iter().map(|(w, _)| w).collect::<Vec<_>>();
+        assert_eq!(words("a passenger passed the compass"), Vec::<String>::new());
+        assert_eq!(
+            words("pass=x PASSWORD: y db_passwd=z Passwort ist w mot de passe est v"),
+            ["pass", "PASSWORD", "passwd", "Passwort", "passe"]
+        );
+        assert_eq!(words("pwd=1"), ["pwd", "1"]);
+        assert_eq!(
+            words("Kennwort: a, CONTRASEÑA: b, contraseña es c, senha: d"),
+            ["Kennwort", "CONTRASEÑA", "contraseña", "senha"]
+        );
+        assert_eq!(words("my secretary"), ["secret"]);
+        assert_eq!(
+            words("AKIA ASIA eyJ sk- glpat- xoxb- ghp_ github_pat_ sk_live_ rk_test_ AccountKey= SharedAccessKey= private_key_id -----BEGIN"),
+            ["AKIA", "ASIA", "eyJ", "-", "-", "-", "_", "_", "_", "_", "=", "=", "_key_id", "-----BEGIN"]
+        );
+        assert_eq!(
+            words("well-known snake_case a=b Note: see :) http://x ::1 fe:80"),
+            [":", ":", ":", "1", ":", "8", "0"]
+        );
+        assert_eq!(triggers("paſsword"), Err(Fold));
+        assert_eq!(triggers("\u{212A}ennwort"), Err(Fold));
+    }
+
+    #[test]
+    fn windows_reach_back_over_words_and_forward_by_the_triggers_reach() {
+        let text = "aa bb  cc\u{a0}dd 1234 ee ff";
+        let at = text.find("1234").unwrap();
+        // Back: BACK non-whitespace bytes; the text is shorter, so its start.
+        assert_eq!(back(text, at), 0);
+        // Forward: the word, then AFTER_CHAR non-whitespace bytes (the rest of the text).
+        assert_eq!(forward(text, at + 4, Reach::Bytes(AFTER_CHAR)), text.len());
+        assert_eq!(forward(text, at + 4, Reach::Word), at + 4);
+        assert_eq!(word_start(text, at + 2), at);
+        assert_eq!(word_end(text, at + 2), at + 4);
+        // The no-break space is whitespace (as `\s` is): `cc` and `dd` are two words.
+        let dd = text.find("dd").unwrap();
+        assert_eq!(word_start(text, dd + 1), dd);
+        // Whitespace is free, and a word reached is taken whole.
+        let long = format!("{} {} x 9", "w".repeat(BACK - 1), " ".repeat(500));
+        assert_eq!(back(&long, long.len() - 1), 0);
+        let far = format!("{}{} 9", "w".repeat(BACK + 10), " ".repeat(3));
+        assert_eq!(back(&far, far.len() - 1), 0);
+        let two = format!("zz {} 9", "w".repeat(BACK));
+        assert_eq!(back(&two, two.len() - 1), 3);
+        assert_eq!(forward("-----BEGIN RSA PRIVATE KEY-----\nMII", 10, Reach::Line), 31);
+    }
+}
