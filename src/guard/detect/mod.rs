@@ -125,6 +125,8 @@ pub struct Detector {
 
 /// A match ending this close to its window's end may have been cut by it (`scan_range`).
 const TAIL: usize = 8;
+/// Bytes of a text the prefilter reads before it may give way to a whole scan (`scan_windows`).
+const DENSE_AFTER: usize = 256;
 
 fn valid_name(name: &str) -> bool {
     let mut b = name.bytes();
@@ -254,6 +256,8 @@ impl Detector {
         let mut windows = prefilter::Windows::default();
         let mut pos = 0;
         let mut open: Option<(usize, usize)> = None;
+        // Bytes of the closed windows, to see whether the windows are worth their cost.
+        let mut closed = 0;
         let mut i = 0;
         while let Some(j) = prefilter::next_candidate(b, i) {
             i = j + 1;
@@ -265,10 +269,20 @@ impl Detector {
                 Some((s, e)) if ws <= e => Some((s, e.max(we))),
                 Some((s, e)) => {
                     pos = self.scan_range(text, pos.max(s), e, out, caps);
+                    closed += e - s;
                     Some((ws, we))
                 }
                 None => Some((ws, we)),
             };
+            // Text dense with triggers (numbers everywhere) is nearly all windows: past
+            // `DENSE_AFTER` bytes, if they cover three quarters of it, the rest is scanned whole
+            // instead of paying for both. (The text before `j` is done or in the open window.)
+            if let (true, Some((s, e))) = (j >= DENSE_AFTER, open) {
+                if 4 * (closed + e.min(j) - s) >= 3 * j {
+                    self.scan_range(text, pos.max(s), text.len(), out, caps);
+                    return Ok(());
+                }
+            }
         }
         if let Some((s, e)) = open {
             self.scan_range(text, pos.max(s), e, out, caps);

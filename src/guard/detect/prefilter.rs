@@ -17,12 +17,15 @@
 //!   `github_pat_`, `sk_`/`rk_` with `live_`/`test_`, `AccountKey=`, `SharedAccessKey=`,
 //!   `private_key_id`, `-----BEGIN`.
 //!
-//! A trigger's window starts `BACK` non-whitespace bytes before the start of its word (a birth
-//! date's context, an SSN's label, `mot de` before `passe`) and ends a reach after the end of
-//! its word that depends on the trigger: `AFTER_CHAR` for a digit (the rest of a spaced number,
-//! an IBAN's letter groups), a password's value in JSON (128 characters, spaces allowed), the
-//! end of the line for a PEM header. Whitespace is not counted (a run of spaces cannot push a
-//! value out of its window) and words are never cut. Windows that overlap are merged.
+//! A trigger's window starts `BACK` bytes before the start of its word (a birth date's context
+//! and the gap after it, an SSN's label, `mot de` before `passe`: all bounded in characters) and
+//! ends a reach after the end of its word that depends on the trigger: `AFTER_CHAR` bytes for a
+//! digit (the rest of a spaced number, an IBAN's letter groups), the key's own word for a key
+//! prefix, the end of the line for a PEM header, and for a password word `AFTER_PASSWORD`
+//! non-whitespace bytes (its value in JSON is up to 128 characters, and `[ \t]*=` or `\s*:`
+//! before it may be a run of spaces of any length) to the end of the word reached. Windows that
+//! overlap are merged. A window's bounds cost O(1) past the trigger's own word (walked once per
+//! word): a number's digits do not each walk the text.
 //!
 //! Invariants `scan` relies on:
 //! - every match of a built-in pattern lies inside one merged window (each row of `patterns`
@@ -37,16 +40,18 @@
 //! labelled corpus and by a property test against `Detector::scan_unfiltered`. Custom entities
 //! (any regex, any word) turn the prefilter off.
 
-/// Non-whitespace bytes a window reaches back before the start of its trigger's word: a birth
-/// date's context word, a gap of up to 28 characters and the separators (`patterns::dob_regex`).
+/// Bytes a window reaches back before the start of its trigger's word: a birth date's context
+/// word (up to 25 bytes), the separators and a gap of up to 28 characters, 4 bytes each
+/// (`patterns::dob_regex`); an SSN's label (`patterns`' SSN row) is shorter.
 pub const BACK: usize = 160;
-/// After a digit's, `@`'s or `:`'s word: the rest of a spaced number or IBAN.
+/// Bytes after a digit's, `@`'s or `:`'s word: the rest of a spaced number or IBAN.
 const AFTER_CHAR: usize = 40;
-/// After a password word: the value, up to 128 characters (4 bytes each) in JSON.
+/// Non-whitespace bytes after a password word: its value, up to 128 characters (4 bytes each)
+/// in JSON, and the separators.
 const AFTER_PASSWORD: usize = 560;
-/// After `secret`: `_access_key`, quotes, `=>` and a 40-character key.
-const AFTER_SECRET: usize = 64;
-/// After `private_key_id`: `":"` and 40 hex digits in quotes.
+/// Bytes after `secret`: `_access_key`, quotes, up to 3 spaces twice, `=>`, a 40-character key.
+const AFTER_SECRET: usize = 72;
+/// Non-whitespace bytes after `private_key_id`: `":"` and 40 hex digits in quotes.
 const AFTER_GCP: usize = 64;
 
 /// How far a window reaches after its trigger's word.
@@ -54,8 +59,10 @@ const AFTER_GCP: usize = 64;
 pub enum Reach {
     /// The word only (a key with its prefix).
     Word,
-    /// This many non-whitespace bytes more, to the end of the word reached.
+    /// This many bytes more.
     Bytes(usize),
+    /// This many non-whitespace bytes more (whitespace is free), to the end of the word reached.
+    Visible(usize),
     /// To the end of the line (a PEM header).
     Line,
 }
@@ -163,15 +170,15 @@ pub fn trigger_at(b: &[u8], i: usize) -> Result<Option<Trigger>, Fold> {
         {
             t(i, i + 1, Reach::Word)
         }
-        b'_' if before(b, i, b"private") && eq(b, i, b"_key_id") => t(i, i + 7, Reach::Bytes(AFTER_GCP)),
+        b'_' if before(b, i, b"private") && eq(b, i, b"_key_id") => t(i, i + 7, Reach::Visible(AFTER_GCP)),
         b'=' if before(b, i, b"AccountKey") || before(b, i, b"SharedAccessKey") => t(i, i + 1, Reach::Word),
         b's' | b'S' => Ok(password_or_secret(b, i)),
         b'w' | b'W' => {
             // `pwd`, `kennwort` (the other password words are found at their `s`).
             if i >= 1 && eq_ci(b, i - 1, b"pwd") && ends_word(b, i + 2) {
-                t(i - 1, i + 2, Reach::Bytes(AFTER_PASSWORD))
+                t(i - 1, i + 2, Reach::Visible(AFTER_PASSWORD))
             } else if i >= 4 && eq_ci(b, i - 4, b"kennwort") && ends_word(b, i + 4) {
-                t(i - 4, i + 4, Reach::Bytes(AFTER_PASSWORD))
+                t(i - 4, i + 4, Reach::Visible(AFTER_PASSWORD))
             } else {
                 Ok(None)
             }
@@ -188,11 +195,15 @@ pub fn trigger_at(b: &[u8], i: usize) -> Result<Option<Trigger>, Fold> {
 
 /// The password words and `secret`, at one of their `s`.
 fn password_or_secret(b: &[u8], i: usize) -> Option<Trigger> {
+    // Each word has `ss` or `se` at the `s` it is found at: most `s` stop here.
+    if !matches!(b.get(i + 1).map(|c| c | 0x20), Some(b's' | b'e')) {
+        return None;
+    }
     let password = |start: usize, end: usize| {
         ends_word(b, end).then_some(Trigger {
             start,
             end,
-            reach: Reach::Bytes(AFTER_PASSWORD),
+            reach: Reach::Visible(AFTER_PASSWORD),
         })
     };
     // `pass` and what extends it, found at its first `s`. `pass` and `passe` alone start a word
@@ -274,19 +285,13 @@ pub fn word_end(text: &str, mut i: usize) -> usize {
     i
 }
 
-/// Where a window starts for a trigger in the word starting at `start`: `BACK` non-whitespace
-/// bytes before it, then back to the start of the word reached.
+/// Where a window starts for a trigger in the word starting at `start`: `BACK` bytes before it
+/// (on a char boundary). The window may start inside a word: the automaton's look-behind sees
+/// the text before its range.
 pub fn back(text: &str, start: usize) -> usize {
-    let mut i = start;
-    let mut left = BACK;
-    while let Some((len, ws)) = char_before(text, i) {
-        if left == 0 {
-            return word_start(text, i);
-        }
-        if !ws {
-            left = left.saturating_sub(len);
-        }
-        i -= len;
+    let mut i = start.saturating_sub(BACK);
+    while !text.is_char_boundary(i) {
+        i -= 1;
     }
     i
 }
@@ -295,12 +300,19 @@ pub fn back(text: &str, start: usize) -> usize {
 pub fn forward(text: &str, end: usize, reach: Reach) -> usize {
     match reach {
         Reach::Word => end,
+        Reach::Bytes(n) => {
+            let mut i = end.saturating_add(n).min(text.len());
+            while !text.is_char_boundary(i) {
+                i += 1;
+            }
+            i
+        }
         Reach::Line => text
             .as_bytes()
             .get(end..)
             .and_then(|r| memchr::memchr(b'\n', r))
             .map_or(text.len(), |k| end + k),
-        Reach::Bytes(budget) => {
+        Reach::Visible(budget) => {
             let mut i = end;
             let mut left = budget;
             while i < text.len() {
@@ -399,26 +411,26 @@ mod tests {
     }
 
     #[test]
-    fn windows_reach_back_over_words_and_forward_by_the_triggers_reach() {
-        let text = "aa bb  cc\u{a0}dd 1234 ee ff";
+    fn windows_reach_back_and_forward_by_the_triggers_reach() {
+        let text = format!("{} aa bb  cc\u{a0}dd 1234 ee ff{}", "x".repeat(200), "y".repeat(100));
         let at = text.find("1234").unwrap();
-        // Back: BACK non-whitespace bytes; the text is shorter, so its start.
-        assert_eq!(back(text, at), 0);
-        // Forward: the word, then AFTER_CHAR non-whitespace bytes (the rest of the text).
-        assert_eq!(forward(text, at + 4, Reach::Bytes(AFTER_CHAR)), text.len());
-        assert_eq!(forward(text, at + 4, Reach::Word), at + 4);
-        assert_eq!(word_start(text, at + 2), at);
-        assert_eq!(word_end(text, at + 2), at + 4);
+        assert_eq!(word_start(&text, at + 2), at);
+        assert_eq!(word_end(&text, at + 2), at + 4);
         // The no-break space is whitespace (as `\s` is): `cc` and `dd` are two words.
         let dd = text.find("dd").unwrap();
-        assert_eq!(word_start(text, dd + 1), dd);
-        // Whitespace is free, and a word reached is taken whole.
-        let long = format!("{} {} x 9", "w".repeat(BACK - 1), " ".repeat(500));
-        assert_eq!(back(&long, long.len() - 1), 0);
-        let far = format!("{}{} 9", "w".repeat(BACK + 10), " ".repeat(3));
-        assert_eq!(back(&far, far.len() - 1), 0);
-        let two = format!("zz {} 9", "w".repeat(BACK));
-        assert_eq!(back(&two, two.len() - 1), 3);
+        assert_eq!(word_start(&text, dd + 1), dd);
+        // Back: BACK bytes, on a char boundary; forward: the reach's bytes.
+        assert_eq!(back(&text, at), at - BACK);
+        assert_eq!(back("é1", 2), 0);
+        assert_eq!(back(&format!("{}1", "é".repeat(100)), 200), 40);
+        assert_eq!(forward(&text, at + 4, Reach::Bytes(AFTER_CHAR)), at + 4 + AFTER_CHAR);
+        assert_eq!(forward("1é", 1, Reach::Bytes(1)), 3);
+        assert_eq!(forward(&text, at + 4, Reach::Word), at + 4);
+        // Visible: whitespace is free, and the word reached is taken whole.
+        let pw = format!("pwd{}= {}", " ".repeat(900), "v".repeat(600));
+        assert_eq!(forward(&pw, 3, Reach::Visible(AFTER_PASSWORD)), pw.len());
+        let short = format!("pwd = {} next", "v".repeat(600));
+        assert_eq!(forward(&short, 3, Reach::Visible(AFTER_PASSWORD)), short.len() - 5);
         assert_eq!(forward("-----BEGIN RSA PRIVATE KEY-----\nMII", 10, Reach::Line), 31);
     }
 }
