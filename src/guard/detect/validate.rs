@@ -568,7 +568,6 @@ pub fn id_context(text: &str, s: usize) -> bool {
         .rev()
         .find(|&i| matches!(b[i - 1], b'.' | b'!' | b'?' | b';') && b[i] == b' ' && b[i + 1].is_ascii_uppercase())
         .map_or(line, |i| &line[i + 1..]);
-    // One pass of one automaton over the sentence (no lower-casing copy, no search per word).
     const ID: &[&str] = &[
         "artikel", "sku", "order", "bestell", "invoice", "rechnung", "kunden", "customer", "serial", "account",
         "konto", "ticket", "tracking", "item", "part no", "case", "ref", "commande", "pedido", "factura", "facture",
@@ -576,23 +575,20 @@ pub fn id_context(text: &str, s: usize) -> bool {
     const PHONE: &[&str] = &[
         "tel", "phone", "fon", "handy", "mobil", "fax", "ruf", "call", "appel", "tél", "llam", "whatsapp",
     ];
-    static WORDS: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> = std::sync::OnceLock::new();
-    let Some(words) = WORDS.get_or_init(|| {
-        aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .build(ID.iter().chain(PHONE))
-            .ok()
+    // Two automata, each asked only whether one of its words occurs (no iteration over every
+    // overlapping match: the phone words are looked for only when an identifier word is there).
+    type Words = Option<(aho_corasick::AhoCorasick, aho_corasick::AhoCorasick)>;
+    static WORDS: std::sync::OnceLock<Words> = std::sync::OnceLock::new();
+    let Some((id, phone)) = WORDS.get_or_init(|| {
+        let build = |words: &[&str]| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(words)
+                .ok()
+        };
+        Some((build(ID)?, build(PHONE)?))
     }) else {
         return false;
     };
-    let (mut id, mut phone) = (false, false);
-    for m in words.find_overlapping_iter(sentence) {
-        if m.pattern().as_usize() < ID.len() {
-            id = true;
-        } else {
-            phone = true;
-        }
-    }
-    id && !phone
+    id.is_match(sentence) && !phone.is_match(sentence)
 }
