@@ -4,8 +4,12 @@
 //! what the detector's automata cost when they come back from memory. `scan_*`: the detector
 //! alone on the body's user message (234 bytes).
 //!
-//! Medians (2026-12-06, 2-core VM): stage warm 2.2 µs, cold 6.8 µs; scan warm 0.78 µs, cold
-//! 4.0 µs. The detector's automaton dominates the cold cost: the next step is a smaller one.
+//! Medians (2026-12-06 evening, 2-core VM, two runs of each build): with the detector's
+//! prefilter, stage warm 2.4 µs, evicted 12.2 µs, scan warm 1.14 µs, evicted 7.2 µs; the build
+//! before it, stage warm 2.5-3.0 µs, evicted 10.3-11.1 µs, scan warm 1.1-1.3 µs, evicted 6.6-7.1
+//! µs (the same, within this VM's noise: the prefilter's windows cover most of this body's user
+//! message). The detector's automaton dominates the cold cost: the next step is a smaller one
+//! per trigger (see README, Guardrails, Cost).
 //!
 //! Run: `cargo bench --bench guard_cold`.
 
