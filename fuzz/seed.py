@@ -30,6 +30,13 @@ FORMAT_TOKENS = {
              '"\\u0000"', '"\\ud800"', '"\\u005b"'],
     "sse": ["data:", "data: ", "event:", "id:", "retry:", ":", "\n", "\r", "\r\n", "\n\n", "[DONE]"],
     "yaml": [": ", "- ", "---", "&a", "*a", "<<: *a", "!!str", "|", ">", "{}", "[]", "${", "${X:-d}", "~", "\n  "],
+    # The detector's triggers and what stands around them (guard/detect/prefilter.rs).
+    "pii": ["password", "Passwort ist ", "mot de passe est ", "contraseña", "CONTRASEÑA", "senha ", "kennwort",
+            "pwd", "pass", " = ", ": ", " is ", "secret", "aws_secret_access_key", "AKIA", "eyJ", "sk-",
+            "ghp_", "glpat-", "xoxb-", "sk_live_", "AccountKey=", "\"private_key_id\"", "-----BEGIN ",
+            " PRIVATE KEY-----", "@example.com", "+44 20 ", "4111 1111 ", "DE89 3704 ", "123-45-", "born ",
+            "date of birth ", "12 March 1990", "social security number ", "fe80::", "://", "\u00a0",
+            "\u017f", "\u212a", "[EMAIL_1]"],
 }
 # Which tokens each target's dictionary gets besides its seeds' own.
 FORMATS = {
@@ -39,7 +46,7 @@ FORMATS = {
     "eventstream": ["json"],
     "sse": ["sse"],
     "config": ["yaml"],
-    "pii_restore": ["json", "sse"],
+    "pii_restore": ["json", "sse", "pii"],
 }
 
 
@@ -195,6 +202,12 @@ def main():
             put("pii_restore", name, with_placeholders(data if isinstance(data, str) else data.decode()))
     for p in fixtures("*response*.json"):
         put("pii_restore", f"{p.parent.name}-{p.name}", with_placeholders(p.read_text()))
+
+    # The detector's prefilter is checked against the whole-text scan on what the target gets:
+    # prompts of the labelled corpus, entities and hard negatives.
+    corpus = ROOT / "tests" / "fixtures" / "guard" / "corpus.jsonl"
+    for i, line in enumerate(corpus.read_text().splitlines()[:200] if corpus.exists() else []):
+        put("pii_restore", f"guard-corpus-{i}", json.loads(line)["text"])
 
     seeds = ROOT / "fuzz" / "seeds"
     for d in sorted(seeds.iterdir()) if seeds.is_dir() else []:

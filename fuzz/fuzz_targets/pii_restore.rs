@@ -4,7 +4,8 @@
 //! or an error body) and an SSE stream of either client dialect.
 //!
 //! Checked beyond "no panic": a stream's output does not depend on how it was cut; bytes that
-//! cannot hold a placeholder leave the restorer unchanged, whole or streamed.
+//! cannot hold a placeholder leave the restorer unchanged, whole or streamed; and the detector's
+//! prefilter finds what a scan of the whole text finds, on any text.
 
 #![no_main]
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tollgate::api::observe::ResponseObserver;
 use tollgate::api::Wire;
+use tollgate::guard::detect::Detector;
 use tollgate::guard::output;
 use tollgate::guard::redact::Vault;
 use tollgate::guard::restore::{observer, restore_json, restore_text};
@@ -33,6 +35,11 @@ fn vault() -> Arc<Vault> {
     }))
 }
 
+fn detector() -> &'static Detector {
+    static D: OnceLock<Detector> = OnceLock::new();
+    D.get_or_init(Detector::builtin)
+}
+
 fuzz_target!(|data: &[u8]| {
     let vault = vault();
     let untouchable = !data.contains(&b'[') && !data.windows(6).any(|w| w == b"\\u005b" || w == b"\\u005B");
@@ -42,6 +49,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = restore_text(text, &vault);
+        let (mut fast, mut whole) = (Vec::new(), Vec::new());
+        detector().scan(text, &mut fast);
+        detector().scan_unfiltered(text, &mut whole);
+        assert_eq!(fast, whole, "the prefilter changed what the detector finds");
     }
     let cut = pieces(data, 40);
     for client in [Wire::OpenAi, Wire::Anthropic] {
