@@ -76,13 +76,6 @@ SAMPLER_PID=
 FAILED=0
 
 
-# Background jobs of a script ignore SIGINT; these two have no handler of their own.
-term_pid() {
-    if [[ -n $1 ]] && kill -TERM "$1" 2>/dev/null; then
-        wait "$1" 2>/dev/null || true
-    fi
-}
-
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM

@@ -39,6 +39,14 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# term_pid PID: SIGTERM and wait, for a script's own background jobs (a sampler, a load loop):
+# background jobs of a script ignore SIGINT, and these have no handler of their own.
+term_pid() {
+    if [[ -n $1 ]] && kill -TERM "$1" 2>/dev/null; then
+        wait "$1" 2>/dev/null || true
+    fi
+}
+
 # free_port: a loopback TCP port nothing listens on (and not handed out before); sets REPLY.
 # Taken below the kernel's ephemeral range when there is room, so an outgoing connection (to the
 # mock, PostgreSQL or Redis) cannot grab it between this check and the bind.

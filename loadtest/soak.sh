@@ -94,12 +94,6 @@ GW_PID=
 SAMPLER_PID=
 LOAD_PID=
 FAILED=0
-
-term_pid() {
-    if [[ -n $1 ]] && kill -TERM "$1" 2>/dev/null; then
-        wait "$1" 2>/dev/null || true
-    fi
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM

@@ -236,3 +236,25 @@ async fn call(state: &AppState, settings: &Settings, peer: &Peer, body: Vec<u8>)
     }
     Ok(answer.freeze())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::count_action;
+
+    /// The per-thread cache adds to the right series, the first time and every time after.
+    #[test]
+    fn action_counts_add_up_through_the_cache() {
+        let family =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("t_actions_total", "test"), &["type", "action"])
+                .unwrap();
+        for n in [2, 3, 4] {
+            count_action(&family, "EMAIL", "redact", n);
+        }
+        count_action(&family, "EMAIL", "mask", 1);
+        count_action(&family, "CARD", "redact", 5);
+        assert_eq!(family.with_label_values(&["EMAIL", "redact"]).get(), 9);
+        assert_eq!(family.with_label_values(&["EMAIL", "mask"]).get(), 1);
+        assert_eq!(family.with_label_values(&["CARD", "redact"]).get(), 5);
+    }
+}

@@ -46,7 +46,7 @@
 //! the lower-priority patterns anchored at its start.
 
 mod patterns;
-pub mod prefilter;
+mod prefilter;
 pub mod validate;
 
 #[cfg(test)]

@@ -540,6 +540,25 @@ proptest! {
     }
 }
 
+/// Text with numbers everywhere: past 256 bytes the prefilter gives way to a scan of the rest,
+/// which must find what the whole-text scan does, entities on both sides of that point included.
+#[test]
+fn dense_text_scanned_whole_after_its_start_finds_the_same() {
+    let line = "v2.4 on the 15th: 12 of 40 tests, 10% of 1,000 EUR (PR 4821) ";
+    let text = format!(
+        "{} jane@example.com {} card 4111 1111 1111 1111.",
+        line.repeat(5),
+        line.repeat(5)
+    );
+    assert!(text.find("jane").unwrap() > 256);
+    let (mut fast, mut whole) = (Vec::new(), Vec::new());
+    det().scan(&text, &mut fast);
+    det().scan_unfiltered(&text, &mut whole);
+    assert_eq!(fast, whole);
+    let kinds: Vec<&str> = whole.iter().map(|f| det().catalog().name(f.kind)).collect();
+    assert!(kinds.contains(&"EMAIL") && kinds.contains(&"CARD"), "{kinds:?}");
+}
+
 #[test]
 fn an_identifier_word_in_an_earlier_sentence_does_not_hide_a_phone() {
     let d = Detector::builtin();
