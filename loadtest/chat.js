@@ -26,7 +26,8 @@ const VUS = parseInt(__ENV.VUS || '32', 10);
 const DURATION = __ENV.DURATION || '15s';
 
 const BODIES = {
-  json: open('./body-json.json'),
+  // BODY_FILE (run.sh's BODY) replaces the json body.
+  json: open(__ENV.BODY_FILE || './body-json.json'),
   stream: open('./body-stream.json'),
 };
 

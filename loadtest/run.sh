@@ -6,6 +6,8 @@
 #
 #   bash loadtest/run.sh                       # 32 connections, 15 s per run, json + stream
 #   CONNECTIONS=64 DURATION=30 ROUNDS=3 bash loadtest/run.sh
+#   GUARD='{ pii: redact, secrets: redact }' BODY=loadtest/body-pii.json MODES=json bash loadtest/run.sh
+#       # every request through a guardrail policy (compare with the same BODY and no GUARD)
 #
 # Loopback only; every process it starts is stopped on exit (also on error or Ctrl-C).
 set -euo pipefail
@@ -27,6 +29,8 @@ LOAD_CPU=${LOAD_CPU:-1}           # CPU list for the mock provider and the load 
 BUILD=${BUILD:-1}                 # 1: `cargo build --release` first (no-op when fresh); 0: don't
 KEEP=${KEEP:-0}                   # 1: keep the work dir (logs, config, raw tool output)
 CACHE=${CACHE:-0}                 # 1: the gateway caches answers: every request after the first is a hit
+GUARD=${GUARD:-}                  # a guardrail policy for every request, e.g. '{ pii: redact, secrets: redact }'
+BODY=${BODY:-}                    # the json mode's request body (default loadtest/body-json.json)
 
 die() {
     echo "run.sh: $*" >&2
@@ -36,6 +40,10 @@ die() {
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_pos() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+if [[ -n $BODY ]]; then
+    [[ -f $BODY ]] || die "BODY: no such file: $BODY"
+    BODY=$(realpath "$BODY") # k6 opens files relative to its script
+fi
 is_pos "$CONNECTIONS" || die "CONNECTIONS must be a positive integer"
 is_pos "$DURATION" || die "DURATION must be a positive number of seconds"
 is_uint "$WARMUP" || die "WARMUP must be a number of seconds"
@@ -115,11 +123,21 @@ alive_or_die() {
     fi
 }
 
+# body_of MODE: the request body file of a mode (BODY replaces the json mode's).
+body_of() {
+    if [[ $1 == json && -n $BODY ]]; then
+        echo "$BODY"
+    else
+        echo "$HERE/body-$1.json"
+    fi
+}
+
 # Run the load tool once. Sets R_REQS (completed responses), R_RPS, R_P50/R_P99 (µs), R_BAD
 # (non-200 + incomplete bodies + socket errors) and R_DETAIL (status counts and errors).
 run_tool() {
     local base=$1 mode=$2 secs=$3 out=$4
-    local url=$base/v1/chat/completions body=$HERE/body-$mode.json rc=0
+    local url=$base/v1/chat/completions body rc=0
+    body=$(body_of "$mode")
     case $TOOL in
         wrk)
             BODY_FILE=$body MODE=$mode "${LOAD_PIN[@]}" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" \
@@ -154,6 +172,7 @@ run_tool() {
             ;;
         k6)
             "${LOAD_PIN[@]}" k6 run --quiet --no-color --no-usage-report -e MODE="$mode" -e TARGET="$base" \
+                -e BODY_FILE="$(body_of json)" \
                 -e VUS="$CONNECTIONS" -e DURATION="${secs}s" -e SUMMARY_FILE="$out.json" \
                 "$HERE/chat.js" >"$out" 2>&1 || rc=$?
             # 99: a threshold failed (a check failed); counted below, not fatal here.
@@ -216,9 +235,15 @@ models:
     targets:
       - { provider: mock, model: mock-gpt }
 EOF
-if [[ $CACHE == 1 ]]; then
+if [[ $CACHE == 1 || -n $GUARD ]]; then
+    printf 'routes:\n  - name: all\n' >>"$WORK/tollgate.yaml"
     # The bodies sample at temperature 0.2: let the route cache them.
-    printf 'routes:\n  - name: cached\n    cache: { mode: exact, max_temperature: 1 }\n' >>"$WORK/tollgate.yaml"
+    if [[ $CACHE == 1 ]]; then
+        printf '    cache: { mode: exact, max_temperature: 1 }\n' >>"$WORK/tollgate.yaml"
+    fi
+    if [[ -n $GUARD ]]; then
+        printf '    guardrails: %s\n' "$GUARD" >>"$WORK/tollgate.yaml"
+    fi
 fi
 
 # Calls the gateway made to the mock so far (its requests served by provider "mock").
@@ -245,7 +270,7 @@ for m in $MODES; do
     for base in "http://127.0.0.1:$MOCK_PORT" "http://127.0.0.1:$GW_PORT"; do
         code=$(curl -sS -o "$WORK/smoke.out" -w '%{http_code}' --max-time 10 \
             -H 'Content-Type: application/json' -H 'Authorization: Bearer test' \
-            --data-binary "@$HERE/body-$m.json" "$base/v1/chat/completions") || code=000
+            --data-binary "@$(body_of "$m")" "$base/v1/chat/completions") || code=000
         if [[ $code != 200 ]]; then
             FAILED=1
             echo "--- response body ---" >&2
@@ -266,6 +291,7 @@ echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "- tollgate: $BIN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no-git)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ', dirty tree'))"
 echo "- tool: $TOOL ($("$TOOL" --version 2>&1 | head -n 1)); $CONNECTIONS connections, ${DURATION}s per run, ${WARMUP}s warm-up, $ROUNDS round(s)"
 echo "- mock: 1 thread, $CHUNKS content chunks per answer; gateway: server.threads 1"
+echo "- json body: $(body_of json); guardrails: ${GUARD:-none}; cache: $([[ $CACHE == 1 ]] && echo on || echo off)"
 echo "- pinning: $PINNING"
 echo
 

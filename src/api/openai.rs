@@ -309,8 +309,11 @@ struct UsageOnly {
 
 /// The `usage` object of a response body or stream chunk, if it has one.
 pub fn usage_of(json: &[u8]) -> Option<Usage> {
-    // Cheap pre-check: most stream chunks carry no usage.
-    memchr::memmem::find(json, b"\"usage\"")?;
+    // Cheap pre-check: most stream chunks carry no usage. The searcher is built once (building
+    // one per call cost ~380 instructions a request under callgrind).
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    USAGE.find(json)?;
     serde_json::from_slice::<UsageOnly>(json).ok()?.usage
 }
 
