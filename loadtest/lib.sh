@@ -145,12 +145,16 @@ AB_LIMITS='{ rpm: 100000000, tpm: 10000000000, tpd: 10000000000, concurrency: 10
 # front of the mock on $MOCK_PORT (one worker thread, no ledger, no access log); the keys' secrets
 # come from $KEY_A and $KEY_B in the gateway's environment. LIMITS_EXTRA: more `limits:` lines.
 # With AB_GUARD set (a guardrail policy, e.g. `{ pii: redact, secrets: redact }`), B differs from
-# A by that policy instead of by limits: B's team gets a route with it, and no limits.
+# A by that policy instead of by limits: neither key has limits (no `limits:` at all: even an
+# empty one runs the admission gate), and each team has a route of its own, B's with the policy
+# and A's without, so both answers carry the same headers.
 ab_config() {
-    local limits=$AB_LIMITS routes=""
+    local limits=", limits: $AB_LIMITS" team_limits="{ limits: $AB_LIMITS }" routes=""
     if [[ -n ${AB_GUARD:-} ]]; then
-        limits="{}"
+        limits=""
+        team_limits="{}"
         routes=$'routes:\n  - name: guarded\n    match: { team: limited }\n    guardrails: '"$AB_GUARD"
+        routes+=$'\n  - name: plain\n    match: { team: plain }'
     fi
     cat <<EOF
 # Written by loadtest/$1.
@@ -179,10 +183,10 @@ auth:
   required: true
 keys:
   - { id: plain, key: "\${KEY_A}", team: plain }
-  - { id: limited, key: "\${KEY_B}", team: limited, limits: $limits }
+  - { id: limited, key: "\${KEY_B}", team: limited$limits }
 teams:
   plain: {}
-  limited: { limits: $limits }
+  limited: $team_limits
 limits:
   default_completion_tokens: 64
 ${2:-}
