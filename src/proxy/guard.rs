@@ -92,18 +92,14 @@ fn note(state: &AppState, ctx: &mut RequestCtx, catalog: &Catalog, policy: &Poli
         g.action = a.to_string();
     }
     for (k, n, a) in &audit.found {
-        count_action(&state.metrics.guardrails, catalog.name(*k), a.as_str(), *n);
+        state.metrics.guardrails.add(catalog.name(*k), a.as_str(), *n);
     }
     if let Some(v) = audit.injection {
         g.injection_score = Some((v.score * 1000.0).round() / 1000.0);
         g.injection_family = v.family.map(|f| f.as_str().to_string());
         if audit.injection_hit {
             g.injections = 1;
-            state
-                .metrics
-                .guardrails
-                .with_label_values(&["injection", policy.injection.as_str()])
-                .inc();
+            state.metrics.guardrails.add("injection", policy.injection.as_str(), 1);
             if policy.injection == InjectionMode::Block {
                 g.action = "block".into();
             }
@@ -137,34 +133,8 @@ pub(super) fn note_output(state: &AppState, ctx: &mut RequestCtx) {
     }
     let label = format!("output_{action}");
     for (k, n) in &found {
-        count_action(&state.metrics.guardrails, catalog.name(*k), &label, *n);
+        state.metrics.guardrails.add(catalog.name(*k), &label, *n);
     }
-}
-
-/// Adds `n` to `tollgate_guardrail_actions_total{type, action}` through this thread's cache of
-/// its counters: `with_label_values` hashes both labels and takes the family's lock on every
-/// call (~900 instructions under callgrind, per kind found, per request); a hit here is a short
-/// compare. The pairs are few (kinds by actions); the cache stops growing at `CAP` (a config
-/// reloaded with ever new entity names) and the family is asked directly after that.
-fn count_action(family: &prometheus::IntCounterVec, kind: &str, action: &str, n: u32) {
-    use std::cell::RefCell;
-    const CAP: usize = 256;
-    /// (type, action, its counter)
-    type Entry = (Box<str>, Box<str>, prometheus::IntCounter);
-    thread_local! {
-        static CACHE: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
-    }
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some((_, _, c)) = cache.iter().find(|(k, a, _)| **k == *kind && **a == *action) {
-            return c.inc_by(u64::from(n));
-        }
-        let c = family.with_label_values(&[kind, action]);
-        c.inc_by(u64::from(n));
-        if cache.len() < CAP {
-            cache.push((kind.into(), action.into(), c));
-        }
-    })
 }
 
 /// The analyzer's findings for the body's texts; on failure, none (`on_failure: open`) or the
@@ -190,11 +160,7 @@ async fn analyzer(
     match result {
         Ok(found) => Ok(Some(found)),
         Err(why) => {
-            state
-                .metrics
-                .guardrails
-                .with_label_values(&["analyzer", "failed"])
-                .inc();
+            state.metrics.guardrails.add("analyzer", "failed", 1);
             match settings.on_failure {
                 OnFailure::Open => {
                     tracing::warn!(why = %why, "guardrails: the PII analyzer failed; going on without it (on_failure: open)");
@@ -235,26 +201,4 @@ async fn call(state: &AppState, settings: &Settings, peer: &Peer, body: Vec<u8>)
         state.connector.release_http_session(up, &*peer, idle).await;
     }
     Ok(answer.freeze())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::count_action;
-
-    /// The per-thread cache adds to the right series, the first time and every time after.
-    #[test]
-    fn action_counts_add_up_through_the_cache() {
-        let family =
-            prometheus::IntCounterVec::new(prometheus::Opts::new("t_actions_total", "test"), &["type", "action"])
-                .unwrap();
-        for n in [2, 3, 4] {
-            count_action(&family, "EMAIL", "redact", n);
-        }
-        count_action(&family, "EMAIL", "mask", 1);
-        count_action(&family, "CARD", "redact", 5);
-        assert_eq!(family.with_label_values(&["EMAIL", "redact"]).get(), 9);
-        assert_eq!(family.with_label_values(&["EMAIL", "mask"]).get(), 1);
-        assert_eq!(family.with_label_values(&["CARD", "redact"]).get(), 5);
-    }
 }

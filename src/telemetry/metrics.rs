@@ -78,7 +78,7 @@ pub struct Metrics {
     /// Semantic lookups skipped (exact-only), by reason: busy, timeout, failed, no_model.
     pub cache_semantic_skipped: IntCounterVec,
     /// Guardrail actions (`redact`, `injection`, `block`).
-    pub guardrails: IntCounterVec,
+    pub guardrails: GuardrailActions,
     /// Served requests whose model is not in the pricing table (cost recorded as 0).
     pub unpriced: IntCounterVec,
     /// Requests whose tokens the gateway counted because the provider reported none.
@@ -272,6 +272,59 @@ const OVERHEAD_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
+/// `tollgate_guardrail_actions_total{type, action}`, counted through a per-thread cache of its
+/// counters: `with_label_values` hashes both labels and takes the family's lock on every call
+/// (~900 instructions under callgrind, per kind found, per request); a hit in the cache is a short
+/// compare. The cache is keyed by this family's id (a process may run several gateways, each
+/// with its own registry) and stops growing at `CAP` entries (a config reloaded with ever new
+/// entity names): the family is asked directly after that.
+pub struct GuardrailActions {
+    family: IntCounterVec,
+    /// Unique in the process: the thread caches' key.
+    id: u64,
+}
+
+impl GuardrailActions {
+    const CAP: usize = 256;
+
+    fn new(family: IntCounterVec) -> GuardrailActions {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        GuardrailActions {
+            family,
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Adds `n` to the series of entity type `kind` and `action`.
+    pub fn add(&self, kind: &str, action: &str, n: u32) {
+        use std::cell::RefCell;
+        /// (family id, type, action, its counter)
+        type Entry = (u64, Box<str>, Box<str>, IntCounter);
+        thread_local! {
+            static CACHE: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+        }
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((.., c)) = cache
+                .iter()
+                .find(|(id, k, a, _)| *id == self.id && **k == *kind && **a == *action)
+            {
+                return c.inc_by(u64::from(n));
+            }
+            let c = self.family.with_label_values(&[kind, action]);
+            c.inc_by(u64::from(n));
+            if cache.len() < Self::CAP {
+                cache.push((self.id, kind.into(), action.into(), c));
+            }
+        })
+    }
+
+    /// The current count of one series (for tests and the admin's views).
+    pub fn get(&self, kind: &str, action: &str) -> u64 {
+        self.family.with_label_values(&[kind, action]).get()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
@@ -436,6 +489,7 @@ impl Metrics {
         ] {
             register(&registry, c.clone())?;
         }
+        let guardrails = GuardrailActions::new(guardrails);
         register(&registry, cost.clone())?;
         register(&registry, cache_saved.clone())?;
         register(&registry, cache_entries.clone())?;
@@ -533,4 +587,30 @@ pub fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
         _ => return std::borrow::Cow::Owned(status.to_string()),
     };
     std::borrow::Cow::Borrowed(s)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::Metrics;
+
+    /// The per-thread cache adds to the right series, the first time and every time after, and
+    /// two gateways' metrics in one thread keep their own counts.
+    #[test]
+    fn guardrail_actions_add_up_through_the_cache() {
+        let (one, two) = (Metrics::new().unwrap(), Metrics::new().unwrap());
+        for n in [2, 3, 4] {
+            one.guardrails.add("EMAIL", "redact", n);
+        }
+        one.guardrails.add("EMAIL", "mask", 1);
+        one.guardrails.add("CARD", "redact", 5);
+        two.guardrails.add("EMAIL", "redact", 7);
+        assert_eq!(one.guardrails.get("EMAIL", "redact"), 9);
+        assert_eq!(one.guardrails.get("EMAIL", "mask"), 1);
+        assert_eq!(one.guardrails.get("CARD", "redact"), 5);
+        assert_eq!(two.guardrails.get("EMAIL", "redact"), 7);
+        assert!(one
+            .render()
+            .contains(r#"tollgate_guardrail_actions_total{action="redact",type="EMAIL"} 9"#));
+    }
 }
