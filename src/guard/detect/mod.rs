@@ -265,9 +265,7 @@ impl Detector {
         let mut open: Option<(usize, usize)> = None;
         // Bytes of the closed windows, to see whether the windows are worth their cost.
         let mut closed = 0;
-        let mut i = 0;
-        while let Some(j) = prefilter::next_candidate(b, i) {
-            i = j + 1;
+        for j in prefilter::Candidates::new(b) {
             let Some(t) = prefilter::trigger_at(b, j)? else {
                 continue;
             };
