@@ -211,7 +211,7 @@ fn is_structural(key: &str, parent: Option<Frame>) -> bool {
 /// A key's text (decoded only when it has escapes, which real keys never do).
 fn raw_key(text: &str, start: usize, end: usize) -> Cow<'_, str> {
     let raw = text.get(start..end).unwrap_or("");
-    if raw.contains('\\') {
+    if memchr::memchr(b'\\', raw.as_bytes()).is_some() {
         decode(raw).map_or(Cow::Borrowed(""), Cow::Owned)
     } else {
         Cow::Borrowed(raw)
