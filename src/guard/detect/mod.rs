@@ -242,13 +242,13 @@ impl Detector {
             }
             out.truncate(mark);
         }
-        self.scan_range(text, 0, text.len(), out, &mut caps);
+        self.scan_range(text, 0, text.len(), usize::MAX, out, &mut caps);
     }
 
     /// `scan` without the prefilter: the whole text through the automaton. The reference the
     /// prefilter is tested against (and the bench's baseline).
     pub fn scan_unfiltered(&self, text: &str, out: &mut Vec<Finding>) {
-        self.scan_range(text, 0, text.len(), out, &mut None);
+        self.scan_range(text, 0, text.len(), usize::MAX, out, &mut None);
     }
 
     /// The search in the prefilter's windows only (see `prefilter`): the windows come in order,
@@ -262,7 +262,9 @@ impl Detector {
         let b = text.as_bytes();
         let mut windows = prefilter::Windows::default();
         let mut pos = 0;
-        let mut open: Option<(usize, usize)> = None;
+        // The open window: its bounds and the start of its last trigger (no match can start
+        // after that: every match holds a trigger).
+        let mut open: Option<(usize, usize, usize)> = None;
         // Bytes of the closed windows, to see whether the windows are worth their cost.
         let mut closed = 0;
         for j in prefilter::Candidates::new(b) {
@@ -271,42 +273,45 @@ impl Detector {
             };
             let (ws, we) = windows.of(text, t);
             open = match open {
-                Some((s, e)) if ws <= e => Some((s, e.max(we))),
-                Some((s, e)) => {
-                    pos = self.scan_range(text, pos.max(s), e, out, caps);
+                Some((s, e, last)) if ws <= e => Some((s, e.max(we), last.max(t.start))),
+                Some((s, e, last)) => {
+                    pos = self.scan_range(text, pos.max(s), e, last, out, caps);
                     closed += e - s;
-                    Some((ws, we))
+                    Some((ws, we, t.start))
                 }
-                None => Some((ws, we)),
+                None => Some((ws, we, t.start)),
             };
             // Text dense with triggers (numbers everywhere) is nearly all windows: past
             // `DENSE_AFTER` bytes, if they cover three quarters of it, the rest is scanned whole
             // instead of paying for both. (The text before `j` is done or in the open window.)
-            if let (true, Some((s, e))) = (j >= DENSE_AFTER, open) {
+            if let (true, Some((s, e, _))) = (j >= DENSE_AFTER, open) {
                 if 4 * (closed + e.min(j) - s) >= 3 * j {
-                    self.scan_range(text, pos.max(s), text.len(), out, caps);
+                    self.scan_range(text, pos.max(s), text.len(), usize::MAX, out, caps);
                     return Ok(());
                 }
             }
         }
-        if let Some((s, e)) = open {
-            self.scan_range(text, pos.max(s), e, out, caps);
+        if let Some((s, e, last)) = open {
+            self.scan_range(text, pos.max(s), e, last, out, caps);
         }
         Ok(())
     }
 
-    /// The scan of the matches starting in `text[pos..end]`; returns where a later search
-    /// resumes. A match that ends within `TAIL` bytes of a window's end is searched for again
-    /// over the rest of the text, so a window never cuts one short.
+    /// The scan of the matches starting in `text[pos..end]`, none of which can start after
+    /// `last` (a window's last trigger: once past it, the rest of the window holds no match and
+    /// is not searched); returns where a later search resumes. A match that ends within `TAIL`
+    /// bytes of a window's end is searched for again over the rest of the text, so a window
+    /// never cuts one short.
     fn scan_range(
         &self,
         text: &str,
         mut pos: usize,
         end: usize,
+        last: usize,
         out: &mut Vec<Finding>,
         caps: &mut Option<Captures>,
     ) -> usize {
-        while pos < end {
+        while pos < end && pos <= last {
             let Some(mut m) = self.re.search(&Input::new(text).range(pos..end)) else {
                 break;
             };
