@@ -210,9 +210,31 @@ fn dobs() {
 #[test]
 fn every_label_reaches_back_to_its_value() {
     let dob = [
-        "born", "dob", "d.o.b.", "date of birth", "birth date", "birthdate", "birthday", "geboren am", "geburtsdatum",
-        "geburtstag", "geb.", "née", "nee", "né", "date de naissance", "nacido", "nacida", "fecha de nacimiento",
-        "nato", "nata", "data di nascita", "data de nascimento", "nascido", "nascida", "geboortedatum",
+        "born",
+        "dob",
+        "d.o.b.",
+        "date of birth",
+        "birth date",
+        "birthdate",
+        "birthday",
+        "geboren am",
+        "geburtsdatum",
+        "geburtstag",
+        "geb.",
+        "née",
+        "nee",
+        "né",
+        "date de naissance",
+        "nacido",
+        "nacida",
+        "fecha de nacimiento",
+        "nato",
+        "nata",
+        "data di nascita",
+        "data de nascimento",
+        "nascido",
+        "nascida",
+        "geboortedatum",
     ];
     let filler = "The support ticket was opened yesterday and is still waiting. ".repeat(3);
     for label in dob {
@@ -223,7 +245,12 @@ fn every_label_reaches_back_to_its_value() {
             assert_eq!(fast, whole, "{text:?}");
         }
     }
-    for label in ["ssn", "social security number", "social security no.", "social security"] {
+    for label in [
+        "ssn",
+        "social security number",
+        "social security no.",
+        "social security",
+    ] {
         for l in [label.to_owned(), label.to_uppercase()] {
             let text = format!("{filler}{l} is: 123456789");
             one(&text, "SSN", "123456789");
