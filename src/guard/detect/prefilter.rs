@@ -7,8 +7,9 @@
 //! words ~20, so neither can find the windows cheaply. The SSE2 candidate search here
 //! (`Candidates`) costs ~5, candidates settled included: on the load runner's 1.9 KB body the
 //! request stage's criterion median fell from 6.0 to 3.1 µs with the windows (the byte loop runs
-//! at a higher IPC than the automaton's table walks). Where triggers are everywhere the text is scanned whole
-//! after its first `DENSE_AFTER` bytes (`Detector::scan_windows`), so dense text pays ~10 %.
+//! at a higher IPC than the automaton's table walks). Where triggers are everywhere the text is
+//! scanned whole after its first `DENSE_AFTER` bytes (`Detector::scan_windows`), so dense text
+//! pays ~10 %.
 //!
 //! The triggers:
 //! - a digit or `@` (cards, phones, IBANs, SSNs, IPv4, birth dates, e-mail addresses, URL

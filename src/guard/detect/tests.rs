@@ -204,9 +204,8 @@ fn dobs() {
 }
 
 /// Every birth-date and SSN label, in both cases, with the value a gap away and prose before:
-/// the windows reach back far enough for each (`prefilter::BACK`). (Written for a window start
-/// that looked for the labels instead of always reaching back: it cost 3k instructions a call and
-/// saved no cache misses, so it was not kept.)
+/// the windows reach back far enough for each (`prefilter::BACK`), so a change to how far they
+/// reach (or to when they reach back) fails here for the label it loses.
 #[test]
 fn every_label_reaches_back_to_its_value() {
     let dob = [
