@@ -25,9 +25,12 @@
 //!
 //! The search runs only in the windows the prefilter (`prefilter`) finds around triggers, bytes
 //! and words every built-in match holds; the rest of the text is never read by the automaton.
-//! The findings are the same as a scan of the whole text (`scan_unfiltered`, kept as the
-//! reference): tested on the corpus and by a property test. Text dense with triggers (numbers
-//! everywhere) gives way to a whole scan after its first 256 bytes.
+//! A window whose triggers are all digits and `@` (addresses, phone numbers, cards: most
+//! prompts' entities) is scanned by hand-written matchers of those rows instead (`hand`, exact
+//! to the automaton), unless a birth-date or SSN label word starts in it. The findings are the
+//! same as a scan of the whole text (`scan_unfiltered`, kept as the reference): tested on the
+//! corpus and by property tests. Text dense with triggers (numbers everywhere) gives way to a
+//! whole scan after its first 256 bytes.
 //!
 //! Measured with `cargo bench --bench guard -- --warm-up-time 1 --measurement-time 2` (release,
 //! 2 shared cores, criterion medians, 2026-12-06), `scan` against `scan_unfiltered`:
@@ -45,6 +48,7 @@
 //! check, context patterns run a captures search on their match, and a failed candidate retries
 //! the lower-priority patterns anchored at its start.
 
+mod hand;
 mod patterns;
 mod prefilter;
 pub mod validate;
@@ -128,6 +132,8 @@ pub struct Detector {
     catalog: Catalog,
     /// Built-in patterns only: the search runs in the prefilter's windows.
     prefilter: bool,
+    /// The rows with a hand-written matcher (`hand`), in priority order: the pattern's index.
+    hand: Vec<(usize, hand::Row)>,
 }
 
 /// A match ending this close to its window's end may have been cut by it (`scan_range`).
@@ -163,8 +169,12 @@ impl Detector {
         let builtin_count = catalog.len();
         let mut sources: Vec<String> = Vec::new();
         let mut checks: Vec<(Kind, RuleCheck)> = Vec::new();
+        let mut hand = Vec::new();
         for row in patterns::ROWS {
             let kind = catalog.add(row.name, row.class);
+            if let Some(f) = row.hand {
+                hand.push((sources.len(), f));
+            }
             sources.push(ascii_boundaries(row.regex));
             checks.push((kind, RuleCheck::Builtin(row.check)));
         }
@@ -224,6 +234,7 @@ impl Detector {
             rules,
             catalog,
             prefilter: custom.is_empty(),
+            hand,
         })
     }
 
@@ -262,9 +273,10 @@ impl Detector {
         let b = text.as_bytes();
         let mut windows = prefilter::Windows::default();
         let mut pos = 0;
-        // The open window: its bounds and the start of its last trigger (no match can start
-        // after that: every match holds a trigger).
-        let mut open: Option<(usize, usize, usize)> = None;
+        // The open window: its bounds, the start of its last trigger (no match can start after
+        // that: every match holds a trigger), and whether its triggers are all digits and `@`
+        // (the hand matchers' windows).
+        let mut open: Option<(usize, usize, usize, bool)> = None;
         // Bytes of the closed windows, to see whether the windows are worth their cost.
         let mut closed = 0;
         for j in prefilter::Candidates::new(b) {
@@ -272,29 +284,108 @@ impl Detector {
                 continue;
             };
             let (ws, we) = windows.of(text, t);
+            let simple = matches!(b[t.start], b'0'..=b'9' | b'@');
             open = match open {
-                Some((s, e, last)) if ws <= e => Some((s, e.max(we), last.max(t.start))),
-                Some((s, e, last)) => {
-                    pos = self.scan_range(text, pos.max(s), e, last, out, caps);
+                Some((s, e, last, all)) if ws <= e => Some((s, e.max(we), last.max(t.start), all && simple)),
+                Some((s, e, last, all)) => {
+                    pos = self.scan_window(text, pos.max(s), e, last, all, out, caps);
                     closed += e - s;
-                    Some((ws, we, t.start))
+                    Some((ws, we, t.start, simple))
                 }
-                None => Some((ws, we, t.start)),
+                None => Some((ws, we, t.start, simple)),
             };
             // Text dense with triggers (numbers everywhere) is nearly all windows: past
             // `DENSE_AFTER` bytes, if they cover three quarters of it, the rest is scanned whole
             // instead of paying for both. (The text before `j` is done or in the open window.)
-            if let (true, Some((s, e, _))) = (j >= DENSE_AFTER, open) {
+            if let (true, Some((s, e, _, _))) = (j >= DENSE_AFTER, open) {
                 if 4 * (closed + e.min(j) - s) >= 3 * j {
                     self.scan_range(text, pos.max(s), text.len(), usize::MAX, out, caps);
                     return Ok(());
                 }
             }
         }
-        if let Some((s, e, last)) = open {
-            self.scan_range(text, pos.max(s), e, last, out, caps);
+        if let Some((s, e, last, all)) = open {
+            self.scan_window(text, pos.max(s), e, last, all, out, caps);
         }
         Ok(())
+    }
+
+    /// One window's scan (`scan_range`'s arguments): by the hand matchers when its triggers are
+    /// all digits and `@` (`simple`) and no birth-date or SSN label starts in it, else by the
+    /// automaton.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_window(
+        &self,
+        text: &str,
+        pos: usize,
+        end: usize,
+        last: usize,
+        simple: bool,
+        out: &mut Vec<Finding>,
+        caps: &mut Option<Captures>,
+    ) -> usize {
+        if simple {
+            if let Some(pos) = self.scan_hand(text, pos, end, last, out, caps) {
+                return pos;
+            }
+        }
+        self.scan_range(text, pos, end, last, out, caps)
+    }
+
+    /// `scan_range` by the hand matchers (see `hand`: in a window whose triggers are all
+    /// digits and `@`, only their rows, and the label rows, can give a finding). At each start
+    /// the rows are tried in priority order and the first one accepted is the finding, as the
+    /// automaton's leftmost-first search followed by the anchored retries finds it. None, with
+    /// nothing added: a birth-date or SSN label word starts in the window (the automaton's
+    /// turn).
+    fn scan_hand(
+        &self,
+        text: &str,
+        mut pos: usize,
+        end: usize,
+        last: usize,
+        out: &mut Vec<Finding>,
+        caps: &mut Option<Captures>,
+    ) -> Option<usize> {
+        let b = text.as_bytes();
+        let mark = out.len();
+        // The next `@` at or after `pos`, and where the run of local-part bytes before it starts
+        // (an address can start only there or after: `hand::local_start`).
+        let mut at_sign: Option<(usize, usize)> = None;
+        'next: while pos < end && pos <= last {
+            let class = hand::start_class(b, pos);
+            if class != 0 {
+                if class == hand::LETTER && hand::label_at(b, pos) {
+                    out.truncate(mark);
+                    return None;
+                }
+                if at_sign.is_none_or(|(a, _)| a < pos) {
+                    at_sign = Some(match memchr::memchr(b'@', &b[pos..]) {
+                        Some(k) => (pos + k, hand::local_start(b, pos + k)),
+                        None => (usize::MAX, usize::MAX),
+                    });
+                }
+                let no_address = at_sign.is_some_and(|(_, local)| pos < local);
+                for &(pid, row) in &self.hand {
+                    if row.starts & class == 0 || (no_address && row.starts & hand::NEEDS_AT != 0) {
+                        continue;
+                    }
+                    let Some(e) = (row.matcher)(b, pos) else { continue };
+                    if let Some((kind, vs, ve)) = self.accept(text, pid, pos, e, caps) {
+                        out.push(Finding {
+                            kind,
+                            start: vs,
+                            end: ve,
+                        });
+                        pos = ve;
+                        continue 'next;
+                    }
+                }
+            }
+            // (A byte that is not ASCII cannot start a row: stepping into a character is safe.)
+            pos += 1;
+        }
+        Some(pos)
     }
 
     /// The scan of the matches starting in `text[pos..end]`, none of which can start after

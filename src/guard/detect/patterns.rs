@@ -9,8 +9,15 @@
 //!   byte); character classes are ASCII (`[0-9]`, never `\d`);
 //! - a pattern with context (a label before the value, such as `password:` or `born on`) names
 //!   its value `v`; the finding covers `v` only;
-//! - no pattern matches the empty string.
+//! - no pattern matches the empty string;
+//! - a row with a hand-written matcher (`by_hand`, see `hand`) is matched by it, not by the
+//!   automaton, in windows whose triggers are only digits and `@`; there, only those rows, IPv6
+//!   (never accepted without a `:` trigger) and the label rows (birth dates, the labelled SSN:
+//!   `hand::label_at` sends such a window back to the automaton) can match. A new row that can
+//!   match with only digit or `@` triggers needs a hand matcher or a label in `hand::label_at`:
+//!   `tests::the_prefilter_finds_what_the_whole_text_holds` fails without one.
 
+use super::hand::{self, Row};
 use crate::guard::entity::Class;
 
 /// What the scanner checks on a candidate before it becomes a finding.
@@ -43,6 +50,9 @@ pub(super) struct Builtin {
     pub class: Class,
     pub check: Check,
     pub regex: &'static str,
+    /// The row as a hand-written anchored matcher (`hand`), for windows whose triggers are
+    /// only digits and `@`.
+    pub hand: Option<Row>,
 }
 
 const fn row(name: &'static str, class: Class, check: Check, regex: &'static str) -> Builtin {
@@ -51,6 +61,16 @@ const fn row(name: &'static str, class: Class, check: Check, regex: &'static str
         class,
         check,
         regex,
+        hand: None,
+    }
+}
+
+impl Builtin {
+    const fn by_hand(self, hand: Row) -> Builtin {
+        Builtin {
+            hand: Some(hand),
+            ..self
+        }
     }
 }
 
@@ -200,46 +220,52 @@ pub(super) const ROWS: &[Builtin] = &[
         Pii,
         C::Email,
         r"\b[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
-    ),
+    )
+    .by_hand(hand::EMAIL),
     row(
         "IBAN",
         Pii,
         C::Iban,
         r"\b[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]){11,32}\b",
-    ),
-    row("SSN", Pii, C::Ssn, r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"),
-    row("SSN", Pii, C::Ssn, r"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"),
+    )
+    .by_hand(hand::IBAN),
+    row("SSN", Pii, C::Ssn, r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b").by_hand(hand::SSN_DASHED),
+    row("SSN", Pii, C::Ssn, r"\b[0-9]{3} [0-9]{2} [0-9]{4}\b").by_hand(hand::SSN_SPACED),
     row(
         "SSN",
         Pii,
         C::Ssn,
         r"\b(?i:ssn|social security number|social security no\.?|social security)[^0-9A-Za-z\n]{0,3}(?:(?i:is|was|number|no\.?|#|:)[^0-9A-Za-z\n]{0,3}){0,2}(?P<v>[0-9]{9})\b",
     ),
-    row("CARD", Pii, C::Card, r"\b[0-9](?:[ -]?[0-9]){11,18}\b"),
+    row("CARD", Pii, C::Card, r"\b[0-9](?:[ -]?[0-9]){11,18}\b").by_hand(hand::CARD),
     row(
         "PHONE",
         Pii,
         C::Phone,
         r"\+[1-9][0-9]{0,3}(?:[ .-]?\(0?[0-9]{1,4}\))?(?:[ .-]?[0-9]{1,5}){2,7}\b",
-    ),
+    )
+    .by_hand(hand::PHONE_PLUS),
     row(
         "PHONE",
         Pii,
         C::Phone,
         r"(?:\b1[ .-]?)?(?:\([2-9][0-9]{2}\)[ ]?|\b[2-9][0-9]{2}[ .-])[0-9]{3}[ .-][0-9]{4}\b",
-    ),
+    )
+    .by_hand(hand::PHONE_NANP),
     row(
         "PHONE",
         Pii,
         C::Phone,
         r"(?:\(0[0-9]{1,4}\)[ ]?|\b0[0-9]{1,4}[ /.-]?)[0-9]{2,4}(?:[ .-]?[0-9]{2,4}){0,3}\b",
-    ),
+    )
+    .by_hand(hand::PHONE_TRUNK),
     row(
         "IP_ADDRESS",
         Pii,
         C::Ipv4,
         r"\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\b",
-    ),
+    )
+    .by_hand(hand::IPV4),
     row(
         "IP_ADDRESS",
         Pii,

@@ -524,6 +524,16 @@ fn piece() -> impl Strategy<Value = String> {
         Just("123-45-6789".to_owned()),
         Just("social security number is: 078051120".to_owned()),
         Just("192.168.10.24".to_owned()),
+        Just("0151 89171695".to_owned()),
+        Just("(555) 123-4567".to_owned()),
+        Just("1-800-555-0199".to_owned()),
+        Just("+1 (0)30 1234 5678 9".to_owned()),
+        Just("030/1234567".to_owned()),
+        Just("123 45 6789".to_owned()),
+        Just("a.b-c@d-e.f.gh1.ij-k".to_owned()),
+        Just("nato a ".to_owned()),
+        Just("née le ".to_owned()),
+        Just("SSN".to_owned()),
         Just("fe80::1ff:fe23:4567:890a".to_owned()),
         Just("abcd::ef".to_owned()),
         Just("born on ".to_owned()),
@@ -616,4 +626,68 @@ fn an_identifier_word_in_an_earlier_sentence_does_not_hide_a_phone() {
     let mut out = Vec::new();
     d.scan("Ticket number 0151 89171695 is closed.", &mut out);
     assert!(out.is_empty(), "{out:?}");
+}
+
+/// Texts made of what the hand matchers look at: digit runs, separators, short words, parts of
+/// addresses, a non-ASCII letter.
+fn hand_text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            "[0-9]{1,6}",
+            "[ .()+@/_%-]",
+            "[a-zA-Z]{1,4}",
+            Just("\u{e9}".to_owned()),
+            "[0-9]{1,3}[.][0-9]{1,4}",
+            "[a-z0-9.+-]{1,5}@[a-z0-9-]{1,5}",
+            "[.][a-zA-Z]{1,4}[0-9_]?",
+            "[A-Z]{2}[0-9]{2}",
+            "\\+[0-9]{1,4}",
+            "\\(0?[0-9]{1,5}\\) ?",
+            // Long chains of groups, ending in a boundary or not (the phone rows' search).
+            "[+(]?0?[0-9]{1,4}\\)?([ .-]?[0-9]{1,4}){4,10}[a-z_]?",
+        ],
+        0..18,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Each hand matcher ends where its row's regex, anchored at the same byte, ends (or
+    /// neither matches), at every position.
+    #[test]
+    fn hand_matchers_agree_with_the_automaton(text in hand_text()) {
+        let d = det();
+        prop_assert_eq!(d.hand.len(), 9);
+        for &(pid, row) in &d.hand {
+            let matcher = row.matcher;
+            let id = PatternID::new(pid).unwrap();
+            for p in (0..=text.len()).filter(|&p| text.is_char_boundary(p)) {
+                let input = Input::new(&text).range(p..).anchored(Anchored::Pattern(id));
+                let want = d.re.search(&input).map(|m| m.end());
+                prop_assert_eq!(matcher(text.as_bytes(), p), want, "row {} at {} in {:?}", pid, p, &text);
+            }
+        }
+    }
+
+    /// The same texts, scanned: the windows the hand matchers take find what the whole-text
+    /// scan finds.
+    #[test]
+    fn hand_windows_find_what_the_whole_text_holds(text in hand_text()) {
+        let (fast, whole) = both_scans(&text);
+        prop_assert_eq!(fast, whole, "{:?}", text);
+    }
+}
+
+/// A long digit run after `+` is no phone number (no split of it into seven groups ends at a
+/// boundary); the phone rows' search gives up on it after a bounded number of steps and finds
+/// the number after it.
+#[test]
+fn a_long_digit_run_is_searched_in_bounded_steps() {
+    let text = format!("call +1{} or +44 20 7946 0958", "2".repeat(300));
+    let (fast, whole) = both_scans(&text);
+    assert_eq!(fast, whole);
+    let found: Vec<&str> = fast.iter().map(|f| &text[f.start..f.end]).collect();
+    assert_eq!(found, ["+44 20 7946 0958"]);
 }
