@@ -247,6 +247,18 @@ for ((round = 1; round <= ROUNDS; round++)); do
         "$round" "$(kv "$line" a_p50)" "$(kv "$line" b_p50)" "$(kv "$line" diff_p50)" "$(kv "$line" block_diffs)" \
         "$(kv "$line" paired_median)" "$(kv "$line" a_p90)" "$(kv "$line" b_p90)" "$(kv "$line" a_p99)" \
         "$(kv "$line" b_p99)" "$(kv "$line" a_overhead_p50)" "$(kv "$line" b_overhead_p50)" "$(kv "$line" a_n)" "$(kv "$line" b_n)"
+    if [[ -n ${AB_GUARD:-} ]]; then
+        # B's guardrail check alone (tollgate_guardrail_check_seconds, warm-up included): its
+        # mean, and the bucket bound half of the checks fell within.
+        awk '$1 == "tollgate_guardrail_check_seconds_sum" { s = $2 }
+             $1 == "tollgate_guardrail_check_seconds_count" { c = $2 }
+             /^tollgate_guardrail_check_seconds_bucket/ { match($0, /le="[^"]*"/); le[++n] = substr($0, RSTART + 4, RLENGTH - 5); v[n] = $2 }
+             END {
+                 if (c == 0) { print "         guardrail check: no samples"; exit }
+                 for (i = 1; i <= n; i++) if (v[i] >= c / 2) { half = le[i]; break }
+                 printf "         guardrail check (B): mean %.1f µs over %d checks; half of them within %s µs\n", s / c * 1e6, c, half * 1e6
+             }' "$WORK/metrics-$round.prom"
+    fi
     cdiff=- cpaired=- cblocks=-
     if ((CONTROL)); then
         wrk_ab "$DURATION" "$WORK/control-$round.txt" "$CONTROL_PORT"

@@ -252,11 +252,20 @@ upstream_calls() {
         awk '/^tollgate_requests_total\{/ && /provider="mock"/ { n += $NF } END { printf "%d", n }'
 }
 
-# The gateway's own time so far (tollgate_overhead_seconds: total minus provider waits), as
-# "SUM COUNT"; the difference of two readings is a run's mean gateway time per request.
-overhead_totals() {
+# A histogram's totals so far, as "SUM COUNT": the difference of two readings is a run's mean
+# per observation. `tollgate_overhead_seconds` is the gateway's own time per request (total minus
+# provider waits); `tollgate_guardrail_check_seconds` the guardrail check's (with GUARD).
+hist_totals() {
     curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
-        awk '/^tollgate_overhead_seconds_sum / { s = $2 } /^tollgate_overhead_seconds_count / { c = $2 } END { printf "%s %s", s + 0, c + 0 }'
+        awk -v n="$1" '$1 == n "_sum" { s = $2 } $1 == n "_count" { c = $2 } END { printf "%s %s", s + 0, c + 0 }'
+}
+
+# The mean in µs between the reading "SUM0 COUNT0" and now, of histogram NAME ("-" if none).
+hist_mean() {
+    local s c
+    read -r s c <<<"$(hist_totals "$1")"
+    awk -v s="$s" -v c="$c" -v s0="${2% *}" -v c0="${2#* }" \
+        'BEGIN { if (c > c0) printf "%.1f", (s - s0) / (c - c0) * 1e6; else printf "-" }'
 }
 
 NO_COLOR=1 "${GW_PIN[@]}" "$BIN" run --config "$WORK/tollgate.yaml" --runtime-dir "$WORK" >"$WORK/gateway.log" 2>&1 &
@@ -314,7 +323,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 run_tool "$base" "$mode" "$WARMUP" "$WORK/warmup-$round-$mode-$path.out"
             fi
             calls0=$(upstream_calls)
-            read -r osum0 ocount0 <<<"$(overhead_totals)"
+            overhead0=$(hist_totals tollgate_overhead_seconds)
+            check0=$(hist_totals tollgate_guardrail_check_seconds)
             gw0=$(cpu_ticks "$GW_PID")
             mock0=$(cpu_ticks "$MOCK_PID")
             run_tool "$base" "$mode" "$DURATION" "$WORK/run-$round-$mode-$path.out"
@@ -335,7 +345,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 gw_cpu=$(per_req $((gw1 - gw0)))
                 added=$((R_P50 - direct_p50))
                 ratio=$(awk -v g="$R_RPS" -v d="$direct_rps" 'BEGIN { printf "%.2f", g / d }')
-                echo "round $round, $mode, gateway: $R_REQS requests, $R_RPS req/s, p50 ${R_P50} µs, p99 ${R_P99} µs, errors $R_BAD; added p50 ${added} µs, throughput ratio ${ratio}, gateway CPU ${gw_cpu} µs/req, mock CPU ${mock_cpu} µs/req; upstream calls $(($(upstream_calls) - calls0)); gateway time $(read -r s c <<<"$(overhead_totals)"; awk -v s="$s" -v c="$c" -v s0="$osum0" -v c0="$ocount0" 'BEGIN { if (c > c0) printf "%.0f", (s - s0) / (c - c0) * 1e6; else printf "-" }') µs/req (mean)"
+                echo "round $round, $mode, gateway: $R_REQS requests, $R_RPS req/s, p50 ${R_P50} µs, p99 ${R_P99} µs, errors $R_BAD; added p50 ${added} µs, throughput ratio ${ratio}, gateway CPU ${gw_cpu} µs/req, mock CPU ${mock_cpu} µs/req; upstream calls $(($(upstream_calls) - calls0)); gateway time $(hist_mean tollgate_overhead_seconds "$overhead0") µs/req (mean)$([[ -n $GUARD ]] && echo "; guardrail check $(hist_mean tollgate_guardrail_check_seconds "$check0") µs/req (mean)")"
             fi
             if ((R_BAD > 0)); then
                 FAILED=1

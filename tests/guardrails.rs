@@ -189,6 +189,9 @@ fn blocked_requests_name_the_types_and_never_the_values_in_both_dialects() {
         gw.metric("tollgate_guardrail_actions_total{action=\"block\",type=\"CARD\"}"),
         2.0
     );
+    // Both checks were timed, the refused ones too.
+    assert_eq!(gw.metric("tollgate_guardrail_check_seconds_count"), 2.0);
+    assert!(gw.metric("tollgate_guardrail_check_seconds_sum") > 0.0);
     // Each refused request leaves exactly one record, marked blocked, with no value in it.
     let log = gw.dir().join("access.log");
     wait_until("two access-log lines", std::time::Duration::from_secs(10), || {

@@ -42,7 +42,9 @@ pub(super) async fn request(
         (Some(p), Some(peer)) if policy.presidio => analyzer(state, guard, p, peer, &req.body).await?,
         _ => None,
     };
+    let started = std::time::Instant::now();
     let checked = request::check(guard, &policy, req.client, &req.body, external.as_ref());
+    state.metrics.guardrail_check.observe(started.elapsed().as_secs_f64());
     match checked {
         Checked::Block { kinds, audit } => {
             note(state, ctx, guard.catalog(), &policy, &audit, true);

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub ttft: HistogramVec,
     /// The gateway's own time per request (total minus provider waits and backoff).
     pub overhead: prometheus::Histogram,
+    /// The request-side guardrail check's time per checked request (`proxy::guard`).
+    pub guardrail_check: prometheus::Histogram,
     /// Retries of the same target.
     pub retries: IntCounterVec,
     /// Requests refused by a rate limit or budget, by reason.
@@ -272,6 +274,11 @@ const OVERHEAD_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
+/// The guardrail check from 1 µs to 100 ms.
+const GUARD_BUCKETS: &[f64] = &[
+    0.000001, 0.0000025, 0.000005, 0.0000075, 0.00001, 0.000015, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.01, 0.1,
+];
+
 /// `tollgate_guardrail_actions_total{type, action}`, counted through a per-thread cache of its
 /// counters: `with_label_values` hashes both labels and takes the family's lock on every call
 /// (~900 instructions under callgrind, per kind found, per request); a hit in the cache is a short
@@ -433,6 +440,13 @@ impl Metrics {
             )
             .buckets(OVERHEAD_BUCKETS.to_vec()),
         )?;
+        let guardrail_check = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_guardrail_check_seconds",
+                "Time of the request-side guardrail check (detection, redaction, injection scoring; not an external analyzer's call) per checked request",
+            )
+            .buckets(GUARD_BUCKETS.to_vec()),
+        )?;
         let vec = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
         let retries = vec("tollgate_retries_total", "Retries of the same target", &["provider"])?;
         let rate_limited = vec(
@@ -498,6 +512,7 @@ impl Metrics {
         register(&registry, cache_bytes.clone())?;
         register(&registry, ttft.clone())?;
         register(&registry, overhead.clone())?;
+        register(&registry, guardrail_check.clone())?;
         let sinks = SinkMetrics::new(&registry)?;
         let limits_backend = LimitsBackendMetrics::new(&registry)?;
         let connections_open = prometheus::IntGaugeVec::new(
@@ -529,6 +544,7 @@ impl Metrics {
             cost,
             ttft,
             overhead,
+            guardrail_check,
             retries,
             rate_limited,
             cache,
