@@ -11,9 +11,9 @@
 #   WARM=1 bash loadtest/guard-misses.sh                           # no eviction between calls
 #
 # A miss costs ~5-15 ns when it comes from L2/L3 and more from memory: on this project's 2-core VM
-# a guarded request with the load body took +13-15 µs in the gateway (loadtest/limits-ab.sh with
-# AB_GUARD) for a stage of ~18k instructions and ~520 simulated misses, against 2 µs warm in
-# criterion (README, Guardrails, Cost).
+# the check took 7.7 µs in the gateway with the load body (tollgate_guardrail_check_seconds under
+# loadtest/limits-ab.sh with AB_GUARD) for ~19k instructions and ~300 simulated misses, against
+# 1.5 µs warm in criterion (README, Guardrails, Cost).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
