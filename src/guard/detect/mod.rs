@@ -279,6 +279,8 @@ impl Detector {
         let mut open: Option<(usize, usize, usize, bool)> = None;
         // Bytes of the closed windows, to see whether the windows are worth their cost.
         let mut closed = 0;
+        // The hand matchers' next `@` (`scan_hand`), kept from one window to the next.
+        let mut at_sign = None;
         for j in prefilter::Candidates::new(b) {
             let Some(t) = prefilter::trigger_at(b, j)? else {
                 continue;
@@ -288,7 +290,7 @@ impl Detector {
             open = match open {
                 Some((s, e, last, all)) if ws <= e => Some((s, e.max(we), last.max(t.start), all && simple)),
                 Some((s, e, last, all)) => {
-                    pos = self.scan_window(text, pos.max(s), e, last, all, out, caps);
+                    pos = self.scan_window(text, (pos.max(s), e, last), all, &mut at_sign, out, caps);
                     closed += e - s;
                     Some((ws, we, t.start, simple))
                 }
@@ -305,27 +307,25 @@ impl Detector {
             }
         }
         if let Some((s, e, last, all)) = open {
-            self.scan_window(text, pos.max(s), e, last, all, out, caps);
+            self.scan_window(text, (pos.max(s), e, last), all, &mut at_sign, out, caps);
         }
         Ok(())
     }
 
-    /// One window's scan (`scan_range`'s arguments): by the hand matchers when its triggers are
-    /// all digits and `@` (`simple`) and no birth-date or SSN label starts in it, else by the
-    /// automaton.
-    #[allow(clippy::too_many_arguments)]
+    /// One window's scan (`(pos, end, last)` as `scan_range` takes them): by the hand matchers
+    /// when its triggers are all digits and `@` (`simple`) and no birth-date or SSN label starts
+    /// in it, else by the automaton.
     fn scan_window(
         &self,
         text: &str,
-        pos: usize,
-        end: usize,
-        last: usize,
+        (pos, end, last): (usize, usize, usize),
         simple: bool,
+        at_sign: &mut Option<(usize, usize)>,
         out: &mut Vec<Finding>,
         caps: &mut Option<Captures>,
     ) -> usize {
         if simple {
-            if let Some(pos) = self.scan_hand(text, pos, end, last, out, caps) {
+            if let Some(pos) = self.scan_hand(text, (pos, end, last), at_sign, out, caps) {
                 return pos;
             }
         }
@@ -337,21 +337,20 @@ impl Detector {
     /// the rows are tried in priority order and the first one accepted is the finding, as the
     /// automaton's leftmost-first search followed by the anchored retries finds it. None, with
     /// nothing added: a birth-date or SSN label word starts in the window (the automaton's
-    /// turn).
+    /// turn). `at_sign` is the next `@` at or after where it was looked for, and where the run
+    /// of local-part bytes before it starts (an address can start only there or after:
+    /// `hand::local_start`); `(usize::MAX, usize::MAX)` when the text has no more. The caller
+    /// keeps it from one window to the next, so each `@` is looked for once a text.
     fn scan_hand(
         &self,
         text: &str,
-        mut pos: usize,
-        end: usize,
-        last: usize,
+        (mut pos, end, last): (usize, usize, usize),
+        at_sign: &mut Option<(usize, usize)>,
         out: &mut Vec<Finding>,
         caps: &mut Option<Captures>,
     ) -> Option<usize> {
         let b = text.as_bytes();
         let mark = out.len();
-        // The next `@` at or after `pos`, and where the run of local-part bytes before it starts
-        // (an address can start only there or after: `hand::local_start`).
-        let mut at_sign: Option<(usize, usize)> = None;
         'next: while pos < end && pos <= last {
             let class = hand::start_class(b, pos);
             if class != 0 {
@@ -360,7 +359,7 @@ impl Detector {
                     return None;
                 }
                 if at_sign.is_none_or(|(a, _)| a < pos) {
-                    at_sign = Some(match memchr::memchr(b'@', &b[pos..]) {
+                    *at_sign = Some(match memchr::memchr(b'@', &b[pos..]) {
                         Some(k) => (pos + k, hand::local_start(b, pos + k)),
                         None => (usize::MAX, usize::MAX),
                     });
