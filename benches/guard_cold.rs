@@ -4,13 +4,15 @@
 //! what the detector's automata cost when they come back from memory. `scan_*`: the detector
 //! alone on the body's user message (234 bytes).
 //!
-//! Medians (2026-12-06 evening, 2-core VM, two runs of each build): with the detector's
-//! prefilter, stage warm 2.4 µs, evicted 12.2 µs, scan warm 1.14 µs, evicted 7.2 µs; the build
-//! before it, stage warm 2.5-3.0 µs, evicted 10.3-11.1 µs, scan warm 1.1-1.3 µs, evicted 6.6-7.1
-//! µs (the same, within this VM's noise: the prefilter's windows cover most of this body's user
-//! message). `loadtest/guard-misses.sh` counts the same cold call's instructions and cache misses
-//! exactly: ~520 misses on this body, 208 of them in the regex engine's searches (README,
-//! Guardrails, Cost, has the split and what was tried).
+//! Medians (2026-12-07, 2-core VM, the two builds one after the other): with the detector's
+//! hand-written matchers for the e-mail and numeric rows (`guard::detect::hand`), stage warm 1.5
+//! µs, evicted 3.7-4.5 µs, scan warm 0.56-0.58 µs, evicted 2.2 µs; the build before them
+//! (c1a203a), stage warm 1.6 µs, evicted 6.5 µs, scan warm 0.72 µs, evicted 5.3 µs: the regex
+//! engine's code and lazy-DFA tables were most of what came back from memory. (On 2026-12-06 this
+//! VM measured the older builds' evicted stage at 10-12 µs: compare builds within one session.)
+//! `loadtest/guard-misses.sh` counts the same cold call's instructions and cache misses exactly:
+//! 302 misses on this body, 484 before the hand matchers (README, Guardrails, Cost, has the split
+//! and what was tried).
 //!
 //! Run: `cargo bench --bench guard_cold`.
 

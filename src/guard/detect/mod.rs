@@ -32,15 +32,19 @@
 //! corpus and by property tests. Text dense with triggers (numbers everywhere) gives way to a
 //! whole scan after its first 256 bytes.
 //!
-//! Measured with `cargo bench --bench guard -- --warm-up-time 1 --measurement-time 2` (release,
-//! 2 shared cores, criterion medians, 2026-12-06), `scan` against `scan_unfiltered`:
+//! Measured with `cargo bench --bench guard -- guard_scan --warm-up-time 1 --measurement-time 2`
+//! (release, 2 shared cores, criterion medians, 2026-12-07, with the hand matchers), `scan`
+//! against `scan_unfiltered`:
 //!
 //! | input                                   | scan     | whole text |
 //! |-----------------------------------------|----------|------------|
-//! | 2 KB clean prose (numbers every ~40 B)  | 3.96 µs  | 3.67 µs    |
-//! | 2 KB with several entities (~a dozen)   | 13.5 µs  | 12.4 µs    |
-//! | 64 KB mixed (prose, entities, DE, ZH)   | 296 µs   | 270 µs     |
-//! | 2 KB German and Chinese                 | 2.67 µs  | 3.44 µs    |
+//! | 2 KB clean prose (numbers every ~40 B)  | 3.80 µs  | 3.64 µs    |
+//! | 2 KB with several entities (~a dozen)   | 11.7 µs  | 11.5 µs    |
+//! | 64 KB mixed (prose, entities, DE, ZH)   | 266 µs   | 265 µs     |
+//! | 2 KB German and Chinese                 | 2.75 µs  | 3.53 µs    |
+//!
+//! Warm, the windows and the hand matchers cost about what they save; cold (the gateway's case)
+//! they save most of the automaton's cache misses: `benches/guard_cold.rs`.
 //!
 //! So the prefilter pays where triggers are sparse (long prose, system prompts, most non-English
 //! text: the load runner's 1.9 KB body's stage fell from 6.0 to 3.1 µs) and costs up to ~10 %
