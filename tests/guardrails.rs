@@ -133,6 +133,31 @@ fn redacted_values_never_reach_the_provider_and_come_back_in_json_and_streams_of
     }
 }
 
+/// A prompt over 32 KB is checked on a blocking thread (`proxy::guard`'s `INLINE_LIMIT`), with
+/// the same outcome: nothing reaches the provider, everything comes back, the check is timed.
+#[test]
+fn a_large_prompt_is_checked_off_the_proxy_thread_with_the_same_outcome() {
+    let (mock, gw) = setup("{ pii: redact, secrets: redact }", "");
+    let prompt = format!(
+        "{}{PROMPT}",
+        "The quick brown fox jumps over the lazy dog. ".repeat(1000)
+    );
+    let body = json!({"model": "gpt", "max_tokens": 200,
+        "messages": [{"role": "user", "content": format!("{prompt} [[mock: echo]]")}]});
+    assert!(body.to_string().len() > 32 * 1024);
+    let r = gw.chat(&body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = received(&mock);
+    assert_no_value(&sent);
+    assert!(
+        sent.contains("[EMAIL_1]") && sent.contains("[CARD_1]"),
+        "{}",
+        &sent[sent.len() - 400..]
+    );
+    assert_eq!(r.json()["choices"][0]["message"]["content"], prompt.as_str());
+    assert_eq!(gw.metric("tollgate_guardrail_check_seconds_count"), 1.0);
+}
+
 #[test]
 fn tool_call_arguments_come_back_restored_and_valid_whole_and_streamed() {
     let (mock, gw) = setup("{ pii: redact, secrets: redact }", "");

@@ -23,6 +23,11 @@ use crate::guard::{redact, Guard};
 /// The most an analyzer's answer may hold.
 const MAX_ANALYZER_ANSWER: usize = 4 * 1024 * 1024;
 
+/// Bodies above this size are checked on a blocking thread, not on the proxy's worker: the check
+/// costs ~1-2 µs per KB (README, Guardrails, Cost), so a large prompt would hold the worker's
+/// other requests for milliseconds. Below it, the hand-off would cost more than the check.
+const INLINE_LIMIT: usize = 32 * 1024;
+
 /// Runs the route's request-side guardrails. Returns the request to send (redacted when the
 /// policy says so), or the error to answer with.
 pub(super) async fn request(
@@ -43,7 +48,20 @@ pub(super) async fn request(
         _ => None,
     };
     let started = std::time::Instant::now();
-    let checked = request::check(guard, &policy, req.client, &req.body, external.as_ref());
+    let checked = if req.body.len() > INLINE_LIMIT {
+        let (guard, policy, body, client) = (Arc::clone(guard), Arc::clone(&policy), req.body.clone(), req.client);
+        match tokio::task::spawn_blocking(move || request::check(&guard, &policy, client, &body, external.as_ref()))
+            .await
+        {
+            Ok(checked) => checked,
+            // As a panic of the check on this thread would: it goes on unwinding.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only at shutdown, when the blocking pool stops.
+            Err(_) => return Err(ApiError::ShuttingDown),
+        }
+    } else {
+        request::check(guard, &policy, req.client, &req.body, external.as_ref())
+    };
     state.metrics.guardrail_check.observe(started.elapsed().as_secs_f64());
     match checked {
         Checked::Block { kinds, audit } => {

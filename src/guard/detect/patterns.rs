@@ -14,8 +14,9 @@
 //!   automaton, in windows whose triggers are only digits and `@`; there, only those rows, IPv6
 //!   (never accepted without a `:` trigger) and the label rows (birth dates, the labelled SSN:
 //!   `hand::label_at` sends such a window back to the automaton) can match. A new row that can
-//!   match with only digit or `@` triggers needs a hand matcher or a label in `hand::label_at`:
-//!   `tests::the_prefilter_finds_what_the_whole_text_holds` fails without one.
+//!   match with only digit or `@` triggers needs a hand matcher or a label in `hand::label_at`;
+//!   the property tests against `scan_unfiltered` catch one left out once its entity is among
+//!   their pieces (`tests::piece`).
 
 use super::hand::{self, Row};
 use crate::guard::entity::Class;
