@@ -11,7 +11,7 @@
 //! engine's code and lazy-DFA tables were most of what came back from memory. (On 2026-12-06 this
 //! VM measured the older builds' evicted stage at 10-12 µs: compare builds within one session.)
 //! `loadtest/guard-misses.sh` counts the same cold call's instructions and cache misses exactly:
-//! 302 misses on this body, 484 before the hand matchers (README, Guardrails, Cost, has the split
+//! 302 misses on this body, 514 before the hand matchers (README, Guardrails, Cost, has the split
 //! and what was tried).
 //!
 //! Run: `cargo bench --bench guard_cold`.

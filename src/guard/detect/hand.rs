@@ -5,8 +5,8 @@
 //! Why hand-rolled: the automaton's cost in a gateway is not its instructions but its code and
 //! tables coming back from memory on every request (~200 of the stage's ~500 simulated L1 misses
 //! per cold call on the load runner's body, `loadtest/guard-misses.sh`). These matchers are a
-//! few hundred bytes of code and no tables. Measured (2026-12-07): the cold call went from 484 to
-//! 302 misses on the load runner's 0.5 KB body and from 702 to 525 on its 1.9 KB body, for ~2k
+//! few hundred bytes of code and no tables. Measured (2026-12-07): the cold call went from 514 to
+//! 302 misses on the load runner's 0.5 KB body and from ~700 to 525 on its 1.9 KB body, for ~2k
 //! more instructions (the scan steps through each window byte by byte, label words included);
 //! the check's time in the gateway (`tollgate_guardrail_check_seconds` under
 //! `loadtest/limits-ab.sh` with `AB_GUARD`) from 8.9 to 7.4 µs and from 10.9 to 9.0 µs.
