@@ -191,8 +191,9 @@ pub(super) fn email(b: &[u8], p: usize) -> Option<usize> {
     end
 }
 
-/// The ends of a chain of up to `max` groups `[seps]?[class]` from `i` (each group's end in
-/// `ends`; a separator is taken only before a byte of the class, so the chain is unique).
+/// The number of groups `[seps]?[class]` chained from `i`, at most `ends.len()`, each group's
+/// end in `ends` (a separator is taken only before a byte of the class, so the chain is unique:
+/// the backtracker has no other way through it).
 fn chain(b: &[u8], mut i: usize, seps: &[u8], class: fn(&u8) -> bool, ends: &mut [usize]) -> usize {
     let mut n = 0;
     while n < ends.len() {
