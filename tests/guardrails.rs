@@ -136,7 +136,7 @@ fn redacted_values_never_reach_the_provider_and_come_back_in_json_and_streams_of
 /// A prompt over 32 KB is checked on a blocking thread (`proxy::guard`'s `INLINE_LIMIT`), with
 /// the same outcome: nothing reaches the provider, everything comes back, the check is timed.
 #[test]
-fn a_large_prompt_is_checked_off_the_proxy_thread_with_the_same_outcome() {
+fn a_prompt_over_the_inline_limit_is_checked_with_the_same_outcome() {
     let (mock, gw) = setup("{ pii: redact, secrets: redact }", "");
     let prompt = format!(
         "{}{PROMPT}",

@@ -24,7 +24,7 @@ use crate::guard::{redact, Guard};
 const MAX_ANALYZER_ANSWER: usize = 4 * 1024 * 1024;
 
 /// Bodies above this size are checked on a blocking thread, not on the proxy's worker: the check
-/// costs ~1-2 µs per KB (README, Guardrails, Cost), so a large prompt would hold the worker's
+/// costs ~1-4 µs per KB (README, Guardrails, Cost), so a large prompt would hold the worker's
 /// other requests for milliseconds. Below it, the hand-off would cost more than the check.
 const INLINE_LIMIT: usize = 32 * 1024;
 

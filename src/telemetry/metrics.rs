@@ -433,19 +433,18 @@ impl Metrics {
             .buckets(DURATION_BUCKETS.to_vec()),
             &["model", "provider"],
         )?;
-        let overhead = prometheus::Histogram::with_opts(
-            HistogramOpts::new(
-                "tollgate_overhead_seconds",
-                "The gateway's own time per request: total minus provider waits and retry backoff",
-            )
-            .buckets(OVERHEAD_BUCKETS.to_vec()),
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        };
+        let overhead = histogram(
+            "tollgate_overhead_seconds",
+            "The gateway's own time per request: total minus provider waits and retry backoff",
+            OVERHEAD_BUCKETS,
         )?;
-        let guardrail_check = prometheus::Histogram::with_opts(
-            HistogramOpts::new(
-                "tollgate_guardrail_check_seconds",
-                "Time of the request-side guardrail check (detection, redaction, injection scoring; not an external analyzer's call) per checked request",
-            )
-            .buckets(GUARD_BUCKETS.to_vec()),
+        let guardrail_check = histogram(
+            "tollgate_guardrail_check_seconds",
+            "Time of the request-side guardrail check (detection, redaction, injection scoring; not an external analyzer's call) per checked request",
+            GUARD_BUCKETS,
         )?;
         let vec = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
         let retries = vec("tollgate_retries_total", "Retries of the same target", &["provider"])?;

@@ -46,42 +46,19 @@ pub(super) const PAREN: u8 = 8;
 /// The row's matches start in the run of an address's local part before an `@` (`local_start`).
 pub(super) const NEEDS_AT: u8 = 16;
 
-pub(super) const EMAIL: Row = Row {
-    matcher: email,
-    starts: LETTER | DIGIT | NEEDS_AT,
-};
-pub(super) const IBAN: Row = Row {
-    matcher: iban,
-    starts: LETTER,
-};
-pub(super) const SSN_DASHED: Row = Row {
-    matcher: ssn_dashed,
-    starts: DIGIT,
-};
-pub(super) const SSN_SPACED: Row = Row {
-    matcher: ssn_spaced,
-    starts: DIGIT,
-};
-pub(super) const CARD: Row = Row {
-    matcher: card,
-    starts: DIGIT,
-};
-pub(super) const PHONE_PLUS: Row = Row {
-    matcher: phone_plus,
-    starts: PLUS,
-};
-pub(super) const PHONE_NANP: Row = Row {
-    matcher: phone_nanp,
-    starts: DIGIT | PAREN,
-};
-pub(super) const PHONE_TRUNK: Row = Row {
-    matcher: phone_trunk,
-    starts: DIGIT | PAREN,
-};
-pub(super) const IPV4: Row = Row {
-    matcher: ipv4,
-    starts: DIGIT,
-};
+const fn row(matcher: HandFn, starts: u8) -> Row {
+    Row { matcher, starts }
+}
+
+pub(super) const EMAIL: Row = row(email, LETTER | DIGIT | NEEDS_AT);
+pub(super) const IBAN: Row = row(iban, LETTER);
+pub(super) const SSN_DASHED: Row = row(ssn_dashed, DIGIT);
+pub(super) const SSN_SPACED: Row = row(ssn_spaced, DIGIT);
+pub(super) const CARD: Row = row(card, DIGIT);
+pub(super) const PHONE_PLUS: Row = row(phone_plus, PLUS);
+pub(super) const PHONE_NANP: Row = row(phone_nanp, DIGIT | PAREN);
+pub(super) const PHONE_TRUNK: Row = row(phone_trunk, DIGIT | PAREN);
+pub(super) const IPV4: Row = row(ipv4, DIGIT);
 
 fn at(b: &[u8], i: usize) -> u8 {
     // 0 is neither a word byte, a digit nor any literal the rows look for.

@@ -691,3 +691,29 @@ fn a_long_digit_run_is_searched_in_bounded_steps() {
     let found: Vec<&str> = fast.iter().map(|f| &text[f.start..f.end]).collect();
     assert_eq!(found, ["+44 20 7946 0958"]);
 }
+
+/// Every label word of the birth-date and labelled-SSN patterns, any ASCII case, starts a label
+/// for `hand::label_at`, which sends a window holding one back to the automaton: a label added to
+/// a pattern and not there would let the hand scan miss that row's findings.
+#[test]
+fn the_hand_scan_knows_every_label_word() {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let ssn = patterns::ROWS
+        .iter()
+        .find_map(|r| r.regex.strip_prefix(r"\b(?i:ssn"))
+        .and_then(|rest| rest.split(')').next())
+        .map(|rest| format!("(?:ssn{rest})"))
+        .unwrap();
+    for source in [patterns::DOB_CONTEXT.replace("(?i:", "(?:"), ssn] {
+        let hir = regex_syntax::parse(&source).unwrap();
+        let words = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+        let words = words.literals().unwrap();
+        assert!(words.len() >= 5 && words.iter().all(|w| w.is_exact()), "{words:?}");
+        for w in words {
+            let word = std::str::from_utf8(w.as_bytes()).unwrap();
+            for text in [format!("{word} "), format!("{} ", word.to_ascii_uppercase())] {
+                assert!(hand::label_at(text.as_bytes(), 0), "{text:?} ({source})");
+            }
+        }
+    }
+}
