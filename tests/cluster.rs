@@ -50,6 +50,48 @@ fn demand(tokens: u64, cost_nanos: i64) -> Demand {
     }
 }
 
+fn budget_limits(usd: f64) -> Limits {
+    Limits {
+        budgets: vec![Budget {
+            usd,
+            period: Period::Day,
+        }],
+        ..Limits::default()
+    }
+}
+
+/// A burst of requests short of credit on one node leases one chunk at a time, not one per
+/// request: 32 concurrent $0.001 requests against a $0.05 budget (chunk $0.0015625) are all
+/// admitted, and the other node still gets what they left, less the chunks in flight (one, or
+/// a few when a lease comes back while the burst is still being sent). With a chunk per request
+/// the burst asked for $0.082, and Redis refused 12 of its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_one_node_leases_one_chunk() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, FailMode::Open, "t9"), node(&redis, FailMode::Open, "t9"));
+    let limits = budget_limits(0.05);
+    let scope = || Scope {
+        kind: ScopeKind::Key,
+        id: "k",
+        limits: &limits,
+    };
+    let now = unix_ms();
+    let burst: Vec<_> = (0..32)
+        .map(|_| async { a.admit(&[scope()], demand(10, 1_000_000), now).await })
+        .collect();
+    let burst = futures_util::future::join_all(burst).await;
+    let admitted = burst.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(admitted, 32, "the burst needs $0.032 of $0.05");
+    let mut held = Vec::new();
+    for i in 0..12 {
+        match b.admit(&[scope()], demand(10, 1_000_000), unix_ms()).await {
+            Ok(t) => held.push(t),
+            Err(e) => panic!("the other node was refused its request {i}: {e:?}"),
+        }
+    }
+    drop((burst, held));
+}
+
 /// 16 workers on each of two nodes admit, "call" (1 ms) and settle until the budget refuses
 /// them three times in a row (a pause between refusals, as a client honouring Retry-After
 /// would). Spend ends within one estimate of the budget, from above and from below.

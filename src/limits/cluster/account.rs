@@ -105,7 +105,9 @@ pub(super) struct Account {
     pub last_use_ms: AtomicU64,
     /// Give the credit back at the next flush (a request was refused here).
     pub give_now: AtomicBool,
-    /// A background lease (prefetch) is under way.
+    /// A lease carrying a chunk (a prefetch, or a waiting request's) is under way: requests
+    /// short meanwhile lease only what they need, so a burst of them does not lease a chunk
+    /// each and hold quota the other nodes need. The link clears it once the chunk is credited.
     pub refilling: AtomicBool,
     /// Budgets: the window (start, Unix ms) the credit belongs to.
     pub window: AtomicU64,

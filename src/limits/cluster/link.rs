@@ -53,6 +53,8 @@ pub(super) struct LeaseItem {
     pub limit: u64,
     pub p1: String,
     pub p2: String,
+    /// `want` holds a chunk: this item set its account's `refilling`, which the answer clears.
+    pub chunk: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,28 +77,53 @@ pub(super) struct LeaseRequest {
 }
 
 impl LeaseRequest {
-    fn answer(self, reply: Result<LeaseReply, ()>) {
-        let now = unix_ms();
-        match self.reply {
-            Some(tx) => {
-                let _ = tx.send(reply);
-            }
-            None => {
-                for (i, item) in self.items.iter().enumerate() {
-                    let a = item.scope.get(item.counter);
-                    if let Ok(LeaseReply::Granted(grants)) = &reply {
-                        let (granted, level) = grants.get(i).copied().unwrap_or((0, 0));
-                        let same_window = !matches!(item.counter, Counter::Budget(_))
-                            || a.window.load(Ordering::Acquire) == item.window;
-                        if same_window {
-                            a.add(i64::try_from(granted).unwrap_or(0));
-                            a.observe(level, now);
-                        }
-                    }
-                    a.refilling.store(false, Ordering::Release);
-                }
+    /// Credits what was granted beyond each item's `min` (the chunk), frees the accounts for the
+    /// next chunk, then answers the waiting request. A waiter that is gone (it timed out) never
+    /// uses its `min`: that is credited too, so nothing leased is stranded.
+    fn answer(mut self, reply: Result<LeaseReply, ()>) {
+        self.credit(&reply, true);
+        self.release_chunks();
+        if let Some(tx) = self.reply.take() {
+            if let Err(reply) = tx.send(reply) {
+                self.credit(&reply, false);
             }
         }
+    }
+
+    /// Adds a granted lease to the credit: what each item got beyond its `min` (`beyond_min`),
+    /// or its `min` (a waiter that is gone).
+    fn credit(&self, reply: &Result<LeaseReply, ()>, beyond_min: bool) {
+        let Ok(LeaseReply::Granted(grants)) = reply else {
+            return;
+        };
+        let now = unix_ms();
+        for (item, &(granted, level)) in self.items.iter().zip(grants) {
+            let a = item.scope.get(item.counter);
+            let same_window =
+                !matches!(item.counter, Counter::Budget(_)) || a.window.load(Ordering::Acquire) == item.window;
+            if !same_window {
+                // The window ended while the lease was out: its credit belongs there.
+                continue;
+            }
+            if beyond_min {
+                a.add(i64::try_from(granted.saturating_sub(item.min)).unwrap_or(0));
+                a.observe(level, now);
+            } else {
+                a.add(i64::try_from(granted.min(item.min)).unwrap_or(0));
+            }
+        }
+    }
+
+    /// Clears `refilling` on the accounts whose chunk this request carried.
+    fn release_chunks(&self) {
+        for item in self.items.iter().filter(|i| i.chunk) {
+            item.scope.get(item.counter).refilling.store(false, Ordering::Release);
+        }
+    }
+
+    /// A request the link never got (its queue was full).
+    pub(super) fn unsent(self) {
+        self.release_chunks();
     }
 }
 
@@ -497,6 +524,75 @@ pub(super) fn parse_take(a: &[i64], items: usize) -> Option<LeaseReply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(min: u64, chunk: bool, reply: Option<oneshot::Sender<Result<LeaseReply, ()>>>) -> LeaseRequest {
+        let scope = Arc::new(super::super::account::ScopeAccounts::default());
+        scope.get(Counter::Tpm).refilling.store(chunk, Ordering::Release);
+        let item = LeaseItem {
+            scope,
+            key: "k".into(),
+            counter: Counter::Tpm,
+            window: 0,
+            min,
+            want: min + 100,
+            limit: 1_000,
+            p1: String::new(),
+            p2: String::new(),
+            chunk,
+        };
+        LeaseRequest {
+            items: vec![item],
+            reply,
+        }
+    }
+
+    #[test]
+    fn an_answer_credits_the_chunk_and_frees_the_account() {
+        let (tx, mut rx) = oneshot::channel();
+        let r = request(7, true, Some(tx));
+        let a = Arc::clone(&r.items[0].scope);
+        r.answer(Ok(LeaseReply::Granted(vec![(107, 500)])));
+        assert_eq!(a.get(Counter::Tpm).credit(), 100, "the request uses its 7");
+        assert!(!a.get(Counter::Tpm).refilling.load(Ordering::Acquire));
+        assert_eq!(rx.try_recv(), Ok(Ok(LeaseReply::Granted(vec![(107, 500)]))));
+
+        // An item that carried no chunk leaves the account's flag to the one that did.
+        let (tx, _rx) = oneshot::channel();
+        let r = request(7, false, Some(tx));
+        let a = Arc::clone(&r.items[0].scope);
+        a.get(Counter::Tpm).refilling.store(true, Ordering::Release);
+        r.answer(Ok(LeaseReply::Granted(vec![(7, 500)])));
+        assert_eq!(a.get(Counter::Tpm).credit(), 0);
+        assert!(a.get(Counter::Tpm).refilling.load(Ordering::Acquire));
+
+        // A refusal credits nothing and frees the account.
+        let r = request(7, true, None);
+        let a = Arc::clone(&r.items[0].scope);
+        r.answer(Ok(LeaseReply::Refused {
+            index: 0,
+            retry_after_ms: 1,
+            over_ceiling: false,
+            level: 1_000,
+        }));
+        assert_eq!(a.get(Counter::Tpm).credit(), 0);
+        assert!(!a.get(Counter::Tpm).refilling.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_grant_whose_waiter_gave_up_is_credited_whole() {
+        let (tx, rx) = oneshot::channel();
+        drop(rx);
+        let r = request(7, true, Some(tx));
+        let a = Arc::clone(&r.items[0].scope);
+        r.answer(Ok(LeaseReply::Granted(vec![(107, 500)])));
+        assert_eq!(a.get(Counter::Tpm).credit(), 107, "nothing leased is stranded");
+
+        // A request never sent frees the account it took.
+        let r = request(7, true, None);
+        let a = Arc::clone(&r.items[0].scope);
+        r.unsent();
+        assert!(!a.get(Counter::Tpm).refilling.load(Ordering::Acquire));
+    }
 
     #[test]
     fn take_replies_are_checked() {

@@ -8,6 +8,9 @@
 //! call Redis, once for all the counters that are short, with an atomic script (`take.lua`)
 //! that leases each shortfall plus a chunk (1/16 of a rate limit, 1/8 of a concurrency cap,
 //! up to 1/32 of a budget), all or nothing. Redis sees one call per lease, not per request.
+//! One chunk per counter is on its way at a time: requests short while it is (a burst) lease
+//! only their own shortfall, or one node's burst would lease a chunk each and take the quota
+//! every other node needs.
 //!
 //! Why the limits still hold across nodes: Redis grants a lease only if the counter stays within
 //! its limit with it, and a node spends no more than it leased, so the sum of every node's
@@ -487,19 +490,8 @@ impl Cluster {
         self.inner.stats.leases.fetch_add(1, Ordering::Relaxed);
         match self.lease(scopes, &admission.held, &short, &need).await {
             Ok(LeaseReply::Granted(grants)) => {
-                for (sh, (granted, level)) in short.iter().zip(grants) {
-                    let h = &admission.held[sh.scope];
-                    let a = h.scope.get(sh.counter);
-                    if let Counter::Budget(p) = sh.counter {
-                        if a.window.load(Ordering::Acquire) != h.windows[p_index(p)] {
-                            // The window ended while the lease was out: its credit belongs there.
-                            continue;
-                        }
-                    }
-                    let min = sh.amount - sh.taken;
-                    a.add(i64::try_from(granted.saturating_sub(min)).unwrap_or(0));
-                    a.observe(level, now_ms);
-                }
+                // The link has credited each grant's chunk (all beyond the request's share).
+                debug_assert_eq!(grants.len(), short.len());
                 admission.headers = self.headers(scopes, &admission.held, now_ms);
                 Ok(admission)
             }
@@ -539,7 +531,8 @@ impl Cluster {
         }
     }
 
-    /// The lease request of one counter: `min` needed now, plus a chunk.
+    /// The lease request of one counter: `min` needed now, plus a chunk if `chunk` (the caller
+    /// set the account's `refilling`).
     #[allow(clippy::too_many_arguments)]
     fn lease_item(
         &self,
@@ -549,6 +542,7 @@ impl Cluster {
         min: u64,
         amount: u64,
         ceiling: f64,
+        chunk: bool,
         now_ms: u64,
     ) -> LeaseItem {
         let a = h.scope.get(counter);
@@ -579,10 +573,15 @@ impl Cluster {
             counter,
             window,
             min,
-            want: min.saturating_add(counter.chunk(limit, amount)),
+            want: if chunk {
+                min.saturating_add(counter.chunk(limit, amount))
+            } else {
+                min
+            },
             limit,
             p1,
             p2,
+            chunk,
         }
     }
 
@@ -598,28 +597,39 @@ impl Cluster {
             .iter()
             .map(|sh| {
                 let min = sh.amount - sh.taken;
+                let h = &held[sh.scope];
+                // One chunk on its way per account: the rest of a burst leases only its share.
+                let chunk = !h.scope.get(sh.counter).refilling.swap(true, Ordering::AcqRel);
                 self.lease_item(
                     &scopes[sh.scope],
-                    &held[sh.scope],
+                    h,
                     sh.counter,
                     min,
                     sh.amount,
                     need.ceiling,
+                    chunk,
                     now,
                 )
             })
             .collect();
-        let (reply, rx) = oneshot::channel();
+        let (reply, mut rx) = oneshot::channel();
         let request = LeaseRequest {
             items,
             reply: Some(reply),
         };
-        if self.tx.try_send(request).is_err() {
+        if let Err(e) = self.tx.try_send(request) {
+            e.into_inner().unsent();
             return Err(());
         }
-        match tokio::time::timeout(self.inner.settings.timeout, rx).await {
+        match tokio::time::timeout(self.inner.settings.timeout, &mut rx).await {
             Ok(Ok(r)) => r,
-            _ => Err(()),
+            Ok(Err(_)) => Err(()),
+            Err(_) => {
+                // Closed, a late reply can no longer arrive unseen: the link then credits the
+                // grant here instead (see `LeaseRequest::answer`). One already sent is used.
+                rx.close();
+                rx.try_recv().unwrap_or(Err(()))
+            }
         }
     }
 
@@ -632,13 +642,13 @@ impl Cluster {
         if low_water == 0 || a.credit() >= low_water || a.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
-        let item = self.lease_item(s, h, counter, 0, amount, 1.0, now_ms);
+        let item = self.lease_item(s, h, counter, 0, amount, 1.0, true, now_ms);
         let request = LeaseRequest {
             items: vec![item],
             reply: None,
         };
-        if self.tx.try_send(request).is_err() {
-            a.refilling.store(false, Ordering::Release);
+        if let Err(e) = self.tx.try_send(request) {
+            e.into_inner().unsent();
         }
     }
 
