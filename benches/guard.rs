@@ -2,6 +2,9 @@
 //! prompt, a 2 KB prompt with several entities, 64 KB of mixed text, and non-ASCII text (German
 //! and Chinese). Throughput is in bytes, so criterion prints MB/s next to the time.
 //!
+//! Also the stage (`guard_stage`) and crafted text against the detector's allowance
+//! (`guard_crafted`).
+//!
 //! Run: `cargo bench --bench guard` (add `-- --quick` for a fast pass). The medians are in the
 //! module doc of `src/guard/detect/mod.rs`.
 
@@ -10,7 +13,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tollgate::guard::detect::Detector;
+use tollgate::guard::detect::{Allowance, Detector};
 
 const PROSE: &str = "Can you help me rewrite the following paragraph so it sounds more professional? \
 We shipped version 2.4 of the billing service last Tuesday, and since then about 12 customers \
@@ -59,7 +62,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(*name, |b| {
             b.iter(|| {
                 out.clear();
-                d.scan(black_box(text), &mut out);
+                d.scan(black_box(text), &mut out).unwrap();
                 black_box(out.len())
             })
         });
@@ -114,7 +117,16 @@ fn stage(c: &mut Criterion) {
     for (name, body) in &inputs {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(*name, |b| {
-            b.iter(|| black_box(request::check(&guard, &policy, Wire::OpenAi, black_box(body), None)))
+            b.iter(|| {
+                black_box(request::check(
+                    &guard,
+                    &policy,
+                    Wire::OpenAi,
+                    black_box(body),
+                    None,
+                    Allowance::DEFAULT,
+                ))
+            })
         });
         g.bench_function(format!("{name}_no_injection"), |b| {
             b.iter(|| {
@@ -124,6 +136,7 @@ fn stage(c: &mut Criterion) {
                     Wire::OpenAi,
                     black_box(body),
                     None,
+                    Allowance::DEFAULT,
                 ))
             })
         });
@@ -131,5 +144,57 @@ fn stage(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, stage);
+/// 16 KB of crafted text, each kind costing a scan time in the square of its length (seconds
+/// at 64 KB without the allowance), against 16 KB of the densest real text measured: the crafted
+/// ones stop at their allowance (`Overrun`, ~21 ms for 16 KB in this build) and the real ones
+/// finish far inside it. `ok`/`overrun` in each row's name says which it did.
+fn crafted(c: &mut Criterion) {
+    let d = Detector::builtin();
+    let len = 16 * 1024;
+    let inputs = [
+        ("address_dots", "a.".repeat(len / 2) + "a..@x.com"),
+        ("sk_runs", "sk-".repeat(len / 3)),
+        ("dotted_digits", "1.1.".repeat(len / 4)),
+        ("ipv4_runs", "1.2.3.4.".repeat(len / 8)),
+        ("card_table", fill(&["4111 1111 1111 1112 "], len)),
+        (
+            "password_cards",
+            fill(&["password: Summer2024! and 4111 1111 1111 1112, "], len),
+        ),
+        (
+            "csv",
+            (0..len / 40)
+                .map(|i| {
+                    format!(
+                        "2024-01-{:02},{}.{:02},{},0.{}\n",
+                        i % 28 + 1,
+                        i * 37 % 10_000,
+                        i % 100,
+                        i * 7919 % 100_000,
+                        i % 97
+                    )
+                })
+                .collect(),
+        ),
+    ];
+    let mut g = c.benchmark_group("guard_crafted");
+    g.sample_size(10);
+    for (name, text) in &inputs {
+        let outcome = if d.scan(text, &mut Vec::new()).is_ok() {
+            "ok"
+        } else {
+            "overrun"
+        };
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("{name}_{outcome}"), |b| {
+            b.iter(|| {
+                let mut out = Vec::new();
+                black_box(d.scan(black_box(text), &mut out).is_ok())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, stage, crafted);
 criterion_main!(benches);

@@ -22,7 +22,12 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tollgate::api::Wire;
-use tollgate::guard::{detect::Detector, inject::Scorer, policy::Policy, request, Guard};
+use tollgate::guard::{
+    detect::{Allowance, Detector},
+    inject::Scorer,
+    policy::Policy,
+    request, Guard,
+};
 
 fn cold(c: &mut Criterion) {
     let guard = Guard {
@@ -36,7 +41,16 @@ fn cold(c: &mut Criterion) {
     let mut junk = vec![0u8; 16 << 20];
     let mut g = c.benchmark_group("guard_cold");
     g.bench_function("warm", |b| {
-        b.iter(|| black_box(request::check(&guard, &policy, Wire::OpenAi, &body, None)))
+        b.iter(|| {
+            black_box(request::check(
+                &guard,
+                &policy,
+                Wire::OpenAi,
+                &body,
+                None,
+                Allowance::DEFAULT,
+            ))
+        })
     });
     g.bench_function("evicted", |b| {
         b.iter_batched(
@@ -45,7 +59,16 @@ fn cold(c: &mut Criterion) {
                     junk[i] = junk[i].wrapping_add(1);
                 }
             },
-            |_| black_box(request::check(&guard, &policy, Wire::OpenAi, &body, None)),
+            |_| {
+                black_box(request::check(
+                    &guard,
+                    &policy,
+                    Wire::OpenAi,
+                    &body,
+                    None,
+                    Allowance::DEFAULT,
+                ))
+            },
             BatchSize::PerIteration,
         )
     });
@@ -64,7 +87,7 @@ fn cold(c: &mut Criterion) {
             },
             |_| {
                 out.clear();
-                guard.detector.scan(black_box(&user), &mut out);
+                guard.detector.scan(black_box(&user), &mut out).unwrap();
                 black_box(out.len())
             },
             BatchSize::PerIteration,
@@ -73,7 +96,7 @@ fn cold(c: &mut Criterion) {
     g.bench_function("scan_warm", |b| {
         b.iter(|| {
             out.clear();
-            guard.detector.scan(black_box(&user), &mut out);
+            guard.detector.scan(black_box(&user), &mut out).unwrap();
             black_box(out.len())
         })
     });

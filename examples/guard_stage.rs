@@ -49,7 +49,14 @@ fn main() -> ExitCode {
                 junk[i] = junk[i].wrapping_add(1);
             }
         }
-        black_box(request::check(&guard, &policy, Wire::OpenAi, black_box(&body), None));
+        black_box(request::check(
+            &guard,
+            &policy,
+            Wire::OpenAi,
+            black_box(&body),
+            None,
+            tollgate::guard::detect::Allowance::DEFAULT,
+        ));
     }
     black_box(&junk);
     ExitCode::SUCCESS

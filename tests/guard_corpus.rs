@@ -77,7 +77,7 @@ fn the_prefilter_finds_what_the_whole_text_holds() {
         let text = v["text"].as_str().unwrap();
         fast.clear();
         whole.clear();
-        d.scan(text, &mut fast);
+        d.scan(text, &mut fast).unwrap();
         d.scan_unfiltered(text, &mut whole);
         assert_eq!(fast, whole, "{text:?}");
         found += whole.len();
@@ -110,7 +110,7 @@ fn corpus_precision_and_recall_stay_above_the_floors() {
             })
             .collect();
         out.clear();
-        d.scan(text, &mut out);
+        d.scan(text, &mut out).unwrap();
         for f in &out {
             let kind = d.catalog().name(f.kind).to_owned();
             let value = &text[f.start..f.end];
@@ -193,11 +193,11 @@ fn scanning_clean_text_does_not_allocate() {
                 reported that invoices over 1,000 EUR were rounded twice. Größe: 12 Stück. 请帮我改写。 "
         .repeat(10);
     let mut out = Vec::with_capacity(16);
-    d.scan(&text, &mut out); // warms the engine's per-thread cache
+    d.scan(&text, &mut out).unwrap(); // warms the engine's per-thread cache
     assert!(out.is_empty(), "{out:?}");
     let before = ALLOCS.with(Cell::get);
     for _ in 0..100 {
-        d.scan(&text, &mut out);
+        d.scan(&text, &mut out).unwrap();
     }
     let after = ALLOCS.with(Cell::get);
     assert!(out.is_empty());

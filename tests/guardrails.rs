@@ -495,3 +495,54 @@ fn a_slow_or_failing_analyzer_is_a_failure_within_its_timeout() {
         assert!(!received(&m2).contains("alice@example.org"));
     }
 }
+
+/// Text the detector cannot check within its allowance (crafted: `sk-` over and over costs a
+/// scan time in the square of its length) is refused, never sent unchecked: a prompt, on the
+/// proxy's worker and over the inline limit on a blocking thread, and an answer the output
+/// checks cannot finish. Each refusal is counted and recorded as blocked.
+#[test]
+fn text_the_detector_cannot_check_in_time_is_refused_not_sent() {
+    let (mock, gw) = setup("{ pii: redact, secrets: redact }", "");
+    for repeats in [10_000, 16_000] {
+        let body = json!({"model": "gpt", "max_tokens": 20,
+            "messages": [{"role": "user", "content": format!("{} [[mock: echo]]", "sk-".repeat(repeats))}]});
+        let r = gw.chat(&body);
+        assert_eq!(r.status, 400, "{}", &r.body[..r.body.len().min(300)]);
+        assert_eq!(r.json()["error"]["code"], "content_blocked");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("could not be checked"), "{message}");
+    }
+    assert!(mock.requests().is_empty(), "an unchecked prompt reached the provider");
+    assert_eq!(
+        gw.metric("tollgate_guardrail_actions_total{action=\"block\",type=\"unchecked\"}"),
+        2.0
+    );
+    let log = gw.dir().join("access.log");
+    wait_until("two access-log lines", std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let l: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (l["status"].as_u64(), &l["guardrails"]["blocked"]),
+            (Some(400), &json!(true)),
+            "{l}"
+        );
+    }
+
+    // The answer: the prompt is not checked on this route, the model echoes it back.
+    let (_mock, gw) = setup("{ output: block }", "");
+    let body = json!({"model": "gpt", "max_tokens": 20,
+        "messages": [{"role": "user", "content": format!("{} [[mock: echo]]", "sk-".repeat(10_000))}]});
+    let r = gw.chat(&body);
+    assert_eq!(r.status, 400, "{}", &r.body[..r.body.len().min(300)]);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("The answer was blocked") && message.contains("could not be checked"),
+        "{message}"
+    );
+    assert_eq!(
+        gw.metric("tollgate_guardrail_actions_total{action=\"output_block\",type=\"unchecked\"}"),
+        1.0
+    );
+}

@@ -71,7 +71,14 @@ fn guardrails(req: &LlmRequest) {
     let (guard, policy) = tollgate_fuzz::guard();
     let Checked::Pass {
         body: Some(body), shifts, ..
-    } = tollgate::guard::request::check(guard, policy, req.client, &req.body, None)
+    } = tollgate::guard::request::check(
+        guard,
+        policy,
+        req.client,
+        &req.body,
+        None,
+        tollgate::guard::detect::Allowance::DEFAULT,
+    )
     else {
         return;
     };

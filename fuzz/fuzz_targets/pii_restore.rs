@@ -50,9 +50,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = restore_text(text, &vault);
         let (mut fast, mut whole) = (Vec::new(), Vec::new());
-        detector().scan(text, &mut fast);
-        detector().scan_unfiltered(text, &mut whole);
-        assert_eq!(fast, whole, "the prefilter changed what the detector finds");
+        // Past its allowance (crafted text) a scan stops, and its callers refuse the text.
+        if detector().scan(text, &mut fast).is_ok() {
+            detector().scan_unfiltered(text, &mut whole);
+            assert_eq!(fast, whole, "the prefilter changed what the detector finds");
+        }
     }
     let cut = pieces(data, 40);
     for client in [Wire::OpenAi, Wire::Anthropic] {

@@ -54,6 +54,16 @@ impl Guard {
     }
 }
 
+/// The 400 `content_blocked` of a request or answer (`what`) whose text ran past the detector's
+/// allowance (`detect::Overrun`): what it holds is not known, so it does not go through.
+pub fn unchecked(what: &str) -> crate::api::ApiError {
+    crate::api::ApiError::ContentBlocked(format!(
+        "The {what} was blocked by the gateway's guardrails: its text could not be checked within \
+         the time the detector allows for its size (text built of near-misses the detector must \
+         re-examine, such as long runs of `sk-`, costs it far more than real text)."
+    ))
+}
+
 /// The 400 `content_blocked` of a refused request or answer (`what`): it names the kinds found,
 /// never a value.
 pub fn blocked(what: &str, catalog: &entity::Catalog, kinds: &[entity::Kind]) -> crate::api::ApiError {

@@ -35,6 +35,9 @@ pub struct Audit {
     pub found: Vec<(Kind, u32)>,
     pub masked: u32,
     pub blocked: bool,
+    /// A text ran past the detector's allowance (`detect::Overrun`): the answer was refused,
+    /// unless the action is `log`.
+    pub unchecked: bool,
 }
 
 /// The audit, shared between the observer and the request's record.
@@ -48,6 +51,9 @@ struct Checks {
     findings: Vec<Finding>,
     /// The kinds refused (the answer's error names them).
     refused: Vec<Kind>,
+    /// A text ran past the detector's allowance and the action protects (`mask`, `block`): the
+    /// answer is refused, since what it holds is not known.
+    unchecked: bool,
 }
 
 impl Checks {
@@ -62,7 +68,16 @@ impl Checks {
     /// it is returned too, so the caller holds them back whole.
     fn scan(&mut self, text: &str, upto: usize) -> (Option<String>, Option<usize>) {
         self.findings.clear();
-        self.guard.detector.scan(text, &mut self.findings);
+        if self.guard.detector.scan(text, &mut self.findings).is_err() {
+            let mut audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+            audit.unchecked = true;
+            // `log` records it; `mask` cannot mask what it cannot find: both others refuse.
+            if self.action != Action::Log {
+                audit.blocked = true;
+                self.unchecked = true;
+                return (None, None);
+            }
+        }
         let mut findings = std::mem::take(&mut self.findings);
         findings.retain(|f| self.checked(f.kind));
         let straddling = findings
@@ -112,7 +127,15 @@ impl Checks {
         (masked, straddling)
     }
 
+    /// The answer is refused: nothing more of it goes out.
+    fn stopped(&self) -> bool {
+        self.unchecked || !self.refused.is_empty()
+    }
+
     fn refusal(&self) -> Option<ApiError> {
+        if self.unchecked {
+            return Some(super::unchecked("answer"));
+        }
         (!self.refused.is_empty()).then(|| super::blocked("answer", self.guard.catalog(), &self.refused))
     }
 }
@@ -135,6 +158,7 @@ pub fn observer(
         audit: Arc::clone(&audit),
         findings: Vec::new(),
         refused: Vec::new(),
+        unchecked: false,
     };
     let observer: Box<dyn ResponseObserver> = match stream {
         true => Box::new(StreamFilter::new(
@@ -200,7 +224,7 @@ impl FieldFilter for Streamed {
     }
 
     fn push(&mut self, field: FieldKey, text: &str, _json_text: bool, out: &mut String) {
-        if !self.checks.refused.is_empty() {
+        if self.checks.stopped() {
             return;
         }
         let mut all = match self.held.iter().position(|(k, _)| *k == field) {
@@ -211,7 +235,7 @@ impl FieldFilter for Streamed {
         // What may go out: up to the window, and never a value that has begun but not ended.
         let window = safe_cut(&all);
         let (masked, straddling) = self.checks.scan(&all, window);
-        if !self.checks.refused.is_empty() {
+        if self.checks.stopped() {
             return;
         }
         let mut cut = straddling.map_or(window, |s| s.min(window));
@@ -232,11 +256,11 @@ impl FieldFilter for Streamed {
             return;
         };
         let rest = self.held.swap_remove(i).1;
-        if !self.checks.refused.is_empty() {
+        if self.checks.stopped() {
             return;
         }
         let (masked, _) = self.checks.scan(&rest, rest.len());
-        if self.checks.refused.is_empty() {
+        if !self.checks.stopped() {
             out.push_str(masked.as_deref().unwrap_or(&rest));
         }
     }

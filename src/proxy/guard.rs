@@ -4,6 +4,7 @@
 //! restoration (`answer::observers`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -14,6 +15,7 @@ use super::AppState;
 use crate::api::openai::LlmRequest;
 use crate::api::ApiError;
 use crate::config::snapshot::{GuardSettings, Peer};
+use crate::guard::detect::Allowance;
 use crate::guard::entity::Catalog;
 use crate::guard::policy::{InjectionMode, OnFailure, Policy};
 use crate::guard::presidio::{Batch, Settings};
@@ -27,6 +29,34 @@ const MAX_ANALYZER_ANSWER: usize = 4 * 1024 * 1024;
 /// costs ~1-4 µs per KB (README, Guardrails, Cost), so a large prompt would hold the worker's
 /// other requests for milliseconds. Below it, the hand-off would cost more than the check.
 const INLINE_LIMIT: usize = 32 * 1024;
+
+/// What a check on the proxy's worker may spend on one text: a tenth of the full allowance
+/// (`Allowance::DEFAULT`). Real text of up to `INLINE_LIMIT` bytes stays inside it; text that
+/// does not (crafted to cost the detector time in the square of its length) is checked again
+/// on a blocking thread with the full allowance, so it holds the worker's other requests for
+/// 1-4 ms at most instead of up to 37.
+const INLINE_ALLOWANCE: Allowance = Allowance::calibrated(Allowance {
+    base: Duration::from_micros(500),
+    per_kb: Duration::from_micros(100),
+});
+
+/// The check on a blocking thread, with the full allowance.
+async fn off_worker(
+    guard: &Arc<Guard>,
+    policy: &Arc<Policy>,
+    req: &LlmRequest,
+    external: Option<External>,
+) -> Result<Checked, ApiError> {
+    let (guard, policy, body, client) = (Arc::clone(guard), Arc::clone(policy), req.body.clone(), req.client);
+    let check = move || request::check(&guard, &policy, client, &body, external.as_ref(), Allowance::DEFAULT);
+    match tokio::task::spawn_blocking(check).await {
+        Ok(checked) => Ok(checked),
+        // As a panic of the check on this thread would: it goes on unwinding.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only at shutdown, when the blocking pool stops.
+        Err(_) => Err(ApiError::ShuttingDown),
+    }
+}
 
 /// Runs the route's request-side guardrails. Returns the request to send (redacted when the
 /// policy says so), or the error to answer with.
@@ -49,18 +79,20 @@ pub(super) async fn request(
     };
     let started = std::time::Instant::now();
     let checked = if req.body.len() > INLINE_LIMIT {
-        let (guard, policy, body, client) = (Arc::clone(guard), Arc::clone(&policy), req.body.clone(), req.client);
-        match tokio::task::spawn_blocking(move || request::check(&guard, &policy, client, &body, external.as_ref()))
-            .await
-        {
-            Ok(checked) => checked,
-            // As a panic of the check on this thread would: it goes on unwinding.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Only at shutdown, when the blocking pool stops.
-            Err(_) => return Err(ApiError::ShuttingDown),
-        }
+        off_worker(guard, &policy, &req, external).await?
     } else {
-        request::check(guard, &policy, req.client, &req.body, external.as_ref())
+        match request::check(
+            guard,
+            &policy,
+            req.client,
+            &req.body,
+            external.as_ref(),
+            INLINE_ALLOWANCE,
+        ) {
+            // Crafted text, or text far denser than usual: the full allowance, off the worker.
+            Checked::Unchecked { .. } => off_worker(guard, &policy, &req, external).await?,
+            checked => checked,
+        }
     };
     state.metrics.guardrail_check.observe(started.elapsed().as_secs_f64());
     match checked {
@@ -80,6 +112,12 @@ pub(super) async fn request(
                 )
             };
             Err(ApiError::ContentBlocked(message))
+        }
+        Checked::Unchecked { audit } => {
+            note(state, ctx, guard.catalog(), &policy, &audit, true);
+            ctx.guardrails.action = "block".into();
+            state.metrics.guardrails.add("unchecked", "block", 1);
+            Err(crate::guard::unchecked("request"))
         }
         Checked::Pass {
             body,
@@ -138,10 +176,16 @@ pub(super) fn note_output(state: &AppState, ctx: &mut RequestCtx) {
     };
     let catalog = settings.guard.catalog();
     let audit = std::mem::take(&mut *shared.lock().unwrap_or_else(|p| p.into_inner()));
-    if audit.found.is_empty() {
+    let action = ctx.guard_policy.as_ref().map_or("log", |p| p.output.as_str());
+    if audit.unchecked {
+        state
+            .metrics
+            .guardrails
+            .add("unchecked", &format!("output_{action}"), 1);
+    }
+    if audit.found.is_empty() && !audit.unchecked {
         return;
     }
-    let action = ctx.guard_policy.as_ref().map_or("log", |p| p.output.as_str());
     let g = &mut ctx.guardrails;
     g.redactions += audit.masked;
     g.blocked |= audit.blocked;

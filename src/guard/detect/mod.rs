@@ -46,6 +46,12 @@
 //! Warm, the windows and the hand matchers cost about what they save; cold (the gateway's case)
 //! they save most of the automaton's cache misses: `benches/guard_cold.rs`.
 //!
+//! Crafted text can make a scan cost time in the square of its length (see `Budget`): each
+//! scan has a CPU-time allowance for its size (`Allowance`), and stops with `Overrun` past it;
+//! the callers then refuse the text unchecked. `cargo bench --bench guard -- guard_crafted`:
+//! 16 KB of `sk-` runs, broken addresses, dotted digits each stop at ~21 ms (2-10 s at 64 KB
+//! without the allowance); 16 KB of a card-number table finishes in 1.3 ms.
+//!
 //! So the prefilter pays where triggers are sparse (long prose, system prompts, most non-English
 //! text: the load runner's 1.9 KB body's stage fell from 6.0 to 3.1 µs) and costs up to ~10 %
 //! where they are everywhere. Text full of entities costs more per byte: each candidate runs its
@@ -59,6 +65,8 @@ pub mod validate;
 
 #[cfg(test)]
 mod tests;
+
+use std::time::Duration;
 
 use regex_automata::meta;
 use regex_automata::util::captures::Captures;
@@ -138,6 +146,111 @@ pub struct Detector {
     prefilter: bool,
     /// The rows with a hand-written matcher (`hand`), in priority order: the pattern's index.
     hand: Vec<(usize, hand::Row)>,
+    allowance: Allowance,
+}
+
+/// A scan stopped before the end of its text: it ran past its allowance (`Budget`), so what
+/// the text holds is not known. Callers fail closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overrun;
+
+/// The CPU time a scan may take: `base` plus `per_kb` for each KB of its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    pub base: Duration,
+    pub per_kb: Duration,
+}
+
+impl Allowance {
+    /// About 10 times what the densest real text measured costs in an optimised build (a table
+    /// of numbers, each a card-like candidate that fails its checksum: ~80-100 µs per KB; prose
+    /// ~2-4 µs per KB).
+    pub const OPTIMISED: Allowance = Allowance {
+        base: Duration::from_millis(5),
+        per_kb: Duration::from_millis(1),
+    };
+
+    /// `OPTIMISED` in the build that runs (see `calibrated`).
+    pub const DEFAULT: Allowance = Allowance::calibrated(Allowance::OPTIMISED);
+
+    /// An allowance measured on an optimised build, for the build that runs: an unoptimised one
+    /// (the tests') runs the detector's own code ~20 times slower, and gets 30 times as much.
+    pub const fn calibrated(optimised: Allowance) -> Allowance {
+        let times = if cfg!(debug_assertions) { 30 } else { 1 };
+        Allowance {
+            base: optimised.base.saturating_mul(times),
+            per_kb: optimised.per_kb.saturating_mul(times),
+        }
+    }
+
+    fn of(self, len: usize) -> Duration {
+        let kb = u32::try_from(len / 1024).unwrap_or(u32::MAX);
+        self.base.saturating_add(self.per_kb.saturating_mul(kb))
+    }
+}
+
+/// What one scan spends, against its allowance. Why a scan needs one: a candidate its check
+/// rejects is searched for again one character later, and the engine reads on past a match while
+/// a preferred pattern may still match. On crafted text (an address's local part that never
+/// ends, `sk-sk-sk-…`, dotted digits) each search re-reads what the last one read, so the scan's
+/// time grows with the square of the text's length: 64 KB took seconds. Bounding every pattern
+/// instead would not do: counted repetitions multiply the lazy DFA's states, and it gave way to
+/// a slower engine on ordinary text (measured: 1000 times slower on `a@a@…`).
+///
+/// So the automaton's searches are counted; from the `FREE`th on, every `EVERY`th compares this
+/// thread's CPU time since then with the allowance. Text with fewer searches (nearly every
+/// prompt) never reads the clock; a scan past it stops with `Overrun`.
+struct Budget {
+    searches: u32,
+    since: Option<Duration>,
+    allowance: Duration,
+}
+
+impl Budget {
+    const FREE: u32 = 64;
+    const EVERY: u32 = 64;
+
+    fn new(allowance: Duration) -> Budget {
+        Budget {
+            searches: 0,
+            since: None,
+            allowance,
+        }
+    }
+
+    /// One more search.
+    fn tick(&mut self) -> Result<(), Overrun> {
+        self.searches += 1;
+        if self.searches < Self::FREE || self.searches % Self::EVERY != 0 {
+            return Ok(());
+        }
+        let now = crate::time::thread_cpu_time();
+        match self.since {
+            None => self.since = Some(now),
+            Some(t) if now.saturating_sub(t) > self.allowance => return Err(Overrun),
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Why the windowed scan stopped: a character the prefilter does not fold (scan whole), or the
+/// budget.
+enum Stop {
+    Fold,
+    Overrun,
+}
+
+impl From<prefilter::Fold> for Stop {
+    fn from(_: prefilter::Fold) -> Stop {
+        Stop::Fold
+    }
+}
+
+impl From<Overrun> for Stop {
+    fn from(_: Overrun) -> Stop {
+        Stop::Overrun
+    }
 }
 
 /// A match ending this close to its window's end may have been cut by it (`scan_range`).
@@ -239,6 +352,7 @@ impl Detector {
             catalog,
             prefilter: custom.is_empty(),
             hand,
+            allowance: Allowance::DEFAULT,
         })
     }
 
@@ -246,24 +360,41 @@ impl Detector {
         &self.catalog
     }
 
-    /// Appends what `text` holds: non-overlapping findings sorted by start, ranges on char
-    /// boundaries, covering the sensitive value only.
-    pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
-        let mut caps: Option<Captures> = None;
-        if self.prefilter {
-            let mark = out.len();
-            if self.scan_windows(text, out, &mut caps).is_ok() {
-                return;
-            }
-            out.truncate(mark);
-        }
-        self.scan_range(text, 0, text.len(), usize::MAX, out, &mut caps);
+    /// The same detector with another CPU-time allowance per scan (`Allowance::DEFAULT`
+    /// otherwise).
+    pub fn with_allowance(mut self, allowance: Allowance) -> Detector {
+        self.allowance = allowance;
+        self
     }
 
-    /// `scan` without the prefilter: the whole text through the automaton. The reference the
-    /// prefilter is tested against (and the bench's baseline).
+    /// Appends what `text` holds: non-overlapping findings sorted by start, ranges on char
+    /// boundaries, covering the sensitive value only. `Overrun` (findings up to there appended):
+    /// the scan ran past its CPU-time allowance (`Budget`) and the rest of the text is unknown.
+    pub fn scan(&self, text: &str, out: &mut Vec<Finding>) -> Result<(), Overrun> {
+        self.scan_within(text, out, self.allowance)
+    }
+
+    /// `scan` with another allowance than the detector's.
+    pub fn scan_within(&self, text: &str, out: &mut Vec<Finding>, allowance: Allowance) -> Result<(), Overrun> {
+        let mut caps: Option<Captures> = None;
+        let mut budget = Budget::new(allowance.of(text.len()));
+        if self.prefilter {
+            let mark = out.len();
+            match self.scan_windows(text, out, &mut caps, &mut budget) {
+                Ok(()) => return Ok(()),
+                Err(Stop::Overrun) => return Err(Overrun),
+                Err(Stop::Fold) => out.truncate(mark),
+            }
+        }
+        self.scan_range(text, (0, text.len(), usize::MAX), out, &mut caps, &mut budget)
+            .map(|_| ())
+    }
+
+    /// `scan` without the prefilter or the allowance: the whole text through the automaton. The
+    /// reference the prefilter is tested against (and the bench's baseline).
     pub fn scan_unfiltered(&self, text: &str, out: &mut Vec<Finding>) {
-        self.scan_range(text, 0, text.len(), usize::MAX, out, &mut None);
+        let mut budget = Budget::new(Duration::MAX);
+        let _ = self.scan_range(text, (0, text.len(), usize::MAX), out, &mut None, &mut budget);
     }
 
     /// The search in the prefilter's windows only (see `prefilter`): the windows come in order,
@@ -273,7 +404,8 @@ impl Detector {
         text: &str,
         out: &mut Vec<Finding>,
         caps: &mut Option<Captures>,
-    ) -> Result<(), prefilter::Fold> {
+        budget: &mut Budget,
+    ) -> Result<(), Stop> {
         let b = text.as_bytes();
         let mut windows = prefilter::Windows::default();
         let mut pos = 0;
@@ -294,7 +426,7 @@ impl Detector {
             open = match open {
                 Some((s, e, last, all)) if ws <= e => Some((s, e.max(we), last.max(t.start), all && simple)),
                 Some((s, e, last, all)) => {
-                    pos = self.scan_window(text, (pos.max(s), e, last), all, &mut at_sign, out, caps);
+                    pos = self.scan_window(text, (pos.max(s), e, last), all, &mut at_sign, out, caps, budget)?;
                     closed += e - s;
                     Some((ws, we, t.start, simple))
                 }
@@ -305,13 +437,13 @@ impl Detector {
             // instead of paying for both. (The text before `j` is done or in the open window.)
             if let (true, Some((s, e, _, _))) = (j >= DENSE_AFTER, open) {
                 if 4 * (closed + e.min(j) - s) >= 3 * j {
-                    self.scan_range(text, pos.max(s), text.len(), usize::MAX, out, caps);
+                    self.scan_range(text, (pos.max(s), text.len(), usize::MAX), out, caps, budget)?;
                     return Ok(());
                 }
             }
         }
         if let Some((s, e, last, all)) = open {
-            self.scan_window(text, (pos.max(s), e, last), all, &mut at_sign, out, caps);
+            self.scan_window(text, (pos.max(s), e, last), all, &mut at_sign, out, caps, budget)?;
         }
         Ok(())
     }
@@ -319,6 +451,7 @@ impl Detector {
     /// One window's scan (`(pos, end, last)` as `scan_range` takes them): by the hand matchers
     /// when its triggers are all digits and `@` (`simple`) and no birth-date or SSN label starts
     /// in it, else by the automaton.
+    #[allow(clippy::too_many_arguments)]
     fn scan_window(
         &self,
         text: &str,
@@ -327,13 +460,14 @@ impl Detector {
         at_sign: &mut Option<(usize, usize)>,
         out: &mut Vec<Finding>,
         caps: &mut Option<Captures>,
-    ) -> usize {
+        budget: &mut Budget,
+    ) -> Result<usize, Overrun> {
         if simple {
             if let Some(pos) = self.scan_hand(text, (pos, end, last), at_sign, out, caps) {
-                return pos;
+                return Ok(pos);
             }
         }
-        self.scan_range(text, pos, end, last, out, caps)
+        self.scan_range(text, (pos, end, last), out, caps, budget)
     }
 
     /// `scan_range` by the hand matchers (see `hand`: in a window whose triggers are all
@@ -395,17 +529,17 @@ impl Detector {
     /// `last` (a window's last trigger: once past it, the rest of the window holds no match and
     /// is not searched); returns where a later search resumes. A match that ends within `TAIL`
     /// bytes of a window's end is searched for again over the rest of the text, so a window
-    /// never cuts one short.
+    /// never cuts one short. Each search is counted against `budget`.
     fn scan_range(
         &self,
         text: &str,
-        mut pos: usize,
-        end: usize,
-        last: usize,
+        (mut pos, end, last): (usize, usize, usize),
         out: &mut Vec<Finding>,
         caps: &mut Option<Captures>,
-    ) -> usize {
+        budget: &mut Budget,
+    ) -> Result<usize, Overrun> {
         while pos < end && pos <= last {
+            budget.tick()?;
             let Some(mut m) = self.re.search(&Input::new(text).range(pos..end)) else {
                 break;
             };
@@ -422,6 +556,7 @@ impl Detector {
                 // The lower-priority patterns may still match here (leftmost-first only
                 // reported the first); try each anchored at the same start.
                 for j in pid + 1..self.rules.len() {
+                    budget.tick()?;
                     let Ok(p) = PatternID::new(j) else { break };
                     let input = Input::new(text).range(s..).anchored(Anchored::Pattern(p));
                     if let Some(m2) = self.re.search(&input) {
@@ -444,7 +579,7 @@ impl Detector {
                 None => pos = s + text[s..].chars().next().map_or(1, char::len_utf8),
             }
         }
-        pos
+        Ok(pos)
     }
 
     /// Checks the candidate of pattern `pid` matched at `text[s..e]`; returns the finding's kind

@@ -10,7 +10,7 @@ fn det() -> &'static Detector {
 /// (kind name, value) of every finding.
 fn found(d: &Detector, text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    d.scan(text, &mut out);
+    d.scan(text, &mut out).unwrap();
     out.iter()
         .map(|f| (d.catalog().name(f.kind).to_owned(), text[f.start..f.end].to_owned()))
         .collect()
@@ -488,7 +488,7 @@ proptest! {
     #[test]
     fn scan_keeps_its_invariants(text in "\\PC{0,200}") {
         let mut out = Vec::new();
-        det().scan(&text, &mut out);
+        det().scan(&text, &mut out).unwrap();
         check_invariants(&text, &out);
     }
 
@@ -496,7 +496,7 @@ proptest! {
     fn scan_keeps_its_invariants_near_entities(parts in proptest::collection::vec(piece(), 0..12)) {
         let text = parts.concat();
         let mut out = Vec::new();
-        det().scan(&text, &mut out);
+        det().scan(&text, &mut out).unwrap();
         check_invariants(&text, &out);
     }
 }
@@ -504,7 +504,7 @@ proptest! {
 /// What `scan` (with the prefilter) and `scan_unfiltered` (the whole text) find in `text`.
 fn both_scans(text: &str) -> (Vec<Finding>, Vec<Finding>) {
     let (mut fast, mut whole) = (Vec::new(), Vec::new());
-    det().scan(text, &mut fast);
+    det().scan(text, &mut fast).unwrap();
     det().scan_unfiltered(text, &mut whole);
     (fast, whole)
 }
@@ -619,12 +619,12 @@ fn an_identifier_word_in_an_earlier_sentence_does_not_hide_a_phone() {
     let d = Detector::builtin();
     let text = "Our team handled 340 tickets in March. My number is 0151 89171695 if needed.";
     let mut out = Vec::new();
-    d.scan(text, &mut out);
+    d.scan(text, &mut out).unwrap();
     let found: Vec<&str> = out.iter().map(|f| &text[f.start..f.end]).collect();
     assert_eq!(found, ["0151 89171695"]);
     // The identifier word in the same sentence still wins.
     let mut out = Vec::new();
-    d.scan("Ticket number 0151 89171695 is closed.", &mut out);
+    d.scan("Ticket number 0151 89171695 is closed.", &mut out).unwrap();
     assert!(out.is_empty(), "{out:?}");
 }
 
@@ -645,6 +645,12 @@ fn hand_text() -> impl Strategy<Value = String> {
             "\\(0?[0-9]{1,5}\\) ?",
             // Long chains of groups, ending in a boundary or not (the phone rows' search).
             "[+(]?0?[0-9]{1,4}\\)?([ .-]?[0-9]{1,4}){4,10}[a-z_]?",
+            // Address parts near their bounds: local parts and labels of 60-66 bytes, up to
+            // eleven labels, final labels of 60-66 letters.
+            "[a-z0-9.]{60,66}@[a-z]{1,3}",
+            "@[a-z0-9-]{60,66}",
+            "@[a-z]{1,2}([.][a-z]{1,3}){6,11}",
+            "[.][a-zA-Z]{60,66}",
         ],
         0..18,
     )
@@ -716,4 +722,71 @@ fn the_hand_scan_knows_every_label_word() {
             }
         }
     }
+}
+
+/// Crafted text whose every candidate is re-read by the next search (`Budget`): an address's
+/// local part that keeps going wrong, `sk-` over and over, dotted digits. Each 48 KB of it
+/// costs the unbounded scan a second or more; the scan stops within its allowance (the
+/// optimised build's here, 53 ms for 48 KB) and says so.
+#[test]
+fn crafted_text_runs_out_of_allowance_and_says_so() {
+    let d = Detector::builtin().with_allowance(Allowance::OPTIMISED);
+    let crafted = [
+        "a.".repeat(24 * 1024) + "a..@x.com",
+        "sk-".repeat(16 * 1024),
+        "1.1.".repeat(12 * 1024),
+    ];
+    for text in &crafted {
+        let mut out = Vec::new();
+        assert_eq!(d.scan(text, &mut out), Err(Overrun), "{}…", &text[..12]);
+    }
+}
+
+/// Dense real text stays well inside the allowance (a table of card-like numbers that fail
+/// their checksum is the costliest we know, ~100 µs per KB in a release build), and finds what
+/// the whole-text scan finds.
+#[test]
+fn dense_real_text_is_scanned_whole_within_the_allowance() {
+    let table: String = (0..3000)
+        .map(|i| {
+            format!(
+                "{} {:04} {:04} {:04}, +49 30 {} {}\n",
+                4111,
+                i,
+                i * 7 % 10_000,
+                1112,
+                1000 + i,
+                20_000 + i
+            )
+        })
+        .collect();
+    let (mut fast, mut whole) = (Vec::new(), Vec::new());
+    assert_eq!(det().scan(&table, &mut fast), Ok(()));
+    det().scan_unfiltered(&table, &mut whole);
+    assert_eq!(fast, whole);
+    assert!(fast.len() > 1000, "{}", fast.len());
+}
+
+/// The clock is read only past `Budget::FREE` searches, then every `EVERY`: with no allowance at
+/// all, a text needing a few searches still passes, and one needing hundreds stops.
+#[test]
+fn the_allowance_is_looked_at_only_after_many_searches() {
+    let none = Allowance {
+        base: Duration::ZERO,
+        per_kb: Duration::ZERO,
+    };
+    let d = Detector::builtin().with_allowance(none);
+    let mut out = Vec::new();
+    assert_eq!(
+        d.scan("mail jane@example.com or call +44 20 7946 0958", &mut out),
+        Ok(())
+    );
+    assert_eq!(out.len(), 2);
+    let many = "password: Summer2024! and 4111 1111 1111 1112, ".repeat(200);
+    assert_eq!(d.scan(&many, &mut Vec::new()), Err(Overrun));
+    assert_eq!(
+        det().scan(&many, &mut Vec::new()),
+        Ok(()),
+        "the default allowance passes it"
+    );
 }
