@@ -16,6 +16,7 @@ use tollgate::api::client;
 use tollgate::api::openai::LlmRequest;
 use tollgate::api::responses::{Encoder, ResponsesRequest, Turn};
 use tollgate::api::Wire;
+use tollgate::guard::detect::Allowance;
 use tollgate::guard::presidio::Batch;
 use tollgate::guard::redact::for_each_string;
 use tollgate::guard::request::check;
@@ -82,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         let mut batch = Batch::default();
         for_each_string(PRESIDIO_REQUEST, &mut |text| batch.push(text));
         if let Ok(found) = batch.findings(data, settings, guard.catalog()) {
-            let _ = check(guard, policy, Wire::OpenAi, PRESIDIO_REQUEST, Some(&found));
+            let _ = check(guard, policy, Wire::OpenAi, PRESIDIO_REQUEST, Some(&found), Allowance::DEFAULT);
         }
     }
 });
