@@ -38,6 +38,9 @@ use super::config::Period;
 use super::quota::{Denied, Level, Quota, UNSET};
 use crate::time::{DAY_MS, HOUR_MS};
 
+/// When a request refused only because of reservations in flight should try again.
+const IN_FLIGHT_RETRY_MS: u64 = 1_000;
+
 const TAG_BITS: u32 = 6;
 const AMOUNT_BITS: u32 = 64 - TAG_BITS;
 /// 2^58 - 1 nano-USD, about 288 million USD: the most one window can hold (saturating).
@@ -229,8 +232,16 @@ impl Quota for BudgetQuota {
             return Ok(());
         }
         self.sub_in_flight(amount);
+        // Refused only because of other requests' reservations (settled when they end, usually
+        // for less than reserved): a retry soon may fit, not only in the next window.
+        let spent = self.used().saturating_sub(self.in_flight());
+        let retry_after_ms = if spent.saturating_add(amount) <= limit {
+            IN_FLIGHT_RETRY_MS
+        } else {
+            end.saturating_sub(now_ms).max(1)
+        };
         Err(Denied {
-            retry_after_ms: end.saturating_sub(now_ms).max(1),
+            retry_after_ms,
             over_ceiling: false,
         })
     }

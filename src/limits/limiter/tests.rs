@@ -189,15 +189,21 @@ fn budgets_reserve_the_estimate_and_settle_the_actual() {
     };
     let now = T0 + 3_600 * SEC;
     let a = limiter.admit(&[key(&limits)], demand(0, 4_000), now).unwrap();
-    let _b = limiter.admit(&[key(&limits)], demand(0, 4_000), now).unwrap();
+    let b = limiter.admit(&[key(&limits)], demand(0, 4_000), now).unwrap();
     let r = refused(&limiter, &[key(&limits)], demand(0, 4_000), now);
     assert_eq!(r.reason, RejectReason::Budget);
     assert_eq!(r.reason.code(), "budget_exceeded");
-    assert_eq!(r.retry_after_ms, DAY - 3_600 * SEC, "until the UTC day ends");
+    // Nothing is spent yet: the reservations in flight refused it, and may settle for less.
+    assert_eq!(r.retry_after_ms, SEC, "soon, not at the end of the day");
     a.settle(0, 1_000, now);
     // 1_000 spent + 4_000 reserved: 5_000 more fits exactly, then nothing priced.
-    assert!(limiter.admit(&[key(&limits)], demand(0, 5_000), now).is_ok());
+    let c = limiter.admit(&[key(&limits)], demand(0, 5_000), now).unwrap();
     assert!(limiter.admit(&[key(&limits)], demand(0, 1), now).is_err());
+    // Spent, not reserved: 7_000 + 2_000 leave 1_000, and 4_000 does not fit until the day ends.
+    b.settle(0, 4_000, now);
+    c.settle(0, 2_000, now);
+    let r = refused(&limiter, &[key(&limits)], demand(0, 4_000), now);
+    assert_eq!(r.retry_after_ms, DAY - 3_600 * SEC, "until the UTC day ends");
 }
 
 #[test]
